@@ -1,0 +1,183 @@
+// Package netnstest creates throw-away network namespaces for tests that
+// need a real kernel. Every namespace carries the project prefix, is
+// deleted by t.Cleanup even when the test fails, and the root network
+// namespace of the machine is never modified.
+package netnstest
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+)
+
+// Prefix starts the name of every namespace the tests create, so a leftover
+// is recognisable (and removable with `ip netns | grep acn-`).
+const Prefix = "acn-"
+
+// NS is a named network namespace (visible in `ip netns list`).
+type NS struct {
+	Name string
+	Path string // /run/netns/<Name>
+}
+
+// RequireRoot skips the test, saying why, when it cannot create namespaces.
+func RequireRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to create network namespaces (CI runs as root)")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("needs iproute2's ip command (make deps installs it)")
+	}
+}
+
+// New creates a namespace named acn-<name>-<random> with its loopback up and
+// registers its deletion with t.Cleanup.
+func New(t testing.TB, name string) *NS {
+	t.Helper()
+	RequireRoot(t)
+	ns, err := Create(name)
+	if err != nil {
+		t.Fatalf("create netns: %v", err)
+	}
+	t.Cleanup(func() { _ = ns.Delete() })
+	return ns
+}
+
+// Create makes a namespace without a testing.T (for harnesses and the demo);
+// the caller must Delete it.
+func Create(name string) (*NS, error) {
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	full := fmt.Sprintf("%s%s-%s", Prefix, name, hex.EncodeToString(b))
+	if len(full) > 60 {
+		full = full[:60]
+	}
+	if out, err := exec.Command("ip", "netns", "add", full).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("ip netns add %s: %v: %s", full, err, strings.TrimSpace(string(out)))
+	}
+	ns := &NS{Name: full, Path: "/run/netns/" + full}
+	if _, err := ns.Exec("ip", "link", "set", "lo", "up"); err != nil {
+		_ = ns.Delete()
+		return nil, err
+	}
+	return ns, nil
+}
+
+// Delete removes the namespace; interfaces inside it go with it.
+func (n *NS) Delete() error {
+	out, err := exec.Command("ip", "netns", "del", n.Name).CombinedOutput()
+	if err != nil && !strings.Contains(string(out), "No such file") {
+		return fmt.Errorf("ip netns del %s: %v: %s", n.Name, err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// Exec runs a command inside the namespace (ip netns exec) and returns its
+// combined output; the error includes that output.
+func (n *NS) Exec(name string, args ...string) (string, error) {
+	cmd := exec.Command("ip", append([]string{"netns", "exec", n.Name, name}, args...)...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("%s %s in %s: %v: %s", name, strings.Join(args, " "), n.Name, err, strings.TrimSpace(string(out)))
+	}
+	return string(out), nil
+}
+
+// MustExec is Exec that fails the test on error.
+func (n *NS) MustExec(t testing.TB, name string, args ...string) string {
+	t.Helper()
+	out, err := n.Exec(name, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// Do runs f on a locked OS thread switched into the namespace and switches
+// back afterwards. Goroutines started by f do not inherit the namespace.
+func (n *NS) Do(f func() error) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		return err
+	}
+	defer orig.Close()
+	target, err := netns.GetFromPath(n.Path)
+	if err != nil {
+		return err
+	}
+	defer target.Close()
+	if err := netns.Set(target); err != nil {
+		return err
+	}
+	defer func() {
+		if err := netns.Set(orig); err != nil {
+			// The thread is in the wrong namespace; never hand it back to the runtime.
+			panic(fmt.Sprintf("netnstest: cannot return to original netns: %v", err))
+		}
+	}()
+	return f()
+}
+
+// Handle opens a netlink handle bound to the namespace (no thread switching).
+func (n *NS) Handle() (*netlink.Handle, error) {
+	h, err := netns.GetFromPath(n.Path)
+	if err != nil {
+		return nil, err
+	}
+	defer h.Close()
+	return netlink.NewHandleAt(h)
+}
+
+// Dial opens a connection from inside the namespace: only the dial enters
+// it, the returned socket keeps working from any goroutine.
+func (n *NS) Dial(network, address string) (net.Conn, error) {
+	var c net.Conn
+	err := n.Do(func() error {
+		var err error
+		c, err = net.Dial(network, address)
+		return err
+	})
+	return c, err
+}
+
+// Link connects two namespaces with a veth pair. Addresses are CIDRs
+// ("10.1.0.1/24"), empty for none; both ends are brought up.
+func Link(t testing.TB, a *NS, aIf, aAddr string, b *NS, bIf, bAddr string) {
+	t.Helper()
+	if err := LinkNS(a, aIf, aAddr, b, bIf, bAddr); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// LinkNS is Link without a testing.T.
+func LinkNS(a *NS, aIf, aAddr string, b *NS, bIf, bAddr string) error {
+	if _, err := a.Exec("ip", "link", "add", aIf, "type", "veth", "peer", "name", bIf, "netns", b.Name); err != nil {
+		return err
+	}
+	for _, e := range []struct {
+		ns       *NS
+		ifc, adr string
+	}{{a, aIf, aAddr}, {b, bIf, bAddr}} {
+		if e.adr != "" {
+			if _, err := e.ns.Exec("ip", "addr", "add", e.adr, "dev", e.ifc); err != nil {
+				return err
+			}
+		}
+		if _, err := e.ns.Exec("ip", "link", "set", e.ifc, "up"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
