@@ -1,0 +1,41 @@
+package kubetest
+
+import (
+	"context"
+	"os"
+	"testing"
+
+	"github.com/open-acn/acn/internal/netnstest"
+)
+
+// StartForTest starts a control plane for one test in the root namespace
+// (127.0.0.1 only) and stops it at cleanup. It skips, saying why, when the
+// binaries are not built (`make test` builds them first, so CI runs it).
+func StartForTest(t testing.TB) *Server {
+	t.Helper()
+	return startForTest(t, Options{})
+}
+
+// StartInNetNS starts a control plane inside ns bound to address (an IP of
+// that namespace); clients from Server.Client dial through the namespace.
+func StartInNetNS(t testing.TB, ns *netnstest.NS, address string) *Server {
+	t.Helper()
+	return startForTest(t, Options{NetNS: ns, Address: address})
+}
+
+func startForTest(t testing.TB, opts Options) *Server {
+	t.Helper()
+	if m := MissingTools(ToolsDir()); len(m) > 0 {
+		t.Skipf("control-plane binaries %v not built in %s: run `make tools` (make test does)", m, ToolsDir())
+	}
+	if opts.NetNS != nil && os.Geteuid() != 0 {
+		t.Skip("needs root to run the API server in a network namespace")
+	}
+	opts.Dir = t.TempDir()
+	s, err := Start(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Stop() })
+	return s
+}
