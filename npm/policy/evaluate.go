@@ -1,0 +1,145 @@
+package policy
+
+import (
+	"net/netip"
+	"sort"
+)
+
+// Packet is the first packet of a connection, for Evaluate.
+type Packet struct {
+	Src, Dst netip.Addr
+	Protocol Protocol
+	Port     uint16 // destination port
+}
+
+// DirVerdict is the decision of one direction.
+type DirVerdict struct {
+	Endpoint string // local endpoint evaluated ("" when the address is not a local selected pod)
+	Isolated bool   // some policy isolates the endpoint in this direction
+	Allowed  bool
+	Policy   string // first policy (sorted) whose rule allowed it
+	Rule     int    // index of that rule
+	Policies []string
+}
+
+// Verdict is the decision for a packet: allowed when both the egress
+// decision at the source and the ingress decision at the destination allow.
+type Verdict struct {
+	Allowed bool
+	Egress  DirVerdict
+	Ingress DirVerdict
+}
+
+// Evaluate decides a packet from the model alone, as every dataplane must:
+// the reference semantics of the model, used by `explain` and tests. Only
+// endpoints of this node are isolated; other addresses are open.
+func (s *State) Evaluate(p Packet) Verdict {
+	byIP := map[netip.Addr]*Endpoint{}
+	for _, e := range s.Endpoints {
+		for _, a := range e.IPs {
+			byIP[a] = e
+		}
+	}
+	v := Verdict{}
+	v.Egress = s.evalDir(byIP[p.Src.Unmap()], Egress, p)
+	v.Ingress = s.evalDir(byIP[p.Dst.Unmap()], Ingress, p)
+	v.Allowed = v.Egress.Allowed && v.Ingress.Allowed
+	return v
+}
+
+func (s *State) evalDir(e *Endpoint, d Direction, p Packet) DirVerdict {
+	dv := DirVerdict{Allowed: true}
+	if e == nil {
+		return dv
+	}
+	dv.Endpoint = e.Key()
+	pols := append([]string(nil), e.Policies(d)...)
+	sort.Strings(pols)
+	dv.Policies = pols
+	if len(pols) == 0 {
+		return dv
+	}
+	dv.Isolated = true
+	dv.Allowed = false
+	peer := p.Src
+	if d == Egress {
+		peer = p.Dst
+	}
+	for _, k := range pols {
+		pol := s.Policies[k]
+		if pol == nil {
+			continue
+		}
+		for i, r := range pol.Rules(d) {
+			if s.ruleMatches(r, peer.Unmap(), p) {
+				dv.Allowed, dv.Policy, dv.Rule = true, k, i
+				return dv
+			}
+		}
+	}
+	return dv
+}
+
+// RuleMatches reports whether rule r matches packet p whose peer (source for
+// ingress, destination for egress) is peer.
+func (s *State) ruleMatches(r Rule, peer netip.Addr, p Packet) bool {
+	if len(r.Peers) > 0 {
+		ok := false
+		for _, pe := range r.Peers {
+			if s.setContains(pe.SetID, peer, "", 0) {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			return false
+		}
+	}
+	if len(r.Ports) == 0 {
+		return true
+	}
+	for _, pt := range r.Ports {
+		if pt.Protocol != p.Protocol {
+			continue
+		}
+		if pt.Name != "" {
+			if s.setContains(pt.SetID, p.Dst.Unmap(), p.Protocol, p.Port) {
+				return true
+			}
+			continue
+		}
+		if pt.Port == 0 {
+			return true
+		}
+		end := pt.EndPort
+		if end < pt.Port {
+			end = pt.Port
+		}
+		if p.Port >= pt.Port && p.Port <= end {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *State) setContains(id string, a netip.Addr, proto Protocol, port uint16) bool {
+	set := s.Sets[id]
+	if set == nil {
+		return false
+	}
+	switch set.Kind {
+	case SetIPPort:
+		_, ok := set.Members[Member{Prefix: netip.PrefixFrom(a, a.BitLen()), Protocol: proto, Port: port}]
+		return ok
+	case SetIP:
+		_, ok := set.Members[AddrMember(a)]
+		return ok
+	default:
+		for m := range set.Members {
+			if m.Prefix.Contains(a) {
+				return true
+			}
+		}
+		return false
+	}
+}

@@ -1,0 +1,241 @@
+package policy
+
+import (
+	"crypto/sha256"
+	"encoding/base32"
+	"net/netip"
+	"reflect"
+	"sort"
+	"strings"
+)
+
+var b32 = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+
+// Hash returns a short stable lower-case hash of s with n characters
+// (5 bits each; n ≤ 52). Names built from it are stable across restarts and
+// nodes. Callers must detect collisions (two keys, one hash).
+func Hash(s string, n int) string {
+	sum := sha256.Sum256([]byte(s))
+	return b32.EncodeToString(sum[:])[:n]
+}
+
+// Clone returns a deep copy of the state.
+func (s *State) Clone() *State {
+	c := NewState()
+	for id, set := range s.Sets {
+		c.Sets[id] = set.Clone()
+	}
+	for k, p := range s.Policies {
+		c.Policies[k] = p.Clone()
+	}
+	for k, e := range s.Endpoints {
+		c.Endpoints[k] = e.Clone()
+	}
+	return c
+}
+
+// Clone returns a deep copy of the set.
+func (s *Set) Clone() *Set {
+	c := *s
+	c.Members = make(map[Member]struct{}, len(s.Members))
+	for m := range s.Members {
+		c.Members[m] = struct{}{}
+	}
+	return &c
+}
+
+// Clone returns a deep copy of the policy.
+func (p *Policy) Clone() *Policy {
+	c := *p
+	c.IngressRules = cloneRules(p.IngressRules)
+	c.EgressRules = cloneRules(p.EgressRules)
+	return &c
+}
+
+func cloneRules(rs []Rule) []Rule {
+	if rs == nil {
+		return nil
+	}
+	out := make([]Rule, len(rs))
+	for i, r := range rs {
+		out[i] = Rule{Comment: r.Comment, Peers: append([]Peer(nil), r.Peers...), Ports: append([]Port(nil), r.Ports...)}
+	}
+	return out
+}
+
+// Clone returns a deep copy of the endpoint.
+func (e *Endpoint) Clone() *Endpoint {
+	c := *e
+	c.IPs = append([]netip.Addr(nil), e.IPs...)
+	c.Ingress = append([]string(nil), e.Ingress...)
+	c.Egress = append([]string(nil), e.Egress...)
+	return &c
+}
+
+// EqualPolicy reports whether two policies program the same rules.
+func EqualPolicy(a, b *Policy) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.Namespace == b.Namespace && a.Name == b.Name && a.Selector == b.Selector &&
+		a.Ingress == b.Ingress && a.Egress == b.Egress && a.Error == b.Error &&
+		rulesEqual(a.IngressRules, b.IngressRules) && rulesEqual(a.EgressRules, b.EgressRules)
+}
+
+func rulesEqual(a, b []Rule) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if !reflect.DeepEqual(normRule(a[i]), normRule(b[i])) {
+			return false
+		}
+	}
+	return true
+}
+
+func normRule(r Rule) Rule {
+	if len(r.Peers) == 0 {
+		r.Peers = nil
+	}
+	if len(r.Ports) == 0 {
+		r.Ports = nil
+	}
+	return r
+}
+
+// EqualEndpoint reports whether two endpoints are programmed the same way.
+func EqualEndpoint(a, b *Endpoint) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.Namespace == b.Namespace && a.Name == b.Name && addrsEqual(a.IPs, b.IPs) &&
+		strsEqual(a.Ingress, b.Ingress) && strsEqual(a.Egress, b.Egress)
+}
+
+// EqualSet reports whether two sets have the same identity and members.
+func EqualSet(a, b *Set) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	if a.ID != b.ID || a.Kind != b.Kind || a.Key != b.Key || a.Comment != b.Comment || len(a.Members) != len(b.Members) {
+		return false
+	}
+	for m := range a.Members {
+		if _, ok := b.Members[m]; !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// Diff returns the keys that differ between two states (nil states are
+// empty). Equal states give an empty Changes.
+func Diff(a, b *State) *Changes {
+	if a == nil {
+		a = NewState()
+	}
+	if b == nil {
+		b = NewState()
+	}
+	c := NewChanges()
+	for id, s := range a.Sets {
+		if !EqualSet(s, b.Sets[id]) {
+			c.Sets[id] = struct{}{}
+		}
+	}
+	for id := range b.Sets {
+		if _, ok := a.Sets[id]; !ok {
+			c.Sets[id] = struct{}{}
+		}
+	}
+	for k, p := range a.Policies {
+		if !EqualPolicy(p, b.Policies[k]) {
+			c.Policies[k] = struct{}{}
+		}
+	}
+	for k := range b.Policies {
+		if _, ok := a.Policies[k]; !ok {
+			c.Policies[k] = struct{}{}
+		}
+	}
+	for k, e := range a.Endpoints {
+		if !EqualEndpoint(e, b.Endpoints[k]) {
+			c.Endpoints[k] = struct{}{}
+		}
+	}
+	for k := range b.Endpoints {
+		if _, ok := a.Endpoints[k]; !ok {
+			c.Endpoints[k] = struct{}{}
+		}
+	}
+	return c
+}
+
+func addrsEqual(a, b []netip.Addr) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func strsEqual(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// Group is a set of endpoints isolated, in one direction, by exactly the
+// same list of policies. Dataplanes dispatch a packet by its local endpoint
+// to the group's chain (one set lookup per group rather than one rule per
+// policy), and the chain evaluates only that group's policies.
+type Group struct {
+	ID        string   // stable hash of Direction + Policies
+	Direction Direction
+	Policies  []string // sorted policy keys
+	Endpoints []string // sorted endpoint keys
+	IPs       []netip.Addr
+}
+
+// Groups computes the dispatch groups of one direction, sorted by ID.
+func (s *State) Groups(d Direction) []*Group {
+	by := map[string]*Group{}
+	for _, e := range s.Endpoints {
+		pols := e.Policies(d)
+		if len(pols) == 0 {
+			continue
+		}
+		k := GroupKey(d, pols)
+		g := by[k]
+		if g == nil {
+			g = &Group{ID: Hash(k, 12), Direction: d, Policies: append([]string(nil), pols...)}
+			by[k] = g
+		}
+		g.Endpoints = append(g.Endpoints, e.Key())
+		g.IPs = append(g.IPs, e.IPs...)
+	}
+	out := make([]*Group, 0, len(by))
+	for _, g := range by {
+		sort.Strings(g.Endpoints)
+		sort.Slice(g.IPs, func(i, j int) bool { return g.IPs[i].Less(g.IPs[j]) })
+		out = append(out, g)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// GroupKey is the canonical key of a dispatch group.
+func GroupKey(d Direction, policies []string) string {
+	return d.String() + "|" + strings.Join(policies, ",")
+}

@@ -1,0 +1,642 @@
+package translate
+
+import (
+	"fmt"
+	"net/netip"
+	"sort"
+	"strings"
+
+	"go.uber.org/zap"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/open-acn/acn/npm/policy"
+)
+
+// NamespaceNameLabel is set by the API server on every namespace; the
+// engine synthesises it so selectors on it work even before the Namespace
+// object is known.
+const NamespaceNameLabel = "kubernetes.io/metadata.name"
+
+// Engine is the incremental translator. It is not safe for concurrent use:
+// the daemon calls it from one goroutine (or under a mutex).
+type Engine struct {
+	opts Options
+	log  *zap.Logger
+
+	pods       map[string]*podInfo // ns/name
+	namespaces map[string]*nsInfo
+	policies   map[string]*compiled // ns/name
+
+	selectors map[string]*selector // by key
+	sets      map[string]*setEntry // by set ID
+
+	state   *policy.State
+	changes *policy.Changes
+}
+
+type podInfo struct {
+	key, ns, name string
+	labels        labels.Set
+	ips           []netip.Addr
+	local         bool
+	ports         map[string]uint16 // "name/PROTO" -> port
+}
+
+// eligible pods can be selected and be peers: not host-network, with IPs.
+// Host-network pods are never stored (see UpsertPod).
+
+type nsInfo struct {
+	name   string
+	labels labels.Set
+	known  bool
+	pods   map[string]*podInfo
+}
+
+// selector is a pod selector within a namespace scope, shared by every
+// policy target, peer set and named-port scope with the same key.
+type selector struct {
+	key      string
+	readable string
+	nsName   string          // scope: one namespace, or
+	nsSel    labels.Selector // scope: namespaces matching (when nsName == "")
+	podSel   labels.Selector
+	refs     int
+	pods     map[string]*podInfo
+}
+
+func (s *selector) matches(p *podInfo, ns *nsInfo) bool {
+	if s.nsName != "" {
+		if p.ns != s.nsName {
+			return false
+		}
+	} else if !s.nsSel.Matches(ns.labels) {
+		return false
+	}
+	return s.podSel.Matches(p.labels)
+}
+
+type setSpec struct {
+	id, key, readable string
+	kind              policy.SetKind
+	sels              []string         // SetIP: one selector; SetIPPort: scope selectors
+	static            []policy.Member  // SetNet
+	portName          string           // SetIPPort
+	proto             policy.Protocol  // SetIPPort
+}
+
+type setEntry struct {
+	spec    setSpec
+	refs    int
+	set     *policy.Set
+	contrib map[string][]policy.Member // pod key -> members it contributes
+	count   map[policy.Member]int
+}
+
+type compiled struct {
+	pol    *policy.Policy
+	target string    // selector key
+	sels   []string  // every selector referenced (target included)
+	sets   []setSpec // every set referenced
+}
+
+// NewEngine returns an empty engine.
+func NewEngine(opts Options) *Engine {
+	log := opts.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
+	return &Engine{
+		opts:       opts,
+		log:        log,
+		pods:       map[string]*podInfo{},
+		namespaces: map[string]*nsInfo{},
+		policies:   map[string]*compiled{},
+		selectors:  map[string]*selector{},
+		sets:       map[string]*setEntry{},
+		state:      policy.NewState(),
+		changes:    policy.NewChanges(),
+	}
+}
+
+// State returns the engine's current desired state. It is owned by the
+// engine and updated in place by the next Upsert/Delete: read it (or pass it
+// to Dataplane.Apply, which copies what it needs) before mutating the engine
+// again, or Clone it.
+func (e *Engine) State() *policy.State { return e.state }
+
+// TakeChanges returns what changed in State since the previous call and
+// starts a new change record.
+func (e *Engine) TakeChanges() *policy.Changes {
+	c := e.changes
+	e.changes = policy.NewChanges()
+	return c
+}
+
+// ---- namespaces ----
+
+func (e *Engine) nsFor(name string) *nsInfo {
+	n := e.namespaces[name]
+	if n == nil {
+		n = &nsInfo{name: name, labels: labels.Set{NamespaceNameLabel: name}, pods: map[string]*podInfo{}}
+		e.namespaces[name] = n
+	}
+	return n
+}
+
+// UpsertNamespace adds or updates a namespace (its labels).
+func (e *Engine) UpsertNamespace(ns *corev1.Namespace) {
+	n := e.nsFor(ns.Name)
+	l := labels.Set{}
+	for k, v := range ns.Labels {
+		l[k] = v
+	}
+	l[NamespaceNameLabel] = ns.Name
+	changed := !n.known || !labels.Equals(l, n.labels)
+	n.known = true
+	if !changed {
+		return
+	}
+	n.labels = l
+	e.refreshNamespace(n)
+}
+
+// DeleteNamespace forgets a namespace's labels (its pods are deleted by
+// their own events).
+func (e *Engine) DeleteNamespace(name string) {
+	n := e.namespaces[name]
+	if n == nil {
+		return
+	}
+	n.known = false
+	old := n.labels
+	n.labels = labels.Set{NamespaceNameLabel: name}
+	if len(n.pods) == 0 {
+		delete(e.namespaces, name)
+		return
+	}
+	if !labels.Equals(old, n.labels) {
+		e.refreshNamespace(n)
+	}
+}
+
+func (e *Engine) refreshNamespace(n *nsInfo) {
+	for _, p := range n.pods {
+		e.refreshPod(p, n)
+	}
+}
+
+// ---- pods ----
+
+func podKey(ns, name string) string { return ns + "/" + name }
+
+// UpsertPod adds or updates a pod. Host-network pods and pods without an
+// IP are treated as absent.
+func (e *Engine) UpsertPod(pod *corev1.Pod) {
+	key := podKey(pod.Namespace, pod.Name)
+	ips := podIPs(pod)
+	if pod.Spec.HostNetwork || len(ips) == 0 || pod.DeletionTimestamp != nil && isTerminal(pod) || isTerminal(pod) {
+		e.DeletePod(pod.Namespace, pod.Name)
+		return
+	}
+	local := false
+	if e.opts.IsLocal != nil {
+		local = e.opts.IsLocal(pod)
+	} else {
+		local = e.opts.NodeName != "" && pod.Spec.NodeName == e.opts.NodeName
+	}
+	np := &podInfo{key: key, ns: pod.Namespace, name: pod.Name, labels: labels.Set{}, ips: ips, local: local, ports: map[string]uint16{}}
+	for k, v := range pod.Labels {
+		np.labels[k] = v
+	}
+	for _, cs := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
+		for _, c := range cs {
+			for _, cp := range c.Ports {
+				if cp.Name == "" || cp.ContainerPort <= 0 || cp.ContainerPort > 65535 {
+					continue
+				}
+				proto := policy.Protocol(cp.Protocol)
+				if proto == "" {
+					proto = policy.TCP
+				}
+				k := cp.Name + "/" + string(proto)
+				if _, dup := np.ports[k]; !dup {
+					np.ports[k] = uint16(cp.ContainerPort)
+				}
+			}
+		}
+	}
+	n := e.nsFor(pod.Namespace)
+	if old := e.pods[key]; old != nil && podEqual(old, np) {
+		return
+	}
+	e.pods[key] = np
+	n.pods[key] = np
+	e.refreshPod(np, n)
+}
+
+func isTerminal(p *corev1.Pod) bool {
+	return p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed
+}
+
+func podEqual(a, b *podInfo) bool {
+	if a.local != b.local || !labels.Equals(a.labels, b.labels) || len(a.ips) != len(b.ips) || len(a.ports) != len(b.ports) {
+		return false
+	}
+	for i := range a.ips {
+		if a.ips[i] != b.ips[i] {
+			return false
+		}
+	}
+	for k, v := range a.ports {
+		if b.ports[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+func podIPs(p *corev1.Pod) []netip.Addr {
+	var out []netip.Addr
+	seen := map[netip.Addr]bool{}
+	add := func(s string) {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return
+		}
+		a = a.Unmap()
+		if !seen[a] {
+			seen[a] = true
+			out = append(out, a)
+		}
+	}
+	for _, ip := range p.Status.PodIPs {
+		add(ip.IP)
+	}
+	add(p.Status.PodIP)
+	sort.Slice(out, func(i, j int) bool { return out[i].Less(out[j]) })
+	return out
+}
+
+// DeletePod removes a pod.
+func (e *Engine) DeletePod(namespace, name string) {
+	key := podKey(namespace, name)
+	p := e.pods[key]
+	if p == nil {
+		return
+	}
+	delete(e.pods, key)
+	n := e.namespaces[namespace]
+	if n != nil {
+		delete(n.pods, key)
+	}
+	for _, s := range e.selectors {
+		delete(s.pods, key)
+	}
+	for _, se := range e.sets {
+		e.setContrib(se, key, nil)
+	}
+	e.setEndpoint(p, nil)
+	if n != nil && !n.known && len(n.pods) == 0 {
+		delete(e.namespaces, namespace)
+	}
+}
+
+// refreshPod re-evaluates every selector, set and the endpoint for a pod
+// whose labels, IPs, ports or namespace labels changed.
+func (e *Engine) refreshPod(p *podInfo, n *nsInfo) {
+	for _, s := range e.selectors {
+		if s.matches(p, n) {
+			s.pods[p.key] = p
+		} else {
+			delete(s.pods, p.key)
+		}
+	}
+	for _, se := range e.sets {
+		e.setContrib(se, p.key, e.contribution(se, p))
+	}
+	e.refreshEndpoint(p)
+}
+
+// ---- sets ----
+
+func (e *Engine) contribution(se *setEntry, p *podInfo) []policy.Member {
+	switch se.spec.kind {
+	case policy.SetIP:
+		if s := e.selectors[se.spec.sels[0]]; s != nil && s.pods[p.key] != nil {
+			out := make([]policy.Member, len(p.ips))
+			for i, a := range p.ips {
+				out[i] = policy.AddrMember(a)
+			}
+			return out
+		}
+	case policy.SetIPPort:
+		port, ok := p.ports[se.spec.portName+"/"+string(se.spec.proto)]
+		if !ok {
+			return nil
+		}
+		in := false
+		for _, k := range se.spec.sels {
+			if s := e.selectors[k]; s != nil && s.pods[p.key] != nil {
+				in = true
+				break
+			}
+		}
+		if !in {
+			return nil
+		}
+		out := make([]policy.Member, len(p.ips))
+		for i, a := range p.ips {
+			out[i] = policy.Member{Prefix: netip.PrefixFrom(a, a.BitLen()), Protocol: se.spec.proto, Port: port}
+		}
+		return out
+	}
+	return nil
+}
+
+// setContrib replaces the members pod key contributes to a set.
+func (e *Engine) setContrib(se *setEntry, key string, ms []policy.Member) {
+	old := se.contrib[key]
+	if len(old) == 0 && len(ms) == 0 {
+		return
+	}
+	if membersEqual(old, ms) {
+		return
+	}
+	changed := false
+	for _, m := range old {
+		se.count[m]--
+		if se.count[m] <= 0 {
+			delete(se.count, m)
+			delete(se.set.Members, m)
+			changed = true
+		}
+	}
+	for _, m := range ms {
+		se.count[m]++
+		if se.count[m] == 1 {
+			se.set.Members[m] = struct{}{}
+			changed = true
+		}
+	}
+	if len(ms) == 0 {
+		delete(se.contrib, key)
+	} else {
+		se.contrib[key] = ms
+	}
+	if changed {
+		e.changes.Sets[se.spec.id] = struct{}{}
+	}
+}
+
+func membersEqual(a, b []policy.Member) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func (e *Engine) refSelector(spec selSpec) *selector {
+	s := e.selectors[spec.key]
+	if s == nil {
+		s = &selector{key: spec.key, readable: spec.readable, nsName: spec.nsName, nsSel: spec.nsSel, podSel: spec.podSel, pods: map[string]*podInfo{}}
+		e.selectors[spec.key] = s
+		for _, p := range e.pods {
+			if s.matches(p, e.nsFor(p.ns)) {
+				s.pods[p.key] = p
+			}
+		}
+	}
+	s.refs++
+	return s
+}
+
+func (e *Engine) unrefSelector(key string) {
+	s := e.selectors[key]
+	if s == nil {
+		return
+	}
+	s.refs--
+	if s.refs <= 0 {
+		delete(e.selectors, key)
+	}
+}
+
+func (e *Engine) refSet(spec setSpec) {
+	se := e.sets[spec.id]
+	if se == nil {
+		se = &setEntry{spec: spec, contrib: map[string][]policy.Member{}, count: map[policy.Member]int{},
+			set: &policy.Set{ID: spec.id, Kind: spec.kind, Key: spec.key, Comment: spec.readable, Members: map[policy.Member]struct{}{}}}
+		e.sets[spec.id] = se
+		e.state.Sets[spec.id] = se.set
+		e.changes.Sets[spec.id] = struct{}{}
+		for _, m := range spec.static {
+			se.count[m]++
+			se.set.Members[m] = struct{}{}
+		}
+		for _, p := range e.pods {
+			if ms := e.contribution(se, p); len(ms) > 0 {
+				e.setContrib(se, p.key, ms)
+			}
+		}
+	}
+	se.refs++
+}
+
+func (e *Engine) unrefSet(id string) {
+	se := e.sets[id]
+	if se == nil {
+		return
+	}
+	se.refs--
+	if se.refs <= 0 {
+		delete(e.sets, id)
+		delete(e.state.Sets, id)
+		e.changes.Sets[id] = struct{}{}
+	}
+}
+
+// ---- policies ----
+
+// UpsertPolicy adds or replaces a NetworkPolicy.
+func (e *Engine) UpsertPolicy(np *networkingv1.NetworkPolicy) {
+	key := podKey(np.Namespace, np.Name)
+	c, sels, err := compile(np)
+	if err == nil {
+		err = e.checkCollisions(c)
+	}
+	if err != nil {
+		e.log.Error("network policy cannot be translated; failing closed for the pods it selects",
+			zap.String("policy", key), zap.String("reason", err.Error()))
+		c, sels = failClosed(np, err)
+	}
+	old := e.policies[key]
+	// Reference the new selectors and sets before releasing the old ones so
+	// shared ones are not recomputed.
+	for _, s := range sels {
+		e.refSelector(s)
+	}
+	for _, s := range c.sets {
+		e.refSet(s)
+	}
+	e.policies[key] = c
+	if old != nil {
+		for _, k := range old.sels {
+			e.unrefSelector(k)
+		}
+		for _, s := range old.sets {
+			e.unrefSet(s.id)
+		}
+	}
+	if old == nil || !policy.EqualPolicy(old.pol, c.pol) {
+		e.changes.Policies[key] = struct{}{}
+	}
+	e.state.Policies[key] = c.pol
+	e.refreshTargets(old, c)
+}
+
+// DeletePolicy removes a NetworkPolicy.
+func (e *Engine) DeletePolicy(namespace, name string) {
+	key := podKey(namespace, name)
+	old := e.policies[key]
+	if old == nil {
+		return
+	}
+	delete(e.policies, key)
+	delete(e.state.Policies, key)
+	e.changes.Policies[key] = struct{}{}
+	// Endpoints first, while the target selector still exists.
+	e.refreshTargets(old, nil)
+	for _, k := range old.sels {
+		e.unrefSelector(k)
+	}
+	for _, s := range old.sets {
+		e.unrefSet(s.id)
+	}
+}
+
+// checkCollisions refuses set IDs that already name a different key.
+func (e *Engine) checkCollisions(c *compiled) error {
+	for _, s := range c.sets {
+		if se := e.sets[s.id]; se != nil && se.spec.key != s.key {
+			return fmt.Errorf("set name collision: %s names both %q and %q", s.id, se.spec.key, s.key)
+		}
+	}
+	return nil
+}
+
+// refreshTargets recomputes the endpoints of local pods selected by the old
+// or new version of a policy.
+func (e *Engine) refreshTargets(old, cur *compiled) {
+	seen := map[string]bool{}
+	for _, c := range []*compiled{old, cur} {
+		if c == nil {
+			continue
+		}
+		s := e.selectors[c.target]
+		if s == nil {
+			continue
+		}
+		for k, p := range s.pods {
+			if p.local && !seen[k] {
+				seen[k] = true
+				e.refreshEndpoint(p)
+			}
+		}
+	}
+	// A pod that left the selector: its endpoint still lists the policy.
+	if old != nil {
+		k := old.pol.Key()
+		for ek, ep := range e.state.Endpoints {
+			if seen[ek] {
+				continue
+			}
+			if contains(ep.Ingress, k) || contains(ep.Egress, k) {
+				if p := e.pods[ek]; p != nil {
+					e.refreshEndpoint(p)
+				}
+			}
+		}
+	}
+}
+
+func contains(l []string, s string) bool {
+	i := sort.SearchStrings(l, s)
+	return i < len(l) && l[i] == s
+}
+
+// refreshEndpoint recomputes one local pod's endpoint.
+func (e *Engine) refreshEndpoint(p *podInfo) {
+	if !p.local {
+		e.setEndpoint(p, nil)
+		return
+	}
+	var in, eg []string
+	for k, c := range e.policies {
+		s := e.selectors[c.target]
+		if s == nil || s.pods[p.key] == nil {
+			continue
+		}
+		if c.pol.Ingress {
+			in = append(in, k)
+		}
+		if c.pol.Egress {
+			eg = append(eg, k)
+		}
+	}
+	if len(in) == 0 && len(eg) == 0 {
+		e.setEndpoint(p, nil)
+		return
+	}
+	sort.Strings(in)
+	sort.Strings(eg)
+	e.setEndpoint(p, &policy.Endpoint{Namespace: p.ns, Name: p.name, IPs: append([]netip.Addr(nil), p.ips...), Ingress: in, Egress: eg})
+}
+
+func (e *Engine) setEndpoint(p *podInfo, ep *policy.Endpoint) {
+	old := e.state.Endpoints[p.key]
+	if policy.EqualEndpoint(old, ep) {
+		return
+	}
+	if ep == nil {
+		delete(e.state.Endpoints, p.key)
+	} else {
+		e.state.Endpoints[p.key] = ep
+	}
+	e.changes.Endpoints[p.key] = struct{}{}
+}
+
+// failClosed is the translation of a policy that cannot be translated: it
+// isolates its pods in both directions with no rules. Its target is its pod
+// selector when that parses, else every pod of its namespace.
+func failClosed(np *networkingv1.NetworkPolicy, err error) (*compiled, []selSpec) {
+	t, terr := podSelectorSpec(np.Namespace, &np.Spec.PodSelector)
+	if terr != nil {
+		t = selSpec{key: fmt.Sprintf("pods{ns=%s}{}", np.Namespace), readable: "all pods in namespace " + np.Namespace + " (selector invalid)",
+			nsName: np.Namespace, podSel: labels.Everything()}
+	}
+	pol := &policy.Policy{Namespace: np.Namespace, Name: np.Name, Selector: t.readable, Ingress: true, Egress: true, Error: err.Error()}
+	return &compiled{pol: pol, target: t.key, sels: []string{t.key}}, []selSpec{t}
+}
+
+// Stats summarises the engine's content (for metrics).
+type Stats struct {
+	Pods, Namespaces, Policies, Selectors, Sets, Members, Endpoints int
+}
+
+// Stats returns counts of the engine's objects.
+func (e *Engine) Stats() Stats {
+	st := Stats{Pods: len(e.pods), Namespaces: len(e.namespaces), Policies: len(e.policies), Selectors: len(e.selectors), Sets: len(e.sets), Endpoints: len(e.state.Endpoints)}
+	for _, se := range e.sets {
+		st.Members += len(se.set.Members)
+	}
+	return st
+}
+
+func joinReadable(parts []string) string { return strings.Join(parts, "; ") }

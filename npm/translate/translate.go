@@ -1,0 +1,63 @@
+// Package translate turns Kubernetes Pods, Namespaces and NetworkPolicies
+// into the platform-neutral desired state of one node (npm/policy).
+//
+// It is pure: no kernel, no exec, no informers. Two entry points share one
+// implementation:
+//
+//   - Translate(snapshot, opts) computes the whole state from scratch.
+//   - Engine is incremental: Upsert/Delete of a pod, namespace or policy
+//     updates the state in place and records what changed (TakeChanges), at
+//     a cost proportional to the number of selectors, not of pods × policies.
+//
+// Semantics (networking.k8s.io/v1): selectors are evaluated in Go into
+// exact pod-IP sets (so NotIn/DoesNotExist never match off-cluster
+// addresses); ipBlock except is subtracted in Go; named ports are resolved
+// per pod; host-network pods and pods without IP are never selected and
+// never peers; a policy that cannot be translated fails closed for the pods
+// it selects (all pods of its namespace when even its selector is invalid).
+package translate
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+
+	"go.uber.org/zap"
+
+	"github.com/open-acn/acn/npm/policy"
+)
+
+// Options configure a translation.
+type Options struct {
+	// NodeName: pods with spec.nodeName equal to it are local (become
+	// Endpoints). Ignored when IsLocal is set.
+	NodeName string
+	// IsLocal overrides the locality test (tests use it to make every pod
+	// local).
+	IsLocal func(*corev1.Pod) bool
+	// Logger receives one error line per policy that fails closed, and
+	// debug lines for engine events. nil means zap.NewNop().
+	Logger *zap.Logger
+}
+
+// Snapshot is the full set of objects the translation depends on.
+type Snapshot struct {
+	Pods       []*corev1.Pod
+	Namespaces []*corev1.Namespace
+	Policies   []*networkingv1.NetworkPolicy
+}
+
+// Translate computes the desired state of the node from a snapshot. It is
+// equivalent to feeding every object to a new Engine.
+func Translate(s Snapshot, opts Options) *policy.State {
+	e := NewEngine(opts)
+	for _, ns := range s.Namespaces {
+		e.UpsertNamespace(ns)
+	}
+	for _, p := range s.Pods {
+		e.UpsertPod(p)
+	}
+	for _, np := range s.Policies {
+		e.UpsertPolicy(np)
+	}
+	return e.State().Clone()
+}
