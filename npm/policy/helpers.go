@@ -201,7 +201,7 @@ func strsEqual(a, b []string) bool {
 // to the group's chain (one set lookup per group rather than one rule per
 // policy), and the chain evaluates only that group's policies.
 type Group struct {
-	ID        string   // stable hash of Direction + Policies
+	ID        string // stable hash of Direction + Policies
 	Direction Direction
 	Policies  []string // sorted policy keys
 	Endpoints []string // sorted endpoint keys

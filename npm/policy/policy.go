@@ -238,11 +238,11 @@ type Rule struct {
 // translation failed has Error set and no rules: it still isolates the pods
 // it selects (fail closed) in both directions.
 type Policy struct {
-	Namespace string
-	Name      string
-	Selector  string // human-readable target selector
-	Ingress   bool   // isolates selected pods for ingress
-	Egress    bool   // isolates selected pods for egress
+	Namespace    string
+	Name         string
+	Selector     string // human-readable target selector
+	Ingress      bool   // isolates selected pods for ingress
+	Egress       bool   // isolates selected pods for egress
 	IngressRules []Rule
 	EgressRules  []Rule
 	Error        string // non-empty: untranslatable, fails closed

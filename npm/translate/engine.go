@@ -80,10 +80,10 @@ func (s *selector) matches(p *podInfo, ns *nsInfo) bool {
 type setSpec struct {
 	id, key, readable string
 	kind              policy.SetKind
-	sels              []string         // SetIP: one selector; SetIPPort: scope selectors
-	static            []policy.Member  // SetNet
-	portName          string           // SetIPPort
-	proto             policy.Protocol  // SetIPPort
+	sels              []string        // SetIP: one selector; SetIPPort: scope selectors
+	static            []policy.Member // SetNet
+	portName          string          // SetIPPort
+	proto             policy.Protocol // SetIPPort
 }
 
 type setEntry struct {
