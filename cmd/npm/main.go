@@ -1,0 +1,170 @@
+// Command azure-npm is the NetworkPolicy node agent.
+//
+//	azure-npm start [--kubeconfig FILE] [--node-name NAME] [--config FILE]
+//	                [--dataplane iptables|nftables] [--log-file PATH]
+//	                [--log-level info|debug] [--metrics-addr HOST:PORT]
+//	azure-npm explain --from NS/POD|IP --to NS/POD|IP --port PORT[/PROTO] [--addr HOST:PORT]
+//	azure-npm cleanup [--config FILE] [--dataplane ...]
+//	azure-npm version | --version
+//
+// Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/open-acn/acn/internal/version"
+	"github.com/open-acn/acn/logs"
+	"github.com/open-acn/acn/npm/config"
+	"github.com/open-acn/acn/npm/daemon"
+	"github.com/open-acn/acn/npm/explain"
+)
+
+const binary = "azure-npm"
+
+// usageError exits with code 2.
+type usageError struct{ error }
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	err := run(ctx, os.Args[1:], os.Stdout)
+	stop()
+	if err == nil {
+		return
+	}
+	fmt.Fprintf(os.Stderr, "%s: %v\n", binary, err)
+	var ue usageError
+	if errors.As(err, &ue) {
+		os.Exit(2)
+	}
+	os.Exit(1)
+}
+
+const usage = `usage: azure-npm <command> [flags]
+commands:
+  start     run the node agent (see: azure-npm start --help)
+  explain   ask the running agent whether traffic is allowed, and why
+  cleanup   remove every kernel object azure-npm created
+  version   print the version`
+
+func run(ctx context.Context, args []string, out io.Writer) error {
+	if len(args) == 0 {
+		return usageError{errors.New("no command\n" + usage)}
+	}
+	switch args[0] {
+	case "--version", "-version", "version":
+		fmt.Fprintln(out, version.String(binary))
+		return nil
+	case "-h", "--help", "help":
+		fmt.Fprintln(out, usage)
+		return nil
+	case "start":
+		cfg, err := parseStart(args[1:], out)
+		if err != nil || cfg == nil {
+			return err
+		}
+		logger, err := logs.New(cfg.Log.Logs())
+		if err != nil {
+			return usageError{err}
+		}
+		defer func() { _ = logger.Sync() }()
+		return daemon.Run(ctx, *cfg, logger)
+	case "cleanup":
+		cfg, err := parseStart(args[1:], out)
+		if err != nil || cfg == nil {
+			return err
+		}
+		logger, err := logs.New(cfg.Log.Logs())
+		if err != nil {
+			return usageError{err}
+		}
+		defer func() { _ = logger.Sync() }()
+		return daemon.Cleanup(ctx, *cfg, logger)
+	case "explain":
+		req, addr, err := parseExplain(args[1:], out)
+		if err != nil || req == nil {
+			return err
+		}
+		return explain.Query(ctx, addr, *req, out)
+	}
+	return usageError{fmt.Errorf("unknown command %q\n%s", args[0], usage)}
+}
+
+// parseStart reads --config first, then applies flags over it. A nil
+// config with nil error means --help was printed.
+func parseStart(args []string, out io.Writer) (*config.Config, error) {
+	fs := flag.NewFlagSet("azure-npm start", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	configFile := fs.String("config", "", "config file (JSON or YAML), merged onto the defaults")
+	kubeconfig := fs.String("kubeconfig", "", "kubeconfig file; in-cluster configuration when empty")
+	nodeName := fs.String("node-name", "", "this node's name (default $NODE_NAME, else $HOSTNAME)")
+	dataplane := fs.String("dataplane", "", "iptables or nftables (Linux), hns (Windows)")
+	logFile := fs.String("log-file", "", "log file (default /var/log/azure-npm.log; 'stderr' for none)")
+	logLevel := fs.String("log-level", "", "info or debug")
+	metricsAddr := fs.String("metrics-addr", "", "address of /healthz, /readyz and /metrics (default :10091)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(out)
+			fs.PrintDefaults()
+			return nil, nil
+		}
+		return nil, usageError{err}
+	}
+	if fs.NArg() > 0 {
+		return nil, usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+	}
+	cfg, err := config.Load(*configFile)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "kubeconfig":
+			cfg.Kubeconfig = *kubeconfig
+		case "node-name":
+			cfg.NodeName = *nodeName
+		case "dataplane":
+			cfg.Dataplane = *dataplane
+		case "log-file":
+			cfg.Log.File = *logFile
+		case "log-level":
+			cfg.Log.Level = *logLevel
+		case "metrics-addr":
+			cfg.MetricsAddr = *metricsAddr
+		}
+	})
+	cfg.ResolveNodeName()
+	if err := cfg.Validate(); err != nil {
+		return nil, usageError{err}
+	}
+	return &cfg, nil
+}
+
+func parseExplain(args []string, out io.Writer) (*explain.Request, string, error) {
+	fs := flag.NewFlagSet("azure-npm explain", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	from := fs.String("from", "", "source: NAMESPACE/POD or an IP")
+	to := fs.String("to", "", "destination: NAMESPACE/POD or an IP")
+	port := fs.String("port", "", "destination port, PORT or PORT/PROTO (tcp, udp, sctp)")
+	addr := fs.String("addr", "127.0.0.1:10091", "the running agent's metrics address")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(out)
+			fs.PrintDefaults()
+			return nil, "", nil
+		}
+		return nil, "", usageError{err}
+	}
+	req, err := explain.ParseRequest(*from, *to, *port)
+	if err != nil {
+		return nil, "", usageError{err}
+	}
+	return &req, *addr, nil
+}

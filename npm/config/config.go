@@ -1,0 +1,210 @@
+// Package config is azure-npm's configuration: defaults, a JSON or YAML
+// file merged onto them, flag overrides, and validation with one clear
+// error per mistake.
+package config
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"runtime"
+	"strings"
+	"time"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/open-acn/acn/logs"
+)
+
+// Dataplanes azure-npm can program.
+const (
+	DataplaneIPTables = "iptables"
+	DataplaneNFTables = "nftables"
+	DataplaneHNS      = "hns"
+)
+
+// Config is everything azure-npm start reads. Field names are the keys of
+// the config file (deploy/npm's ConfigMap); README.md lists the defaults.
+type Config struct {
+	// Kubeconfig file; empty = in-cluster configuration.
+	Kubeconfig string `json:"kubeconfig,omitempty"`
+	// NodeName is this node's name; default $NODE_NAME, else $HOSTNAME.
+	NodeName string `json:"nodeName,omitempty"`
+	// Dataplane is iptables (Linux default), nftables, or hns (Windows default).
+	Dataplane string `json:"dataplane,omitempty"`
+	// IPTablesBackend is auto (detect like kube-proxy), nft or legacy.
+	IPTablesBackend string `json:"iptablesBackend,omitempty"`
+	// MetricsAddr serves /healthz, /readyz, /metrics (and /debug/pprof).
+	MetricsAddr string `json:"metricsAddr,omitempty"`
+	// EnablePprof exposes /debug/pprof on MetricsAddr.
+	EnablePprof bool `json:"enablePprof,omitempty"`
+	// ReconcileInterval is how often kernel state is read back and drift repaired.
+	ReconcileInterval Duration `json:"reconcileInterval,omitempty"`
+	// BatchWindow is how long events are coalesced into one kernel transaction.
+	BatchWindow Duration `json:"batchWindow,omitempty"`
+	// ResyncPeriod of the informers; 0 disables periodic resync.
+	ResyncPeriod Duration `json:"resyncPeriod,omitempty"`
+	// MaxHNSACLsPerCall bounds one HNS call on Windows.
+	MaxHNSACLsPerCall int `json:"maxHNSACLsPerCall,omitempty"`
+	// Log is where rule changes and events are logged.
+	Log LogConfig `json:"log,omitempty"`
+}
+
+// LogConfig mirrors logs.Config with file-friendly keys.
+type LogConfig struct {
+	File       string `json:"file,omitempty"`
+	Level      string `json:"level,omitempty"`
+	Format     string `json:"format,omitempty"`
+	MaxSizeMB  int    `json:"maxSizeMB,omitempty"`
+	MaxBackups int    `json:"maxBackups,omitempty"`
+}
+
+// Logs converts to the logs package's configuration.
+func (l LogConfig) Logs() logs.Config {
+	return logs.Config{File: l.File, Level: l.Level, Format: l.Format, MaxSizeMB: l.MaxSizeMB, MaxBackups: l.MaxBackups}
+}
+
+// Default is the configuration with no file and no flags.
+func Default() Config {
+	dp := DataplaneIPTables
+	if runtime.GOOS == "windows" {
+		dp = DataplaneHNS
+	}
+	return Config{
+		Dataplane:         dp,
+		IPTablesBackend:   "auto",
+		MetricsAddr:       ":10091",
+		ReconcileInterval: Duration(60 * time.Second),
+		BatchWindow:       Duration(20 * time.Millisecond),
+		ResyncPeriod:      0,
+		MaxHNSACLsPerCall: 100,
+		Log: LogConfig{
+			File:       logs.DefaultNPMFile,
+			Level:      logs.LevelInfo,
+			Format:     logs.FormatJSON,
+			MaxSizeMB:  100,
+			MaxBackups: 5,
+		},
+	}
+}
+
+// Load returns Default() with the file at path (JSON or YAML) merged onto
+// it: a key missing from the file keeps its default. Unknown keys are an
+// error, so a typo is not silently ignored.
+func Load(path string) (Config, error) {
+	cfg := Default()
+	if path == "" {
+		return cfg, nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return cfg, fmt.Errorf("config file: %w", err)
+	}
+	if err := Merge(&cfg, data); err != nil {
+		return cfg, fmt.Errorf("config file %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// Merge decodes data (JSON or YAML) onto cfg.
+func Merge(cfg *Config, data []byte) error {
+	js, err := yaml.YAMLToJSON(data)
+	if err != nil {
+		return err
+	}
+	if strings.TrimSpace(string(js)) == "null" {
+		return nil
+	}
+	dec := json.NewDecoder(strings.NewReader(string(js)))
+	dec.DisallowUnknownFields()
+	return dec.Decode(cfg)
+}
+
+// ResolveNodeName fills NodeName from $NODE_NAME, else $HOSTNAME.
+func (c *Config) ResolveNodeName() {
+	if c.NodeName != "" {
+		return
+	}
+	if n := os.Getenv("NODE_NAME"); n != "" {
+		c.NodeName = n
+		return
+	}
+	if n := os.Getenv("HOSTNAME"); n != "" {
+		c.NodeName = n
+		return
+	}
+	c.NodeName, _ = os.Hostname()
+}
+
+// Validate reports every mistake, one per line.
+func (c Config) Validate() error {
+	var errs []error
+	switch c.Dataplane {
+	case DataplaneIPTables, DataplaneNFTables:
+		if runtime.GOOS == "windows" {
+			errs = append(errs, fmt.Errorf("dataplane %q is Linux only; Windows uses %q", c.Dataplane, DataplaneHNS))
+		}
+	case DataplaneHNS:
+		if runtime.GOOS != "windows" {
+			errs = append(errs, fmt.Errorf("dataplane %q is Windows only", c.Dataplane))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("dataplane %q: want %q or %q (Linux) or %q (Windows)", c.Dataplane, DataplaneIPTables, DataplaneNFTables, DataplaneHNS))
+	}
+	switch c.IPTablesBackend {
+	case "auto", "nft", "legacy":
+	default:
+		errs = append(errs, fmt.Errorf("iptablesBackend %q: want auto, nft or legacy", c.IPTablesBackend))
+	}
+	if c.MetricsAddr != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {
+			errs = append(errs, fmt.Errorf("metricsAddr %q: want HOST:PORT (e.g. :10091)", c.MetricsAddr))
+		}
+	}
+	if c.ReconcileInterval.D() < time.Second {
+		errs = append(errs, fmt.Errorf("reconcileInterval %s: must be at least 1s", c.ReconcileInterval.D()))
+	}
+	if c.BatchWindow.D() < 0 || c.BatchWindow.D() > 10*time.Second {
+		errs = append(errs, fmt.Errorf("batchWindow %s: must be between 0 and 10s", c.BatchWindow.D()))
+	}
+	if c.ResyncPeriod.D() < 0 {
+		errs = append(errs, fmt.Errorf("resyncPeriod %s: must not be negative", c.ResyncPeriod.D()))
+	}
+	if c.MaxHNSACLsPerCall < 1 {
+		errs = append(errs, fmt.Errorf("maxHNSACLsPerCall %d: must be at least 1", c.MaxHNSACLsPerCall))
+	}
+	if err := c.Log.Logs().Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// Duration is a time.Duration written as "60s" in config files.
+type Duration time.Duration
+
+// D is the value as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// MarshalJSON writes "60s".
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// UnmarshalJSON reads "60s" (or a number of seconds).
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		var secs float64
+		if err2 := json.Unmarshal(b, &secs); err2 != nil {
+			return fmt.Errorf("duration %s: want a string like \"60s\"", string(b))
+		}
+		*d = Duration(secs * float64(time.Second))
+		return nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("duration %q: %v", s, err)
+	}
+	*d = Duration(v)
+	return nil
+}

@@ -1,0 +1,120 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestLoadMergesOntoDefaults(t *testing.T) {
+	cases := []struct {
+		name  string
+		file  string
+		check func(t *testing.T, c Config)
+	}{
+		{"empty file keeps every default", "", func(t *testing.T, c Config) {
+			if c != Default() {
+				t.Fatalf("got %+v want %+v", c, Default())
+			}
+		}},
+		{"yaml overrides one key", "reconcileInterval: 15s\nlog:\n  level: debug\n", func(t *testing.T, c Config) {
+			if c.ReconcileInterval.D() != 15*time.Second {
+				t.Errorf("reconcileInterval = %s", c.ReconcileInterval.D())
+			}
+			if c.Log.Level != "debug" || c.Log.File != "/var/log/azure-npm.log" {
+				t.Errorf("log = %+v: level overridden, file must keep its default", c.Log)
+			}
+			if c.MetricsAddr != ":10091" {
+				t.Errorf("metricsAddr lost its default: %q", c.MetricsAddr)
+			}
+		}},
+		{"json works too", `{"dataplane": "nftables", "batchWindow": "5ms"}`, func(t *testing.T, c Config) {
+			if c.Dataplane != "nftables" || c.BatchWindow.D() != 5*time.Millisecond {
+				t.Errorf("got %+v", c)
+			}
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "npm.yaml")
+			if err := os.WriteFile(path, []byte(tc.file), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			c, err := Load(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.check(t, c)
+		})
+	}
+}
+
+func TestLoadErrors(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, data string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	cases := []struct {
+		name, path, want string
+	}{
+		{"missing file", filepath.Join(dir, "nope.yaml"), "no such file"},
+		{"unknown key", write("typo.yaml", "reconcileIntervall: 5s\n"), `unknown field "reconcileIntervall"`},
+		{"bad duration", write("dur.yaml", "batchWindow: soon\n"), `duration "soon"`},
+		{"not yaml", write("bad.yaml", "{{{"), "config file"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Load(tc.path)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("want error containing %q, got %v", tc.want, err)
+			}
+		})
+	}
+}
+
+func TestValidateReportsEveryMistake(t *testing.T) {
+	c := Default()
+	c.Dataplane = "ebpf"
+	c.MetricsAddr = "10091"
+	c.ReconcileInterval = Duration(time.Millisecond)
+	c.Log.Level = "loud"
+	err := c.Validate()
+	if err == nil {
+		t.Fatal("want errors")
+	}
+	for _, want := range []string{`dataplane "ebpf"`, `metricsAddr "10091"`, "reconcileInterval 1ms", `log level "loud"`} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+	if err := Default().Validate(); err != nil {
+		t.Fatalf("defaults must validate: %v", err)
+	}
+}
+
+func TestResolveNodeName(t *testing.T) {
+	t.Setenv("NODE_NAME", "node-a")
+	t.Setenv("HOSTNAME", "host-b")
+	c := Config{}
+	c.ResolveNodeName()
+	if c.NodeName != "node-a" {
+		t.Fatalf("NODE_NAME must win: %q", c.NodeName)
+	}
+	t.Setenv("NODE_NAME", "")
+	c = Config{}
+	c.ResolveNodeName()
+	if c.NodeName != "host-b" {
+		t.Fatalf("HOSTNAME is the fallback: %q", c.NodeName)
+	}
+	c = Config{NodeName: "flag"}
+	c.ResolveNodeName()
+	if c.NodeName != "flag" {
+		t.Fatalf("an explicit name must be kept: %q", c.NodeName)
+	}
+}

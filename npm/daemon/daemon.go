@@ -1,0 +1,517 @@
+// Package daemon is azure-npm's node agent: client-go informers feed the
+// incremental translator (npm/translate), and batches of changes are
+// programmed into the node's dataplane in one transaction each.
+//
+// Data flow:
+//
+//	informers (pods, namespaces, policies)
+//	   └─ event handlers: enqueue "kind/ns/name", remember when it was seen
+//	work queue (deduplicating, rate-limited retries)
+//	   └─ one worker: wait BatchWindow, drain the queue, apply every key to
+//	      the translate.Engine, then dataplane.Apply(state, changes) once
+//	kernel (ipset+iptables / nftables / HNS)
+//
+// The worker starts only after every informer has synced, so the first
+// transaction carries the whole desired state and replaces the previous
+// run's rules without a gap. Nothing is flushed on shutdown or when the API
+// server is away: the kernel keeps enforcing the last state.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/util/workqueue"
+
+	"github.com/open-acn/acn/npm/config"
+	"github.com/open-acn/acn/npm/dataplane"
+	"github.com/open-acn/acn/npm/policy"
+	"github.com/open-acn/acn/npm/translate"
+)
+
+// Kinds of queued objects; also the "kind" label of the latency metric.
+const (
+	kindPod       = "pod"
+	kindNamespace = "namespace"
+	kindPolicy    = "policy"
+)
+
+// Control keys force a transaction even when no object changed:
+// initialSyncKey after the informers synced (an empty cluster must still
+// replace the previous run's rules and become ready), applyRetryKey
+// (rate-limited) after a failed transaction, so the retry happens with
+// backoff even when no new event arrives.
+const (
+	initialSyncKey = "sync/initial"
+	applyRetryKey  = "retry/apply"
+)
+
+func isControlKey(k string) bool { return k == initialSyncKey || k == applyRetryKey }
+
+// Options assemble a Daemon. Run builds them from the configuration; tests
+// pass a fake or real clientset and dataplane.
+type Options struct {
+	Config    config.Config
+	Logger    *zap.Logger
+	Client    kubernetes.Interface
+	Dataplane dataplane.Dataplane
+}
+
+// Daemon is one running node agent.
+type Daemon struct {
+	cfg     config.Config
+	log     *zap.Logger
+	client  kubernetes.Interface
+	dp      dataplane.Dataplane
+	metrics *metrics
+
+	factory   informers.SharedInformerFactory
+	podInf    cache.SharedIndexInformer
+	nsInf     cache.SharedIndexInformer
+	policyInf cache.SharedIndexInformer
+	queue     workqueue.TypedRateLimitingInterface[string]
+
+	// mu guards the engine, the dataplane and everything below: the
+	// worker, reconcile and explain never run concurrently.
+	mu         sync.Mutex
+	engine     *translate.Engine
+	pending    *policy.Changes      // changes not yet applied (a failed transaction)
+	seen       map[string]time.Time // key -> first unapplied event time
+	seenRV     map[string]uint64    // key -> resourceVersion of its latest event
+	appliedRV  map[string]uint64    // kind -> highest resourceVersion enforced
+	generation uint64               // successful transactions
+	lastErr    string
+
+	ready  atomic.Bool
+	synced atomic.Bool
+	addr   chan string
+}
+
+// Status is served at /status: what the daemon has enforced. The e2e
+// harness waits on AppliedResourceVersions instead of sleeping.
+type Status struct {
+	Node                    string            `json:"node"`
+	Ready                   bool              `json:"ready"`
+	Generation              uint64            `json:"generation"`
+	QueueDepth              int               `json:"queueDepth"`
+	AppliedResourceVersions map[string]uint64 `json:"appliedResourceVersions"`
+	LastError               string            `json:"lastError,omitempty"`
+}
+
+// New builds a daemon; Run starts it.
+func New(opts Options) (*Daemon, error) {
+	if opts.Client == nil || opts.Dataplane == nil {
+		return nil, errors.New("daemon: Client and Dataplane are required")
+	}
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	if opts.Config.NodeName == "" {
+		return nil, errors.New("daemon: node name is empty: set --node-name, NODE_NAME or HOSTNAME")
+	}
+	d := &Daemon{
+		cfg:       opts.Config,
+		log:       opts.Logger,
+		client:    opts.Client,
+		dp:        opts.Dataplane,
+		metrics:   newMetrics(),
+		engine:    translate.NewEngine(translate.Options{NodeName: opts.Config.NodeName, Logger: opts.Logger}),
+		pending:   policy.NewChanges(),
+		seen:      map[string]time.Time{},
+		seenRV:    map[string]uint64{},
+		appliedRV: map[string]uint64{kindPod: 0, kindNamespace: 0, kindPolicy: 0},
+		addr:      make(chan string, 1),
+	}
+	d.queue = workqueue.NewTypedRateLimitingQueueWithConfig(
+		workqueue.NewTypedItemExponentialFailureRateLimiter[string](50*time.Millisecond, 30*time.Second),
+		workqueue.TypedRateLimitingQueueConfig[string]{Name: "azure-npm"})
+	d.factory = informers.NewSharedInformerFactory(opts.Client, d.cfg.ResyncPeriod.D())
+	d.podInf = d.factory.Core().V1().Pods().Informer()
+	d.nsInf = d.factory.Core().V1().Namespaces().Informer()
+	d.policyInf = d.factory.Networking().V1().NetworkPolicies().Informer()
+	// Keep only what translation needs: at 10,000 pods full objects would
+	// dominate the daemon's memory.
+	if err := d.podInf.SetTransform(slimPod); err != nil {
+		return nil, err
+	}
+	for kind, inf := range map[string]cache.SharedIndexInformer{kindPod: d.podInf, kindNamespace: d.nsInf, kindPolicy: d.policyInf} {
+		if _, err := inf.AddEventHandler(d.handler(kind)); err != nil {
+			return nil, err
+		}
+		kind := kind
+		if err := inf.SetWatchErrorHandler(func(_ *cache.Reflector, err error) {
+			d.log.Warn("watch failed; keeping the last programmed state and reconnecting with backoff", zap.String("kind", kind), zap.Error(err))
+		}); err != nil {
+			return nil, err
+		}
+	}
+	return d, nil
+}
+
+// Run starts the daemon from configuration: it builds the API client and
+// the dataplane, then runs until ctx is cancelled.
+func Run(ctx context.Context, cfg config.Config, logger *zap.Logger) error {
+	client, err := newClient(cfg.Kubeconfig)
+	if err != nil {
+		return err
+	}
+	dp, err := NewDataplane(cfg, logger)
+	if err != nil {
+		return fmt.Errorf("dataplane %s: %w", cfg.Dataplane, err)
+	}
+	d, err := New(Options{Config: cfg, Logger: logger, Client: client, Dataplane: dp})
+	if err != nil {
+		return err
+	}
+	return d.Run(ctx)
+}
+
+// Cleanup removes everything the configured dataplane created.
+func Cleanup(ctx context.Context, cfg config.Config, logger *zap.Logger) error {
+	dp, err := NewDataplane(cfg, logger)
+	if err != nil {
+		return fmt.Errorf("dataplane %s: %w", cfg.Dataplane, err)
+	}
+	if err := dp.Cleanup(ctx); err != nil {
+		return err
+	}
+	logger.Info("removed every kernel object azure-npm created", zap.String("dataplane", cfg.Dataplane))
+	return nil
+}
+
+func newClient(kubeconfig string) (kubernetes.Interface, error) {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	rules.ExplicitPath = kubeconfig
+	restCfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client configuration: %w", err)
+	}
+	restCfg.UserAgent = "azure-npm"
+	restCfg.QPS, restCfg.Burst = 50, 100
+	return kubernetes.NewForConfig(restCfg)
+}
+
+// Addr returns the HTTP listen address once Run has bound it.
+func (d *Daemon) Addr(ctx context.Context) (string, error) {
+	select {
+	case a := <-d.addr:
+		d.addr <- a
+		return a, nil
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+}
+
+// Ready reports whether the first full sync is programmed.
+func (d *Daemon) Ready() bool { return d.ready.Load() }
+
+// Run blocks until ctx is cancelled. The kernel state is left in place.
+func (d *Daemon) Run(ctx context.Context) error {
+	d.log.Info("azure-npm starting", zap.String("node", d.cfg.NodeName), zap.String("dataplane", d.cfg.Dataplane),
+		zap.Duration("reconcileInterval", d.cfg.ReconcileInterval.D()), zap.Duration("batchWindow", d.cfg.BatchWindow.D()))
+	srv, err := d.serveHTTP()
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+
+	d.factory.Start(ctx.Done())
+	defer d.factory.Shutdown()
+	defer d.queue.ShutDown()
+	d.log.Info("waiting for informers to sync")
+	if !cache.WaitForCacheSync(ctx.Done(), d.podInf.HasSynced, d.nsInf.HasSynced, d.policyInf.HasSynced) {
+		d.log.Info("stopped before informers synced; kernel state left as it was")
+		return nil
+	}
+	d.synced.Store(true)
+	d.log.Info("informers synced", zap.Int("queued", d.queue.Len()))
+	d.queue.Add(initialSyncKey)
+
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); d.worker(ctx) }()
+	go func() { defer wg.Done(); d.reconcileLoop(ctx) }()
+	<-ctx.Done()
+	d.queue.ShutDown()
+	wg.Wait()
+	d.log.Info("azure-npm stopped; kernel rules left in place (use `azure-npm cleanup` to remove them)")
+	return nil
+}
+
+func (d *Daemon) handler(kind string) cache.ResourceEventHandler {
+	enqueue := func(op string, obj interface{}) {
+		if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+			obj = t.Obj
+		}
+		m, err := meta.Accessor(obj)
+		if err != nil {
+			d.metrics.invalidResources.WithLabelValues(kind).Inc()
+			d.log.Error("informer delivered an object without metadata", zap.String("kind", kind), zap.Error(err))
+			return
+		}
+		key := kind + "/" + m.GetNamespace() + "/" + m.GetName()
+		rv, _ := strconv.ParseUint(m.GetResourceVersion(), 10, 64)
+		d.metrics.events.WithLabelValues(kind, op).Inc()
+		d.mu.Lock()
+		if _, ok := d.seen[key]; !ok {
+			d.seen[key] = time.Now()
+		}
+		if rv > d.seenRV[key] {
+			d.seenRV[key] = rv
+		}
+		d.mu.Unlock()
+		d.queue.Add(key)
+	}
+	return cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj interface{}) { enqueue("add", obj) },
+		UpdateFunc: func(_, obj interface{}) { enqueue("update", obj) },
+		DeleteFunc: func(obj interface{}) { enqueue("delete", obj) },
+	}
+}
+
+// worker turns queued keys into batches: one translation pass and one
+// dataplane transaction per batch.
+func (d *Daemon) worker(ctx context.Context) {
+	for {
+		key, shutdown := d.queue.Get()
+		if shutdown {
+			return
+		}
+		batch := []string{key}
+		if w := d.cfg.BatchWindow.D(); w > 0 {
+			select {
+			case <-time.After(w):
+			case <-ctx.Done():
+			}
+		}
+		for d.queue.Len() > 0 {
+			k, shutdown := d.queue.Get()
+			if shutdown {
+				break
+			}
+			batch = append(batch, k)
+		}
+		d.processBatch(ctx, batch)
+		for _, k := range batch {
+			d.queue.Done(k)
+		}
+		d.metrics.queueDepth.Set(float64(d.queue.Len()))
+	}
+}
+
+func (d *Daemon) processBatch(ctx context.Context, batch []string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	force := false
+	for _, key := range batch {
+		if isControlKey(key) {
+			force = true
+			continue
+		}
+		d.translateKey(key)
+	}
+	d.pending.Merge(d.engine.TakeChanges())
+	if d.pending.Empty() && !force && d.ready.Load() {
+		d.markApplied(batch, time.Now())
+		return
+	}
+	start := time.Now()
+	err := d.dp.Apply(ctx, d.engine.State(), d.pending)
+	elapsed := time.Since(start)
+	d.metrics.applyLatency.Observe(elapsed.Seconds())
+	if err != nil {
+		d.metrics.applyFailures.Inc()
+		d.lastErr = err.Error()
+		d.log.Error("dataplane transaction failed; keeping the changes and retrying with backoff",
+			zap.Error(err), zap.Int("objects", len(batch)), zap.Duration("took", elapsed))
+		d.queue.AddRateLimited(applyRetryKey)
+		return
+	}
+	d.queue.Forget(applyRetryKey)
+	d.pending = policy.NewChanges()
+	d.lastErr = ""
+	d.generation++
+	d.metrics.applies.Inc()
+	d.markApplied(batch, time.Now())
+	d.updateGauges()
+	if !d.ready.Load() {
+		st := d.engine.Stats()
+		d.log.Info("first full sync programmed; ready", zap.Duration("took", elapsed), zap.Int("policies", st.Policies),
+			zap.Int("pods", st.Pods), zap.Int("endpoints", st.Endpoints), zap.Int("sets", st.Sets), zap.Int("members", st.Members))
+		d.ready.Store(true)
+		d.metrics.ready.Set(1)
+	}
+}
+
+// markApplied records event->enforced latency and the resourceVersions now
+// enforced, for every key of a successful batch.
+func (d *Daemon) markApplied(batch []string, now time.Time) {
+	for _, key := range batch {
+		if isControlKey(key) {
+			continue
+		}
+		kind := kindOf(key)
+		if t, ok := d.seen[key]; ok {
+			d.metrics.enforceLatency.WithLabelValues(kind).Observe(now.Sub(t).Seconds())
+			delete(d.seen, key)
+		}
+		if rv := d.seenRV[key]; rv > d.appliedRV[kind] {
+			d.appliedRV[kind] = rv
+		}
+		delete(d.seenRV, key)
+	}
+}
+
+func kindOf(key string) string {
+	for i := 0; i < len(key); i++ {
+		if key[i] == '/' {
+			return key[:i]
+		}
+	}
+	return key
+}
+
+// translateKey reads the object's latest state from the informer cache and
+// feeds it to the engine. A missing object is a delete.
+func (d *Daemon) translateKey(key string) {
+	kind := kindOf(key)
+	rest := key[len(kind)+1:]
+	ns, name := "", rest
+	for i := 0; i < len(rest); i++ {
+		if rest[i] == '/' {
+			ns, name = rest[:i], rest[i+1:]
+			break
+		}
+	}
+	storeKey := name
+	if ns != "" {
+		storeKey = ns + "/" + name
+	}
+	switch kind {
+	case kindPod:
+		obj, exists, _ := d.podInf.GetStore().GetByKey(storeKey)
+		if pod, ok := obj.(*corev1.Pod); exists && ok {
+			d.engine.UpsertPod(pod)
+		} else {
+			d.engine.DeletePod(ns, name)
+		}
+	case kindNamespace:
+		obj, exists, _ := d.nsInf.GetStore().GetByKey(storeKey)
+		if n, ok := obj.(*corev1.Namespace); exists && ok {
+			d.engine.UpsertNamespace(n)
+		} else {
+			d.engine.DeleteNamespace(name)
+		}
+	case kindPolicy:
+		obj, exists, _ := d.policyInf.GetStore().GetByKey(storeKey)
+		if np, ok := obj.(*networkingv1.NetworkPolicy); exists && ok {
+			d.engine.UpsertPolicy(np)
+		} else {
+			d.engine.DeletePolicy(ns, name)
+		}
+	}
+}
+
+func (d *Daemon) updateGauges() {
+	st := d.engine.Stats()
+	d.metrics.policies.Set(float64(st.Policies))
+	d.metrics.pods.Set(float64(st.Pods))
+	d.metrics.endpoints.Set(float64(st.Endpoints))
+	d.metrics.sets.Set(float64(st.Sets))
+	d.metrics.setMembers.Set(float64(st.Members))
+	failed := 0
+	for _, p := range d.engine.State().Policies {
+		if p.Error != "" {
+			failed++
+		}
+	}
+	d.metrics.failClosedPolicies.Set(float64(failed))
+	if rc, ok := d.dp.(interface{ RuleCount() int }); ok {
+		d.metrics.rules.Set(float64(rc.RuleCount()))
+	}
+}
+
+// reconcileLoop reads the kernel back every ReconcileInterval and repairs
+// drift (a chain or set removed by someone else).
+func (d *Daemon) reconcileLoop(ctx context.Context) {
+	t := time.NewTicker(d.cfg.ReconcileInterval.D())
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if !d.ready.Load() {
+			continue
+		}
+		d.reconcileOnce(ctx)
+	}
+}
+
+func (d *Daemon) reconcileOnce(ctx context.Context) int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	repairs, err := d.dp.Reconcile(ctx)
+	if err != nil {
+		d.metrics.reconcileErrors.Inc()
+		d.log.Error("reconcile failed", zap.Error(err))
+		return 0
+	}
+	if repairs > 0 {
+		d.metrics.driftRepairs.Add(float64(repairs))
+		d.log.Warn("repaired kernel drift", zap.Int("repairs", repairs))
+	}
+	return repairs
+}
+
+// Status returns what the daemon has enforced.
+func (d *Daemon) Status() Status {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	rv := make(map[string]uint64, len(d.appliedRV))
+	for k, v := range d.appliedRV {
+		rv[k] = v
+	}
+	return Status{Node: d.cfg.NodeName, Ready: d.ready.Load(), Generation: d.generation, QueueDepth: d.queue.Len(),
+		AppliedResourceVersions: rv, LastError: d.lastErr}
+}
+
+func (d *Daemon) serveHTTP() (*http.Server, error) {
+	addr := d.cfg.MetricsAddr
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on metrics address %s: %w", addr, err)
+	}
+	srv := &http.Server{Handler: d.mux(), ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			d.log.Error("HTTP server stopped", zap.Error(err))
+		}
+	}()
+	d.addr <- ln.Addr().String()
+	d.log.Info("serving /healthz /readyz /metrics /status /explain", zap.String("addr", ln.Addr().String()), zap.Bool("pprof", d.cfg.EnablePprof))
+	return srv, nil
+}

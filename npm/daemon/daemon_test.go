@@ -1,0 +1,301 @@
+package daemon
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/zap/zaptest"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/open-acn/acn/npm/config"
+	"github.com/open-acn/acn/npm/dataplane"
+	"github.com/open-acn/acn/npm/explain"
+	"github.com/open-acn/acn/npm/policy"
+)
+
+// recordingDataplane remembers every Apply and can be told to fail.
+type recordingDataplane struct {
+	mu        sync.Mutex
+	applies   int
+	failNext  int
+	endpoints []map[string]policy.Endpoint // endpoint copies per successful Apply
+	repairs   int
+}
+
+func (r *recordingDataplane) Apply(_ context.Context, st *policy.State, _ *policy.Changes) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.applies++
+	if r.failNext > 0 {
+		r.failNext--
+		return errors.New("injected: iptables-restore exited 1")
+	}
+	eps := map[string]policy.Endpoint{}
+	for k, e := range st.Endpoints {
+		eps[k] = *e
+	}
+	r.endpoints = append(r.endpoints, eps)
+	return nil
+}
+func (r *recordingDataplane) Reconcile(context.Context) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := r.repairs
+	r.repairs = 0
+	return n, nil
+}
+func (r *recordingDataplane) Cleanup(context.Context) error { return nil }
+func (r *recordingDataplane) Objects(k string) []dataplane.Object {
+	return []dataplane.Object{{Kind: "chain", Name: "NPM-TEST-" + strings.ReplaceAll(k, "/", "-"), Comment: "test chain"}}
+}
+func (r *recordingDataplane) last() (map[string]policy.Endpoint, int, int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.endpoints) == 0 {
+		return nil, r.applies, 0
+	}
+	return r.endpoints[len(r.endpoints)-1], r.applies, len(r.endpoints)
+}
+
+func testConfig() config.Config {
+	c := config.Default()
+	c.NodeName = "node-a"
+	c.MetricsAddr = "127.0.0.1:0"
+	c.BatchWindow = config.Duration(10 * time.Millisecond)
+	c.ReconcileInterval = config.Duration(time.Hour)
+	return c
+}
+
+func ns(name string, labels map[string]string) *corev1.Namespace {
+	return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}
+}
+
+func pod(ns, name, node, ip string, labels map[string]string) *corev1.Pod {
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: labels},
+		Spec:       corev1.PodSpec{NodeName: node, Containers: []corev1.Container{{Name: "c", Image: "i", Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 8080, Protocol: corev1.ProtocolTCP}}}}},
+		Status:     corev1.PodStatus{Phase: corev1.PodRunning, PodIP: ip, PodIPs: []corev1.PodIP{{IP: ip}}},
+	}
+}
+
+func denyAll(ns string) *networkingv1.NetworkPolicy {
+	return &networkingv1.NetworkPolicy{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "deny-all"},
+		Spec:       networkingv1.NetworkPolicySpec{PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress}},
+	}
+}
+
+type harness struct {
+	d      *Daemon
+	dp     *recordingDataplane
+	client kubernetes.Interface
+	addr   string
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func start(t *testing.T, client kubernetes.Interface, dp *recordingDataplane) *harness {
+	t.Helper()
+	d, err := New(Options{Config: testConfig(), Logger: zaptest.NewLogger(t), Client: client, Dataplane: dp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	h := &harness{d: d, dp: dp, client: client, cancel: cancel, done: make(chan error, 1)}
+	go func() { h.done <- d.Run(ctx) }()
+	actx, acancel := context.WithTimeout(ctx, 10*time.Second)
+	defer acancel()
+	if h.addr, err = d.Addr(actx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-h.done:
+			if err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("daemon did not stop within 10s of cancel")
+		}
+	})
+	return h
+}
+
+func eventually(t *testing.T, what string, f func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !f() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestFirstTransactionCarriesTheWholeSyncedState(t *testing.T) {
+	client := fake.NewSimpleClientset(
+		ns("prod", map[string]string{"team": "a"}),
+		pod("prod", "web", "node-a", "10.0.0.5", map[string]string{"app": "web"}),
+		pod("prod", "db", "node-b", "10.0.1.5", map[string]string{"app": "db"}),
+		denyAll("prod"),
+	)
+	dp := &recordingDataplane{}
+	h := start(t, client, dp)
+	eventually(t, "ready", h.d.Ready)
+	eps, applies, _ := dp.last()
+	if applies != 1 {
+		t.Fatalf("initial sync took %d transactions, want exactly 1", applies)
+	}
+	ep, ok := eps["prod/web"]
+	if !ok || len(ep.Ingress) != 1 || ep.Ingress[0] != "prod/deny-all" {
+		t.Fatalf("first transaction must isolate the local pod: %+v", eps)
+	}
+	if _, ok := eps["prod/db"]; ok {
+		t.Fatal("a pod of another node must not be an endpoint here")
+	}
+	if code, _ := get(t, "http://"+h.addr+"/readyz"); code != 200 {
+		t.Fatalf("/readyz = %d after the first sync", code)
+	}
+	if code, _ := get(t, "http://"+h.addr+"/healthz"); code != 200 {
+		t.Fatalf("/healthz = %d", code)
+	}
+	_, metrics := get(t, "http://"+h.addr+"/metrics")
+	for _, want := range []string{"npm_policies 1", "npm_pods 2", "npm_endpoints 1", "npm_ready 1", `npm_event_to_enforced_seconds_count{kind="pod"} 2`} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+}
+
+func TestBurstOfEventsIsCoalescedIntoFewTransactions(t *testing.T) {
+	client := fake.NewSimpleClientset(ns("prod", nil), denyAll("prod"))
+	dp := &recordingDataplane{}
+	h := start(t, client, dp)
+	eventually(t, "ready", h.d.Ready)
+	_, before, _ := dp.last()
+	ctx := context.Background()
+	// The fake watcher panics past 100 undelivered events: stay below.
+	const n = 90
+	for i := 0; i < n; i++ {
+		p := pod("prod", fmt.Sprintf("p%d", i), "node-a", fmt.Sprintf("10.0.%d.%d", i/250, i%250+1), map[string]string{"i": fmt.Sprint(i)})
+		if _, err := client.CoreV1().Pods("prod").Create(ctx, p, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "all pods enforced", func() bool { eps, _, _ := dp.last(); return len(eps) == n })
+	_, after, _ := dp.last()
+	if got := after - before; got > n/5 {
+		t.Fatalf("%d pod events took %d transactions; want them coalesced (≤ %d)", n, got, n/5)
+	}
+	t.Logf("%d pod events -> %d transactions", n, after-before)
+}
+
+func TestFailedTransactionIsRetriedNotDropped(t *testing.T) {
+	client := fake.NewSimpleClientset(ns("prod", nil), pod("prod", "web", "node-a", "10.0.0.5", nil))
+	dp := &recordingDataplane{}
+	h := start(t, client, dp)
+	eventually(t, "ready", h.d.Ready)
+	dp.mu.Lock()
+	dp.failNext = 2
+	dp.mu.Unlock()
+	if _, err := client.NetworkingV1().NetworkPolicies("prod").Create(context.Background(), denyAll("prod"), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "policy enforced after retries", func() bool {
+		eps, _, _ := dp.last()
+		return len(eps["prod/web"].Ingress) == 1
+	})
+	_, metrics := get(t, "http://"+h.addr+"/metrics")
+	if !strings.Contains(metrics, "npm_apply_failures_total 2") {
+		t.Fatalf("want 2 counted failures in /metrics")
+	}
+	if st := h.d.Status(); st.LastError != "" || !st.Ready {
+		t.Fatalf("status after recovery: %+v", st)
+	}
+}
+
+func TestDriftRepairsAreCounted(t *testing.T) {
+	dp := &recordingDataplane{}
+	h := start(t, fake.NewSimpleClientset(), dp)
+	eventually(t, "ready", h.d.Ready)
+	dp.mu.Lock()
+	dp.repairs = 3
+	dp.mu.Unlock()
+	if got := h.d.reconcileOnce(context.Background()); got != 3 {
+		t.Fatalf("reconcile reported %d repairs, want 3", got)
+	}
+	_, metrics := get(t, "http://"+h.addr+"/metrics")
+	if !strings.Contains(metrics, "npm_drift_repairs_total 3") {
+		t.Fatal("drift repairs not counted in /metrics")
+	}
+}
+
+func TestExplainNamesThePolicyAndKernelObjects(t *testing.T) {
+	allowWeb := &networkingv1.NetworkPolicy{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "prod", Name: "allow-frontend"},
+		Spec: networkingv1.NetworkPolicySpec{
+			PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}},
+			Ingress: []networkingv1.NetworkPolicyIngressRule{{
+				From: []networkingv1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "frontend"}}}},
+			}},
+		},
+	}
+	client := fake.NewSimpleClientset(ns("prod", nil),
+		pod("prod", "web", "node-a", "10.0.0.5", map[string]string{"app": "web"}),
+		pod("prod", "frontend", "node-b", "10.0.1.6", map[string]string{"app": "frontend"}),
+		pod("prod", "other", "node-b", "10.0.1.7", map[string]string{"app": "other"}),
+		allowWeb)
+	h := start(t, client, &recordingDataplane{})
+	eventually(t, "ready", h.d.Ready)
+	cases := []struct {
+		from, want string
+	}{
+		{"prod/frontend", "ALLOWED: 10.0.1.6 -> 10.0.0.5 80/TCP"},
+		{"prod/other", "DENIED: 10.0.1.7 -> 10.0.0.5 80/TCP"},
+	}
+	for _, tc := range cases {
+		req, err := explain.ParseRequest(tc.from, "prod/web", "80/tcp")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out bytes.Buffer
+		if err := explain.Query(context.Background(), h.addr, req, &out); err != nil {
+			t.Fatal(err)
+		}
+		text := out.String()
+		for _, want := range []string{tc.want, "prod/allow-frontend", "NPM-TEST-prod-allow-frontend"} {
+			if !strings.Contains(text, want) {
+				t.Errorf("explain from %s lacks %q:\n%s", tc.from, want, text)
+			}
+		}
+	}
+	var out bytes.Buffer
+	req, _ := explain.ParseRequest("prod/nope", "prod/web", "80")
+	if err := explain.Query(context.Background(), h.addr, req, &out); err == nil || !strings.Contains(err.Error(), "prod/nope not found") {
+		t.Fatalf("unknown pod must be a clear error, got %v", err)
+	}
+}
