@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command localcluster starts and stops the project's local Kubernetes
 // control plane (etcd + kube-apiserver on 127.0.0.1) for `make cluster-up`
 // and `make cluster-down`.

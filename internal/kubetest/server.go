@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package kubetest runs a real local Kubernetes control plane (etcd and
 // kube-apiserver built by hack/build-tools.sh) for integration tests, the
 // e2e harness, `make cluster-up` and the demo.

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package netnstest creates throw-away network namespaces for tests that
 // need a real kernel. Every namespace carries the project prefix, is
 // deleted by t.Cleanup even when the test fails, and the root network
