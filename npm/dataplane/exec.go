@@ -1,0 +1,73 @@
+package dataplane
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os/exec"
+	"runtime"
+	"strings"
+
+	"github.com/vishvananda/netns"
+)
+
+// Runner runs a tool (ipset, iptables-restore, ...) with stdin and returns
+// its stdout. Dataplanes exec every kernel tool through a Runner so tests
+// and benchmarks can run them inside a network namespace.
+type Runner interface {
+	Run(ctx context.Context, stdin []byte, name string, args ...string) ([]byte, error)
+}
+
+// Exec is the Runner that executes the tools. With Netns set (a path such
+// as /run/netns/NAME) the child process is started from an OS thread
+// switched into that network namespace, so it inherits it; the calling
+// process's own namespace is never changed.
+type Exec struct {
+	Netns string
+}
+
+// Run implements Runner.
+func (e Exec) Run(ctx context.Context, stdin []byte, name string, args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, name, args...)
+	if stdin != nil {
+		cmd.Stdin = bytes.NewReader(stdin)
+	}
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	var err error
+	if e.Netns == "" {
+		err = cmd.Run()
+	} else {
+		err = e.inNetns(cmd.Start)
+		if err == nil {
+			err = cmd.Wait()
+		}
+	}
+	if err != nil {
+		return out.Bytes(), fmt.Errorf("%s %s: %v: %s", name, strings.Join(args, " "), err, strings.TrimSpace(errb.String()))
+	}
+	return out.Bytes(), nil
+}
+
+func (e Exec) inNetns(f func() error) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		return err
+	}
+	defer orig.Close()
+	target, err := netns.GetFromPath(e.Netns)
+	if err != nil {
+		return err
+	}
+	defer target.Close()
+	if err := netns.Set(target); err != nil {
+		return err
+	}
+	ferr := f()
+	if err := netns.Set(orig); err != nil {
+		panic(fmt.Sprintf("dataplane: cannot return to the original netns: %v", err))
+	}
+	return ferr
+}

@@ -1,0 +1,304 @@
+// Package ipset manages the kernel ipsets of NPM with `ipset restore`:
+// every batch of creations and member changes is one `ipset restore`
+// invocation; sets whose members change wholesale are filled under a
+// temporary name and swapped in (`swap`), never flushed and refilled; sets
+// no longer referenced are destroyed in a separate, later step (after the
+// iptables rules that referenced them are gone).
+//
+// The manager remembers what it programmed; Load reads the kernel's state
+// back (`ipset save`) so the next Sync repairs any drift and replaces a
+// previous run's sets without a flush.
+package ipset
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+
+	"go.uber.org/zap"
+
+	"github.com/open-acn/acn/npm/dataplane"
+)
+
+// Set types.
+const (
+	HashIP     = "hash:ip"
+	HashNet    = "hash:net"
+	HashIPPort = "hash:ip,port"
+)
+
+// MaxElem is the maxelem of every set (pods or prefixes per selector).
+const MaxElem = 1 << 20
+
+// swapThreshold: a set whose diff touches more than this fraction of its
+// new size (and at least swapMin members) is rebuilt and swapped.
+const (
+	swapMin      = 64
+	swapFraction = 0.5
+)
+
+// Set is the desired (or programmed) content of one kernel set.
+type Set struct {
+	Name    string
+	Type    string
+	Family  string // "inet" or "inet6"
+	Comment string // readable origin, logged with every change
+	Members map[string]struct{}
+}
+
+// Manager owns every kernel set whose name starts with Prefix.
+type Manager struct {
+	Prefix string
+	run    dataplane.Runner
+	log    *zap.Logger
+	cur    map[string]*Set
+}
+
+// New returns a manager of the sets named Prefix*.
+func New(run dataplane.Runner, log *zap.Logger, prefix string) *Manager {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	return &Manager{Prefix: prefix, run: run, log: log, cur: map[string]*Set{}}
+}
+
+// Current returns the programmed set (nil if none); do not modify it.
+func (m *Manager) Current(name string) *Set { return m.cur[name] }
+
+// Names returns the names of the programmed sets, sorted.
+func (m *Manager) Names() []string {
+	out := make([]string, 0, len(m.cur))
+	for n := range m.cur {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Load replaces the manager's idea of the kernel with `ipset save` output.
+func (m *Manager) Load(ctx context.Context) error {
+	out, err := m.run.Run(ctx, nil, "ipset", "save")
+	if err != nil {
+		return err
+	}
+	cur := map[string]*Set{}
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) < 3 || !strings.HasPrefix(f[1], m.Prefix) {
+			continue
+		}
+		switch f[0] {
+		case "create":
+			s := &Set{Name: f[1], Type: f[2], Family: "inet", Members: map[string]struct{}{}}
+			for i := 3; i+1 < len(f); i++ {
+				if f[i] == "family" {
+					s.Family = f[i+1]
+				}
+			}
+			if old := m.cur[f[1]]; old != nil {
+				s.Comment = old.Comment
+			}
+			cur[f[1]] = s
+		case "add":
+			if s := cur[f[1]]; s != nil {
+				s.Members[f[2]] = struct{}{}
+			}
+		}
+	}
+	m.cur = cur
+	return sc.Err()
+}
+
+// Result reports what a Sync did.
+type Result struct {
+	Created, Swapped, Added, Deleted int
+	Changed                          int // sets created, swapped or with member changes
+	Unreferenced                     []string
+}
+
+// Sync makes the kernel sets equal to desired in one `ipset restore`.
+// Only the sets named in dirty are compared (nil: all). Managed sets that
+// are not desired are returned in Unreferenced for a later Destroy (after
+// the rules referencing them are gone); they are not touched now.
+func (m *Manager) Sync(ctx context.Context, desired map[string]*Set, dirty map[string]struct{}) (Result, error) {
+	var res Result
+	var b bytes.Buffer
+	type pending struct {
+		set     *Set
+		swapped bool
+	}
+	var commit []pending
+	names := make([]string, 0, len(desired))
+	if dirty == nil {
+		for n := range desired {
+			names = append(names, n)
+		}
+	} else {
+		for n := range dirty {
+			if _, ok := desired[n]; ok {
+				names = append(names, n)
+			}
+		}
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		want := desired[n]
+		have := m.cur[n]
+		if have != nil && (have.Type != want.Type || have.Family != want.Family) {
+			return res, fmt.Errorf("ipset %s exists as %s/%s, want %s/%s (name collision?)", n, have.Type, have.Family, want.Type, want.Family)
+		}
+		if have == nil {
+			fmt.Fprintf(&b, "create %s %s family %s maxelem %d -exist\n", n, want.Type, want.Family, MaxElem)
+			m.log.Info("ipset created", zap.String("set", n), zap.String("type", want.Type), zap.String("family", want.Family), zap.String("selector", want.Comment))
+			for _, mem := range sortedKeys(want.Members) {
+				fmt.Fprintf(&b, "add %s %s -exist\n", n, mem)
+				m.log.Info("ipset member added", zap.String("set", n), zap.String("member", mem), zap.String("selector", want.Comment))
+			}
+			res.Created++
+			res.Added += len(want.Members)
+			res.Changed++
+			commit = append(commit, pending{set: want})
+			continue
+		}
+		var add, del []string
+		for mem := range want.Members {
+			if _, ok := have.Members[mem]; !ok {
+				add = append(add, mem)
+			}
+		}
+		for mem := range have.Members {
+			if _, ok := want.Members[mem]; !ok {
+				del = append(del, mem)
+			}
+		}
+		if len(add) == 0 && len(del) == 0 {
+			continue
+		}
+		sort.Strings(add)
+		sort.Strings(del)
+		res.Changed++
+		res.Added += len(add)
+		res.Deleted += len(del)
+		for _, mem := range add {
+			m.log.Info("ipset member added", zap.String("set", n), zap.String("member", mem), zap.String("selector", want.Comment))
+		}
+		for _, mem := range del {
+			m.log.Info("ipset member removed", zap.String("set", n), zap.String("member", mem), zap.String("selector", want.Comment))
+		}
+		if n := len(add) + len(del); n >= swapMin && float64(n) > swapFraction*float64(len(want.Members)) {
+			// Wholesale change: fill a temporary set and swap it in, so the
+			// set is never seen half-updated or empty.
+			tmp := tmpName(want.Name)
+			fmt.Fprintf(&b, "create %s %s family %s maxelem %d -exist\nflush %s\n", tmp, want.Type, want.Family, MaxElem, tmp)
+			for _, mem := range sortedKeys(want.Members) {
+				fmt.Fprintf(&b, "add %s %s -exist\n", tmp, mem)
+			}
+			fmt.Fprintf(&b, "swap %s %s\ndestroy %s\n", tmp, want.Name, tmp)
+			m.log.Info("ipset swapped", zap.String("set", want.Name), zap.Int("members", len(want.Members)), zap.String("selector", want.Comment))
+			res.Swapped++
+			commit = append(commit, pending{set: want, swapped: true})
+			continue
+		}
+		// Additions first: a member moving between sets is never in neither.
+		for _, mem := range add {
+			fmt.Fprintf(&b, "add %s %s -exist\n", want.Name, mem)
+		}
+		for _, mem := range del {
+			fmt.Fprintf(&b, "del %s %s -exist\n", want.Name, mem)
+		}
+		commit = append(commit, pending{set: want})
+	}
+	for n := range m.cur {
+		if _, ok := desired[n]; !ok {
+			res.Unreferenced = append(res.Unreferenced, n)
+		}
+	}
+	sort.Strings(res.Unreferenced)
+	if b.Len() > 0 {
+		if _, err := m.run.Run(ctx, b.Bytes(), "ipset", "restore"); err != nil {
+			// Part of the script may have been applied: forget what we
+			// believe so the next Sync re-reads the kernel.
+			_ = m.Load(ctx)
+			return res, err
+		}
+	}
+	for _, p := range commit {
+		m.cur[p.set.Name] = cloneSet(p.set)
+	}
+	return res, nil
+}
+
+// Destroy removes managed sets (they must no longer be referenced by any
+// rule). Sets that cannot be destroyed (still referenced by someone) are
+// kept and reported in the error.
+func (m *Manager) Destroy(ctx context.Context, names []string) error {
+	if len(names) == 0 {
+		return nil
+	}
+	var b bytes.Buffer
+	for _, n := range names {
+		fmt.Fprintf(&b, "destroy %s\n", n)
+	}
+	if _, err := m.run.Run(ctx, b.Bytes(), "ipset", "restore"); err == nil {
+		for _, n := range names {
+			m.log.Info("ipset destroyed", zap.String("set", n), zap.String("selector", m.comment(n)))
+			delete(m.cur, n)
+		}
+		return nil
+	}
+	// One by one, to destroy what can be.
+	var errs []string
+	for _, n := range names {
+		if _, err := m.run.Run(ctx, nil, "ipset", "destroy", n); err != nil {
+			if strings.Contains(err.Error(), "does not exist") {
+				delete(m.cur, n)
+				continue
+			}
+			errs = append(errs, err.Error())
+			continue
+		}
+		m.log.Info("ipset destroyed", zap.String("set", n), zap.String("selector", m.comment(n)))
+		delete(m.cur, n)
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("ipset destroy: %s", strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+func (m *Manager) comment(n string) string {
+	if s := m.cur[n]; s != nil {
+		return s.Comment
+	}
+	return ""
+}
+
+func tmpName(n string) string {
+	if len(n) > 29 {
+		n = n[:29]
+	}
+	return n + "-t"
+}
+
+func sortedKeys(m map[string]struct{}) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func cloneSet(s *Set) *Set {
+	c := *s
+	c.Members = make(map[string]struct{}, len(s.Members))
+	for k := range s.Members {
+		c.Members[k] = struct{}{}
+	}
+	return &c
+}

@@ -1,0 +1,790 @@
+package iptables
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+
+	"go.uber.org/zap"
+
+	"github.com/open-acn/acn/npm/dataplane"
+	"github.com/open-acn/acn/npm/ipset"
+	"github.com/open-acn/acn/npm/policy"
+)
+
+// Mode is the iptables backend.
+type Mode string
+
+const (
+	ModeAuto   Mode = ""
+	ModeNFT    Mode = "nft"
+	ModeLegacy Mode = "legacy"
+)
+
+// Options configure the dataplane.
+type Options struct {
+	// Runner executes ipset / iptables-restore / iptables-save; default
+	// dataplane.Exec{} (the current network namespace).
+	Runner dataplane.Runner
+	Logger *zap.Logger
+	// Mode forces a backend; ModeAuto detects it like kube-proxy's
+	// iptables-wrapper (the backend holding kube's rules, else nft).
+	Mode Mode
+	// Families to program; default IPv4 and IPv6.
+	Families []policy.Family
+}
+
+// Dataplane programs a policy.State with iptables-restore and ipset.
+type Dataplane struct {
+	run      dataplane.Runner
+	log      *zap.Logger
+	mode     Mode
+	families []policy.Family
+	sets     *ipset.Manager
+
+	loaded bool
+	// programmed chains per family: chain -> rule lines ("-A CHAIN ...")
+	chains map[policy.Family]map[string][]string
+	jumpOK map[policy.Family]bool
+
+	// desired-state caches, updated incrementally from policy.Changes
+	last      *policy.State
+	wantSets  map[string]*ipset.Set                            // kernel set name -> content
+	setNames  map[string][]string                              // model set ID -> kernel names
+	polChains map[string]map[policy.Family]map[string][]string // policy key -> family -> chain -> lines
+	groups    map[policy.Direction][]*policy.Group
+	names     map[string]string // chain/set name -> key (collision detection)
+}
+
+var _ dataplane.Dataplane = (*Dataplane)(nil)
+
+// New detects the backend (unless forced) and returns the dataplane. It
+// does not touch the kernel; the first Apply reads the kernel state and
+// replaces a previous run's rules in one transaction.
+func New(ctx context.Context, o Options) (*Dataplane, error) {
+	if o.Runner == nil {
+		o.Runner = dataplane.Exec{}
+	}
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	if len(o.Families) == 0 {
+		o.Families = policy.Families
+	}
+	d := &Dataplane{run: o.Runner, log: o.Logger, mode: o.Mode, families: o.Families,
+		sets: ipset.New(o.Runner, o.Logger, SetPrefix), chains: map[policy.Family]map[string][]string{}, jumpOK: map[policy.Family]bool{},
+		last: policy.NewState(), wantSets: map[string]*ipset.Set{}, setNames: map[string][]string{},
+		polChains: map[string]map[policy.Family]map[string][]string{}, groups: map[policy.Direction][]*policy.Group{}, names: map[string]string{}}
+	if d.mode == ModeAuto {
+		d.mode = Detect(ctx, o.Runner)
+	}
+	d.log.Info("iptables dataplane", zap.String("backend", string(d.mode)))
+	return d, nil
+}
+
+// Mode returns the backend in use.
+func (d *Dataplane) Mode() Mode { return d.mode }
+
+func tool(m Mode, f policy.Family, what string) string {
+	base := "iptables"
+	if f == policy.IPv6 {
+		base = "ip6tables"
+	}
+	return base + "-" + string(m) + "-" + what
+}
+
+// Detect picks the backend like kube-proxy's iptables-wrapper: the one
+// where kubelet/kube-proxy left their hint chains, else the one with more
+// rules, else nft.
+func Detect(ctx context.Context, run dataplane.Runner) Mode {
+	count := map[Mode]int{}
+	for _, m := range []Mode{ModeLegacy, ModeNFT} {
+		for _, f := range policy.Families {
+			out, err := run.Run(ctx, nil, tool(m, f, "save"))
+			if err != nil {
+				continue
+			}
+			s := string(out)
+			if strings.Contains(s, ":KUBE-IPTABLES-HINT") || strings.Contains(s, ":KUBE-KUBELET-CANARY") {
+				count[m] += 1 << 20
+			}
+			for _, l := range strings.Split(s, "\n") {
+				if strings.HasPrefix(l, "-") {
+					count[m]++
+				}
+			}
+		}
+	}
+	if count[ModeLegacy] > count[ModeNFT] {
+		return ModeLegacy
+	}
+	return ModeNFT
+}
+
+// ---- kernel read-back ----
+
+// savedChains parses iptables-save output: NPM chains and FORWARD rules.
+func parseSave(out []byte) (chains map[string][]string, forward []string) {
+	chains = map[string][]string{}
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	inFilter := false
+	for sc.Scan() {
+		l := sc.Text()
+		switch {
+		case strings.HasPrefix(l, "*"):
+			inFilter = l == "*filter"
+		case !inFilter:
+		case strings.HasPrefix(l, ":"+ChainPrefix):
+			name := strings.Fields(l[1:])[0]
+			if _, ok := chains[name]; !ok {
+				chains[name] = nil
+			}
+		case strings.HasPrefix(l, "-A "):
+			f := strings.SplitN(l, " ", 3)
+			if len(f) < 2 {
+				continue
+			}
+			if strings.HasPrefix(f[1], ChainPrefix) {
+				chains[f[1]] = append(chains[f[1]], l)
+			} else if f[1] == "FORWARD" {
+				forward = append(forward, l)
+			}
+		}
+	}
+	return chains, forward
+}
+
+func (d *Dataplane) save(ctx context.Context, m Mode, f policy.Family) ([]byte, error) {
+	return d.run.Run(ctx, nil, tool(m, f, "save"), "-t", "filter")
+}
+
+func (d *Dataplane) restore(ctx context.Context, m Mode, f policy.Family, script []byte) error {
+	_, err := d.run.Run(ctx, script, tool(m, f, "restore"), "-w", "5", "--noflush")
+	return err
+}
+
+// jumpRule is NPM's rule in FORWARD as iptables-save prints it.
+func jumpRule() string {
+	return fmt.Sprintf("-A FORWARD -m comment --comment %q -j %s", JumpComment, ChainMain)
+}
+
+// jumpOK: exactly one NPM jump, before any kube-proxy KUBE-FORWARD jump.
+func jumpPlaced(forward []string) bool {
+	pos, n, kube := -1, 0, -1
+	for i, l := range forward {
+		if strings.HasSuffix(l, "-j "+ChainMain) {
+			n++
+			pos = i
+		}
+		if kube < 0 && strings.Contains(l, "-j KUBE-") {
+			kube = i
+		}
+	}
+	return n == 1 && (kube < 0 || pos < kube)
+}
+
+// load reads the kernel state (both tools) into the "programmed" maps.
+func (d *Dataplane) load(ctx context.Context) error {
+	if err := d.sets.Load(ctx); err != nil {
+		return err
+	}
+	for _, f := range d.families {
+		out, err := d.save(ctx, d.mode, f)
+		if err != nil {
+			return err
+		}
+		chains, fwd := parseSave(out)
+		d.chains[f] = chains
+		d.jumpOK[f] = jumpPlaced(fwd)
+	}
+	return nil
+}
+
+// ---- Apply ----
+
+// Apply implements dataplane.Dataplane.
+func (d *Dataplane) Apply(ctx context.Context, desired *policy.State, changes *policy.Changes) error {
+	if !d.loaded {
+		if err := d.load(ctx); err != nil {
+			return fmt.Errorf("read kernel state: %w", err)
+		}
+		d.cleanupOther(ctx)
+		d.loaded = true
+		changes = nil
+	}
+	dirtySets, err := d.updateDesired(desired, changes)
+	if err != nil {
+		return err
+	}
+	_, err = d.program(ctx, dirtySets)
+	return err
+}
+
+// updateDesired refreshes the caches from desired and returns the kernel
+// set names whose content may have changed (nil: all).
+func (d *Dataplane) updateDesired(desired *policy.State, changes *policy.Changes) (map[string]struct{}, error) {
+	full := changes == nil
+	if full {
+		changes = policy.Diff(d.last, desired)
+		// also everything, to rebuild caches
+		for id := range desired.Sets {
+			changes.Sets[id] = struct{}{}
+		}
+		for k := range desired.Policies {
+			changes.Policies[k] = struct{}{}
+		}
+	}
+	dirty := map[string]struct{}{}
+	// model sets
+	for id := range changes.Sets {
+		for _, n := range d.setNames[id] {
+			delete(d.wantSets, n)
+			dirty[n] = struct{}{}
+		}
+		delete(d.setNames, id)
+		delete(d.last.Sets, id)
+		s := desired.Sets[id]
+		if s == nil {
+			continue
+		}
+		d.last.Sets[id] = s.Clone()
+		for _, f := range d.families {
+			if s.Kind == policy.SetNet && !hasFamily(s, f) {
+				continue
+			}
+			n := SetName(f, id)
+			if k, ok := d.names[n]; ok && k != s.Key {
+				return nil, fmt.Errorf("ipset name collision: %s for %q and %q", n, k, s.Key)
+			}
+			d.names[n] = s.Key
+			ks := &ipset.Set{Name: n, Type: setType(s.Kind), Family: famName(f), Comment: s.Comment, Members: map[string]struct{}{}}
+			for m := range s.Members {
+				if m.Family() == f {
+					ks.Members[m.String()] = struct{}{}
+				}
+			}
+			d.wantSets[n] = ks
+			d.setNames[id] = append(d.setNames[id], n)
+			dirty[n] = struct{}{}
+		}
+	}
+	// policies
+	for k := range changes.Policies {
+		delete(d.polChains, k)
+		delete(d.last.Policies, k)
+		if p := desired.Policies[k]; p != nil {
+			d.last.Policies[k] = p.Clone()
+		}
+	}
+	for k := range changes.Policies {
+		if p := d.last.Policies[k]; p != nil {
+			pc, err := d.renderPolicy(p)
+			if err != nil {
+				return nil, err
+			}
+			d.polChains[k] = pc
+		}
+	}
+	// endpoints and groups
+	if full || len(changes.Endpoints) > 0 {
+		for k := range changes.Endpoints {
+			delete(d.last.Endpoints, k)
+			if e := desired.Endpoints[k]; e != nil {
+				d.last.Endpoints[k] = e.Clone()
+			}
+		}
+		if full {
+			d.last.Endpoints = map[string]*policy.Endpoint{}
+			for k, e := range desired.Endpoints {
+				d.last.Endpoints[k] = e.Clone()
+			}
+		}
+		for _, dir := range []policy.Direction{policy.Ingress, policy.Egress} {
+			for _, g := range d.groups[dir] {
+				for _, f := range d.families {
+					n := GroupSetName(f, g)
+					delete(d.wantSets, n)
+					dirty[n] = struct{}{}
+				}
+			}
+			d.groups[dir] = d.last.Groups(dir)
+			for _, g := range d.groups[dir] {
+				for _, f := range d.families {
+					n := GroupSetName(f, g)
+					key := policy.GroupKey(dir, g.Policies)
+					if k, ok := d.names[n]; ok && k != key {
+						return nil, fmt.Errorf("ipset name collision: %s for %q and %q", n, k, key)
+					}
+					d.names[n] = key
+					ks := &ipset.Set{Name: n, Type: ipset.HashIP, Family: famName(f), Comment: "local pods isolated by " + strings.Join(g.Policies, ","), Members: map[string]struct{}{}}
+					for _, a := range g.IPs {
+						if policy.FamilyOf(a) == f {
+							ks.Members[a.String()] = struct{}{}
+						}
+					}
+					d.wantSets[n] = ks
+					dirty[n] = struct{}{}
+				}
+			}
+		}
+	}
+	if full {
+		return nil, nil
+	}
+	return dirty, nil
+}
+
+func hasFamily(s *policy.Set, f policy.Family) bool {
+	for m := range s.Members {
+		if m.Family() == f {
+			return true
+		}
+	}
+	return false
+}
+
+func setType(k policy.SetKind) string {
+	switch k {
+	case policy.SetNet:
+		return ipset.HashNet
+	case policy.SetIPPort:
+		return ipset.HashIPPort
+	}
+	return ipset.HashIP
+}
+
+func famName(f policy.Family) string {
+	if f == policy.IPv6 {
+		return "inet6"
+	}
+	return "inet"
+}
+
+// desiredChains assembles every chain of one family.
+func (d *Dataplane) desiredChains(f policy.Family) map[string][]string {
+	out := map[string][]string{
+		ChainMain: {
+			"-A " + ChainMain + " -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN",
+			"-A " + ChainMain + " -j " + ChainEgress,
+			"-A " + ChainMain + " -j " + ChainIngress,
+		},
+	}
+	for _, dir := range []policy.Direction{policy.Egress, policy.Ingress} {
+		disp := ChainIngress
+		match := "dst"
+		if dir == policy.Egress {
+			disp, match = ChainEgress, "src"
+		}
+		var lines []string
+		for _, g := range d.groups[dir] {
+			gc := GroupChain(g)
+			lines = append(lines, fmt.Sprintf("-A %s -m set --match-set %s %s -m comment --comment %s -g %s", disp, GroupSetName(f, g), match,
+				comment("pods isolated for "+dir.String()+" by "+strings.Join(g.Policies, ",")), gc))
+			gl := []string{fmt.Sprintf("-A %s -j MARK --set-xmark 0x0/%#x", gc, MarkAllow)}
+			for _, k := range g.Policies {
+				if d.last.Policies[k] == nil {
+					continue
+				}
+				gl = append(gl,
+					fmt.Sprintf("-A %s -m comment --comment %s -j %s", gc, comment("policy "+k), PolicyChain(dir, k)),
+					fmt.Sprintf("-A %s -m mark --mark %#x/%#x -j RETURN", gc, MarkAllow, MarkAllow))
+			}
+			gl = append(gl, fmt.Sprintf("-A %s -m comment --comment %s -j DROP", gc, comment("default deny "+dir.String()+" for pods selected by "+strings.Join(g.Policies, ","))))
+			out[gc] = gl
+		}
+		out[disp] = lines
+	}
+	for _, pc := range d.polChains {
+		for c, lines := range pc[f] {
+			out[c] = lines
+		}
+	}
+	return out
+}
+
+// renderPolicy renders a policy's chains in every family.
+func (d *Dataplane) renderPolicy(p *policy.Policy) (map[policy.Family]map[string][]string, error) {
+	out := map[policy.Family]map[string][]string{}
+	for _, f := range d.families {
+		out[f] = map[string][]string{}
+	}
+	for _, dir := range []policy.Direction{policy.Ingress, policy.Egress} {
+		if !p.Isolates(dir) {
+			continue
+		}
+		c := PolicyChain(dir, p.Key())
+		if k, ok := d.names[c]; ok && k != p.Key() {
+			return nil, fmt.Errorf("chain name collision: %s for %q and %q", c, k, p.Key())
+		}
+		d.names[c] = p.Key()
+		for _, f := range d.families {
+			out[f][c] = d.renderRules(f, c, p, dir)
+		}
+	}
+	return out, nil
+}
+
+func (d *Dataplane) renderRules(f policy.Family, chain string, p *policy.Policy, dir policy.Direction) []string {
+	lines := []string{} // an empty chain still exists
+	peerDir := "src"
+	if dir == policy.Egress {
+		peerDir = "dst"
+	}
+	for i, r := range p.Rules(dir) {
+		var peers []string
+		for _, pe := range r.Peers {
+			s := d.last.Sets[pe.SetID]
+			if s == nil || (s.Kind == policy.SetNet && !hasFamily(s, f)) {
+				continue
+			}
+			peers = append(peers, fmt.Sprintf("-m set --match-set %s %s", SetName(f, pe.SetID), peerDir))
+		}
+		if len(r.Peers) > 0 && len(peers) == 0 {
+			continue // no peer of this family: the rule matches nothing here
+		}
+		if len(peers) == 0 {
+			peers = []string{""}
+		}
+		type pm struct{ proto, match string }
+		var ports []pm
+		for _, pt := range r.Ports {
+			proto := "-p " + pt.Protocol.Lower()
+			switch {
+			case pt.Name != "":
+				ports = append(ports, pm{proto, fmt.Sprintf("-m set --match-set %s dst,dst", SetName(f, pt.SetID))})
+			case pt.Port == 0:
+				ports = append(ports, pm{proto, ""})
+			case pt.EndPort > pt.Port:
+				ports = append(ports, pm{proto, fmt.Sprintf("-m %s --dport %d:%d", pt.Protocol.Lower(), pt.Port, pt.EndPort)})
+			default:
+				ports = append(ports, pm{proto, fmt.Sprintf("-m %s --dport %d", pt.Protocol.Lower(), pt.Port)})
+			}
+		}
+		if len(ports) == 0 {
+			ports = []pm{{}}
+		}
+		cm := comment(fmt.Sprintf("%s %s rule %d: %s", p.Key(), dir, i, r.Comment))
+		for _, pe := range peers {
+			for _, po := range ports {
+				var b strings.Builder
+				b.WriteString("-A " + chain)
+				for _, part := range []string{po.proto, pe, po.match} {
+					if part != "" {
+						b.WriteString(" " + part)
+					}
+				}
+				fmt.Fprintf(&b, " -m comment --comment %s -j MARK --set-xmark %#x/%#x", cm, MarkAllow, MarkAllow)
+				lines = append(lines, b.String())
+			}
+		}
+	}
+	return lines
+}
+
+// comment quotes a comment the way iptables-save prints it.
+func comment(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r == '"' || r == '\n' || r == '\\' || r == '\'' {
+			return ' '
+		}
+		return r
+	}, s)
+	if len(s) > 250 {
+		s = s[:247] + "..."
+	}
+	return `"` + s + `"`
+}
+
+// program writes the difference between the desired caches and the
+// programmed state: one ipset restore (creations, members, swaps), one
+// iptables-restore per family (chains rewritten atomically), then destroys
+// the sets no rule references any more. It returns the number of objects
+// (sets, chains, jumps) it changed.
+func (d *Dataplane) program(ctx context.Context, dirtySets map[string]struct{}) (int, error) {
+	res, err := d.sets.Sync(ctx, d.wantSets, dirtySets)
+	if err != nil {
+		return 0, err
+	}
+	changed := res.Changed
+	for _, f := range d.families {
+		n, err := d.programChains(ctx, f)
+		if err != nil {
+			return changed, err
+		}
+		changed += n
+	}
+	if len(res.Unreferenced) > 0 {
+		changed += len(res.Unreferenced)
+		if err := d.sets.Destroy(ctx, res.Unreferenced); err != nil {
+			d.log.Warn("ipset destroy failed; retried at next apply", zap.Error(err))
+		}
+	}
+	return changed, nil
+}
+
+func (d *Dataplane) programChains(ctx context.Context, f policy.Family) (int, error) {
+	want := d.desiredChains(f)
+	have := d.chains[f]
+	if have == nil {
+		have = map[string][]string{}
+	}
+	var names []string
+	for c := range want {
+		names = append(names, c)
+	}
+	sort.Strings(names)
+	var decl, rules, dels []string
+	n := 0
+	for _, c := range names {
+		h, exists := have[c]
+		if exists && linesEqual(h, want[c]) {
+			continue
+		}
+		n++
+		decl = append(decl, ":"+c+" - [0:0]")
+		rules = append(rules, want[c]...)
+		if !exists {
+			d.log.Info("iptables chain created", zap.String("chain", c), zap.String("family", famName(f)))
+		}
+		d.logRuleDiff(f, c, h, want[c])
+	}
+	var stale []string
+	for c := range have {
+		if _, ok := want[c]; !ok {
+			stale = append(stale, c)
+		}
+	}
+	sort.Strings(stale)
+	for _, c := range stale {
+		n++
+		decl = append(decl, ":"+c+" - [0:0]")
+		dels = append(dels, "-X "+c)
+		d.logRuleDiff(f, c, have[c], nil)
+		d.log.Info("iptables chain deleted", zap.String("chain", c), zap.String("family", famName(f)))
+	}
+	var jump []string
+	if !d.jumpOK[f] {
+		n++
+		// Remove any misplaced copies, then insert first in FORWARD.
+		out, err := d.save(ctx, d.mode, f)
+		if err != nil {
+			return 0, err
+		}
+		_, fwd := parseSave(out)
+		for _, l := range fwd {
+			if strings.HasSuffix(l, "-j "+ChainMain) {
+				jump = append(jump, "-D"+strings.TrimPrefix(l, "-A"))
+			}
+		}
+		jump = append(jump, "-I FORWARD 1"+strings.TrimPrefix(jumpRule(), "-A FORWARD"))
+		d.log.Info("iptables rule added", zap.String("family", famName(f)), zap.String("rule", jumpRule()))
+	}
+	if n == 0 {
+		return 0, nil
+	}
+	var b bytes.Buffer
+	b.WriteString("*filter\n")
+	for _, l := range decl {
+		b.WriteString(l + "\n")
+	}
+	for _, l := range rules {
+		b.WriteString(l + "\n")
+	}
+	for _, l := range jump {
+		b.WriteString(l + "\n")
+	}
+	for _, l := range dels {
+		b.WriteString(l + "\n")
+	}
+	b.WriteString("COMMIT\n")
+	if err := d.restore(ctx, d.mode, f, b.Bytes()); err != nil {
+		// The transaction is atomic: nothing changed. Re-read next time.
+		d.loaded = false
+		return 0, err
+	}
+	nc := map[string][]string{}
+	for c, l := range want {
+		nc[c] = l
+	}
+	d.chains[f] = nc
+	d.jumpOK[f] = true
+	return n, nil
+}
+
+func linesEqual(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if norm(a[i]) != norm(b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// norm makes rule text comparable across iptables-save versions (quoting).
+func norm(s string) string { return strings.ReplaceAll(s, `"`, "") }
+
+func (d *Dataplane) logRuleDiff(f policy.Family, chain string, old, cur []string) {
+	seen := map[string]int{}
+	for _, l := range old {
+		seen[norm(l)]++
+	}
+	for _, l := range cur {
+		if seen[norm(l)] > 0 {
+			seen[norm(l)]--
+			continue
+		}
+		d.log.Info("iptables rule added", zap.String("family", famName(f)), zap.String("chain", chain), zap.String("rule", l))
+	}
+	for _, l := range old {
+		if seen[norm(l)] > 0 {
+			seen[norm(l)]--
+			d.log.Info("iptables rule removed", zap.String("family", famName(f)), zap.String("chain", chain), zap.String("rule", l))
+		}
+	}
+}
+
+// ---- Reconcile, Cleanup, Objects ----
+
+// Reconcile implements dataplane.Dataplane: it re-reads iptables-save and
+// ipset save and rewrites whatever differs from the last applied state.
+func (d *Dataplane) Reconcile(ctx context.Context) (int, error) {
+	if err := d.load(ctx); err != nil {
+		return 0, err
+	}
+	d.loaded = true
+	n, err := d.program(ctx, nil)
+	if n > 0 {
+		d.log.Warn("drift repaired", zap.Int("objects", n))
+	}
+	return n, err
+}
+
+// Cleanup implements dataplane.Dataplane: it removes NPM's jump, chains
+// and sets from both backends.
+func (d *Dataplane) Cleanup(ctx context.Context) error {
+	var errs []string
+	for _, m := range []Mode{ModeNFT, ModeLegacy} {
+		for _, f := range d.families {
+			if err := d.removeChains(ctx, m, f); err != nil {
+				errs = append(errs, err.Error())
+			}
+		}
+	}
+	if err := d.sets.Load(ctx); err != nil {
+		errs = append(errs, err.Error())
+	} else if err := d.sets.Destroy(ctx, d.sets.Names()); err != nil {
+		errs = append(errs, err.Error())
+	}
+	d.chains = map[policy.Family]map[string][]string{}
+	d.jumpOK = map[policy.Family]bool{}
+	d.loaded = false
+	d.last, d.wantSets, d.setNames = policy.NewState(), map[string]*ipset.Set{}, map[string][]string{}
+	d.polChains, d.groups = map[string]map[policy.Family]map[string][]string{}, map[policy.Direction][]*policy.Group{}
+	if len(errs) > 0 {
+		return fmt.Errorf("cleanup: %s", strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// cleanupOther removes NPM's leftovers from the backend not in use.
+func (d *Dataplane) cleanupOther(ctx context.Context) {
+	other := ModeLegacy
+	if d.mode == ModeLegacy {
+		other = ModeNFT
+	}
+	for _, f := range d.families {
+		if err := d.removeChains(ctx, other, f); err != nil {
+			d.log.Warn("cannot clean the other iptables backend", zap.String("backend", string(other)), zap.Error(err))
+		}
+	}
+}
+
+func (d *Dataplane) removeChains(ctx context.Context, m Mode, f policy.Family) error {
+	out, err := d.save(ctx, m, f)
+	if err != nil {
+		return nil // backend not usable here: nothing of ours in it
+	}
+	chains, fwd := parseSave(out)
+	var b bytes.Buffer
+	n := 0
+	b.WriteString("*filter\n")
+	for _, l := range fwd {
+		if strings.HasSuffix(l, "-j "+ChainMain) {
+			b.WriteString("-D" + strings.TrimPrefix(l, "-A") + "\n")
+			n++
+		}
+	}
+	var names []string
+	for c := range chains {
+		names = append(names, c)
+	}
+	sort.Strings(names)
+	for _, c := range names {
+		b.WriteString(":" + c + " - [0:0]\n")
+	}
+	for _, c := range names {
+		b.WriteString("-X " + c + "\n")
+		n++
+	}
+	b.WriteString("COMMIT\n")
+	if n == 0 {
+		return nil
+	}
+	d.log.Info("removing NPM chains", zap.String("backend", string(m)), zap.String("family", famName(f)), zap.Int("chains", len(names)))
+	return d.restore(ctx, m, f, b.Bytes())
+}
+
+// Objects implements dataplane.Dataplane.
+func (d *Dataplane) Objects(key string) []dataplane.Object {
+	p := d.last.Policies[key]
+	if p == nil {
+		return nil
+	}
+	var out []dataplane.Object
+	for _, f := range d.families {
+		for _, dir := range []policy.Direction{policy.Ingress, policy.Egress} {
+			if !p.Isolates(dir) {
+				continue
+			}
+			out = append(out, dataplane.Object{Kind: "chain", Name: PolicyChain(dir, key), Family: f, Comment: fmt.Sprintf("%s rules of %s", dir, key)})
+			for _, g := range d.groups[dir] {
+				for _, k := range g.Policies {
+					if k == key {
+						out = append(out,
+							dataplane.Object{Kind: "chain", Name: GroupChain(g), Family: f, Comment: "dispatch group " + strings.Join(g.Policies, ",")},
+							dataplane.Object{Kind: "set", Name: GroupSetName(f, g), Family: f, Comment: "local pods isolated by " + strings.Join(g.Policies, ",")})
+					}
+				}
+			}
+			seen := map[string]bool{}
+			for _, r := range p.Rules(dir) {
+				ids := []string{}
+				for _, pe := range r.Peers {
+					ids = append(ids, pe.SetID)
+				}
+				for _, pt := range r.Ports {
+					if pt.SetID != "" {
+						ids = append(ids, pt.SetID)
+					}
+				}
+				for _, id := range ids {
+					if seen[id] {
+						continue
+					}
+					seen[id] = true
+					if s := d.last.Sets[id]; s != nil && (s.Kind != policy.SetNet || hasFamily(s, f)) {
+						out = append(out, dataplane.Object{Kind: "set", Name: SetName(f, id), Family: f, Comment: s.Comment})
+					}
+				}
+			}
+		}
+	}
+	return out
+}
