@@ -1,0 +1,78 @@
+// Package cmdmain is the shared main of azure-vnet and azure-vnet-ipam:
+// command-line flags (a CNI plugin normally gets none), the logger from
+// the configuration, and the skel dispatch.
+package cmdmain
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/containernetworking/cni/pkg/skel"
+	"go.uber.org/zap"
+
+	"github.com/open-acn/acn/cni/config"
+	"github.com/open-acn/acn/cni/plugin"
+	"github.com/open-acn/acn/internal/version"
+	"github.com/open-acn/acn/logs"
+)
+
+// Args handles command-line arguments. It returns (exit code, true) when
+// the process should exit: --version prints the banner (0), --help the
+// usage (0), anything else is an error (2). With no arguments it returns
+// false and the plugin runs as the runtime invoked it.
+func Args(name string, args []string, stdout, stderr io.Writer) (int, bool) {
+	if len(args) == 0 {
+		return 0, false
+	}
+	switch strings.TrimLeft(args[0], "-") {
+	case "version", "v":
+		if strings.HasPrefix(args[0], "-") {
+			fmt.Fprintln(stdout, version.String(name))
+			return 0, true
+		}
+	case "help", "h":
+		if strings.HasPrefix(args[0], "-") {
+			fmt.Fprintf(stdout, "%s is a CNI plugin: the container runtime runs it with CNI_COMMAND and the network config on stdin.\nFlags: --version\n", name)
+			return 0, true
+		}
+	}
+	fmt.Fprintf(stderr, "%s: unknown argument %q (the only flag is --version; CNI input comes from the environment and stdin)\n", name, args[0])
+	return 2, true
+}
+
+// NewLogger returns the plugin's logger factory: logFile (config or
+// ACN_CNI_LOG_FILE) or defaultFile, logTarget "stderr" for stderr,
+// logLevel honoured.
+func NewLogger(defaultFile string) func(cfg *config.NetConf) *zap.Logger {
+	return func(cfg *config.NetConf) *zap.Logger {
+		lc := logs.Config{File: defaultFile}
+		if env := os.Getenv(config.EnvLogFile); env != "" {
+			lc.File = env
+		}
+		if cfg != nil {
+			if cfg.LogFile != "" {
+				lc.File = cfg.LogFile
+			}
+			if strings.EqualFold(cfg.LogTarget, config.LogTargetStderr) {
+				lc.File = logs.StderrTarget
+			}
+			lc.Level = cfg.LogLevel
+		}
+		l, err := logs.New(lc)
+		if err != nil {
+			return zap.NewNop()
+		}
+		return l
+	}
+}
+
+// Main runs a plugin binary.
+func Main(name, defaultLogFile string) {
+	if code, exit := Args(name, os.Args[1:], os.Stdout, os.Stderr); exit {
+		os.Exit(code)
+	}
+	p := &plugin.Plugin{Name: name, NewLogger: NewLogger(defaultLogFile)}
+	skel.PluginMainFuncs(p.Funcs(), plugin.SupportedVersions, plugin.About(name, version.Version))
+}

@@ -1,0 +1,337 @@
+// Package config parses and validates the network configuration that the
+// container runtime hands to azure-vnet and azure-vnet-ipam on stdin.
+//
+// Every mistake gets its own error naming the field and what is accepted,
+// returned as a CNI error with code 7 (invalid network config) so the
+// runtime shows the user something actionable. Nothing touches the kernel
+// or the state files before a configuration has passed Parse.
+package config
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/containernetworking/cni/pkg/types"
+)
+
+// Plugin type names.
+const (
+	VnetPlugin = "azure-vnet"
+	IPAMPlugin = "azure-vnet-ipam"
+)
+
+// Modes of azure-vnet.
+const (
+	ModeBridge      = "bridge"
+	ModeTransparent = "transparent"
+)
+
+// IPAM environments (address sources).
+const (
+	EnvAzure = "azure"
+	EnvFile  = "file"
+	EnvMAS   = "mas" // Azure Stack: same JSON file as EnvFile
+)
+
+// Defaults, overridable per field in the configuration (and, for paths,
+// with the environment variables below so tests never touch /var).
+const (
+	DefaultBridge         = "azure0"
+	DefaultStateDir       = "/var/run/azure-vnet"
+	DefaultQueryURL       = "http://168.63.129.16/machine/plugins?comp=nmagent&type=getinterfaceinfov1"
+	DefaultInterfacesFile = "/etc/kubernetes/interfaces.json"
+	DefaultQueryInterval  = 30 * time.Second
+	DefaultReuseCooldown  = 30 * time.Second
+	DefaultLockTimeout    = 60 * time.Second
+)
+
+// Environment variables that override default paths (the config fields win).
+const (
+	EnvStateDir = "ACN_CNI_STATE_DIR"
+	EnvLogFile  = "ACN_CNI_LOG_FILE"
+)
+
+// Log targets accepted in logTarget. "syslog" is accepted for configs
+// written for the reference plugins and logs to the file.
+const (
+	LogTargetFile   = "logfile"
+	LogTargetStderr = "stderr"
+	LogTargetSyslog = "syslog"
+)
+
+// Forbidden lists the ranges AKS does not allow for pod or VNet addresses.
+var Forbidden = mustCIDRs("169.254.0.0/16", "172.30.0.0/16", "172.31.0.0/16", "192.0.2.0/24")
+
+// Duration accepts a JSON number of seconds (the reference format) or a Go
+// duration string ("30s", "1m").
+type Duration time.Duration
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var n float64
+	if err := json.Unmarshal(b, &n); err == nil {
+		*d = Duration(time.Duration(n * float64(time.Second)))
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("want seconds or a duration string like \"30s\", got %s", string(b))
+	}
+	if secs, err := strconv.ParseFloat(s, 64); err == nil {
+		*d = Duration(time.Duration(secs * float64(time.Second)))
+		return nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("want seconds or a duration string like \"30s\", got %q", s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// IPAM is the ipam section.
+type IPAM struct {
+	Type          string   `json:"type"`
+	Environment   string   `json:"environment,omitempty"`
+	Subnet        string   `json:"subnet,omitempty"`
+	IPAddress     string   `json:"ipAddress,omitempty"`
+	QueryInterval Duration `json:"queryInterval,omitempty"`
+	// Extensions (not in the reference plugin).
+	QueryURL       string   `json:"queryUrl,omitempty"`       // azure source endpoint
+	InterfacesFile string   `json:"interfacesFile,omitempty"` // file/mas source path
+	ReuseCooldown  Duration `json:"reuseCooldown,omitempty"`  // before a released IP is handed out again
+
+	// Parsed forms, filled by Parse.
+	SubnetNet   *net.IPNet `json:"-"`
+	RequestedIP net.IP     `json:"-"`
+}
+
+// NetConf is the whole plugin configuration.
+type NetConf struct {
+	CNIVersion        string          `json:"cniVersion"`
+	Name              string          `json:"name"`
+	Type              string          `json:"type"`
+	Capabilities      map[string]bool `json:"capabilities,omitempty"`
+	IPAM              IPAM            `json:"ipam"`
+	DNS               types.DNS       `json:"dns"`
+	Mode              string          `json:"mode,omitempty"`
+	Master            string          `json:"master,omitempty"`
+	Bridge            string          `json:"bridge,omitempty"`
+	LogLevel          string          `json:"logLevel,omitempty"`
+	LogTarget         string          `json:"logTarget,omitempty"`
+	IPsToRouteViaHost []string        `json:"ipsToRouteViaHost,omitempty"`
+	// Extensions: where state and logs go (tests point them at a temp dir).
+	StateDir    string   `json:"stateDir,omitempty"`
+	LogFile     string   `json:"logFile,omitempty"`
+	LockTimeout Duration `json:"lockTimeout,omitempty"`
+
+	RawPrevResult    map[string]interface{} `json:"prevResult,omitempty"`
+	ValidAttachments []types.GCAttachment   `json:"cni.dev/valid-attachments,omitempty"`
+	// LegacyAttachments is the key of the first CNI 1.1 draft; libcni still sends it.
+	LegacyAttachments []types.GCAttachment `json:"cni.dev/attachments,omitempty"`
+
+	// Parsed forms, filled by Parse.
+	RoutedViaHost []net.IP `json:"-"`
+	Raw           []byte   `json:"-"`
+}
+
+// Invalid returns a CNI "invalid network config" error (code 7).
+func Invalid(format string, a ...interface{}) *types.Error {
+	return types.NewError(types.ErrInvalidNetworkConfig, "invalid network config: "+fmt.Sprintf(format, a...), "")
+}
+
+// Parse decodes stdin for the named plugin (VnetPlugin or IPAMPlugin),
+// applies defaults and validates every field. The error is a *types.Error:
+// code 6 for JSON that does not decode, 7 for a wrong value.
+func Parse(stdin []byte, plugin string) (*NetConf, error) {
+	c := &NetConf{}
+	if err := json.Unmarshal(stdin, c); err != nil {
+		return nil, types.NewError(types.ErrDecodingFailure, "cannot decode network config: "+err.Error(), "")
+	}
+	c.Raw = stdin
+	if err := c.defaults(); err != nil {
+		return nil, err
+	}
+	if err := c.validate(plugin); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *NetConf) defaults() error {
+	if c.Mode == "" {
+		c.Mode = ModeBridge // the reference plugin's default
+	}
+	if c.Bridge == "" {
+		c.Bridge = DefaultBridge
+	}
+	if c.IPAM.Environment == "" {
+		c.IPAM.Environment = EnvAzure
+	}
+	if c.IPAM.QueryURL == "" {
+		c.IPAM.QueryURL = DefaultQueryURL
+	}
+	if c.IPAM.InterfacesFile == "" {
+		c.IPAM.InterfacesFile = DefaultInterfacesFile
+	}
+	if c.IPAM.QueryInterval == 0 {
+		c.IPAM.QueryInterval = Duration(DefaultQueryInterval)
+	}
+	if c.IPAM.ReuseCooldown == 0 {
+		c.IPAM.ReuseCooldown = Duration(DefaultReuseCooldown)
+	}
+	if c.LockTimeout == 0 {
+		c.LockTimeout = Duration(DefaultLockTimeout)
+	}
+	if c.StateDir == "" {
+		c.StateDir = os.Getenv(EnvStateDir)
+	}
+	if c.StateDir == "" {
+		c.StateDir = DefaultStateDir
+	}
+	if c.LogFile == "" {
+		c.LogFile = os.Getenv(EnvLogFile)
+	}
+	return nil
+}
+
+func (c *NetConf) validate(plugin string) error {
+	if c.Name == "" {
+		return Invalid("name: missing")
+	}
+	if c.Type == "" {
+		return Invalid("type: missing")
+	}
+	if plugin == VnetPlugin {
+		switch c.Mode {
+		case ModeBridge, ModeTransparent:
+		default:
+			return Invalid("mode %q: want %q or %q", c.Mode, ModeBridge, ModeTransparent)
+		}
+		if err := validIfName("bridge", c.Bridge); err != nil {
+			return err
+		}
+		if c.Master != "" {
+			if err := validIfName("master", c.Master); err != nil {
+				return err
+			}
+		}
+	}
+	switch strings.ToLower(c.LogLevel) {
+	case "", "info", "debug", "warn", "warning", "error":
+	default:
+		return Invalid("logLevel %q: want \"info\" or \"debug\"", c.LogLevel)
+	}
+	switch strings.ToLower(c.LogTarget) {
+	case "", LogTargetFile, LogTargetStderr, LogTargetSyslog:
+	default:
+		return Invalid("logTarget %q: want %q or %q", c.LogTarget, LogTargetFile, LogTargetStderr)
+	}
+	if c.IPAM.Type == "" {
+		return Invalid("ipam: missing; set ipam.type to %q", IPAMPlugin)
+	}
+	if plugin == VnetPlugin && c.IPAM.Type != IPAMPlugin {
+		return Invalid("ipam.type %q: azure-vnet works with %q only", c.IPAM.Type, IPAMPlugin)
+	}
+	switch c.IPAM.Environment {
+	case EnvAzure, EnvFile, EnvMAS:
+	default:
+		return Invalid("ipam.environment %q: want %q, %q or %q", c.IPAM.Environment, EnvAzure, EnvFile, EnvMAS)
+	}
+	if c.IPAM.Subnet != "" {
+		_, n, err := net.ParseCIDR(c.IPAM.Subnet)
+		if err != nil || n.IP.To4() == nil {
+			return Invalid("ipam.subnet %q: not an IPv4 CIDR like 10.240.0.0/16", c.IPAM.Subnet)
+		}
+		if f := ForbiddenOverlap(n); f != nil {
+			return Invalid("ipam.subnet %s overlaps %s, a range AKS reserves (forbidden: 169.254.0.0/16, 172.30.0.0/16, 172.31.0.0/16, 192.0.2.0/24)", n, f)
+		}
+		c.IPAM.SubnetNet = n
+	}
+	if c.IPAM.IPAddress != "" {
+		ip := net.ParseIP(c.IPAM.IPAddress).To4()
+		if ip == nil {
+			return Invalid("ipam.ipAddress %q: not an IPv4 address", c.IPAM.IPAddress)
+		}
+		if f := ForbiddenOverlap(&net.IPNet{IP: ip, Mask: net.CIDRMask(32, 32)}); f != nil {
+			return Invalid("ipam.ipAddress %s is in %s, a range AKS reserves", ip, f)
+		}
+		if c.IPAM.SubnetNet != nil && !c.IPAM.SubnetNet.Contains(ip) {
+			return Invalid("ipam.ipAddress %s is not in ipam.subnet %s", ip, c.IPAM.SubnetNet)
+		}
+		c.IPAM.RequestedIP = ip
+	}
+	if c.IPAM.QueryInterval < 0 {
+		return Invalid("ipam.queryInterval must not be negative")
+	}
+	if c.IPAM.ReuseCooldown < 0 {
+		return Invalid("ipam.reuseCooldown must not be negative")
+	}
+	if c.IPAM.Environment == EnvAzure && !strings.HasPrefix(c.IPAM.QueryURL, "http://") && !strings.HasPrefix(c.IPAM.QueryURL, "https://") {
+		return Invalid("ipam.queryUrl %q: want an http:// or https:// URL", c.IPAM.QueryURL)
+	}
+	for _, s := range c.IPsToRouteViaHost {
+		ip := net.ParseIP(s).To4()
+		if ip == nil {
+			return Invalid("ipsToRouteViaHost: %q is not an IPv4 address", s)
+		}
+		c.RoutedViaHost = append(c.RoutedViaHost, ip)
+	}
+	for _, s := range c.DNS.Nameservers {
+		if net.ParseIP(s) == nil {
+			return Invalid("dns.nameservers: %q is not an IP address", s)
+		}
+	}
+	if c.LockTimeout < 0 {
+		return Invalid("lockTimeout must not be negative")
+	}
+	return nil
+}
+
+// Attachments returns the GC list, from the current key or the legacy one.
+// The second result says whether the runtime sent any list at all: a GC
+// without one must not delete everything.
+func (c *NetConf) Attachments() ([]types.GCAttachment, bool) {
+	if c.ValidAttachments != nil {
+		return c.ValidAttachments, true
+	}
+	if c.LegacyAttachments != nil {
+		return c.LegacyAttachments, true
+	}
+	return nil, false
+}
+
+// ForbiddenOverlap returns the forbidden range n overlaps, or nil.
+func ForbiddenOverlap(n *net.IPNet) *net.IPNet {
+	for _, f := range Forbidden {
+		if f.Contains(n.IP) || n.Contains(f.IP) {
+			return f
+		}
+	}
+	return nil
+}
+
+// validIfName applies the kernel's rules for interface names.
+func validIfName(field, name string) error {
+	if name == "" || len(name) > 15 || name == "." || name == ".." || strings.ContainsAny(name, "/: \t\n") {
+		return Invalid("%s %q: not a valid interface name (1-15 characters, no '/', ':' or spaces)", field, name)
+	}
+	return nil
+}
+
+func mustCIDRs(ss ...string) []*net.IPNet {
+	var out []*net.IPNet
+	for _, s := range ss {
+		_, n, err := net.ParseCIDR(s)
+		if err != nil {
+			panic(err)
+		}
+		out = append(out, n)
+	}
+	return out
+}

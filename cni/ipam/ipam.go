@@ -1,0 +1,186 @@
+// Package ipam is the address management of azure-vnet-ipam: where the
+// addresses come from (source.go), and which container holds which (this
+// file). azure-vnet uses it in-process; azure-vnet-ipam exposes it as a
+// CNI IPAM plugin. Both use the same state file and the same lock.
+package ipam
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"sort"
+	"time"
+)
+
+// StateVersion is written into the state file.
+const StateVersion = 1
+
+// State is the content of azure-vnet-ipam.json: who holds which address
+// and when each free address was last released.
+type State struct {
+	Version int `json:"version"`
+	// Allocations by IP address.
+	Allocations map[string]*Allocation `json:"allocations"`
+	// Released records when an address was freed, for the cool-down.
+	Released map[string]time.Time `json:"released,omitempty"`
+}
+
+// Allocation is one address held by one container interface.
+type Allocation struct {
+	IP          string    `json:"ip"`
+	Pool        string    `json:"pool"`
+	ContainerID string    `json:"containerID"`
+	IfName      string    `json:"ifName"`
+	Owner       string    `json:"owner"`             // plugin that asked: azure-vnet or azure-vnet-ipam
+	Network     string    `json:"network,omitempty"` // network name of the config (GC scope)
+	Time        time.Time `json:"time"`
+}
+
+// NewState returns an empty state.
+func NewState() *State {
+	return &State{Version: StateVersion, Allocations: map[string]*Allocation{}, Released: map[string]time.Time{}}
+}
+
+// Normalize fills nil maps after decoding.
+func (s *State) Normalize() {
+	if s.Allocations == nil {
+		s.Allocations = map[string]*Allocation{}
+	}
+	if s.Released == nil {
+		s.Released = map[string]time.Time{}
+	}
+	s.Version = StateVersion
+}
+
+// Find returns the allocation of a container interface, or nil.
+func (s *State) Find(containerID, ifName string) *Allocation {
+	for _, a := range s.Allocations {
+		if a.ContainerID == containerID && a.IfName == ifName {
+			return a
+		}
+	}
+	return nil
+}
+
+// ExhaustedError says the pool has no address left.
+type ExhaustedError struct {
+	Pool  string
+	Total int
+}
+
+func (e *ExhaustedError) Error() string {
+	return fmt.Sprintf("address pool %s exhausted: all %d addresses of this node are allocated", e.Pool, e.Total)
+}
+
+// ErrRequestedTaken is returned when a specific address is asked for and
+// another container holds it.
+var ErrRequestedTaken = errors.New("requested address is allocated to another container")
+
+// Allocate gives containerID/ifName an address from pool and records it.
+//
+// It is idempotent: a container interface that already holds an address
+// gets the same one back. A new allocation starts at an offset derived
+// from a hash of the container ID and interface name, so the same
+// container asks for the same address first every time (a retried ADD
+// after a crash lands where the first attempt did), and different
+// containers spread over the pool instead of all contending for the
+// lowest free address. Addresses released less than cooldown ago are
+// skipped while any other is free; if only cooling addresses remain, the
+// one released longest ago is used (availability beats the cool-down).
+func (s *State) Allocate(pool *Pool, containerID, ifName, owner string, requested net.IP, now time.Time, cooldown time.Duration) (*Allocation, error) {
+	if a := s.Find(containerID, ifName); a != nil {
+		return a, nil
+	}
+	mk := func(ip net.IP) *Allocation {
+		a := &Allocation{IP: ip.String(), Pool: pool.Name(), ContainerID: containerID, IfName: ifName, Owner: owner, Time: now}
+		s.Allocations[a.IP] = a
+		delete(s.Released, a.IP)
+		return a
+	}
+	if requested != nil {
+		if !pool.Subnet.Contains(requested) {
+			return nil, fmt.Errorf("requested address %s is not in pool %s", requested, pool.Name())
+		}
+		if holder, ok := s.Allocations[requested.String()]; ok {
+			return nil, fmt.Errorf("%w: %s is held by container %s/%s", ErrRequestedTaken, requested, holder.ContainerID, holder.IfName)
+		}
+		return mk(requested), nil
+	}
+	n := len(pool.Addresses)
+	if n == 0 {
+		return nil, &ExhaustedError{Pool: pool.Name(), Total: 0}
+	}
+	addrs := sortedIPs(pool.Addresses)
+	start := int(hashOf(containerID, ifName) % uint64(n))
+	var coolest net.IP
+	var coolestAt time.Time
+	for i := 0; i < n; i++ {
+		ip := addrs[(start+i)%n]
+		key := ip.String()
+		if _, taken := s.Allocations[key]; taken {
+			continue
+		}
+		if at, ok := s.Released[key]; ok && now.Sub(at) < cooldown {
+			if coolest == nil || at.Before(coolestAt) {
+				coolest, coolestAt = ip, at
+			}
+			continue
+		}
+		return mk(ip), nil
+	}
+	if coolest != nil {
+		return mk(coolest), nil
+	}
+	return nil, &ExhaustedError{Pool: pool.Name(), Total: n}
+}
+
+// Release frees the address(es) of containerID/ifName and returns them.
+// Releasing something not held is not an error (DEL must be idempotent).
+func (s *State) Release(containerID, ifName string, now time.Time) []*Allocation {
+	var out []*Allocation
+	for ip, a := range s.Allocations {
+		if a.ContainerID == containerID && a.IfName == ifName {
+			out = append(out, a)
+			delete(s.Allocations, ip)
+			s.Released[ip] = now
+		}
+	}
+	s.pruneReleased(now)
+	return out
+}
+
+// Free counts the pool's addresses nobody holds.
+func (s *State) Free(pool *Pool) int {
+	free := 0
+	for _, ip := range pool.Addresses {
+		if _, taken := s.Allocations[ip.String()]; !taken {
+			free++
+		}
+	}
+	return free
+}
+
+// pruneReleased forgets release times older than a day, so the map does
+// not grow without bound on a long-lived node.
+func (s *State) pruneReleased(now time.Time) {
+	for ip, at := range s.Released {
+		if now.Sub(at) > 24*time.Hour {
+			delete(s.Released, ip)
+		}
+	}
+}
+
+func hashOf(containerID, ifName string) uint64 {
+	h := sha256.Sum256([]byte(containerID + "/" + ifName))
+	return binary.BigEndian.Uint64(h[:8])
+}
+
+func sortedIPs(in []net.IP) []net.IP {
+	out := append([]net.IP(nil), in...)
+	sort.Slice(out, func(i, j int) bool {
+		return binary.BigEndian.Uint32(out[i].To4()) < binary.BigEndian.Uint32(out[j].To4())
+	})
+	return out
+}

@@ -1,0 +1,217 @@
+package ipam
+
+import (
+	"context"
+	"encoding/json"
+	"encoding/xml"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/open-acn/acn/cni/config"
+	"github.com/open-acn/acn/cni/store"
+)
+
+// Interfaces is what the host says about the node's NICs: per NIC, the
+// subnets and the addresses the VNet assigned to it. The same structure
+// comes as XML from the Azure host and as JSON from a file (Azure Stack
+// "mas", or a hand-written file). Field names match both spellings
+// (JSON decoding is case-insensitive).
+type Interfaces struct {
+	XMLName    xml.Name    `xml:"Interfaces" json:"-"`
+	Interfaces []Interface `xml:"Interface" json:"Interfaces"`
+}
+
+// Interface is one NIC.
+type Interface struct {
+	MacAddress string     `xml:"MacAddress,attr" json:"MacAddress"`
+	IsPrimary  bool       `xml:"IsPrimary,attr" json:"IsPrimary"`
+	IPSubnets  []IPSubnet `xml:"IPSubnet" json:"IPSubnets"`
+}
+
+// IPSubnet is one subnet of a NIC with its addresses.
+type IPSubnet struct {
+	Prefix      string      `xml:"Prefix,attr" json:"Prefix"`
+	IPAddresses []IPAddress `xml:"IPAddress" json:"IPAddresses"`
+}
+
+// IPAddress is one address; the primary one belongs to the node itself.
+type IPAddress struct {
+	Address   string `xml:"Address,attr" json:"Address"`
+	IsPrimary bool   `xml:"IsPrimary,attr" json:"IsPrimary"`
+}
+
+// ParseXML decodes the Azure host's getinterfaceinfov1 document.
+func ParseXML(data []byte) (*Interfaces, error) {
+	var v Interfaces
+	if err := xml.Unmarshal(data, &v); err != nil {
+		return nil, fmt.Errorf("interface info XML: %w", err)
+	}
+	return &v, nil
+}
+
+// ParseJSON decodes the interfaces file.
+func ParseJSON(data []byte) (*Interfaces, error) {
+	var v Interfaces
+	if err := json.Unmarshal(data, &v); err != nil {
+		return nil, fmt.Errorf("interfaces JSON: %w", err)
+	}
+	return &v, nil
+}
+
+// SourceError marks a failure to read the address source (the host
+// endpoint or the file), as opposed to a wrong configuration.
+type SourceError struct{ Err error }
+
+func (e *SourceError) Error() string { return "address source: " + e.Err.Error() }
+func (e *SourceError) Unwrap() error { return e.Err }
+
+// cacheFile is what the azure source keeps between invocations: the
+// plugin is a new process for every call, so the TTL cache lives on disk.
+type cacheFile struct {
+	URL     string      `json:"url"`
+	Fetched time.Time   `json:"fetched"`
+	Data    *Interfaces `json:"data"`
+}
+
+// Source returns the interfaces for cfg.
+//
+// azure: served from <stateDir>/azure-vnet-ipam-interfaces.json when it is
+// younger than queryInterval, else fetched over HTTP and the cache
+// rewritten (atomically; concurrent plugins may both fetch, the last
+// rename wins, both results are valid). file/mas: read from the file
+// every time (a local read is cheaper than a cache).
+//
+// This is never called with the state lock held: an HTTP call may be slow.
+func Source(ctx context.Context, cfg *config.NetConf, maxAge time.Duration, client *http.Client) (*Interfaces, error) {
+	switch cfg.IPAM.Environment {
+	case config.EnvFile, config.EnvMAS:
+		data, err := os.ReadFile(cfg.IPAM.InterfacesFile)
+		if err != nil {
+			return nil, &SourceError{err}
+		}
+		v, err := ParseJSON(data)
+		if err != nil {
+			return nil, &SourceError{fmt.Errorf("%s: %w", cfg.IPAM.InterfacesFile, err)}
+		}
+		return v, nil
+	}
+	cachePath := filepath.Join(cfg.StateDir, "azure-vnet-ipam-interfaces.json")
+	if maxAge < 0 {
+		maxAge = time.Duration(cfg.IPAM.QueryInterval)
+	}
+	var c cacheFile
+	if ok, _, _ := store.Load(cachePath, &c); ok && c.URL == cfg.IPAM.QueryURL && c.Data != nil {
+		if age := time.Since(c.Fetched); age >= 0 && age < maxAge {
+			return c.Data, nil
+		}
+	}
+	v, err := fetch(ctx, cfg.IPAM.QueryURL, client)
+	if err != nil {
+		return nil, &SourceError{err}
+	}
+	_ = store.Save(cachePath, &cacheFile{URL: cfg.IPAM.QueryURL, Fetched: time.Now(), Data: v})
+	return v, nil
+}
+
+func fetch(ctx context.Context, url string, client *http.Client) (*Interfaces, error) {
+	if client == nil {
+		client = &http.Client{Timeout: 10 * time.Second}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	if err != nil {
+		return nil, fmt.Errorf("GET %s: %w", url, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: HTTP %d: %s", url, resp.StatusCode, strings.TrimSpace(string(body[:min(len(body), 200)])))
+	}
+	v, err := ParseXML(body)
+	if err != nil {
+		return nil, fmt.Errorf("GET %s: %w", url, err)
+	}
+	return v, nil
+}
+
+// Pool is the set of addresses one configuration allocates from: the
+// secondary addresses of one subnet of the node's NICs.
+type Pool struct {
+	Subnet    *net.IPNet
+	Gateway   net.IP // first host of the subnet, the Azure convention
+	Addresses []net.IP
+}
+
+// Name identifies the pool in messages.
+func (p *Pool) Name() string { return p.Subnet.String() }
+
+// SelectPool builds the pool for cfg from the source data: the subnet
+// cfg.IPAM.Subnet if set, else the first subnet of the primary NIC that
+// has secondary addresses. Primary addresses are the node's own and are
+// skipped; so are subnets in the forbidden ranges.
+func SelectPool(ifs *Interfaces, cfg *config.NetConf) (*Pool, error) {
+	var pools []*Pool
+	ordered := append([]Interface(nil), ifs.Interfaces...)
+	// Primary NIC first so the default choice is deterministic.
+	for i := range ordered {
+		if ordered[i].IsPrimary && i != 0 {
+			ordered[0], ordered[i] = ordered[i], ordered[0]
+			break
+		}
+	}
+	for _, nic := range ordered {
+		for _, sn := range nic.IPSubnets {
+			_, n, err := net.ParseCIDR(strings.TrimSpace(sn.Prefix))
+			if err != nil || n.IP.To4() == nil {
+				continue
+			}
+			if config.ForbiddenOverlap(n) != nil {
+				continue
+			}
+			p := &Pool{Subnet: n, Gateway: firstHost(n)}
+			for _, a := range sn.IPAddresses {
+				ip := net.ParseIP(strings.TrimSpace(a.Address)).To4()
+				if ip == nil || a.IsPrimary || !n.Contains(ip) || ip.Equal(p.Gateway) {
+					continue
+				}
+				p.Addresses = append(p.Addresses, ip)
+			}
+			pools = append(pools, p)
+		}
+	}
+	want := cfg.IPAM.SubnetNet
+	for _, p := range pools {
+		if want != nil {
+			if p.Subnet.String() == want.String() {
+				return p, nil
+			}
+			continue
+		}
+		if len(p.Addresses) > 0 {
+			return p, nil
+		}
+	}
+	if want != nil {
+		return nil, fmt.Errorf("ipam.subnet %s: the address source has no such subnet on this node", want)
+	}
+	return nil, fmt.Errorf("the address source lists no subnet with secondary addresses on this node")
+}
+
+func firstHost(n *net.IPNet) net.IP {
+	ip := make(net.IP, 4)
+	copy(ip, n.IP.To4())
+	ip[3]++
+	return ip
+}

@@ -1,0 +1,133 @@
+package network
+
+import (
+	"fmt"
+	"net"
+
+	"github.com/containernetworking/cni/pkg/types"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+)
+
+// Expect is what CHECK compares with the kernel: the pod interface's
+// addresses and routes as the runtime remembers them (prevResult).
+type Expect struct {
+	Spec
+	Addresses []*net.IPNet
+	Routes    []*types.Route
+	PodMAC    string // from prevResult, "" to skip
+}
+
+// Check verifies, in the kernel, everything Setup made: the host veth
+// (exists, up, ours, on the bridge or with its /32 host route and
+// neighbour), and in the pod the interface with its MAC, addresses,
+// routes and (transparent) the gateway's permanent neighbour entry. It
+// returns the first difference.
+func Check(h *netlink.Handle, e Expect) error {
+	hostName := HostVethName(e.ContainerID, e.IfName)
+	hostMAC, podMAC := MACs(e.ContainerID, e.IfName)
+	hl, err := h.LinkByName(hostName)
+	if err != nil {
+		return fmt.Errorf("host veth %s: %v", hostName, err)
+	}
+	ha := hl.Attrs()
+	if _, ok := hl.(*netlink.Veth); !ok {
+		return fmt.Errorf("host interface %s is a %s, not a veth", hostName, hl.Type())
+	}
+	if ha.Flags&net.FlagUp == 0 {
+		return fmt.Errorf("host veth %s is down", hostName)
+	}
+	o, err := ParseAlias(ha.Alias)
+	if err != nil || o.ContainerID != e.ContainerID || o.IfName != e.IfName {
+		return fmt.Errorf("host veth %s does not belong to %s/%s (alias %q)", hostName, e.ContainerID, e.IfName, ha.Alias)
+	}
+	switch e.Mode {
+	case ModeBridge:
+		if ha.MasterIndex == 0 || ha.MasterIndex != e.BridgeIndex {
+			return fmt.Errorf("host veth %s is not attached to the bridge", hostName)
+		}
+	case ModeTransparent:
+		r, err := h.RouteGet(e.IP.IP)
+		if err != nil || len(r) == 0 || r[0].LinkIndex != ha.Index {
+			return fmt.Errorf("no host route %s/32 dev %s", e.IP.IP, hostName)
+		}
+	}
+
+	podNS, err := netns.GetFromPath(e.Netns)
+	if err != nil {
+		return &NetnsError{Path: e.Netns, Err: err}
+	}
+	defer podNS.Close()
+	podH, err := netlink.NewHandleAt(podNS)
+	if err != nil {
+		return err
+	}
+	defer podH.Close()
+	pl, err := podH.LinkByName(e.IfName)
+	if err != nil {
+		return fmt.Errorf("pod interface %s in %s: %v", e.IfName, e.Netns, err)
+	}
+	pa := pl.Attrs()
+	if pa.Flags&net.FlagUp == 0 {
+		return fmt.Errorf("pod interface %s is down", e.IfName)
+	}
+	if pa.HardwareAddr.String() != podMAC.String() {
+		return fmt.Errorf("pod interface %s has MAC %s, want %s", e.IfName, pa.HardwareAddr, podMAC)
+	}
+	if e.PodMAC != "" && e.PodMAC != podMAC.String() {
+		return fmt.Errorf("prevResult says MAC %s for %s, the kernel has %s", e.PodMAC, e.IfName, podMAC)
+	}
+	addrs, err := podH.AddrList(pl, netlink.FAMILY_V4)
+	if err != nil {
+		return err
+	}
+	for _, want := range e.Addresses {
+		found := false
+		for _, a := range addrs {
+			if a.IPNet.String() == want.String() {
+				found = true
+			}
+		}
+		if !found {
+			return fmt.Errorf("pod interface %s lacks address %s", e.IfName, want)
+		}
+	}
+	routes, err := podH.RouteList(pl, netlink.FAMILY_V4)
+	if err != nil {
+		return err
+	}
+	for _, want := range e.Routes {
+		found := false
+		for _, r := range routes {
+			if sameDst(r.Dst, &want.Dst) && (want.GW == nil || want.GW.Equal(r.Gw)) {
+				found = true
+			}
+		}
+		if !found {
+			return fmt.Errorf("pod lacks route %s via %v", want.Dst.String(), want.GW)
+		}
+	}
+	if e.Mode == ModeTransparent {
+		neighs, err := podH.NeighList(pa.Index, netlink.FAMILY_V4)
+		if err != nil {
+			return err
+		}
+		found := false
+		for _, n := range neighs {
+			if n.IP.Equal(TransparentGateway) && n.State&netlink.NUD_PERMANENT != 0 && n.HardwareAddr.String() == hostMAC.String() {
+				found = true
+			}
+		}
+		if !found {
+			return fmt.Errorf("pod lacks the permanent neighbour %s lladdr %s", TransparentGateway, hostMAC)
+		}
+	}
+	return nil
+}
+
+func sameDst(have *net.IPNet, want *net.IPNet) bool {
+	if isDefault(want) {
+		return isDefault(have)
+	}
+	return have != nil && have.String() == want.String()
+}

@@ -1,0 +1,350 @@
+package network
+
+import (
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"syscall"
+
+	"github.com/containernetworking/cni/pkg/types"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+)
+
+// TransparentGateway is the pod's next hop in transparent mode. It exists
+// nowhere: the pod has a permanent neighbour entry mapping it to the host
+// veth's MAC, so every packet goes to the node without ARP (and without
+// the proxy-ARP delay of the reference plugin).
+var TransparentGateway = net.IPv4(169, 254, 1, 1).To4()
+
+// Modes (same strings as config).
+const (
+	ModeBridge      = "bridge"
+	ModeTransparent = "transparent"
+)
+
+// Hook is called after every step that changes the kernel, with the
+// step's name. Tests use it to kill the plugin (kill -9 at step N) or to
+// inject a failure; production passes nil.
+type Hook func(step string) error
+
+func (h Hook) at(step string) error {
+	if h == nil {
+		return nil
+	}
+	return h(step)
+}
+
+// Spec is everything needed to plumb one pod interface.
+type Spec struct {
+	ContainerID string
+	IfName      string
+	Netns       string
+	Mode        string
+	BridgeIndex int        // bridge mode: the bridge to attach to
+	IP          *net.IPNet // address as configured in the pod
+	Gateway     net.IP     // bridge: the subnet gateway; transparent: TransparentGateway
+	HostIP      net.IP     // bridge: the node's address, next hop for RoutedViaHost
+	ViaHost     []net.IP   // ipsToRouteViaHost
+	MTU         int
+}
+
+// Endpoint describes what Setup created (for the CNI result).
+type Endpoint struct {
+	HostVeth string
+	HostMAC  net.HardwareAddr
+	PodMAC   net.HardwareAddr
+	Routes   []*types.Route // routes in the pod
+}
+
+// MACs derives the host and pod veth MAC addresses from the container ID
+// and interface name: locally administered, unicast, stable across
+// retries, and known without asking the kernel (which saves round trips
+// and lets CHECK verify them).
+func MACs(containerID, ifName string) (host, pod net.HardwareAddr) {
+	h := sha256.Sum256([]byte("mac/" + containerID + "/" + ifName))
+	host = net.HardwareAddr{0x02, h[0], h[1], h[2], h[3], h[4]}
+	pod = net.HardwareAddr{0x06, h[0], h[1], h[2], h[3], h[4]}
+	return host, pod
+}
+
+// Setup creates the veth pair with the pod end directly in the pod's
+// namespace (one netlink call, no rename, no move), configures the pod
+// end, then the host end. On error it removes what it created.
+func Setup(h *netlink.Handle, s Spec, hook Hook) (ep *Endpoint, err error) {
+	podNS, err := netns.GetFromPath(s.Netns)
+	if err != nil {
+		return nil, &NetnsError{Path: s.Netns, Err: err}
+	}
+	defer podNS.Close()
+	podH, err := netlink.NewHandleAt(podNS)
+	if err != nil {
+		return nil, fmt.Errorf("netlink in %s: %w", s.Netns, err)
+	}
+	defer podH.Close()
+
+	hostName := HostVethName(s.ContainerID, s.IfName)
+	hostMAC, podMAC := MACs(s.ContainerID, s.IfName)
+	owner := Owner{ContainerID: s.ContainerID, IfName: s.IfName, Mode: s.Mode, IP: s.IP, Netns: s.Netns}
+	veth := &netlink.Veth{
+		LinkAttrs:        netlink.LinkAttrs{Name: hostName, Alias: owner.Alias(), HardwareAddr: hostMAC, MTU: s.MTU},
+		PeerName:         s.IfName,
+		PeerHardwareAddr: podMAC,
+		PeerNamespace:    netlink.NsFd(int(podNS)),
+		PeerMTU:          uint32(s.MTU),
+	}
+	if err := h.LinkAdd(veth); err != nil {
+		return nil, fmt.Errorf("create veth %s (pod end %s): %w", hostName, s.IfName, err)
+	}
+	defer func() {
+		if err != nil {
+			// Deleting the host end removes the pod end, its addresses,
+			// routes and neighbours, and the host route.
+			_ = h.LinkDel(veth)
+		}
+	}()
+	if veth.Index == 0 {
+		l, err := h.LinkByName(hostName)
+		if err != nil {
+			return nil, err
+		}
+		veth.Index = l.Attrs().Index
+	}
+	if err := hook.at("add:veth"); err != nil {
+		return nil, err
+	}
+
+	ep = &Endpoint{HostVeth: hostName, HostMAC: hostMAC, PodMAC: podMAC}
+	if err := configurePod(podH, s, hostMAC, ep); err != nil {
+		return nil, fmt.Errorf("configure %s in %s: %w", s.IfName, s.Netns, err)
+	}
+	if err := hook.at("add:pod"); err != nil {
+		return nil, err
+	}
+
+	switch s.Mode {
+	case ModeBridge:
+		if err := h.LinkSetMasterByIndex(veth, s.BridgeIndex); err != nil {
+			return nil, fmt.Errorf("attach %s to bridge: %w", hostName, err)
+		}
+		if err := h.LinkSetUp(veth); err != nil {
+			return nil, fmt.Errorf("set %s up: %w", hostName, err)
+		}
+	case ModeTransparent:
+		if err := h.LinkSetUp(veth); err != nil {
+			return nil, fmt.Errorf("set %s up: %w", hostName, err)
+		}
+		if err := h.RouteReplace(hostRoute(veth.Index, s.IP.IP)); err != nil {
+			return nil, fmt.Errorf("host route %s/32 dev %s: %w", s.IP.IP, hostName, err)
+		}
+		if err := h.NeighSet(&netlink.Neigh{LinkIndex: veth.Index, Family: netlink.FAMILY_V4, IP: s.IP.IP, HardwareAddr: podMAC, State: netlink.NUD_PERMANENT}); err != nil {
+			return nil, fmt.Errorf("host neighbour %s on %s: %w", s.IP.IP, hostName, err)
+		}
+	default:
+		return nil, fmt.Errorf("unknown mode %q", s.Mode)
+	}
+	if err := hook.at("add:host"); err != nil {
+		return nil, err
+	}
+	return ep, nil
+}
+
+func hostRoute(index int, ip net.IP) *netlink.Route {
+	return &netlink.Route{LinkIndex: index, Dst: &net.IPNet{IP: ip, Mask: net.CIDRMask(32, 32)}, Scope: netlink.SCOPE_LINK}
+}
+
+// configurePod sets the pod end's address, state, routes and (transparent)
+// the gateway's permanent neighbour entry.
+func configurePod(podH *netlink.Handle, s Spec, hostMAC net.HardwareAddr, ep *Endpoint) error {
+	link, err := podH.LinkByName(s.IfName)
+	if err != nil {
+		return err
+	}
+	idx := link.Attrs().Index
+	if err := podH.AddrAdd(link, &netlink.Addr{IPNet: s.IP}); err != nil {
+		return fmt.Errorf("address %s: %w", s.IP, err)
+	}
+	if err := podH.LinkSetUp(link); err != nil {
+		return err
+	}
+	if s.Mode == ModeTransparent {
+		if err := podH.NeighSet(&netlink.Neigh{LinkIndex: idx, Family: netlink.FAMILY_V4, IP: TransparentGateway, HardwareAddr: hostMAC, State: netlink.NUD_PERMANENT}); err != nil {
+			return fmt.Errorf("gateway neighbour: %w", err)
+		}
+	}
+	ep.Routes = ResultRoutes(s)
+	// The gateway's own /32 must exist before a route via it; ResultRoutes
+	// lists it first.
+	for _, r := range ep.Routes {
+		nr := &netlink.Route{LinkIndex: idx, Gw: r.GW}
+		if !isDefault(&r.Dst) {
+			d := r.Dst
+			nr.Dst = &d
+		}
+		if r.GW == nil {
+			nr.Scope = netlink.SCOPE_LINK
+		}
+		if err := podH.RouteReplace(nr); err != nil {
+			return fmt.Errorf("route %s via %v: %w", dstString(nr.Dst), nr.Gw, err)
+		}
+	}
+	return nil
+}
+
+// ResultRoutes lists the routes the pod gets, in the order they are
+// created: transparent: the gateway's /32 on the link, ipsToRouteViaHost
+// via the gateway, default via the gateway; bridge: ipsToRouteViaHost via
+// the node's address, default via the subnet gateway (the subnet itself is
+// the connected route of the address).
+func ResultRoutes(s Spec) []*types.Route {
+	host32 := func(ip net.IP) net.IPNet { return net.IPNet{IP: ip, Mask: net.CIDRMask(32, 32)} }
+	var out []*types.Route
+	switch s.Mode {
+	case ModeTransparent:
+		out = append(out, &types.Route{Dst: host32(TransparentGateway)})
+		for _, ip := range s.ViaHost {
+			out = append(out, &types.Route{Dst: host32(ip), GW: TransparentGateway})
+		}
+	case ModeBridge:
+		if s.HostIP != nil {
+			for _, ip := range s.ViaHost {
+				out = append(out, &types.Route{Dst: host32(ip), GW: s.HostIP})
+			}
+		}
+	}
+	return append(out, &types.Route{Dst: net.IPNet{IP: net.IPv4zero.To4(), Mask: net.CIDRMask(0, 32)}, GW: s.Gateway})
+}
+
+func dstString(n *net.IPNet) string {
+	if n == nil {
+		return "default"
+	}
+	return n.String()
+}
+
+// NetnsError says the pod's namespace could not be opened.
+type NetnsError struct {
+	Path string
+	Err  error
+}
+
+func (e *NetnsError) Error() string { return fmt.Sprintf("open netns %q: %v", e.Path, e.Err) }
+func (e *NetnsError) Unwrap() error { return e.Err }
+
+// Teardown removes whatever exists of the endpoint of containerID/ifName:
+// the host veth (which takes the pod end, host route and neighbours with
+// it) or, if only the pod end is left, that. It is fine for nothing to
+// exist; the result says whether something was removed.
+func Teardown(h *netlink.Handle, containerID, ifName, netnsPath string) (bool, error) {
+	hostName := HostVethName(containerID, ifName)
+	removed := false
+	l, err := h.LinkByName(hostName)
+	switch {
+	case err == nil:
+		if err := h.LinkDel(l); err != nil && !isNotFound(err) {
+			return false, fmt.Errorf("delete %s: %w", hostName, err)
+		}
+		removed = true
+	case isNotFound(err):
+	default:
+		return false, fmt.Errorf("look up %s: %w", hostName, err)
+	}
+	if removed || netnsPath == "" {
+		return removed, nil
+	}
+	// Host end gone but a pod end might remain (only possible if someone
+	// deleted the host end by hand). Delete it only if it is ours (its MAC
+	// is the one we derive), never another plugin's interface.
+	podNS, err := netns.GetFromPath(netnsPath)
+	if err != nil {
+		return false, nil // namespace gone: nothing left in it
+	}
+	defer podNS.Close()
+	podH, err := netlink.NewHandleAt(podNS)
+	if err != nil {
+		return false, err
+	}
+	defer podH.Close()
+	pl, err := podH.LinkByName(ifName)
+	if err != nil {
+		return false, nil
+	}
+	_, podMAC := MACs(containerID, ifName)
+	if pl.Attrs().HardwareAddr.String() != podMAC.String() {
+		return false, nil
+	}
+	if err := podH.LinkDel(pl); err != nil && !isNotFound(err) {
+		return false, fmt.Errorf("delete %s in %s: %w", ifName, netnsPath, err)
+	}
+	return true, nil
+}
+
+// Owned is an endpoint found in the kernel by its host veth's alias.
+type Owned struct {
+	Owner
+	HostVeth string
+}
+
+// ListOwned returns every endpoint azure-vnet created in this namespace.
+func ListOwned(h *netlink.Handle) ([]Owned, error) {
+	links, err := retryDump(func() ([]netlink.Link, error) { return h.LinkList() })
+	if err != nil {
+		return nil, err
+	}
+	var out []Owned
+	for _, l := range links {
+		a := l.Attrs()
+		if !strings.HasPrefix(a.Name, HostVethPrefix) || a.Alias == "" {
+			continue
+		}
+		o, err := ParseAlias(a.Alias)
+		if err != nil {
+			continue
+		}
+		out = append(out, Owned{Owner: o, HostVeth: a.Name})
+	}
+	return out, nil
+}
+
+// DeleteLink deletes a link by name; a missing link is not an error.
+func DeleteLink(h *netlink.Handle, name string) error {
+	l, err := h.LinkByName(name)
+	if isNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := h.LinkDel(l); err != nil && !isNotFound(err) {
+		return err
+	}
+	return nil
+}
+
+// retryDump repeats a netlink dump interrupted by a concurrent change
+// (other pods being added), which the kernel reports with NLM_F_DUMP_INTR.
+func retryDump[T any](f func() (T, error)) (T, error) {
+	var v T
+	var err error
+	for i := 0; i < 10; i++ {
+		v, err = f()
+		if !errors.Is(err, netlink.ErrDumpInterrupted) {
+			return v, err
+		}
+	}
+	return v, err
+}
+
+func isNotFound(err error) bool {
+	if err == nil {
+		return false
+	}
+	var lnf netlink.LinkNotFoundError
+	return errors.As(err, &lnf) || errors.Is(err, syscall.ENODEV) || errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ENOENT)
+}
+
+// IsNotFound reports whether err means "no such link".
+func IsNotFound(err error) bool { return isNotFound(err) }

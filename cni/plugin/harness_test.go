@@ -1,0 +1,366 @@
+package plugin_test
+
+// The test harness drives the real plugin binaries through libcni, the way
+// containerd does. The "node" is a network namespace with a veth eth0 to a
+// second namespace playing the VNet (its end holds the subnet gateway
+// 10.240.0.1); every pod is a namespace of its own. libcni forks the
+// plugin from a goroutine locked into the node namespace, so the plugin
+// does its host-side work there, never in the machine's root namespace.
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/containernetworking/cni/libcni"
+	"github.com/containernetworking/cni/pkg/invoke"
+	"github.com/containernetworking/cni/pkg/types"
+	types100 "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/containernetworking/cni/pkg/version"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/net/icmp"
+	"golang.org/x/net/ipv4"
+
+	"github.com/open-acn/acn/cni/ipam"
+	"github.com/open-acn/acn/cni/network"
+	"github.com/open-acn/acn/cni/plugin"
+	"github.com/open-acn/acn/internal/netnstest"
+)
+
+// Reference plugins from Debian's containernetworking-plugins.
+const refPluginDir = "/usr/lib/cni"
+
+var binDir string
+
+func TestMain(m *testing.M) {
+	if os.Geteuid() == 0 {
+		dir, err := os.MkdirTemp("", "acn-cni-bin-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		cmd := exec.Command("go", "build", "-o", dir+"/",
+			"github.com/open-acn/acn/cmd/azure-vnet", "github.com/open-acn/acn/cmd/azure-vnet-ipam")
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		if err := cmd.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "build plugins:", err)
+			os.Exit(1)
+		}
+		binDir = dir
+		code := m.Run()
+		_ = os.RemoveAll(dir)
+		os.Exit(code)
+	}
+	os.Exit(m.Run())
+}
+
+// Addresses of the simulated VNet.
+const (
+	subnet    = "10.240.0.0/16"
+	gatewayIP = "10.240.0.1"
+	nodeIP    = "10.240.0.4"
+)
+
+type node struct {
+	t        testing.TB
+	ns, vnet *netnstest.NS
+	dir      string // state, logs, libcni cache
+	ifsFile  string
+	cni      *libcni.CNIConfig
+	env      []string // extra environment for the next plugin runs
+	mu       sync.Mutex
+}
+
+// newNode makes the node and VNet namespaces and an interfaces file with
+// `secondaries` addresses for pods (10.240.1.0 upwards).
+func newNode(t testing.TB, secondaries int) *node {
+	t.Helper()
+	if binDir == "" {
+		netnstest.RequireRoot(t)
+	}
+	n := &node{t: t, dir: t.TempDir()}
+	n.ns = netnstest.New(t, "node")
+	n.vnet = netnstest.New(t, "vnet")
+	netnstest.Link(t, n.ns, "eth0", nodeIP+"/16", n.vnet, "gw0", gatewayIP+"/16")
+	n.ns.MustExec(t, "ip", "route", "add", "default", "via", gatewayIP)
+	// The VNet fabric delivers a pod's address to the node's NIC; proxy ARP
+	// on eth0 plays that role for transparent mode (in bridge mode the pod
+	// answers ARP itself through the bridge).
+	n.ns.MustExec(t, "sh", "-c", "echo 1 > /proc/sys/net/ipv4/conf/eth0/proxy_arp")
+	n.ifsFile = filepath.Join(n.dir, "interfaces.json")
+	n.writeInterfaces(secondaries)
+	n.cni = libcni.NewCNIConfigWithCacheDir([]string{binDir, refPluginDir}, filepath.Join(n.dir, "cache"), &nsExec{n: n})
+	return n
+}
+
+func (n *node) writeInterfaces(secondaries int) {
+	addrs := []ipam.IPAddress{{Address: nodeIP, IsPrimary: true}}
+	for i := 0; i < secondaries; i++ {
+		addrs = append(addrs, ipam.IPAddress{Address: fmt.Sprintf("10.240.%d.%d", 1+i/250, 1+i%250)})
+	}
+	ifs := ipam.Interfaces{Interfaces: []ipam.Interface{{MacAddress: "000D3A000001", IsPrimary: true,
+		IPSubnets: []ipam.IPSubnet{{Prefix: subnet, IPAddresses: addrs}}}}}
+	data, _ := json.Marshal(ifs)
+	if err := os.WriteFile(n.ifsFile, data, 0o644); err != nil {
+		n.t.Fatal(err)
+	}
+}
+
+// nsExec runs plugins from a thread inside the node namespace, with the
+// node's extra environment.
+type nsExec struct {
+	n   *node
+	raw invoke.RawExec
+	version.PluginDecoder
+}
+
+func (e *nsExec) ExecPlugin(ctx context.Context, path string, stdin []byte, environ []string) ([]byte, error) {
+	e.n.mu.Lock()
+	environ = append(environ, e.n.env...)
+	e.n.mu.Unlock()
+	var out []byte
+	var err error
+	if derr := e.n.ns.Do(func() error {
+		out, err = e.raw.ExecPlugin(ctx, path, stdin, environ)
+		return nil
+	}); derr != nil {
+		return nil, derr
+	}
+	return out, err
+}
+
+func (e *nsExec) FindInPath(plugin string, paths []string) (string, error) {
+	return e.raw.FindInPath(plugin, paths)
+}
+
+func (n *node) setEnv(kv ...string) {
+	n.mu.Lock()
+	n.env = kv
+	n.mu.Unlock()
+}
+
+// netConf is the azure-vnet plugin entry of a conflist.
+func (n *node) netConf(mode string, extra map[string]interface{}) map[string]interface{} {
+	c := map[string]interface{}{
+		"type":     "azure-vnet",
+		"mode":     mode,
+		"stateDir": n.dir,
+		"logFile":  filepath.Join(n.dir, "azure-vnet.log"),
+		"logLevel": "debug",
+		"ipam": map[string]interface{}{
+			"type":           "azure-vnet-ipam",
+			"environment":    "file",
+			"interfacesFile": n.ifsFile,
+		},
+		"dns": map[string]interface{}{"nameservers": []string{"168.63.129.16"}},
+	}
+	for k, v := range extra {
+		c[k] = v
+	}
+	return c
+}
+
+// list builds a conflist of the given plugin entries.
+func (n *node) list(cniVersion string, plugins ...map[string]interface{}) *libcni.NetworkConfigList {
+	n.t.Helper()
+	data, err := json.Marshal(map[string]interface{}{"cniVersion": cniVersion, "name": "azure", "plugins": plugins})
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	l, err := libcni.NetworkConfFromBytes(data)
+	if err != nil {
+		n.t.Fatalf("conflist: %v\n%s", err, data)
+	}
+	return l
+}
+
+type pod struct {
+	id string
+	ns *netnstest.NS
+}
+
+func (n *node) newPod(name string) *pod {
+	n.t.Helper()
+	return &pod{id: containerID(name), ns: netnstest.New(n.t, "pod")}
+}
+
+// containerID makes a 64-hex-digit ID as containerd does.
+func containerID(name string) string {
+	s := fmt.Sprintf("%x", name)
+	for len(s) < 64 {
+		s += "0"
+	}
+	return s[:64]
+}
+
+func (p *pod) rt() *libcni.RuntimeConf {
+	return &libcni.RuntimeConf{ContainerID: p.id, NetNS: p.ns.Path, IfName: "eth0",
+		Args: [][2]string{{"K8S_POD_NAMESPACE", "default"}, {"K8S_POD_NAME", "pod-" + p.id[:6]}}}
+}
+
+func (n *node) add(l *libcni.NetworkConfigList, p *pod) (*types100.Result, error) {
+	r, err := n.cni.AddNetworkList(context.Background(), l, p.rt())
+	if err != nil {
+		return nil, err
+	}
+	return types100.NewResultFromResult(r)
+}
+
+func (n *node) mustAdd(l *libcni.NetworkConfigList, p *pod) *types100.Result {
+	n.t.Helper()
+	r, err := n.add(l, p)
+	if err != nil {
+		n.t.Fatalf("ADD %s: %v", p.id[:8], err)
+	}
+	return r
+}
+
+func (n *node) del(l *libcni.NetworkConfigList, p *pod) error {
+	return n.cni.DelNetworkList(context.Background(), l, p.rt())
+}
+
+func (n *node) mustDel(l *libcni.NetworkConfigList, p *pod) {
+	n.t.Helper()
+	if err := n.del(l, p); err != nil {
+		n.t.Fatalf("DEL %s: %v", p.id[:8], err)
+	}
+}
+
+func (n *node) handle() *netlink.Handle {
+	n.t.Helper()
+	h, err := n.ns.Handle()
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	n.t.Cleanup(h.Close)
+	return h
+}
+
+// podIP returns the IPv4 address of the pod's interface in res.
+func podIP(t testing.TB, res *types100.Result) net.IP {
+	t.Helper()
+	if len(res.IPs) != 1 {
+		t.Fatalf("want 1 IP in result, got %d", len(res.IPs))
+	}
+	return res.IPs[0].Address.IP
+}
+
+// assertGone checks that nothing of the pod remains: no host veth, no
+// host route or neighbour for its address, no interface in the pod, no
+// endpoint or allocation in the state files.
+func (n *node) assertGone(p *pod, ip net.IP) {
+	n.t.Helper()
+	h := n.handle()
+	veth := network.HostVethName(p.id, "eth0")
+	if _, err := h.LinkByName(veth); err == nil {
+		n.t.Errorf("host veth %s still exists", veth)
+	}
+	if ip != nil {
+		routes, _ := h.RouteList(nil, netlink.FAMILY_V4)
+		for _, r := range routes {
+			if r.Dst != nil && r.Dst.IP.Equal(ip) {
+				n.t.Errorf("route to %s still exists: %v", ip, r)
+			}
+		}
+		neighs, _ := h.NeighList(0, netlink.FAMILY_V4)
+		for _, nb := range neighs {
+			if nb.IP.Equal(ip) && nb.State&netlink.NUD_PERMANENT != 0 {
+				n.t.Errorf("permanent neighbour %s still exists", ip)
+			}
+		}
+	}
+	if out, err := p.ns.Exec("ip", "-o", "link", "show"); err == nil && strings.Contains(out, "eth0") {
+		n.t.Errorf("pod still has eth0: %s", out)
+	}
+	vs, is := n.state()
+	if ep, ok := vs.Endpoints[p.id+"/eth0"]; ok {
+		n.t.Errorf("state still has endpoint %+v", ep)
+	}
+	if a := is.Find(p.id, "eth0"); a != nil {
+		n.t.Errorf("address %s still allocated to %s", a.IP, p.id[:8])
+	}
+}
+
+func (n *node) state() (*plugin.VnetState, *ipam.State) {
+	vs := &plugin.VnetState{Endpoints: map[string]*plugin.Endpoint{}}
+	if data, err := os.ReadFile(filepath.Join(n.dir, plugin.VnetStateFile)); err == nil {
+		_ = json.Unmarshal(data, vs)
+	}
+	is := ipam.NewState()
+	if data, err := os.ReadFile(filepath.Join(n.dir, plugin.IPAMStateFile)); err == nil {
+		_ = json.Unmarshal(data, is)
+	}
+	is.Normalize()
+	return vs, is
+}
+
+// ownedVeths lists the azure-vnet veths in the node.
+func (n *node) ownedVeths() []network.Owned {
+	n.t.Helper()
+	o, err := network.ListOwned(n.handle())
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	return o
+}
+
+// cniCode extracts the CNI error code from a libcni error.
+func cniCode(err error) uint {
+	if e, ok := err.(*types.Error); ok {
+		return e.Code
+	}
+	return 0
+}
+
+// ping sends ICMP echo requests from inside ns to dst and waits for a reply.
+func ping(ns *netnstest.NS, dst string) error {
+	var c *icmp.PacketConn
+	if err := ns.Do(func() error {
+		var err error
+		c, err = icmp.ListenPacket("ip4:icmp", "0.0.0.0")
+		return err
+	}); err != nil {
+		return err
+	}
+	defer c.Close()
+	id := os.Getpid() & 0xffff
+	buf := make([]byte, 1500)
+	for seq := 1; seq <= 3; seq++ {
+		msg := icmp.Message{Type: ipv4.ICMPTypeEcho, Body: &icmp.Echo{ID: id, Seq: seq, Data: []byte("acn-ping")}}
+		b, _ := msg.Marshal(nil)
+		if _, err := c.WriteTo(b, &net.IPAddr{IP: net.ParseIP(dst)}); err != nil {
+			return fmt.Errorf("ping %s: %w", dst, err)
+		}
+		deadline := time.Now().Add(time.Second)
+		_ = c.SetReadDeadline(deadline)
+		for time.Now().Before(deadline) {
+			nr, peer, err := c.ReadFrom(buf)
+			if err != nil {
+				break
+			}
+			m, err := icmp.ParseMessage(1, buf[:nr])
+			if err != nil || m.Type != ipv4.ICMPTypeEchoReply {
+				continue
+			}
+			if e, ok := m.Body.(*icmp.Echo); ok && e.Seq == seq && peer.String() == dst {
+				return nil
+			}
+		}
+	}
+	return fmt.Errorf("ping %s from %s: no reply", dst, ns.Name)
+}
+
+func init() {
+	// Plugins run from goroutines locked into the node namespace; give the
+	// runtime room for many of them.
+	runtime.GOMAXPROCS(runtime.NumCPU())
+}

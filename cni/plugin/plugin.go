@@ -1,0 +1,362 @@
+package plugin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/containernetworking/cni/pkg/types"
+	types100 "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/containernetworking/cni/pkg/version"
+	"github.com/vishvananda/netlink"
+	"go.uber.org/zap"
+
+	"github.com/open-acn/acn/cni/config"
+	"github.com/open-acn/acn/cni/ipam"
+	"github.com/open-acn/acn/cni/network"
+)
+
+// SupportedVersions are the CNI spec versions both plugins speak.
+var SupportedVersions = version.PluginSupports("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
+
+// Environment variables for tests: stop the plugin at a named step
+// (ACN_CNI_CRASH_AT kills the process with SIGKILL there, as a node
+// crash or OOM kill would; ACN_CNI_FAIL_AT makes the step return an
+// error, to exercise the rollback paths).
+const (
+	EnvCrashAt = "ACN_CNI_CRASH_AT"
+	EnvFailAt  = "ACN_CNI_FAIL_AT"
+)
+
+// Steps where the hook fires, in the order an ADD or DEL passes them.
+var (
+	AddSteps = []string{"add:allocated", "add:veth", "add:pod", "add:host", "add:committed"}
+	DelSteps = []string{"del:kernel", "del:released"}
+)
+
+// Plugin is one of the two binaries with its dependencies.
+type Plugin struct {
+	// Name is config.VnetPlugin or config.IPAMPlugin.
+	Name string
+	// NewLogger builds the logger for a parsed configuration (nil: nop).
+	NewLogger func(cfg *config.NetConf) *zap.Logger
+	// Stdout receives the result JSON (nil: os.Stdout).
+	Stdout io.Writer
+	// HTTPClient queries the Azure host (nil: 10 s timeout client).
+	HTTPClient *http.Client
+	// Hook runs at each step (nil: HookFromEnv).
+	Hook network.Hook
+	// Now is the clock (nil: time.Now).
+	Now func() time.Time
+}
+
+// HookFromEnv implements ACN_CNI_CRASH_AT and ACN_CNI_FAIL_AT.
+func HookFromEnv() network.Hook {
+	crash, fail := os.Getenv(EnvCrashAt), os.Getenv(EnvFailAt)
+	if crash == "" && fail == "" {
+		return nil
+	}
+	return func(step string) error {
+		if step == crash {
+			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			select {} // the signal is on its way
+		}
+		if step == fail {
+			return fmt.Errorf("injected failure at step %s", step)
+		}
+		return nil
+	}
+}
+
+// Funcs returns the skel callbacks.
+func (p *Plugin) Funcs() skel.CNIFuncs {
+	if p.Name == config.IPAMPlugin {
+		return skel.CNIFuncs{
+			Add:    p.wrap("ADD", (*runner).ipamAdd),
+			Del:    p.wrap("DEL", (*runner).ipamDel),
+			Check:  p.wrap("CHECK", (*runner).ipamCheck),
+			GC:     p.wrap("GC", (*runner).ipamGC),
+			Status: p.wrap("STATUS", (*runner).status),
+		}
+	}
+	return skel.CNIFuncs{
+		Add:    p.wrap("ADD", (*runner).vnetAdd),
+		Del:    p.wrap("DEL", (*runner).vnetDel),
+		Check:  p.wrap("CHECK", (*runner).vnetCheck),
+		GC:     p.wrap("GC", (*runner).vnetGC),
+		Status: p.wrap("STATUS", (*runner).status),
+	}
+}
+
+// About is printed by skel when the binary runs without CNI_COMMAND.
+func About(name, ver string) string {
+	return fmt.Sprintf("CNI plugin %s %s", name, ver)
+}
+
+// runner is the state of one invocation.
+type runner struct {
+	p        *Plugin
+	cmd      string
+	cfg      *config.NetConf
+	args     *skel.CmdArgs
+	log      *zap.Logger
+	nl       *netlink.Handle
+	paths    paths
+	needVnet bool
+	hook     network.Hook
+	now      time.Time
+
+	podName, podNamespace string
+
+	start    time.Time
+	last     time.Time
+	timings  []zap.Field
+	notes    []zap.Field
+	lockWait time.Duration
+	lockHeld time.Duration
+}
+
+func (p *Plugin) wrap(cmd string, f func(r *runner) error) func(*skel.CmdArgs) error {
+	return func(args *skel.CmdArgs) error {
+		r := &runner{p: p, cmd: cmd, args: args, start: time.Now(), needVnet: p.Name == config.VnetPlugin}
+		r.last = r.start
+		cfg, err := config.Parse(args.StdinData, p.Name)
+		if err != nil {
+			// No config, no log destination from it: log with defaults.
+			r.log = p.logger(nil)
+			r.log.Error(cmd, zap.String("containerID", args.ContainerID), zap.Error(err))
+			_ = r.log.Sync()
+			return err
+		}
+		r.cfg = cfg
+		r.log = p.logger(cfg)
+		defer func() { _ = r.log.Sync() }()
+		r.paths = pathsOf(cfg)
+		r.hook = p.Hook
+		if r.hook == nil {
+			r.hook = HookFromEnv()
+		}
+		r.now = time.Now()
+		if p.Now != nil {
+			r.now = p.Now()
+		}
+		r.podNamespace, r.podName = k8sArgs(args.Args)
+		if p.Name == config.VnetPlugin {
+			if r.nl, err = netlinkHandle(); err != nil {
+				return toCNIError(err, false)
+			}
+			defer r.nl.Close()
+		}
+		err = f(r)
+		fields := []zap.Field{
+			zap.String("plugin", p.Name),
+			zap.String("containerID", args.ContainerID),
+			zap.String("ifName", args.IfName),
+			zap.String("netns", args.Netns),
+			zap.String("network", cfg.Name),
+			zap.String("cniVersion", cfg.CNIVersion),
+			zap.Duration("total", time.Since(r.start)),
+			zap.Duration("lockWait", r.lockWait),
+			zap.Duration("lockHeld", r.lockHeld),
+		}
+		if r.podName != "" {
+			fields = append(fields, zap.String("pod", r.podNamespace+"/"+r.podName))
+		}
+		fields = append(fields, zap.Dict("steps", r.timings...))
+		fields = append(fields, r.notes...)
+		if err != nil {
+			cerr := toCNIError(err, cfg.IPAM.Environment == config.EnvAzure)
+			r.log.Error(cmd, append(fields, zap.Uint("code", cerr.Code), zap.String("error", cerr.Msg))...)
+			return cerr
+		}
+		r.log.Info(cmd, fields...)
+		return nil
+	}
+}
+
+func (p *Plugin) logger(cfg *config.NetConf) *zap.Logger {
+	if p.NewLogger == nil {
+		return zap.NewNop()
+	}
+	if l := p.NewLogger(cfg); l != nil {
+		return l
+	}
+	return zap.NewNop()
+}
+
+// mark records the time since the previous mark under name.
+func (r *runner) mark(name string) {
+	now := time.Now()
+	r.timings = append(r.timings, zap.Duration(name, now.Sub(r.last)))
+	r.last = now
+}
+
+func (r *runner) note(f zap.Field) { r.notes = append(r.notes, f) }
+
+func (r *runner) at(step string) error {
+	if r.hook == nil {
+		return nil
+	}
+	return r.hook(step)
+}
+
+func (r *runner) stdout() io.Writer {
+	if r.p.Stdout != nil {
+		return r.p.Stdout
+	}
+	return os.Stdout
+}
+
+// print writes res converted to the configuration's spec version.
+func (r *runner) print(res *types100.Result) error {
+	out, err := res.GetAsVersion(r.cfg.CNIVersion)
+	if err != nil {
+		return types.NewError(types.ErrIncompatibleCNIVersion, err.Error(), "")
+	}
+	return out.PrintTo(r.stdout())
+}
+
+func (r *runner) printStored(raw json.RawMessage) error {
+	res := &types100.Result{}
+	if err := json.Unmarshal(raw, res); err != nil {
+		return err
+	}
+	return r.print(res)
+}
+
+// k8sArgs picks K8S_POD_NAMESPACE and K8S_POD_NAME out of CNI_ARGS;
+// everything else there is ignored (the plugin works without them).
+func k8sArgs(s string) (ns, name string) {
+	for _, kv := range strings.Split(s, ";") {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			continue
+		}
+		switch k {
+		case "K8S_POD_NAMESPACE":
+			ns = v
+		case "K8S_POD_NAME":
+			name = v
+		}
+	}
+	return ns, name
+}
+
+// pool reads the address source (outside any lock) and picks the pool.
+// maxAge < 0 uses the configured TTL; 0 forces a fresh query.
+func (r *runner) pool(maxAge time.Duration) (*ipam.Pool, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	ifs, err := ipam.Source(ctx, r.cfg, maxAge, r.p.HTTPClient)
+	if err != nil {
+		return nil, err
+	}
+	p, err := ipam.SelectPool(ifs, r.cfg)
+	if err != nil {
+		return nil, config.Invalid("%v", err)
+	}
+	return p, nil
+}
+
+// allocate runs f under the lock; if the pool is exhausted and the
+// source is the Azure host, the cache may be stale (the NIC may have got
+// more addresses), so it is refreshed once and f retried.
+func (r *runner) allocate(f func(t *tx, pool *ipam.Pool) error) (*ipam.Pool, error) {
+	pool, err := r.pool(-1)
+	if err != nil {
+		return nil, err
+	}
+	r.mark("source")
+	err = r.locked(func(t *tx) error { return f(t, pool) })
+	var ex *ipam.ExhaustedError
+	if errors.As(err, &ex) && r.cfg.IPAM.Environment == config.EnvAzure {
+		if pool, err = r.pool(0); err != nil {
+			return nil, err
+		}
+		err = r.locked(func(t *tx) error { return f(t, pool) })
+	}
+	return pool, err
+}
+
+// podAddress is the address as configured in the pod: the subnet's
+// prefix in bridge mode (the pod is on the subnet's L2), /32 in
+// transparent mode (everything goes through the node).
+func podAddress(ip string, pool *ipam.Pool, mode string) *net.IPNet {
+	a := net.ParseIP(ip).To4()
+	if mode == network.ModeTransparent {
+		return &net.IPNet{IP: a, Mask: net.CIDRMask(32, 32)}
+	}
+	return &net.IPNet{IP: a, Mask: pool.Subnet.Mask}
+}
+
+// resultFor builds the complete ADD result: interfaces (bridge, host veth,
+// pod interface with its sandbox), the address on the pod interface,
+// routes and DNS.
+func (r *runner) resultFor(containerID, ifName, netnsPath, mode string, ip *net.IPNet, gw net.IP, br *network.Bridge) (*types100.Result, error) {
+	hostMAC, podMAC := network.MACs(containerID, ifName)
+	res := &types100.Result{CNIVersion: types100.ImplementedSpecVersion, DNS: r.cfg.DNS}
+	if mode == network.ModeBridge && br != nil {
+		res.Interfaces = append(res.Interfaces, &types100.Interface{Name: br.Name, Mac: br.MAC.String()})
+	}
+	res.Interfaces = append(res.Interfaces,
+		&types100.Interface{Name: network.HostVethName(containerID, ifName), Mac: hostMAC.String()},
+		&types100.Interface{Name: ifName, Mac: podMAC.String(), Sandbox: netnsPath})
+	idx := len(res.Interfaces) - 1
+	res.IPs = []*types100.IPConfig{{Interface: &idx, Address: *ip, Gateway: gw}}
+	spec := network.Spec{Mode: mode, IP: ip, Gateway: gw, ViaHost: r.cfg.RoutedViaHost}
+	if br != nil {
+		spec.HostIP = br.HostIP
+	}
+	res.Routes = network.ResultRoutes(spec)
+	return res, nil
+}
+
+// prevResult decodes the prevResult of CHECK into the current types.
+func (r *runner) prevResult() (*types100.Result, error) {
+	if r.cfg.RawPrevResult == nil {
+		return nil, config.Invalid("prevResult: missing (CHECK needs the result of ADD)")
+	}
+	b, err := json.Marshal(r.cfg.RawPrevResult)
+	if err != nil {
+		return nil, err
+	}
+	res, err := version.NewResult(r.cfg.CNIVersion, b)
+	if err != nil {
+		return nil, types.NewError(types.ErrDecodingFailure, "prevResult: "+err.Error(), "")
+	}
+	return types100.NewResultFromResult(res)
+}
+
+// status answers STATUS for both plugins: the state files are readable
+// and the pool has a free address.
+func (r *runner) status() error {
+	if r.needVnet {
+		if _, err := readStrict(r.paths.vnet); err != nil {
+			return types.NewError(ErrPluginNotAvailable, "endpoint state unreadable: "+err.Error(), "")
+		}
+	}
+	is, err := readIPAM(r.paths)
+	if err != nil {
+		return types.NewError(ErrPluginNotAvailable, "address state unreadable: "+err.Error(), "")
+	}
+	pool, err := r.pool(-1)
+	if err != nil {
+		return types.NewError(ErrPluginNotAvailable, "address source: "+err.Error(), "")
+	}
+	free := is.Free(pool)
+	r.note(zap.Int("free", free))
+	r.note(zap.String("pool", pool.Name()))
+	if free == 0 {
+		return types.NewError(ErrPluginNotAvailable, fmt.Sprintf("address pool %s has no free address (%d in use)", pool.Name(), len(pool.Addresses)), "")
+	}
+	return nil
+}

@@ -1,0 +1,259 @@
+package plugin
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"go.uber.org/zap"
+
+	"github.com/open-acn/acn/cni/config"
+	"github.com/open-acn/acn/cni/ipam"
+	"github.com/open-acn/acn/cni/network"
+	"github.com/open-acn/acn/cni/store"
+)
+
+// File names under the state directory.
+const (
+	VnetStateFile  = "azure-vnet.json"
+	IPAMStateFile  = "azure-vnet-ipam.json"
+	LockFile       = "azure-vnet.lock"
+	BridgeLockFile = "azure-vnet-bridge.lock"
+)
+
+// Endpoint statuses. An endpoint is pending from the moment its address is
+// allocated until the kernel work is done; a pending endpoint whose
+// process is gone is the trace of a crash, and DEL, GC or the next ADD
+// clean it up.
+const (
+	StatusPending   = "pending"
+	StatusCommitted = "committed"
+)
+
+// VnetState is azure-vnet.json.
+type VnetState struct {
+	Version   int                  `json:"version"`
+	Endpoints map[string]*Endpoint `json:"endpoints"`
+}
+
+// Endpoint is one pod interface.
+type Endpoint struct {
+	ContainerID  string          `json:"containerID"`
+	IfName       string          `json:"ifName"`
+	Network      string          `json:"network"`
+	Netns        string          `json:"netns,omitempty"`
+	PodName      string          `json:"podName,omitempty"`
+	PodNamespace string          `json:"podNamespace,omitempty"`
+	Mode         string          `json:"mode"`
+	HostVeth     string          `json:"hostVeth"`
+	IP           string          `json:"ip"` // CIDR as configured in the pod
+	Status       string          `json:"status"`
+	PID          int             `json:"pid,omitempty"` // the plugin process working on a pending endpoint
+	Result       json.RawMessage `json:"result,omitempty"`
+	Updated      time.Time       `json:"updated"`
+}
+
+func key(containerID, ifName string) string { return containerID + "/" + ifName }
+
+func (s *VnetState) normalize() {
+	if s.Endpoints == nil {
+		s.Endpoints = map[string]*Endpoint{}
+	}
+	s.Version = 1
+}
+
+// paths of one configuration.
+type paths struct {
+	vnet, ipam, lock, bridgeLock string
+}
+
+func pathsOf(cfg *config.NetConf) paths {
+	d := cfg.StateDir
+	return paths{
+		vnet:       filepath.Join(d, VnetStateFile),
+		ipam:       filepath.Join(d, IPAMStateFile),
+		lock:       filepath.Join(d, LockFile),
+		bridgeLock: filepath.Join(d, BridgeLockFile),
+	}
+}
+
+// readVnet reads the endpoint state without the lock (writers replace the
+// file atomically, so the read is consistent). A corrupt file reads as
+// empty here; the repair happens under the lock.
+func readVnet(p paths) *VnetState {
+	s := &VnetState{}
+	if _, err := store.Read(p.vnet, s); err != nil {
+		s = &VnetState{}
+	}
+	s.normalize()
+	return s
+}
+
+func readIPAM(p paths) (*ipam.State, error) {
+	s := ipam.NewState()
+	_, err := store.Read(p.ipam, s)
+	s.Normalize()
+	return s, err
+}
+
+// tx is one critical section under the node-wide lock: both state files
+// loaded (repaired if corrupt), changed by the caller, saved if dirty.
+type tx struct {
+	vnet       *VnetState
+	ipam       *ipam.State
+	dirtyVnet  bool
+	dirtyIPAM  bool
+	repairNote []string
+}
+
+// locked runs f with the node-wide lock held. It is the only place state
+// files are written. Nothing in f may do netlink or HTTP work.
+func (r *runner) locked(f func(t *tx) error) error {
+	start := time.Now()
+	lock, err := store.Acquire(r.paths.lock, time.Duration(r.cfg.LockTimeout))
+	if err != nil {
+		return err
+	}
+	defer lock.Release()
+	r.lockWait += time.Since(start)
+	held := time.Now()
+	defer func() { r.lockHeld += time.Since(held) }()
+
+	t := &tx{vnet: &VnetState{}, ipam: ipam.NewState()}
+	if r.needVnet {
+		if _, aside, err := store.Load(r.paths.vnet, t.vnet); err != nil {
+			if !errors.Is(err, store.ErrCorrupt) {
+				return err
+			}
+			t.vnet = r.rebuildVnet()
+			t.dirtyVnet = true
+			r.log.Warn("endpoint state file was corrupt; moved aside and rebuilt from the kernel",
+				zap.String("file", r.paths.vnet), zap.String("movedTo", aside), zap.Int("endpoints", len(t.vnet.Endpoints)))
+		}
+	}
+	t.vnet.normalize()
+	if _, aside, err := store.Load(r.paths.ipam, t.ipam); err != nil {
+		if !errors.Is(err, store.ErrCorrupt) {
+			return err
+		}
+		t.ipam = r.rebuildIPAM(t.vnet)
+		t.dirtyIPAM = true
+		r.log.Warn("address state file was corrupt; moved aside and rebuilt from the kernel",
+			zap.String("file", r.paths.ipam), zap.String("movedTo", aside), zap.Int("allocations", len(t.ipam.Allocations)))
+	}
+	t.ipam.Normalize()
+	if err := f(t); err != nil {
+		return err
+	}
+	// The address state first: an allocation without an endpoint is
+	// released by DEL or GC; an endpoint without its allocation would
+	// point at an address someone else may get.
+	if t.dirtyIPAM {
+		if err := store.Save(r.paths.ipam, t.ipam); err != nil {
+			return stateError(r.paths.ipam, err)
+		}
+	}
+	if t.dirtyVnet && r.needVnet {
+		if err := store.Save(r.paths.vnet, t.vnet); err != nil {
+			return stateError(r.paths.vnet, err)
+		}
+	}
+	return nil
+}
+
+// rebuildVnet recreates the endpoint list from the host veths' aliases
+// (see network.Owner). Results are recomputed from the alias and the
+// current configuration.
+func (r *runner) rebuildVnet() *VnetState {
+	s := &VnetState{}
+	s.normalize()
+	h := r.nl
+	if h == nil { // azure-vnet-ipam has no handle of its own
+		var err error
+		if h, err = netlinkHandle(); err != nil {
+			r.log.Error("cannot open netlink to rebuild state", zap.Error(err))
+			return s
+		}
+		defer h.Close()
+	}
+	owned, err := network.ListOwned(h)
+	if err != nil {
+		r.log.Error("cannot list links to rebuild state", zap.Error(err))
+		return s
+	}
+	for _, o := range owned {
+		ep := &Endpoint{ContainerID: o.ContainerID, IfName: o.IfName, Network: r.cfg.Name, Netns: o.Netns, Mode: o.Mode,
+			HostVeth: o.HostVeth, IP: o.IP.String(), Status: StatusCommitted, Updated: time.Now()}
+		if o.Netns != "" {
+			if res, err := r.resultFor(o.ContainerID, o.IfName, o.Netns, o.Mode, o.IP, gatewayFor(o.Mode, o.IP), nil); err == nil {
+				ep.Result, _ = json.Marshal(res)
+			}
+		}
+		s.Endpoints[key(o.ContainerID, o.IfName)] = ep
+	}
+	return s
+}
+
+// rebuildIPAM recreates allocations from the endpoints (themselves
+// possibly just rebuilt from the kernel).
+func (r *runner) rebuildIPAM(vs *VnetState) *ipam.State {
+	s := ipam.NewState()
+	eps := vs.Endpoints
+	if len(eps) == 0 {
+		eps = r.rebuildVnet().Endpoints
+	}
+	for _, ep := range eps {
+		ip, n, err := net.ParseCIDR(ep.IP)
+		if err != nil {
+			continue
+		}
+		s.Allocations[ip.String()] = &ipam.Allocation{IP: ip.String(), Pool: n.String(), ContainerID: ep.ContainerID,
+			IfName: ep.IfName, Owner: config.VnetPlugin, Network: ep.Network, Time: time.Now()}
+	}
+	return s
+}
+
+// gatewayFor is the pod's gateway: the fixed one in transparent mode, the
+// subnet's first host (Azure's convention) in bridge mode.
+func gatewayFor(mode string, ipn *net.IPNet) net.IP {
+	if mode == network.ModeTransparent {
+		return network.TransparentGateway
+	}
+	gw := make(net.IP, 4)
+	copy(gw, ipn.IP.Mask(ipn.Mask).To4())
+	gw[3]++
+	return gw
+}
+
+// processAlive says whether the plugin process that marked an endpoint
+// pending still runs (then its ADD is in flight and GC must leave it).
+func processAlive(pid int) bool {
+	if pid <= 0 {
+		return false
+	}
+	if pid == os.Getpid() {
+		return true
+	}
+	comm, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm")
+	if err != nil {
+		return false
+	}
+	c := strings.TrimSpace(string(comm))
+	return strings.HasPrefix(c, "azure-vnet")
+}
+
+// netlinkHandle opens a handle in the plugin's own namespace (the node).
+func netlinkHandle() (*netlink.Handle, error) {
+	h, err := netlink.NewHandle()
+	if err != nil {
+		return nil, fmt.Errorf("netlink: %w", err)
+	}
+	return h, nil
+}

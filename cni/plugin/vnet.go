@@ -1,0 +1,378 @@
+package plugin
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"time"
+
+	"github.com/containernetworking/cni/pkg/types"
+	"go.uber.org/zap"
+
+	"github.com/open-acn/acn/cni/config"
+	"github.com/open-acn/acn/cni/ipam"
+	"github.com/open-acn/acn/cni/network"
+	"github.com/open-acn/acn/cni/store"
+)
+
+// vnetAdd is azure-vnet ADD:
+//
+//  1. a committed endpoint for this container+interface whose veth still
+//     exists: print the stored result, change nothing;
+//  2. read the address source (no lock: may be HTTP);
+//  3. lock: allocate the address, record the endpoint as pending; unlock;
+//  4. remove leftovers of an earlier attempt, plumb the pod (no lock);
+//  5. lock: mark the endpoint committed with its result; unlock;
+//  6. print the result.
+//
+// A crash after 3 leaves a pending endpoint that the retried ADD, DEL or
+// GC completes or removes; the kernel objects carry the same identity in
+// their names and aliases, so nothing can leak unnoticed.
+func (r *runner) vnetAdd() error {
+	a, cfg := r.args, r.cfg
+	k := key(a.ContainerID, a.IfName)
+
+	if ep := readVnet(r.paths).Endpoints[k]; ep != nil && ep.Status == StatusCommitted && ep.Result != nil && ep.Netns == a.Netns {
+		if _, err := r.nl.LinkByName(ep.HostVeth); err == nil {
+			r.note(zap.Bool("repeated", true))
+			r.mark("stored-result")
+			return r.printStored(ep.Result)
+		}
+	}
+	r.mark("read-state")
+
+	var alloc ipam.Allocation
+	var podIP *net.IPNet
+	pool, err := r.allocate(func(t *tx, pool *ipam.Pool) error {
+		had := t.ipam.Find(a.ContainerID, a.IfName) != nil
+		al, err := t.ipam.Allocate(pool, a.ContainerID, a.IfName, config.VnetPlugin, cfg.IPAM.RequestedIP, r.now, time.Duration(cfg.IPAM.ReuseCooldown))
+		if err != nil {
+			return err
+		}
+		al.Network = cfg.Name
+		if !had {
+			t.dirtyIPAM = true
+		}
+		alloc = *al
+		podIP = podAddress(al.IP, pool, cfg.Mode)
+		t.vnet.Endpoints[k] = &Endpoint{
+			ContainerID: a.ContainerID, IfName: a.IfName, Network: cfg.Name, Netns: a.Netns,
+			PodName: r.podName, PodNamespace: r.podNamespace, Mode: cfg.Mode,
+			HostVeth: network.HostVethName(a.ContainerID, a.IfName), IP: podIP.String(),
+			Status: StatusPending, PID: os.Getpid(), Updated: r.now,
+		}
+		t.dirtyVnet = true
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	r.mark("allocate")
+	r.note(zap.String("ip", alloc.IP))
+	if err := r.at("add:allocated"); err != nil {
+		return r.undoAdd(err)
+	}
+
+	// An earlier attempt killed half-way may have left the veth.
+	if _, err := network.Teardown(r.nl, a.ContainerID, a.IfName, ""); err != nil {
+		return r.undoAdd(err)
+	}
+
+	spec := network.Spec{ContainerID: a.ContainerID, IfName: a.IfName, Netns: a.Netns, Mode: cfg.Mode,
+		IP: podIP, ViaHost: cfg.RoutedViaHost}
+	var br *network.Bridge
+	switch cfg.Mode {
+	case config.ModeBridge:
+		br, err = network.EnsureBridge(r.nl, cfg.Bridge, cfg.Master, r.paths.bridgeLock, r.hook)
+		if err != nil {
+			return r.undoAdd(err)
+		}
+		// A policy engine's FORWARD rules see bridged traffic only with this.
+		if err := network.EnsureSysctl(network.SysctlBridgeNFCallIP4, "1"); err != nil {
+			r.log.Warn("cannot enable bridge-nf-call-iptables (is br_netfilter loaded?)", zap.Error(err))
+		}
+		spec.BridgeIndex, spec.HostIP, spec.MTU = br.Index, br.HostIP, br.MTU
+		spec.Gateway = pool.Gateway
+	case config.ModeTransparent:
+		if err := network.EnsureSysctl(network.SysctlIPForward, "1"); err != nil {
+			return r.undoAdd(fmt.Errorf("enable ip_forward: %w", err))
+		}
+		m, err := network.MasterLink(r.nl, cfg.Master)
+		if err != nil {
+			return r.undoAdd(config.Invalid("%v", err))
+		}
+		spec.MTU = m.Attrs().MTU
+		spec.Gateway = network.TransparentGateway
+	}
+	r.mark("node")
+
+	if _, err := network.Setup(r.nl, spec, r.hook); err != nil {
+		return r.undoAdd(err)
+	}
+	r.mark("netlink")
+
+	res, err := r.resultFor(a.ContainerID, a.IfName, a.Netns, cfg.Mode, podIP, spec.Gateway, br)
+	if err != nil {
+		return r.undoAdd(err)
+	}
+	raw, err := json.Marshal(res)
+	if err != nil {
+		return r.undoAdd(err)
+	}
+	err = r.locked(func(t *tx) error {
+		ep := t.vnet.Endpoints[k]
+		if ep == nil { // state rebuilt meanwhile: record it again
+			ep = &Endpoint{ContainerID: a.ContainerID, IfName: a.IfName, Network: cfg.Name, Netns: a.Netns, Mode: cfg.Mode,
+				HostVeth: network.HostVethName(a.ContainerID, a.IfName), IP: podIP.String()}
+			t.vnet.Endpoints[k] = ep
+		}
+		ep.Status, ep.PID, ep.Result, ep.Updated = StatusCommitted, 0, raw, time.Now()
+		t.dirtyVnet = true
+		return nil
+	})
+	if err != nil {
+		return r.undoAdd(err)
+	}
+	r.mark("commit")
+	if err := r.at("add:committed"); err != nil {
+		return err
+	}
+	return r.print(res)
+}
+
+// undoAdd removes what a failed ADD made (veth, allocation, endpoint) and
+// returns the original error.
+func (r *runner) undoAdd(cause error) error {
+	a := r.args
+	if _, err := network.Teardown(r.nl, a.ContainerID, a.IfName, a.Netns); err != nil {
+		r.log.Error("undo ADD: teardown", zap.Error(err))
+	}
+	err := r.locked(func(t *tx) error {
+		if rel := t.ipam.Release(a.ContainerID, a.IfName, time.Now()); len(rel) > 0 {
+			t.dirtyIPAM = true
+		}
+		if _, ok := t.vnet.Endpoints[key(a.ContainerID, a.IfName)]; ok {
+			delete(t.vnet.Endpoints, key(a.ContainerID, a.IfName))
+			t.dirtyVnet = true
+		}
+		return nil
+	})
+	if err != nil {
+		r.log.Error("undo ADD: release", zap.Error(err))
+	}
+	return cause
+}
+
+// vnetDel is azure-vnet DEL: remove whatever exists in the kernel (found by
+// the derived veth name, so it works without state), then release the
+// address and forget the endpoint. Unknown or half-created containers and
+// repeated DELs succeed.
+func (r *runner) vnetDel() error {
+	a := r.args
+	k := key(a.ContainerID, a.IfName)
+	vs := readVnet(r.paths)
+	ep := vs.Endpoints[k]
+	netnsPath := a.Netns
+	if netnsPath == "" && ep != nil {
+		netnsPath = ep.Netns
+	}
+	removed, err := network.Teardown(r.nl, a.ContainerID, a.IfName, netnsPath)
+	if err != nil {
+		return err
+	}
+	r.note(zap.Bool("removedVeth", removed))
+	r.mark("netlink")
+	if err := r.at("del:kernel"); err != nil {
+		return err
+	}
+	// Skip the lock when neither file knows the container (a DEL of
+	// something never added, or a repeated DEL).
+	is, ierr := readIPAM(r.paths)
+	if ep == nil && ierr == nil && is.Find(a.ContainerID, a.IfName) == nil {
+		r.mark("nothing-to-release")
+		return nil
+	}
+	err = r.locked(func(t *tx) error {
+		if rel := t.ipam.Release(a.ContainerID, a.IfName, time.Now()); len(rel) > 0 {
+			t.dirtyIPAM = true
+			r.note(zap.String("released", rel[0].IP))
+		}
+		if _, ok := t.vnet.Endpoints[k]; ok {
+			delete(t.vnet.Endpoints, k)
+			t.dirtyVnet = true
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	r.mark("release")
+	return r.at("del:released")
+}
+
+// vnetCheck is azure-vnet CHECK: the state knows the endpoint, IPAM holds
+// its address, and the kernel matches prevResult.
+func (r *runner) vnetCheck() error {
+	a, cfg := r.args, r.cfg
+	prev, err := r.prevResult()
+	if err != nil {
+		return err
+	}
+	ep := readVnet(r.paths).Endpoints[key(a.ContainerID, a.IfName)]
+	if ep == nil || ep.Status != StatusCommitted {
+		return types.NewError(types.ErrUnknownContainer, fmt.Sprintf("no endpoint for container %s interface %s", a.ContainerID, a.IfName), "")
+	}
+	is, err := readIPAM(r.paths)
+	if err != nil {
+		return err
+	}
+	ipn, err := parseCIDR(ep.IP)
+	if err != nil {
+		return err
+	}
+	if al := is.Find(a.ContainerID, a.IfName); al == nil || al.IP != ipn.IP.String() {
+		return types.NewError(ErrCheckFailed, fmt.Sprintf("address %s of %s/%s is not allocated to it", ipn.IP, a.ContainerID, a.IfName), "")
+	}
+	exp := network.Expect{Spec: network.Spec{ContainerID: a.ContainerID, IfName: a.IfName, Netns: a.Netns, Mode: ep.Mode, IP: ipn}}
+	if ep.Mode == config.ModeBridge {
+		l, err := r.nl.LinkByName(cfg.Bridge)
+		if err != nil {
+			return types.NewError(ErrCheckFailed, fmt.Sprintf("bridge %s: %v", cfg.Bridge, err), "")
+		}
+		exp.BridgeIndex = l.Attrs().Index
+	}
+	for i, ifc := range prev.Interfaces {
+		if ifc.Name == a.IfName && ifc.Sandbox != "" {
+			exp.PodMAC = ifc.Mac
+			for _, ipc := range prev.IPs {
+				if ipc.Interface != nil && *ipc.Interface == i {
+					n := ipc.Address
+					exp.Addresses = append(exp.Addresses, &n)
+				}
+			}
+		}
+	}
+	if len(exp.Addresses) == 0 {
+		for _, ipc := range prev.IPs {
+			n := ipc.Address
+			exp.Addresses = append(exp.Addresses, &n)
+		}
+	}
+	for _, want := range exp.Addresses {
+		if want.String() != ipn.String() {
+			return types.NewError(ErrCheckFailed, fmt.Sprintf("prevResult has address %s, the endpoint has %s", want, ipn), "")
+		}
+	}
+	exp.Routes = prev.Routes
+	r.mark("state")
+	if err := network.Check(r.nl, exp); err != nil {
+		var ne *network.NetnsError
+		if asNetns(err, &ne) {
+			return err
+		}
+		return types.NewError(ErrCheckFailed, err.Error(), "")
+	}
+	r.mark("kernel")
+	return nil
+}
+
+// vnetGC is azure-vnet GC: every endpoint, veth and address of this
+// network that is not in the valid-attachments list goes, except pending
+// ones whose plugin process still runs (an ADD in flight).
+func (r *runner) vnetGC() error {
+	atts, ok := r.cfg.Attachments()
+	if !ok {
+		r.note(zap.String("skipped", "no cni.dev/valid-attachments in the request"))
+		return nil
+	}
+	valid := map[string]bool{}
+	for _, at := range atts {
+		valid[key(at.ContainerID, at.IfName)] = true
+	}
+	inFlight := func(ep *Endpoint) bool { return ep != nil && ep.Status == StatusPending && processAlive(ep.PID) }
+	vs := readVnet(r.paths)
+	var errs []error
+	removed := 0
+	// Kernel first (no lock): endpoints in the state, then veths known
+	// only to the kernel (state lost or rebuilt).
+	for k, ep := range vs.Endpoints {
+		if valid[k] || ep.Network != r.cfg.Name || inFlight(ep) {
+			continue
+		}
+		if ok, err := network.Teardown(r.nl, ep.ContainerID, ep.IfName, ""); err != nil {
+			errs = append(errs, err)
+		} else if ok {
+			removed++
+		}
+	}
+	owned, err := network.ListOwned(r.nl)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	for _, o := range owned {
+		k := key(o.ContainerID, o.IfName)
+		ep := vs.Endpoints[k]
+		if valid[k] || inFlight(ep) || (ep != nil && ep.Network != r.cfg.Name) {
+			continue
+		}
+		if err := network.DeleteLink(r.nl, o.HostVeth); err != nil {
+			errs = append(errs, err)
+		} else {
+			removed++
+		}
+	}
+	r.mark("netlink")
+	if err := r.at("gc:kernel"); err != nil {
+		return err
+	}
+	released := 0
+	err = r.locked(func(t *tx) error {
+		for k, ep := range t.vnet.Endpoints {
+			if valid[k] || ep.Network != r.cfg.Name || inFlight(ep) {
+				continue
+			}
+			delete(t.vnet.Endpoints, k)
+			t.dirtyVnet = true
+		}
+		for _, al := range t.ipam.Allocations {
+			k := key(al.ContainerID, al.IfName)
+			if valid[k] || al.Network != r.cfg.Name || inFlight(t.vnet.Endpoints[k]) {
+				continue
+			}
+			released += len(t.ipam.Release(al.ContainerID, al.IfName, time.Now()))
+			t.dirtyIPAM = true
+		}
+		return nil
+	})
+	if err != nil {
+		errs = append(errs, err)
+	}
+	r.mark("release")
+	r.note(zap.Int("removedVeths", removed))
+	r.note(zap.Int("releasedIPs", released))
+	if len(errs) > 0 {
+		return types.NewError(types.ErrInternal, fmt.Sprintf("GC: %d errors, first: %v", len(errs), errs[0]), "")
+	}
+	return nil
+}
+
+// readStrict reads the endpoint state and reports corruption.
+func readStrict(path string) (*VnetState, error) {
+	s := &VnetState{}
+	_, err := store.Read(path, s)
+	s.normalize()
+	return s, err
+}
+
+func parseCIDR(s string) (*net.IPNet, error) {
+	ip, n, err := net.ParseCIDR(s)
+	if err != nil {
+		return nil, fmt.Errorf("state has a bad address %q: %w", s, err)
+	}
+	n.IP = ip.To4()
+	return n, nil
+}
+
+func asNetns(err error, target **network.NetnsError) bool { return errors.As(err, target) }
