@@ -70,6 +70,11 @@ type Options struct {
 	Logger    *zap.Logger
 	Client    kubernetes.Interface
 	Dataplane dataplane.Dataplane
+	// Previous are the other dataplanes of this platform: once the first
+	// full sync is programmed, their leftovers are removed (a node switched
+	// from iptables to nftables keeps no iptables rules). Never before:
+	// removing them first would open every pod until the new rules land.
+	Previous []dataplane.Dataplane
 }
 
 // Daemon is one running node agent.
@@ -78,6 +83,7 @@ type Daemon struct {
 	log     *zap.Logger
 	client  kubernetes.Interface
 	dp      dataplane.Dataplane
+	prev    []dataplane.Dataplane
 	metrics *metrics
 
 	factory   informers.SharedInformerFactory
@@ -129,6 +135,7 @@ func New(opts Options) (*Daemon, error) {
 		log:       opts.Logger,
 		client:    opts.Client,
 		dp:        opts.Dataplane,
+		prev:      opts.Previous,
 		metrics:   newMetrics(),
 		engine:    translate.NewEngine(translate.Options{NodeName: opts.Config.NodeName, Logger: opts.Logger}),
 		pending:   policy.NewChanges(),
@@ -174,7 +181,16 @@ func Run(ctx context.Context, cfg config.Config, logger *zap.Logger) error {
 	if err != nil {
 		return fmt.Errorf("dataplane %s: %w", cfg.Dataplane, err)
 	}
-	d, err := New(Options{Config: cfg, Logger: logger, Client: client, Dataplane: dp})
+	var previous []dataplane.Dataplane
+	for name := range dataplaneFactories {
+		if name == cfg.Dataplane {
+			continue
+		}
+		if other, err := dataplaneFactories[name](cfg, logger); err == nil {
+			previous = append(previous, other)
+		}
+	}
+	d, err := New(Options{Config: cfg, Logger: logger, Client: client, Dataplane: dp, Previous: previous})
 	if err != nil {
 		return err
 	}
@@ -359,6 +375,11 @@ func (d *Daemon) processBatch(ctx context.Context, batch []string) {
 			zap.Int("pods", st.Pods), zap.Int("endpoints", st.Endpoints), zap.Int("sets", st.Sets), zap.Int("members", st.Members))
 		d.ready.Store(true)
 		d.metrics.ready.Set(1)
+		for _, other := range d.prev {
+			if err := other.Cleanup(ctx); err != nil {
+				d.log.Warn("could not remove another dataplane's leftovers", zap.Error(err))
+			}
+		}
 	}
 }
 

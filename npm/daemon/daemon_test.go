@@ -32,6 +32,7 @@ type recordingDataplane struct {
 	failNext  int
 	endpoints []map[string]policy.Endpoint // endpoint copies per successful Apply
 	repairs   int
+	cleanups  int
 }
 
 func (r *recordingDataplane) Apply(_ context.Context, st *policy.State, _ *policy.Changes) error {
@@ -56,7 +57,12 @@ func (r *recordingDataplane) Reconcile(context.Context) (int, error) {
 	r.repairs = 0
 	return n, nil
 }
-func (r *recordingDataplane) Cleanup(context.Context) error { return nil }
+func (r *recordingDataplane) Cleanup(context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.cleanups++
+	return nil
+}
 func (r *recordingDataplane) Objects(k string) []dataplane.Object {
 	return []dataplane.Object{{Kind: "chain", Name: "NPM-TEST-" + strings.ReplaceAll(k, "/", "-"), Comment: "test chain"}}
 }
@@ -106,9 +112,9 @@ type harness struct {
 	done   chan error
 }
 
-func start(t *testing.T, client kubernetes.Interface, dp *recordingDataplane) *harness {
+func start(t *testing.T, client kubernetes.Interface, dp *recordingDataplane, previous ...dataplane.Dataplane) *harness {
 	t.Helper()
-	d, err := New(Options{Config: testConfig(), Logger: zaptest.NewLogger(t), Client: client, Dataplane: dp})
+	d, err := New(Options{Config: testConfig(), Logger: zaptest.NewLogger(t), Client: client, Dataplane: dp, Previous: previous})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -297,5 +303,22 @@ func TestExplainNamesThePolicyAndKernelObjects(t *testing.T) {
 	req, _ := explain.ParseRequest("prod/nope", "prod/web", "80")
 	if err := explain.Query(context.Background(), h.addr, req, &out); err == nil || !strings.Contains(err.Error(), "prod/nope not found") {
 		t.Fatalf("unknown pod must be a clear error, got %v", err)
+	}
+}
+
+func TestOtherDataplaneIsCleanedOnlyAfterFirstSync(t *testing.T) {
+	dp := &recordingDataplane{failNext: 1}
+	old := &recordingDataplane{}
+	h := start(t, fake.NewSimpleClientset(ns("prod", nil), denyAll("prod")), dp, old)
+	eventually(t, "ready", h.d.Ready)
+	old.mu.Lock()
+	defer old.mu.Unlock()
+	if old.cleanups != 1 {
+		t.Fatalf("previous dataplane cleaned %d times, want once after the first successful sync", old.cleanups)
+	}
+	dp.mu.Lock()
+	defer dp.mu.Unlock()
+	if dp.applies != 2 {
+		t.Fatalf("want the failed first transaction retried (2 applies), got %d", dp.applies)
 	}
 }
