@@ -284,7 +284,7 @@ func (tp *topo) ipsetSave(t *testing.T) string {
 
 func countLines(s, sub string) int {
 	n := 0
-	for _, l := range strings.Split(s, "\n") {
+	for _, l := range strings.SplitAfter(s, "\n") {
 		if strings.Contains(l, sub) {
 			n++
 		}
