@@ -100,6 +100,7 @@ type Daemon struct {
 	seen       map[string]time.Time // key -> first unapplied event time
 	seenRV     map[string]uint64    // key -> resourceVersion of its latest event
 	appliedRV  map[string]uint64    // kind -> highest resourceVersion enforced
+	appliedObj map[string]uint64    // key -> resourceVersion enforced; absent = not present (or deleted)
 	generation uint64               // successful transactions
 	lastErr    string
 
@@ -131,18 +132,19 @@ func New(opts Options) (*Daemon, error) {
 		return nil, errors.New("daemon: node name is empty: set --node-name, NODE_NAME or HOSTNAME")
 	}
 	d := &Daemon{
-		cfg:       opts.Config,
-		log:       opts.Logger,
-		client:    opts.Client,
-		dp:        opts.Dataplane,
-		prev:      opts.Previous,
-		metrics:   newMetrics(),
-		engine:    translate.NewEngine(translate.Options{NodeName: opts.Config.NodeName, Logger: opts.Logger}),
-		pending:   policy.NewChanges(),
-		seen:      map[string]time.Time{},
-		seenRV:    map[string]uint64{},
-		appliedRV: map[string]uint64{kindPod: 0, kindNamespace: 0, kindPolicy: 0},
-		addr:      make(chan string, 1),
+		cfg:        opts.Config,
+		log:        opts.Logger,
+		client:     opts.Client,
+		dp:         opts.Dataplane,
+		prev:       opts.Previous,
+		metrics:    newMetrics(),
+		engine:     translate.NewEngine(translate.Options{NodeName: opts.Config.NodeName, Logger: opts.Logger}),
+		pending:    policy.NewChanges(),
+		seen:       map[string]time.Time{},
+		seenRV:     map[string]uint64{},
+		appliedRV:  map[string]uint64{kindPod: 0, kindNamespace: 0, kindPolicy: 0},
+		appliedObj: map[string]uint64{},
+		addr:       make(chan string, 1),
 	}
 	d.queue = workqueue.NewTypedRateLimitingQueueWithConfig(
 		workqueue.NewTypedItemExponentialFailureRateLimiter[string](50*time.Millisecond, 30*time.Second),
@@ -398,6 +400,11 @@ func (d *Daemon) markApplied(batch []string, now time.Time) {
 		if rv := d.seenRV[key]; rv > d.appliedRV[kind] {
 			d.appliedRV[kind] = rv
 		}
+		if rv, present := d.cachedRV(key); present {
+			d.appliedObj[key] = rv
+		} else {
+			delete(d.appliedObj, key)
+		}
 		delete(d.seenRV, key)
 	}
 }
@@ -411,22 +418,73 @@ func kindOf(key string) string {
 	return key
 }
 
-// translateKey reads the object's latest state from the informer cache and
-// feeds it to the engine. A missing object is a delete.
-func (d *Daemon) translateKey(key string) {
-	kind := kindOf(key)
+// splitKey parses "kind/namespace/name" (namespace empty for namespaces)
+// into the kind and the informer store key.
+func splitKey(key string) (kind, ns, name, storeKey string) {
+	kind = kindOf(key)
 	rest := key[len(kind)+1:]
-	ns, name := "", rest
+	name = rest
 	for i := 0; i < len(rest); i++ {
 		if rest[i] == '/' {
 			ns, name = rest[:i], rest[i+1:]
 			break
 		}
 	}
-	storeKey := name
+	storeKey = name
 	if ns != "" {
 		storeKey = ns + "/" + name
 	}
+	return kind, ns, name, storeKey
+}
+
+func (d *Daemon) store(kind string) cache.Store {
+	switch kind {
+	case kindPod:
+		return d.podInf.GetStore()
+	case kindNamespace:
+		return d.nsInf.GetStore()
+	default:
+		return d.policyInf.GetStore()
+	}
+}
+
+// cachedRV is the resourceVersion of the object in the informer cache.
+func (d *Daemon) cachedRV(key string) (uint64, bool) {
+	kind, _, _, storeKey := splitKey(key)
+	obj, exists, _ := d.store(kind).GetByKey(storeKey)
+	if !exists {
+		return 0, false
+	}
+	m, err := meta.Accessor(obj)
+	if err != nil {
+		return 0, false
+	}
+	rv, _ := strconv.ParseUint(m.GetResourceVersion(), 10, 64)
+	return rv, true
+}
+
+// ObjectStatus says whether the kernel enforces an object ("pod/ns/name",
+// "namespace//name", "policy/ns/name") and at which resourceVersion.
+type ObjectStatus struct {
+	Key             string `json:"key"`
+	Present         bool   `json:"present"`
+	ResourceVersion uint64 `json:"resourceVersion,omitempty"`
+	Pending         bool   `json:"pending"` // an event for it is not applied yet
+}
+
+// Object reports the enforced state of one object.
+func (d *Daemon) Object(key string) ObjectStatus {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	rv, ok := d.appliedObj[key]
+	_, pending := d.seen[key]
+	return ObjectStatus{Key: key, Present: ok, ResourceVersion: rv, Pending: pending}
+}
+
+// translateKey reads the object's latest state from the informer cache and
+// feeds it to the engine. A missing object is a delete.
+func (d *Daemon) translateKey(key string) {
+	kind, ns, name, storeKey := splitKey(key)
 	switch kind {
 	case kindPod:
 		obj, exists, _ := d.podInf.GetStore().GetByKey(storeKey)

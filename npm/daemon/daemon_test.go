@@ -322,3 +322,26 @@ func TestOtherDataplaneIsCleanedOnlyAfterFirstSync(t *testing.T) {
 		t.Fatalf("want the failed first transaction retried (2 applies), got %d", dp.applies)
 	}
 }
+
+func TestObjectStatusFollowsCreateAndDelete(t *testing.T) {
+	client := fake.NewSimpleClientset(ns("prod", nil))
+	h := start(t, client, &recordingDataplane{})
+	eventually(t, "ready", h.d.Ready)
+	const key = "policy/prod/deny-all"
+	if h.d.Object(key).Present {
+		t.Fatal("policy reported enforced before it exists")
+	}
+	ctx := context.Background()
+	if _, err := client.NetworkingV1().NetworkPolicies("prod").Create(ctx, denyAll("prod"), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "policy enforced", func() bool { o := h.d.Object(key); return o.Present && !o.Pending })
+	_, body := get(t, "http://"+h.addr+"/status?object="+key)
+	if !strings.Contains(body, `"present":true`) {
+		t.Fatalf("/status?object= says %s", body)
+	}
+	if err := client.NetworkingV1().NetworkPolicies("prod").Delete(ctx, "deny-all", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "policy gone", func() bool { o := h.d.Object(key); return !o.Present && !o.Pending })
+}
