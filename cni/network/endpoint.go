@@ -113,6 +113,10 @@ func Setup(h *netlink.Handle, s Spec, hook Hook) (ep *Endpoint, err error) {
 		}
 		veth.Index = l.Attrs().Index
 	}
+	// The kernel ignores IFLA_IFALIAS when creating a link: set it now.
+	if err := h.LinkSetAlias(veth, veth.Alias); err != nil {
+		return nil, fmt.Errorf("set alias of %s: %w", hostName, err)
+	}
 	if err := hook.at("add:veth"); err != nil {
 		return nil, err
 	}

@@ -74,13 +74,57 @@ type Bridge struct {
 	HostIP net.IP // the node's first IPv4 address on the bridge (may be nil)
 }
 
+// bridgePlan is what the first-time bridge setup is about to do, written
+// before the node is touched: the master interface's addresses and
+// routes. If the plugin is killed half-way (master enslaved, addresses
+// moved, routes not yet), the next call finds the unfinished plan and
+// completes it; without it the routes would be lost with the process.
+type bridgePlan struct {
+	Bridge    string         `json:"bridge"`
+	Master    string         `json:"master"`
+	MasterMAC string         `json:"masterMAC"`
+	MTU       int            `json:"mtu"`
+	Addrs     []string       `json:"addrs"`
+	Routes    []plannedRoute `json:"routes"`
+	Done      bool           `json:"done"`
+}
+
+type plannedRoute struct {
+	Dst      string `json:"dst,omitempty"`
+	Gw       string `json:"gw,omitempty"`
+	Src      string `json:"src,omitempty"`
+	Scope    uint8  `json:"scope"`
+	Protocol int    `json:"protocol"`
+	Priority int    `json:"priority"`
+	Table    int    `json:"table"`
+}
+
+func (p plannedRoute) route(index int) *netlink.Route {
+	r := &netlink.Route{LinkIndex: index, Scope: netlink.Scope(p.Scope), Protocol: netlink.RouteProtocol(p.Protocol), Priority: p.Priority, Table: p.Table}
+	if p.Dst != "" {
+		_, r.Dst, _ = net.ParseCIDR(p.Dst)
+	}
+	r.Gw = net.ParseIP(p.Gw)
+	r.Src = net.ParseIP(p.Src)
+	return r
+}
+
+func loadPlan(path string) *bridgePlan {
+	var p bridgePlan
+	if ok, err := store.Read(path, &p); !ok || err != nil {
+		return nil
+	}
+	return &p
+}
+
 // EnsureBridge returns the bridge, creating it and enslaving the master
-// interface the first time. The fast path (bridge exists, master already
-// enslaved) takes no lock. The slow path takes a lock of its own
-// (lockPath), separate from the state lock, so one first-time setup runs
-// at a time while allocations on other pods continue.
-func EnsureBridge(h *netlink.Handle, name, master, lockPath string, hook Hook) (*Bridge, error) {
-	if b, ok := bridgeReady(h, name, master); ok {
+// interface the first time. The fast path (bridge exists, its setup plan
+// is done, the master is a port of it) takes no lock. The slow path takes
+// a lock of its own (lockPath), separate from the state lock, so one
+// first-time setup runs at a time while allocations on other pods go on.
+// planPath records the setup so a crash in the middle is repaired.
+func EnsureBridge(h *netlink.Handle, name, master, lockPath, planPath string, hook Hook) (*Bridge, error) {
+	if b, ok := bridgeReady(h, name, planPath); ok {
 		return b, nil
 	}
 	lock, err := store.Acquire(lockPath, 60*time.Second)
@@ -88,23 +132,26 @@ func EnsureBridge(h *netlink.Handle, name, master, lockPath string, hook Hook) (
 		return nil, err
 	}
 	defer lock.Release()
-	if b, ok := bridgeReady(h, name, master); ok {
+	if b, ok := bridgeReady(h, name, planPath); ok {
 		return b, nil
 	}
-	if err := setupBridge(h, name, master, hook); err != nil {
+	if err := setupBridge(h, name, master, planPath, hook); err != nil {
 		return nil, err
 	}
-	b, ok := bridgeReady(h, name, master)
+	b, ok := bridgeReady(h, name, planPath)
 	if !ok {
 		return nil, fmt.Errorf("bridge %s not usable after setup", name)
 	}
 	return b, nil
 }
 
-// bridgeReady: the bridge exists, and the master interface is a port of it
-// (or, with no master named, the default route already points at the
-// bridge, meaning an earlier setup moved it there).
-func bridgeReady(h *netlink.Handle, name, master string) (*Bridge, bool) {
+// bridgeReady: the bridge exists, its setup completed, and the planned
+// master interface is a port of it.
+func bridgeReady(h *netlink.Handle, name, planPath string) (*Bridge, bool) {
+	plan := loadPlan(planPath)
+	if plan == nil || !plan.Done || plan.Bridge != name {
+		return nil, false
+	}
 	l, err := h.LinkByName(name)
 	if err != nil {
 		return nil, false
@@ -113,85 +160,86 @@ func bridgeReady(h *netlink.Handle, name, master string) (*Bridge, bool) {
 	if !ok {
 		return nil, false
 	}
-	m, err := MasterLink(h, master)
-	if err != nil {
-		return nil, false
-	}
-	if m.Attrs().Index != br.Index && m.Attrs().MasterIndex != br.Index {
+	m, err := h.LinkByName(plan.Master)
+	if err != nil || m.Attrs().MasterIndex != br.Index {
 		return nil, false
 	}
 	b := &Bridge{Name: br.Name, MAC: br.HardwareAddr, Index: br.Index, MTU: br.MTU}
 	if addrs, err := h.AddrList(br, netlink.FAMILY_V4); err == nil && len(addrs) > 0 {
 		b.HostIP = addrs[0].IP
 	}
-	if br.OperState == netlink.OperDown || br.Flags&net.FlagUp == 0 {
+	if br.Flags&net.FlagUp == 0 {
 		_ = h.LinkSetUp(br)
 	}
 	return b, true
 }
 
 // setupBridge creates the bridge with the master's MAC and MTU, enslaves
-// the master and moves its IPv4 addresses and routes to the bridge. If a
-// step fails, everything done so far is undone: the node keeps the
+// the master and moves its IPv4 addresses and routes to the bridge. Every
+// step is idempotent, so an unfinished plan (a crash) is simply run
+// again. If a step fails, everything is undone: the node keeps the
 // network it had.
-func setupBridge(h *netlink.Handle, name, master string, hook Hook) (err error) {
-	m, err := MasterLink(h, master)
-	if err != nil {
-		return err
+func setupBridge(h *netlink.Handle, name, master, planPath string, hook Hook) (err error) {
+	plan := loadPlan(planPath)
+	if plan == nil || plan.Done || plan.Bridge != name {
+		m, err := MasterLink(h, master)
+		if err != nil {
+			return err
+		}
+		if _, isBr := m.(*netlink.Bridge); isBr {
+			return fmt.Errorf("master interface %s is itself a bridge; name the physical interface in \"master\"", m.Attrs().Name)
+		}
+		if plan, err = snapshot(h, name, m); err != nil {
+			return err
+		}
+		if err := store.Save(planPath, plan); err != nil {
+			return fmt.Errorf("save bridge plan: %w", err)
+		}
 	}
-	if _, isBr := m.(*netlink.Bridge); isBr {
-		return fmt.Errorf("master interface %s is itself a bridge; name the physical interface in \"master\"", m.Attrs().Name)
-	}
-	ma := m.Attrs()
-	addrs, err := h.AddrList(m, netlink.FAMILY_V4)
+	m, err := h.LinkByName(plan.Master)
 	if err != nil {
-		return fmt.Errorf("list addresses of %s: %w", ma.Name, err)
+		return fmt.Errorf("master interface %s: %w", plan.Master, err)
 	}
-	routes, err := retryDump(func() ([]netlink.Route, error) {
-		return h.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{LinkIndex: ma.Index, Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_OIF|netlink.RT_FILTER_TABLE)
-	})
-	if err != nil {
-		return fmt.Errorf("list routes of %s: %w", ma.Name, err)
+	var addrs []*netlink.Addr
+	for _, a := range plan.Addrs {
+		na, err := netlink.ParseAddr(a)
+		if err != nil {
+			return err
+		}
+		addrs = append(addrs, na)
 	}
 
 	var br netlink.Link
 	created := false
-	enslaved := false
-	var movedAddrs []netlink.Addr
 	defer func() {
 		if err == nil {
 			return
 		}
-		// Roll back in reverse order; errors here are secondary.
+		// Roll back from the plan; errors here are secondary.
 		if br != nil {
-			for _, a := range movedAddrs {
-				a := a
-				a.Label = ""
-				_ = h.AddrDel(br, &a)
+			for _, a := range addrs {
+				_ = h.AddrDel(br, a)
 			}
 		}
-		if enslaved {
-			_ = h.LinkSetNoMaster(m)
-		}
-		for _, a := range movedAddrs {
-			a := a
-			a.Label = ""
-			_ = h.AddrAdd(m, &a)
+		_ = h.LinkSetNoMaster(m)
+		for _, a := range addrs {
+			_ = h.AddrReplace(m, a)
 		}
 		_ = h.LinkSetUp(m)
-		for _, r := range routes {
-			r := r
-			_ = h.RouteReplace(&r)
+		for _, pr := range plan.Routes {
+			_ = h.RouteReplace(pr.route(m.Attrs().Index))
 		}
 		if created && br != nil {
 			_ = h.LinkDel(br)
 		}
+		_ = os.Remove(planPath)
 	}()
 
 	if l, lerr := h.LinkByName(name); lerr == nil {
 		br = l
 	} else {
-		nb := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: name, MTU: ma.MTU, HardwareAddr: ma.HardwareAddr}}
+		mac, _ := net.ParseMAC(plan.MasterMAC)
+		nb := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: name, MTU: plan.MTU, HardwareAddr: mac}}
 		if err = h.LinkAdd(nb); err != nil {
 			return fmt.Errorf("create bridge %s: %w", name, err)
 		}
@@ -207,41 +255,72 @@ func setupBridge(h *netlink.Handle, name, master string, hook Hook) (err error) 
 		return err
 	}
 	if err = h.LinkSetMaster(m, br); err != nil {
-		return fmt.Errorf("enslave %s to %s: %w", ma.Name, name, err)
+		return fmt.Errorf("enslave %s to %s: %w", plan.Master, name, err)
 	}
-	enslaved = true
 	if err = hook.at("bridge:enslaved"); err != nil {
 		return err
 	}
 	for _, a := range addrs {
-		a := a
-		a.Label = ""
-		na := a
-		if err = h.AddrReplace(br, &na); err != nil {
+		if err = h.AddrReplace(br, a); err != nil {
 			return fmt.Errorf("move address %s to %s: %w", a.IPNet, name, err)
 		}
-		movedAddrs = append(movedAddrs, a)
-		if err = h.AddrDel(m, &a); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
-			return fmt.Errorf("remove address %s from %s: %w", a.IPNet, ma.Name, err)
+		if derr := h.AddrDel(m, a); derr != nil && !errors.Is(derr, unix.EADDRNOTAVAIL) {
+			err = fmt.Errorf("remove address %s from %s: %w", a.IPNet, plan.Master, derr)
+			return err
 		}
-		err = nil
 	}
 	if err = hook.at("bridge:addresses"); err != nil {
 		return err
 	}
-	for _, r := range routes {
-		if r.Gw == nil && r.Protocol == unix.RTPROT_KERNEL {
-			continue // connected route: the kernel made it on the bridge with the address
-		}
-		nr := r
-		nr.LinkIndex = br.Attrs().Index
-		nr.ILinkIndex = 0
-		if err = h.RouteReplace(&nr); err != nil {
-			return fmt.Errorf("move route %s to %s: %w", dstString(r.Dst), name, err)
+	for _, pr := range plan.Routes {
+		if err = h.RouteReplace(pr.route(br.Attrs().Index)); err != nil {
+			return fmt.Errorf("move route %s via %s to %s: %w", pr.Dst, pr.Gw, name, err)
 		}
 	}
 	if err = hook.at("bridge:routes"); err != nil {
 		return err
 	}
+	plan.Done = true
+	if err = store.Save(planPath, plan); err != nil {
+		return fmt.Errorf("save bridge plan: %w", err)
+	}
 	return nil
+}
+
+// snapshot records the master's addresses and its routes other than the
+// connected ones (the kernel recreates those on the bridge with the
+// addresses).
+func snapshot(h *netlink.Handle, name string, m netlink.Link) (*bridgePlan, error) {
+	ma := m.Attrs()
+	plan := &bridgePlan{Bridge: name, Master: ma.Name, MasterMAC: ma.HardwareAddr.String(), MTU: ma.MTU}
+	addrs, err := h.AddrList(m, netlink.FAMILY_V4)
+	if err != nil {
+		return nil, fmt.Errorf("list addresses of %s: %w", ma.Name, err)
+	}
+	for _, a := range addrs {
+		plan.Addrs = append(plan.Addrs, a.IPNet.String())
+	}
+	routes, err := retryDump(func() ([]netlink.Route, error) {
+		return h.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{LinkIndex: ma.Index, Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_OIF|netlink.RT_FILTER_TABLE)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list routes of %s: %w", ma.Name, err)
+	}
+	for _, r := range routes {
+		if r.Gw == nil && r.Protocol == unix.RTPROT_KERNEL {
+			continue
+		}
+		pr := plannedRoute{Scope: uint8(r.Scope), Protocol: int(r.Protocol), Priority: r.Priority, Table: r.Table}
+		if r.Dst != nil && !isDefault(r.Dst) {
+			pr.Dst = r.Dst.String()
+		}
+		if r.Gw != nil {
+			pr.Gw = r.Gw.String()
+		}
+		if r.Src != nil {
+			pr.Src = r.Src.String()
+		}
+		plan.Routes = append(plan.Routes, pr)
+	}
+	return plan, nil
 }

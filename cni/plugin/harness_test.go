@@ -95,7 +95,7 @@ func newNode(t testing.TB, secondaries int) *node {
 	// The VNet fabric delivers a pod's address to the node's NIC; proxy ARP
 	// on eth0 plays that role for transparent mode (in bridge mode the pod
 	// answers ARP itself through the bridge).
-	n.ns.MustExec(t, "sh", "-c", "echo 1 > /proc/sys/net/ipv4/conf/eth0/proxy_arp")
+	n.ns.MustExec(t, "sh", "-c", "echo 1 > /proc/sys/net/ipv4/conf/eth0/proxy_arp; echo 0 > /proc/sys/net/ipv4/neigh/eth0/proxy_delay")
 	n.ifsFile = filepath.Join(n.dir, "interfaces.json")
 	n.writeInterfaces(secondaries)
 	n.cni = libcni.NewCNIConfigWithCacheDir([]string{binDir, refPluginDir}, filepath.Join(n.dir, "cache"), &nsExec{n: n})

@@ -26,6 +26,7 @@ const (
 	IPAMStateFile  = "azure-vnet-ipam.json"
 	LockFile       = "azure-vnet.lock"
 	BridgeLockFile = "azure-vnet-bridge.lock"
+	BridgePlanFile = "azure-vnet-bridge.json"
 )
 
 // Endpoint statuses. An endpoint is pending from the moment its address is
@@ -71,7 +72,7 @@ func (s *VnetState) normalize() {
 
 // paths of one configuration.
 type paths struct {
-	vnet, ipam, lock, bridgeLock string
+	vnet, ipam, lock, bridgeLock, bridgePlan string
 }
 
 func pathsOf(cfg *config.NetConf) paths {
@@ -81,6 +82,7 @@ func pathsOf(cfg *config.NetConf) paths {
 		ipam:       filepath.Join(d, IPAMStateFile),
 		lock:       filepath.Join(d, LockFile),
 		bridgeLock: filepath.Join(d, BridgeLockFile),
+		bridgePlan: filepath.Join(d, BridgePlanFile),
 	}
 }
 

@@ -85,7 +85,7 @@ func (r *runner) vnetAdd() error {
 	var br *network.Bridge
 	switch cfg.Mode {
 	case config.ModeBridge:
-		br, err = network.EnsureBridge(r.nl, cfg.Bridge, cfg.Master, r.paths.bridgeLock, r.hook)
+		br, err = network.EnsureBridge(r.nl, cfg.Bridge, cfg.Master, r.paths.bridgeLock, r.paths.bridgePlan, r.hook)
 		if err != nil {
 			return r.undoAdd(err)
 		}
