@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 
 	"go.uber.org/zap"
 
@@ -510,12 +511,24 @@ func (d *Dataplane) program(ctx context.Context, dirtySets map[string]struct{}) 
 		return 0, err
 	}
 	changed := res.Changed
-	for _, f := range d.families {
-		n, err := d.programChains(ctx, f)
-		if err != nil {
-			return changed, err
+	// The families are independent tables: restore them concurrently.
+	ns := make([]int, len(d.families))
+	errs := make([]error, len(d.families))
+	var wg sync.WaitGroup
+	var mu sync.Mutex // guards d.chains / d.jumpOK / d.loaded
+	for i, f := range d.families {
+		wg.Add(1)
+		go func(i int, f policy.Family) {
+			defer wg.Done()
+			ns[i], errs[i] = d.programChains(ctx, f, &mu)
+		}(i, f)
+	}
+	wg.Wait()
+	for i := range d.families {
+		changed += ns[i]
+		if errs[i] != nil {
+			return changed, errs[i]
 		}
-		changed += n
 	}
 	if len(res.Unreferenced) > 0 {
 		changed += len(res.Unreferenced)
@@ -526,9 +539,12 @@ func (d *Dataplane) program(ctx context.Context, dirtySets map[string]struct{}) 
 	return changed, nil
 }
 
-func (d *Dataplane) programChains(ctx context.Context, f policy.Family) (int, error) {
+func (d *Dataplane) programChains(ctx context.Context, f policy.Family, mu *sync.Mutex) (int, error) {
+	mu.Lock()
 	want := d.desiredChains(f)
 	have := d.chains[f]
+	jumpOK := d.jumpOK[f]
+	mu.Unlock()
 	if have == nil {
 		have = map[string][]string{}
 	}
@@ -567,7 +583,7 @@ func (d *Dataplane) programChains(ctx context.Context, f policy.Family) (int, er
 		d.log.Info("iptables chain deleted", zap.String("chain", c), zap.String("family", famName(f)))
 	}
 	var jump []string
-	if !d.jumpOK[f] {
+	if !jumpOK {
 		n++
 		// Remove any misplaced copies, then insert first in FORWARD.
 		out, err := d.save(ctx, d.mode, f)
@@ -603,15 +619,15 @@ func (d *Dataplane) programChains(ctx context.Context, f policy.Family) (int, er
 	b.WriteString("COMMIT\n")
 	if err := d.restore(ctx, d.mode, f, b.Bytes()); err != nil {
 		// The transaction is atomic: nothing changed. Re-read next time.
+		mu.Lock()
 		d.loaded = false
+		mu.Unlock()
 		return 0, err
 	}
-	nc := map[string][]string{}
-	for c, l := range want {
-		nc[c] = l
-	}
-	d.chains[f] = nc
+	mu.Lock()
+	d.chains[f] = want
 	d.jumpOK[f] = true
+	mu.Unlock()
 	return n, nil
 }
 

@@ -32,6 +32,12 @@ type Engine struct {
 	selectors map[string]*selector // by key
 	sets      map[string]*setEntry // by set ID
 
+	// indexes: selectors scoped to one namespace, cluster-wide ones (with a
+	// namespaceSelector), policies by namespace.
+	selByNS    map[string]map[string]*selector
+	selCluster map[string]*selector
+	polByNS    map[string]map[string]*compiled
+
 	state   *policy.State
 	changes *policy.Changes
 }
@@ -64,6 +70,7 @@ type selector struct {
 	podSel   labels.Selector
 	refs     int
 	pods     map[string]*podInfo
+	deps     map[string]*setEntry // sets computed from this selector
 }
 
 func (s *selector) matches(p *podInfo, ns *nsInfo) bool {
@@ -115,6 +122,9 @@ func NewEngine(opts Options) *Engine {
 		policies:   map[string]*compiled{},
 		selectors:  map[string]*selector{},
 		sets:       map[string]*setEntry{},
+		selByNS:    map[string]map[string]*selector{},
+		selCluster: map[string]*selector{},
+		polByNS:    map[string]map[string]*compiled{},
 		state:      policy.NewState(),
 		changes:    policy.NewChanges(),
 	}
@@ -183,7 +193,7 @@ func (e *Engine) DeleteNamespace(name string) {
 
 func (e *Engine) refreshNamespace(n *nsInfo) {
 	for _, p := range n.pods {
-		e.refreshPod(p, n)
+		e.refreshPod(p, n, p)
 	}
 }
 
@@ -228,12 +238,13 @@ func (e *Engine) UpsertPod(pod *corev1.Pod) {
 		}
 	}
 	n := e.nsFor(pod.Namespace)
-	if old := e.pods[key]; old != nil && podEqual(old, np) {
+	old := e.pods[key]
+	if old != nil && podEqual(old, np) {
 		return
 	}
 	e.pods[key] = np
 	n.pods[key] = np
-	e.refreshPod(np, n)
+	e.refreshPod(np, n, old)
 }
 
 func isTerminal(p *corev1.Pod) bool {
@@ -291,10 +302,16 @@ func (e *Engine) DeletePod(namespace, name string) {
 	if n != nil {
 		delete(n.pods, key)
 	}
-	for _, s := range e.selectors {
-		delete(s.pods, key)
-	}
-	for _, se := range e.sets {
+	affected := map[string]*setEntry{}
+	e.eachSelector(namespace, func(s *selector) {
+		if s.pods[key] != nil {
+			delete(s.pods, key)
+			for id, se := range s.deps {
+				affected[id] = se
+			}
+		}
+	})
+	for _, se := range affected {
 		e.setContrib(se, key, nil)
 	}
 	e.setEndpoint(p, nil)
@@ -303,20 +320,58 @@ func (e *Engine) DeletePod(namespace, name string) {
 	}
 }
 
-// refreshPod re-evaluates every selector, set and the endpoint for a pod
-// whose labels, IPs, ports or namespace labels changed.
-func (e *Engine) refreshPod(p *podInfo, n *nsInfo) {
-	for _, s := range e.selectors {
-		if s.matches(p, n) {
+// eachSelector calls f for every selector that can select a pod of ns.
+func (e *Engine) eachSelector(ns string, f func(*selector)) {
+	for _, s := range e.selByNS[ns] {
+		f(s)
+	}
+	for _, s := range e.selCluster {
+		f(s)
+	}
+}
+
+// refreshPod re-evaluates the selectors that can select a pod whose
+// labels, IPs, ports or namespace labels changed (old is its previous
+// version, nil if new), then the sets computed from the selectors whose
+// result changed, then its endpoint.
+func (e *Engine) refreshPod(p *podInfo, n *nsInfo, old *podInfo) {
+	attrs := old == nil || old != p && !sameAddrPorts(old, p)
+	affected := map[string]*setEntry{}
+	e.eachSelector(p.ns, func(s *selector) {
+		was := s.pods[p.key] != nil
+		now := s.matches(p, n)
+		if now {
 			s.pods[p.key] = p
 		} else {
 			delete(s.pods, p.key)
 		}
-	}
-	for _, se := range e.sets {
+		if was != now || now && attrs {
+			for id, se := range s.deps {
+				affected[id] = se
+			}
+		}
+	})
+	for _, se := range affected {
 		e.setContrib(se, p.key, e.contribution(se, p))
 	}
 	e.refreshEndpoint(p)
+}
+
+func sameAddrPorts(a, b *podInfo) bool {
+	if len(a.ips) != len(b.ips) || len(a.ports) != len(b.ports) {
+		return false
+	}
+	for i := range a.ips {
+		if a.ips[i] != b.ips[i] {
+			return false
+		}
+	}
+	for k, v := range a.ports {
+		if b.ports[k] != v {
+			return false
+		}
+	}
+	return true
 }
 
 // ---- sets ----
@@ -405,11 +460,32 @@ func membersEqual(a, b []policy.Member) bool {
 func (e *Engine) refSelector(spec selSpec) *selector {
 	s := e.selectors[spec.key]
 	if s == nil {
-		s = &selector{key: spec.key, readable: spec.readable, nsName: spec.nsName, nsSel: spec.nsSel, podSel: spec.podSel, pods: map[string]*podInfo{}}
+		s = &selector{key: spec.key, readable: spec.readable, nsName: spec.nsName, nsSel: spec.nsSel, podSel: spec.podSel,
+			pods: map[string]*podInfo{}, deps: map[string]*setEntry{}}
 		e.selectors[spec.key] = s
-		for _, p := range e.pods {
-			if s.matches(p, e.nsFor(p.ns)) {
-				s.pods[p.key] = p
+		if s.nsName != "" {
+			if e.selByNS[s.nsName] == nil {
+				e.selByNS[s.nsName] = map[string]*selector{}
+			}
+			e.selByNS[s.nsName][s.key] = s
+			if n := e.namespaces[s.nsName]; n != nil {
+				for _, p := range n.pods {
+					if s.matches(p, n) {
+						s.pods[p.key] = p
+					}
+				}
+			}
+		} else {
+			e.selCluster[s.key] = s
+			for _, n := range e.namespaces {
+				if !s.nsSel.Matches(n.labels) {
+					continue
+				}
+				for _, p := range n.pods {
+					if s.podSel.Matches(p.labels) {
+						s.pods[p.key] = p
+					}
+				}
 			}
 		}
 	}
@@ -425,6 +501,13 @@ func (e *Engine) unrefSelector(key string) {
 	s.refs--
 	if s.refs <= 0 {
 		delete(e.selectors, key)
+		delete(e.selCluster, key)
+		if m := e.selByNS[s.nsName]; m != nil {
+			delete(m, key)
+			if len(m) == 0 {
+				delete(e.selByNS, s.nsName)
+			}
+		}
 	}
 }
 
@@ -440,9 +523,19 @@ func (e *Engine) refSet(spec setSpec) {
 			se.count[m]++
 			se.set.Members[m] = struct{}{}
 		}
-		for _, p := range e.pods {
-			if ms := e.contribution(se, p); len(ms) > 0 {
-				e.setContrib(se, p.key, ms)
+		for _, k := range spec.sels {
+			s := e.selectors[k]
+			if s == nil {
+				continue
+			}
+			s.deps[spec.id] = se
+			for _, p := range s.pods {
+				if _, done := se.contrib[p.key]; done {
+					continue
+				}
+				if ms := e.contribution(se, p); len(ms) > 0 {
+					e.setContrib(se, p.key, ms)
+				}
 			}
 		}
 	}
@@ -456,6 +549,11 @@ func (e *Engine) unrefSet(id string) {
 	}
 	se.refs--
 	if se.refs <= 0 {
+		for _, k := range se.spec.sels {
+			if s := e.selectors[k]; s != nil {
+				delete(s.deps, id)
+			}
+		}
 		delete(e.sets, id)
 		delete(e.state.Sets, id)
 		e.changes.Sets[id] = struct{}{}
@@ -486,6 +584,10 @@ func (e *Engine) UpsertPolicy(np *networkingv1.NetworkPolicy) {
 		e.refSet(s)
 	}
 	e.policies[key] = c
+	if e.polByNS[np.Namespace] == nil {
+		e.polByNS[np.Namespace] = map[string]*compiled{}
+	}
+	e.polByNS[np.Namespace][key] = c
 	if old != nil {
 		for _, k := range old.sels {
 			e.unrefSelector(k)
@@ -509,6 +611,10 @@ func (e *Engine) DeletePolicy(namespace, name string) {
 		return
 	}
 	delete(e.policies, key)
+	delete(e.polByNS[namespace], key)
+	if len(e.polByNS[namespace]) == 0 {
+		delete(e.polByNS, namespace)
+	}
 	delete(e.state.Policies, key)
 	e.changes.Policies[key] = struct{}{}
 	// Endpoints first, while the target selector still exists.
@@ -553,12 +659,13 @@ func (e *Engine) refreshTargets(old, cur *compiled) {
 	// A pod that left the selector: its endpoint still lists the policy.
 	if old != nil {
 		k := old.pol.Key()
-		for ek, ep := range e.state.Endpoints {
-			if seen[ek] {
-				continue
-			}
-			if contains(ep.Ingress, k) || contains(ep.Egress, k) {
-				if p := e.pods[ek]; p != nil {
+		if n := e.namespaces[old.pol.Namespace]; n != nil {
+			for ek, p := range n.pods {
+				ep := e.state.Endpoints[ek]
+				if seen[ek] || ep == nil {
+					continue
+				}
+				if contains(ep.Ingress, k) || contains(ep.Egress, k) {
 					e.refreshEndpoint(p)
 				}
 			}
@@ -578,7 +685,7 @@ func (e *Engine) refreshEndpoint(p *podInfo) {
 		return
 	}
 	var in, eg []string
-	for k, c := range e.policies {
+	for k, c := range e.polByNS[p.ns] {
 		s := e.selectors[c.target]
 		if s == nil || s.pods[p.key] == nil {
 			continue
