@@ -33,6 +33,17 @@ func EnsureSysctl(path, value string) error {
 	return os.WriteFile(path, []byte(value), 0o644)
 }
 
+// LinkToward returns the interface the node uses to reach ip (one
+// RTM_GETROUTE, no dump): in transparent mode with no master named, the
+// interface toward the pool's gateway is the master.
+func LinkToward(h *netlink.Handle, ip net.IP) (netlink.Link, error) {
+	rs, err := h.RouteGet(ip)
+	if err != nil || len(rs) == 0 || rs[0].LinkIndex == 0 {
+		return nil, fmt.Errorf("no route to %s: %v", ip, err)
+	}
+	return h.LinkByIndex(rs[0].LinkIndex)
+}
+
 // MasterLink returns the master interface: the named one, or the one
 // holding the IPv4 default route.
 func MasterLink(h *netlink.Handle, name string) (netlink.Link, error) {

@@ -10,6 +10,7 @@ package plugin_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -70,6 +71,20 @@ const (
 	nodeIP    = "10.240.0.4"
 )
 
+// stateDir is where a node keeps state, logs and the libcni cache: on
+// tmpfs like /var/run on a real node (fsync is then cheap), falling back
+// to the test's temp dir.
+func stateDir(t testing.TB) string {
+	if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
+		d, err := os.MkdirTemp("/dev/shm", "acn-cni-test-")
+		if err == nil {
+			t.Cleanup(func() { _ = os.RemoveAll(d) })
+			return d
+		}
+	}
+	return t.TempDir()
+}
+
 type node struct {
 	t        testing.TB
 	ns, vnet *netnstest.NS
@@ -87,7 +102,7 @@ func newNode(t testing.TB, secondaries int) *node {
 	if binDir == "" {
 		netnstest.RequireRoot(t)
 	}
-	n := &node{t: t, dir: t.TempDir()}
+	n := &node{t: t, dir: stateDir(t)}
 	n.ns = netnstest.New(t, "node")
 	n.vnet = netnstest.New(t, "vnet")
 	netnstest.Link(t, n.ns, "eth0", nodeIP+"/16", n.vnet, "gw0", gatewayIP+"/16")
@@ -315,7 +330,8 @@ func (n *node) ownedVeths() []network.Owned {
 
 // cniCode extracts the CNI error code from a libcni error.
 func cniCode(err error) uint {
-	if e, ok := err.(*types.Error); ok {
+	var e *types.Error
+	if errors.As(err, &e) {
 		return e.Code
 	}
 	return 0

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/containernetworking/cni/pkg/types"
+	"github.com/vishvananda/netlink"
 	"go.uber.org/zap"
 
 	"github.com/open-acn/acn/cni/config"
@@ -99,9 +100,14 @@ func (r *runner) vnetAdd() error {
 		if err := network.EnsureSysctl(network.SysctlIPForward, "1"); err != nil {
 			return r.undoAdd(fmt.Errorf("enable ip_forward: %w", err))
 		}
-		m, err := network.MasterLink(r.nl, cfg.Master)
+		var m netlink.Link
+		if cfg.Master != "" {
+			m, err = network.MasterLink(r.nl, cfg.Master)
+		} else {
+			m, err = network.LinkToward(r.nl, pool.Gateway)
+		}
 		if err != nil {
-			return r.undoAdd(config.Invalid("%v", err))
+			return r.undoAdd(config.Invalid("master interface: %v", err))
 		}
 		spec.MTU = m.Attrs().MTU
 		spec.Gateway = network.TransparentGateway

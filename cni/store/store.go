@@ -126,10 +126,11 @@ type Lock struct {
 
 // Acquire takes an exclusive flock on path, waiting at most timeout.
 //
-// It polls with a non-blocking flock and a short, growing sleep rather
-// than blocking in the kernel, so a timeout needs no extra thread and the
-// waiters do not stampede. Critical sections are a few milliseconds
-// (read, modify, two fsyncs), so 300 waiters drain in seconds.
+// The wait is a blocking flock, so waiters sleep in the kernel's queue
+// instead of polling: 300 polling processes on two cores would steal the
+// CPU the lock holder needs. The blocking call runs in a goroutine so the
+// timeout can fire; if it does, that goroutine releases the lock as soon
+// as it gets it (and a plugin process exits anyway, which releases it).
 func Acquire(path string, timeout time.Duration) (*Lock, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, err
@@ -138,25 +139,46 @@ func Acquire(path string, timeout time.Duration) (*Lock, error) {
 	if err != nil {
 		return nil, err
 	}
-	deadline := time.Now().Add(timeout)
-	sleep := 200 * time.Microsecond
-	for {
-		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-		if err == nil {
-			return &Lock{f: f}, nil
+	// Uncontended: no goroutine, no timer.
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err == nil {
+		return &Lock{f: f}, nil
+	}
+	done := make(chan error, 1)
+	abandoned := make(chan struct{})
+	go func() {
+		var err error
+		for {
+			err = unix.Flock(int(f.Fd()), unix.LOCK_EX)
+			if !errors.Is(err, unix.EINTR) {
+				break
+			}
 		}
-		if !errors.Is(err, unix.EWOULDBLOCK) && !errors.Is(err, unix.EINTR) {
+		select {
+		case done <- err:
+		case <-abandoned:
+			_ = f.Close()
+		}
+	}()
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	select {
+	case err := <-done:
+		if err != nil {
 			_ = f.Close()
 			return nil, fmt.Errorf("flock %s: %w", path, err)
 		}
-		if time.Now().After(deadline) {
-			_ = f.Close()
-			return nil, fmt.Errorf("%w (%s after %s)", ErrLockTimeout, path, timeout)
+		return &Lock{f: f}, nil
+	case <-timer.C:
+		close(abandoned)
+		// The goroutine may have got the lock just now.
+		select {
+		case err := <-done:
+			if err == nil {
+				return &Lock{f: f}, nil
+			}
+		default:
 		}
-		time.Sleep(sleep)
-		if sleep < 5*time.Millisecond {
-			sleep += sleep / 2
-		}
+		return nil, fmt.Errorf("%w (%s after %s)", ErrLockTimeout, path, timeout)
 	}
 }
 
