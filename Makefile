@@ -10,7 +10,7 @@ GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)"
 ARCHIVE := $(OUT)/azure-vnet-cni-linux-amd64-$(VERSION).tgz
 TEST_TIMEOUT ?= 20m
 
-.PHONY: help all azure-npm azure-vnet azure-vnet-ipam azure-cni-plugins test e2e bench demo deps lint clean cluster-up cluster-down tools
+.PHONY: help all podserver azure-npm azure-vnet azure-vnet-ipam azure-cni-plugins test e2e bench demo deps lint clean cluster-up cluster-down tools
 
 help: ## list targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -26,6 +26,9 @@ azure-vnet: ## build out/azure-vnet (the CNI network plugin)
 azure-vnet-ipam: ## build out/azure-vnet-ipam (the CNI IPAM plugin)
 	$(GOBUILD) -o $(OUT)/azure-vnet-ipam ./cmd/azure-vnet-ipam
 
+podserver: ## build out/podserver (what test pods run)
+	$(GOBUILD) -o $(OUT)/podserver ./test/podserver
+
 azure-cni-plugins: azure-vnet azure-vnet-ipam ## release archive of both plugins, conflists and install script, with .sha256
 	@rm -rf $(OUT)/cni-archive && mkdir -p $(OUT)/cni-archive
 	cp $(OUT)/azure-vnet $(OUT)/azure-vnet-ipam deploy/cni/*.conflist deploy/cni/install-cni-plugin.sh $(OUT)/cni-archive/
@@ -39,16 +42,16 @@ tools: ## build etcd, kube-apiserver and kubectl into out/tools (cached)
 deps: ## install system packages and Go modules (idempotent)
 	./hack/deps.sh
 
-test: tools ## run every test (needs root for the kernel tests; CI is root)
+test: tools all podserver ## run every test (needs root for the kernel tests; CI is root)
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 
-e2e: tools all ## multi-node conformance run (cyclonus cases) on a simulated cluster
+e2e: tools all podserver ## multi-node conformance run (cyclonus cases) on a simulated cluster
 	$(GO) test -count=1 -timeout 60m -tags e2e ./test/e2e/... -v -run . 2>&1 | tee $(OUT)/e2e.log
 
 bench: tools all ## benchmarks: prints a table, writes out/bench/results.json
 	./hack/bench.sh
 
-demo: tools all ## the main job: a two-node cluster, policies, connectivity before/after
+demo: tools all podserver ## the main job: a two-node cluster, policies, connectivity before/after
 	./hack/demo.sh
 
 lint: ## gofmt, go vet (linux and windows)

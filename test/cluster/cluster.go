@@ -1,0 +1,796 @@
+//go:build linux
+
+// Package cluster is a whole Kubernetes cluster on one machine, made of
+// network namespaces, with every real part of the product in the path:
+//
+//	vnet   the fabric: a bridge (10.224.0.1/16) joining every node and the
+//	       control plane, as the Azure VNet does
+//	cp     the control plane: etcd + kube-apiserver on 10.224.0.2:6443
+//	node-i a node: eth0 = 10.224.0.(10+i)/16; pods plumbed by azure-vnet and
+//	       azure-vnet-ipam through libcni (transparent or bridge mode), the
+//	       IPAM fed by a per-node interfaces file listing that node's pod
+//	       addresses 10.224.(i+1).x; one azure-npm process in the namespace,
+//	       exactly as the DaemonSet would run it
+//	pod-*  one namespace per pod running podserver (TCP/UDP echo, raw SCTP)
+//
+// Where the Azure fabric routes a node's pod addresses to it, the harness
+// adds the same routes (transparent mode); in bridge mode pods are on the
+// VNet's L2 segment. Nothing outside these namespaces is touched, and Close
+// removes them all.
+package cluster
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/containernetworking/cni/libcni"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/open-acn/acn/internal/kubetest"
+	"github.com/open-acn/acn/internal/netnstest"
+	"github.com/open-acn/acn/internal/probe"
+)
+
+// Addressing of the simulated VNet.
+const (
+	vnetPrefix  = "10.224.0.0/16"
+	vnetGateway = "10.224.0.1"
+	cpAddress   = "10.224.0.2"
+	// PodsPerNode addresses are listed in each node's interfaces file.
+	PodsPerNode = 48
+	npmAddr     = "127.0.0.1:10091"
+)
+
+// Config describes the cluster to build.
+type Config struct {
+	Nodes     int    // default 2
+	CNIMode   string // "transparent" (default) or "bridge"
+	Dataplane string // azure-npm --dataplane; default iptables
+	// BinDir holds azure-vnet, azure-vnet-ipam, azure-npm and podserver;
+	// default <module root>/out.
+	BinDir string
+	// Dir keeps state, logs and kubeconfigs; default a new temp dir.
+	Dir string
+	// NoNPM skips starting azure-npm on the nodes.
+	NoNPM bool
+	// Logf receives progress lines; nil = silent.
+	Logf func(format string, args ...any)
+}
+
+// Cluster is a running simulated cluster.
+type Cluster struct {
+	cfg    Config
+	Dir    string
+	VNet   *netnstest.NS
+	CP     *netnstest.NS
+	API    *kubetest.Server
+	Client kubernetes.Interface
+	Nodes  []*Node
+
+	mu   sync.Mutex
+	pods map[string]*Pod // "ns/name"
+}
+
+// Node is one simulated node.
+type Node struct {
+	Name      string
+	Index     int
+	NS        *netnstest.NS
+	IP        netip.Addr
+	PodPrefix netip.Prefix
+	confList  *libcni.NetworkConfigList
+	cni       *libcni.CNIConfig
+	npm       *exec.Cmd
+	npmDone   chan struct{}
+	http      *http.Client
+	c         *Cluster
+}
+
+// Pod is one pod: a namespace plumbed by the CNI, running podserver.
+type Pod struct {
+	Namespace, Name string
+	Node            *Node
+	NS              *netnstest.NS
+	IP              netip.Addr
+	ContainerID     string
+	server          *exec.Cmd
+	mu              sync.Mutex
+	sctpSeen        map[uint32]bool
+}
+
+// Key is "namespace/name".
+func (p *Pod) Key() string { return p.Namespace + "/" + p.Name }
+
+func (c *Cluster) logf(format string, args ...any) {
+	if c.cfg.Logf != nil {
+		c.cfg.Logf(format, args...)
+	}
+}
+
+// New builds the cluster. On error everything created so far is removed.
+func New(ctx context.Context, cfg Config) (_ *Cluster, err error) {
+	if cfg.Nodes == 0 {
+		cfg.Nodes = 2
+	}
+	if cfg.CNIMode == "" {
+		cfg.CNIMode = "transparent"
+	}
+	if cfg.Dataplane == "" {
+		cfg.Dataplane = "iptables"
+	}
+	if cfg.BinDir == "" {
+		cfg.BinDir = filepath.Join(kubetest.ModuleRoot(), "out")
+	}
+	if err := BinariesBuilt(cfg.BinDir); err != nil {
+		return nil, err
+	}
+	if cfg.Dir == "" {
+		if cfg.Dir, err = os.MkdirTemp("", "acn-cluster-"); err != nil {
+			return nil, err
+		}
+	}
+	c := &Cluster{cfg: cfg, Dir: cfg.Dir, pods: map[string]*Pod{}}
+	defer func() {
+		if err != nil {
+			c.Close()
+		}
+	}()
+	start := time.Now()
+	if c.VNet, err = netnstest.Create("vnet"); err != nil {
+		return nil, err
+	}
+	for _, cmd := range [][]string{
+		{"ip", "link", "add", "br0", "type", "bridge"},
+		{"ip", "addr", "add", vnetGateway + "/16", "dev", "br0"},
+		{"ip", "link", "set", "br0", "up"},
+		{"sysctl", "-qw", "net.ipv4.ip_forward=1"},
+	} {
+		if _, err := c.VNet.Exec(cmd[0], cmd[1:]...); err != nil {
+			return nil, err
+		}
+	}
+	if c.CP, err = netnstest.Create("cp"); err != nil {
+		return nil, err
+	}
+	if err := c.attach(c.CP, "cp", cpAddress); err != nil {
+		return nil, err
+	}
+	if c.API, err = kubetest.Start(ctx, kubetest.Options{Dir: filepath.Join(c.Dir, "apiserver"), NetNS: c.CP, Address: cpAddress}); err != nil {
+		return nil, err
+	}
+	if c.Client, err = c.API.Client(); err != nil {
+		return nil, err
+	}
+	c.logf("control plane ready at %s in %.1fs", c.API.URL, c.API.StartupTime.Seconds())
+	for i := 0; i < cfg.Nodes; i++ {
+		n, err := c.addNode(ctx, i)
+		if err != nil {
+			return nil, err
+		}
+		c.Nodes = append(c.Nodes, n)
+	}
+	if cfg.CNIMode == "transparent" {
+		// The fabric's job in Azure: route each node's pod addresses to it.
+		for _, n := range c.Nodes {
+			for _, m := range c.Nodes {
+				if m != n {
+					if _, err := n.NS.Exec("ip", "route", "add", m.PodPrefix.String(), "via", m.IP.String()); err != nil {
+						return nil, err
+					}
+				}
+			}
+			if _, err := c.VNet.Exec("ip", "route", "add", n.PodPrefix.String(), "via", n.IP.String()); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if !cfg.NoNPM {
+		for _, n := range c.Nodes {
+			if err := n.StartNPM(ctx); err != nil {
+				return nil, err
+			}
+		}
+	}
+	c.logf("cluster of %d nodes (%s mode, %s dataplane) ready in %.1fs", cfg.Nodes, cfg.CNIMode, cfg.Dataplane, time.Since(start).Seconds())
+	return c, nil
+}
+
+// attach connects ns to the VNet bridge with eth0 = addr/16.
+func (c *Cluster) attach(ns *netnstest.NS, peer, addr string) error {
+	if err := netnstest.LinkNS(ns, "eth0", addr+"/16", c.VNet, peer, ""); err != nil {
+		return err
+	}
+	if _, err := c.VNet.Exec("ip", "link", "set", peer, "master", "br0"); err != nil {
+		return err
+	}
+	_, err := ns.Exec("ip", "route", "add", "default", "via", vnetGateway)
+	return err
+}
+
+func (c *Cluster) addNode(ctx context.Context, i int) (*Node, error) {
+	n := &Node{Name: fmt.Sprintf("node-%d", i), Index: i, c: c,
+		IP:        netip.MustParseAddr(fmt.Sprintf("10.224.0.%d", 10+i)),
+		PodPrefix: netip.MustParsePrefix(fmt.Sprintf("10.224.%d.0/24", i+1))}
+	var err error
+	if n.NS, err = netnstest.Create("node" + strconv.Itoa(i)); err != nil {
+		return nil, err
+	}
+	if err := c.attach(n.NS, fmt.Sprintf("n%d", i), n.IP.String()); err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(c.Dir, n.Name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	mac, err := n.NS.Exec("cat", "/sys/class/net/eth0/address")
+	if err != nil {
+		return nil, err
+	}
+	// The interfaces file: what the Azure host would say about this node's
+	// NIC: its primary address and the secondary addresses for pods.
+	addrs := []map[string]any{{"Address": n.IP.String(), "IsPrimary": true}}
+	for k := 0; k < PodsPerNode; k++ {
+		addrs = append(addrs, map[string]any{"Address": fmt.Sprintf("10.224.%d.%d", i+1, 10+k)})
+	}
+	ifaces := map[string]any{"Interfaces": []any{map[string]any{
+		"MacAddress": strings.TrimSpace(mac), "IsPrimary": true,
+		"IPSubnets": []any{map[string]any{"Prefix": vnetPrefix, "IPAddresses": addrs}},
+	}}}
+	ifFile := filepath.Join(dir, "interfaces.json")
+	if err := writeJSON(ifFile, ifaces); err != nil {
+		return nil, err
+	}
+	conf := map[string]any{
+		"cniVersion": "1.1.0",
+		"name":       "azure",
+		"plugins": []any{map[string]any{
+			"type":     "azure-vnet",
+			"mode":     c.cfg.CNIMode,
+			"master":   "eth0",
+			"bridge":   "azure0",
+			"stateDir": filepath.Join(dir, "state"),
+			"logFile":  filepath.Join(dir, "azure-vnet.log"),
+			"ipam": map[string]any{
+				"type":           "azure-vnet-ipam",
+				"environment":    "file",
+				"interfacesFile": ifFile,
+			},
+		}},
+	}
+	data, _ := json.Marshal(conf)
+	if n.confList, err = libcni.ConfListFromBytes(data); err != nil {
+		return nil, fmt.Errorf("%s conflist: %w", n.Name, err)
+	}
+	n.cni = libcni.NewCNIConfigWithCacheDir([]string{c.cfg.BinDir, "/usr/lib/cni", "/opt/cni/bin"}, filepath.Join(dir, "cni-cache"), nil)
+	n.http = &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			var conn net.Conn
+			err := n.NS.Do(func() error {
+				var err error
+				conn, err = (&net.Dialer{}).DialContext(ctx, network, addr)
+				return err
+			})
+			return conn, err
+		}}}
+	return n, nil
+}
+
+// BinariesBuilt reports which binaries the cluster runs are missing from
+// binDir ("" = <module root>/out).
+func BinariesBuilt(binDir string) error {
+	if binDir == "" {
+		binDir = filepath.Join(kubetest.ModuleRoot(), "out")
+	}
+	var missing []string
+	for _, b := range []string{"azure-vnet", "azure-vnet-ipam", "azure-npm", "podserver"} {
+		if _, err := os.Stat(filepath.Join(binDir, b)); err != nil {
+			missing = append(missing, b)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("cluster: %v not built in %s: run `make all podserver`", missing, binDir)
+	}
+	return nil
+}
+
+func writeJSON(path string, v any) error {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, data, 0o644)
+}
+
+// NPMLog is the path of the node's azure-npm log.
+func (n *Node) NPMLog() string { return filepath.Join(n.c.Dir, n.Name, "azure-npm.log") }
+
+// StartNPM runs azure-npm in the node's namespace, as the DaemonSet would,
+// and waits until it reports ready.
+func (n *Node) StartNPM(ctx context.Context) error {
+	cfgFile := filepath.Join(n.c.Dir, n.Name, "npm.yaml")
+	cfg := fmt.Sprintf("reconcileInterval: 5s\nbatchWindow: 5ms\nlog:\n  level: info\n")
+	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
+		return err
+	}
+	cmd := exec.Command("ip", "netns", "exec", n.NS.Name, filepath.Join(n.c.cfg.BinDir, "azure-npm"), "start",
+		"--kubeconfig", n.c.API.Kubeconfig, "--node-name", n.Name, "--config", cfgFile,
+		"--dataplane", n.c.cfg.Dataplane, "--metrics-addr", npmAddr, "--log-file", n.NPMLog())
+	stderr, err := os.OpenFile(filepath.Join(n.c.Dir, n.Name, "azure-npm.stderr"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	cmd.Stdout, cmd.Stderr = stderr, stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		stderr.Close()
+		return err
+	}
+	n.npm, n.npmDone = cmd, make(chan struct{})
+	go func(done chan struct{}) { _ = cmd.Wait(); stderr.Close(); close(done) }(n.npmDone)
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-n.npmDone:
+			return fmt.Errorf("%s: azure-npm exited; see %s", n.Name, filepath.Join(n.c.Dir, n.Name, "azure-npm.stderr"))
+		default:
+		}
+		if resp, err := n.http.Get("http://" + npmAddr + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return nil
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("%s: azure-npm not ready after 60s", n.Name)
+}
+
+// StopNPM stops azure-npm: SIGTERM (graceful), or SIGKILL when kill is set.
+func (n *Node) StopNPM(kill bool) {
+	if n.npm == nil {
+		return
+	}
+	sig := syscall.SIGTERM
+	if kill {
+		sig = syscall.SIGKILL
+	}
+	_ = n.npm.Process.Signal(sig)
+	select {
+	case <-n.npmDone:
+	case <-time.After(10 * time.Second):
+		_ = n.npm.Process.Kill()
+		<-n.npmDone
+	}
+	n.npm = nil
+}
+
+// NPMGet fetches a path from the node's azure-npm HTTP endpoint.
+func (n *Node) NPMGet(path string) ([]byte, error) {
+	resp, err := n.http.Get("http://" + npmAddr + path)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		return b, fmt.Errorf("%s %s: %s", n.Name, path, resp.Status)
+	}
+	return b, err
+}
+
+// ObjectEnforced reports whether the node's azure-npm enforces the object
+// at resourceVersion rv or later (rv 0: absent).
+func (n *Node) ObjectEnforced(key string, rv uint64) (bool, error) {
+	b, err := n.NPMGet("/status?object=" + key)
+	if err != nil {
+		return false, err
+	}
+	var st struct {
+		Present         bool   `json:"present"`
+		ResourceVersion uint64 `json:"resourceVersion"`
+		Pending         bool   `json:"pending"`
+	}
+	if err := json.Unmarshal(b, &st); err != nil {
+		return false, err
+	}
+	if st.Pending {
+		return false, nil
+	}
+	if rv == 0 {
+		return !st.Present, nil
+	}
+	return st.Present && st.ResourceVersion >= rv, nil
+}
+
+// Write is one API change whose enforcement a step waits for.
+type Write struct {
+	Key string // "pod/ns/name", "namespace//name", "policy/ns/name"
+	RV  uint64 // resourceVersion written; 0 = deleted
+}
+
+func rvOf(m metav1.Object) uint64 {
+	v, _ := strconv.ParseUint(m.GetResourceVersion(), 10, 64)
+	return v
+}
+
+// WaitEnforced waits until every node's azure-npm enforces every write and
+// returns how long that took.
+func (c *Cluster) WaitEnforced(ctx context.Context, writes []Write, timeout time.Duration) (time.Duration, error) {
+	start := time.Now()
+	deadline := start.Add(timeout)
+	for _, n := range c.Nodes {
+		if n.npm == nil {
+			continue
+		}
+		for _, w := range writes {
+			for {
+				ok, err := n.ObjectEnforced(w.Key, w.RV)
+				if ok {
+					break
+				}
+				if time.Now().After(deadline) {
+					return time.Since(start), fmt.Errorf("%s did not enforce %s@%d within %s (last error: %v)", n.Name, w.Key, w.RV, timeout, err)
+				}
+				select {
+				case <-ctx.Done():
+					return time.Since(start), ctx.Err()
+				case <-time.After(5 * time.Millisecond):
+				}
+			}
+		}
+	}
+	return time.Since(start), nil
+}
+
+// CreateNamespace creates a namespace with labels.
+func (c *Cluster) CreateNamespace(ctx context.Context, name string, labels map[string]string) (Write, error) {
+	ns, err := c.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}, metav1.CreateOptions{})
+	if err != nil {
+		return Write{}, err
+	}
+	return Write{Key: "namespace//" + name, RV: rvOf(ns)}, nil
+}
+
+// SetNamespaceLabels replaces a namespace's labels (keeping the API
+// server's kubernetes.io/metadata.name).
+func (c *Cluster) SetNamespaceLabels(ctx context.Context, name string, labels map[string]string) (Write, error) {
+	ns, err := c.Client.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return Write{}, err
+	}
+	l := map[string]string{"kubernetes.io/metadata.name": name}
+	for k, v := range labels {
+		l[k] = v
+	}
+	ns.Labels = l
+	ns, err = c.Client.CoreV1().Namespaces().Update(ctx, ns, metav1.UpdateOptions{})
+	if err != nil {
+		return Write{}, err
+	}
+	return Write{Key: "namespace//" + name, RV: rvOf(ns)}, nil
+}
+
+// ContainerPort is a port the pod declares (named like cyclonus's
+// serve-80-tcp).
+type ContainerPort struct {
+	Name     string
+	Port     int32
+	Protocol corev1.Protocol
+}
+
+// DefaultPorts are what every e2e pod serves: 80 and 81 on TCP, UDP, SCTP.
+func DefaultPorts() []ContainerPort {
+	var out []ContainerPort
+	for _, p := range []int32{80, 81} {
+		for _, proto := range []corev1.Protocol{corev1.ProtocolTCP, corev1.ProtocolUDP, corev1.ProtocolSCTP} {
+			out = append(out, ContainerPort{Name: fmt.Sprintf("serve-%d-%s", p, strings.ToLower(string(proto))), Port: p, Protocol: proto})
+		}
+	}
+	return out
+}
+
+// CreatePod creates the pod in the API (spec.nodeName set), plumbs it with
+// the CNI on its node, starts podserver in it, and patches status.podIP.
+func (c *Cluster) CreatePod(ctx context.Context, node *Node, namespace, name string, labels map[string]string, ports []ContainerPort) (*Pod, Write, error) {
+	var cports []corev1.ContainerPort
+	for _, p := range ports {
+		cports = append(cports, corev1.ContainerPort{Name: p.Name, ContainerPort: p.Port, Protocol: p.Protocol})
+	}
+	kpod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name, Labels: labels},
+		Spec: corev1.PodSpec{NodeName: node.Name, Containers: []corev1.Container{{Name: "podserver", Image: "podserver", Ports: cports}},
+			TerminationGracePeriodSeconds: new(int64)},
+	}
+	kpod, err := c.Client.CoreV1().Pods(namespace).Create(ctx, kpod, metav1.CreateOptions{})
+	if err != nil {
+		return nil, Write{}, err
+	}
+	p := &Pod{Namespace: namespace, Name: name, Node: node, ContainerID: fmt.Sprintf("%s-%s-%s", namespace, name, string(kpod.UID)), sctpSeen: map[uint32]bool{}}
+	if p.NS, err = netnstest.Create("pod"); err != nil {
+		return nil, Write{}, err
+	}
+	ip, err := node.cniAdd(ctx, p)
+	if err != nil {
+		_ = p.NS.Delete()
+		return nil, Write{}, err
+	}
+	p.IP = ip
+	if err := p.startServer(c.cfg.BinDir); err != nil {
+		_ = node.cniDel(ctx, p)
+		_ = p.NS.Delete()
+		return nil, Write{}, err
+	}
+	kpod.Status = corev1.PodStatus{Phase: corev1.PodRunning, PodIP: ip.String(), PodIPs: []corev1.PodIP{{IP: ip.String()}}}
+	kpod, err = c.Client.CoreV1().Pods(namespace).UpdateStatus(ctx, kpod, metav1.UpdateOptions{})
+	if err != nil {
+		return nil, Write{}, err
+	}
+	c.mu.Lock()
+	c.pods[p.Key()] = p
+	c.mu.Unlock()
+	return p, Write{Key: "pod/" + p.Key(), RV: rvOf(kpod)}, nil
+}
+
+// SetPodLabels replaces a pod's labels.
+func (c *Cluster) SetPodLabels(ctx context.Context, namespace, name string, labels map[string]string) (Write, error) {
+	kpod, err := c.Client.CoreV1().Pods(namespace).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return Write{}, err
+	}
+	kpod.Labels = labels
+	kpod, err = c.Client.CoreV1().Pods(namespace).Update(ctx, kpod, metav1.UpdateOptions{})
+	if err != nil {
+		return Write{}, err
+	}
+	return Write{Key: "pod/" + namespace + "/" + name, RV: rvOf(kpod)}, nil
+}
+
+// DeletePod removes the pod from the API, then tears its network down.
+func (c *Cluster) DeletePod(ctx context.Context, namespace, name string) (Write, error) {
+	zero := int64(0)
+	if err := c.Client.CoreV1().Pods(namespace).Delete(ctx, name, metav1.DeleteOptions{GracePeriodSeconds: &zero}); err != nil {
+		return Write{}, err
+	}
+	c.mu.Lock()
+	p := c.pods[namespace+"/"+name]
+	delete(c.pods, namespace+"/"+name)
+	c.mu.Unlock()
+	if p != nil {
+		p.stopServer()
+		if err := p.Node.cniDel(ctx, p); err != nil {
+			return Write{}, err
+		}
+		_ = p.NS.Delete()
+	}
+	return Write{Key: "pod/" + namespace + "/" + name}, nil
+}
+
+// Pod returns a pod by namespace and name.
+func (c *Cluster) Pod(namespace, name string) *Pod {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.pods[namespace+"/"+name]
+}
+
+// CreatePolicy creates a NetworkPolicy.
+func (c *Cluster) CreatePolicy(ctx context.Context, np *networkingv1.NetworkPolicy) (Write, error) {
+	np = np.DeepCopy()
+	np.ResourceVersion = ""
+	out, err := c.Client.NetworkingV1().NetworkPolicies(np.Namespace).Create(ctx, np, metav1.CreateOptions{})
+	if err != nil {
+		return Write{}, err
+	}
+	return Write{Key: "policy/" + np.Namespace + "/" + np.Name, RV: rvOf(out)}, nil
+}
+
+// UpdatePolicy replaces a NetworkPolicy's spec.
+func (c *Cluster) UpdatePolicy(ctx context.Context, np *networkingv1.NetworkPolicy) (Write, error) {
+	cur, err := c.Client.NetworkingV1().NetworkPolicies(np.Namespace).Get(ctx, np.Name, metav1.GetOptions{})
+	if err != nil {
+		return Write{}, err
+	}
+	cur.Spec = *np.Spec.DeepCopy()
+	cur.Labels = np.Labels
+	out, err := c.Client.NetworkingV1().NetworkPolicies(np.Namespace).Update(ctx, cur, metav1.UpdateOptions{})
+	if err != nil {
+		return Write{}, err
+	}
+	return Write{Key: "policy/" + np.Namespace + "/" + np.Name, RV: rvOf(out)}, nil
+}
+
+// DeletePolicy deletes a NetworkPolicy.
+func (c *Cluster) DeletePolicy(ctx context.Context, namespace, name string) (Write, error) {
+	if err := c.Client.NetworkingV1().NetworkPolicies(namespace).Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
+		return Write{}, err
+	}
+	return Write{Key: "policy/" + namespace + "/" + name}, nil
+}
+
+func (n *Node) runtimeConf(p *Pod) *libcni.RuntimeConf {
+	return &libcni.RuntimeConf{
+		ContainerID: p.ContainerID,
+		NetNS:       p.NS.Path,
+		IfName:      "eth0",
+		Args:        [][2]string{{"K8S_POD_NAMESPACE", p.Namespace}, {"K8S_POD_NAME", p.Name}},
+	}
+}
+
+// cniAdd runs ADD in the node's namespace (the plugin inherits the
+// namespace of the thread that starts it) and returns the pod's IPv4.
+func (n *Node) cniAdd(ctx context.Context, p *Pod) (netip.Addr, error) {
+	var ip netip.Addr
+	err := n.NS.Do(func() error {
+		res, err := n.cni.AddNetworkList(ctx, n.confList, n.runtimeConf(p))
+		if err != nil {
+			return fmt.Errorf("CNI ADD %s on %s: %w", p.Key(), n.Name, err)
+		}
+		data, _ := json.Marshal(res)
+		var parsed struct {
+			IPs []struct {
+				Address string `json:"address"`
+			} `json:"ips"`
+		}
+		if err := json.Unmarshal(data, &parsed); err != nil || len(parsed.IPs) == 0 {
+			return fmt.Errorf("CNI ADD %s: no IP in result %s", p.Key(), data)
+		}
+		pfx, err := netip.ParsePrefix(parsed.IPs[0].Address)
+		if err != nil {
+			return err
+		}
+		ip = pfx.Addr()
+		return nil
+	})
+	return ip, err
+}
+
+func (n *Node) cniDel(ctx context.Context, p *Pod) error {
+	return n.NS.Do(func() error {
+		if err := n.cni.DelNetworkList(ctx, n.confList, n.runtimeConf(p)); err != nil {
+			return fmt.Errorf("CNI DEL %s on %s: %w", p.Key(), n.Name, err)
+		}
+		return nil
+	})
+}
+
+func (p *Pod) startServer(binDir string) error {
+	cmd := exec.Command("ip", "netns", "exec", p.NS.Name, filepath.Join(binDir, "podserver"))
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	p.server = cmd
+	ready := make(chan bool, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		first := true
+		for sc.Scan() {
+			line := sc.Text()
+			if first {
+				ready <- line == "ready"
+				first = false
+				continue
+			}
+			f := strings.Fields(line)
+			if len(f) == 4 && f[0] == "sctp" {
+				if tag, err := strconv.ParseUint(f[3], 10, 32); err == nil {
+					p.mu.Lock()
+					p.sctpSeen[uint32(tag)] = true
+					p.mu.Unlock()
+				}
+			}
+		}
+		if first {
+			ready <- false
+		}
+		_ = cmd.Wait()
+	}()
+	select {
+	case ok := <-ready:
+		if !ok {
+			return fmt.Errorf("podserver in %s did not start", p.Key())
+		}
+		return nil
+	case <-time.After(10 * time.Second):
+		return fmt.Errorf("podserver in %s: no ready line within 10s", p.Key())
+	}
+}
+
+func (p *Pod) stopServer() {
+	if p.server != nil && p.server.Process != nil {
+		_ = p.server.Process.Kill()
+	}
+}
+
+func (p *Pod) sawSCTP(tag uint32) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.sctpSeen[tag]
+}
+
+// Probe reports whether a new connection from pod src to dst:port over
+// proto gets through within timeout.
+func (c *Cluster) Probe(src *Pod, dst netip.Addr, port int, proto string, timeout time.Duration) bool {
+	addr := net.JoinHostPort(dst.String(), strconv.Itoa(port))
+	ok := false
+	switch proto {
+	case probe.TCP:
+		_ = src.NS.Do(func() error { ok = probe.TCPConnect(addr, timeout); return nil })
+	case probe.UDP:
+		payload := fmt.Sprintf("%s->%s:%d@%d", src.Key(), dst, port, time.Now().UnixNano())
+		_ = src.NS.Do(func() error { ok = probe.UDPRoundTrip(addr, payload, timeout); return nil })
+	case probe.SCTP:
+		c.mu.Lock()
+		var dstPod *Pod
+		for _, p := range c.pods {
+			if p.IP == dst {
+				dstPod = p
+			}
+		}
+		c.mu.Unlock()
+		if dstPod == nil {
+			return false
+		}
+		tag := uint32(time.Now().UnixNano()) | 1
+		if err := src.NS.Do(func() error { return probe.SendSCTPInit(dst, uint16(port), tag) }); err != nil {
+			return false
+		}
+		for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(2 * time.Millisecond) {
+			if dstPod.sawSCTP(tag) {
+				return true
+			}
+		}
+	}
+	return ok
+}
+
+// Close stops every process and removes every namespace and file.
+func (c *Cluster) Close() {
+	for _, n := range c.Nodes {
+		n.StopNPM(false)
+	}
+	c.mu.Lock()
+	pods := make([]*Pod, 0, len(c.pods))
+	for _, p := range c.pods {
+		pods = append(pods, p)
+	}
+	c.pods = map[string]*Pod{}
+	c.mu.Unlock()
+	for _, p := range pods {
+		p.stopServer()
+		_ = p.Node.cniDel(context.Background(), p)
+		_ = p.NS.Delete()
+	}
+	if c.API != nil {
+		_ = c.API.Stop()
+	}
+	for _, n := range c.Nodes {
+		_ = n.NS.Delete()
+	}
+	if c.CP != nil {
+		_ = c.CP.Delete()
+	}
+	if c.VNet != nil {
+		_ = c.VNet.Delete()
+	}
+}
