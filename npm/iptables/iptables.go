@@ -57,7 +57,10 @@ type Dataplane struct {
 	setNames  map[string][]string                              // model set ID -> kernel names
 	polChains map[string]map[policy.Family]map[string][]string // policy key -> family -> chain -> lines
 	groups    map[policy.Direction][]*policy.Group
-	names     map[string]string // chain/set name -> key (collision detection)
+	trie      map[policy.Direction][]trieNode
+	// kernel names of the group and trie sets
+	dispatchSets map[string]struct{}
+	names        map[string]string // chain/set name -> key (collision detection)
 }
 
 var _ dataplane.Dataplane = (*Dataplane)(nil)
@@ -78,7 +81,8 @@ func New(ctx context.Context, o Options) (*Dataplane, error) {
 	d := &Dataplane{run: o.Runner, log: o.Logger, mode: o.Mode, families: o.Families,
 		sets: ipset.New(o.Runner, o.Logger, SetPrefix), chains: map[policy.Family]map[string][]string{}, jumpOK: map[policy.Family]bool{},
 		last: policy.NewState(), wantSets: map[string]*ipset.Set{}, setNames: map[string][]string{},
-		polChains: map[string]map[policy.Family]map[string][]string{}, groups: map[policy.Direction][]*policy.Group{}, names: map[string]string{}}
+		polChains: map[string]map[policy.Family]map[string][]string{}, groups: map[policy.Direction][]*policy.Group{}, names: map[string]string{},
+		trie: map[policy.Direction][]trieNode{}, dispatchSets: map[string]struct{}{}}
 	if d.mode == ModeAuto {
 		d.mode = Detect(ctx, o.Runner)
 	}
@@ -304,15 +308,23 @@ func (d *Dataplane) updateDesired(desired *policy.State, changes *policy.Changes
 				d.last.Endpoints[k] = e.Clone()
 			}
 		}
+		for n := range d.dispatchSets {
+			delete(d.wantSets, n)
+			dirty[n] = struct{}{}
+		}
+		d.dispatchSets = map[string]struct{}{}
 		for _, dir := range []policy.Direction{policy.Ingress, policy.Egress} {
-			for _, g := range d.groups[dir] {
-				for _, f := range d.families {
-					n := GroupSetName(f, g)
-					delete(d.wantSets, n)
+			d.groups[dir] = d.last.Groups(dir)
+			d.trie[dir] = buildTrie(d.groups[dir])
+			for _, f := range d.families {
+				ts := map[string]*ipset.Set{}
+				trieSets(ts, f, dir, d.trie[dir])
+				for n, s := range ts {
+					d.wantSets[n] = s
+					d.dispatchSets[n] = struct{}{}
 					dirty[n] = struct{}{}
 				}
 			}
-			d.groups[dir] = d.last.Groups(dir)
 			for _, g := range d.groups[dir] {
 				for _, f := range d.families {
 					n := GroupSetName(f, g)
@@ -328,6 +340,7 @@ func (d *Dataplane) updateDesired(desired *policy.State, changes *policy.Changes
 						}
 					}
 					d.wantSets[n] = ks
+					d.dispatchSets[n] = struct{}{}
 					dirty[n] = struct{}{}
 				}
 			}
@@ -375,16 +388,9 @@ func (d *Dataplane) desiredChains(f policy.Family) map[string][]string {
 		},
 	}
 	for _, dir := range []policy.Direction{policy.Egress, policy.Ingress} {
-		disp := ChainIngress
-		match := "dst"
-		if dir == policy.Egress {
-			disp, match = ChainEgress, "src"
-		}
-		var lines []string
+		trieChains(out, f, dir, d.trie[dir])
 		for _, g := range d.groups[dir] {
 			gc := GroupChain(g)
-			lines = append(lines, fmt.Sprintf("-A %s -m set --match-set %s %s -m comment --comment %s -g %s", disp, GroupSetName(f, g), match,
-				comment("pods isolated for "+dir.String()+" by "+strings.Join(g.Policies, ",")), gc))
 			gl := []string{fmt.Sprintf("-A %s -j MARK --set-xmark 0x0/%#x", gc, MarkAllow)}
 			for _, k := range g.Policies {
 				if d.last.Policies[k] == nil {
@@ -397,7 +403,6 @@ func (d *Dataplane) desiredChains(f policy.Family) map[string][]string {
 			gl = append(gl, fmt.Sprintf("-A %s -m comment --comment %s -j DROP", gc, comment("default deny "+dir.String()+" for pods selected by "+strings.Join(g.Policies, ","))))
 			out[gc] = gl
 		}
-		out[disp] = lines
 	}
 	for _, pc := range d.polChains {
 		for c, lines := range pc[f] {
@@ -703,6 +708,7 @@ func (d *Dataplane) Cleanup(ctx context.Context) error {
 	d.loaded = false
 	d.last, d.wantSets, d.setNames = policy.NewState(), map[string]*ipset.Set{}, map[string][]string{}
 	d.polChains, d.groups = map[string]map[policy.Family]map[string][]string{}, map[policy.Direction][]*policy.Group{}
+	d.trie, d.dispatchSets = map[policy.Direction][]trieNode{}, map[string]struct{}{}
 	if len(errs) > 0 {
 		return fmt.Errorf("cleanup: %s", strings.Join(errs, "; "))
 	}

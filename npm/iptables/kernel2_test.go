@@ -197,6 +197,8 @@ func TestKernelPropertyMatchesOracle(t *testing.T) {
 	if testing.Short() {
 		cases = map[Mode]int{ModeNFT: 4, ModeLegacy: 2}
 	}
+	defer func(l int) { trieLeaf = l }(trieLeaf)
+	trieLeaf = 1 // every group behind inner trie nodes
 	forEachBackend(t, func(t *testing.T, mode Mode) {
 		const pods = 5
 		tp := newTopo(t, pods)

@@ -22,6 +22,9 @@ const (
 	// Per dispatch group (pods isolated by the same policy list).
 	ChainGroupIngressPrefix = "ACN-NPM-GI-"
 	ChainGroupEgressPrefix  = "ACN-NPM-GE-"
+	// Inner nodes of the dispatch trie (see trie.go).
+	ChainTrieIngressPrefix = "ACN-NPM-TI-"
+	ChainTrieEgressPrefix  = "ACN-NPM-TE-"
 	// Per policy and direction: its allow rules, which set MarkAllow.
 	ChainPolicyIngressPrefix = "ACN-NPM-I-"
 	ChainPolicyEgressPrefix  = "ACN-NPM-E-"
