@@ -219,7 +219,7 @@ func containerID(name string) string {
 
 func (p *pod) rt() *libcni.RuntimeConf {
 	return &libcni.RuntimeConf{ContainerID: p.id, NetNS: p.ns.Path, IfName: "eth0",
-		Args: [][2]string{{"K8S_POD_NAMESPACE", "default"}, {"K8S_POD_NAME", "pod-" + p.id[:6]}}}
+		Args: [][2]string{{"IgnoreUnknown", "1"}, {"K8S_POD_NAMESPACE", "default"}, {"K8S_POD_NAME", "pod-" + p.id[:6]}}}
 }
 
 func (n *node) add(l *libcni.NetworkConfigList, p *pod) (*types100.Result, error) {
