@@ -1,0 +1,190 @@
+package hnsacl
+
+import (
+	"context"
+	"fmt"
+	"math/rand"
+	"net/netip"
+	"sort"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/open-acn/acn/internal/policyoracle"
+	"github.com/open-acn/acn/npm/policy"
+	"github.com/open-acn/acn/npm/translate"
+	"github.com/open-acn/acn/npm/translate/translatetest"
+)
+
+func propConfig(pods int) translatetest.Config {
+	c := translatetest.Config{Namespaces: 3, Policies: 4,
+		CIDRs:   []string{"10.9.0.0/16", "10.9.0.0/23", "10.9.2.0/24", "0.0.0.0/0", "192.168.7.0/24", "fd09::/32", "::/0"},
+		Excepts: []string{"10.9.1.0/24", "10.9.0.0/22", "10.9.3.0/24", "fd09:0:1::/48"},
+	}
+	for i := 0; i < pods; i++ {
+		c.PodIPs = append(c.PodIPs, []string{fmt.Sprintf("10.9.%d.2", i), fmt.Sprintf("fd09:0:%d::2", i)})
+	}
+	return c
+}
+
+func dumpWorld(w translatetest.World) string {
+	s := ""
+	for _, n := range w.Namespaces {
+		s += fmt.Sprintf("ns %s %v\n", n.Name, n.Labels)
+	}
+	for _, p := range w.Pods {
+		s += fmt.Sprintf("pod %s/%s %v %v %v\n", p.Namespace, p.Name, p.Labels, p.Status.PodIPs, p.Spec.Containers[0].Ports)
+	}
+	for _, p := range w.Policies {
+		s += fmt.Sprintf("policy %s/%s %+v\n", p.Namespace, p.Name, p.Spec)
+	}
+	return s
+}
+
+func dumpFake(f *Fake) string {
+	s := ""
+	sets := f.Sets()
+	for _, id := range sortedKeys(sets) {
+		s += fmt.Sprintf("set %s %s %s\n", id, sets[id].Type, sets[id].Values)
+	}
+	for _, id := range f.EndpointIDs() {
+		acls := f.ACLs(id)
+		sort.Slice(acls, func(i, j int) bool { return acls[i].String() < acls[j].String() })
+		for _, a := range acls {
+			s += fmt.Sprintf("%s: %s\n", id, a)
+		}
+	}
+	return s
+}
+
+// programWorld translates w with the pods local(p) as endpoints of a fake
+// HNS and programs it.
+func programWorld(t *testing.T, w translatetest.World, local func(*corev1.Pod) bool, o Options) (*policy.State, *Fake) {
+	t.Helper()
+	st := translate.Translate(translate.Snapshot{Pods: w.Pods, Namespaces: w.Namespaces, Policies: w.Policies}, translate.Options{IsLocal: local})
+	f := NewFake()
+	f.MaxACLsPerCall = 7
+	f.MaxSetsPerCall = 7
+	for _, p := range w.Pods {
+		if !local(p) {
+			continue
+		}
+		var ips []netip.Addr
+		for _, ip := range p.Status.PodIPs {
+			ips = append(ips, netip.MustParseAddr(ip.IP))
+		}
+		f.AddEndpoint("ep-"+p.Namespace+"-"+p.Name, ips...)
+	}
+	o.HNS = f
+	o.MaxACLsPerCall = 7
+	d, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Apply(context.Background(), st, nil); err != nil {
+		t.Fatalf("apply: %v\n%s", err, dumpWorld(w))
+	}
+	return st, f
+}
+
+// TestPropertyEvaluatorMatchesOracle: random worlds, all pods local and a
+// random subset local; the fake HNS's ACL walk decides every pod pair,
+// external peers, both families and the probe ports exactly like the
+// cyclonus oracle (pairs the node fully enforces) and like the model
+// (every pair).
+func TestPropertyEvaluatorMatchesOracle(t *testing.T) {
+	r := rand.New(rand.NewSource(8))
+	const worlds = 200
+	checked, oracleChecked := 0, 0
+	for c := 0; c < worlds; c++ {
+		w := translatetest.Random(r, propConfig(6))
+		localSet := map[string]bool{}
+		subset := c%2 == 1
+		for _, p := range w.Pods {
+			localSet[p.Name] = !subset || r.Intn(2) == 0
+		}
+		local := func(p *corev1.Pod) bool { return localSet[p.Name] }
+		st, f := programWorld(t, w, local, Options{SCTP: true, HostIPs: []netip.Addr{netip.MustParseAddr("10.9.200.1")}})
+		o := policyoracle.New(w.Namespaces, w.Pods, w.Policies)
+		isLocal := map[string]bool{}
+		for fam := 0; fam < 2; fam++ {
+			var l []string
+			for _, p := range w.Pods {
+				l = append(l, p.Status.PodIPs[fam].IP)
+				isLocal[p.Status.PodIPs[fam].IP] = localSet[p.Name]
+			}
+			ext := []string{"192.168.7.9", "fd77::9"}[fam]
+			l = append(l, ext)
+			isLocal[ext] = true // external: no enforcement elsewhere either
+			for _, src := range l {
+				for _, dst := range l {
+					if src == dst {
+						continue
+					}
+					for _, pp := range translatetest.ProbePorts {
+						pkt := policy.Packet{Src: netip.MustParseAddr(src), Dst: netip.MustParseAddr(dst), Protocol: policy.Protocol(pp.Proto), Port: uint16(pp.Port)}
+						got := f.Evaluate(pkt)
+						model := st.Evaluate(pkt)
+						checked++
+						if got.Allowed != model.Allowed {
+							t.Fatalf("world %d: %s -> %s %s/%d: hns %v (%+v), model %v (%+v)\n%s\n%s", c, src, dst, pp.Proto, pp.Port, got.Allowed, got, model.Allowed, model, dumpWorld(w), dumpFake(f))
+						}
+						if isLocal[src] && isLocal[dst] {
+							oracleChecked++
+							if want := o.Allowed(src, dst, pp.Proto, pp.Port); got.Allowed != want {
+								t.Fatalf("world %d: %s -> %s %s/%d: hns %v (%+v), oracle %v\n%s\n%s", c, src, dst, pp.Proto, pp.Port, got.Allowed, got, want, dumpWorld(w), dumpFake(f))
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+	t.Logf("%d worlds, %d decisions equal to the model, %d of them checked against the oracle", worlds, checked, oracleChecked)
+}
+
+// TestPropertySCTPFailsClosed: with SCTP unsupported, the HNS never allows
+// more than the oracle, and differs only on SCTP probes.
+func TestPropertySCTPFailsClosed(t *testing.T) {
+	r := rand.New(rand.NewSource(9))
+	const worlds = 100
+	denied := 0
+	for c := 0; c < worlds; c++ {
+		w := translatetest.Random(r, propConfig(5))
+		all := func(*corev1.Pod) bool { return true }
+		_, f := programWorld(t, w, all, Options{})
+		o := policyoracle.New(w.Namespaces, w.Pods, w.Policies)
+		for fam := 0; fam < 2; fam++ {
+			var l []string
+			for _, p := range w.Pods {
+				l = append(l, p.Status.PodIPs[fam].IP)
+			}
+			l = append(l, []string{"192.168.7.9", "fd77::9"}[fam])
+			for _, src := range l {
+				for _, dst := range l {
+					if src == dst {
+						continue
+					}
+					for _, pp := range translatetest.ProbePorts {
+						pkt := policy.Packet{Src: netip.MustParseAddr(src), Dst: netip.MustParseAddr(dst), Protocol: policy.Protocol(pp.Proto), Port: uint16(pp.Port)}
+						got := f.Evaluate(pkt).Allowed
+						want := o.Allowed(src, dst, pp.Proto, pp.Port)
+						if got && !want {
+							t.Fatalf("world %d: %s -> %s %s/%d allowed by hns, denied by the oracle\n%s\n%s", c, src, dst, pp.Proto, pp.Port, dumpWorld(w), dumpFake(f))
+						}
+						if got != want {
+							if pp.Proto != corev1.ProtocolSCTP {
+								t.Fatalf("world %d: %s -> %s %s/%d: hns %v, oracle %v\n%s\n%s", c, src, dst, pp.Proto, pp.Port, got, want, dumpWorld(w), dumpFake(f))
+							}
+							denied++
+						}
+					}
+				}
+			}
+		}
+	}
+	if denied == 0 {
+		t.Fatal("no SCTP decision failed closed: the test does not exercise SCTP ports")
+	}
+	t.Logf("%d worlds; %d SCTP connections the oracle allows were denied (fail closed), none allowed beyond the oracle", worlds, denied)
+}
