@@ -794,3 +794,68 @@ func (c *Cluster) Close() {
 		_ = c.VNet.Delete()
 	}
 }
+
+// DeleteNamespace deletes a namespace with its pods and policies. There is
+// no kube-controller-manager in the simulation, so the harness does the
+// namespace controller's work: it empties the namespace, then removes the
+// "kubernetes" finalizer so the name can be reused at once.
+func (c *Cluster) DeleteNamespace(ctx context.Context, name string) ([]Write, error) {
+	var writes []Write
+	c.mu.Lock()
+	var pods []*Pod
+	for _, p := range c.pods {
+		if p.Namespace == name {
+			pods = append(pods, p)
+		}
+	}
+	c.mu.Unlock()
+	for _, p := range pods {
+		w, err := c.DeletePod(ctx, p.Namespace, p.Name)
+		if err != nil {
+			return nil, err
+		}
+		writes = append(writes, w)
+	}
+	nps, err := c.Client.NetworkingV1().NetworkPolicies(name).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	for _, np := range nps.Items {
+		w, err := c.DeletePolicy(ctx, name, np.Name)
+		if err != nil {
+			return nil, err
+		}
+		writes = append(writes, w)
+	}
+	if err := c.Client.CoreV1().Namespaces().Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
+		return nil, err
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		ns, err := c.Client.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			break // gone
+		}
+		if len(ns.Spec.Finalizers) > 0 {
+			ns.Spec.Finalizers = nil
+			if _, err := c.Client.CoreV1().Namespaces().Finalize(ctx, ns, metav1.UpdateOptions{}); err != nil {
+				return nil, fmt.Errorf("finalize namespace %s: %w", name, err)
+			}
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("namespace %s still present after 30s", name)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return append(writes, Write{Key: "namespace//" + name}), nil
+}
+
+// Pods returns every pod of the cluster.
+func (c *Cluster) Pods() []*Pod {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]*Pod, 0, len(c.pods))
+	for _, p := range c.pods {
+		out = append(out, p)
+	}
+	return out
+}

@@ -1,0 +1,111 @@
+//go:build linux
+
+// Command e2e runs the NetworkPolicy conformance cases on a simulated
+// multi-node cluster, once per dataplane, and ends with one
+// "DATAPLANE: N passed, M failed" line per dataplane.
+//
+//	go run ./test/e2e/cmd/e2e [--dataplanes iptables,nftables] [--nodes 2]
+//	    [--cni transparent|bridge] [--cases FILE] [--only 1,2,3]
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/mattfenwick/cyclonus/pkg/generator"
+
+	"github.com/open-acn/acn/internal/benchfmt"
+	"github.com/open-acn/acn/test/cluster"
+	"github.com/open-acn/acn/test/e2e"
+)
+
+func main() {
+	dataplanes := flag.String("dataplanes", "iptables", "comma-separated dataplanes to run the suite against")
+	nodes := flag.Int("nodes", 2, "nodes in the simulated cluster")
+	cni := flag.String("cni", "transparent", "CNI mode of the pods: transparent or bridge")
+	casesFile := flag.String("cases", "", "YAML/JSON file of cases (cyclonus TestCase format) instead of the generated ones")
+	only := flag.String("only", "", "comma-separated case numbers (1-based) to run")
+	timeout := flag.Duration("probe-timeout", 400*time.Millisecond, "timeout of one probe")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	var cases []*generator.TestCase
+	if *casesFile != "" {
+		var err error
+		if cases, err = e2e.LoadCases(*casesFile); err != nil {
+			fmt.Fprintln(os.Stderr, "e2e:", err)
+			os.Exit(2)
+		}
+	}
+	var onlyIdx []int
+	for _, f := range strings.Split(*only, ",") {
+		if f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 1 {
+			fmt.Fprintf(os.Stderr, "e2e: --only: %q is not a case number\n", f)
+			os.Exit(2)
+		}
+		onlyIdx = append(onlyIdx, n-1)
+	}
+	var summary []string
+	failed := false
+	for _, dp := range strings.Split(*dataplanes, ",") {
+		line, ok := runOne(ctx, dp, *nodes, *cni, cases, onlyIdx, *timeout)
+		summary = append(summary, line)
+		failed = failed || !ok
+	}
+	fmt.Println()
+	for _, l := range summary {
+		fmt.Println(l)
+	}
+	if failed {
+		os.Exit(1)
+	}
+}
+
+func runOne(ctx context.Context, dataplane string, nodes int, cni string, cases []*generator.TestCase, only []int, timeout time.Duration) (string, bool) {
+	fmt.Printf("== %s dataplane, %d nodes, %s CNI mode\n", dataplane, nodes, cni)
+	dir, err := os.MkdirTemp("", "acn-e2e-")
+	if err != nil {
+		return fmt.Sprintf("%s: 0 passed, 1 failed", dataplane), false
+	}
+	defer os.RemoveAll(dir)
+	c, err := cluster.New(ctx, cluster.Config{Nodes: nodes, CNIMode: cni, Dataplane: dataplane, Dir: dir,
+		Logf: func(f string, a ...any) { fmt.Printf(f+"\n", a...) }})
+	if err != nil {
+		fmt.Println("cluster:", err)
+		return fmt.Sprintf("%s: 0 passed, 1 failed", dataplane), false
+	}
+	defer c.Close()
+	r, err := e2e.NewRunner(ctx, c, e2e.Options{Cases: cases, Only: only, ProbeTimeout: timeout})
+	if err != nil {
+		fmt.Println("base layout:", err)
+		return fmt.Sprintf("%s: 0 passed, 1 failed", dataplane), false
+	}
+	rep, err := r.Run(ctx, dataplane)
+	if err != nil {
+		fmt.Println("run:", err)
+	}
+	var ms []float64
+	for _, d := range rep.StepEnforce {
+		ms = append(ms, float64(d.Microseconds())/1000)
+	}
+	sort.Float64s(ms)
+	fmt.Printf("%s: wall %.1fs; step enforcement on every node: p50 %.1f ms, p99 %.1f ms, max %.1f ms over %d steps\n",
+		dataplane, rep.Wall.Seconds(), benchfmt.Percentile(ms, 50), benchfmt.Percentile(ms, 99), benchfmt.Percentile(ms, 100), len(ms))
+	for _, f := range rep.Failures {
+		fmt.Printf("%s: failed %s\n", dataplane, f)
+	}
+	return fmt.Sprintf("%s: %d passed, %d failed", dataplane, rep.Passed, rep.Failed), rep.Failed == 0 && err == nil
+}

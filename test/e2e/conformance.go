@@ -1,0 +1,451 @@
+//go:build linux
+
+// Package e2e runs NetworkPolicy conformance cases on the simulated cluster
+// (test/cluster): the 230 cases of cyclonus's generator (or cases from a
+// file), pods spread across nodes, real TCP/UDP/SCTP probes between pod
+// namespaces, and cyclonus's matcher (input corrected, internal/policyoracle)
+// as the judge.
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"maps"
+	"net/netip"
+	"os"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mattfenwick/cyclonus/pkg/connectivity"
+	"github.com/mattfenwick/cyclonus/pkg/connectivity/probe"
+	"github.com/mattfenwick/cyclonus/pkg/generator"
+	"github.com/mattfenwick/cyclonus/pkg/matcher"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/open-acn/acn/internal/policyoracle"
+	"github.com/open-acn/acn/test/cluster"
+)
+
+// Base layout of every case, as cyclonus's: namespaces x, y, z with pods
+// a, b, c each, labelled ns=<ns> and pod=<pod>.
+var (
+	BaseNamespaces = []string{"x", "y", "z"}
+	BasePods       = []string{"a", "b", "c"}
+)
+
+// Options of a conformance run.
+type Options struct {
+	// Cases to run; nil = every generated case.
+	Cases []*generator.TestCase
+	// Only runs the cases with these indexes (0-based) of Cases; nil = all.
+	Only []int
+	// ProbeTimeout bounds one probe (a denied probe costs this long).
+	ProbeTimeout time.Duration
+	// Workers probe in parallel.
+	Workers int
+	// Out receives per-case lines and failure tables.
+	Out io.Writer
+}
+
+// Report is the outcome of a run.
+type Report struct {
+	Passed, Failed int
+	Failures       []string
+	// StepEnforce are the times from the last API write of a step until
+	// every node's azure-npm enforced it.
+	StepEnforce []time.Duration
+	Wall        time.Duration
+}
+
+// Runner drives one cluster through cases.
+type Runner struct {
+	c    *cluster.Cluster
+	opts Options
+	out  io.Writer
+	// podNode places base pods: pod i of the base layout on node i % N, so
+	// every case has same-node and cross-node pairs.
+	podNode map[string]int
+}
+
+// NewRunner prepares the base layout on c.
+func NewRunner(ctx context.Context, c *cluster.Cluster, opts Options) (*Runner, error) {
+	if opts.ProbeTimeout == 0 {
+		opts.ProbeTimeout = 400 * time.Millisecond
+	}
+	if opts.Workers == 0 {
+		opts.Workers = 48
+	}
+	if opts.Out == nil {
+		opts.Out = os.Stdout
+	}
+	r := &Runner{c: c, opts: opts, out: opts.Out, podNode: map[string]int{}}
+	i := 0
+	var writes []cluster.Write
+	for _, ns := range BaseNamespaces {
+		w, err := c.CreateNamespace(ctx, ns, map[string]string{"ns": ns})
+		if err != nil {
+			return nil, err
+		}
+		writes = append(writes, w)
+		for _, p := range BasePods {
+			r.podNode[ns+"/"+p] = i % len(c.Nodes)
+			i++
+			_, w, err := c.CreatePod(ctx, c.Nodes[r.podNode[ns+"/"+p]], ns, p, map[string]string{"pod": p}, cluster.DefaultPorts())
+			if err != nil {
+				return nil, err
+			}
+			writes = append(writes, w)
+		}
+	}
+	if _, err := c.WaitEnforced(ctx, writes, time.Minute); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// GeneratedCases are cyclonus's 230 cases, built around the IP of pod z/c
+// (the generator derives its ipBlock CIDRs from it, as cyclonus does).
+func (r *Runner) GeneratedCases() []*generator.TestCase {
+	zc := r.c.Pod("z", "c")
+	return generator.NewTestCaseGenerator(false, zc.IP.String(), BaseNamespaces, nil, nil).GenerateTestCases()
+}
+
+// caseState is what a case changed, to drive probes and the reset.
+type caseState struct {
+	policies []*networkingv1.NetworkPolicy
+}
+
+// resources is cyclonus's view of the cluster as it is now.
+func (r *Runner) resources(ctx context.Context) (*probe.Resources, error) {
+	res := &probe.Resources{Namespaces: map[string]map[string]string{}}
+	nss, err := r.c.Client.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	inScope := map[string]bool{}
+	for _, n := range nss.Items {
+		if n.DeletionTimestamp != nil || strings.HasPrefix(n.Name, "kube-") || n.Name == "default" {
+			continue
+		}
+		res.Namespaces[n.Name] = n.Labels
+		inScope[n.Name] = true
+	}
+	var containers []*probe.Container
+	for _, p := range cluster.DefaultPorts() {
+		containers = append(containers, &probe.Container{Name: "cont-" + strings.TrimPrefix(p.Name, "serve-"), Port: int(p.Port), Protocol: p.Protocol, PortName: p.Name})
+	}
+	pods := r.c.Pods()
+	sort.Slice(pods, func(i, j int) bool { return pods[i].Key() < pods[j].Key() })
+	for _, p := range pods {
+		if !inScope[p.Namespace] {
+			continue
+		}
+		kp, err := r.c.Client.CoreV1().Pods(p.Namespace).Get(ctx, p.Name, metav1.GetOptions{})
+		if err != nil {
+			return nil, err
+		}
+		res.Pods = append(res.Pods, probe.NewPod(p.Namespace, p.Name, kp.Labels, p.IP.String(), containers))
+	}
+	return res, nil
+}
+
+// realRunner is cyclonus's JobRunner backed by real probes between pod
+// namespaces.
+type realRunner struct {
+	r *Runner
+}
+
+func (rr *realRunner) RunJobs(jobs []*probe.Job) []*probe.JobResult {
+	results := make([]*probe.JobResult, len(jobs))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, rr.r.opts.Workers)
+	for i, job := range jobs {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func(i int, job *probe.Job) {
+			defer func() { <-sem; wg.Done() }()
+			conn := probe.ConnectivityBlocked
+			src := rr.r.c.Pod(job.FromNamespace, job.FromPod)
+			dst, err := netip.ParseAddr(job.ToIP)
+			if src != nil && err == nil && rr.r.c.Probe(src, dst, job.ResolvedPort, string(job.Protocol), rr.r.opts.ProbeTimeout) {
+				conn = probe.ConnectivityAllowed
+			}
+			results[i] = &probe.JobResult{Job: job, Combined: conn}
+		}(i, job)
+	}
+	wg.Wait()
+	return results
+}
+
+// RunCase executes one case and reports whether it passed.
+func (r *Runner) RunCase(ctx context.Context, tc *generator.TestCase, rep *Report) (bool, error) {
+	st := &caseState{}
+	defer func() {
+		if err := r.reset(ctx); err != nil {
+			fmt.Fprintf(r.out, "  reset failed: %v\n", err)
+		}
+	}()
+	initial, err := r.resources(ctx)
+	if err != nil {
+		return false, err
+	}
+	result := &connectivity.Result{InitialResources: initial, TestCase: tc}
+	jb := &probe.JobBuilder{TimeoutSeconds: 1}
+	var enforce []time.Duration
+	for si, step := range tc.Steps {
+		writes, err := r.apply(ctx, st, step.Actions)
+		if err != nil {
+			return false, fmt.Errorf("step %d: %w", si+1, err)
+		}
+		took, err := r.c.WaitEnforced(ctx, writes, 30*time.Second)
+		if err != nil {
+			return false, fmt.Errorf("step %d: %w", si+1, err)
+		}
+		enforce = append(enforce, took)
+		res, err := r.resources(ctx)
+		if err != nil {
+			return false, err
+		}
+		oracle := matcher.BuildNetworkPolicies(true, policyoracle.CorrectInput(st.policies))
+		sim := probe.NewSimulatedRunner(oracle, jb).RunProbeForConfig(step.Probe, res)
+		sr := connectivity.NewStepResult(sim, oracle, st.policies)
+		sr.AddKubeProbe((&probe.Runner{JobRunner: &realRunner{r: r}, JobBuilder: jb}).RunProbeForConfig(step.Probe, res))
+		result.Steps = append(result.Steps, sr)
+	}
+	rep.StepEnforce = append(rep.StepEnforce, enforce...)
+	passed := result.Passed(true)
+	if !passed {
+		fmt.Fprintf(r.out, "--- expected (oracle) vs observed for %q:\n", tc.Description)
+		for i, sr := range result.Steps {
+			fmt.Fprintf(r.out, "step %d expected:\n%s\nobserved:\n%s\ndifferences:\n%s\n", i+1,
+				sr.SimulatedProbe.RenderTable(), sr.LastKubeProbe().RenderTable(), sr.LastComparison().RenderSuccessTable())
+		}
+		for _, p := range st.policies {
+			y, _ := yaml.Marshal(p)
+			fmt.Fprintf(r.out, "policy:\n%s\n", y)
+		}
+	}
+	return passed, nil
+}
+
+// apply performs a step's actions and returns the writes to wait for.
+func (r *Runner) apply(ctx context.Context, st *caseState, actions []*generator.Action) ([]cluster.Write, error) {
+	var writes []cluster.Write
+	add := func(w cluster.Write, err error) error {
+		if err == nil {
+			writes = append(writes, w)
+		}
+		return err
+	}
+	for _, a := range actions {
+		var err error
+		switch {
+		case a.CreatePolicy != nil:
+			st.policies = append(st.policies, a.CreatePolicy.Policy)
+			err = add(r.c.CreatePolicy(ctx, a.CreatePolicy.Policy))
+		case a.UpdatePolicy != nil:
+			p := a.UpdatePolicy.Policy
+			st.policies = slices.DeleteFunc(st.policies, func(q *networkingv1.NetworkPolicy) bool { return q.Namespace == p.Namespace && q.Name == p.Name })
+			st.policies = append(st.policies, p)
+			err = add(r.c.UpdatePolicy(ctx, p))
+		case a.DeletePolicy != nil:
+			d := a.DeletePolicy
+			st.policies = slices.DeleteFunc(st.policies, func(q *networkingv1.NetworkPolicy) bool { return q.Namespace == d.Namespace && q.Name == d.Name })
+			err = add(r.c.DeletePolicy(ctx, d.Namespace, d.Name))
+		case a.CreateNamespace != nil:
+			err = add(r.c.CreateNamespace(ctx, a.CreateNamespace.Namespace, a.CreateNamespace.Labels))
+		case a.SetNamespaceLabels != nil:
+			err = add(r.c.SetNamespaceLabels(ctx, a.SetNamespaceLabels.Namespace, a.SetNamespaceLabels.Labels))
+		case a.DeleteNamespace != nil:
+			ns := a.DeleteNamespace.Namespace
+			st.policies = slices.DeleteFunc(st.policies, func(q *networkingv1.NetworkPolicy) bool { return q.Namespace == ns })
+			var ws []cluster.Write
+			ws, err = r.c.DeleteNamespace(ctx, ns)
+			writes = append(writes, ws...)
+		case a.CreatePod != nil:
+			cp := a.CreatePod
+			node := r.c.Nodes[len(r.c.Pods())%len(r.c.Nodes)]
+			var w cluster.Write
+			_, w, err = r.c.CreatePod(ctx, node, cp.Namespace, cp.Pod, cp.Labels, cluster.DefaultPorts())
+			err = add(w, err)
+		case a.SetPodLabels != nil:
+			sp := a.SetPodLabels
+			err = add(r.c.SetPodLabels(ctx, sp.Namespace, sp.Pod, sp.Labels))
+		case a.DeletePod != nil:
+			err = add(r.c.DeletePod(ctx, a.DeletePod.Namespace, a.DeletePod.Pod))
+		case a.ReadNetworkPolicies != nil:
+			// Nothing to do: the harness already knows the policies.
+		default:
+			err = fmt.Errorf("unsupported action %+v", a)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return writes, nil
+}
+
+// reset returns the cluster to the base layout, touching only what a case
+// changed, and waits until every node enforces it.
+func (r *Runner) reset(ctx context.Context) error {
+	var writes []cluster.Write
+	base := map[string]bool{}
+	for _, ns := range BaseNamespaces {
+		base[ns] = true
+	}
+	nss, err := r.c.Client.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return err
+	}
+	for _, n := range nss.Items {
+		switch {
+		case strings.HasPrefix(n.Name, "kube-") || n.Name == "default":
+		case !base[n.Name]:
+			ws, err := r.c.DeleteNamespace(ctx, n.Name)
+			if err != nil {
+				return err
+			}
+			writes = append(writes, ws...)
+		default:
+			want := map[string]string{"ns": n.Name, "kubernetes.io/metadata.name": n.Name}
+			if !maps.Equal(n.Labels, want) {
+				w, err := r.c.SetNamespaceLabels(ctx, n.Name, map[string]string{"ns": n.Name})
+				if err != nil {
+					return err
+				}
+				writes = append(writes, w)
+			}
+			nps, err := r.c.Client.NetworkingV1().NetworkPolicies(n.Name).List(ctx, metav1.ListOptions{})
+			if err != nil {
+				return err
+			}
+			for _, np := range nps.Items {
+				w, err := r.c.DeletePolicy(ctx, n.Name, np.Name)
+				if err != nil {
+					return err
+				}
+				writes = append(writes, w)
+			}
+		}
+	}
+	for _, ns := range BaseNamespaces {
+		if _, err := r.c.Client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{}); err != nil {
+			w, err := r.c.CreateNamespace(ctx, ns, map[string]string{"ns": ns})
+			if err != nil {
+				return err
+			}
+			writes = append(writes, w)
+		}
+	}
+	existing := map[string]bool{}
+	for _, p := range r.c.Pods() {
+		existing[p.Key()] = true
+		if _, isBase := r.podNode[p.Key()]; !isBase {
+			w, err := r.c.DeletePod(ctx, p.Namespace, p.Name)
+			if err != nil {
+				return err
+			}
+			writes = append(writes, w)
+			continue
+		}
+		kp, err := r.c.Client.CoreV1().Pods(p.Namespace).Get(ctx, p.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if want := map[string]string{"pod": p.Name}; !maps.Equal(kp.Labels, want) {
+			w, err := r.c.SetPodLabels(ctx, p.Namespace, p.Name, want)
+			if err != nil {
+				return err
+			}
+			writes = append(writes, w)
+		}
+	}
+	for key, node := range r.podNode {
+		if !existing[key] {
+			ns, name, _ := strings.Cut(key, "/")
+			_, w, err := r.c.CreatePod(ctx, r.c.Nodes[node], ns, name, map[string]string{"pod": name}, cluster.DefaultPorts())
+			if err != nil {
+				return err
+			}
+			writes = append(writes, w)
+		}
+	}
+	_, err = r.c.WaitEnforced(ctx, writes, time.Minute)
+	return err
+}
+
+// Run executes the cases and prints one line per case, the failures'
+// truth tables, and a final "N passed, M failed" line prefixed by label.
+func (r *Runner) Run(ctx context.Context, label string) (*Report, error) {
+	start := time.Now()
+	cases := r.opts.Cases
+	if cases == nil {
+		cases = r.GeneratedCases()
+	}
+	idx := r.opts.Only
+	if idx == nil {
+		for i := range cases {
+			idx = append(idx, i)
+		}
+	}
+	rep := &Report{}
+	for _, i := range idx {
+		if i >= len(cases) {
+			continue
+		}
+		tc := cases[i]
+		t0 := time.Now()
+		ok, err := r.RunCase(ctx, tc, rep)
+		status := "PASS"
+		if err != nil || !ok {
+			status = "FAIL"
+			rep.Failed++
+			rep.Failures = append(rep.Failures, fmt.Sprintf("#%d %s", i+1, tc.Description))
+		} else {
+			rep.Passed++
+		}
+		fmt.Fprintf(r.out, "%s #%d %s (%d steps, %.1fs) [%s]\n", status, i+1, tc.Description, len(tc.Steps), time.Since(t0).Seconds(), strings.Join(tc.Tags.Keys(), ","))
+		if err != nil {
+			fmt.Fprintf(r.out, "  error: %v\n", err)
+		}
+	}
+	rep.Wall = time.Since(start)
+	return rep, nil
+}
+
+// LoadCases reads cases written elsewhere: a YAML or JSON list of
+// cyclonus TestCases (Description, Tags, Steps{Probe, Actions}), run
+// unchanged on the base layout.
+func LoadCases(path string) ([]*generator.TestCase, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var file struct {
+		Cases []*generator.TestCase `json:"cases"`
+	}
+	if err := yaml.Unmarshal(data, &file); err != nil || len(file.Cases) == 0 {
+		var list []*generator.TestCase
+		if err2 := yaml.Unmarshal(data, &list); err2 != nil {
+			return nil, fmt.Errorf("%s: want a list of cases or {cases: [...]}: %v", path, err2)
+		}
+		file.Cases = list
+	}
+	for i, c := range file.Cases {
+		if len(c.Steps) == 0 {
+			return nil, fmt.Errorf("%s: case %d (%q) has no steps", path, i+1, c.Description)
+		}
+		for j, s := range c.Steps {
+			if s.Probe == nil {
+				return nil, fmt.Errorf("%s: case %d step %d has no probe", path, i+1, j+1)
+			}
+		}
+	}
+	return file.Cases, nil
+}
