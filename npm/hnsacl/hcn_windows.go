@@ -1,0 +1,188 @@
+//go:build windows
+
+package hnsacl
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"github.com/Microsoft/hcsshim/hcn"
+)
+
+// HCNOptions configure the real HNS client.
+type HCNOptions struct {
+	// NetworkName is the HNS network whose endpoints are the pods and that
+	// holds the SetPolicies; default "azure" (Azure CNI's network).
+	NetworkName string
+	// IngressPeerInRemote puts the peer of an In ACL in RemoteAddresses
+	// and the endpoint's own addresses in LocalAddresses (the package's
+	// naming). When false (default), In ACLs are sent the way the reference
+	// azure-npm sends them with SetPolicy IDs: the source (the peer) in
+	// LocalAddresses and the destination in RemoteAddresses. Out ACLs are
+	// the same either way (source local, destination remote). Ports do not
+	// move: the destination port is LocalPorts for In, RemotePorts for Out.
+	IngressPeerInRemote bool
+}
+
+// HCN implements HNS over github.com/Microsoft/hcsshim/hcn.
+type HCN struct {
+	opts      HCNOptions
+	networkID string
+}
+
+var _ HNS = (*HCN)(nil)
+
+// NewHCN finds the network and returns the client.
+func NewHCN(o HCNOptions) (*HCN, error) {
+	if o.NetworkName == "" {
+		o.NetworkName = "azure"
+	}
+	nw, err := hcn.GetNetworkByName(o.NetworkName)
+	if err != nil {
+		return nil, fmt.Errorf("hns network %q: %w", o.NetworkName, err)
+	}
+	return &HCN{opts: o, networkID: nw.Id}, nil
+}
+
+// aclSetting is hcn.AclPolicySetting plus the Id HNS accepts and returns,
+// which identifies this package's ACLs.
+type aclSetting struct {
+	Id              string            `json:",omitempty"`
+	Protocols       string            `json:",omitempty"`
+	Action          hcn.ActionType    `json:""`
+	Direction       hcn.DirectionType `json:""`
+	LocalAddresses  string            `json:",omitempty"`
+	RemoteAddresses string            `json:",omitempty"`
+	LocalPorts      string            `json:",omitempty"`
+	RemotePorts     string            `json:",omitempty"`
+	RuleType        hcn.RuleType      `json:",omitempty"`
+	Priority        uint16            `json:",omitempty"`
+}
+
+func (h *HCN) toSetting(a ACL) aclSetting {
+	s := aclSetting{Id: a.ID, Protocols: a.Protocols, Action: hcn.ActionType(a.Action), Direction: hcn.DirectionType(a.Direction),
+		LocalAddresses: a.LocalAddresses, RemoteAddresses: a.RemoteAddresses, LocalPorts: a.LocalPorts, RemotePorts: a.RemotePorts,
+		RuleType: hcn.RuleTypeSwitch, Priority: a.Priority}
+	if a.Direction == In && !h.opts.IngressPeerInRemote {
+		s.LocalAddresses, s.RemoteAddresses = a.RemoteAddresses, a.LocalAddresses
+	}
+	return s
+}
+
+func (h *HCN) fromSetting(s aclSetting) ACL {
+	a := ACL{ID: s.Id, Protocols: s.Protocols, Action: Action(s.Action), Direction: Direction(s.Direction),
+		LocalAddresses: s.LocalAddresses, RemoteAddresses: s.RemoteAddresses, LocalPorts: s.LocalPorts, RemotePorts: s.RemotePorts,
+		Priority: s.Priority}
+	if a.Direction == In && !h.opts.IngressPeerInRemote {
+		a.LocalAddresses, a.RemoteAddresses = s.RemoteAddresses, s.LocalAddresses
+	}
+	if a.Protocols == "256" {
+		a.Protocols = ""
+	}
+	return a
+}
+
+// ListEndpoints implements HNS: the local endpoints of the network.
+func (h *HCN) ListEndpoints(context.Context) ([]Endpoint, error) {
+	eps, err := hcn.ListEndpointsOfNetwork(h.networkID)
+	if err != nil {
+		return nil, err
+	}
+	var out []Endpoint
+	for _, e := range eps {
+		if e.Flags&hcn.EndpointFlagsRemoteEndpoint != 0 {
+			continue
+		}
+		ep := Endpoint{ID: e.Id}
+		for _, c := range e.IpConfigurations {
+			if a, err := netip.ParseAddr(c.IpAddress); err == nil {
+				ep.IPs = append(ep.IPs, a.Unmap())
+			}
+		}
+		for _, p := range e.Policies {
+			if p.Type != hcn.ACL {
+				continue
+			}
+			var s aclSetting
+			if err := json.Unmarshal(p.Settings, &s); err != nil || !strings.HasPrefix(s.Id, Prefix) {
+				continue
+			}
+			ep.ACLs = append(ep.ACLs, h.fromSetting(s))
+		}
+		out = append(out, ep)
+	}
+	return out, nil
+}
+
+// SetPolicies implements HNS.
+func (h *HCN) SetPolicies(context.Context) ([]SetPolicy, error) {
+	nw, err := hcn.GetNetworkByID(h.networkID)
+	if err != nil {
+		return nil, err
+	}
+	var out []SetPolicy
+	for _, p := range nw.Policies {
+		if p.Type != hcn.SetPolicy {
+			continue
+		}
+		var s hcn.SetPolicySetting
+		if err := json.Unmarshal(p.Settings, &s); err != nil || !strings.HasPrefix(s.Id, Prefix) {
+			continue
+		}
+		out = append(out, SetPolicy{ID: s.Id, Name: s.Name, Type: SetPolicyType(s.Type), Values: s.Values})
+	}
+	return out, nil
+}
+
+func requestType(op Op) hcn.RequestType {
+	switch op {
+	case OpRemove:
+		return hcn.RequestTypeRemove
+	case OpUpdate:
+		return hcn.RequestTypeUpdate
+	default:
+		return hcn.RequestTypeAdd
+	}
+}
+
+// ModifySetPolicies implements HNS: one ModifyNetworkSettings call.
+func (h *HCN) ModifySetPolicies(_ context.Context, op Op, sets []SetPolicy) error {
+	req := hcn.PolicyNetworkRequest{}
+	for _, s := range sets {
+		raw, err := json.Marshal(hcn.SetPolicySetting{Id: s.ID, Name: s.Name, Type: hcn.SetPolicyType(s.Type), Values: s.Values})
+		if err != nil {
+			return err
+		}
+		req.Policies = append(req.Policies, hcn.NetworkPolicy{Type: hcn.SetPolicy, Settings: raw})
+	}
+	settings, err := json.Marshal(req)
+	if err != nil {
+		return err
+	}
+	nw := &hcn.HostComputeNetwork{Id: h.networkID}
+	return nw.ModifyNetworkSettings(&hcn.ModifyNetworkSettingRequest{ResourceType: hcn.NetworkResourceTypePolicy, RequestType: requestType(op), Settings: settings})
+}
+
+// ModifyACLs implements HNS: one ModifyEndpointSettings call.
+func (h *HCN) ModifyACLs(_ context.Context, endpointID string, op Op, acls []ACL) error {
+	req := hcn.PolicyEndpointRequest{}
+	for _, a := range acls {
+		raw, err := json.Marshal(h.toSetting(a))
+		if err != nil {
+			return err
+		}
+		req.Policies = append(req.Policies, hcn.EndpointPolicy{Type: hcn.ACL, Settings: raw})
+	}
+	settings, err := json.Marshal(req)
+	if err != nil {
+		return err
+	}
+	err = hcn.ModifyEndpointSettings(endpointID, &hcn.ModifyEndpointSettingRequest{ResourceType: hcn.EndpointResourceTypePolicy, RequestType: requestType(op), Settings: settings})
+	if err != nil && (hcn.IsNotFoundError(err) || hcn.IsElementNotFoundError(err)) {
+		return fmt.Errorf("%w: %v", ErrNotFound, err)
+	}
+	return err
+}
