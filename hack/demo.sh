@@ -10,14 +10,4 @@ if [[ $EUID -ne 0 ]]; then
   echo "demo: needs root (network namespaces)" >&2
   exit 1
 fi
-if [[ -d test/demo ]]; then
-  exec go run ./test/demo --out out "$@"
-fi
-# Until the cluster simulation lands: the local control plane alone.
-go run ./hack/localcluster up --dir out/cluster
-out/tools/kubectl --kubeconfig out/cluster/admin.kubeconfig get ns
-if [[ "${KEEP:-0}" != 1 ]]; then
-  go run ./hack/localcluster down --dir out/cluster
-else
-  echo "left running: out/tools/kubectl --kubeconfig out/cluster/admin.kubeconfig get ns; make cluster-down to stop"
-fi
+exec go run ./test/demo --out out "$@"

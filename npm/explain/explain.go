@@ -93,6 +93,7 @@ type Direction struct {
 // Object is a kernel object implementing a policy.
 type Object struct {
 	Policy  string `json:"policy"`
+	Family  string `json:"family,omitempty"` // "ipv4", "ipv6", or "" when not per family
 	Kind    string `json:"kind"`
 	Name    string `json:"name"`
 	Comment string `json:"comment,omitempty"`
@@ -142,7 +143,14 @@ func direction(st *policy.State, objects func(string) []dataplane.Object, dv pol
 	if objects != nil {
 		for _, k := range dv.Policies {
 			for _, o := range objects(k) {
-				out.Objects = append(out.Objects, Object{Policy: k, Kind: o.Kind, Name: o.Name, Comment: o.Comment})
+				fam := ""
+				switch o.Family {
+				case policy.IPv4:
+					fam = "ipv4"
+				case policy.IPv6:
+					fam = "ipv6"
+				}
+				out.Objects = append(out.Objects, Object{Policy: k, Family: fam, Kind: o.Kind, Name: o.Name, Comment: o.Comment})
 			}
 		}
 	}
@@ -227,6 +235,10 @@ func printDir(w io.Writer, title string, d Direction) {
 		fmt.Fprintf(w, "  %s: %s denied: no rule of %s allows it\n", title, d.Endpoint, strings.Join(d.Policies, ", "))
 	}
 	for _, o := range d.Objects {
-		fmt.Fprintf(w, "    %s %s %s  # %s\n", o.Policy, o.Kind, o.Name, o.Comment)
+		fam := ""
+		if o.Family != "" {
+			fam = o.Family + " "
+		}
+		fmt.Fprintf(w, "    %s: %s%s %s  # %s\n", o.Policy, fam, o.Kind, o.Name, o.Comment)
 	}
 }
