@@ -1,0 +1,384 @@
+// Command cni measures CNI ADD and DEL latency of azure-vnet (bridge and
+// transparent modes) side by side with the reference bridge + host-local
+// plugins (Debian's containernetworking-plugins), on this machine, in the
+// same run, driven through libcni as containerd drives plugins.
+//
+// Every configuration gets a fresh "node" network namespace (veth eth0 to
+// a "vnet" namespace with the gateway) and the same pool of pod
+// namespaces; the machine's root namespace is never touched. State goes to
+// tmpfs (/dev/shm), as /var/run is on a real node.
+//
+//	go run ./test/bench/cni -out out/bench/cni.json
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/containernetworking/cni/libcni"
+	"github.com/containernetworking/cni/pkg/invoke"
+	"github.com/containernetworking/cni/pkg/version"
+
+	"github.com/open-acn/acn/cni/ipam"
+	"github.com/open-acn/acn/internal/benchfmt"
+	"github.com/open-acn/acn/internal/netnstest"
+)
+
+const refDir = "/usr/lib/cni"
+
+var keepLogs string
+
+func main() {
+	out := flag.String("out", "out/bench/cni.json", "write the results as JSON here")
+	seq := flag.Int("n", 100, "sequential ADDs per configuration")
+	par := flag.Int("parallel", 16, "concurrent ADDs in the parallel run")
+	perWorker := flag.Int("per-worker", 8, "ADDs per concurrent worker in the parallel run")
+	flag.StringVar(&keepLogs, "keep-logs", "", "copy azure-vnet's log of each mode into this directory (per-step timings)")
+	flag.Parse()
+	if err := run(*out, *seq, *par, *perWorker); err != nil {
+		fmt.Fprintln(os.Stderr, "bench/cni:", err)
+		os.Exit(1)
+	}
+}
+
+type target struct {
+	plugin, mode string
+	conf         func(n *node) map[string]interface{}
+	cniVersion   string
+}
+
+func run(out string, seq, par, perWorker int) error {
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("needs root (network namespaces)")
+	}
+	for _, p := range []string{"bridge", "host-local"} {
+		if _, err := os.Stat(filepath.Join(refDir, p)); err != nil {
+			return fmt.Errorf("reference plugin %s missing in %s (apt-get install containernetworking-plugins)", p, refDir)
+		}
+	}
+	binDir, err := os.MkdirTemp("", "acn-bench-cni-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(binDir)
+	build := exec.Command("go", "build", "-o", binDir+"/", "github.com/open-acn/acn/cmd/azure-vnet", "github.com/open-acn/acn/cmd/azure-vnet-ipam")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		return fmt.Errorf("build plugins: %w", err)
+	}
+
+	total := seq
+	if n := par * perWorker; n > total {
+		total = n
+	}
+	fmt.Fprintf(os.Stderr, "creating %d pod namespaces...\n", total)
+	pods, err := makePods(total)
+	defer func() {
+		for _, p := range pods {
+			_ = p.ns.Delete()
+		}
+	}()
+	if err != nil {
+		return err
+	}
+
+	azure := func(mode string) func(n *node) map[string]interface{} {
+		return func(n *node) map[string]interface{} {
+			return map[string]interface{}{
+				"type": "azure-vnet", "mode": mode, "stateDir": n.dir, "logFile": filepath.Join(n.dir, "azure-vnet.log"),
+				"ipam": map[string]interface{}{"type": "azure-vnet-ipam", "environment": "file", "interfacesFile": n.ifsFile},
+			}
+		}
+	}
+	targets := []target{
+		{"azure-vnet", "bridge", azure("bridge"), "1.1.0"},
+		{"azure-vnet", "transparent", azure("transparent"), "1.1.0"},
+		{"reference", "bridge+host-local", func(n *node) map[string]interface{} {
+			return map[string]interface{}{"type": "bridge", "bridge": "cni0", "isGateway": true,
+				"ipam": map[string]interface{}{"type": "host-local", "subnet": "10.244.0.0/16", "dataDir": filepath.Join(n.dir, "host-local")}}
+		}, "1.0.0"},
+	}
+
+	var results []benchfmt.Result
+	for _, tg := range targets {
+		fmt.Fprintf(os.Stderr, "%s %s...\n", tg.plugin, tg.mode)
+		rs, err := measure(binDir, tg, pods, seq, par, perWorker)
+		if err != nil {
+			return fmt.Errorf("%s %s: %w", tg.plugin, tg.mode, err)
+		}
+		results = append(results, rs...)
+	}
+	benchfmt.PrintTable(os.Stdout, results)
+	load, _ := os.ReadFile("/proc/loadavg")
+	fmt.Printf("(%d CPUs, load average %s)\n", runtime.NumCPU(), strings.Join(strings.Fields(string(load))[:3], " "))
+	return benchfmt.WriteJSON(out, results)
+}
+
+type pod struct {
+	id string
+	ns *netnstest.NS
+}
+
+func makePods(n int) ([]*pod, error) {
+	pods := make([]*pod, n)
+	var mu sync.Mutex
+	var firstErr error
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	for i := range pods {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			ns, err := netnstest.Create("bp")
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil && firstErr == nil {
+				firstErr = err
+			}
+			if ns != nil {
+				pods[i] = &pod{ns: ns}
+			}
+		}(i)
+	}
+	wg.Wait()
+	var ok []*pod
+	for _, p := range pods {
+		if p != nil {
+			ok = append(ok, p)
+		}
+	}
+	return ok, firstErr
+}
+
+type node struct {
+	ns, vnet *netnstest.NS
+	dir      string
+	ifsFile  string
+}
+
+func newNode(addrs int) (*node, error) {
+	n := &node{}
+	var err error
+	if n.ns, err = netnstest.Create("bnode"); err != nil {
+		return nil, err
+	}
+	if n.vnet, err = netnstest.Create("bvnet"); err != nil {
+		n.close()
+		return nil, err
+	}
+	if err := netnstest.LinkNS(n.ns, "eth0", "10.240.0.4/16", n.vnet, "gw0", "10.240.0.1/16"); err != nil {
+		n.close()
+		return nil, err
+	}
+	if _, err := n.ns.Exec("ip", "route", "add", "default", "via", "10.240.0.1"); err != nil {
+		n.close()
+		return nil, err
+	}
+	base := "/dev/shm"
+	if st, err := os.Stat(base); err != nil || !st.IsDir() {
+		base = ""
+	}
+	if n.dir, err = os.MkdirTemp(base, "acn-bench-node-"); err != nil {
+		n.close()
+		return nil, err
+	}
+	list := []ipam.IPAddress{{Address: "10.240.0.4", IsPrimary: true}}
+	for i := 0; i < addrs; i++ {
+		list = append(list, ipam.IPAddress{Address: fmt.Sprintf("10.240.%d.%d", 1+i/250, 1+i%250)})
+	}
+	data, _ := json.Marshal(ipam.Interfaces{Interfaces: []ipam.Interface{{MacAddress: "000D3A000001", IsPrimary: true,
+		IPSubnets: []ipam.IPSubnet{{Prefix: "10.240.0.0/16", IPAddresses: list}}}}})
+	n.ifsFile = filepath.Join(n.dir, "interfaces.json")
+	return n, os.WriteFile(n.ifsFile, data, 0o644)
+}
+
+func (n *node) close() {
+	if n.ns != nil {
+		_ = n.ns.Delete()
+	}
+	if n.vnet != nil {
+		_ = n.vnet.Delete()
+	}
+	if n.dir != "" {
+		_ = os.RemoveAll(n.dir)
+	}
+}
+
+// nsExec forks plugins from a thread inside the node namespace.
+type nsExec struct {
+	ns  *netnstest.NS
+	raw invoke.RawExec
+	version.PluginDecoder
+}
+
+func (e *nsExec) ExecPlugin(ctx context.Context, path string, stdin []byte, environ []string) ([]byte, error) {
+	var out []byte
+	var err error
+	if derr := e.ns.Do(func() error {
+		out, err = e.raw.ExecPlugin(ctx, path, stdin, environ)
+		return nil
+	}); derr != nil {
+		return nil, derr
+	}
+	return out, err
+}
+
+func (e *nsExec) FindInPath(plugin string, paths []string) (string, error) {
+	return e.raw.FindInPath(plugin, paths)
+}
+
+func measure(binDir string, tg target, pods []*pod, seq, par, perWorker int) ([]benchfmt.Result, error) {
+	n, err := newNode(len(pods) + 10)
+	if err != nil {
+		return nil, err
+	}
+	defer n.close()
+	if keepLogs != "" {
+		defer func() {
+			if data, err := os.ReadFile(filepath.Join(n.dir, "azure-vnet.log")); err == nil {
+				_ = os.MkdirAll(keepLogs, 0o755)
+				_ = os.WriteFile(filepath.Join(keepLogs, "azure-vnet-"+tg.mode+".log"), data, 0o644)
+			}
+		}()
+	}
+	cni := libcni.NewCNIConfigWithCacheDir([]string{binDir, refDir}, filepath.Join(n.dir, "cache"), &nsExec{ns: n.ns, raw: invoke.RawExec{Stderr: os.Stderr}})
+	conf := tg.conf(n)
+	data, _ := json.Marshal(map[string]interface{}{"cniVersion": tg.cniVersion, "name": "bench", "plugins": []interface{}{conf}})
+	list, err := libcni.NetworkConfFromBytes(data)
+	if err != nil {
+		return nil, err
+	}
+	ctx := context.Background()
+	round := 0
+	rt := func(p *pod) *libcni.RuntimeConf {
+		return &libcni.RuntimeConf{ContainerID: p.id, NetNS: p.ns.Path, IfName: "eth0",
+			Args: [][2]string{{"IgnoreUnknown", "1"}, {"K8S_POD_NAMESPACE", "bench"}, {"K8S_POD_NAME", p.id[:12]}}}
+	}
+	ids := func(ps []*pod) {
+		round++
+		for i, p := range ps {
+			p.id = fmt.Sprintf("%016x%016x%032d", round, i, 0)[:64]
+		}
+	}
+	add := func(p *pod) (float64, error) {
+		start := time.Now()
+		_, err := cni.AddNetworkList(ctx, list, rt(p))
+		return ms(time.Since(start)), err
+	}
+	del := func(p *pod) (float64, error) {
+		start := time.Now()
+		err := cni.DelNetworkList(ctx, list, rt(p))
+		return ms(time.Since(start)), err
+	}
+
+	// Warm-up: the first ADD creates the bridge, the page cache gets the binaries.
+	ids(pods[:1])
+	if _, err := add(pods[0]); err != nil {
+		return nil, fmt.Errorf("warm-up ADD: %w", err)
+	}
+	if _, err := del(pods[0]); err != nil {
+		return nil, fmt.Errorf("warm-up DEL: %w", err)
+	}
+
+	params := func(conc int) map[string]string {
+		return map[string]string{"plugin": tg.plugin, "mode": tg.mode, "concurrency": strconv.Itoa(conc)}
+	}
+	var rs []benchfmt.Result
+	emit := func(op string, conc int, samples []float64) {
+		for _, p := range []float64{50, 99} {
+			rs = append(rs, benchfmt.Result{Name: fmt.Sprintf("cni_%s_latency_p%.0f", op, p), Value: round2(benchfmt.Percentile(samples, p)), Unit: "ms", Params: params(conc)})
+		}
+	}
+
+	// Sequential.
+	sp := pods[:min(seq, len(pods))]
+	ids(sp)
+	var adds, dels []float64
+	for _, p := range sp {
+		d, err := add(p)
+		if err != nil {
+			return nil, fmt.Errorf("ADD: %w", err)
+		}
+		adds = append(adds, d)
+	}
+	for _, p := range sp {
+		d, err := del(p)
+		if err != nil {
+			return nil, fmt.Errorf("DEL: %w", err)
+		}
+		dels = append(dels, d)
+	}
+	emit("add", 1, adds)
+	emit("del", 1, dels)
+
+	// Parallel: par workers, each perWorker ADDs back to back.
+	pp := pods[:min(par*perWorker, len(pods))]
+	ids(pp)
+	var mu sync.Mutex
+	var padds []float64
+	var firstErr error
+	var wg sync.WaitGroup
+	start := time.Now()
+	for w := 0; w < par; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := w; i < len(pp); i += par {
+				d, err := add(pp[i])
+				mu.Lock()
+				if err != nil && firstErr == nil {
+					firstErr = err
+				}
+				padds = append(padds, d)
+				mu.Unlock()
+			}
+		}(w)
+	}
+	wg.Wait()
+	wall := time.Since(start)
+	if firstErr != nil {
+		return nil, fmt.Errorf("parallel ADD: %w", firstErr)
+	}
+	emit("add", par, padds)
+	rs = append(rs, benchfmt.Result{Name: "cni_add_throughput", Value: round2(float64(len(pp)) / wall.Seconds()), Unit: "pods/s", Params: params(par)})
+	var pdels []float64
+	for w := 0; w < par; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := w; i < len(pp); i += par {
+				d, err := del(pp[i])
+				mu.Lock()
+				if err != nil && firstErr == nil {
+					firstErr = err
+				}
+				pdels = append(pdels, d)
+				mu.Unlock()
+			}
+		}(w)
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return nil, fmt.Errorf("parallel DEL: %w", firstErr)
+	}
+	emit("del", par, pdels)
+	sort.SliceStable(rs, func(i, j int) bool { return rs[i].Params["concurrency"] < rs[j].Params["concurrency"] })
+	return rs, nil
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func round2(v float64) float64 { return float64(int64(v*100+0.5)) / 100 }
