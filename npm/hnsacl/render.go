@@ -147,8 +147,10 @@ func (r *renderer) set(d setDesc) *setEntry {
 			}
 		}
 	}
-	sort.Strings(vals)
-	vals = dedupSorted(vals)
+	if d.kind == setNested {
+		sort.Strings(vals)
+	}
+	// base and named values are in address order (Set.Sorted), unique
 	e.sp.Values = strings.Join(vals, ",")
 	r.cache[id] = e
 	return e
