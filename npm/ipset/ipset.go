@@ -129,8 +129,9 @@ func (m *Manager) Sync(ctx context.Context, desired map[string]*Set, dirty map[s
 	var res Result
 	var b bytes.Buffer
 	type pending struct {
-		set     *Set
-		swapped bool
+		set      *Set
+		swapped  bool
+		add, del []string // member changes of an existing set (applied in place)
 	}
 	var commit []pending
 	names := make([]string, 0, len(desired))
@@ -201,7 +202,7 @@ func (m *Manager) Sync(ctx context.Context, desired map[string]*Set, dirty map[s
 			fmt.Fprintf(&b, "swap %s %s\ndestroy %s\n", tmp, want.Name, tmp)
 			m.log.Info("ipset swapped", zap.String("set", want.Name), zap.Int("members", len(want.Members)), zap.String("selector", want.Comment))
 			res.Swapped++
-			commit = append(commit, pending{set: want, swapped: true})
+			commit = append(commit, pending{set: want, swapped: true, add: add, del: del})
 			continue
 		}
 		// Additions first: a member moving between sets is never in neither.
@@ -211,7 +212,7 @@ func (m *Manager) Sync(ctx context.Context, desired map[string]*Set, dirty map[s
 		for _, mem := range del {
 			fmt.Fprintf(&b, "del %s %s -exist\n", want.Name, mem)
 		}
-		commit = append(commit, pending{set: want})
+		commit = append(commit, pending{set: want, add: add, del: del})
 	}
 	for n := range m.cur {
 		if _, ok := desired[n]; !ok {
@@ -228,7 +229,18 @@ func (m *Manager) Sync(ctx context.Context, desired map[string]*Set, dirty map[s
 		}
 	}
 	for _, p := range commit {
-		m.cur[p.set.Name] = cloneSet(p.set)
+		have := m.cur[p.set.Name]
+		if have == nil {
+			m.cur[p.set.Name] = cloneSet(p.set)
+			continue
+		}
+		for _, mem := range p.add {
+			have.Members[mem] = struct{}{}
+		}
+		for _, mem := range p.del {
+			delete(have.Members, mem)
+		}
+		have.Comment = p.set.Comment
 	}
 	return res, nil
 }

@@ -246,6 +246,9 @@ func (d *Dataplane) updateDesired(desired *policy.State, changes *policy.Changes
 	dirty := map[string]struct{}{}
 	// model sets
 	for id := range changes.Sets {
+		if d.patchSet(id, desired.Sets[id], dirty) {
+			continue
+		}
 		for _, n := range d.setNames[id] {
 			delete(d.wantSets, n)
 			dirty[n] = struct{}{}
@@ -350,6 +353,42 @@ func (d *Dataplane) updateDesired(desired *policy.State, changes *policy.Changes
 		return nil, nil
 	}
 	return dirty, nil
+}
+
+// patchSet applies a member-only change of a pod set to the caches
+// without rebuilding it (cost: one pass over the members, allocation only
+// for the changes). It reports false when the set must be rebuilt.
+func (d *Dataplane) patchSet(id string, s *policy.Set, dirty map[string]struct{}) bool {
+	old := d.last.Sets[id]
+	if s == nil || old == nil || s.Kind == policy.SetNet || old.Kind != s.Kind || old.Key != s.Key || len(d.setNames[id]) != len(d.families) {
+		return false
+	}
+	var add, del []policy.Member
+	for m := range s.Members {
+		if _, ok := old.Members[m]; !ok {
+			add = append(add, m)
+		}
+	}
+	for m := range old.Members {
+		if _, ok := s.Members[m]; !ok {
+			del = append(del, m)
+		}
+	}
+	for _, m := range add {
+		old.Members[m] = struct{}{}
+		if ks := d.wantSets[SetName(m.Family(), id)]; ks != nil {
+			ks.Members[m.String()] = struct{}{}
+			dirty[ks.Name] = struct{}{}
+		}
+	}
+	for _, m := range del {
+		delete(old.Members, m)
+		if ks := d.wantSets[SetName(m.Family(), id)]; ks != nil {
+			delete(ks.Members, m.String())
+			dirty[ks.Name] = struct{}{}
+		}
+	}
+	return true
 }
 
 func hasFamily(s *policy.Set, f policy.Family) bool {
@@ -641,7 +680,7 @@ func linesEqual(a, b []string) bool {
 		return false
 	}
 	for i := range a {
-		if norm(a[i]) != norm(b[i]) {
+		if a[i] != b[i] && norm(a[i]) != norm(b[i]) {
 			return false
 		}
 	}

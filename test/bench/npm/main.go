@@ -14,6 +14,7 @@ import (
 	"math/rand"
 	"net"
 	"os"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -33,15 +34,17 @@ import (
 )
 
 var (
-	out      = flag.String("out", "out/bench/npm.json", "JSON results file")
-	pods     = flag.Int("pods", 10000, "pods in the cluster")
-	nss      = flag.Int("namespaces", 100, "namespaces")
-	policies = flag.Int("policies", 1000, "network policies")
-	local    = flag.Int("local", 250, "pods on the benchmark node")
-	events   = flag.Int("events", 200, "incremental events measured")
-	connDur  = flag.Duration("conn-duration", 2*time.Second, "duration of each connection-rate run")
-	mode     = flag.String("backend", "", "iptables backend: nft, legacy or empty to detect")
-	trace    = flag.Bool("trace", false, "print the duration of every tool invocation")
+	out        = flag.String("out", "out/bench/npm.json", "JSON results file")
+	pods       = flag.Int("pods", 10000, "pods in the cluster")
+	nss        = flag.Int("namespaces", 100, "namespaces")
+	policies   = flag.Int("policies", 1000, "network policies")
+	local      = flag.Int("local", 250, "pods on the benchmark node")
+	events     = flag.Int("events", 100, "incremental events measured per kind")
+	connDur    = flag.Duration("conn-duration", time.Second, "duration of each connection-rate run")
+	connRounds = flag.Int("conn-rounds", 5, "alternated with/without-policy connection-rate runs (medians reported)")
+	mode       = flag.String("backend", "", "iptables backend: nft, legacy or empty to detect")
+	trace      = flag.Bool("trace", false, "print the duration of every tool invocation")
+	cpuprof    = flag.String("cpuprofile", "", "write a CPU profile of the incremental events")
 )
 
 type traceRunner struct{ dataplane.Runner }
@@ -99,11 +102,26 @@ func main() {
 		add("npm_ipset_members", float64(members), "members", "local_pods", lp)
 
 		if nLocal == *local {
-			addL, lblL := incremental(ctx, e, d, w, *events)
-			add("npm_event_pod_add_to_kernel_p50", benchfmt.Percentile(addL, 50), "ms", "local_pods", lp)
-			add("npm_event_pod_add_to_kernel_p99", benchfmt.Percentile(addL, 99), "ms", "local_pods", lp, "target", "<=50")
-			add("npm_event_label_change_to_kernel_p50", benchfmt.Percentile(lblL, 50), "ms", "local_pods", lp)
-			add("npm_event_label_change_to_kernel_p99", benchfmt.Percentile(lblL, 99), "ms", "local_pods", lp, "target", "<=50")
+			if *cpuprof != "" {
+				f, err := os.Create(*cpuprof)
+				if err != nil {
+					die(err)
+				}
+				_ = pprof.StartCPUProfile(f)
+			}
+			lat := incremental(ctx, e, d, w, *events)
+			if *cpuprof != "" {
+				pprof.StopCPUProfile()
+			}
+			for _, k := range []struct{ name, what string }{
+				{"pod_add", "new local replica of a local pod (existing policy combination)"},
+				{"pod_add_new_combination", "new local pod with labels no local pod has (new dispatch group: chains change)"},
+				{"remote_pod_add", "new pod on another node (peer sets change)"},
+				{"label_change", "label change of a random pod (cluster-wide)"},
+			} {
+				add("npm_event_"+k.name+"_to_kernel_p50", benchfmt.Percentile(lat[k.name], 50), "ms", "local_pods", lp, "event", k.what)
+				add("npm_event_"+k.name+"_to_kernel_p99", benchfmt.Percentile(lat[k.name], 99), "ms", "local_pods", lp, "event", k.what, "target", "<=50")
+			}
 			t2 := time.Now()
 			n, err := d.Reconcile(ctx)
 			if err != nil {
@@ -293,31 +311,46 @@ func kernelCounts(ctx context.Context, ns *netnstest.NS) (rules, sets, members i
 }
 
 // incremental measures event → kernel: the engine update plus the Apply of
-// its changes (ipset restore + iptables-restore returned).
-func incremental(ctx context.Context, e *translate.Engine, d *iptables.Dataplane, w *world, n int) (adds, labels []float64) {
+// its changes (ipset restore, and iptables-restore when chains change,
+// returned). n events of each kind, interleaved.
+func incremental(ctx context.Context, e *translate.Engine, d *iptables.Dataplane, w *world, n int) map[string][]float64 {
 	r := rand.New(rand.NewSource(1))
-	for i := 0; i < n; i++ {
-		t0 := time.Now()
-		if i%2 == 0 {
-			p := mkPod(fmt.Sprintf("ns%d", r.Intn(*nss)), fmt.Sprintf("new%d", i), podIP(*pods+i), map[string]string{"app": fmt.Sprintf("app-%d", r.Intn(20)), "tier": "api"})
-			p.Spec.NodeName = node
-			e.UpsertPod(p)
-		} else {
-			p := w.pods[r.Intn(len(w.pods))].DeepCopy()
-			p.Labels["app"] = fmt.Sprintf("app-%d", r.Intn(20))
-			e.UpsertPod(p)
+	var locals []*corev1.Pod
+	for _, p := range w.pods {
+		if p.Spec.NodeName == node {
+			locals = append(locals, p)
 		}
+	}
+	lat := map[string][]float64{}
+	kinds := []string{"pod_add", "pod_add_new_combination", "remote_pod_add", "label_change"}
+	next := *pods
+	for i := 0; i < n*len(kinds); i++ {
+		kind := kinds[i%len(kinds)]
+		var p *corev1.Pod
+		switch kind {
+		case "pod_add":
+			src := locals[r.Intn(len(locals))]
+			p = mkPod(src.Namespace, fmt.Sprintf("new%d", i), podIP(next), src.Labels)
+			p.Spec.NodeName = node
+		case "pod_add_new_combination":
+			p = mkPod(fmt.Sprintf("ns%d", r.Intn(*nss)), fmt.Sprintf("new%d", i), podIP(next), map[string]string{"app": fmt.Sprintf("app-x%d", i), "tier": []string{"web", "api", "db"}[r.Intn(3)]})
+			p.Spec.NodeName = node
+		case "remote_pod_add":
+			p = mkPod(fmt.Sprintf("ns%d", r.Intn(*nss)), fmt.Sprintf("new%d", i), podIP(next), map[string]string{"app": fmt.Sprintf("app-%d", r.Intn(20)), "tier": "api"})
+			p.Spec.NodeName = "other"
+		default:
+			p = w.pods[r.Intn(len(w.pods))].DeepCopy()
+			p.Labels["app"] = fmt.Sprintf("app-%d", r.Intn(20))
+		}
+		next++
+		t0 := time.Now()
+		e.UpsertPod(p)
 		if err := d.Apply(ctx, e.State(), e.TakeChanges()); err != nil {
 			die(err)
 		}
-		l := ms(time.Since(t0))
-		if i%2 == 0 {
-			adds = append(adds, l)
-		} else {
-			labels = append(labels, l)
-		}
+		lat[kind] = append(lat[kind], ms(time.Since(t0)))
 	}
-	return
+	return lat
 }
 
 // connRate measures TCP connections/s from a client pod through the node
@@ -395,7 +428,6 @@ func connRate(ctx context.Context) (base, with float64) {
 	e := translate.NewEngine(translate.Options{NodeName: node})
 	feed(e, w)
 	d := mustDP(ctx, nodeNS)
-	b1 := measure()
 	if err := d.Apply(ctx, e.State(), nil); err != nil {
 		die(err)
 	}
@@ -412,13 +444,16 @@ func connRate(ctx context.Context) (base, with float64) {
 	})() {
 		die(fmt.Errorf("connection-rate setup: the policies deny client -> server"))
 	}
-	w1 := measure()
-	_ = d.Cleanup(ctx)
-	b2 := measure()
-	if err := d.Apply(ctx, e.State(), nil); err != nil {
-		die(err)
+	// Alternate with/without (the machine may be shared) and take medians.
+	var bs, ws []float64
+	for round := 0; round < *connRounds; round++ {
+		ws = append(ws, measure())
+		_ = d.Cleanup(ctx)
+		bs = append(bs, measure())
+		if err := d.Apply(ctx, e.State(), nil); err != nil {
+			die(err)
+		}
 	}
-	w2 := measure()
 	_ = d.Cleanup(ctx)
-	return (b1 + b2) / 2, (w1 + w2) / 2
+	return benchfmt.Percentile(bs, 50), benchfmt.Percentile(ws, 50)
 }
