@@ -1,0 +1,355 @@
+//go:build linux
+
+package dptest
+
+import (
+	"context"
+	"fmt"
+	"math/rand"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/open-acn/acn/internal/netnstest"
+	"github.com/open-acn/acn/internal/policyoracle"
+	"github.com/open-acn/acn/npm/dataplane"
+	"github.com/open-acn/acn/npm/policy"
+	"github.com/open-acn/acn/npm/translate"
+	"github.com/open-acn/acn/npm/translate/translatetest"
+)
+
+// NewDataplane builds the dataplane under test, programming the kernel of
+// the given node namespace (and nothing else).
+type NewDataplane func(t testing.TB, node *netnstest.NS) dataplane.Dataplane
+
+// Options tune Run.
+type Options struct {
+	// PropertyCases is the number of random worlds of the property test
+	// (default 16, 4 with -short).
+	PropertyCases int
+	// Seed of the property test's worlds.
+	Seed int64
+}
+
+// Run runs the whole shared suite against one dataplane.
+func Run(t *testing.T, newDP NewDataplane, o Options) {
+	t.Run("cases", func(t *testing.T) { RunCases(t, newDP) })
+	t.Run("update-without-gap", func(t *testing.T) { RunUpdateWithoutGap(t, newDP) })
+	t.Run("restart-replaces-stale", func(t *testing.T) { RunRestart(t, newDP) })
+	t.Run("property-vs-oracle", func(t *testing.T) { RunProperty(t, newDP, o) })
+}
+
+// Addr is the address of pod i (-1: off-cluster) in family fam (0: IPv4, 1: IPv6).
+func (tp *Topo) Addr(i, fam int) string {
+	if i < 0 {
+		return []string{ExtV4, ExtV6}[fam]
+	}
+	return tp.IPs[i][fam]
+}
+
+// Check probes every expectation in both families, in parallel.
+func (tp *Topo) Check(t testing.TB, exps []Expect) {
+	t.Helper()
+	type res struct {
+		e   Expect
+		fam int
+		got bool
+	}
+	var wg sync.WaitGroup
+	out := make(chan res, len(exps)*2)
+	for _, e := range exps {
+		for fam := 0; fam < 2; fam++ {
+			wg.Add(1)
+			go func(e Expect, fam int) {
+				defer wg.Done()
+				out <- res{e, fam, tp.Probe(e.Src, tp.Addr(e.Dst, fam), e.Proto, e.Port)}
+			}(e, fam)
+		}
+	}
+	wg.Wait()
+	close(out)
+	for r := range out {
+		if r.got != r.e.Allow {
+			t.Errorf("pod%d -> pod%d %s/%d (IPv%d): allowed=%v, want %v", r.e.Src, r.e.Dst, r.e.Proto, r.e.Port, 4+2*r.fam, r.got, r.e.Allow)
+		}
+	}
+}
+
+func apply(t testing.TB, d dataplane.Dataplane, e *translate.Engine, full bool) {
+	t.Helper()
+	ch := e.TakeChanges()
+	if full {
+		ch = nil
+	}
+	if err := d.Apply(context.Background(), e.State(), ch); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func reconcileClean(t testing.TB, d dataplane.Dataplane, when string) {
+	t.Helper()
+	if n, err := d.Reconcile(context.Background()); err != nil || n != 0 {
+		t.Errorf("reconcile %s: %d repairs, %v (read-back does not match what was written?)", when, n, err)
+	}
+}
+
+// RunCases programs every case of Cases into one node, one after the
+// other (each a full Apply replacing the previous case), checks the
+// expectations against the cyclonus oracle (so the table itself is right)
+// and against real probes, and that Reconcile finds nothing to repair.
+// Cleanup at the end opens everything again.
+func RunCases(t *testing.T, newDP NewDataplane) {
+	tp := NewTopo(t, Pods)
+	tp.Check(t, []Expect{{2, 0, tcpP, 80, true}, {1, 0, sctpP, 80, true}})
+	d := newDP(t, tp.Node)
+	nss, pods := tp.Cluster()
+	for _, c := range Cases() {
+		t.Run(c.Name, func(t *testing.T) {
+			o := policyoracle.New(nss, pods, c.Policies)
+			for _, e := range c.Expect {
+				for fam := 0; fam < 2; fam++ {
+					if got := o.Allowed(tp.Addr(e.Src, fam), tp.Addr(e.Dst, fam), corev1.Protocol(e.Proto), e.Port); got != e.Allow {
+						t.Errorf("case table: pod%d -> pod%d %s/%d IPv%d: table says %v, the oracle %v", e.Src, e.Dst, e.Proto, e.Port, 4+2*fam, e.Allow, got)
+					}
+				}
+			}
+			apply(t, d, tp.Engine(c.Policies...), true)
+			tp.Check(t, c.Expect)
+			reconcileClean(t, d, "after apply")
+		})
+	}
+	if err := d.Cleanup(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	tp.Check(t, []Expect{{2, 0, tcpP, 80, true}, {-1, 1, tcpP, 81, true}, {2, -1, udpP, 53, true}})
+}
+
+// RunUpdateWithoutGap replaces a policy 30 times (new selector forms and
+// ports, so new sets and chains each time and old ones removed) while
+// probe loops run: the denied connection is never allowed and the allowed
+// one never denied.
+func RunUpdateWithoutGap(t *testing.T, newDP NewDataplane) {
+	tp := NewTopo(t, Pods)
+	d := newDP(t, tp.Node)
+	e := tp.Engine(BasicPolicies()...)
+	ctx := context.Background()
+	apply(t, d, e, false)
+	var stop atomic.Bool
+	var leaks, drops, probes atomic.Int64
+	var wg sync.WaitGroup
+	for w := 0; w < 3; w++ {
+		wg.Add(2)
+		go func(fam int) {
+			defer wg.Done()
+			for !stop.Load() {
+				probes.Add(1)
+				if tp.Probe(2, tp.IPs[0][fam], tcpP, 80) {
+					leaks.Add(1)
+				}
+			}
+		}(w % 2)
+		go func(fam int) {
+			defer wg.Done()
+			for !stop.Load() {
+				probes.Add(1)
+				if !tp.Probe(1, tp.IPs[0][fam], tcpP, 80) {
+					drops.Add(1)
+				}
+			}
+		}(w % 2)
+	}
+	forms := []*metav1.LabelSelector{
+		Labels("app", "cli"),
+		expr("app", metav1.LabelSelectorOpIn, "cli", "x"),
+		expr("app", metav1.LabelSelectorOpNotIn, "web", "other"),
+	}
+	for i := 0; i < 30; i++ {
+		ps := ports(networkingv1.NetworkPolicyPort{Port: NamedPort("http")})
+		if i%2 == 1 {
+			ps = ports(networkingv1.NetworkPolicyPort{Port: IntPort(79), EndPort: int32p(80)}, tcp(81))
+		}
+		e.UpsertPolicy(np("a", "web", networkingv1.NetworkPolicySpec{
+			PodSelector: *Labels("app", "web"),
+			Ingress:     []networkingv1.NetworkPolicyIngressRule{{From: []networkingv1.NetworkPolicyPeer{{PodSelector: forms[i%3]}}, Ports: ps}},
+		}))
+		if err := d.Apply(ctx, e.State(), e.TakeChanges()); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	stop.Store(true)
+	wg.Wait()
+	if leaks.Load() > 0 || drops.Load() > 0 {
+		t.Errorf("during 30 policy replacements: %d denied connections got through, %d allowed ones were dropped (of %d probes)", leaks.Load(), drops.Load(), probes.Load())
+	}
+	t.Logf("%d probes during 30 replacements: no gap", probes.Load())
+	reconcileClean(t, d, "after the replacements")
+}
+
+// RunRestart: a new process (a new Dataplane over the same kernel)
+// replaces the previous run's state in one transaction: a policy the new
+// run no longer has stops isolating its pods, the others stay enforced.
+func RunRestart(t *testing.T, newDP NewDataplane) {
+	tp := NewTopo(t, Pods)
+	old := np("a", "old", networkingv1.NetworkPolicySpec{
+		PodSelector: *Labels("app", "cli"),
+		Ingress:     []networkingv1.NetworkPolicyIngressRule{{From: []networkingv1.NetworkPolicyPeer{{IPBlock: &networkingv1.IPBlock{CIDR: "10.99.0.0/16"}}}}},
+	})
+	e := tp.Engine(append(BasicPolicies(), old)...)
+	d1 := newDP(t, tp.Node)
+	apply(t, d1, e, false)
+	tp.Check(t, []Expect{{2, 0, tcpP, 80, false}, {-1, 1, tcpP, 80, false}})
+	// "kill -9": d1 is dropped, the kernel keeps enforcing.
+	e.DeletePolicy("a", "old")
+	d2 := newDP(t, tp.Node)
+	apply(t, d2, e, false)
+	tp.Check(t, BasicExpect) // includes -1 -> pod1 open again
+	reconcileClean(t, d2, "after restart")
+}
+
+// PropConfig shapes the property test's random worlds over a topology of
+// n pods.
+func PropConfig(n int) translatetest.Config {
+	c := translatetest.Config{Namespaces: 3, Policies: 4,
+		CIDRs:   []string{"10.9.0.0/16", "10.9.0.0/23", "10.9.2.0/24", "0.0.0.0/0", "192.168.7.0/24", "fd09::/32", "::/0"},
+		Excepts: []string{"10.9.1.0/24", "10.9.0.0/22", "10.9.3.0/24", "fd09:0:1::/48"},
+	}
+	for i := 0; i < n; i++ {
+		c.PodIPs = append(c.PodIPs, []string{fmt.Sprintf("10.9.%d.2", i), fmt.Sprintf("fd09:0:%d::2", i)})
+	}
+	return c
+}
+
+// RunProperty: random labels and policies, programmed one world after the
+// other into the same node (alternately as a full state and as the
+// incremental engine's changes); for every pod pair and the off-cluster
+// peer, both families and TCP/UDP/SCTP ports, the kernel's decision equals
+// the cyclonus oracle's.
+func RunProperty(t *testing.T, newDP NewDataplane, o Options) {
+	cases := o.PropertyCases
+	if cases == 0 {
+		cases = 16
+	}
+	if testing.Short() {
+		cases = min(cases, 4)
+	}
+	const pods = 5
+	tp := NewTopo(t, pods)
+	ctx := context.Background()
+	d := newDP(t, tp.Node)
+	r := rand.New(rand.NewSource(o.Seed + 7))
+	checked := 0
+	var eng *translate.Engine
+	for c := 0; c < cases; c++ {
+		w := translatetest.Random(r, PropConfig(pods))
+		if c%2 == 0 {
+			st := translate.Translate(translate.Snapshot{Pods: w.Pods, Namespaces: w.Namespaces, Policies: w.Policies}, translate.Options{NodeName: NodeName})
+			if err := d.Apply(ctx, st, nil); err != nil {
+				t.Fatal(err)
+			}
+			eng = translate.NewEngine(translate.Options{NodeName: NodeName})
+			for _, n := range w.Namespaces {
+				eng.UpsertNamespace(n)
+			}
+			for _, p := range w.Pods {
+				eng.UpsertPod(p)
+			}
+			for _, p := range w.Policies {
+				eng.UpsertPolicy(p)
+			}
+			eng.TakeChanges()
+		} else {
+			// incremental: the same engine moves to the new world
+			for _, n := range w.Namespaces {
+				eng.UpsertNamespace(n)
+			}
+			for _, p := range w.Pods {
+				eng.UpsertPod(p)
+			}
+			keep := map[string]bool{}
+			for _, p := range w.Policies {
+				eng.UpsertPolicy(p)
+				keep[p.Namespace+"/"+p.Name] = true
+			}
+			for k := range eng.State().Policies {
+				if !keep[k] {
+					ns, name := splitKey(k)
+					eng.DeletePolicy(ns, name)
+				}
+			}
+			if err := d.Apply(ctx, eng.State(), eng.TakeChanges()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		or := policyoracle.New(w.Namespaces, w.Pods, w.Policies)
+		type pr struct {
+			src, dst, fam int
+			proto         corev1.Protocol
+			port          int
+		}
+		var prs []pr
+		for src := -1; src < pods; src++ {
+			for dst := -1; dst < pods; dst++ {
+				if src == dst {
+					continue
+				}
+				for fam := 0; fam < 2; fam++ {
+					for _, pp := range translatetest.ProbePorts {
+						prs = append(prs, pr{src, dst, fam, pp.Proto, pp.Port})
+					}
+				}
+			}
+		}
+		got := make([]bool, len(prs))
+		sem := make(chan struct{}, 48)
+		var wg sync.WaitGroup
+		for i, p := range prs {
+			wg.Add(1)
+			sem <- struct{}{}
+			go func(i int, p pr) {
+				defer wg.Done()
+				got[i] = tp.Probe(p.src, tp.Addr(p.dst, p.fam), policy.Protocol(p.proto), p.port)
+				<-sem
+			}(i, p)
+		}
+		wg.Wait()
+		for i, p := range prs {
+			want := or.Allowed(tp.Addr(p.src, p.fam), tp.Addr(p.dst, p.fam), p.proto, p.port)
+			checked++
+			if got[i] != want {
+				t.Fatalf("case %d: pod%d -> pod%d IPv%d %s/%d: kernel %v, oracle %v\n%s", c, p.src, p.dst, 4+2*p.fam, p.proto, p.port, got[i], want, Dump(w))
+			}
+		}
+		reconcileClean(t, d, fmt.Sprintf("case %d", c))
+	}
+	t.Logf("%d random worlds, %d kernel decisions equal to the oracle", cases, checked)
+}
+
+func splitKey(k string) (string, string) {
+	for i := 0; i < len(k); i++ {
+		if k[i] == '/' {
+			return k[:i], k[i+1:]
+		}
+	}
+	return "", k
+}
+
+// Dump prints a world for failure messages.
+func Dump(w translatetest.World) string {
+	s := ""
+	for _, n := range w.Namespaces {
+		s += fmt.Sprintf("ns %s %v\n", n.Name, n.Labels)
+	}
+	for _, p := range w.Pods {
+		s += fmt.Sprintf("pod %s/%s %v %v %v\n", p.Namespace, p.Name, p.Labels, p.Status.PodIPs, p.Spec.Containers[0].Ports)
+	}
+	for _, p := range w.Policies {
+		s += fmt.Sprintf("policy %s/%s %+v\n", p.Namespace, p.Name, p.Spec)
+	}
+	return s
+}

@@ -1,0 +1,540 @@
+//go:build linux
+
+package nftables
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+
+	"go.uber.org/zap"
+
+	"github.com/open-acn/acn/npm/dataplane"
+	"github.com/open-acn/acn/npm/policy"
+)
+
+// Options configure the dataplane.
+type Options struct {
+	// Logger receives one line per added or removed set, member, chain and
+	// rule. nil means zap.NewNop().
+	Logger *zap.Logger
+	// NetNSPath (e.g. /run/netns/NAME) programs the nftables of that
+	// network namespace over a netlink socket opened there, without
+	// switching the calling thread; empty means the current namespace (the
+	// daemon runs inside the node's namespace).
+	NetNSPath string
+}
+
+// Dataplane programs a policy.State into the table `inet azure-npm`.
+type Dataplane struct {
+	mu     sync.Mutex
+	log    *zap.Logger
+	nsPath string
+
+	// started: the first Apply replaced the previous run's table.
+	started bool
+	// have is what the kernel holds as far as we know (nil: unknown, read
+	// it back before the next change).
+	have *objects
+	// want is the desired kernel state, maintained incrementally.
+	want *objects
+	// dirty names objects of want that may differ from have.
+	dirtySets   map[string]struct{}
+	dirtyChains map[string]struct{}
+
+	// model caches
+	last    *policy.State
+	setObjs map[string][]*kset   // model set ID -> kernel sets
+	polObjs map[string][]*kchain // policy key -> chains
+	groups  map[policy.Direction][]*policy.Group
+	grpObjs []*kchain
+	names   map[string]string // kernel name -> origin key (collision detection)
+}
+
+// objects is one picture of the table's content.
+type objects struct {
+	table  bool
+	sets   map[string]*kset
+	chains map[string]*kchain
+}
+
+func newObjects() *objects {
+	return &objects{sets: map[string]*kset{}, chains: map[string]*kchain{}}
+}
+
+var _ dataplane.Dataplane = (*Dataplane)(nil)
+
+// New returns the dataplane. It does not touch the kernel: the first Apply
+// replaces whatever a previous run left in the table, in one transaction.
+func New(o Options) (*Dataplane, error) {
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	d := &Dataplane{log: o.Logger, nsPath: o.NetNSPath}
+	d.reset()
+	return d, nil
+}
+
+func (d *Dataplane) reset() {
+	d.started = false
+	d.have = nil
+	d.want = newObjects()
+	d.dirtySets, d.dirtyChains = map[string]struct{}{}, map[string]struct{}{}
+	d.last = policy.NewState()
+	d.setObjs, d.polObjs = map[string][]*kset{}, map[string][]*kchain{}
+	d.groups = map[policy.Direction][]*policy.Group{}
+	d.grpObjs = nil
+	d.names = map[string]string{}
+}
+
+// ---- Apply ----
+
+// Apply implements dataplane.Dataplane.
+func (d *Dataplane) Apply(ctx context.Context, desired *policy.State, changes *policy.Changes) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if !d.started {
+		changes = nil
+	}
+	if err := d.updateWant(desired, changes); err != nil {
+		return err
+	}
+	if !d.started {
+		return d.replace(ctx)
+	}
+	_, err := d.sync(ctx, false)
+	return err
+}
+
+// updateWant refreshes the caches and want from desired, marking what
+// changed dirty. changes == nil rebuilds everything.
+func (d *Dataplane) updateWant(desired *policy.State, changes *policy.Changes) error {
+	full := changes == nil
+	if full {
+		changes = policy.NewChanges()
+		for id := range desired.Sets {
+			changes.Sets[id] = struct{}{}
+		}
+		for id := range d.last.Sets {
+			changes.Sets[id] = struct{}{}
+		}
+		for k := range desired.Policies {
+			changes.Policies[k] = struct{}{}
+		}
+		for k := range d.last.Policies {
+			changes.Policies[k] = struct{}{}
+		}
+		d.last.Endpoints = map[string]*policy.Endpoint{}
+		for k, e := range desired.Endpoints {
+			d.last.Endpoints[k] = e.Clone()
+		}
+	}
+	// model sets
+	for id := range changes.Sets {
+		for _, ks := range d.setObjs[id] {
+			delete(d.want.sets, ks.name)
+			d.dirtySets[ks.name] = struct{}{}
+		}
+		delete(d.setObjs, id)
+		delete(d.last.Sets, id)
+		s := desired.Sets[id]
+		if s == nil {
+			continue
+		}
+		d.last.Sets[id] = s.Clone()
+		kss := renderSet(s)
+		for _, ks := range kss {
+			if err := d.claim(ks.name, "set "+s.Key); err != nil {
+				return err
+			}
+			d.want.sets[ks.name] = ks
+			d.dirtySets[ks.name] = struct{}{}
+		}
+		d.setObjs[id] = kss
+	}
+	// policies
+	for k := range changes.Policies {
+		for _, kc := range d.polObjs[k] {
+			delete(d.want.chains, kc.name)
+			d.dirtyChains[kc.name] = struct{}{}
+		}
+		delete(d.polObjs, k)
+		delete(d.last.Policies, k)
+		if p := desired.Policies[k]; p != nil {
+			d.last.Policies[k] = p.Clone()
+		}
+	}
+	for k := range changes.Policies {
+		p := d.last.Policies[k]
+		if p == nil {
+			continue
+		}
+		kcs := renderPolicy(p, d.last.Sets)
+		for _, kc := range kcs {
+			if err := d.claim(kc.name, "policy "+k); err != nil {
+				return err
+			}
+			d.want.chains[kc.name] = kc
+			d.dirtyChains[kc.name] = struct{}{}
+		}
+		d.polObjs[k] = kcs
+	}
+	// endpoints -> groups, group chains, dispatch maps
+	if full || len(changes.Endpoints) > 0 || len(changes.Policies) > 0 {
+		if !full {
+			for k := range changes.Endpoints {
+				delete(d.last.Endpoints, k)
+				if e := desired.Endpoints[k]; e != nil {
+					d.last.Endpoints[k] = e.Clone()
+				}
+			}
+		}
+		for _, kc := range d.grpObjs {
+			delete(d.want.chains, kc.name)
+			d.dirtyChains[kc.name] = struct{}{}
+		}
+		for _, dir := range []policy.Direction{policy.Ingress, policy.Egress} {
+			d.groups[dir] = d.last.Groups(dir)
+			for _, g := range d.groups[dir] {
+				if err := d.claim(GroupChain(g), policy.GroupKey(dir, g.Policies)); err != nil {
+					return err
+				}
+			}
+		}
+		chains, maps := renderGroups(d.groups, d.last.Policies)
+		d.grpObjs = chains
+		for _, kc := range chains {
+			d.want.chains[kc.name] = kc
+			d.dirtyChains[kc.name] = struct{}{}
+		}
+		for _, m := range maps {
+			d.want.sets[m.name] = m
+			d.dirtySets[m.name] = struct{}{}
+		}
+	}
+	if _, ok := d.want.chains[ChainEgress]; !ok {
+		for _, kc := range baseChains() {
+			d.want.chains[kc.name] = kc
+			d.dirtyChains[kc.name] = struct{}{}
+		}
+		if len(d.want.sets) == 0 || d.want.sets[MapIngress4] == nil {
+			_, maps := renderGroups(nil, nil)
+			for _, m := range maps {
+				d.want.sets[m.name] = m
+				d.dirtySets[m.name] = struct{}{}
+			}
+		}
+	}
+	d.want.table = true
+	return nil
+}
+
+// claim records that a kernel name belongs to origin and refuses a second
+// origin for the same name (a hash collision).
+func (d *Dataplane) claim(name, origin string) error {
+	if o, ok := d.names[name]; ok && o != origin {
+		return fmt.Errorf("nftables name collision: %s for %q and %q", name, o, origin)
+	}
+	d.names[name] = origin
+	return nil
+}
+
+// replace is the first Apply of a process: the previous run's table is
+// read (for the log and the count) and replaced by the desired one in one
+// transaction (add table; delete table; add table and everything in it),
+// so rules stay in force until the new ones are.
+func (d *Dataplane) replace(ctx context.Context) error {
+	c, done, err := d.open()
+	if err != nil {
+		return err
+	}
+	defer done()
+	old, err := readKernel(c)
+	if err != nil {
+		d.log.Warn("cannot read the previous nftables table; replacing it blind", zap.Error(err))
+		old = newObjects()
+	}
+	diff := diffObjects(old, d.want, nil, nil)
+	d.logDiff(diff)
+	tx := newTx(c)
+	tx.replaceTable(d.want)
+	if err := tx.flush(); err != nil {
+		return fmt.Errorf("nftables: program table %s: %w", TableName, err)
+	}
+	if old.table {
+		d.log.Info("nftables table replaced", zap.String("table", "inet "+TableName), zap.Int("changed", diff.count()), zap.Int("sets", len(d.want.sets)), zap.Int("chains", len(d.want.chains)))
+	} else {
+		d.log.Info("nftables table created", zap.String("table", "inet "+TableName), zap.Int("sets", len(d.want.sets)), zap.Int("chains", len(d.want.chains)))
+	}
+	d.committed(nil, nil)
+	d.started = true
+	return nil
+}
+
+// committed records that the kernel now holds want for the named objects
+// (nil: all).
+func (d *Dataplane) committed(sets, chains map[string]struct{}) {
+	if d.have == nil || sets == nil {
+		d.have = newObjects()
+		for n, s := range d.want.sets {
+			d.have.sets[n] = s
+		}
+		for n, c := range d.want.chains {
+			d.have.chains[n] = c
+		}
+	} else {
+		for n := range sets {
+			if s := d.want.sets[n]; s != nil {
+				d.have.sets[n] = s
+			} else {
+				delete(d.have.sets, n)
+			}
+		}
+		for n := range chains {
+			if c := d.want.chains[n]; c != nil {
+				d.have.chains[n] = c
+			} else {
+				delete(d.have.chains, n)
+			}
+		}
+	}
+	d.have.table = true
+	d.dirtySets, d.dirtyChains = map[string]struct{}{}, map[string]struct{}{}
+	// forget names no object uses any more
+	if len(d.names) > 2*(len(d.want.sets)+len(d.want.chains))+64 {
+		keep := map[string]string{}
+		for n, o := range d.names {
+			if d.want.sets[n] != nil || d.want.chains[n] != nil {
+				keep[n] = o
+			}
+		}
+		d.names = keep
+	}
+}
+
+// sync writes the difference between have and want: the dirty objects, or
+// everything after a read-back (readBack). It returns the number of objects
+// it changed.
+func (d *Dataplane) sync(ctx context.Context, readBack bool) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	c, done, err := d.open()
+	if err != nil {
+		return 0, err
+	}
+	defer done()
+	all := readBack || d.have == nil
+	if all {
+		h, err := readKernel(c)
+		if err != nil {
+			return 0, fmt.Errorf("nftables: read table %s: %w", TableName, err)
+		}
+		d.have = h
+	}
+	var diff *objDiff
+	if all {
+		diff = diffObjects(d.have, d.want, nil, nil)
+	} else {
+		diff = diffObjects(d.have, d.want, d.dirtySets, d.dirtyChains)
+	}
+	n := diff.count()
+	if n == 0 {
+		d.dirtySets, d.dirtyChains = map[string]struct{}{}, map[string]struct{}{}
+		return 0, nil
+	}
+	d.logDiff(diff)
+	tx := newTx(c)
+	if diff.recreate {
+		// An object of ours has a shape we cannot change in place (a set's
+		// type, a base chain's hook): replace the whole table atomically.
+		tx.replaceTable(d.want)
+	} else {
+		tx.apply(diff)
+	}
+	if err := tx.flush(); err != nil {
+		// Atomic: nothing changed, unless only the acknowledgements were
+		// lost. Either way, read the kernel back before the next change.
+		d.have = nil
+		return 0, fmt.Errorf("nftables: transaction (%d objects): %w", n, err)
+	}
+	if all || diff.recreate {
+		d.committed(nil, nil)
+	} else {
+		d.committed(diff.setNames(), diff.chainNames())
+	}
+	return n, nil
+}
+
+// ---- Reconcile, Cleanup, Objects ----
+
+// Reconcile implements dataplane.Dataplane: it reads the table back and
+// repairs every difference from the last applied state in one transaction.
+func (d *Dataplane) Reconcile(ctx context.Context) (int, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.started {
+		return 0, nil // nothing applied yet: the first Apply replaces the table
+	}
+	n, err := d.sync(ctx, true)
+	if n > 0 && err == nil {
+		d.log.Warn("nftables drift repaired", zap.Int("objects", n))
+	}
+	return n, err
+}
+
+// Cleanup implements dataplane.Dataplane: it deletes the table `inet
+// azure-npm` (and with it every chain, set and rule NPM created) and
+// touches nothing else. A kernel without nftables has nothing to clean.
+func (d *Dataplane) Cleanup(ctx context.Context) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	defer d.reset()
+	c, done, err := d.open()
+	if err != nil {
+		return err
+	}
+	defer done()
+	exists, err := tableExists(c)
+	if err != nil {
+		if isUnsupported(err) {
+			return nil
+		}
+		return fmt.Errorf("nftables: list tables: %w", err)
+	}
+	if !exists {
+		return nil
+	}
+	tx := newTx(c)
+	tx.deleteTable()
+	if err := tx.flush(); err != nil {
+		return fmt.Errorf("nftables: delete table %s: %w", TableName, err)
+	}
+	d.log.Info("nftables table deleted", zap.String("table", "inet "+TableName))
+	return nil
+}
+
+// Objects implements dataplane.Dataplane.
+func (d *Dataplane) Objects(key string) []dataplane.Object {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	p := d.last.Policies[key]
+	if p == nil {
+		return nil
+	}
+	var out []dataplane.Object
+	seen := map[string]bool{}
+	add := func(o dataplane.Object) {
+		if !seen[o.Kind+o.Name] {
+			seen[o.Kind+o.Name] = true
+			out = append(out, o)
+		}
+	}
+	for _, dir := range []policy.Direction{policy.Ingress, policy.Egress} {
+		if !p.Isolates(dir) {
+			continue
+		}
+		add(dataplane.Object{Kind: "chain", Name: PolicyChain(dir, key), Comment: fmt.Sprintf("%s rules of %s (table inet %s)", dir, key, TableName)})
+		for _, g := range d.groups[dir] {
+			for _, k := range g.Policies {
+				if k != key {
+					continue
+				}
+				add(dataplane.Object{Kind: "chain", Name: GroupChain(g), Comment: "dispatch group " + strings.Join(g.Policies, ",")})
+				for _, f := range policy.Families {
+					add(dataplane.Object{Kind: "map", Name: DispatchMap(dir, f), Family: f, Comment: "local pods isolated for " + dir.String()})
+				}
+			}
+		}
+		var ids []string
+		for _, r := range p.Rules(dir) {
+			for _, pe := range r.Peers {
+				ids = append(ids, pe.SetID)
+			}
+			for _, pt := range r.Ports {
+				if pt.SetID != "" {
+					ids = append(ids, pt.SetID)
+				}
+			}
+		}
+		sort.Strings(ids)
+		for _, id := range ids {
+			s := d.last.Sets[id]
+			if s == nil {
+				continue
+			}
+			for _, f := range setFamilies(s) {
+				add(dataplane.Object{Kind: "set", Name: SetName(f, id), Family: f, Comment: s.Comment})
+			}
+		}
+	}
+	return out
+}
+
+// ---- logging ----
+
+func (d *Dataplane) logDiff(diff *objDiff) {
+	for _, sd := range diff.sets {
+		s := sd.want
+		if s == nil {
+			s = sd.have
+		}
+		kind := "set"
+		if s.isMap {
+			kind = "map"
+		}
+		if sd.create {
+			d.log.Info("nftables "+kind+" created", zap.String(kind, s.name), zap.String("selector", s.comment))
+		}
+		for _, e := range sd.rm {
+			d.log.Info("nftables "+kind+" member removed", zap.String(kind, s.name), zap.String("member", e.text), zap.String("selector", s.comment))
+		}
+		for _, e := range sd.add {
+			d.log.Info("nftables "+kind+" member added", zap.String(kind, s.name), zap.String("member", e.text), zap.String("selector", s.comment))
+		}
+		if sd.del {
+			d.log.Info("nftables "+kind+" deleted", zap.String(kind, s.name), zap.String("selector", s.comment))
+		}
+	}
+	for _, cd := range diff.chains {
+		c := cd.want
+		if c == nil {
+			c = cd.have
+		}
+		if cd.create {
+			d.log.Info("nftables chain created", zap.String("chain", c.name), zap.String("policy", c.policy))
+		}
+		var old, cur []krule
+		if cd.have != nil {
+			old = cd.have.rules
+		}
+		if cd.want != nil {
+			cur = cd.want.rules
+		}
+		seen := map[string]int{}
+		for _, r := range old {
+			seen[r.fp]++
+		}
+		for _, r := range cur {
+			if seen[r.fp] > 0 {
+				seen[r.fp]--
+				continue
+			}
+			d.log.Info("nftables rule added", zap.String("chain", c.name), zap.String("policy", c.policy), zap.String("rule", r.text), zap.String("comment", r.comment))
+		}
+		for _, r := range old {
+			if seen[r.fp] > 0 {
+				seen[r.fp]--
+				d.log.Info("nftables rule removed", zap.String("chain", c.name), zap.String("policy", c.policy), zap.String("rule", r.text), zap.String("comment", r.comment))
+			}
+		}
+		if cd.del {
+			d.log.Info("nftables chain deleted", zap.String("chain", c.name), zap.String("policy", c.policy))
+		}
+	}
+}
