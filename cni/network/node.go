@@ -243,6 +243,7 @@ func setupBridge(h *netlink.Handle, name, master, planPath string, hook Hook) (e
 		if created && br != nil {
 			_ = h.LinkDel(br)
 		}
+		removeMACRules(plan.Master, plan.MasterMAC)
 		_ = os.Remove(planPath)
 	}()
 
@@ -289,6 +290,26 @@ func setupBridge(h *netlink.Handle, name, master, planPath string, hook Hook) (e
 		}
 	}
 	if err = hook.at("bridge:routes"); err != nil {
+		return err
+	}
+	if err = ensureMACRules(plan.Master, plan.MasterMAC); err != nil {
+		if !errors.Is(err, ErrNoEbtables) {
+			return err
+		}
+		err = nil // without ebtables pods still work where the network accepts their MACs
+	}
+	// Traffic from the VNet to pods is forwarded by the node back onto the
+	// bridge (see ebtables.go): forwarding on, no ICMP redirects for it.
+	for _, sc := range []struct{ path, value string }{
+		{SysctlIPForward, "1"},
+		{"/proc/sys/net/ipv4/conf/all/send_redirects", "0"},
+		{"/proc/sys/net/ipv4/conf/" + name + "/send_redirects", "0"},
+	} {
+		if err = EnsureSysctl(sc.path, sc.value); err != nil {
+			return fmt.Errorf("sysctl %s: %w", sc.path, err)
+		}
+	}
+	if err = hook.at("bridge:ebtables"); err != nil {
 		return err
 	}
 	plan.Done = true

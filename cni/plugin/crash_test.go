@@ -115,7 +115,7 @@ func (n *node) assertNoPodRoutes() {
 // gets its network back as it was. Either way the node still reaches the
 // VNet gateway.
 func TestBridgeSetupCrashAndRollback(t *testing.T) {
-	steps := []string{"bridge:created", "bridge:enslaved", "bridge:addresses", "bridge:routes"}
+	steps := []string{"bridge:created", "bridge:enslaved", "bridge:addresses", "bridge:routes", "bridge:ebtables"}
 	for _, step := range steps {
 		t.Run("kill at "+step, func(t *testing.T) {
 			n := newNode(t, 10)
@@ -135,6 +135,10 @@ func TestBridgeSetupCrashAndRollback(t *testing.T) {
 			}
 			if out := n.ns.MustExec(t, "ip", "-4", "route", "show", "default"); !strings.Contains(out, "dev azure0") {
 				t.Errorf("default route not on the bridge: %q", out)
+			}
+			// The setup ran twice (killed, then completed): rules exist once.
+			if out := n.ns.MustExec(t, "ebtables", "-t", "nat", "-L"); strings.Count(out, "-j snat") != 1 || strings.Count(out, "-j dnat") != 1 {
+				t.Errorf("want each MAC rule exactly once:\n%s", out)
 			}
 			n.mustDel(l, p)
 			n.assertGone(p, r.IPs[0].Address.IP)
@@ -160,6 +164,9 @@ func TestBridgeSetupCrashAndRollback(t *testing.T) {
 			}
 			if err := ping(n.ns, gatewayIP); err != nil {
 				t.Errorf("node lost its network: %v", err)
+			}
+			if out := n.ns.MustExec(t, "ebtables", "-t", "nat", "-L"); strings.Contains(out, "snat") || strings.Contains(out, "dnat") {
+				t.Errorf("ebtables rules left after rollback:\n%s", out)
 			}
 			n.assertGone(p, nil)
 		})

@@ -3,6 +3,7 @@ package plugin_test
 import (
 	"context"
 	"net"
+	"strings"
 	"testing"
 
 	"github.com/containernetworking/cni/libcni"
@@ -171,6 +172,15 @@ func TestPodsReachEachOtherAndTheGateway(t *testing.T) {
 			if mode == "bridge" {
 				if v, _ := n.ns.Exec("cat", "/proc/sys/net/bridge/bridge-nf-call-iptables"); v != "1\n" {
 					t.Errorf("bridge-nf-call-iptables in the node is %q, want 1", v)
+				}
+				// The VNet only ever sees the NIC's MAC, as Azure requires:
+				// every pod address it learned maps to the node's eth0 MAC.
+				nicMAC := strings.Fields(n.ns.MustExec(t, "cat", "/sys/class/net/eth0/address"))[0]
+				neigh := n.vnet.MustExec(t, "ip", "-4", "neigh", "show", "dev", "gw0")
+				for _, ip := range []string{ipA, ipB} {
+					if !strings.Contains(neigh, ip+" lladdr "+nicMAC) {
+						t.Errorf("VNet neighbour table does not map pod %s to the NIC MAC %s:\n%s", ip, nicMAC, neigh)
+					}
 				}
 			} else if v, _ := n.ns.Exec("cat", "/proc/sys/net/ipv4/ip_forward"); v != "1\n" {
 				t.Errorf("ip_forward in the node is %q, want 1", v)
