@@ -74,6 +74,31 @@ type Server struct {
 	// pids of etcd and kube-apiserver, in start order. Kept as ints:
 	// os.Process.Release sets Pid to -1, and kill(-1) signals everything.
 	pids []int
+
+	opts    Options
+	certs   *pki
+	apiArgs []string
+}
+
+// StopAPIServer kills kube-apiserver only (etcd keeps the data), as when a
+// control plane is upgraded or crashes.
+func (s *Server) StopAPIServer() {
+	if len(s.pids) == 2 {
+		killAndWait(s.pids[1])
+		s.pids = s.pids[:1]
+	}
+}
+
+// StartAPIServer starts kube-apiserver again with the same address,
+// certificates and etcd, and waits until it is ready.
+func (s *Server) StartAPIServer(ctx context.Context) error {
+	if len(s.pids) != 1 {
+		return errors.New("kubetest: StartAPIServer needs etcd running and kube-apiserver stopped")
+	}
+	if err := s.launch(s.opts, "kube-apiserver", s.apiArgs...); err != nil {
+		return err
+	}
+	return s.waitReady(ctx, s.certs, s.opts.ReadyTimeout)
 }
 
 // PIDFile lists the PIDs of a detached server, one per line.
@@ -182,16 +207,17 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	); err != nil {
 		return nil, err
 	}
-	if err := s.launch(opts, "kube-apiserver",
-		"--etcd-servers="+etcdURL,
-		"--bind-address="+opts.Address,
-		"--advertise-address="+opts.Address,
+	s.opts, s.certs = opts, certs
+	s.apiArgs = []string{
+		"--etcd-servers=" + etcdURL,
+		"--bind-address=" + opts.Address,
+		"--advertise-address=" + opts.Address,
 		fmt.Sprintf("--secure-port=%d", opts.SecurePort),
-		"--tls-cert-file="+certs.ServingCert,
-		"--tls-private-key-file="+certs.ServingKey,
-		"--client-ca-file="+certs.CAFile,
-		"--service-account-key-file="+certs.SAPub,
-		"--service-account-signing-key-file="+certs.SAKey,
+		"--tls-cert-file=" + certs.ServingCert,
+		"--tls-private-key-file=" + certs.ServingKey,
+		"--client-ca-file=" + certs.CAFile,
+		"--service-account-key-file=" + certs.SAPub,
+		"--service-account-signing-key-file=" + certs.SAKey,
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
 		"--authorization-mode=RBAC",
 		"--disable-admission-plugins=ServiceAccount",
@@ -199,9 +225,10 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		"--service-cluster-ip-range=10.96.0.0/16",
 		"--allow-privileged=true",
 		"--profiling=false",
-		"--cert-dir="+filepath.Join(opts.Dir, "apiserver-certs"),
+		"--cert-dir=" + filepath.Join(opts.Dir, "apiserver-certs"),
 		"--v=0",
-	); err != nil {
+	}
+	if err := s.launch(opts, "kube-apiserver", s.apiArgs...); err != nil {
 		return nil, err
 	}
 	if err := writeKubeconfig(s.Kubeconfig, s.URL, certs); err != nil {
@@ -234,7 +261,7 @@ func (s *Server) launch(opts Options, binary string, args ...string) error {
 	} else {
 		cmd = exec.Command(path, args...)
 	}
-	logf, err := os.Create(filepath.Join(opts.Dir, binary+".log"))
+	logf, err := os.OpenFile(filepath.Join(opts.Dir, binary+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
 	}

@@ -96,6 +96,7 @@ type Node struct {
 	IP        netip.Addr
 	PodPrefix netip.Prefix
 	confList  *libcni.NetworkConfigList
+	conf      map[string]any // the conflist, to derive per-pod variants
 	cni       *libcni.CNIConfig
 	npm       *exec.Cmd
 	npmDone   chan struct{}
@@ -274,6 +275,7 @@ func (c *Cluster) addNode(ctx context.Context, i int) (*Node, error) {
 			},
 		}},
 	}
+	n.conf = conf
 	data, _ := json.Marshal(conf)
 	if n.confList, err = libcni.ConfListFromBytes(data); err != nil {
 		return nil, fmt.Errorf("%s conflist: %w", n.Name, err)
@@ -509,6 +511,12 @@ func DefaultPorts() []ContainerPort {
 // CreatePod creates the pod in the API (spec.nodeName set), plumbs it with
 // the CNI on its node, starts podserver in it, and patches status.podIP.
 func (c *Cluster) CreatePod(ctx context.Context, node *Node, namespace, name string, labels map[string]string, ports []ContainerPort) (*Pod, Write, error) {
+	return c.CreatePodWithIP(ctx, node, namespace, name, labels, ports, netip.Addr{})
+}
+
+// CreatePodWithIP is CreatePod asking the IPAM for a given address
+// (ipam.ipAddress), e.g. to reuse a deleted pod's IP at once.
+func (c *Cluster) CreatePodWithIP(ctx context.Context, node *Node, namespace, name string, labels map[string]string, ports []ContainerPort, ip netip.Addr) (*Pod, Write, error) {
 	var cports []corev1.ContainerPort
 	for _, p := range ports {
 		cports = append(cports, corev1.ContainerPort{Name: p.Name, ContainerPort: p.Port, Protocol: p.Protocol})
@@ -526,7 +534,7 @@ func (c *Cluster) CreatePod(ctx context.Context, node *Node, namespace, name str
 	if p.NS, err = netnstest.Create("pod"); err != nil {
 		return nil, Write{}, err
 	}
-	ip, err := node.cniAdd(ctx, p)
+	ip, err = node.cniAdd(ctx, p, ip)
 	if err != nil {
 		_ = p.NS.Delete()
 		return nil, Write{}, err
@@ -634,10 +642,23 @@ func (n *Node) runtimeConf(p *Pod) *libcni.RuntimeConf {
 
 // cniAdd runs ADD in the node's namespace (the plugin inherits the
 // namespace of the thread that starts it) and returns the pod's IPv4.
-func (n *Node) cniAdd(ctx context.Context, p *Pod) (netip.Addr, error) {
+func (n *Node) cniAdd(ctx context.Context, p *Pod, requested netip.Addr) (netip.Addr, error) {
+	list := n.confList
+	if requested.IsValid() {
+		data, _ := json.Marshal(n.conf)
+		var conf map[string]any
+		_ = json.Unmarshal(data, &conf)
+		plugin := conf["plugins"].([]any)[0].(map[string]any)
+		plugin["ipam"].(map[string]any)["ipAddress"] = requested.String()
+		data, _ = json.Marshal(conf)
+		var err error
+		if list, err = libcni.ConfListFromBytes(data); err != nil {
+			return netip.Addr{}, err
+		}
+	}
 	var ip netip.Addr
 	err := n.NS.Do(func() error {
-		res, err := n.cni.AddNetworkList(ctx, n.confList, n.runtimeConf(p))
+		res, err := n.cni.AddNetworkList(ctx, list, n.runtimeConf(p))
 		if err != nil {
 			return fmt.Errorf("CNI ADD %s on %s: %w", p.Key(), n.Name, err)
 		}
