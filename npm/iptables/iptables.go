@@ -60,7 +60,8 @@ type Dataplane struct {
 	trie      map[policy.Direction][]trieNode
 	// kernel names of the group and trie sets
 	dispatchSets map[string]struct{}
-	names        map[string]string // chain/set name -> key (collision detection)
+	names        map[string]string              // chain/set name -> key (collision detection)
+	setUsers     map[string]map[string]struct{} // model set ID -> policy keys using it
 }
 
 var _ dataplane.Dataplane = (*Dataplane)(nil)
@@ -82,7 +83,7 @@ func New(ctx context.Context, o Options) (*Dataplane, error) {
 		sets: ipset.New(o.Runner, o.Logger, SetPrefix), chains: map[policy.Family]map[string][]string{}, jumpOK: map[policy.Family]bool{},
 		last: policy.NewState(), wantSets: map[string]*ipset.Set{}, setNames: map[string][]string{},
 		polChains: map[string]map[policy.Family]map[string][]string{}, groups: map[policy.Direction][]*policy.Group{}, names: map[string]string{},
-		trie: map[policy.Direction][]trieNode{}, dispatchSets: map[string]struct{}{}}
+		trie: map[policy.Direction][]trieNode{}, dispatchSets: map[string]struct{}{}, setUsers: map[string]map[string]struct{}{}}
 	if d.mode == ModeAuto {
 		d.mode = Detect(ctx, o.Runner)
 	}
@@ -279,13 +280,27 @@ func (d *Dataplane) updateDesired(desired *policy.State, changes *policy.Changes
 			d.setNames[id] = append(d.setNames[id], n)
 			dirty[n] = struct{}{}
 		}
+		d.annotate(id)
 	}
 	// policies
 	for k := range changes.Policies {
 		delete(d.polChains, k)
+		if old := d.last.Policies[k]; old != nil {
+			for _, id := range policySetIDs(old) {
+				delete(d.setUsers[id], k)
+				d.annotate(id)
+			}
+		}
 		delete(d.last.Policies, k)
 		if p := desired.Policies[k]; p != nil {
 			d.last.Policies[k] = p.Clone()
+			for _, id := range policySetIDs(p) {
+				if d.setUsers[id] == nil {
+					d.setUsers[id] = map[string]struct{}{}
+				}
+				d.setUsers[id][k] = struct{}{}
+				d.annotate(id)
+			}
 		}
 	}
 	for k := range changes.Policies {
@@ -389,6 +404,46 @@ func (d *Dataplane) patchSet(id string, s *policy.Set, dirty map[string]struct{}
 		}
 	}
 	return true
+}
+
+func policySetIDs(p *policy.Policy) []string {
+	var ids []string
+	for _, rs := range [][]policy.Rule{p.IngressRules, p.EgressRules} {
+		for _, r := range rs {
+			for _, pe := range r.Peers {
+				ids = append(ids, pe.SetID)
+			}
+			for _, pt := range r.Ports {
+				if pt.SetID != "" {
+					ids = append(ids, pt.SetID)
+				}
+			}
+		}
+	}
+	return ids
+}
+
+// annotate sets the log comment of a model set's kernel sets: its selector
+// and the policies using it.
+func (d *Dataplane) annotate(id string) {
+	s := d.last.Sets[id]
+	if s == nil {
+		return
+	}
+	users := make([]string, 0, len(d.setUsers[id]))
+	for k := range d.setUsers[id] {
+		users = append(users, k)
+	}
+	sort.Strings(users)
+	if len(users) > 5 {
+		users = append(users[:5], fmt.Sprintf("+%d more", len(users)-5))
+	}
+	c := s.Comment + " (policies " + strings.Join(users, ", ") + ")"
+	for _, n := range d.setNames[id] {
+		if ks := d.wantSets[n]; ks != nil {
+			ks.Comment = c
+		}
+	}
 }
 
 func hasFamily(s *policy.Set, f policy.Family) bool {
@@ -748,6 +803,7 @@ func (d *Dataplane) Cleanup(ctx context.Context) error {
 	d.last, d.wantSets, d.setNames = policy.NewState(), map[string]*ipset.Set{}, map[string][]string{}
 	d.polChains, d.groups = map[string]map[policy.Family]map[string][]string{}, map[policy.Direction][]*policy.Group{}
 	d.trie, d.dispatchSets = map[policy.Direction][]trieNode{}, map[string]struct{}{}
+	d.setUsers = map[string]map[string]struct{}{}
 	if len(errs) > 0 {
 		return fmt.Errorf("cleanup: %s", strings.Join(errs, "; "))
 	}
