@@ -385,14 +385,19 @@ func (d *Dataplane) assign(ctx context.Context, dirty map[string]struct{}, all b
 	return out, nil
 }
 
-// desiredACLs returns what HNS endpoint id must hold.
-func (d *Dataplane) desiredACLs(id string) (map[string]*aclInfo, string) {
-	var owners []string
+// owners maps HNS endpoint IDs to the model endpoints resolved to them.
+func (d *Dataplane) owners() map[string][]string {
+	out := map[string][]string{}
 	for k, h := range d.assigned {
-		if h == id && d.renders[k] != nil {
-			owners = append(owners, k)
+		if d.renders[k] != nil {
+			out[h] = append(out[h], k)
 		}
 	}
+	return out
+}
+
+// desiredACLs returns what HNS endpoint id must hold.
+func (d *Dataplane) desiredACLs(id string, owners []string) (map[string]*aclInfo, string) {
 	if len(owners) == 0 {
 		return nil, ""
 	}
@@ -439,12 +444,13 @@ func (d *Dataplane) program(ctx context.Context, hnsDirty map[string]struct{}) (
 		ids = append(ids, id)
 	}
 	sort.Strings(ids)
+	owners := d.owners()
 	for _, id := range ids {
 		ep := d.eps[id]
 		if ep == nil {
 			continue
 		}
-		want, owner := d.desiredACLs(id)
+		want, owner := d.desiredACLs(id, owners[id])
 		var add, del []*aclInfo
 		for _, aid := range sortedKeys(want) {
 			if ep.acls[aid] == nil {

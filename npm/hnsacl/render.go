@@ -369,13 +369,20 @@ func (r *renderer) render(e *policy.Endpoint) *epRender {
 		if d == policy.Egress {
 			dir = Out
 		}
-		add(ACL{Action: Block, Direction: dir, Priority: PriorityBlock}, keys, "", "default deny "+d.String()+" of isolated pod")
+		var sels []string
+		for _, k := range keys {
+			if pol := r.st.Policies[k]; pol != nil {
+				sels = append(sels, k+": "+pol.Selector)
+			}
+		}
+		selected := strings.Join(sels, "; ")
+		add(ACL{Action: Block, Direction: dir, Priority: PriorityBlock}, keys, selected, "default deny "+d.String()+" of isolated pod")
 		if d == policy.Ingress && len(r.hostIPs) > 0 {
 			var hs []string
 			for _, h := range r.hostIPs {
 				hs = append(hs, h.String())
 			}
-			add(ACL{Action: Allow, Direction: In, Priority: PriorityHost, RemoteAddresses: strings.Join(hs, ",")}, keys, "", "node health probes")
+			add(ACL{Action: Allow, Direction: In, Priority: PriorityHost, RemoteAddresses: strings.Join(hs, ",")}, keys, selected, "node health probes")
 		}
 		for _, k := range keys {
 			pol := r.st.Policies[k]
