@@ -68,6 +68,11 @@ func TestShippedConflistsWithPortmap(t *testing.T) {
 			if _, err := n.cni.AddNetworkList(context.Background(), l, rt); err != nil {
 				t.Fatalf("ADD: %v", err)
 			}
+			// ipsToRouteViaHost (node-local DNS) goes through the node.
+			via := map[string]string{"transparent": "169.254.1.1", "bridge": nodeIP}[c.mode]
+			if routes := p.ns.MustExec(t, "ip", "-4", "route", "show"); !strings.Contains(routes, "169.254.20.10 via "+via) {
+				t.Errorf("no route to 169.254.20.10 via %s in the pod:\n%s", via, routes)
+			}
 			nat := n.ns.MustExec(t, "iptables", "-t", "nat", "-S")
 			if !strings.Contains(nat, "18080") {
 				t.Errorf("no portmap DNAT rule for 18080 in the node:\n%s", nat)

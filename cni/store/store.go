@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -143,8 +144,9 @@ func Acquire(path string, timeout time.Duration) (*Lock, error) {
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err == nil {
 		return &Lock{f: f}, nil
 	}
+	var mu sync.Mutex
+	abandoned := false
 	done := make(chan error, 1)
-	abandoned := make(chan struct{})
 	go func() {
 		var err error
 		for {
@@ -153,11 +155,13 @@ func Acquire(path string, timeout time.Duration) (*Lock, error) {
 				break
 			}
 		}
-		select {
-		case done <- err:
-		case <-abandoned:
-			_ = f.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		if abandoned {
+			_ = f.Close() // releases the lock if we got it
+			return
 		}
+		done <- err
 	}()
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
@@ -169,14 +173,16 @@ func Acquire(path string, timeout time.Duration) (*Lock, error) {
 		}
 		return &Lock{f: f}, nil
 	case <-timer.C:
-		close(abandoned)
-		// The goroutine may have got the lock just now.
+		mu.Lock()
+		defer mu.Unlock()
 		select {
-		case err := <-done:
+		case err := <-done: // got it just now after all
 			if err == nil {
 				return &Lock{f: f}, nil
 			}
+			_ = f.Close()
 		default:
+			abandoned = true
 		}
 		return nil, fmt.Errorf("%w (%s after %s)", ErrLockTimeout, path, timeout)
 	}
