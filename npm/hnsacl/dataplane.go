@@ -146,11 +146,12 @@ func (d *Dataplane) refreshEndpoints(ctx context.Context) error {
 
 // Apply implements dataplane.Dataplane.
 func (d *Dataplane) Apply(ctx context.Context, desired *policy.State, changes *policy.Changes) error {
+	listed := false
 	if !d.loaded {
 		if err := d.readBack(ctx); err != nil {
 			return err
 		}
-		d.loaded = true
+		d.loaded, listed = true, true
 		changes = nil
 	}
 	if d.full {
@@ -183,7 +184,7 @@ func (d *Dataplane) Apply(ctx context.Context, desired *policy.State, changes *p
 	d.logFailures(desired)
 	d.computeSets()
 
-	hnsDirty, err := d.assign(ctx, dirty, changes == nil)
+	hnsDirty, err := d.assign(ctx, dirty, changes == nil, listed)
 	if err == nil {
 		_, err = d.program(ctx, hnsDirty)
 	}
@@ -338,13 +339,14 @@ func (d *Dataplane) resolve(r *epRender) string {
 
 // assign maps the dirty model endpoints to HNS endpoints (listing the
 // endpoints again when one is unknown) and returns the HNS endpoints to diff.
-func (d *Dataplane) assign(ctx context.Context, dirty map[string]struct{}, all bool) (map[string]struct{}, error) {
+// listed says the endpoint list was just read (no need to list again).
+func (d *Dataplane) assign(ctx context.Context, dirty map[string]struct{}, all, listed bool) (map[string]struct{}, error) {
 	if all {
 		for k := range d.renders {
 			dirty[k] = struct{}{}
 		}
 	}
-	refreshed := false
+	refreshed := listed
 	out := map[string]struct{}{}
 	keys := make([]string, 0, len(dirty))
 	for k := range dirty {
@@ -375,6 +377,17 @@ func (d *Dataplane) assign(ctx context.Context, dirty map[string]struct{}, all b
 			out[id] = struct{}{}
 		} else {
 			delete(d.assigned, k)
+		}
+	}
+	if refreshed && !listed {
+		// endpoints that appeared since: pods not dirty now but
+		// unresolved before get their ACLs too
+		for k, r := range d.renders {
+			if d.assigned[k] == "" {
+				if id := d.resolve(r); id != "" {
+					d.assigned[k] = id
+				}
+			}
 		}
 	}
 	if all || refreshed {
@@ -670,7 +683,7 @@ func (d *Dataplane) Reconcile(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	all := map[string]struct{}{}
-	hnsDirty, err := d.assign(ctx, all, true)
+	hnsDirty, err := d.assign(ctx, all, true, true)
 	if err != nil {
 		return 0, err
 	}
