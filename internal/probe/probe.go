@@ -97,7 +97,27 @@ func TCPConnect(addr string, timeout time.Duration) bool {
 // UDPRoundTrip sends a random payload to addr and reports whether the echo
 // came back within timeout.
 func UDPRoundTrip(addr string, payload string, timeout time.Duration) bool {
-	c, err := net.Dial("udp", addr)
+	return UDPRoundTripFrom(0, addr, payload, timeout)
+}
+
+// UDPRoundTripFrom is UDPRoundTrip from a given source port (0: any).
+// Probers that run thousands of probes rotate source ports: a UDP flow that
+// was allowed earlier stays ESTABLISHED in conntrack for minutes, and a new
+// probe that happened to reuse its 5-tuple would ride on it instead of
+// being evaluated as a new connection.
+func UDPRoundTripFrom(srcPort int, addr string, payload string, timeout time.Duration) bool {
+	raddr, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		return false
+	}
+	var laddr *net.UDPAddr
+	if srcPort != 0 {
+		laddr = &net.UDPAddr{Port: srcPort}
+	}
+	c, err := net.DialUDP("udp", laddr, raddr)
+	if err != nil && laddr != nil {
+		c, err = net.DialUDP("udp", nil, raddr) // port busy: any port
+	}
 	if err != nil {
 		return false
 	}

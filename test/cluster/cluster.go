@@ -114,6 +114,19 @@ type Pod struct {
 	server          *exec.Cmd
 	mu              sync.Mutex
 	sctpSeen        map[uint32]bool
+	udpPort         int // next UDP probe source port (see probe.UDPRoundTripFrom)
+}
+
+// nextUDPPort rotates through 20000-59999 so no UDP probe from this pod
+// reuses a 5-tuple that conntrack may still hold as established.
+func (p *Pod) nextUDPPort() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.udpPort < 20000 || p.udpPort >= 60000 {
+		p.udpPort = 20000
+	}
+	p.udpPort++
+	return p.udpPort
 }
 
 // Key is "namespace/name".
@@ -362,6 +375,15 @@ func (n *Node) StartNPM(ctx context.Context) error {
 		time.Sleep(50 * time.Millisecond)
 	}
 	return fmt.Errorf("%s: azure-npm not ready after 60s", n.Name)
+}
+
+// NPMPid is the azure-npm process ID (0 when not running). `ip netns exec`
+// execs the binary, so the PID is azure-npm's own.
+func (n *Node) NPMPid() int {
+	if n.npm == nil || n.npm.Process == nil {
+		return 0
+	}
+	return n.npm.Process.Pid
 }
 
 // StopNPM stops azure-npm: SIGTERM (graceful), or SIGKILL when kill is set.
@@ -759,7 +781,8 @@ func (c *Cluster) Probe(src *Pod, dst netip.Addr, port int, proto string, timeou
 		_ = src.NS.Do(func() error { ok = probe.TCPConnect(addr, timeout); return nil })
 	case probe.UDP:
 		payload := fmt.Sprintf("%s->%s:%d@%d", src.Key(), dst, port, time.Now().UnixNano())
-		_ = src.NS.Do(func() error { ok = probe.UDPRoundTrip(addr, payload, timeout); return nil })
+		port := src.nextUDPPort()
+		_ = src.NS.Do(func() error { ok = probe.UDPRoundTripFrom(port, addr, payload, timeout); return nil })
 	case probe.SCTP:
 		c.mu.Lock()
 		var dstPod *Pod

@@ -1,0 +1,221 @@
+//go:build linux
+
+// Command daemon benchmarks the azure-npm binary against the real
+// kube-apiserver at the reference scale (10,000 pods, 100 namespaces,
+// 1,000 policies, 250 pods on the node): time from start to ready, event ->
+// enforced latency (API write accepted -> the node's daemon reports it
+// programmed in the kernel) for pod add, label change and policy add, and
+// the daemon's RSS and CPU.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/open-acn/acn/internal/benchfmt"
+	"github.com/open-acn/acn/internal/scaleworld"
+	"github.com/open-acn/acn/test/cluster"
+)
+
+func main() {
+	out := flag.String("out", "out/bench/daemon.json", "result file")
+	samples := flag.Int("samples", 40, "events measured per kind")
+	pods := flag.Int("pods", 10000, "pods in the cluster")
+	policies := flag.Int("policies", 1000, "policies in the cluster")
+	flag.Parse()
+	if err := run(*out, *samples, *pods, *policies); err != nil {
+		fmt.Fprintln(os.Stderr, "bench daemon:", err)
+		os.Exit(1)
+	}
+}
+
+func run(out string, samples, nPods, nPolicies int) error {
+	ctx := context.Background()
+	dir, err := os.MkdirTemp("", "acn-bench-daemon-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	bin, _ := filepath.Abs("out")
+	c, err := cluster.New(ctx, cluster.Config{Nodes: 1, NoNPM: true, BinDir: bin, Dir: dir})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	node := c.Nodes[0]
+	cfg := scaleworld.Default(node.Name)
+	cfg.Pods, cfg.Policies = nPods, nPolicies
+	w := scaleworld.Build(cfg)
+	t0 := time.Now()
+	if err := load(ctx, c.Client, w); err != nil {
+		return err
+	}
+	fmt.Printf("loaded %d namespaces, %d pods, %d policies into the API server in %.1fs\n", len(w.Namespaces), len(w.Pods), len(w.Policies), time.Since(t0).Seconds())
+
+	start := time.Now()
+	if err := node.StartNPM(ctx); err != nil {
+		return err
+	}
+	coldReady := time.Since(start)
+	pid := node.NPMPid()
+	cpuCold := cpuSeconds(pid)
+	params := map[string]string{"pods": strconv.Itoa(nPods), "policies": strconv.Itoa(nPolicies), "local_pods": strconv.Itoa(cfg.Local), "dataplane": "iptables"}
+	rs := []benchfmt.Result{
+		{Name: "npm_daemon_start_to_ready", Value: coldReady.Seconds(), Unit: "s", Params: params},
+		{Name: "npm_daemon_cpu_to_ready", Value: cpuCold, Unit: "cpu-s", Params: params},
+	}
+
+	measure := func(kind string, f func(i int) (cluster.Write, error)) error {
+		var lat []float64
+		for i := 0; i < samples; i++ {
+			wr, err := f(i)
+			if err != nil {
+				return fmt.Errorf("%s %d: %w", kind, i, err)
+			}
+			t := time.Now()
+			for {
+				ok, err := node.ObjectEnforced(wr.Key, wr.RV)
+				if ok {
+					break
+				}
+				if time.Since(t) > 30*time.Second {
+					return fmt.Errorf("%s %d: %s not enforced after 30s (%v)", kind, i, wr.Key, err)
+				}
+				time.Sleep(500 * time.Microsecond)
+			}
+			lat = append(lat, float64(time.Since(t).Microseconds())/1000)
+		}
+		p := map[string]string{"event": kind}
+		for k, v := range params {
+			p[k] = v
+		}
+		rs = append(rs,
+			benchfmt.Result{Name: "npm_event_to_enforced_p50", Value: benchfmt.Percentile(lat, 50), Unit: "ms", Params: p},
+			benchfmt.Result{Name: "npm_event_to_enforced_p99", Value: benchfmt.Percentile(lat, 99), Unit: "ms", Params: p})
+		return nil
+	}
+	cpuBefore, wallBefore := cpuSeconds(pid), time.Now()
+	if err := measure("pod_add", func(i int) (cluster.Write, error) {
+		p := scaleworld.Pod("ns1", fmt.Sprintf("new%d", i), fmt.Sprintf("10.250.0.%d", i+2), map[string]string{"app": "app-3", "tier": "api"})
+		p.Spec.NodeName = node.Name
+		return createPod(ctx, c.Client, p)
+	}); err != nil {
+		return err
+	}
+	if err := measure("label_change", func(i int) (cluster.Write, error) {
+		return c.SetPodLabels(ctx, "ns1", fmt.Sprintf("new%d", i), map[string]string{"app": "app-4", "tier": "db"})
+	}); err != nil {
+		return err
+	}
+	if err := measure("policy_add", func(i int) (cluster.Write, error) {
+		np := scaleworld.Policy(fmt.Sprintf("ns%d", i%cfg.Namespaces), fmt.Sprintf("extra%d", i), i%10, i)
+		return c.CreatePolicy(ctx, np)
+	}); err != nil {
+		return err
+	}
+	cpuSteady := (cpuSeconds(pid) - cpuBefore) / time.Since(wallBefore).Seconds()
+	rss, hwm := memKiB(pid)
+	rs = append(rs,
+		benchfmt.Result{Name: "npm_daemon_rss", Value: float64(rss) / 1024, Unit: "MiB", Params: params},
+		benchfmt.Result{Name: "npm_daemon_rss_peak", Value: float64(hwm) / 1024, Unit: "MiB", Params: params},
+		benchfmt.Result{Name: "npm_daemon_cpu_during_events", Value: cpuSteady * 100, Unit: "%cpu", Params: params})
+	benchfmt.PrintTable(os.Stdout, rs)
+	return benchfmt.WriteJSON(out, rs)
+}
+
+func createPod(ctx context.Context, cs kubernetes.Interface, p *corev1.Pod) (cluster.Write, error) {
+	status := p.Status
+	created, err := cs.CoreV1().Pods(p.Namespace).Create(ctx, p, metav1.CreateOptions{})
+	if err != nil {
+		return cluster.Write{}, err
+	}
+	created.Status = status
+	updated, err := cs.CoreV1().Pods(p.Namespace).UpdateStatus(ctx, created, metav1.UpdateOptions{})
+	if err != nil {
+		return cluster.Write{}, err
+	}
+	rv, _ := strconv.ParseUint(updated.ResourceVersion, 10, 64)
+	return cluster.Write{Key: "pod/" + p.Namespace + "/" + p.Name, RV: rv}, nil
+}
+
+// load creates the world with parallel clients (pods need a create and a
+// status update each).
+func load(ctx context.Context, cs kubernetes.Interface, w *scaleworld.World) error {
+	for _, ns := range w.Namespaces {
+		if _, err := cs.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil {
+			return err
+		}
+	}
+	var mu sync.Mutex
+	var firstErr error
+	work := make(chan func() error)
+	var wg sync.WaitGroup
+	for i := 0; i < 16; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for f := range work {
+				if err := f(); err != nil {
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = err
+					}
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for _, p := range w.Pods {
+		p := p
+		work <- func() error { _, err := createPod(ctx, cs, p); return err }
+	}
+	for _, np := range w.Policies {
+		np := np
+		work <- func() error {
+			_, err := cs.NetworkingV1().NetworkPolicies(np.Namespace).Create(ctx, np, metav1.CreateOptions{})
+			return err
+		}
+	}
+	close(work)
+	wg.Wait()
+	return firstErr
+}
+
+func cpuSeconds(pid int) float64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(data)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return (ut + st) / 100 // USER_HZ
+}
+
+func memKiB(pid int) (rss, hwm int) {
+	data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 2 {
+			switch f[0] {
+			case "VmRSS:":
+				rss, _ = strconv.Atoi(f[1])
+			case "VmHWM:":
+				hwm, _ = strconv.Atoi(f[1])
+			}
+		}
+	}
+	return rss, hwm
+}
