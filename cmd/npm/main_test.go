@@ -1,0 +1,57 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestCommandLine(t *testing.T) {
+	dir := t.TempDir()
+	badCfg := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(badCfg, []byte("nope: 1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name      string
+		args      []string
+		wantUsage bool   // exit code 2
+		wantOut   string // on stdout
+		wantErr   string
+	}{
+		{"version flag", []string{"--version"}, false, "azure-npm v", ""},
+		{"version command", []string{"version"}, false, "azure-npm v", ""},
+		{"no command", nil, true, "", "no command"},
+		{"unknown command", []string{"frobnicate"}, true, "", `unknown command "frobnicate"`},
+		{"unknown flag", []string{"start", "--bogus"}, true, "", "flag provided but not defined: -bogus"},
+		{"unreadable config", []string{"start", "--config", filepath.Join(dir, "missing.yaml")}, true, "", "no such file"},
+		{"unknown config key", []string{"start", "--config", badCfg}, true, "", `unknown field "nope"`},
+		{"bad dataplane flag", []string{"start", "--dataplane", "ebpf", "--node-name", "n"}, true, "", `dataplane "ebpf"`},
+		{"explain without endpoints", []string{"explain", "--port", "80"}, true, "", "--from, --to and --port are required"},
+		{"explain bad port", []string{"explain", "--from", "a/b", "--to", "10.0.0.1", "--port", "99999"}, true, "", `port "99999"`},
+		{"start help", []string{"start", "--help"}, false, "-metrics-addr", ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var out bytes.Buffer
+			err := run(context.Background(), tc.args, &out)
+			var ue usageError
+			if got := errors.As(err, &ue); got != tc.wantUsage {
+				t.Fatalf("usage error = %v (err %v), want %v", got, err, tc.wantUsage)
+			}
+			if tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
+				t.Fatalf("error %v, want it to contain %q", err, tc.wantErr)
+			}
+			if tc.wantErr == "" && err != nil {
+				t.Fatalf("unexpected error %v", err)
+			}
+			if !strings.Contains(out.String(), tc.wantOut) {
+				t.Fatalf("stdout %q lacks %q", out.String(), tc.wantOut)
+			}
+		})
+	}
+}
