@@ -247,7 +247,7 @@ func sortedKeys[T any](m map[string]T) []string {
 
 // diffObjects compares have and want, over the named sets and chains only
 // (nil: every object of either).
-func diffObjects(have, want *objects, setNames, chainNames map[string]struct{}) *objDiff {
+func diffObjects(have, want *objects, setNames, chainNames map[string]struct{}, pending map[string]*delta) *objDiff {
 	d := &objDiff{table: want.table && !have.table}
 	if setNames == nil {
 		setNames = map[string]struct{}{}
@@ -270,6 +270,17 @@ func diffObjects(have, want *objects, setNames, chainNames map[string]struct{}) 
 	for _, n := range sortedKeys(setNames) {
 		h, w := have.sets[n], want.sets[n]
 		if h == w {
+			// shared object patched in place: its pending changes
+			if p := pending[n]; p != nil && len(p.add)+len(p.rm) > 0 {
+				sd := &setDiff{name: n, want: w, have: h}
+				for _, e := range p.rm {
+					sd.rm = append(sd.rm, e)
+				}
+				for _, e := range p.add {
+					sd.add = append(sd.add, e)
+				}
+				d.sets = append(d.sets, sd)
+			}
 			continue
 		}
 		switch {
@@ -285,8 +296,7 @@ func diffObjects(have, want *objects, setNames, chainNames map[string]struct{}) 
 				continue
 			}
 			sd := &setDiff{name: n, want: w, have: h}
-			for _, id := range sortedKeys(w.elems) {
-				we := w.elems[id]
+			for id, we := range w.elems {
 				he, ok := h.elems[id]
 				if !ok {
 					sd.add = append(sd.add, we)
@@ -295,9 +305,9 @@ func diffObjects(have, want *objects, setNames, chainNames map[string]struct{}) 
 					sd.add = append(sd.add, we)
 				}
 			}
-			for _, id := range sortedKeys(h.elems) {
+			for id, he := range h.elems {
 				if _, ok := w.elems[id]; !ok {
-					sd.rm = append(sd.rm, h.elems[id])
+					sd.rm = append(sd.rm, he)
 				}
 			}
 			if len(sd.add) == 0 && len(sd.rm) == 0 {
@@ -397,7 +407,7 @@ func gchain(c *kchain) *gnft.Chain {
 func (t *tx) replaceTable(want *objects) {
 	t.deleteTable()
 	t.c.AddTable(table)
-	d := diffObjects(newObjects(), want, nil, nil)
+	d := diffObjects(newObjects(), want, nil, nil, nil)
 	t.apply(d)
 }
 

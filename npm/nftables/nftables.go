@@ -43,6 +43,8 @@ type Dataplane struct {
 	// dirty names objects of want that may differ from have.
 	dirtySets   map[string]struct{}
 	dirtyChains map[string]struct{}
+	// pending are element changes of sets that have and want share.
+	pending map[string]*delta
 
 	// model caches
 	last    *policy.State
@@ -51,6 +53,11 @@ type Dataplane struct {
 	groups  map[policy.Direction][]*policy.Group
 	grpObjs []*kchain
 	names   map[string]string // kernel name -> origin key (collision detection)
+}
+
+// delta is the element changes of one set not yet in the kernel.
+type delta struct {
+	add, rm map[string]kelem
 }
 
 // objects is one picture of the table's content.
@@ -82,6 +89,7 @@ func (d *Dataplane) reset() {
 	d.have = nil
 	d.want = newObjects()
 	d.dirtySets, d.dirtyChains = map[string]struct{}{}, map[string]struct{}{}
+	d.pending = map[string]*delta{}
 	d.last = policy.NewState()
 	d.setObjs, d.polObjs = map[string][]*kset{}, map[string][]*kchain{}
 	d.groups = map[policy.Direction][]*policy.Group{}
@@ -136,13 +144,16 @@ func (d *Dataplane) updateWant(desired *policy.State, changes *policy.Changes) e
 	}
 	// model sets
 	for id := range changes.Sets {
+		s := desired.Sets[id]
+		if old := d.last.Sets[id]; old != nil && s != nil && d.patchSet(old, s) {
+			continue
+		}
 		for _, ks := range d.setObjs[id] {
 			delete(d.want.sets, ks.name)
 			d.dirtySets[ks.name] = struct{}{}
 		}
 		delete(d.setObjs, id)
 		delete(d.last.Sets, id)
-		s := desired.Sets[id]
 		if s == nil {
 			continue
 		}
@@ -213,8 +224,7 @@ func (d *Dataplane) updateWant(desired *policy.State, changes *policy.Changes) e
 			d.dirtyChains[kc.name] = struct{}{}
 		}
 		for _, m := range maps {
-			d.want.sets[m.name] = m
-			d.dirtySets[m.name] = struct{}{}
+			d.patchMap(m)
 		}
 	}
 	if _, ok := d.want.chains[ChainEgress]; !ok {
@@ -222,16 +232,113 @@ func (d *Dataplane) updateWant(desired *policy.State, changes *policy.Changes) e
 			d.want.chains[kc.name] = kc
 			d.dirtyChains[kc.name] = struct{}{}
 		}
-		if len(d.want.sets) == 0 || d.want.sets[MapIngress4] == nil {
+		if d.want.sets[MapIngress4] == nil {
 			_, maps := renderGroups(nil, nil)
 			for _, m := range maps {
-				d.want.sets[m.name] = m
-				d.dirtySets[m.name] = struct{}{}
+				d.patchMap(m)
 			}
 		}
 	}
 	d.want.table = true
 	return nil
+}
+
+// patchSet updates a pod or named-port set in place when only its
+// members changed: the kernel sets get just the added and removed
+// elements (recorded in pending), at a cost proportional to the set rather
+// than a re-render, sort and compare. false: re-render instead.
+func (d *Dataplane) patchSet(old, s *policy.Set) bool {
+	if old.Kind != s.Kind || s.Kind == policy.SetNet || old.Key != s.Key || len(d.setObjs[s.ID]) != len(policy.Families) {
+		return false
+	}
+	byFam := map[policy.Family]*kset{}
+	for _, ks := range d.setObjs[s.ID] {
+		byFam[ks.family()] = ks
+	}
+	elem := func(m policy.Member) kelem {
+		if s.Kind == policy.SetIPPort {
+			return kelem{key: ipPortKey(m), text: m.String()}
+		}
+		return kelem{key: addrKey(m.Prefix.Addr()), text: m.String()}
+	}
+	for m := range s.Members {
+		if _, ok := old.Members[m]; !ok {
+			d.patch(byFam[m.Family()], elem(m), true)
+			old.Members[m] = struct{}{}
+		}
+	}
+	for m := range old.Members {
+		if _, ok := s.Members[m]; !ok {
+			d.patch(byFam[m.Family()], elem(m), false)
+			delete(old.Members, m)
+		}
+	}
+	old.Comment = s.Comment
+	return true
+}
+
+// patchMap makes the dispatch map of want equal to m, in place.
+func (d *Dataplane) patchMap(m *kset) {
+	cur := d.want.sets[m.name]
+	if cur == nil {
+		d.want.sets[m.name] = m
+		d.dirtySets[m.name] = struct{}{}
+		return
+	}
+	for id, e := range m.elems {
+		if c, ok := cur.elems[id]; !ok || c.chain != e.chain {
+			d.patch(cur, e, true)
+		}
+	}
+	for id, e := range cur.elems {
+		if _, ok := m.elems[id]; !ok {
+			d.patch(cur, e, false)
+		}
+	}
+}
+
+// patch adds (or removes) one element of a want set in place. When the
+// kernel is known to hold that very object (have shares it), the change
+// is also recorded in pending so the next transaction carries only it;
+// otherwise the next sync compares the whole set.
+func (d *Dataplane) patch(ks *kset, e kelem, add bool) {
+	id := elemID(e.key, e.end)
+	old, had := ks.elems[id]
+	if add {
+		ks.elems[id] = e
+	} else {
+		delete(ks.elems, id)
+	}
+	d.dirtySets[ks.name] = struct{}{}
+	if d.have == nil || d.have.sets[ks.name] != ks {
+		return
+	}
+	p := d.pending[ks.name]
+	if p == nil {
+		p = &delta{add: map[string]kelem{}, rm: map[string]kelem{}}
+		d.pending[ks.name] = p
+	}
+	// invariant: want = kernel + p.add - p.rm; p.add is not in the kernel,
+	// p.rm is.
+	if add {
+		if had {
+			if _, pendingAdd := p.add[id]; !pendingAdd {
+				p.rm[id] = old // the kernel holds the old value
+			}
+		} else if _, inKernel := p.rm[id]; inKernel && p.rm[id].chain == e.chain {
+			delete(p.rm, id)
+			return
+		}
+		p.add[id] = e
+		return
+	}
+	if _, pendingAdd := p.add[id]; pendingAdd {
+		delete(p.add, id)
+		return
+	}
+	if had {
+		p.rm[id] = old
+	}
 }
 
 // claim records that a kernel name belongs to origin and refuses a second
@@ -259,7 +366,7 @@ func (d *Dataplane) replace(ctx context.Context) error {
 		d.log.Warn("cannot read the previous nftables table; replacing it blind", zap.Error(err))
 		old = newObjects()
 	}
-	diff := diffObjects(old, d.want, nil, nil)
+	diff := diffObjects(old, d.want, nil, nil, nil)
 	d.logDiff(diff)
 	tx := newTx(c)
 	tx.replaceTable(d.want)
@@ -305,6 +412,7 @@ func (d *Dataplane) committed(sets, chains map[string]struct{}) {
 	}
 	d.have.table = true
 	d.dirtySets, d.dirtyChains = map[string]struct{}{}, map[string]struct{}{}
+	d.pending = map[string]*delta{}
 	// forget names no object uses any more
 	if len(d.names) > 2*(len(d.want.sets)+len(d.want.chains))+64 {
 		keep := map[string]string{}
@@ -339,13 +447,14 @@ func (d *Dataplane) sync(ctx context.Context, readBack bool) (int, error) {
 	}
 	var diff *objDiff
 	if all {
-		diff = diffObjects(d.have, d.want, nil, nil)
+		diff = diffObjects(d.have, d.want, nil, nil, nil)
 	} else {
-		diff = diffObjects(d.have, d.want, d.dirtySets, d.dirtyChains)
+		diff = diffObjects(d.have, d.want, d.dirtySets, d.dirtyChains, d.pending)
 	}
 	n := diff.count()
 	if n == 0 {
 		d.dirtySets, d.dirtyChains = map[string]struct{}{}, map[string]struct{}{}
+		d.pending = map[string]*delta{}
 		return 0, nil
 	}
 	d.logDiff(diff)
@@ -361,6 +470,7 @@ func (d *Dataplane) sync(ctx context.Context, readBack bool) (int, error) {
 		// Atomic: nothing changed, unless only the acknowledgements were
 		// lost. Either way, read the kernel back before the next change.
 		d.have = nil
+		d.pending = map[string]*delta{}
 		return 0, fmt.Errorf("nftables: transaction (%d objects): %w", n, err)
 	}
 	if all || diff.recreate {

@@ -42,6 +42,13 @@ type kelem struct {
 	text  string // readable member, for logs
 }
 
+func (s *kset) family() policy.Family {
+	if len(s.name) > 1 && s.name[1] == '6' || s.name == MapIngress6 || s.name == MapEgress6 {
+		return policy.IPv6
+	}
+	return policy.IPv4
+}
+
 func elemID(key []byte, end bool) string {
 	if end {
 		return string(key) + "\x01"

@@ -87,8 +87,8 @@ func (tp *Topo) Engine(pols ...*networkingv1.NetworkPolicy) *translate.Engine {
 // ---- builders ----
 
 // IntPort and NamedPort build policy ports.
-func IntPort(p int) *intstr.IntOrString        { v := intstr.FromInt32(int32(p)); return &v }
-func NamedPort(s string) *intstr.IntOrString   { v := intstr.FromString(s); return &v }
+func IntPort(p int) *intstr.IntOrString         { v := intstr.FromInt32(int32(p)); return &v }
+func NamedPort(s string) *intstr.IntOrString    { v := intstr.FromString(s); return &v }
 func protoP(p corev1.Protocol) *corev1.Protocol { return &p }
 func int32p(v int32) *int32                     { return &v }
 
@@ -111,7 +111,9 @@ func np(ns, name string, spec networkingv1.NetworkPolicySpec) *networkingv1.Netw
 
 func ports(ps ...networkingv1.NetworkPolicyPort) []networkingv1.NetworkPolicyPort { return ps }
 
-func tcp(p int) networkingv1.NetworkPolicyPort { return networkingv1.NetworkPolicyPort{Port: IntPort(p)} }
+func tcp(p int) networkingv1.NetworkPolicyPort {
+	return networkingv1.NetworkPolicyPort{Port: IntPort(p)}
+}
 
 var (
 	ingressOnly = []networkingv1.PolicyType{networkingv1.PolicyTypeIngress}
