@@ -7,6 +7,7 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // Expect is what CHECK compares with the kernel: the pod interface's
@@ -58,7 +59,7 @@ func Check(h *netlink.Handle, e Expect) error {
 		return &NetnsError{Path: e.Netns, Err: err}
 	}
 	defer podNS.Close()
-	podH, err := netlink.NewHandleAt(podNS)
+	podH, err := netlink.NewHandleAt(podNS, unix.NETLINK_ROUTE)
 	if err != nil {
 		return err
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // TransparentGateway is the pod's next hop in transparent mode. It exists
@@ -80,7 +81,7 @@ func Setup(h *netlink.Handle, s Spec, hook Hook) (ep *Endpoint, err error) {
 		return nil, &NetnsError{Path: s.Netns, Err: err}
 	}
 	defer podNS.Close()
-	podH, err := netlink.NewHandleAt(podNS)
+	podH, err := netlink.NewHandleAt(podNS, unix.NETLINK_ROUTE)
 	if err != nil {
 		return nil, fmt.Errorf("netlink in %s: %w", s.Netns, err)
 	}
@@ -267,7 +268,7 @@ func Teardown(h *netlink.Handle, containerID, ifName, netnsPath string) (bool, e
 		return false, nil // namespace gone: nothing left in it
 	}
 	defer podNS.Close()
-	podH, err := netlink.NewHandleAt(podNS)
+	podH, err := netlink.NewHandleAt(podNS, unix.NETLINK_ROUTE)
 	if err != nil {
 		return false, err
 	}

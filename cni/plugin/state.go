@@ -13,6 +13,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
 
 	"github.com/open-acn/acn/cni/config"
 	"github.com/open-acn/acn/cni/ipam"
@@ -117,7 +118,13 @@ type tx struct {
 
 // locked runs f with the node-wide lock held. It is the only place state
 // files are written. Nothing in f may do netlink or HTTP work.
-func (r *runner) locked(f func(t *tx) error) error {
+func (r *runner) locked(f func(t *tx) error) error { return r.lockedFiles(true, f) }
+
+// lockedVnet is locked for sections that touch endpoints only (the
+// commit of an ADD): the address file is neither read nor written.
+func (r *runner) lockedVnet(f func(t *tx) error) error { return r.lockedFiles(false, f) }
+
+func (r *runner) lockedFiles(withIPAM bool, f func(t *tx) error) error {
 	start := time.Now()
 	lock, err := store.Acquire(r.paths.lock, time.Duration(r.cfg.LockTimeout))
 	if err != nil {
@@ -141,6 +148,20 @@ func (r *runner) locked(f func(t *tx) error) error {
 		}
 	}
 	t.vnet.normalize()
+	if !withIPAM {
+		if err := f(t); err != nil {
+			return err
+		}
+		if t.dirtyIPAM {
+			return fmt.Errorf("internal: address state changed in an endpoint-only section")
+		}
+		if t.dirtyVnet && r.needVnet {
+			if err := store.Save(r.paths.vnet, t.vnet); err != nil {
+				return stateError(r.paths.vnet, err)
+			}
+		}
+		return nil
+	}
 	if _, aside, err := store.Load(r.paths.ipam, t.ipam); err != nil {
 		if !errors.Is(err, store.ErrCorrupt) {
 			return err
@@ -253,7 +274,7 @@ func processAlive(pid int) bool {
 
 // netlinkHandle opens a handle in the plugin's own namespace (the node).
 func netlinkHandle() (*netlink.Handle, error) {
-	h, err := netlink.NewHandle()
+	h, err := netlink.NewHandle(unix.NETLINK_ROUTE) // route family only: one socket, not three
 	if err != nil {
 		return nil, fmt.Errorf("netlink: %w", err)
 	}

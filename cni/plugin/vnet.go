@@ -127,7 +127,7 @@ func (r *runner) vnetAdd() error {
 	if err != nil {
 		return r.undoAdd(err)
 	}
-	err = r.locked(func(t *tx) error {
+	err = r.lockedVnet(func(t *tx) error {
 		ep := t.vnet.Endpoints[k]
 		if ep == nil { // state rebuilt meanwhile: record it again
 			ep = &Endpoint{ContainerID: a.ContainerID, IfName: a.IfName, Network: cfg.Name, Netns: a.Netns, Mode: cfg.Mode,
