@@ -1,0 +1,227 @@
+//go:build linux
+
+package nftables
+
+import (
+	"context"
+	"net/netip"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/open-acn/acn/internal/netnstest"
+	"github.com/open-acn/acn/npm/policy"
+)
+
+// ---- hand-written models ----
+
+func ip(s string) netip.Addr { return netip.MustParseAddr(s) }
+
+func ipSet(id, comment string, addrs ...string) *policy.Set {
+	s := &policy.Set{ID: id, Kind: policy.SetIP, Key: "key " + id, Comment: comment, Members: map[policy.Member]struct{}{}}
+	for _, a := range addrs {
+		s.Members[policy.AddrMember(ip(a))] = struct{}{}
+	}
+	return s
+}
+
+func netSet(id, comment string, prefixes ...string) *policy.Set {
+	s := &policy.Set{ID: id, Kind: policy.SetNet, Key: "key " + id, Comment: comment, Members: map[policy.Member]struct{}{}}
+	for _, p := range prefixes {
+		s.Members[policy.Member{Prefix: netip.MustParsePrefix(p)}] = struct{}{}
+	}
+	return s
+}
+
+func portSet(id, comment string, members ...policy.Member) *policy.Set {
+	s := &policy.Set{ID: id, Kind: policy.SetIPPort, Key: "key " + id, Comment: comment, Members: map[policy.Member]struct{}{}}
+	for _, m := range members {
+		s.Members[m] = struct{}{}
+	}
+	return s
+}
+
+func state(sets []*policy.Set, pols []*policy.Policy, eps ...*policy.Endpoint) *policy.State {
+	st := policy.NewState()
+	for _, s := range sets {
+		st.Sets[s.ID] = s
+	}
+	for _, p := range pols {
+		st.Policies[p.Key()] = p
+	}
+	for _, e := range eps {
+		st.Endpoints[e.Key()] = e
+	}
+	return st
+}
+
+func ep(ns, name string, ingress, egress []string, ips ...string) *policy.Endpoint {
+	e := &policy.Endpoint{Namespace: ns, Name: name, Ingress: ingress, Egress: egress}
+	for _, a := range ips {
+		e.IPs = append(e.IPs, ip(a))
+	}
+	return e
+}
+
+func listTable(t *testing.T, ns *netnstest.NS) string {
+	t.Helper()
+	return ns.MustExec(t, "nft", "list", "table", "inet", TableName)
+}
+
+// squash normalises `nft list` output: one line per statement, single
+// spaces, element lists joined.
+func squash(s string) string {
+	s = strings.Join(strings.Fields(s), " ")
+	return strings.ReplaceAll(s, ", ", ",")
+}
+
+// TestTableFromModel programs hand-written models and reads the table back
+// with the nft CLI (an independent reader of the kernel): sets with their
+// types, flags and elements, dispatch maps, group and policy chains with
+// the exact rules, base chains with their hooks and priorities.
+func TestTableFromModel(t *testing.T) {
+	netnstest.RequireRoot(t)
+	web := "a/web"
+	cases := []struct {
+		name  string
+		st    *policy.State
+		want  []string // substrings of the squashed table
+		avoid []string
+	}{
+		{
+			name: "pod set, numeric port, range, any port",
+			st: state([]*policy.Set{ipSet("iA", "pods in ns a with app=cli", "10.0.0.1", "10.0.0.2", "fd00::1")},
+				[]*policy.Policy{{Namespace: "a", Name: "web", Ingress: true, IngressRules: []policy.Rule{{
+					Peers:   []policy.Peer{{SetID: "iA"}},
+					Ports:   []policy.Port{{Protocol: policy.TCP, Port: 80}, {Protocol: policy.UDP, Port: 50, EndPort: 60}, {Protocol: policy.SCTP}},
+					Comment: "from cli"}}}},
+				ep("a", "web-0", []string{web}, nil, "10.0.0.9", "fd00::9")),
+			want: []string{
+				`set s4-iA { type ipv4_addr comment "pods in ns a with app=cli" elements = { 10.0.0.1,10.0.0.2 } }`,
+				`set s6-iA { type ipv6_addr comment "pods in ns a with app=cli" elements = { fd00::1 } }`,
+				`chain ` + PolicyChain(policy.Ingress, web) + ` { ip saddr @s4-iA tcp dport 80 accept comment "a/web ingress rule 0: from cli" ip saddr @s4-iA udp dport 50-60 accept comment "a/web ingress rule 0: from cli" ip saddr @s4-iA meta l4proto sctp accept comment "a/web ingress rule 0: from cli" ip6 saddr @s6-iA tcp dport 80 accept`,
+				`map ingress4 { type ipv4_addr : verdict comment "local pods isolated for ingress" elements = { 10.0.0.9 : goto gi-`,
+				`map ingress6 { type ipv6_addr : verdict comment "local pods isolated for ingress" elements = { fd00::9 : goto gi-`,
+				`jump ` + PolicyChain(policy.Ingress, web) + ` comment "policy a/web" drop comment "default deny ingress for pods selected by a/web" }`,
+				`chain egress { type filter hook forward priority filter - 10; policy accept; ct state established,related accept comment "only new connections are evaluated" ip saddr vmap @egress4 comment "egress dispatch by local pod" ip6 saddr vmap @egress6 comment "egress dispatch by local pod" }`,
+				`chain ingress { type filter hook forward priority filter - 5; policy accept; ct state established,related accept comment "only new connections are evaluated" ip daddr vmap @ingress4 comment "ingress dispatch by local pod" ip6 daddr vmap @ingress6`,
+				`map egress4 { type ipv4_addr : verdict comment "local pods isolated for egress" }`,
+			},
+			avoid: []string{PolicyChain(policy.Egress, web)},
+		},
+		{
+			name: "ipBlock with except as interval sets, only in its families",
+			st: state([]*policy.Set{
+				netSet("nB", "ipBlock 10.0.0.0/16 except 10.0.1.0/24", "10.0.0.0/24", "10.0.2.0/23", "10.0.4.0/22", "10.0.8.0/21", "10.0.16.0/20", "10.0.32.0/19", "10.0.64.0/18", "10.0.128.0/17"),
+				netSet("nC", "ipBlock ::/0", "::/1", "8000::/1"),
+				netSet("nD", "ipBlock 0.0.0.0/0 except 128.0.0.0/1", "0.0.0.0/1"),
+			},
+				[]*policy.Policy{{Namespace: "a", Name: "web", Egress: true, EgressRules: []policy.Rule{{
+					Peers: []policy.Peer{{SetID: "nB"}, {SetID: "nC"}, {SetID: "nD"}}, Comment: "to blocks"}}}},
+				ep("a", "web-0", nil, []string{web}, "10.0.0.9")),
+			want: []string{
+				`set s4-nB { type ipv4_addr flags interval comment "ipBlock 10.0.0.0/16 except 10.0.1.0/24" elements = { 10.0.0.0/24,10.0.2.0/23,10.0.4.0/22,10.0.8.0/21,10.0.16.0/20,10.0.32.0/19,10.0.64.0/18,10.0.128.0/17 } }`,
+				`set s6-nC { type ipv6_addr flags interval comment "ipBlock ::/0" elements = { ::/1,8000::/1 } }`,
+				`set s4-nD { type ipv4_addr flags interval comment "ipBlock 0.0.0.0/0 except 128.0.0.0/1" elements = { 0.0.0.0/1 } }`,
+				`ip daddr @s4-nB accept comment "a/web egress rule 0: to blocks" ip6 daddr @s6-nC accept comment "a/web egress rule 0: to blocks" ip daddr @s4-nD accept`,
+				`map egress4 { type ipv4_addr : verdict comment "local pods isolated for egress" elements = { 10.0.0.9 : goto ge-`,
+			},
+			avoid: []string{"s6-nB", "s4-nC", "s6-nD"},
+		},
+		{
+			name: "named port as a concatenation, empty rule, deny-all policy",
+			st: state([]*policy.Set{portSet("pH", "named port http/TCP of pods in ns a",
+				policy.Member{Prefix: netip.MustParsePrefix("10.0.0.9/32"), Protocol: policy.TCP, Port: 8080},
+				policy.Member{Prefix: netip.MustParsePrefix("fd00::9/128"), Protocol: policy.TCP, Port: 8080})},
+				[]*policy.Policy{
+					{Namespace: "a", Name: "web", Ingress: true, IngressRules: []policy.Rule{
+						{Ports: []policy.Port{{Protocol: policy.TCP, Name: "http", SetID: "pH"}}, Comment: "any peer"},
+						{Comment: "everything"}}},
+					{Namespace: "a", Name: "deny", Ingress: true, Egress: true},
+				},
+				ep("a", "web-0", []string{"a/deny", web}, []string{"a/deny"}, "10.0.0.9", "fd00::9")),
+			want: []string{
+				`set s4-pH { type ipv4_addr . inet_proto . inet_service comment "named port http/TCP of pods in ns a" elements = { 10.0.0.9 . tcp . 8080 } }`,
+				`set s6-pH { type ipv6_addr . inet_proto . inet_service comment "named port http/TCP of pods in ns a" elements = { fd00::9 . tcp . 8080 } }`,
+				`ip daddr . meta l4proto . th dport @s4-pH accept comment "a/web ingress rule 0: any peer" ip6 daddr . meta l4proto . th dport @s6-pH accept comment "a/web ingress rule 0: any peer" accept comment "a/web ingress rule 1: everything" }`,
+				`chain ` + PolicyChain(policy.Ingress, "a/deny") + ` { }`,
+				`chain ` + PolicyChain(policy.Egress, "a/deny") + ` { }`,
+				`jump ` + PolicyChain(policy.Ingress, "a/deny") + ` comment "policy a/deny" jump ` + PolicyChain(policy.Ingress, web) + ` comment "policy a/web" drop`,
+			},
+		},
+	}
+	ctx := context.Background()
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			ns := netnstest.New(t, "nft-table")
+			d, _ := New(Options{NetNSPath: ns.Path})
+			if err := d.Apply(ctx, c.st, nil); err != nil {
+				t.Fatal(err)
+			}
+			got := squash(listTable(t, ns))
+			for _, w := range c.want {
+				if !strings.Contains(got, squash(w)) {
+					t.Errorf("table lacks\n  %s\ngot\n  %s", w, got)
+				}
+			}
+			for _, a := range c.avoid {
+				if strings.Contains(got, a) {
+					t.Errorf("table has %q:\n%s", a, got)
+				}
+			}
+			// Only our table exists, and read-back equals what was written.
+			if tabs := ns.MustExec(t, "nft", "list", "tables"); strings.TrimSpace(tabs) != "table inet "+TableName {
+				t.Errorf("tables: %q", tabs)
+			}
+			if n, err := d.Reconcile(ctx); err != nil || n != 0 {
+				t.Errorf("reconcile after apply: %d, %v", n, err)
+			}
+		})
+	}
+}
+
+// TestRestartEqualsColdStart: a process that starts over a previous run's
+// table (with policies it no longer has and members that changed) ends with
+// exactly the table a cold start programs.
+func TestRestartEqualsColdStart(t *testing.T) {
+	netnstest.RequireRoot(t)
+	ctx := context.Background()
+	mk := func(extra bool) *policy.State {
+		sets := []*policy.Set{ipSet("iA", "pods a", "10.0.0.1"), netSet("nB", "block", "10.1.0.0/16")}
+		pols := []*policy.Policy{{Namespace: "a", Name: "web", Ingress: true, IngressRules: []policy.Rule{{Peers: []policy.Peer{{SetID: "iA"}}}}}}
+		eps := []*policy.Endpoint{ep("a", "web-0", []string{"a/web"}, nil, "10.0.0.9")}
+		if extra {
+			sets[0] = ipSet("iA", "pods a", "10.0.0.1", "10.0.0.3", "fd00::3")
+			sets = append(sets, ipSet("iOld", "old pods", "10.0.0.7"))
+			pols = append(pols, &policy.Policy{Namespace: "a", Name: "old", Ingress: true, Egress: true,
+				IngressRules: []policy.Rule{{Peers: []policy.Peer{{SetID: "iOld"}, {SetID: "nB"}}}}})
+			eps = []*policy.Endpoint{ep("a", "web-0", []string{"a/old", "a/web"}, []string{"a/old"}, "10.0.0.9"), ep("a", "x", []string{"a/old"}, nil, "10.0.0.10")}
+		}
+		return state(sets, pols, eps...)
+	}
+	restarted := netnstest.New(t, "nft-restart")
+	d1, _ := New(Options{NetNSPath: restarted.Path})
+	if err := d1.Apply(ctx, mk(true), nil); err != nil {
+		t.Fatal(err)
+	}
+	d2, _ := New(Options{NetNSPath: restarted.Path})
+	if err := d2.Apply(ctx, mk(false), nil); err != nil {
+		t.Fatal(err)
+	}
+	cold := netnstest.New(t, "nft-cold")
+	d3, _ := New(Options{NetNSPath: cold.Path})
+	if err := d3.Apply(ctx, mk(false), nil); err != nil {
+		t.Fatal(err)
+	}
+	norm := func(s string) string {
+		ls := strings.Split(s, "\n")
+		sort.Strings(ls)
+		return strings.Join(ls, "\n")
+	}
+	if a, b := norm(listTable(t, restarted)), norm(listTable(t, cold)); a != b {
+		t.Errorf("restarted table differs from a cold start:\n%s\n----\n%s", listTable(t, restarted), listTable(t, cold))
+	}
+	if strings.Contains(listTable(t, restarted), PolicyChain(policy.Ingress, "a/old")) {
+		t.Error("stale chain survived")
+	}
+}
