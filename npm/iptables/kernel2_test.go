@@ -244,7 +244,7 @@ func TestKernelPropertyMatchesOracle(t *testing.T) {
 				sem <- struct{}{}
 				go func(i int, p pr) {
 					defer wg.Done()
-					got[i] = tp.probe(p.src, tp.addr(p.dst, p.fam), policy.Protocol(p.proto), p.port)
+					got[i] = tp.probeWant(p.src, tp.addr(p.dst, p.fam), policy.Protocol(p.proto), p.port, o.allowed(tp.addr(p.src, p.fam), tp.addr(p.dst, p.fam), p.proto, p.port))
 					<-sem
 				}(i, p)
 			}

@@ -102,7 +102,7 @@ func (tp *topo) check(t *testing.T, exps []expect) {
 			wg.Add(1)
 			go func(e expect, fam int) {
 				defer wg.Done()
-				out <- res{e, fam, tp.probe(e.src, tp.addr(e.dst, fam), e.proto, e.port)}
+				out <- res{e, fam, tp.probeWant(e.src, tp.addr(e.dst, fam), e.proto, e.port, e.allow)}
 			}(e, fam)
 		}
 	}

@@ -219,6 +219,17 @@ func (tp *topo) probe(src int, dstIP string, proto policy.Protocol, port int) bo
 	return ok
 }
 
+// probeWant is probe with retries when the connection is expected to be
+// allowed and did not get through (a loaded CI machine can miss the
+// timeout); an allowed connection that should be denied is never retried.
+func (tp *topo) probeWant(src int, dstIP string, proto policy.Protocol, port int, want bool) bool {
+	got := tp.probe(src, dstIP, proto, port)
+	for i := 0; i < 2 && want && !got; i++ {
+		got = tp.probe(src, dstIP, proto, port)
+	}
+	return got
+}
+
 // sendSCTPInit sends one SCTP INIT chunk on a raw socket (this kernel has
 // no SCTP sockets; netfilter still parses SCTP).
 func sendSCTPInit(dst string, port int, tag uint32) error {
