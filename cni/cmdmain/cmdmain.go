@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 	"strings"
 
 	"github.com/containernetworking/cni/pkg/skel"
@@ -70,6 +71,11 @@ func NewLogger(defaultFile string) func(cfg *config.NetConf) *zap.Logger {
 
 // Main runs a plugin binary.
 func Main(name, defaultLogFile string) {
+	// A plugin lives for milliseconds and allocates a few MB: garbage
+	// collection would only burn CPU that parallel ADDs on a small node
+	// need. The memory limit keeps a safety net (GC starts near it).
+	debug.SetGCPercent(-1)
+	debug.SetMemoryLimit(256 << 20)
 	if code, exit := Args(name, os.Args[1:], os.Stdout, os.Stderr); exit {
 		os.Exit(code)
 	}

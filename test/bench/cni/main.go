@@ -20,7 +20,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -37,13 +36,42 @@ import (
 
 const refDir = "/usr/lib/cni"
 
-var keepLogs string
+var (
+	keepLogs string
+	passes   int
+)
+
+// sampleSet pools one configuration's latencies over the passes.
+type sampleSet struct {
+	addSeq, delSeq, addPar, delPar []float64
+	parPods                        int
+	parWall                        time.Duration
+}
+
+func (s *sampleSet) results(tg target, par int) []benchfmt.Result {
+	params := func(conc int) map[string]string {
+		return map[string]string{"plugin": tg.plugin, "mode": tg.mode, "concurrency": strconv.Itoa(conc)}
+	}
+	var rs []benchfmt.Result
+	emit := func(op string, conc int, samples []float64) {
+		for _, p := range []float64{50, 99} {
+			rs = append(rs, benchfmt.Result{Name: fmt.Sprintf("cni_%s_latency_p%.0f", op, p), Value: round2(benchfmt.Percentile(samples, p)), Unit: "ms", Params: params(conc)})
+		}
+	}
+	emit("add", 1, s.addSeq)
+	emit("del", 1, s.delSeq)
+	emit("add", par, s.addPar)
+	rs = append(rs, benchfmt.Result{Name: "cni_add_throughput", Value: round2(float64(s.parPods) / s.parWall.Seconds()), Unit: "pods/s", Params: params(par)})
+	emit("del", par, s.delPar)
+	return rs
+}
 
 func main() {
 	out := flag.String("out", "out/bench/cni.json", "write the results as JSON here")
 	seq := flag.Int("n", 100, "sequential ADDs per configuration")
 	par := flag.Int("parallel", 16, "concurrent ADDs in the parallel run")
 	perWorker := flag.Int("per-worker", 8, "ADDs per concurrent worker in the parallel run")
+	flag.IntVar(&passes, "passes", 2, "interleaved passes over the configurations (samples are split between them)")
 	flag.StringVar(&keepLogs, "keep-logs", "", "copy azure-vnet's log of each mode into this directory (per-step timings)")
 	flag.Parse()
 	if err := run(*out, *seq, *par, *perWorker); err != nil {
@@ -110,14 +138,26 @@ func run(out string, seq, par, perWorker int) error {
 		}, "1.0.0"},
 	}
 
-	var results []benchfmt.Result
-	for _, tg := range targets {
-		fmt.Fprintf(os.Stderr, "%s %s...\n", tg.plugin, tg.mode)
-		rs, err := measure(binDir, tg, pods, seq, par, perWorker)
-		if err != nil {
-			return fmt.Errorf("%s %s: %w", tg.plugin, tg.mode, err)
+	// The machine is shared: run the targets in several interleaved passes
+	// (rotating the order) so a burst of someone else's load hits them all
+	// alike, and pool the samples.
+	samples := make([]*sampleSet, len(targets))
+	for i := range samples {
+		samples[i] = &sampleSet{}
+	}
+	for pass := 0; pass < passes; pass++ {
+		for k := range targets {
+			i := (k + pass) % len(targets)
+			tg := targets[i]
+			fmt.Fprintf(os.Stderr, "pass %d/%d: %s %s...\n", pass+1, passes, tg.plugin, tg.mode)
+			if err := measure(binDir, tg, pods, max(1, seq/passes), par, max(1, perWorker/passes), samples[i]); err != nil {
+				return fmt.Errorf("%s %s: %w", tg.plugin, tg.mode, err)
+			}
 		}
-		results = append(results, rs...)
+	}
+	var results []benchfmt.Result
+	for i, tg := range targets {
+		results = append(results, samples[i].results(tg, par)...)
 	}
 	benchfmt.PrintTable(os.Stdout, results)
 	load, _ := os.ReadFile("/proc/loadavg")
@@ -240,10 +280,10 @@ func (e *nsExec) FindInPath(plugin string, paths []string) (string, error) {
 	return e.raw.FindInPath(plugin, paths)
 }
 
-func measure(binDir string, tg target, pods []*pod, seq, par, perWorker int) ([]benchfmt.Result, error) {
+func measure(binDir string, tg target, pods []*pod, seq, par, perWorker int, ss *sampleSet) error {
 	n, err := newNode(len(pods) + 10)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer n.close()
 	if keepLogs != "" {
@@ -259,7 +299,7 @@ func measure(binDir string, tg target, pods []*pod, seq, par, perWorker int) ([]
 	data, _ := json.Marshal(map[string]interface{}{"cniVersion": tg.cniVersion, "name": "bench", "plugins": []interface{}{conf}})
 	list, err := libcni.NetworkConfFromBytes(data)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	ctx := context.Background()
 	round := 0
@@ -287,20 +327,10 @@ func measure(binDir string, tg target, pods []*pod, seq, par, perWorker int) ([]
 	// Warm-up: the first ADD creates the bridge, the page cache gets the binaries.
 	ids(pods[:1])
 	if _, err := add(pods[0]); err != nil {
-		return nil, fmt.Errorf("warm-up ADD: %w", err)
+		return fmt.Errorf("warm-up ADD: %w", err)
 	}
 	if _, err := del(pods[0]); err != nil {
-		return nil, fmt.Errorf("warm-up DEL: %w", err)
-	}
-
-	params := func(conc int) map[string]string {
-		return map[string]string{"plugin": tg.plugin, "mode": tg.mode, "concurrency": strconv.Itoa(conc)}
-	}
-	var rs []benchfmt.Result
-	emit := func(op string, conc int, samples []float64) {
-		for _, p := range []float64{50, 99} {
-			rs = append(rs, benchfmt.Result{Name: fmt.Sprintf("cni_%s_latency_p%.0f", op, p), Value: round2(benchfmt.Percentile(samples, p)), Unit: "ms", Params: params(conc)})
-		}
+		return fmt.Errorf("warm-up DEL: %w", err)
 	}
 
 	// Sequential.
@@ -310,19 +340,19 @@ func measure(binDir string, tg target, pods []*pod, seq, par, perWorker int) ([]
 	for _, p := range sp {
 		d, err := add(p)
 		if err != nil {
-			return nil, fmt.Errorf("ADD: %w", err)
+			return fmt.Errorf("ADD: %w", err)
 		}
 		adds = append(adds, d)
 	}
 	for _, p := range sp {
 		d, err := del(p)
 		if err != nil {
-			return nil, fmt.Errorf("DEL: %w", err)
+			return fmt.Errorf("DEL: %w", err)
 		}
 		dels = append(dels, d)
 	}
-	emit("add", 1, adds)
-	emit("del", 1, dels)
+	ss.addSeq = append(ss.addSeq, adds...)
+	ss.delSeq = append(ss.delSeq, dels...)
 
 	// Parallel: par workers, each perWorker ADDs back to back.
 	pp := pods[:min(par*perWorker, len(pods))]
@@ -350,10 +380,11 @@ func measure(binDir string, tg target, pods []*pod, seq, par, perWorker int) ([]
 	wg.Wait()
 	wall := time.Since(start)
 	if firstErr != nil {
-		return nil, fmt.Errorf("parallel ADD: %w", firstErr)
+		return fmt.Errorf("parallel ADD: %w", firstErr)
 	}
-	emit("add", par, padds)
-	rs = append(rs, benchfmt.Result{Name: "cni_add_throughput", Value: round2(float64(len(pp)) / wall.Seconds()), Unit: "pods/s", Params: params(par)})
+	ss.addPar = append(ss.addPar, padds...)
+	ss.parPods += len(pp)
+	ss.parWall += wall
 	var pdels []float64
 	for w := 0; w < par; w++ {
 		wg.Add(1)
@@ -372,11 +403,10 @@ func measure(binDir string, tg target, pods []*pod, seq, par, perWorker int) ([]
 	}
 	wg.Wait()
 	if firstErr != nil {
-		return nil, fmt.Errorf("parallel DEL: %w", firstErr)
+		return fmt.Errorf("parallel DEL: %w", firstErr)
 	}
-	emit("del", par, pdels)
-	sort.SliceStable(rs, func(i, j int) bool { return rs[i].Params["concurrency"] < rs[j].Params["concurrency"] })
-	return rs, nil
+	ss.delPar = append(ss.delPar, pdels...)
+	return nil
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
