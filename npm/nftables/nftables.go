@@ -453,6 +453,9 @@ func (d *Dataplane) sync(ctx context.Context, readBack bool) (int, error) {
 	}
 	n := diff.count()
 	if n == 0 {
+		if all {
+			d.committed(nil, nil) // share want's objects again: later changes are deltas
+		}
 		d.dirtySets, d.dirtyChains = map[string]struct{}{}, map[string]struct{}{}
 		d.pending = map[string]*delta{}
 		return 0, nil
