@@ -425,76 +425,100 @@ func (d *Dataplane) desiredACLs(id string, owners []string) (map[string]*aclInfo
 // and all SetPolicies; it returns the number of objects changed.
 func (d *Dataplane) program(ctx context.Context, hnsDirty map[string]struct{}) (int, error) {
 	changed := 0
-	// 1. SetPolicies added or updated: IPSETs before the NESTEDIPSETs
-	// containing them.
-	for _, typ := range []SetPolicyType{IPSet, NestedIPSet} {
-		var add, upd []SetPolicy
-		for _, id := range sortedKeys(d.want) {
-			e := d.want[id]
-			if e.sp.Type != typ {
-				continue
-			}
-			if cur, ok := d.sets[id]; !ok {
-				add = append(add, e.sp)
-			} else if cur.Values != e.sp.Values || cur.Type != e.sp.Type {
-				upd = append(upd, e.sp)
-			}
-		}
-		n, err := d.modifySets(ctx, OpAdd, add)
-		changed += n
-		if err != nil {
-			return changed, err
-		}
-		n, err = d.modifySets(ctx, OpUpdate, upd)
-		changed += n
-		if err != nil {
-			return changed, err
-		}
+	// The order keeps every endpoint's decision, after each call of a
+	// step that changes one thing (a pod, a namespace, a policy), within
+	// the old or the new decision, never denying what both allow:
+	// 1. new SetPolicies (IPSETs before the NESTEDIPSETs containing them);
+	// 2. new ACLs on every endpoint; 3. SetPolicies gaining members get
+	// old ∪ new members; 4. SetPolicies losing members get the new ones
+	// (so a pod moving between sets is never in neither); 5. stale ACLs
+	// out; 6. SetPolicies no longer referenced out (NESTEDIPSETs first).
+	n, err := d.syncSets(ctx, OpAdd)
+	changed += n
+	if err != nil {
+		return changed, err
 	}
-	// 2. ACLs per endpoint: the new ones in before the old ones out.
+	// 2. ACLs: the new ones in on every endpoint before the old ones go
+	// out anywhere, so a pod whose isolation moves from one side of a
+	// connection to the other is never open in between.
 	ids := make([]string, 0, len(hnsDirty))
 	for id := range hnsDirty {
 		ids = append(ids, id)
 	}
 	sort.Strings(ids)
 	owners := d.owners()
+	type epDiff struct {
+		ep       *hnsEp
+		owner    string
+		want     map[string]*aclInfo
+		add, del []*aclInfo
+	}
+	var diffs []*epDiff
 	for _, id := range ids {
 		ep := d.eps[id]
 		if ep == nil {
 			continue
 		}
-		want, owner := d.desiredACLs(id, owners[id])
-		var add, del []*aclInfo
-		for _, aid := range sortedKeys(want) {
+		x := &epDiff{ep: ep}
+		x.want, x.owner = d.desiredACLs(id, owners[id])
+		for _, aid := range sortedKeys(x.want) {
 			if ep.acls[aid] == nil {
-				add = append(add, want[aid])
+				x.add = append(x.add, x.want[aid])
 			}
 		}
 		for _, aid := range sortedKeys(ep.acls) {
-			if want[aid] == nil {
-				del = append(del, ep.acls[aid])
+			if x.want[aid] == nil {
+				x.del = append(x.del, ep.acls[aid])
 			}
 		}
-		if owner == "" {
-			owner = "(no selected pod)"
+		// allows go in before a new Block (a newly isolated endpoint is
+		// never denied what it is allowed), and a Block goes out before
+		// the allows (it only goes when the direction becomes open).
+		sort.SliceStable(x.add, func(i, j int) bool { return x.add[i].Action == Allow && x.add[j].Action != Allow })
+		sort.SliceStable(x.del, func(i, j int) bool { return x.del[i].Action == Block && x.del[j].Action != Block })
+		if x.owner == "" {
+			x.owner = "(no selected pod)"
 		}
-		n, err := d.modifyACLs(ctx, ep, owner, OpAdd, add)
-		changed += n
-		if err == nil {
-			n, err = d.modifyACLs(ctx, ep, owner, OpRemove, del)
+		diffs = append(diffs, x)
+	}
+	for _, op := range []Op{OpAdd, OpUpdate, OpRemove} {
+		if op == OpUpdate {
+			n, err := d.syncSets(ctx, opGrow)
 			changed += n
-		}
-		if errors.Is(err, ErrNotFound) {
-			d.log.Info("hns endpoint gone", zap.String("endpoint", id), zap.String("pod", owner))
-			d.dropEndpoint(id)
+			if err != nil {
+				return changed, err
+			}
+			n, err = d.syncSets(ctx, OpUpdate)
+			changed += n
+			if err != nil {
+				return changed, err
+			}
 			continue
 		}
-		if err != nil {
-			return changed, err
-		}
-		// attribution follows the latest render
-		for aid, a := range want {
-			ep.acls[aid] = a
+		for _, x := range diffs {
+			if d.eps[x.ep.id] == nil {
+				continue // gone
+			}
+			l := x.add
+			if op == OpRemove {
+				l = x.del
+			}
+			n, err := d.modifyACLs(ctx, x.ep, x.owner, op, l)
+			changed += n
+			if errors.Is(err, ErrNotFound) {
+				d.log.Info("hns endpoint gone", zap.String("endpoint", x.ep.id), zap.String("pod", x.owner))
+				d.dropEndpoint(x.ep.id)
+				continue
+			}
+			if err != nil {
+				return changed, err
+			}
+			if op == OpRemove {
+				// attribution follows the latest render
+				for aid, a := range x.want {
+					x.ep.acls[aid] = a
+				}
+			}
 		}
 	}
 	// 3. SetPolicies no longer referenced: NESTEDIPSETs first. A set some
@@ -521,6 +545,75 @@ func (d *Dataplane) program(ctx context.Context, hnsDirty map[string]struct{}) (
 		}
 	}
 	return changed, nil
+}
+
+// opGrow is syncSets' first update pass: members are only added.
+const opGrow Op = "grow"
+
+// syncSets adds the missing desired SetPolicies (OpAdd), adds the new
+// members of altered ones keeping the old (opGrow), or writes the desired
+// members of altered ones (OpUpdate); IPSETs first.
+func (d *Dataplane) syncSets(ctx context.Context, op Op) (int, error) {
+	changed := 0
+	for _, typ := range []SetPolicyType{IPSet, NestedIPSet} {
+		var l []SetPolicy
+		for _, id := range sortedKeys(d.want) {
+			e := d.want[id]
+			if e.sp.Type != typ {
+				continue
+			}
+			cur, ok := d.sets[id]
+			switch {
+			case op == OpAdd && !ok:
+				l = append(l, e.sp)
+			case op == opGrow && ok && cur.Values != e.sp.Values:
+				added, removed := listDiff(cur.Values, e.sp.Values)
+				if len(added) > 0 && len(removed) > 0 {
+					g := e.sp
+					g.Values = unionValues(cur.Values, e.sp.Values)
+					l = append(l, g)
+				} else if len(added) > 0 {
+					l = append(l, e.sp)
+				}
+			case op == OpUpdate && ok && cur.Values != e.sp.Values:
+				l = append(l, e.sp)
+			}
+		}
+		mop := op
+		if op == opGrow {
+			mop = OpUpdate
+		}
+		n, err := d.modifySets(ctx, mop, l)
+		changed += n
+		if err != nil {
+			return changed, err
+		}
+	}
+	return changed, nil
+}
+
+// unionValues merges two sorted-by-meaning comma lists (the result is in
+// address order for IPSETs, string order for NESTEDIPSETs).
+func unionValues(a, b string) string {
+	seen := map[string]bool{}
+	var out []string
+	for _, l := range []string{a, b} {
+		for _, x := range strings.Split(l, ",") {
+			if x != "" && !seen[x] {
+				seen[x] = true
+				out = append(out, x)
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		pi, ei := parseAddr(out[i])
+		pj, ej := parseAddr(out[j])
+		if ei != nil || ej != nil {
+			return out[i] < out[j]
+		}
+		return policy.LessMember(policy.Member{Prefix: pi}, policy.Member{Prefix: pj})
+	})
+	return strings.Join(out, ",")
 }
 
 // setsInUse are the SetPolicies referenced by programmed ACLs or wanted nested sets.

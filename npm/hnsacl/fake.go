@@ -28,6 +28,9 @@ type Fake struct {
 	calls          map[string]int
 	// FailNext, when set, is returned (once) by the next modify call.
 	FailNext error
+	// AfterModify, when set, runs after every successful modify call
+	// (without the fake's lock: it may call Evaluate).
+	AfterModify func()
 }
 
 var _ HNS = (*Fake)(nil)
@@ -192,7 +195,15 @@ func (f *Fake) takeFail() error {
 }
 
 // ModifySetPolicies implements HNS; the call is all-or-nothing.
-func (f *Fake) ModifySetPolicies(_ context.Context, op Op, sets []SetPolicy) error {
+func (f *Fake) ModifySetPolicies(ctx context.Context, op Op, sets []SetPolicy) error {
+	err := f.modifySetPolicies(ctx, op, sets)
+	if err == nil && f.AfterModify != nil {
+		f.AfterModify()
+	}
+	return err
+}
+
+func (f *Fake) modifySetPolicies(_ context.Context, op Op, sets []SetPolicy) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls["ModifySetPolicies"]++
@@ -291,7 +302,15 @@ func checkRefs(a ACL, sets map[string]SetPolicy) error {
 }
 
 // ModifyACLs implements HNS; the call is all-or-nothing.
-func (f *Fake) ModifyACLs(_ context.Context, endpointID string, op Op, acls []ACL) error {
+func (f *Fake) ModifyACLs(ctx context.Context, endpointID string, op Op, acls []ACL) error {
+	err := f.modifyACLs(ctx, endpointID, op, acls)
+	if err == nil && f.AfterModify != nil {
+		f.AfterModify()
+	}
+	return err
+}
+
+func (f *Fake) modifyACLs(_ context.Context, endpointID string, op Op, acls []ACL) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls["ModifyACLs"]++

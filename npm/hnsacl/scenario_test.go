@@ -504,3 +504,91 @@ func TestLogsAndObjects(t *testing.T) {
 		t.Fatal("objects for an unknown policy")
 	}
 }
+
+// TestNoOpenWindowDuringUpdates: random single-event steps; after every
+// HNS call inside a step, a connection is allowed only if the state before
+// or the state after the step allows it (never allowed-when-denied), and
+// one both states allow is never denied.
+func TestNoOpenWindowDuringUpdates(t *testing.T) {
+	r := rand.New(rand.NewSource(12))
+	intermediate, endToEnd := 0, 0
+	for run := 0; run < 20; run++ {
+		cfg := propConfig(5)
+		w := translatetest.Random(r, cfg)
+		s := newScenario(t, Options{MaxACLsPerCall: 2, SCTP: true})
+		for _, n := range w.Namespaces {
+			s.ns(n)
+		}
+		for _, p := range w.Pods {
+			s.pod(p)
+		}
+		for _, p := range w.Policies {
+			s.pol(p)
+		}
+		s.step(fmt.Sprintf("run %d initial", run), nil)
+		var pkts []policy.Packet
+		for _, fam := range []int{0, 1} {
+			var addrs []netip.Addr
+			for _, p := range w.Pods {
+				addrs = append(addrs, netip.MustParseAddr(p.Status.PodIPs[fam].IP))
+			}
+			addrs = append(addrs, netip.MustParseAddr([]string{"192.168.7.9", "fd77::9"}[fam]))
+			for _, src := range addrs {
+				for _, dst := range addrs {
+					if src != dst {
+						for _, pp := range translatetest.ProbePorts {
+							pkts = append(pkts, policy.Packet{Src: src, Dst: dst, Protocol: policy.Protocol(pp.Proto), Port: uint16(pp.Port)})
+						}
+					}
+				}
+			}
+		}
+		for i := 0; i < 12; i++ {
+			before := make([][3]bool, len(pkts))
+			for j, p := range pkts {
+				v := s.f.Evaluate(p)
+				before[j] = [3]bool{v.Out.Allowed, v.In.Allowed, v.Allowed}
+			}
+			other := translatetest.Random(r, cfg)
+			switch r.Intn(3) {
+			case 0:
+				p := other.Pods[r.Intn(len(other.Pods))]
+				if s.w.pods[p.Namespace+"/"+p.Name] != nil {
+					s.pod(p)
+				}
+			case 1:
+				s.ns(other.Namespaces[r.Intn(len(other.Namespaces))])
+			case 2:
+				s.pol(other.Policies[r.Intn(len(other.Policies))])
+			}
+			after := make([][3]bool, len(pkts))
+			for j, p := range pkts {
+				v := s.e.State().Evaluate(p)
+				after[j] = [3]bool{v.Egress.Allowed, v.Ingress.Allowed, v.Allowed}
+			}
+			name := fmt.Sprintf("run %d step %d", run, i)
+			s.f.AfterModify = func() {
+				intermediate++
+				for j, p := range pkts {
+					v := s.f.Evaluate(p)
+					got := [3]bool{v.Out.Allowed, v.In.Allowed, v.Allowed}
+					for k, what := range []string{"egress at the source", "ingress at the destination", "end to end"} {
+						if got[k] && !before[j][k] && !after[j][k] {
+							if k == 2 {
+								endToEnd++
+								continue
+							}
+							t.Fatalf("%s: %v: %s allowed in the middle of the update, denied before and after\n%s", name, p, what, dumpFake(s.f))
+						}
+						if !got[k] && before[j][k] && after[j][k] {
+							t.Fatalf("%s: %v: %s denied in the middle of the update, allowed before and after\n%s", name, p, what, dumpFake(s.f))
+						}
+					}
+				}
+			}
+			s.step(name, nil)
+			s.f.AfterModify = nil
+		}
+	}
+	t.Logf("%d intermediate states checked; %d end-to-end allowed-when-denied decisions where both sides changed in one step", intermediate, endToEnd)
+}
