@@ -47,6 +47,12 @@ func (r *runner) vnetAdd() error {
 	var alloc ipam.Allocation
 	var podIP *net.IPNet
 	pool, err := r.allocate(func(t *tx, pool *ipam.Pool) error {
+		// Another ADD of the same container interface still running (a
+		// runtime retrying after its own timeout): plumbing it twice at
+		// once would tear down the first; retrying later helps.
+		if ep := t.vnet.Endpoints[k]; ep != nil && ep.Status == StatusPending && ep.PID != os.Getpid() && processAlive(ep.PID) {
+			return types.NewError(types.ErrTryAgainLater, fmt.Sprintf("an ADD of %s/%s is in progress (pid %d)", a.ContainerID, a.IfName, ep.PID), "")
+		}
 		had := t.ipam.Find(a.ContainerID, a.IfName) != nil
 		al, err := t.ipam.Allocate(pool, a.ContainerID, a.IfName, config.VnetPlugin, cfg.IPAM.RequestedIP, r.now, time.Duration(cfg.IPAM.ReuseCooldown))
 		if err != nil {
