@@ -139,30 +139,7 @@ func RunUpdateWithoutGap(t *testing.T, newDP NewDataplane) {
 	e := tp.Engine(BasicPolicies()...)
 	ctx := context.Background()
 	apply(t, d, e, false)
-	var stop atomic.Bool
-	var leaks, drops, probes atomic.Int64
-	var wg sync.WaitGroup
-	for w := 0; w < 3; w++ {
-		wg.Add(2)
-		go func(fam int) {
-			defer wg.Done()
-			for !stop.Load() {
-				probes.Add(1)
-				if tp.Probe(2, tp.IPs[0][fam], tcpP, 80) {
-					leaks.Add(1)
-				}
-			}
-		}(w % 2)
-		go func(fam int) {
-			defer wg.Done()
-			for !stop.Load() {
-				probes.Add(1)
-				if !tp.Probe(1, tp.IPs[0][fam], tcpP, 80) {
-					drops.Add(1)
-				}
-			}
-		}(w % 2)
-	}
+	stop := tp.ProbeLoops()
 	forms := []*metav1.LabelSelector{
 		Labels("app", "cli"),
 		expr("app", metav1.LabelSelectorOpIn, "cli", "x"),
@@ -182,13 +159,48 @@ func RunUpdateWithoutGap(t *testing.T, newDP NewDataplane) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	stop.Store(true)
-	wg.Wait()
-	if leaks.Load() > 0 || drops.Load() > 0 {
-		t.Errorf("during 30 policy replacements: %d denied connections got through, %d allowed ones were dropped (of %d probes)", leaks.Load(), drops.Load(), probes.Load())
+	leaks, drops, probes := stop()
+	if leaks > 0 || drops > 0 {
+		t.Errorf("during 30 policy replacements: %d denied connections got through, %d allowed ones were dropped (of %d probes)", leaks, drops, probes)
 	}
-	t.Logf("%d probes during 30 replacements: no gap", probes.Load())
+	t.Logf("%d probes during 30 replacements: no gap", probes)
 	reconcileClean(t, d, "after the replacements")
+}
+
+// ProbeLoops starts probe loops under BasicPolicies in both families:
+// pod2 -> pod0 TCP 80 (denied) and pod1 -> pod0 TCP 80 (allowed). stop
+// ends them and returns how many denied probes got through, how many
+// allowed ones failed, and the number of probes.
+func (tp *Topo) ProbeLoops() (stop func() (leaks, drops, probes int64)) {
+	var done atomic.Bool
+	var nLeaks, nDrops, nProbes atomic.Int64
+	var wg sync.WaitGroup
+	for w := 0; w < 3; w++ {
+		wg.Add(2)
+		go func(fam int) {
+			defer wg.Done()
+			for !done.Load() {
+				nProbes.Add(1)
+				if tp.Probe(2, tp.IPs[0][fam], tcpP, 80) {
+					nLeaks.Add(1)
+				}
+			}
+		}(w % 2)
+		go func(fam int) {
+			defer wg.Done()
+			for !done.Load() {
+				nProbes.Add(1)
+				if !tp.Probe(1, tp.IPs[0][fam], tcpP, 80) {
+					nDrops.Add(1)
+				}
+			}
+		}(w % 2)
+	}
+	return func() (int64, int64, int64) {
+		done.Store(true)
+		wg.Wait()
+		return nLeaks.Load(), nDrops.Load(), nProbes.Load()
+	}
 }
 
 // RunRestart: a new process (a new Dataplane over the same kernel)
@@ -210,6 +222,16 @@ func RunRestart(t *testing.T, newDP NewDataplane) {
 	apply(t, d2, e, false)
 	tp.Check(t, BasicExpect) // includes -1 -> pod1 open again
 	reconcileClean(t, d2, "after restart")
+	// Restarts under traffic: each new process replaces the state in one
+	// transaction; probes never see a gap.
+	stop := tp.ProbeLoops()
+	for i := 0; i < 8; i++ {
+		apply(t, newDP(t, tp.Node), e, true)
+		time.Sleep(20 * time.Millisecond)
+	}
+	if leaks, drops, probes := stop(); leaks > 0 || drops > 0 {
+		t.Errorf("during 8 restarts: %d denied connections got through, %d allowed ones were dropped (of %d probes)", leaks, drops, probes)
+	}
 }
 
 // PropConfig shapes the property test's random worlds over a topology of
