@@ -57,7 +57,8 @@ type Dataplane struct {
 	setNames  map[string][]string                              // model set ID -> kernel names
 	polChains map[string]map[policy.Family]map[string][]string // policy key -> family -> chain -> lines
 	groups    map[policy.Direction][]*policy.Group
-	trie      map[policy.Direction][]trieNode
+	fgroups   map[policy.Family]map[policy.Direction][]*policy.Group
+	trie      map[policy.Family]map[policy.Direction][]trieNode
 	// kernel names of the group and trie sets
 	dispatchSets map[string]struct{}
 	names        map[string]string              // chain/set name -> key (collision detection)
@@ -83,7 +84,7 @@ func New(ctx context.Context, o Options) (*Dataplane, error) {
 		sets: ipset.New(o.Runner, o.Logger, SetPrefix), chains: map[policy.Family]map[string][]string{}, jumpOK: map[policy.Family]bool{},
 		last: policy.NewState(), wantSets: map[string]*ipset.Set{}, setNames: map[string][]string{},
 		polChains: map[string]map[policy.Family]map[string][]string{}, groups: map[policy.Direction][]*policy.Group{}, names: map[string]string{},
-		trie: map[policy.Direction][]trieNode{}, dispatchSets: map[string]struct{}{}, setUsers: map[string]map[string]struct{}{}}
+		trie: map[policy.Family]map[policy.Direction][]trieNode{}, fgroups: map[policy.Family]map[policy.Direction][]*policy.Group{}, dispatchSets: map[string]struct{}{}, setUsers: map[string]map[string]struct{}{}}
 	if d.mode == ModeAuto {
 		d.mode = Detect(ctx, o.Runner)
 	}
@@ -333,18 +334,34 @@ func (d *Dataplane) updateDesired(desired *policy.State, changes *policy.Changes
 		d.dispatchSets = map[string]struct{}{}
 		for _, dir := range []policy.Direction{policy.Ingress, policy.Egress} {
 			d.groups[dir] = d.last.Groups(dir)
-			d.trie[dir] = buildTrie(d.groups[dir])
 			for _, f := range d.families {
+				// A family only gets the groups with addresses in it, so a
+				// single-stack pod never touches the other family's table.
+				var fg []*policy.Group
+				for _, g := range d.groups[dir] {
+					for _, a := range g.IPs {
+						if policy.FamilyOf(a) == f {
+							fg = append(fg, g)
+							break
+						}
+					}
+				}
+				if d.fgroups[f] == nil {
+					d.fgroups[f] = map[policy.Direction][]*policy.Group{}
+					d.trie[f] = map[policy.Direction][]trieNode{}
+				}
+				d.fgroups[f][dir] = fg
+				d.trie[f][dir] = buildTrie(fg)
 				ts := map[string]*ipset.Set{}
-				trieSets(ts, f, dir, d.trie[dir])
+				trieSets(ts, f, dir, d.trie[f][dir])
 				for n, s := range ts {
 					d.wantSets[n] = s
 					d.dispatchSets[n] = struct{}{}
 					dirty[n] = struct{}{}
 				}
 			}
-			for _, g := range d.groups[dir] {
-				for _, f := range d.families {
+			for _, f := range d.families {
+				for _, g := range d.fgroups[f][dir] {
 					n := GroupSetName(f, g)
 					key := policy.GroupKey(dir, g.Policies)
 					if k, ok := d.names[n]; ok && k != key {
@@ -482,8 +499,8 @@ func (d *Dataplane) desiredChains(f policy.Family) map[string][]string {
 		},
 	}
 	for _, dir := range []policy.Direction{policy.Egress, policy.Ingress} {
-		trieChains(out, f, dir, d.trie[dir])
-		for _, g := range d.groups[dir] {
+		trieChains(out, f, dir, d.trie[f][dir])
+		for _, g := range d.fgroups[f][dir] {
 			gc := GroupChain(g)
 			gl := []string{fmt.Sprintf("-A %s -j MARK --set-xmark 0x0/%#x", gc, MarkAllow)}
 			for _, k := range g.Policies {
@@ -802,7 +819,8 @@ func (d *Dataplane) Cleanup(ctx context.Context) error {
 	d.loaded = false
 	d.last, d.wantSets, d.setNames = policy.NewState(), map[string]*ipset.Set{}, map[string][]string{}
 	d.polChains, d.groups = map[string]map[policy.Family]map[string][]string{}, map[policy.Direction][]*policy.Group{}
-	d.trie, d.dispatchSets = map[policy.Direction][]trieNode{}, map[string]struct{}{}
+	d.trie, d.dispatchSets = map[policy.Family]map[policy.Direction][]trieNode{}, map[string]struct{}{}
+	d.fgroups = map[policy.Family]map[policy.Direction][]*policy.Group{}
 	d.setUsers = map[string]map[string]struct{}{}
 	if len(errs) > 0 {
 		return fmt.Errorf("cleanup: %s", strings.Join(errs, "; "))
@@ -871,7 +889,7 @@ func (d *Dataplane) Objects(key string) []dataplane.Object {
 				continue
 			}
 			out = append(out, dataplane.Object{Kind: "chain", Name: PolicyChain(dir, key), Family: f, Comment: fmt.Sprintf("%s rules of %s", dir, key)})
-			for _, g := range d.groups[dir] {
+			for _, g := range d.fgroups[f][dir] {
 				for _, k := range g.Policies {
 					if k == key {
 						out = append(out,
