@@ -75,6 +75,9 @@ const (
 // tmpfs like /var/run on a real node (fsync is then cheap), falling back
 // to the test's temp dir.
 func stateDir(t testing.TB) string {
+	if os.Getenv("ACN_TEST_STATE_ON_DISK") != "" {
+		return t.TempDir() // to see the cost of fsync on a real disk
+	}
 	if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
 		d, err := os.MkdirTemp("/dev/shm", "acn-cni-test-")
 		if err == nil {
@@ -140,6 +143,9 @@ type nsExec struct {
 
 func (e *nsExec) ExecPlugin(ctx context.Context, path string, stdin []byte, environ []string) ([]byte, error) {
 	e.n.mu.Lock()
+	// Whatever the config says (or fails to say, when it does not parse),
+	// logs and state stay in the node's directory, never in /var.
+	environ = append(environ, "ACN_CNI_LOG_FILE="+filepath.Join(e.n.dir, "plugin.log"), "ACN_CNI_STATE_DIR="+e.n.dir)
 	environ = append(environ, e.n.env...)
 	e.n.mu.Unlock()
 	var out []byte

@@ -260,11 +260,13 @@ func (n *node) close() {
 // nsExec forks plugins from a thread inside the node namespace.
 type nsExec struct {
 	ns  *netnstest.NS
+	dir string
 	raw invoke.RawExec
 	version.PluginDecoder
 }
 
 func (e *nsExec) ExecPlugin(ctx context.Context, path string, stdin []byte, environ []string) ([]byte, error) {
+	environ = append(environ, "ACN_CNI_LOG_FILE="+filepath.Join(e.dir, "plugin.log"), "ACN_CNI_STATE_DIR="+e.dir)
 	var out []byte
 	var err error
 	if derr := e.ns.Do(func() error {
@@ -294,7 +296,7 @@ func measure(binDir string, tg target, pods []*pod, seq, par, perWorker int, ss 
 			}
 		}()
 	}
-	cni := libcni.NewCNIConfigWithCacheDir([]string{binDir, refDir}, filepath.Join(n.dir, "cache"), &nsExec{ns: n.ns, raw: invoke.RawExec{Stderr: os.Stderr}})
+	cni := libcni.NewCNIConfigWithCacheDir([]string{binDir, refDir}, filepath.Join(n.dir, "cache"), &nsExec{ns: n.ns, dir: n.dir, raw: invoke.RawExec{Stderr: os.Stderr}})
 	conf := tg.conf(n)
 	data, _ := json.Marshal(map[string]interface{}{"cniVersion": tg.cniVersion, "name": "bench", "plugins": []interface{}{conf}})
 	list, err := libcni.NetworkConfFromBytes(data)
