@@ -19,9 +19,22 @@ func TestOneLogLinePerCommand(t *testing.T) {
 	r := n.mustAdd(l, p)
 	n.mustDel(l, p)
 
-	lines := readLog(t, logFile)
+	// The harness configures logLevel debug: one debug line per step, then
+	// the command's line.
+	var lines []map[string]interface{}
+	debug := 0
+	for _, m := range readLog(t, logFile) {
+		if m["level"] == "debug" {
+			debug++
+			continue
+		}
+		lines = append(lines, m)
+	}
+	if debug == 0 {
+		t.Error("logLevel debug wrote no step lines")
+	}
 	if len(lines) != 2 {
-		t.Fatalf("want 2 log lines (ADD, DEL), got %d: %v", len(lines), lines)
+		t.Fatalf("want 2 command lines (ADD, DEL), got %d: %v", len(lines), lines)
 	}
 	add := lines[0]
 	if add["msg"] != "ADD" || add["containerID"] != p.id || add["ip"] != r.IPs[0].Address.IP.String() {

@@ -197,6 +197,7 @@ func (p *Plugin) logger(cfg *config.NetConf) *zap.Logger {
 func (r *runner) mark(name string) {
 	now := time.Now()
 	r.timings = append(r.timings, zap.Duration(name, now.Sub(r.last)))
+	r.log.Debug("step", zap.String("cmd", r.cmd), zap.String("containerID", r.args.ContainerID), zap.String("step", name), zap.Duration("took", now.Sub(r.last)))
 	r.last = now
 }
 
