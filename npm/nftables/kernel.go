@@ -489,6 +489,9 @@ func sortedElems(s *kset) []kelem {
 	for _, e := range s.elems {
 		out = append(out, e)
 	}
+	if !s.interval && len(out) > 64 {
+		return out // order only matters for intervals (and readable logs of small sets)
+	}
 	sort.Slice(out, func(i, j int) bool {
 		if c := bytes.Compare(out[i].key, out[j].key); c != 0 {
 			return c < 0

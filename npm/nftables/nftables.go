@@ -362,14 +362,19 @@ func (d *Dataplane) replace(ctx context.Context) error {
 	}
 	defer done()
 	old, err := readKernel(c)
-	if err != nil {
+	blind := err != nil
+	if blind {
 		d.log.Warn("cannot read the previous nftables table; replacing it blind", zap.Error(err))
 		old = newObjects()
 	}
 	diff := diffObjects(old, d.want, nil, nil, nil)
 	d.logDiff(diff)
 	tx := newTx(c)
-	tx.replaceTable(d.want)
+	if old.table || blind {
+		tx.replaceTable(d.want)
+	} else {
+		tx.apply(diff) // nothing to replace: the diff from empty is the whole table
+	}
 	if err := tx.flush(); err != nil {
 		return fmt.Errorf("nftables: program table %s: %w", TableName, err)
 	}
@@ -592,6 +597,9 @@ func (d *Dataplane) Objects(key string) []dataplane.Object {
 // ---- logging ----
 
 func (d *Dataplane) logDiff(diff *objDiff) {
+	if !d.log.Core().Enabled(zap.InfoLevel) {
+		return
+	}
 	for _, sd := range diff.sets {
 		s := sd.want
 		if s == nil {
