@@ -145,26 +145,35 @@ func TestExhaustedPoolNamesThePool(t *testing.T) {
 // files aside, rebuilds them from the kernel (so the existing pod keeps
 // its address and passes CHECK) and succeeds.
 func TestCorruptStateIsMovedAsideAndRebuilt(t *testing.T) {
-	for _, mode := range []string{"transparent", "bridge"} {
-		t.Run(mode, func(t *testing.T) {
+	for _, c := range []struct{ mode, damage string }{{"transparent", "corrupt"}, {"bridge", "corrupt"}, {"transparent", "deleted"}} {
+		mode := c.mode
+		t.Run(c.damage+" "+mode, func(t *testing.T) {
 			n := newNode(t, 10)
 			l := n.list("1.1.0", n.netConf(mode, nil))
 			a, b := n.newPod("corrupt-a"), n.newPod("corrupt-b")
 			ra := n.mustAdd(l, a)
 			for _, f := range []string{plugin.VnetStateFile, plugin.IPAMStateFile} {
-				if err := os.WriteFile(filepath.Join(n.dir, f), []byte("{\"endpoints\": {\x00 torn"), 0o644); err != nil {
+				var err error
+				if c.damage == "deleted" {
+					err = os.Remove(filepath.Join(n.dir, f))
+				} else {
+					err = os.WriteFile(filepath.Join(n.dir, f), []byte("{\"endpoints\": {\x00 torn"), 0o644)
+				}
+				if err != nil {
 					t.Fatal(err)
 				}
 			}
-			if err := n.cni.GetStatusNetworkList(context.Background(), l); cniCode(err) != plugin.ErrPluginNotAvailable {
-				t.Errorf("STATUS on a corrupt state: %v, want code %d", err, plugin.ErrPluginNotAvailable)
+			if c.damage == "corrupt" {
+				if err := n.cni.GetStatusNetworkList(context.Background(), l); cniCode(err) != plugin.ErrPluginNotAvailable {
+					t.Errorf("STATUS on a corrupt state: %v, want code %d", err, plugin.ErrPluginNotAvailable)
+				}
 			}
 			rb := n.mustAdd(l, b)
 			if rb.IPs[0].Address.IP.Equal(ra.IPs[0].Address.IP) {
 				t.Fatalf("pod b got pod a's address %s: the rebuild lost a's allocation", ra.IPs[0].Address.IP)
 			}
 			aside, _ := filepath.Glob(filepath.Join(n.dir, "*.corrupt-*"))
-			if len(aside) != 2 {
+			if c.damage == "corrupt" && len(aside) != 2 {
 				t.Errorf("want both corrupt files kept aside, found %v", aside)
 			}
 			if err := n.cni.CheckNetworkList(context.Background(), l, a.rt()); err != nil {

@@ -137,14 +137,25 @@ func (r *runner) lockedFiles(withIPAM bool, f func(t *tx) error) error {
 
 	t := &tx{vnet: &VnetState{}, ipam: ipam.NewState()}
 	if r.needVnet {
-		if _, aside, err := store.Load(r.paths.vnet, t.vnet); err != nil {
-			if !errors.Is(err, store.ErrCorrupt) {
-				return err
-			}
+		ok, aside, err := store.Load(r.paths.vnet, t.vnet)
+		switch {
+		case errors.Is(err, store.ErrCorrupt):
 			t.vnet = r.rebuildVnet()
 			t.dirtyVnet = true
 			r.log.Warn("endpoint state file was corrupt; moved aside and rebuilt from the kernel",
 				zap.String("file", r.paths.vnet), zap.String("movedTo", aside), zap.Int("endpoints", len(t.vnet.Endpoints)))
+		case err != nil:
+			return err
+		case !ok:
+			// No file: a new node (nothing in the kernel either) or a file
+			// someone deleted (the kernel still has the pods). /var/run is
+			// emptied at boot together with all pod namespaces, so pods in
+			// the kernel without a file are always worth recovering.
+			if t.vnet = r.rebuildVnet(); len(t.vnet.Endpoints) > 0 {
+				t.dirtyVnet = true
+				r.log.Warn("endpoint state file missing; rebuilt from the kernel",
+					zap.String("file", r.paths.vnet), zap.Int("endpoints", len(t.vnet.Endpoints)))
+			}
 		}
 	}
 	t.vnet.normalize()
@@ -162,14 +173,21 @@ func (r *runner) lockedFiles(withIPAM bool, f func(t *tx) error) error {
 		}
 		return nil
 	}
-	if _, aside, err := store.Load(r.paths.ipam, t.ipam); err != nil {
-		if !errors.Is(err, store.ErrCorrupt) {
-			return err
-		}
+	ok, aside, err := store.Load(r.paths.ipam, t.ipam)
+	switch {
+	case errors.Is(err, store.ErrCorrupt):
 		t.ipam = r.rebuildIPAM(t.vnet)
 		t.dirtyIPAM = true
 		r.log.Warn("address state file was corrupt; moved aside and rebuilt from the kernel",
 			zap.String("file", r.paths.ipam), zap.String("movedTo", aside), zap.Int("allocations", len(t.ipam.Allocations)))
+	case err != nil:
+		return err
+	case !ok:
+		if t.ipam = r.rebuildIPAM(t.vnet); len(t.ipam.Allocations) > 0 {
+			t.dirtyIPAM = true
+			r.log.Warn("address state file missing; rebuilt from the kernel",
+				zap.String("file", r.paths.ipam), zap.Int("allocations", len(t.ipam.Allocations)))
+		}
 	}
 	t.ipam.Normalize()
 	if err := f(t); err != nil {
