@@ -49,7 +49,7 @@ func TestMain(m *testing.M) {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
-		cmd := exec.Command("go", "build", "-o", dir+"/",
+		cmd := exec.Command(goTool(), "build", "-o", dir+"/",
 			"github.com/open-acn/acn/cmd/azure-vnet", "github.com/open-acn/acn/cmd/azure-vnet-ipam")
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		if err := cmd.Run(); err != nil {
@@ -385,4 +385,13 @@ func init() {
 	// Plugins run from goroutines locked into the node namespace; give the
 	// runtime room for many of them.
 	runtime.GOMAXPROCS(runtime.NumCPU())
+}
+
+// goTool is the go command: from PATH, else the toolchain this binary was
+// built with (CI may run tests with a bare PATH).
+func goTool() string {
+	if p, err := exec.LookPath("go"); err == nil {
+		return p
+	}
+	return filepath.Join(runtime.GOROOT(), "bin", "go")
 }

@@ -100,7 +100,7 @@ func run(out string, seq, par, perWorker int) error {
 		return err
 	}
 	defer os.RemoveAll(binDir)
-	build := exec.Command("go", "build", "-o", binDir+"/", "github.com/open-acn/acn/cmd/azure-vnet", "github.com/open-acn/acn/cmd/azure-vnet-ipam")
+	build := exec.Command(goTool(), "build", "-o", binDir+"/", "github.com/open-acn/acn/cmd/azure-vnet", "github.com/open-acn/acn/cmd/azure-vnet-ipam")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		return fmt.Errorf("build plugins: %w", err)
@@ -414,3 +414,12 @@ func measure(binDir string, tg target, pods []*pod, seq, par, perWorker int, ss 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 func round2(v float64) float64 { return float64(int64(v*100+0.5)) / 100 }
+
+// goTool is the go command: from PATH, else the toolchain this binary was
+// built with (CI may run tests with a bare PATH).
+func goTool() string {
+	if p, err := exec.LookPath("go"); err == nil {
+		return p
+	}
+	return filepath.Join(runtime.GOROOT(), "bin", "go")
+}
