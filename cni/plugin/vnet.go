@@ -304,8 +304,15 @@ func (r *runner) vnetGC() error {
 		valid[key(at.ContainerID, at.IfName)] = true
 	}
 	inFlight := func(ep *Endpoint) bool { return ep != nil && ep.Status == StatusPending && processAlive(ep.PID) }
-	vs := readVnet(r.paths)
 	var errs []error
+	// The kernel is listed before the state is read: an ADD records its
+	// pending endpoint before it creates the veth, so every veth listed
+	// here is either in the state read below or an orphan.
+	owned, err := network.ListOwned(r.nl)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	vs := readVnet(r.paths)
 	removed := 0
 	// Kernel first (no lock): endpoints in the state, then veths known
 	// only to the kernel (state lost or rebuilt).
@@ -318,10 +325,6 @@ func (r *runner) vnetGC() error {
 		} else if ok {
 			removed++
 		}
-	}
-	owned, err := network.ListOwned(r.nl)
-	if err != nil {
-		errs = append(errs, err)
 	}
 	for _, o := range owned {
 		k := key(o.ContainerID, o.IfName)
