@@ -423,24 +423,31 @@ func (d *Dataplane) desiredACLs(id string, owners []string) (map[string]*aclInfo
 
 // program makes HNS equal to the desired state for the given endpoints
 // and all SetPolicies; it returns the number of objects changed.
+//
+// HNS has no transaction, so the change is made in two monotone phases.
+// Tighten: new SetPolicies in (nothing references them yet); stale Allow
+// ACLs out of directions that stay isolated; SetPolicies losing members
+// shrunk to the members they keep (one about to disappear but still inside
+// a nested set is emptied); for directions becoming isolated, their Allow
+// ACLs and then their Block. Loosen: Blocks of directions becoming open
+// out; SetPolicies grown to their final members (nested ones rewritten);
+// new Allow ACLs in; the Allows left in open directions out; SetPolicies
+// no longer referenced out.
+//
+// During tighten every endpoint only loses allows (stays within the old
+// state); at its end each endpoint allows no more than the old state nor
+// the new one; during loosen it only gains allows up to the new state. So
+// after every call, whatever the batch, a connection is allowed only if
+// the old or the new state allows it, at each endpoint and end to end.
+// The price: a new connection both states allow through different ACLs or
+// sets (a port edited in a rule, a pod moving between selectors) may be
+// refused for the duration of the update; established connections are not
+// re-evaluated.
 func (d *Dataplane) program(ctx context.Context, hnsDirty map[string]struct{}) (int, error) {
+	changedSets := map[string]bool{}
 	changed := 0
-	// The order keeps every endpoint's decision, after each call of a
-	// step that changes one thing (a pod, a namespace, a policy), within
-	// the old or the new decision, never denying what both allow:
-	// 1. new SetPolicies (IPSETs before the NESTEDIPSETs containing them);
-	// 2. new ACLs on every endpoint; 3. SetPolicies gaining members get
-	// old ∪ new members; 4. SetPolicies losing members get the new ones
-	// (so a pod moving between sets is never in neither); 5. stale ACLs
-	// out; 6. SetPolicies no longer referenced out (NESTEDIPSETs first).
-	n, err := d.syncSets(ctx, OpAdd)
-	changed += n
-	if err != nil {
-		return changed, err
-	}
-	// 2. ACLs: the new ones in on every endpoint before the old ones go
-	// out anywhere, so a pod whose isolation moves from one side of a
-	// connection to the other is never open in between.
+
+	// per endpoint ACL diffs
 	ids := make([]string, 0, len(hnsDirty))
 	for id := range hnsDirty {
 		ids = append(ids, id)
@@ -448,10 +455,11 @@ func (d *Dataplane) program(ctx context.Context, hnsDirty map[string]struct{}) (
 	sort.Strings(ids)
 	owners := d.owners()
 	type epDiff struct {
-		ep       *hnsEp
-		owner    string
-		want     map[string]*aclInfo
-		add, del []*aclInfo
+		ep             *hnsEp
+		owner          string
+		want           map[string]*aclInfo
+		add, del       []*aclInfo
+		isoOld, isoNew map[Direction]bool // a Block is programmed / wanted
 	}
 	var diffs []*epDiff
 	for _, id := range ids {
@@ -471,37 +479,41 @@ func (d *Dataplane) program(ctx context.Context, hnsDirty map[string]struct{}) (
 				x.del = append(x.del, ep.acls[aid])
 			}
 		}
-		// allows go in before a new Block (a newly isolated endpoint is
-		// never denied what it is allowed), and a Block goes out before
-		// the allows (it only goes when the direction becomes open).
-		sort.SliceStable(x.add, func(i, j int) bool { return x.add[i].Action == Allow && x.add[j].Action != Allow })
-		sort.SliceStable(x.del, func(i, j int) bool { return x.del[i].Action == Block && x.del[j].Action != Block })
 		if x.owner == "" {
 			x.owner = "(no selected pod)"
 		}
+		x.isoOld, x.isoNew = map[Direction]bool{}, map[Direction]bool{}
+		for _, a := range ep.acls {
+			if a.Action == Block {
+				x.isoOld[a.Direction] = true
+			}
+		}
+		for _, a := range x.want {
+			if a.Action == Block {
+				x.isoNew[a.Direction] = true
+			}
+		}
 		diffs = append(diffs, x)
 	}
-	for _, op := range []Op{OpAdd, OpUpdate, OpRemove} {
-		if op == OpUpdate {
-			n, err := d.syncSets(ctx, opGrow)
-			changed += n
-			if err != nil {
-				return changed, err
-			}
-			n, err = d.syncSets(ctx, OpUpdate)
-			changed += n
-			if err != nil {
-				return changed, err
-			}
-			continue
-		}
+	// acls runs one ACL operation on every endpoint for the ACLs sel picks.
+	acls := func(op Op, sel func(x *epDiff, a *aclInfo) bool) error {
 		for _, x := range diffs {
 			if d.eps[x.ep.id] == nil {
 				continue // gone
 			}
-			l := x.add
+			src := x.add
 			if op == OpRemove {
-				l = x.del
+				src = x.del
+			}
+			var l []*aclInfo
+			for _, c := range src {
+				done := x.ep.acls[c.ID] != nil // already added
+				if op == OpRemove {
+					done = !done // already removed
+				}
+				if !done && sel(x, c) {
+					l = append(l, c)
+				}
 			}
 			n, err := d.modifyACLs(ctx, x.ep, x.owner, op, l)
 			changed += n
@@ -511,17 +523,84 @@ func (d *Dataplane) program(ctx context.Context, hnsDirty map[string]struct{}) (
 				continue
 			}
 			if err != nil {
-				return changed, err
+				return err
 			}
-			if op == OpRemove {
-				// attribution follows the latest render
-				for aid, a := range x.want {
-					x.ep.acls[aid] = a
+		}
+		return nil
+	}
+	fail := func(err error) (int, error) { return changed + len(changedSets), err }
+	setOps := func(op Op, phase string) error {
+		for _, typ := range []SetPolicyType{IPSet, NestedIPSet} {
+			var l []SetPolicy
+			for _, id := range sortedKeys(d.want) {
+				e := d.want[id]
+				cur, ok := d.sets[id]
+				if e.sp.Type == typ && ((op == OpAdd && !ok) || (op == OpUpdate && ok && cur.Values != e.sp.Values)) {
+					l = append(l, e.sp)
 				}
+			}
+			if err := d.modifySets(ctx, op, l, phase); err != nil {
+				return err
+			}
+			for _, sp := range l {
+				changedSets[sp.ID] = true
+			}
+		}
+		return nil
+	}
+	stays := func(x *epDiff, a *aclInfo) bool { return x.isoOld[a.Direction] && x.isoNew[a.Direction] }
+	becomesIsolated := func(x *epDiff, a *aclInfo) bool { return !x.isoOld[a.Direction] && x.isoNew[a.Direction] }
+	becomesOpen := func(x *epDiff, a *aclInfo) bool { return x.isoOld[a.Direction] && !x.isoNew[a.Direction] }
+	allow := func(f func(*epDiff, *aclInfo) bool) func(*epDiff, *aclInfo) bool {
+		return func(x *epDiff, a *aclInfo) bool { return a.Action == Allow && f(x, a) }
+	}
+	block := func(f func(*epDiff, *aclInfo) bool) func(*epDiff, *aclInfo) bool {
+		return func(x *epDiff, a *aclInfo) bool { return a.Action == Block && f(x, a) }
+	}
+	any := func(*epDiff, *aclInfo) bool { return true }
+
+	// tighten
+	if err := setOps(OpAdd, "tighten"); err != nil {
+		return fail(err)
+	}
+	if err := acls(OpRemove, allow(stays)); err != nil {
+		return fail(err)
+	}
+	if err := d.shrinkSets(ctx, changedSets); err != nil {
+		return fail(err)
+	}
+	if err := acls(OpAdd, allow(becomesIsolated)); err != nil {
+		return fail(err)
+	}
+	if err := acls(OpAdd, block(any)); err != nil {
+		return fail(err)
+	}
+	// loosen
+	if err := acls(OpRemove, block(any)); err != nil {
+		return fail(err)
+	}
+	if err := setOps(OpUpdate, "loosen"); err != nil {
+		return fail(err)
+	}
+	if err := acls(OpAdd, allow(stays)); err != nil {
+		return fail(err)
+	}
+	if err := acls(OpRemove, allow(becomesOpen)); err != nil {
+		return fail(err)
+	}
+	// anything left (Allows of directions that were open and stay open:
+	// found in HNS, not ours to keep)
+	if err := acls(OpRemove, any); err != nil {
+		return fail(err)
+	}
+	for _, x := range diffs {
+		if d.eps[x.ep.id] != nil {
+			for aid, a := range x.want { // attribution follows the latest render
+				x.ep.acls[aid] = a
 			}
 		}
 	}
-	// 3. SetPolicies no longer referenced: NESTEDIPSETs first. A set some
+	// SetPolicies no longer referenced: NESTEDIPSETs first. A set some
 	// programmed ACL still references (an endpoint not diffed) stays.
 	var inUse map[string]bool
 	for _, typ := range []SetPolicyType{NestedIPSet, IPSet} {
@@ -538,82 +617,98 @@ func (d *Dataplane) program(ctx context.Context, hnsDirty map[string]struct{}) (
 				del = append(del, s)
 			}
 		}
-		n, err := d.modifySets(ctx, OpRemove, del)
-		changed += n
-		if err != nil {
-			return changed, err
+		if err := d.modifySets(ctx, OpRemove, del, ""); err != nil {
+			return fail(err)
+		}
+		for _, sp := range del {
+			changedSets[sp.ID] = true
 		}
 	}
-	return changed, nil
+	return changed + len(changedSets), nil
 }
 
-// opGrow is syncSets' first update pass: members are only added.
-const opGrow Op = "grow"
+// placeholder is the member of a SetPolicy that must match nothing while
+// it cannot be empty: the unspecified address of its family, never the
+// address of a connection's peer.
+func placeholder(id string) string {
+	if strings.HasSuffix(id, "-6") {
+		return "::"
+	}
+	return "0.0.0.0"
+}
 
-// syncSets adds the missing desired SetPolicies (OpAdd), adds the new
-// members of altered ones keeping the old (opGrow), or writes the desired
-// members of altered ones (OpUpdate); IPSETs first.
-func (d *Dataplane) syncSets(ctx context.Context, op Op) (int, error) {
-	changed := 0
-	for _, typ := range []SetPolicyType{IPSet, NestedIPSet} {
-		var l []SetPolicy
-		for _, id := range sortedKeys(d.want) {
-			e := d.want[id]
-			if e.sp.Type != typ {
-				continue
+// shrinkSets is the tighten step for SetPolicies: every programmed IPSET
+// keeps only the members it keeps in the desired state; an IPSET leaving
+// the desired state that a nested set still contains is emptied.
+func (d *Dataplane) shrinkSets(ctx context.Context, changed map[string]bool) error {
+	nestedChildren := map[string]bool{}
+	for _, s := range d.sets {
+		if s.Type == NestedIPSet {
+			for _, c := range strings.Split(s.Values, ",") {
+				nestedChildren[c] = true
 			}
-			cur, ok := d.sets[id]
-			switch {
-			case op == OpAdd && !ok:
-				l = append(l, e.sp)
-			case op == opGrow && ok && cur.Values != e.sp.Values:
-				added, removed := listDiff(cur.Values, e.sp.Values)
-				if len(added) > 0 && len(removed) > 0 {
-					g := e.sp
-					g.Values = unionValues(cur.Values, e.sp.Values)
-					l = append(l, g)
-				} else if len(added) > 0 {
-					l = append(l, e.sp)
+		}
+	}
+	var l []SetPolicy
+	for _, id := range sortedKeys(d.sets) {
+		cur := d.sets[id]
+		if cur.Type != IPSet {
+			continue
+		}
+		target := ""
+		if e := d.want[id]; e != nil {
+			keep := map[string]bool{}
+			for _, v := range strings.Split(e.sp.Values, ",") {
+				keep[v] = true
+			}
+			var vs []string
+			for _, v := range strings.Split(cur.Values, ",") {
+				if keep[v] {
+					vs = append(vs, v)
 				}
-			case op == OpUpdate && ok && cur.Values != e.sp.Values:
-				l = append(l, e.sp)
 			}
+			target = strings.Join(vs, ",")
+		} else if !nestedChildren[id] {
+			continue // removed at the end; no wanted ACL references it
 		}
-		mop := op
-		if op == opGrow {
-			mop = OpUpdate
+		if target == "" {
+			target = placeholder(id)
 		}
-		n, err := d.modifySets(ctx, mop, l)
-		changed += n
-		if err != nil {
-			return changed, err
+		if target != cur.Values {
+			sp := cur
+			sp.Values = target
+			l = append(l, sp)
 		}
 	}
-	return changed, nil
+	if err := d.modifySets(ctx, OpUpdate, l, "tighten"); err != nil {
+		return err
+	}
+	for _, sp := range l {
+		changed[sp.ID] = true
+	}
+	return nil
 }
 
-// unionValues merges two sorted-by-meaning comma lists (the result is in
-// address order for IPSETs, string order for NESTEDIPSETs).
-func unionValues(a, b string) string {
-	seen := map[string]bool{}
-	var out []string
-	for _, l := range []string{a, b} {
-		for _, x := range strings.Split(l, ",") {
-			if x != "" && !seen[x] {
-				seen[x] = true
-				out = append(out, x)
+// modifySets runs one set operation in batches.
+func (d *Dataplane) modifySets(ctx context.Context, op Op, sets []SetPolicy, phase string) error {
+	for len(sets) > 0 {
+		n := min(len(sets), d.max)
+		batch := sets[:n]
+		sets = sets[n:]
+		if err := d.hns.ModifySetPolicies(ctx, op, batch); err != nil {
+			return fmt.Errorf("hns %s %d set policies: %w", strings.ToLower(string(op)), len(batch), err)
+		}
+		for _, s := range batch {
+			old := d.sets[s.ID]
+			if op == OpRemove {
+				delete(d.sets, s.ID)
+			} else {
+				d.sets[s.ID] = s
 			}
+			d.logSet(op, s, old, phase)
 		}
 	}
-	sort.Slice(out, func(i, j int) bool {
-		pi, ei := parseAddr(out[i])
-		pj, ej := parseAddr(out[j])
-		if ei != nil || ej != nil {
-			return out[i] < out[j]
-		}
-		return policy.LessMember(policy.Member{Prefix: pi}, policy.Member{Prefix: pj})
-	})
-	return strings.Join(out, ",")
+	return nil
 }
 
 // setsInUse are the SetPolicies referenced by programmed ACLs or wanted nested sets.
@@ -665,29 +760,6 @@ func sortedKeys[V any](m map[string]V) []string {
 	return out
 }
 
-func (d *Dataplane) modifySets(ctx context.Context, op Op, sets []SetPolicy) (int, error) {
-	done := 0
-	for len(sets) > 0 {
-		n := min(len(sets), d.max)
-		batch := sets[:n]
-		sets = sets[n:]
-		if err := d.hns.ModifySetPolicies(ctx, op, batch); err != nil {
-			return done, fmt.Errorf("hns %s %d set policies: %w", strings.ToLower(string(op)), len(batch), err)
-		}
-		for _, s := range batch {
-			old := d.sets[s.ID]
-			if op == OpRemove {
-				delete(d.sets, s.ID)
-			} else {
-				d.sets[s.ID] = s
-			}
-			d.logSet(op, s, old)
-			done++
-		}
-	}
-	return done, nil
-}
-
 const maxLoggedMembers = 32
 
 func listDiff(a, b string) (added, removed []string) {
@@ -722,7 +794,7 @@ func trunc(xs []string) []string {
 	return xs
 }
 
-func (d *Dataplane) logSet(op Op, s, old SetPolicy) {
+func (d *Dataplane) logSet(op Op, s, old SetPolicy, phase string) {
 	comment := ""
 	if e := d.want[s.ID]; e != nil {
 		comment = e.comment
@@ -733,7 +805,7 @@ func (d *Dataplane) logSet(op Op, s, old SetPolicy) {
 		fields = append(fields, zap.Strings("members", trunc(strings.Split(s.Values, ","))))
 	case OpUpdate:
 		add, rem := listDiff(old.Values, s.Values)
-		fields = append(fields, zap.Strings("added", trunc(add)), zap.Strings("removed", trunc(rem)))
+		fields = append(fields, zap.Strings("added", trunc(add)), zap.Strings("removed", trunc(rem)), zap.String("phase", phase))
 	}
 	d.log.Info("hns set policy "+strings.ToLower(string(op)), fields...)
 }

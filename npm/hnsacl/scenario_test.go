@@ -184,7 +184,7 @@ func TestScenarioPodsLabelsPolicies(t *testing.T) {
 	p1 := mkPolicy("default", "db", sel("app", "db"), ingressOnly, []networkingv1.NetworkPolicyIngressRule{
 		in(peers(podPeer(sel("app", "web")), nsPeer(sel("team", "x"))), tcp(5432))}, nil)
 	s.pol(p1)
-	s.step("policy added", map[string]int{"ModifySetPolicies": 2, "ModifyACLs": 1, "ListEndpoints": 0},
+	s.step("policy added: sets, allow, then Block", map[string]int{"ModifySetPolicies": 2, "ModifyACLs": 2, "ListEndpoints": 0},
 		"ep-b: Allow In prio=200 proto=6 remote={nested pods with (all) in namespaces with team=x or pods in namespace default with app=web}/4 lport=5432",
 		"ep-b: Block In prio=4000",
 		"set {nested pods with (all) in namespaces with team=x or pods in namespace default with app=web}/4 NESTEDIPSET {pods with (all) in namespaces with team=x}/4,{pods in namespace default with app=web}/4",
@@ -204,7 +204,7 @@ func TestScenarioPodsLabelsPolicies(t *testing.T) {
 	a2 := a.DeepCopy()
 	a2.Labels = map[string]string{"app": "db"}
 	s.pod(a2)
-	s.step("label change: a leaves the peers and becomes selected", map[string]int{"ModifySetPolicies": 1, "ModifyACLs": 1, "ListEndpoints": 0})
+	s.step("label change: a leaves the peers and becomes selected (allows, then Block)", map[string]int{"ModifySetPolicies": 1, "ModifyACLs": 2, "ListEndpoints": 0})
 
 	s.ns(mkNS("other", map[string]string{"team": "y"}))
 	s.step("namespace label change: the peer set empties", map[string]int{"max": 4})
@@ -212,11 +212,11 @@ func TestScenarioPodsLabelsPolicies(t *testing.T) {
 	p1b := p1.DeepCopy()
 	p1b.Spec.Ingress[0].Ports = []networkingv1.NetworkPolicyPort{tcp(5433)}
 	s.pol(p1b)
-	s.step("policy updated: new ACL in, old ACL out, on each selected endpoint", map[string]int{"ModifyACLs": 4, "ModifySetPolicies": 0})
+	s.step("policy updated: old ACL out, new ACL in, on each selected endpoint", map[string]int{"ModifyACLs": 4, "ModifySetPolicies": 0})
 
 	e := mkPod("default", "e", map[string]string{"app": "db"}, []string{"10.0.0.5"})
 	s.pod(e)
-	s.step("selected pod added: one endpoint list, one ACL call", map[string]int{"ListEndpoints": 1, "ModifyACLs": 1, "ModifySetPolicies": 0})
+	s.step("selected pod added: one endpoint list, allows then Block", map[string]int{"ListEndpoints": 1, "ModifyACLs": 2, "ModifySetPolicies": 0})
 
 	s.delPod(e)
 	s.step("selected pod deleted (endpoint already gone)", map[string]int{"max": 1})
@@ -252,7 +252,7 @@ func TestScenarioBatching(t *testing.T) {
 	}
 	np := mkPolicy("default", "many", &metav1.LabelSelector{}, ingressOnly, []networkingv1.NetworkPolicyIngressRule{in(nil, ports...)}, nil)
 	s.pol(np)
-	s.step("11 ACLs in batches of 3", map[string]int{"ModifyACLs": 4, "ModifySetPolicies": 0})
+	s.step("1 Block, then 10 allows in batches of 3", map[string]int{"ModifyACLs": 5, "ModifySetPolicies": 0})
 	if n := len(s.f.ACLs("ep-a")); n != 11 {
 		t.Fatalf("%d ACLs, want 11", n)
 	}
@@ -505,13 +505,14 @@ func TestLogsAndObjects(t *testing.T) {
 	}
 }
 
-// TestNoOpenWindowDuringUpdates: random single-event steps; after every
-// HNS call inside a step, a connection is allowed only if the state before
-// or the state after the step allows it (never allowed-when-denied), and
-// one both states allow is never denied.
+// TestNoOpenWindowDuringUpdates: random steps of one to three events;
+// after every HNS call inside a step, a connection is allowed (at each
+// endpoint and end to end) only if the state before or the state after the
+// step allows it: never allowed-when-denied. The refusals of connections
+// both states allow (the price of having no transaction) are counted.
 func TestNoOpenWindowDuringUpdates(t *testing.T) {
 	r := rand.New(rand.NewSource(12))
-	intermediate, endToEnd := 0, 0
+	intermediate, refused := 0, 0
 	for run := 0; run < 20; run++ {
 		cfg := propConfig(5)
 		w := translatetest.Random(r, cfg)
@@ -549,17 +550,23 @@ func TestNoOpenWindowDuringUpdates(t *testing.T) {
 				v := s.f.Evaluate(p)
 				before[j] = [3]bool{v.Out.Allowed, v.In.Allowed, v.Allowed}
 			}
-			other := translatetest.Random(r, cfg)
-			switch r.Intn(3) {
-			case 0:
-				p := other.Pods[r.Intn(len(other.Pods))]
-				if s.w.pods[p.Namespace+"/"+p.Name] != nil {
-					s.pod(p)
+			for ev := 1 + r.Intn(3); ev > 0; ev-- {
+				other := translatetest.Random(r, cfg)
+				switch r.Intn(4) {
+				case 0:
+					p := other.Pods[r.Intn(len(other.Pods))]
+					if s.w.pods[p.Namespace+"/"+p.Name] != nil {
+						s.pod(p)
+					}
+				case 1:
+					s.ns(other.Namespaces[r.Intn(len(other.Namespaces))])
+				case 2:
+					s.pol(other.Policies[r.Intn(len(other.Policies))])
+				case 3:
+					if keys := sortedKeys(s.w.pols); len(keys) > 0 {
+						s.delPol(s.w.pols[keys[r.Intn(len(keys))]])
+					}
 				}
-			case 1:
-				s.ns(other.Namespaces[r.Intn(len(other.Namespaces))])
-			case 2:
-				s.pol(other.Policies[r.Intn(len(other.Policies))])
 			}
 			after := make([][3]bool, len(pkts))
 			for j, p := range pkts {
@@ -574,14 +581,10 @@ func TestNoOpenWindowDuringUpdates(t *testing.T) {
 					got := [3]bool{v.Out.Allowed, v.In.Allowed, v.Allowed}
 					for k, what := range []string{"egress at the source", "ingress at the destination", "end to end"} {
 						if got[k] && !before[j][k] && !after[j][k] {
-							if k == 2 {
-								endToEnd++
-								continue
-							}
 							t.Fatalf("%s: %v: %s allowed in the middle of the update, denied before and after\n%s", name, p, what, dumpFake(s.f))
 						}
-						if !got[k] && before[j][k] && after[j][k] {
-							t.Fatalf("%s: %v: %s denied in the middle of the update, allowed before and after\n%s", name, p, what, dumpFake(s.f))
+						if k == 2 && !got[k] && before[j][k] && after[j][k] {
+							refused++
 						}
 					}
 				}
@@ -590,5 +593,5 @@ func TestNoOpenWindowDuringUpdates(t *testing.T) {
 			s.f.AfterModify = nil
 		}
 	}
-	t.Logf("%d intermediate states checked; %d end-to-end allowed-when-denied decisions where both sides changed in one step", intermediate, endToEnd)
+	t.Logf("%d intermediate states checked, none allowed what both the old and the new state deny; %d probes both allow were refused in between", intermediate, refused)
 }
