@@ -9,7 +9,7 @@ LDFLAGS := -s -w -X github.com/open-acn/acn/internal/version.Version=$(VERSION)
 GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)"
 ARCHIVE := $(OUT)/azure-vnet-cni-linux-amd64-$(VERSION).tgz
 TEST_TIMEOUT ?= 20m
-E2E_DATAPLANES ?= iptables
+E2E_DATAPLANES ?= iptables,nftables
 
 .PHONY: help all podserver azure-npm azure-vnet azure-vnet-ipam azure-cni-plugins test e2e bench demo deps lint clean cluster-up cluster-down tools
 

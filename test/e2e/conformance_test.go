@@ -15,9 +15,15 @@ import (
 )
 
 // TestConformanceSubset runs every 10th generated case (23 of 230, every
-// tag group represented) on a two-node cluster in `make test`; `make e2e`
-// runs all 230.
+// tag group represented) on a two-node cluster in `make test`, once per
+// dataplane; `make e2e` runs all 230.
 func TestConformanceSubset(t *testing.T) {
+	for _, dp := range []string{"iptables", "nftables"} {
+		t.Run(dp, func(t *testing.T) { conformanceSubset(t, dp) })
+	}
+}
+
+func conformanceSubset(t *testing.T, dataplane string) {
 	netnstest.RequireRoot(t)
 	if m := kubetest.MissingTools(kubetest.ToolsDir()); len(m) > 0 {
 		t.Skipf("control-plane binaries %v not built: run `make tools`", m)
@@ -26,7 +32,7 @@ func TestConformanceSubset(t *testing.T) {
 		t.Skipf("%v (make test builds them)", err)
 	}
 	ctx := context.Background()
-	c, err := cluster.New(ctx, cluster.Config{Dir: t.TempDir(), Logf: t.Logf})
+	c, err := cluster.New(ctx, cluster.Config{Dir: t.TempDir(), Dataplane: dataplane, Logf: t.Logf})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +51,7 @@ func TestConformanceSubset(t *testing.T) {
 		only = append(only, i)
 	}
 	r.opts.Only = only
-	rep, err := r.Run(ctx, "iptables")
+	rep, err := r.Run(ctx, dataplane)
 	t.Log("\n" + out.String())
 	if err != nil {
 		t.Fatal(err)
