@@ -425,3 +425,34 @@ func copyRelease(t *testing.T, r *release) string {
 	}
 	return a
 }
+
+// TestInstallScriptPowerShellCounterpart cannot run PowerShell here; it
+// checks that install-cni-plugin.ps1 keeps the Linux script's interface and
+// checks: the same options, the Windows default directories, the checksum
+// verified before extraction, and the conflist refusal without -Force.
+func TestInstallScriptPowerShellCounterpart(t *testing.T) {
+	ps := string(mustRead(t, filepath.Join(deployDir(t), "cni", "install-cni-plugin.ps1")))
+	sh := string(mustRead(t, filepath.Join(deployDir(t), "cni", "install-cni-plugin.sh")))
+	for _, want := range []string{
+		"[switch]$Force", "[string]$Archive", "[string]$Version", "[string]$Conflist",
+		`"C:\k\azurecni\bin"`, `"C:\k\azurecni\netconf"`, "$env:DESTDIR", "$env:CNI_BIN_DIR", "$env:CNI_CONF_DIR",
+		"Get-FileHash -Algorithm SHA256", "checksum mismatch", "not found: refusing to install an unverified archive",
+		"differs from the archive's; nothing installed (-Force replaces it)",
+		`$Conflist = "10-azure.conflist"`, "azure-vnet.exe", "azure-vnet-ipam.exe",
+	} {
+		if !strings.Contains(ps, want) {
+			t.Errorf("install-cni-plugin.ps1 lacks %q", want)
+		}
+	}
+	if !strings.Contains(sh, `conflist_name="10-azure.conflist"`) {
+		t.Error("the two scripts disagree on the default conflist")
+	}
+	// The checksum is verified before the archive is extracted.
+	if strings.Index(ps, "$got -ne $want") > strings.Index(ps, "Expand-Archive") {
+		t.Error("install-cni-plugin.ps1 extracts the archive before verifying it")
+	}
+	// The conflist conflict is checked before the first file is installed.
+	if strings.Index(ps, "if (-not $Force)") > strings.Index(ps, `InstallFile (Join-Path $tmp "azure-vnet.exe")`) {
+		t.Error("install-cni-plugin.ps1 installs before checking the conflist")
+	}
+}
