@@ -87,6 +87,17 @@ func TestKernelReconcileRepairsDrift(t *testing.T) {
 	if n, err := d.Reconcile(ctx); err != nil || n != 0 {
 		t.Errorf("second reconcile: %d repairs, %v", n, err)
 	}
+	// A base chain re-created with another priority cannot be altered in
+	// place: the table is replaced atomically.
+	tp.Node.MustExec(t, "nft", "delete", "chain", "inet", TableName, ChainEgress)
+	tp.Node.MustExec(t, "nft", "add", "chain", "inet", TableName, ChainEgress, "{ type filter hook forward priority 50; policy accept; }")
+	if n, err := d.Reconcile(ctx); err != nil || n != 1 {
+		t.Errorf("reconcile of a re-hooked base chain: %d repairs, %v", n, err)
+	}
+	if !strings.Contains(tp.Node.MustExec(t, "nft", "list", "chain", "inet", TableName, ChainEgress), "priority filter - 10") {
+		t.Error("egress chain not restored at its priority")
+	}
+	tp.Check(t, dptest.BasicExpect)
 	tp.Node.MustExec(t, "nft", "delete", "table", "inet", TableName)
 	if n, err := d.Reconcile(ctx); err != nil || n < 10 {
 		t.Errorf("reconcile after the table was deleted: %d repairs, %v", n, err)

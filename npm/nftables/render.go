@@ -248,7 +248,7 @@ func renderGroups(groups map[policy.Direction][]*policy.Group, pols map[string]*
 				if _, dup := m.elems[id]; dup {
 					continue
 				}
-				m.elems[id] = kelem{key: k, chain: gc, text: a.Unmap().String() + " : goto " + gc}
+				m.elems[id] = kelem{key: k, chain: gc, text: a.Unmap().String() + " : goto " + gc + " (isolated by " + strings.Join(g.Policies, ",") + ")"}
 			}
 		}
 		for _, f := range policy.Families {

@@ -4,6 +4,8 @@ package nftables
 
 import (
 	"context"
+	"encoding/json"
+	"strconv"
 	"net/netip"
 	"sort"
 	"strings"
@@ -223,5 +225,96 @@ func TestRestartEqualsColdStart(t *testing.T) {
 	}
 	if strings.Contains(listTable(t, restarted), PolicyChain(policy.Ingress, "a/old")) {
 		t.Error("stale chain survived")
+	}
+}
+
+// TestLargeBatch: 30,000 pod IPs in one set and 10,000 endpoints in the
+// dispatch maps go in one transaction (element lists split below the
+// 64 KiB attribute limit, socket buffers large enough for the batch and
+// its acknowledgements) and read back complete; a member change is then a
+// small transaction and a reconcile finds nothing.
+func TestLargeBatch(t *testing.T) {
+	netnstest.RequireRoot(t)
+	ctx := context.Background()
+	ns := netnstest.New(t, "nft-large")
+	big := &policy.Set{ID: "iBig", Kind: policy.SetIP, Key: "big", Comment: "many pods", Members: map[policy.Member]struct{}{}}
+	for i := 0; i < 30000; i++ {
+		big.Members[policy.AddrMember(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}))] = struct{}{}
+	}
+	var eps []*policy.Endpoint
+	for i := 0; i < 10000; i++ {
+		eps = append(eps, ep("a", "p"+strconv.Itoa(i), []string{"a/web"}, nil, netip.AddrFrom4([4]byte{10, 200, byte(i >> 8), byte(i)}).String()))
+	}
+	st := state([]*policy.Set{big}, []*policy.Policy{{Namespace: "a", Name: "web", Ingress: true, IngressRules: []policy.Rule{{Peers: []policy.Peer{{SetID: "iBig"}}}}}}, eps...)
+	d, _ := New(Options{NetNSPath: ns.Path})
+	if err := d.Apply(ctx, st, nil); err != nil {
+		t.Fatal(err)
+	}
+	count := func(set string) int {
+		kind := "set"
+		if strings.HasPrefix(set, "ingress") {
+			kind = "map"
+		}
+		out := ns.MustExec(t, "nft", "-j", "list", kind, "inet", TableName, set)
+		var doc struct {
+			Nftables []map[string]struct {
+				Elem []json.RawMessage `json:"elem"`
+			} `json:"nftables"`
+		}
+		if err := json.Unmarshal([]byte(out), &doc); err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, o := range doc.Nftables {
+			for _, k := range []string{"set", "map"} {
+				n += len(o[k].Elem)
+			}
+		}
+		return n
+	}
+	if n := count(SetName(policy.IPv4, "iBig")); n != 30000 {
+		t.Errorf("big set has %d elements, want 30000", n)
+	}
+	if n := count(MapIngress4); n != 10000 {
+		t.Errorf("ingress4 has %d elements, want 10000", n)
+	}
+	st2 := st.Clone()
+	delete(st2.Sets["iBig"].Members, policy.AddrMember(netip.MustParseAddr("10.0.0.5")))
+	ch := policy.NewChanges()
+	ch.Sets["iBig"] = struct{}{}
+	if err := d.Apply(ctx, st2, ch); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(SetName(policy.IPv4, "iBig")); n != 29999 {
+		t.Errorf("after one removal: %d elements", n)
+	}
+	if n, err := d.Reconcile(ctx); err != nil || n != 0 {
+		t.Errorf("reconcile: %d, %v", n, err)
+	}
+}
+
+// TestStartOverForeignTable: a previous table of the same name with other
+// shapes (a set of another type under one of our names, an unknown chain
+// and rule) is replaced in one transaction.
+func TestStartOverForeignTable(t *testing.T) {
+	netnstest.RequireRoot(t)
+	ns := netnstest.New(t, "nft-foreign")
+	ns.MustExec(t, "nft", "add", "table", "inet", TableName)
+	ns.MustExec(t, "nft", "add", "set", "inet", TableName, "s4-iA", "{ type ipv6_addr; }")
+	ns.MustExec(t, "nft", "add", "chain", "inet", TableName, "junk", "{ type filter hook forward priority 0; policy drop; }")
+	ns.MustExec(t, "nft", "add", "rule", "inet", TableName, "junk", "ip6", "saddr", "@s4-iA", "drop")
+	d, _ := New(Options{NetNSPath: ns.Path})
+	st := state([]*policy.Set{ipSet("iA", "pods a", "10.0.0.1")},
+		[]*policy.Policy{{Namespace: "a", Name: "web", Ingress: true, IngressRules: []policy.Rule{{Peers: []policy.Peer{{SetID: "iA"}}}}}},
+		ep("a", "w", []string{"a/web"}, nil, "10.0.0.9"))
+	if err := d.Apply(context.Background(), st, nil); err != nil {
+		t.Fatal(err)
+	}
+	got := listTable(t, ns)
+	if strings.Contains(got, "junk") || !strings.Contains(squash(got), "set s4-iA { type ipv4_addr") {
+		t.Errorf("foreign shapes survived:\n%s", got)
+	}
+	if n, err := d.Reconcile(context.Background()); err != nil || n != 0 {
+		t.Errorf("reconcile: %d, %v", n, err)
 	}
 }
