@@ -5,9 +5,9 @@ package nftables
 import (
 	"context"
 	"encoding/json"
-	"strconv"
 	"net/netip"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 
