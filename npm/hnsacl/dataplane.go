@@ -135,13 +135,31 @@ func (d *Dataplane) setEndpoints(eps []Endpoint) {
 
 // refreshEndpoints lists endpoints again (new pods), keeping the
 // programmed ACLs of known ones as HNS reports them.
-func (d *Dataplane) refreshEndpoints(ctx context.Context) error {
+// refreshEndpoints lists endpoints again (new pods): known endpoints keep
+// the programmed view (no full re-diff), new ones are taken as listed, gone
+// ones are forgotten. It returns the new endpoint IDs.
+func (d *Dataplane) refreshEndpoints(ctx context.Context) (map[string]bool, error) {
 	eps, err := d.hns.ListEndpoints(ctx)
 	if err != nil {
-		return fmt.Errorf("hns list endpoints: %w", err)
+		return nil, fmt.Errorf("hns list endpoints: %w", err)
 	}
+	old := d.eps
 	d.setEndpoints(eps)
-	return nil
+	fresh := map[string]bool{}
+	for id, e := range d.eps {
+		if o := old[id]; o != nil {
+			o.ips = e.ips
+			d.eps[id] = o
+		} else {
+			fresh[id] = true
+		}
+	}
+	for k, h := range d.assigned {
+		if d.eps[h] == nil {
+			delete(d.assigned, k)
+		}
+	}
+	return fresh, nil
 }
 
 // Apply implements dataplane.Dataplane.
@@ -347,6 +365,7 @@ func (d *Dataplane) assign(ctx context.Context, dirty map[string]struct{}, all, 
 		}
 	}
 	refreshed := listed
+	var fresh map[string]bool
 	out := map[string]struct{}{}
 	keys := make([]string, 0, len(dirty))
 	for k := range dirty {
@@ -359,10 +378,11 @@ func (d *Dataplane) assign(ctx context.Context, dirty map[string]struct{}, all, 
 		if r != nil {
 			id = d.resolve(r)
 			if id == "" && !refreshed {
-				if err := d.refreshEndpoints(ctx); err != nil {
+				f, err := d.refreshEndpoints(ctx)
+				if err != nil {
 					return nil, err
 				}
-				refreshed = true
+				refreshed, fresh = true, f
 				id = d.resolve(r)
 			}
 			if id == "" {
@@ -379,18 +399,22 @@ func (d *Dataplane) assign(ctx context.Context, dirty map[string]struct{}, all, 
 			delete(d.assigned, k)
 		}
 	}
-	if refreshed && !listed {
+	if fresh != nil {
 		// endpoints that appeared since: pods not dirty now but
 		// unresolved before get their ACLs too
 		for k, r := range d.renders {
 			if d.assigned[k] == "" {
 				if id := d.resolve(r); id != "" {
 					d.assigned[k] = id
+					out[id] = struct{}{}
 				}
 			}
 		}
+		for id := range fresh {
+			out[id] = struct{}{}
+		}
 	}
-	if all || refreshed {
+	if all {
 		for id := range d.eps {
 			out[id] = struct{}{}
 		}
@@ -482,6 +506,11 @@ func (d *Dataplane) program(ctx context.Context, hnsDirty map[string]struct{}) (
 		if x.owner == "" {
 			x.owner = "(no selected pod)"
 		}
+		// one call makes a direction isolated (its Allows, then its Block)
+		// or open (its Block, then its Allows); split by the batch limit,
+		// the order keeps each intermediate state safe
+		sort.SliceStable(x.add, func(i, j int) bool { return x.add[i].Action == Allow && x.add[j].Action != Allow })
+		sort.SliceStable(x.del, func(i, j int) bool { return x.del[i].Action == Block && x.del[j].Action != Block })
 		x.isoOld, x.isoNew = map[Direction]bool{}, map[Direction]bool{}
 		for _, a := range ep.acls {
 			if a.Action == Block {
@@ -554,9 +583,6 @@ func (d *Dataplane) program(ctx context.Context, hnsDirty map[string]struct{}) (
 	allow := func(f func(*epDiff, *aclInfo) bool) func(*epDiff, *aclInfo) bool {
 		return func(x *epDiff, a *aclInfo) bool { return a.Action == Allow && f(x, a) }
 	}
-	block := func(f func(*epDiff, *aclInfo) bool) func(*epDiff, *aclInfo) bool {
-		return func(x *epDiff, a *aclInfo) bool { return a.Action == Block && f(x, a) }
-	}
 	any := func(*epDiff, *aclInfo) bool { return true }
 
 	// tighten
@@ -569,23 +595,17 @@ func (d *Dataplane) program(ctx context.Context, hnsDirty map[string]struct{}) (
 	if err := d.shrinkSets(ctx, changedSets); err != nil {
 		return fail(err)
 	}
-	if err := acls(OpAdd, allow(becomesIsolated)); err != nil {
-		return fail(err)
-	}
-	if err := acls(OpAdd, block(any)); err != nil {
+	if err := acls(OpAdd, becomesIsolated); err != nil {
 		return fail(err)
 	}
 	// loosen
-	if err := acls(OpRemove, block(any)); err != nil {
+	if err := acls(OpRemove, becomesOpen); err != nil {
 		return fail(err)
 	}
 	if err := setOps(OpUpdate, "loosen"); err != nil {
 		return fail(err)
 	}
 	if err := acls(OpAdd, allow(stays)); err != nil {
-		return fail(err)
-	}
-	if err := acls(OpRemove, allow(becomesOpen)); err != nil {
 		return fail(err)
 	}
 	// anything left (Allows of directions that were open and stay open:

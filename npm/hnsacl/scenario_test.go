@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -184,7 +185,7 @@ func TestScenarioPodsLabelsPolicies(t *testing.T) {
 	p1 := mkPolicy("default", "db", sel("app", "db"), ingressOnly, []networkingv1.NetworkPolicyIngressRule{
 		in(peers(podPeer(sel("app", "web")), nsPeer(sel("team", "x"))), tcp(5432))}, nil)
 	s.pol(p1)
-	s.step("policy added: sets, allow, then Block", map[string]int{"ModifySetPolicies": 2, "ModifyACLs": 2, "ListEndpoints": 0},
+	s.step("policy added: sets, then allow and Block in one call", map[string]int{"ModifySetPolicies": 2, "ModifyACLs": 1, "ListEndpoints": 0},
 		"ep-b: Allow In prio=200 proto=6 remote={nested pods with (all) in namespaces with team=x or pods in namespace default with app=web}/4 lport=5432",
 		"ep-b: Block In prio=4000",
 		"set {nested pods with (all) in namespaces with team=x or pods in namespace default with app=web}/4 NESTEDIPSET {pods with (all) in namespaces with team=x}/4,{pods in namespace default with app=web}/4",
@@ -204,7 +205,7 @@ func TestScenarioPodsLabelsPolicies(t *testing.T) {
 	a2 := a.DeepCopy()
 	a2.Labels = map[string]string{"app": "db"}
 	s.pod(a2)
-	s.step("label change: a leaves the peers and becomes selected (allows, then Block)", map[string]int{"ModifySetPolicies": 1, "ModifyACLs": 2, "ListEndpoints": 0})
+	s.step("label change: a leaves the peers and becomes selected", map[string]int{"ModifySetPolicies": 1, "ModifyACLs": 1, "ListEndpoints": 0})
 
 	s.ns(mkNS("other", map[string]string{"team": "y"}))
 	s.step("namespace label change: the peer set empties", map[string]int{"max": 4})
@@ -216,7 +217,7 @@ func TestScenarioPodsLabelsPolicies(t *testing.T) {
 
 	e := mkPod("default", "e", map[string]string{"app": "db"}, []string{"10.0.0.5"})
 	s.pod(e)
-	s.step("selected pod added: one endpoint list, allows then Block", map[string]int{"ListEndpoints": 1, "ModifyACLs": 2, "ModifySetPolicies": 0})
+	s.step("selected pod added: one endpoint list, one ACL call", map[string]int{"ListEndpoints": 1, "ModifyACLs": 1, "ModifySetPolicies": 0})
 
 	s.delPod(e)
 	s.step("selected pod deleted (endpoint already gone)", map[string]int{"max": 1})
@@ -252,7 +253,7 @@ func TestScenarioBatching(t *testing.T) {
 	}
 	np := mkPolicy("default", "many", &metav1.LabelSelector{}, ingressOnly, []networkingv1.NetworkPolicyIngressRule{in(nil, ports...)}, nil)
 	s.pol(np)
-	s.step("1 Block, then 10 allows in batches of 3", map[string]int{"ModifyACLs": 5, "ModifySetPolicies": 0})
+	s.step("10 allows, then the Block, in batches of 3", map[string]int{"ModifyACLs": 4, "ModifySetPolicies": 0})
 	if n := len(s.f.ACLs("ep-a")); n != 11 {
 		t.Fatalf("%d ACLs, want 11", n)
 	}
@@ -594,4 +595,81 @@ func TestNoOpenWindowDuringUpdates(t *testing.T) {
 		}
 	}
 	t.Logf("%d intermediate states checked, none allowed what both the old and the new state deny; %d probes both allow were refused in between", intermediate, refused)
+}
+
+// TestScaleCallsPerEvent: 500 local pods in 20 namespaces with 100
+// policies; one pod event or one policy edit costs a bounded number of HNS
+// calls that does not grow with the cluster (only with the pods a policy
+// selects).
+func TestScaleCallsPerEvent(t *testing.T) {
+	s := newScenario(t, Options{MaxACLsPerCall: 100})
+	mkp := func(ns, i int, app string) *corev1.Pod {
+		return mkPod(fmt.Sprintf("ns%d", ns), fmt.Sprintf("pod%d-%d", ns, i), map[string]string{"app": app},
+			[]string{fmt.Sprintf("10.%d.%d.%d", 20+ns, i/200, i%200+1)}, cport{"http", corev1.ProtocolTCP, int32(8000 + i%3)})
+	}
+	for n := 0; n < 20; n++ {
+		s.ns(mkNS(fmt.Sprintf("ns%d", n), map[string]string{"team": fmt.Sprint(n % 4)}))
+		for i := 0; i < 25; i++ {
+			s.pod(mkp(n, i, fmt.Sprintf("a%d", i%5)))
+		}
+		ns := fmt.Sprintf("ns%d", n)
+		for k := 0; k < 5; k++ {
+			var np *networkingv1.NetworkPolicy
+			target := sel("app", fmt.Sprintf("a%d", k))
+			switch k {
+			case 0:
+				np = mkPolicy(ns, "p0", target, ingressOnly, []networkingv1.NetworkPolicyIngressRule{in(peers(podPeer(sel("app", "a1"))), tcp(80))}, nil)
+			case 1:
+				np = mkPolicy(ns, "p1", target, ingressOnly, []networkingv1.NetworkPolicyIngressRule{in(peers(nsPeer(sel("team", "1")), podPeer(sel("app", "a2"))), namedP(corev1.ProtocolTCP, "http"))}, nil)
+			case 2:
+				np = mkPolicy(ns, "p2", target, egressOnly, nil, []networkingv1.NetworkPolicyEgressRule{out(peers(nsPeer(&metav1.LabelSelector{})), namedP(corev1.ProtocolTCP, "http")), out(nil, portP(corev1.ProtocolUDP, 53, 0))})
+			case 3:
+				np = mkPolicy(ns, "p3", target, bothTypes, []networkingv1.NetworkPolicyIngressRule{in(peers(ipPeer("10.0.0.0/8", "10.21.0.0/16")), portP(corev1.ProtocolTCP, 8000, 8100))},
+					[]networkingv1.NetworkPolicyEgressRule{out(peers(podPeer(&metav1.LabelSelector{})))})
+			default:
+				np = mkPolicy(ns, "p4", target, ingressOnly, nil, nil)
+			}
+			s.pol(np)
+		}
+	}
+	start := time.Now()
+	s.f.ResetCalls()
+	if err := s.d.Apply(context.Background(), s.e.State(), s.e.TakeChanges()); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("cold apply: 500 endpoints, %d set policies, %d ACLs in %v, calls %v", len(s.f.Sets()), countACLs(s.f), time.Since(start), s.f.Calls())
+
+	event := func(name string, max int, do func()) {
+		t.Helper()
+		do()
+		s.f.ResetCalls()
+		start := time.Now()
+		if err := s.d.Apply(context.Background(), s.e.State(), s.e.TakeChanges()); err != nil {
+			t.Fatal(err)
+		}
+		el := time.Since(start)
+		if n := s.f.TotalCalls(); n > max {
+			t.Fatalf("%s: %d HNS calls %v, want at most %d", name, n, s.f.Calls(), max)
+		}
+		t.Logf("%s: %v, calls %v", name, el, s.f.Calls())
+	}
+	event("peer pod added", 4, func() { s.pod(mkp(3, 100, "a1")) })
+	event("pod relabelled", 5, func() { s.pod(mkp(3, 100, "a2")) })
+	event("pod deleted", 3, func() { s.delPod(mkp(3, 100, "a2")) })
+	event("namespace relabelled", 4, func() { s.ns(mkNS("ns6", map[string]string{"team": "1"})) })
+	event("policy edited (5 selected pods)", 2*5, func() {
+		s.pol(mkPolicy("ns7", "p0", sel("app", "a0"), ingressOnly, []networkingv1.NetworkPolicyIngressRule{in(peers(podPeer(sel("app", "a1"))), tcp(81))}, nil))
+	})
+	// correctness of the end state at this scale
+	if diff := diffLines(render(s.d, s.f), s.w.reference(t, s.opt)); diff != "" {
+		t.Fatalf("differs from the state programmed from scratch:\n%s", diff)
+	}
+}
+
+func countACLs(f *Fake) int {
+	n := 0
+	for _, id := range f.EndpointIDs() {
+		n += len(f.ACLs(id))
+	}
+	return n
 }
