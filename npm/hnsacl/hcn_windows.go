@@ -30,6 +30,7 @@ type HCNOptions struct {
 // HCN implements HNS over github.com/Microsoft/hcsshim/hcn.
 type HCN struct {
 	opts      HCNOptions
+	wire      Wire
 	networkID string
 }
 
@@ -44,45 +45,7 @@ func NewHCN(o HCNOptions) (*HCN, error) {
 	if err != nil {
 		return nil, fmt.Errorf("hns network %q: %w", o.NetworkName, err)
 	}
-	return &HCN{opts: o, networkID: nw.Id}, nil
-}
-
-// aclSetting is hcn.AclPolicySetting plus the Id HNS accepts and returns,
-// which identifies this package's ACLs.
-type aclSetting struct {
-	Id              string            `json:",omitempty"`
-	Protocols       string            `json:",omitempty"`
-	Action          hcn.ActionType    `json:""`
-	Direction       hcn.DirectionType `json:""`
-	LocalAddresses  string            `json:",omitempty"`
-	RemoteAddresses string            `json:",omitempty"`
-	LocalPorts      string            `json:",omitempty"`
-	RemotePorts     string            `json:",omitempty"`
-	RuleType        hcn.RuleType      `json:",omitempty"`
-	Priority        uint16            `json:",omitempty"`
-}
-
-func (h *HCN) toSetting(a ACL) aclSetting {
-	s := aclSetting{Id: a.ID, Protocols: a.Protocols, Action: hcn.ActionType(a.Action), Direction: hcn.DirectionType(a.Direction),
-		LocalAddresses: a.LocalAddresses, RemoteAddresses: a.RemoteAddresses, LocalPorts: a.LocalPorts, RemotePorts: a.RemotePorts,
-		RuleType: hcn.RuleTypeSwitch, Priority: a.Priority}
-	if a.Direction == In && !h.opts.IngressPeerInRemote {
-		s.LocalAddresses, s.RemoteAddresses = a.RemoteAddresses, a.LocalAddresses
-	}
-	return s
-}
-
-func (h *HCN) fromSetting(s aclSetting) ACL {
-	a := ACL{ID: s.Id, Protocols: s.Protocols, Action: Action(s.Action), Direction: Direction(s.Direction),
-		LocalAddresses: s.LocalAddresses, RemoteAddresses: s.RemoteAddresses, LocalPorts: s.LocalPorts, RemotePorts: s.RemotePorts,
-		Priority: s.Priority}
-	if a.Direction == In && !h.opts.IngressPeerInRemote {
-		a.LocalAddresses, a.RemoteAddresses = s.RemoteAddresses, s.LocalAddresses
-	}
-	if a.Protocols == "256" {
-		a.Protocols = ""
-	}
-	return a
+	return &HCN{opts: o, wire: Wire{IngressPeerInRemote: o.IngressPeerInRemote}, networkID: nw.Id}, nil
 }
 
 // ListEndpoints implements HNS: the local endpoints of the network.
@@ -106,11 +69,11 @@ func (h *HCN) ListEndpoints(context.Context) ([]Endpoint, error) {
 			if p.Type != hcn.ACL {
 				continue
 			}
-			var s aclSetting
-			if err := json.Unmarshal(p.Settings, &s); err != nil || !strings.HasPrefix(s.Id, Prefix) {
+			var s WireACL
+			if err := json.Unmarshal(p.Settings, &s); err != nil || !strings.HasPrefix(s.ID, Prefix) {
 				continue
 			}
-			ep.ACLs = append(ep.ACLs, h.fromSetting(s))
+			ep.ACLs = append(ep.ACLs, h.wire.FromACL(s))
 		}
 		out = append(out, ep)
 	}
@@ -128,11 +91,11 @@ func (h *HCN) SetPolicies(context.Context) ([]SetPolicy, error) {
 		if p.Type != hcn.SetPolicy {
 			continue
 		}
-		var s hcn.SetPolicySetting
-		if err := json.Unmarshal(p.Settings, &s); err != nil || !strings.HasPrefix(s.Id, Prefix) {
+		var s WireSetPolicy
+		if err := json.Unmarshal(p.Settings, &s); err != nil || !strings.HasPrefix(s.ID, Prefix) {
 			continue
 		}
-		out = append(out, SetPolicy{ID: s.Id, Name: s.Name, Type: SetPolicyType(s.Type), Values: s.Values})
+		out = append(out, h.wire.FromSetPolicy(s))
 	}
 	return out, nil
 }
@@ -152,7 +115,7 @@ func requestType(op Op) hcn.RequestType {
 func (h *HCN) ModifySetPolicies(_ context.Context, op Op, sets []SetPolicy) error {
 	req := hcn.PolicyNetworkRequest{}
 	for _, s := range sets {
-		raw, err := json.Marshal(hcn.SetPolicySetting{Id: s.ID, Name: s.Name, Type: hcn.SetPolicyType(s.Type), Values: s.Values})
+		raw, err := json.Marshal(h.wire.SetPolicy(s))
 		if err != nil {
 			return err
 		}
@@ -170,7 +133,7 @@ func (h *HCN) ModifySetPolicies(_ context.Context, op Op, sets []SetPolicy) erro
 func (h *HCN) ModifyACLs(_ context.Context, endpointID string, op Op, acls []ACL) error {
 	req := hcn.PolicyEndpointRequest{}
 	for _, a := range acls {
-		raw, err := json.Marshal(h.toSetting(a))
+		raw, err := json.Marshal(h.wire.ACL(a))
 		if err != nil {
 			return err
 		}
