@@ -333,6 +333,9 @@ func writeJSON(path string, v any) error {
 	return os.WriteFile(path, data, 0o644)
 }
 
+// SetDataplane selects the dataplane of the next StartNPM on every node.
+func (c *Cluster) SetDataplane(dataplane string) { c.cfg.Dataplane = dataplane }
+
 // NPMLog is the path of the node's azure-npm log.
 func (n *Node) NPMLog() string { return filepath.Join(n.c.Dir, n.Name, "azure-npm.log") }
 

@@ -33,14 +33,15 @@ func main() {
 	samples := flag.Int("samples", 40, "events measured per kind")
 	pods := flag.Int("pods", 10000, "pods in the cluster")
 	policies := flag.Int("policies", 1000, "policies in the cluster")
+	dataplanes := flag.String("dataplanes", "iptables,nftables", "dataplanes to measure, one after the other on the same cluster")
 	flag.Parse()
-	if err := run(*out, *samples, *pods, *policies); err != nil {
+	if err := run(*out, *samples, *pods, *policies, strings.Split(*dataplanes, ",")); err != nil {
 		fmt.Fprintln(os.Stderr, "bench daemon:", err)
 		os.Exit(1)
 	}
 }
 
-func run(out string, samples, nPods, nPolicies int) error {
+func run(out string, samples, nPods, nPolicies int, dataplanes []string) error {
 	ctx := context.Background()
 	dir, err := os.MkdirTemp("", "acn-bench-daemon-")
 	if err != nil {
@@ -63,14 +64,32 @@ func run(out string, samples, nPods, nPolicies int) error {
 	}
 	fmt.Printf("loaded %d namespaces, %d pods, %d policies into the API server in %.1fs\n", len(w.Namespaces), len(w.Pods), len(w.Policies), time.Since(t0).Seconds())
 
+	var rs []benchfmt.Result
+	for i, dp := range dataplanes {
+		r, err := measureDataplane(ctx, c, node, cfg, dp, i, samples)
+		if err != nil {
+			return fmt.Errorf("%s: %w", dp, err)
+		}
+		rs = append(rs, r...)
+	}
+	benchfmt.PrintTable(os.Stdout, rs)
+	return benchfmt.WriteJSON(out, rs)
+}
+
+// measureDataplane starts azure-npm with one dataplane on the loaded
+// cluster (the previous run's rules are replaced by its first sync) and
+// measures it; new objects get names of their own per dataplane.
+func measureDataplane(ctx context.Context, c *cluster.Cluster, node *cluster.Node, cfg scaleworld.Config, dp string, dpIndex, samples int) ([]benchfmt.Result, error) {
+	c.SetDataplane(dp)
 	start := time.Now()
 	if err := node.StartNPM(ctx); err != nil {
-		return err
+		return nil, err
 	}
+	defer node.StopNPM(false)
 	coldReady := time.Since(start)
 	pid := node.NPMPid()
 	cpuCold := cpuSeconds(pid)
-	params := map[string]string{"pods": strconv.Itoa(nPods), "policies": strconv.Itoa(nPolicies), "local_pods": strconv.Itoa(cfg.Local), "dataplane": "iptables"}
+	params := map[string]string{"pods": strconv.Itoa(cfg.Pods), "policies": strconv.Itoa(cfg.Policies), "local_pods": strconv.Itoa(cfg.Local), "dataplane": dp}
 	rs := []benchfmt.Result{
 		{Name: "npm_daemon_start_to_ready", Value: coldReady.Seconds(), Unit: "s", Params: params},
 		{Name: "npm_daemon_cpu_to_ready", Value: cpuCold, Unit: "cpu-s", Params: params},
@@ -107,22 +126,22 @@ func run(out string, samples, nPods, nPolicies int) error {
 	}
 	cpuBefore, wallBefore := cpuSeconds(pid), time.Now()
 	if err := measure("pod_add", func(i int) (cluster.Write, error) {
-		p := scaleworld.Pod("ns1", fmt.Sprintf("new%d", i), fmt.Sprintf("10.250.0.%d", i+2), map[string]string{"app": "app-3", "tier": "api"})
+		p := scaleworld.Pod("ns1", fmt.Sprintf("new-%s-%d", dp, i), fmt.Sprintf("10.250.%d.%d", dpIndex, i+2), map[string]string{"app": "app-3", "tier": "api"})
 		p.Spec.NodeName = node.Name
 		return createPod(ctx, c.Client, p)
 	}); err != nil {
-		return err
+		return nil, err
 	}
 	if err := measure("label_change", func(i int) (cluster.Write, error) {
-		return c.SetPodLabels(ctx, "ns1", fmt.Sprintf("new%d", i), map[string]string{"app": "app-4", "tier": "db"})
+		return c.SetPodLabels(ctx, "ns1", fmt.Sprintf("new-%s-%d", dp, i), map[string]string{"app": "app-4", "tier": "db"})
 	}); err != nil {
-		return err
+		return nil, err
 	}
 	if err := measure("policy_add", func(i int) (cluster.Write, error) {
-		np := scaleworld.Policy(fmt.Sprintf("ns%d", i%cfg.Namespaces), fmt.Sprintf("extra%d", i), i%10, i)
+		np := scaleworld.Policy(fmt.Sprintf("ns%d", i%cfg.Namespaces), fmt.Sprintf("extra-%s-%d", dp, i), i%10, i)
 		return c.CreatePolicy(ctx, np)
 	}); err != nil {
-		return err
+		return nil, err
 	}
 	cpuSteady := (cpuSeconds(pid) - cpuBefore) / time.Since(wallBefore).Seconds()
 	rss, hwm := memKiB(pid)
@@ -130,8 +149,7 @@ func run(out string, samples, nPods, nPolicies int) error {
 		benchfmt.Result{Name: "npm_daemon_rss", Value: float64(rss) / 1024, Unit: "MiB", Params: params},
 		benchfmt.Result{Name: "npm_daemon_rss_peak", Value: float64(hwm) / 1024, Unit: "MiB", Params: params},
 		benchfmt.Result{Name: "npm_daemon_cpu_during_events", Value: cpuSteady * 100, Unit: "%cpu", Params: params})
-	benchfmt.PrintTable(os.Stdout, rs)
-	return benchfmt.WriteJSON(out, rs)
+	return rs, nil
 }
 
 func createPod(ctx context.Context, cs kubernetes.Interface, p *corev1.Pod) (cluster.Write, error) {
