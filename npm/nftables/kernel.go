@@ -135,10 +135,9 @@ func readKernel(c *gnft.Conn) (*objects, error) {
 			return nil, err
 		}
 		for _, e := range es {
-			ke := kelem{key: e.Key, end: e.IntervalEnd, text: formatKey(e.Key, e.IntervalEnd)}
+			ke := kelem{key: e.Key, end: e.IntervalEnd}
 			if s.IsMap {
 				ke.chain = verdictChain(e)
-				ke.text += " : goto " + ke.chain
 			}
 			ks.elems[elemID(e.Key, e.IntervalEnd)] = ke
 		}
@@ -179,7 +178,7 @@ func formatKey(k []byte, end bool) string {
 		s = a.String()
 	} else if len(k) == 12 || len(k) == 24 {
 		a, _ := netip.AddrFromSlice(k[:len(k)-8])
-		s = fmt.Sprintf("%s . %d . %d", a, k[len(k)-8], binary.BigEndian.Uint16(k[len(k)-4:]))
+		s = fmt.Sprintf("%s . %s . %d", a, protoName(k[len(k)-8]), binary.BigEndian.Uint16(k[len(k)-4:]))
 	} else {
 		s = "0x" + hex.EncodeToString(k)
 	}
@@ -187,6 +186,18 @@ func formatKey(k []byte, end bool) string {
 		s += " (interval end)"
 	}
 	return s
+}
+
+func protoName(p byte) string {
+	switch p {
+	case 6:
+		return "tcp"
+	case 17:
+		return "udp"
+	case 132:
+		return "sctp"
+	}
+	return fmt.Sprint(p)
 }
 
 // ---- diff ----

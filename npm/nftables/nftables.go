@@ -52,6 +52,7 @@ type Dataplane struct {
 	polObjs map[string][]*kchain // policy key -> chains
 	groups  map[policy.Direction][]*policy.Group
 	grpObjs []*kchain
+	grpPols map[string]string // group chain -> its policies, for log lines
 	names   map[string]string // kernel name -> origin key (collision detection)
 }
 
@@ -94,6 +95,7 @@ func (d *Dataplane) reset() {
 	d.setObjs, d.polObjs = map[string][]*kset{}, map[string][]*kchain{}
 	d.groups = map[policy.Direction][]*policy.Group{}
 	d.grpObjs = nil
+	d.grpPols = map[string]string{}
 	d.names = map[string]string{}
 }
 
@@ -209,9 +211,13 @@ func (d *Dataplane) updateWant(desired *policy.State, changes *policy.Changes) e
 			delete(d.want.chains, kc.name)
 			d.dirtyChains[kc.name] = struct{}{}
 		}
+		if len(d.grpPols) > 4*len(d.grpObjs)+64 {
+			d.grpPols = map[string]string{}
+		}
 		for _, dir := range []policy.Direction{policy.Ingress, policy.Egress} {
 			d.groups[dir] = d.last.Groups(dir)
 			for _, g := range d.groups[dir] {
+				d.grpPols[GroupChain(g)] = strings.Join(g.Policies, ",")
 				if err := d.claim(GroupChain(g), policy.GroupKey(dir, g.Policies)); err != nil {
 					return err
 				}
@@ -257,9 +263,9 @@ func (d *Dataplane) patchSet(old, s *policy.Set) bool {
 	}
 	elem := func(m policy.Member) kelem {
 		if s.Kind == policy.SetIPPort {
-			return kelem{key: ipPortKey(m), text: m.String()}
+			return kelem{key: ipPortKey(m)}
 		}
-		return kelem{key: addrKey(m.Prefix.Addr()), text: m.String()}
+		return kelem{key: addrKey(m.Prefix.Addr())}
 	}
 	for m := range s.Members {
 		if _, ok := old.Members[m]; !ok {
@@ -596,6 +602,14 @@ func (d *Dataplane) Objects(key string) []dataplane.Object {
 
 // ---- logging ----
 
+// isolatedBy names the policies behind a dispatch map element.
+func (d *Dataplane) isolatedBy(e kelem) zap.Field {
+	if e.chain == "" {
+		return zap.Skip()
+	}
+	return zap.String("policies", d.grpPols[e.chain])
+}
+
 func (d *Dataplane) logDiff(diff *objDiff) {
 	if !d.log.Core().Enabled(zap.InfoLevel) {
 		return
@@ -613,10 +627,16 @@ func (d *Dataplane) logDiff(diff *objDiff) {
 			d.log.Info("nftables "+kind+" created", zap.String(kind, s.name), zap.String("selector", s.comment))
 		}
 		for _, e := range sd.rm {
-			d.log.Info("nftables "+kind+" member removed", zap.String(kind, s.name), zap.String("member", e.text), zap.String("selector", s.comment))
+			if e.end {
+				continue // the end of an interval: the start's line names the prefix
+			}
+			d.log.Info("nftables "+kind+" member removed", zap.String(kind, s.name), zap.Stringer("member", e), zap.String("selector", s.comment), d.isolatedBy(e))
 		}
 		for _, e := range sd.add {
-			d.log.Info("nftables "+kind+" member added", zap.String(kind, s.name), zap.String("member", e.text), zap.String("selector", s.comment))
+			if e.end {
+				continue
+			}
+			d.log.Info("nftables "+kind+" member added", zap.String(kind, s.name), zap.Stringer("member", e), zap.String("selector", s.comment), d.isolatedBy(e))
 		}
 		if sd.del {
 			d.log.Info("nftables "+kind+" deleted", zap.String(kind, s.name), zap.String("selector", s.comment))

@@ -39,7 +39,19 @@ type kelem struct {
 	key   []byte
 	end   bool
 	chain string // verdict maps: goto target
-	text  string // readable member, for logs
+	text  string // readable member for logs; "" means formatKey
+}
+
+// String is the readable element, for logs (computed only when logged).
+func (e kelem) String() string {
+	s := e.text
+	if s == "" {
+		s = formatKey(e.key, e.end)
+	}
+	if e.chain != "" {
+		s += " : goto " + e.chain
+	}
+	return s
 }
 
 func (s *kset) family() policy.Family {
@@ -231,7 +243,7 @@ func renderGroups(groups map[policy.Direction][]*policy.Group, pols map[string]*
 		}
 		for _, g := range groups[dir] {
 			gc := GroupChain(g)
-			kc := &kchain{name: gc}
+			kc := &kchain{name: gc, policy: strings.Join(g.Policies, ",")}
 			for _, k := range g.Policies {
 				if pols[k] == nil {
 					continue
@@ -248,7 +260,7 @@ func renderGroups(groups map[policy.Direction][]*policy.Group, pols map[string]*
 				if _, dup := m.elems[id]; dup {
 					continue
 				}
-				m.elems[id] = kelem{key: k, chain: gc, text: a.Unmap().String() + " : goto " + gc + " (isolated by " + strings.Join(g.Policies, ",") + ")"}
+				m.elems[id] = kelem{key: k, chain: gc}
 			}
 		}
 		for _, f := range policy.Families {
@@ -301,7 +313,7 @@ func renderSet(s *policy.Set) []*kset {
 			ks.keyType = addrType(f)
 			for _, m := range ms {
 				k := addrKey(m.Prefix.Addr())
-				ks.elems[elemID(k, false)] = kelem{key: k, text: m.String()}
+				ks.elems[elemID(k, false)] = kelem{key: k}
 			}
 		case policy.SetIPPort:
 			ks.keyType, ks.concat = ipPortType4, true
@@ -310,7 +322,7 @@ func renderSet(s *policy.Set) []*kset {
 			}
 			for _, m := range ms {
 				k := ipPortKey(m)
-				ks.elems[elemID(k, false)] = kelem{key: k, text: m.String()}
+				ks.elems[elemID(k, false)] = kelem{key: k}
 			}
 		case policy.SetNet:
 			ks.keyType, ks.interval = addrType(f), true
@@ -341,7 +353,7 @@ func intervalElems(ms []policy.Member) []kelem {
 		p := m.Prefix.Masked()
 		start := p.Addr()
 		if i == 0 && !start.IsUnspecified() {
-			out = append(out, kelem{key: make([]byte, start.BitLen()/8), end: true, text: "(start of range)"})
+			out = append(out, kelem{key: make([]byte, start.BitLen()/8), end: true, text: "(start of ranges)"})
 		}
 		out = append(out, kelem{key: addrKey(start), text: p.String()})
 		if next, ok := afterPrefix(p); ok {
