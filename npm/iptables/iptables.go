@@ -589,7 +589,7 @@ func (d *Dataplane) renderRules(f policy.Family, chain string, p *policy.Policy,
 			for _, po := range ports {
 				var b strings.Builder
 				b.WriteString("-A " + chain)
-				for _, part := range []string{po.proto, pe, po.match} {
+				for _, part := range []string{po.proto, po.match, pe} {
 					if part != "" {
 						b.WriteString(" " + part)
 					}
