@@ -4,7 +4,9 @@ package deploy
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,15 +14,23 @@ import (
 	"runtime"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/yaml"
 
 	"github.com/open-acn/acn/internal/kubetest"
 	"github.com/open-acn/acn/npm/config"
+	"github.com/open-acn/acn/npm/daemon"
+	"github.com/open-acn/acn/npm/dataplane"
+	"github.com/open-acn/acn/npm/policy"
 )
 
 // deployDir is this package's directory (deploy/).
@@ -85,6 +95,7 @@ func manifests(t testing.TB) []string {
 // rendered kustomization with --dry-run=server, then applies the RBAC for
 // real and impersonates the service account.
 func TestManifestsOnAPIServer(t *testing.T) {
+	t.Parallel()
 	k := kubectl(t)
 	srv := kubetest.StartForTest(t)
 	kc := srv.Kubeconfig
@@ -243,6 +254,110 @@ func TestManifestsOnAPIServer(t *testing.T) {
 			}
 		}
 	})
+
+	t.Run("daemon as the service account", func(t *testing.T) {
+		if out, err := runKubectl(t, k, kc, nil, "apply", "-f", filepath.Join(dir, "npm", "rbac.yaml")); err != nil {
+			t.Fatalf("kubectl apply rbac.yaml: %v\n%s", err, out)
+		}
+		runDaemonAsServiceAccount(t, srv, k)
+	})
+}
+
+// countingDataplane stands in for the kernel: the test checks the daemon's
+// access to the API, not its rules.
+type countingDataplane struct{ applies atomic.Int64 }
+
+func (c *countingDataplane) Apply(context.Context, *policy.State, *policy.Changes) error {
+	c.applies.Add(1)
+	return nil
+}
+func (c *countingDataplane) Reconcile(context.Context) (int, error) { return 0, nil }
+func (c *countingDataplane) Cleanup(context.Context) error          { return nil }
+func (c *countingDataplane) Objects(string) []dataplane.Object      { return nil }
+
+// runDaemonAsServiceAccount runs the real daemon with the Linux ConfigMap's
+// config and the credentials of a token of kube-system/azure-npm: with only
+// the shipped RBAC it must sync its informers (/healthz), program the first
+// full sync (/readyz) and follow a change by watch.
+func runDaemonAsServiceAccount(t *testing.T, srv *kubetest.Server, k string) {
+	kc := srv.Kubeconfig
+	token, err := exec.Command(k, "--kubeconfig", kc, "-n", "kube-system", "create", "token", "azure-npm", "--duration=10m").Output()
+	if err != nil {
+		t.Fatalf("kubectl create token azure-npm: %v", err)
+	}
+	admin, err := srv.RestConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	saCfg := rest.AnonymousClientConfig(admin)
+	saCfg.BearerToken = strings.TrimSpace(string(token))
+	client, err := kubernetes.NewForConfig(saCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	var cm corev1.ConfigMap
+	readObject(t, "npm/linux/configmap.yaml", &cm)
+	path := filepath.Join(t.TempDir(), "azure-npm.yaml")
+	if err := os.WriteFile(path, []byte(cm.Data["azure-npm.yaml"]), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The DaemonSet sets NODE_NAME (t.Setenv is not allowed in a parallel test).
+	cfg.NodeName = "node-1"
+	cfg.MetricsAddr = "127.0.0.1:0" // the test's own port, not the host's 10091
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	dp := &countingDataplane{}
+	d, err := daemon.New(daemon.Options{Config: cfg, Logger: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)), Client: client, Dataplane: dp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("daemon.Run: %v", err)
+		}
+	}()
+	actx, acancel := context.WithTimeout(ctx, 10*time.Second)
+	addr, err := d.Addr(actx)
+	acancel()
+	if err != nil {
+		t.Fatalf("daemon did not listen: %v", err)
+	}
+	get := func(p string) int {
+		resp, err := http.Get("http://" + addr + p)
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for get("/healthz") != http.StatusOK || get("/readyz") != http.StatusOK {
+		if time.Now().After(deadline) {
+			t.Fatalf("the daemon, as the azure-npm service account, is not healthy and ready after 30s (/healthz %d, /readyz %d)", get("/healthz"), get("/readyz"))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	before := dp.applies.Load()
+	pol := filepath.Join(deployDir(t), "examples", "deny-all.yaml")
+	if out, err := runKubectl(t, k, kc, nil, "apply", "-f", pol); err != nil {
+		t.Fatalf("kubectl apply deny-all: %v\n%s", err, out)
+	}
+	for dp.applies.Load() == before {
+		if time.Now().After(deadline) {
+			t.Fatal("the daemon did not see a NetworkPolicy created after its start (watch)")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 func contains(list []string, s string) bool {

@@ -216,6 +216,7 @@ func stampOf(t *testing.T, p string) stamp {
 }
 
 func TestInstallScript(t *testing.T) {
+	t.Parallel()
 	r := buildRelease(t)
 
 	t.Run("fresh install then idempotent", func(t *testing.T) {
