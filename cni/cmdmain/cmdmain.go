@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"strings"
 
@@ -76,6 +77,9 @@ func Main(name, defaultLogFile string) {
 	// need. The memory limit keeps a safety net (GC starts near it).
 	debug.SetGCPercent(-1)
 	debug.SetMemoryLimit(256 << 20)
+	// The work is sequential (a chain of syscalls); one P avoids spinning
+	// up idle scheduler threads in each of many concurrent plugin processes.
+	runtime.GOMAXPROCS(1)
 	if code, exit := Args(name, os.Args[1:], os.Stdout, os.Stderr); exit {
 		os.Exit(code)
 	}
