@@ -56,7 +56,7 @@ type Dataplane struct {
 	renders  map[string]*epRender // model endpoint key -> desired ACLs
 	assigned map[string]string    // model endpoint key -> HNS endpoint ID
 	want     map[string]*setEntry // desired SetPolicies
-	setPols  map[string][]string  // SetPolicy ID -> policies referencing it
+	setMeta  map[string]setMeta   // SetPolicy ID -> what it is, for logs
 }
 
 var _ dataplane.Dataplane = (*Dataplane)(nil)
@@ -88,7 +88,7 @@ func (d *Dataplane) reset() {
 	d.renders = map[string]*epRender{}
 	d.assigned = map[string]string{}
 	d.want = map[string]*setEntry{}
-	d.setPols = map[string][]string{}
+	d.setMeta = map[string]setMeta{}
 }
 
 // readBack replaces the programmed view by what HNS holds, keeping the
@@ -331,12 +331,20 @@ func (d *Dataplane) computeSets() {
 		}
 	}
 	d.want = want
-	d.setPols = map[string][]string{}
-	for id, ps := range pols {
-		for p := range ps {
-			d.setPols[id] = append(d.setPols[id], p)
+	// what each set is for, for log lines; a set leaving the desired state
+	// keeps its last description until it is removed from HNS
+	for id := range d.setMeta {
+		if want[id] == nil && d.sets[id].ID == "" {
+			delete(d.setMeta, id)
 		}
-		sort.Strings(d.setPols[id])
+	}
+	for id, e := range want {
+		m := setMeta{comment: e.comment}
+		for p := range pols[id] {
+			m.policies = append(m.policies, p)
+		}
+		sort.Strings(m.policies)
+		d.setMeta[id] = m
 	}
 	// keep the cache to what is referenced
 	for id := range d.r.cache {
@@ -814,12 +822,15 @@ func trunc(xs []string) []string {
 	return xs
 }
 
+// setMeta describes a SetPolicy in log lines.
+type setMeta struct {
+	comment  string
+	policies []string
+}
+
 func (d *Dataplane) logSet(op Op, s, old SetPolicy, phase string) {
-	comment := ""
-	if e := d.want[s.ID]; e != nil {
-		comment = e.comment
-	}
-	fields := []zap.Field{zap.String("set", s.ID), zap.String("type", string(s.Type)), zap.String("selector", comment), zap.Strings("policies", d.setPols[s.ID])}
+	m := d.setMeta[s.ID]
+	fields := []zap.Field{zap.String("set", s.ID), zap.String("type", string(s.Type)), zap.String("selector", m.comment), zap.Strings("policies", m.policies)}
 	switch op {
 	case OpAdd:
 		fields = append(fields, zap.Strings("members", trunc(strings.Split(s.Values, ","))))

@@ -504,6 +504,24 @@ func TestLogsAndObjects(t *testing.T) {
 	if len(d.Objects("default/none")) != 0 {
 		t.Fatal("objects for an unknown policy")
 	}
+	// removal lines still name the policy and the selector
+	apply(t, d, translateAll(pods, nss, nil), nil)
+	rems := logs.FilterMessage("hns acl remove").All()
+	if len(rems) != 2 {
+		t.Fatalf("%d acl remove lines, want 2", len(rems))
+	}
+	for _, e := range rems {
+		if m := e.ContextMap(); fmt.Sprint(m["policies"]) != "[default/db-ingress]" || m["selector"] == "" {
+			t.Fatalf("acl remove line: %v", m)
+		}
+	}
+	srem := logs.FilterMessage("hns set policy remove").All()
+	if len(srem) != 1 {
+		t.Fatalf("%d set remove lines, want 1", len(srem))
+	}
+	if m := srem[0].ContextMap(); fmt.Sprint(m["policies"]) != "[default/db-ingress]" || !strings.Contains(fmt.Sprint(m["selector"]), "app=web") {
+		t.Fatalf("set remove line: %v", m)
+	}
 }
 
 // TestNoOpenWindowDuringUpdates: random steps of one to three events;
