@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"strings"
 	"time"
 
@@ -31,6 +32,17 @@ func EnsureSysctl(path, value string) error {
 		return nil
 	}
 	return os.WriteFile(path, []byte(value), 0o644)
+}
+
+// EnsureBridgeNetfilter turns bridge-nf-call-iptables on in this
+// namespace, loading br_netfilter first if its sysctls are missing.
+func EnsureBridgeNetfilter() error {
+	if _, err := os.Stat(SysctlBridgeNFCallIP4); os.IsNotExist(err) {
+		if out, err := exec.Command("modprobe", "br_netfilter").CombinedOutput(); err != nil {
+			return fmt.Errorf("modprobe br_netfilter: %v: %s", err, strings.TrimSpace(string(out)))
+		}
+	}
+	return EnsureSysctl(SysctlBridgeNFCallIP4, "1")
 }
 
 // LinkToward returns the interface the node uses to reach ip (one

@@ -97,8 +97,8 @@ func (r *runner) vnetAdd() error {
 			return r.undoAdd(err)
 		}
 		// A policy engine's FORWARD rules see bridged traffic only with this.
-		if err := network.EnsureSysctl(network.SysctlBridgeNFCallIP4, "1"); err != nil {
-			r.log.Warn("cannot enable bridge-nf-call-iptables (is br_netfilter loaded?)", zap.Error(err))
+		if err := network.EnsureBridgeNetfilter(); err != nil {
+			r.log.Warn("cannot enable bridge-nf-call-iptables", zap.Error(err))
 		}
 		spec.BridgeIndex, spec.HostIP, spec.MTU = br.Index, br.HostIP, br.MTU
 		spec.Gateway = pool.Gateway
