@@ -178,6 +178,7 @@ func (d *Dataplane) Apply(ctx context.Context, desired *policy.State, changes *p
 	d.r.st = desired
 	defer func() { d.r.st = nil }()
 	d.r.failures = map[failure]map[string]struct{}{}
+	d.r.named = nil
 
 	dirty := d.dirtyEndpoints(desired, changes)
 	if changes == nil {

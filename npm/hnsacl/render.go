@@ -96,6 +96,7 @@ type renderer struct {
 	hostIPs  []netip.Addr
 	cache    map[string]*setEntry
 	failures map[failure]map[string]struct{} // -> endpoint keys
+	named    map[string]*namedIdx            // named-port set indexes of this Apply
 }
 
 // set returns the computed SetPolicy of d (memoised).
@@ -269,12 +270,13 @@ func (r *renderer) ports(e *policy.Endpoint, pol *policy.Policy, ri int, d polic
 		if set == nil {
 			continue
 		}
+		idx := r.namedIndex(set)
 		if d == policy.Ingress {
 			// the endpoint's own port numbers of that name
 			byPort := map[uint16][]netip.Addr{}
 			for _, ip := range e.IPs {
-				for m := range set.Members {
-					if m.Prefix.Addr() == ip && m.Protocol == pt.Protocol {
+				for _, m := range idx.byAddr[ip] {
+					if m.Protocol == pt.Protocol {
 						byPort[m.Port] = append(byPort[m.Port], ip)
 					}
 				}
@@ -295,17 +297,7 @@ func (r *renderer) ports(e *policy.Endpoint, pol *policy.Policy, ri int, d polic
 			continue
 		}
 		// egress: (peer IP, port) pairs grouped by port into SetPolicies
-		ports := map[uint16]bool{}
-		for m := range set.Members {
-			if m.Protocol == pt.Protocol {
-				ports[m.Port] = true
-			}
-		}
-		var ps []uint16
-		for p := range ports {
-			ps = append(ps, p)
-		}
-		sort.Slice(ps, func(i, j int) bool { return ps[i] < ps[j] })
+		ps := idx.ports[pt.Protocol]
 		peers := []string(nil)
 		if len(rule.Peers) > 0 {
 			peers = peerIDs(rule)
@@ -320,6 +312,38 @@ func (r *renderer) ports(e *policy.Endpoint, pol *policy.Policy, ri int, d polic
 		}
 	}
 	return out
+}
+
+// namedIdx indexes a named-port set.
+type namedIdx struct {
+	byAddr map[netip.Addr][]policy.Member
+	ports  map[policy.Protocol][]uint16 // sorted, distinct
+}
+
+// namedIndex returns the index of a SetIPPort set, built once per Apply.
+func (r *renderer) namedIndex(s *policy.Set) *namedIdx {
+	if x := r.named[s.ID]; x != nil {
+		return x
+	}
+	x := &namedIdx{byAddr: map[netip.Addr][]policy.Member{}, ports: map[policy.Protocol][]uint16{}}
+	seen := map[policy.Member]bool{}
+	for m := range s.Members {
+		a := m.Prefix.Addr()
+		x.byAddr[a] = append(x.byAddr[a], m)
+		k := policy.Member{Protocol: m.Protocol, Port: m.Port}
+		if !seen[k] {
+			seen[k] = true
+			x.ports[m.Protocol] = append(x.ports[m.Protocol], m.Port)
+		}
+	}
+	for _, ps := range x.ports {
+		sort.Slice(ps, func(i, j int) bool { return ps[i] < ps[j] })
+	}
+	if r.named == nil {
+		r.named = map[string]*namedIdx{}
+	}
+	r.named[s.ID] = x
+	return x
 }
 
 func sortedPorts(m map[uint16][]netip.Addr) []uint16 {
