@@ -22,6 +22,7 @@ import (
 	"go.uber.org/zap/zaptest"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/yaml"
@@ -562,6 +563,16 @@ func TestDaemonSetsMatchDaemon(t *testing.T) {
 		}
 		if c.Resources.Requests.Cpu().IsZero() || c.Resources.Requests.Memory().IsZero() || c.Resources.Limits.Memory().IsZero() {
 			t.Errorf("resources %+v: want cpu and memory requests and a memory limit", c.Resources)
+		}
+		// GOMEMLIMIT (the Go runtime's soft limit) sits below the container's.
+		var memLimit string
+		for _, e := range c.Env {
+			if e.Name == "GOMEMLIMIT" {
+				memLimit = e.Value
+			}
+		}
+		if q, err := resource.ParseQuantity(strings.Replace(memLimit, "iB", "i", 1)); err != nil || q.Cmp(*c.Resources.Limits.Memory()) >= 0 {
+			t.Errorf("GOMEMLIMIT %q, want a size below the memory limit %s", memLimit, c.Resources.Limits.Memory())
 		}
 		// The config volume is the ConfigMap, mounted where --config points.
 		var cfgVol string

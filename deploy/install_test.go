@@ -249,6 +249,22 @@ func TestInstallScript(t *testing.T) {
 		}
 	})
 
+	t.Run("the script shipped in the archive", func(t *testing.T) {
+		// What an operator does: unpack the release, run its script.
+		x := t.TempDir()
+		if out, err := exec.Command("tar", "-xzf", r.archive, "-C", x).CombinedOutput(); err != nil {
+			t.Fatalf("tar: %v\n%s", err, out)
+		}
+		n := newNode(t)
+		cmd := exec.Command("./install-cni-plugin.sh", "--archive", r.archive)
+		cmd.Dir = x
+		cmd.Env = append(os.Environ(), n.env...)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		n.checkInstalled(t, r, "10-azure.conflist")
+	})
+
 	t.Run("checksum mismatch installs nothing", func(t *testing.T) {
 		for name, tamper := range map[string]func(archive string) error{
 			"wrong sum": func(a string) error { return writeSum(a, strings.Repeat("0", 64)) },
