@@ -6,7 +6,22 @@
 // allow/deny of real TCP, UDP and SCTP probes in both families), the
 // update-without-gap, restart and cleanup scenarios, and the property test
 // against the cyclonus oracle. A dataplane's tests call Run with a
-// constructor; the suite depends only on dataplane.Dataplane.
+// constructor; the suite depends only on dataplane.Dataplane:
+//
+//	func TestKernelShared(t *testing.T) {
+//		dptest.Run(t, func(t testing.TB, node *netnstest.NS) dataplane.Dataplane {
+//			d, err := iptables.New(context.Background(), iptables.Options{
+//				Runner: dataplane.Exec{Netns: node.Path}, Mode: iptables.ModeNFT})
+//			if err != nil {
+//				t.Fatal(err)
+//			}
+//			return d
+//		}, dptest.Options{PropertyCases: 16})
+//	}
+//
+// The pieces (NewTopo, Topo.Engine, Topo.Check, Topo.ProbeLoops,
+// BasicPolicies/BasicExpect, Cases) are exported for a dataplane's own
+// kernel tests (drift repair, cleanup), which are dataplane-specific.
 package dptest
 
 import (
