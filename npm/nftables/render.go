@@ -138,7 +138,7 @@ func clip(s string) string {
 		return r
 	}, s)
 	if len(s) > maxComment {
-		s = s[:maxComment-3] + "..."
+		s = strings.ToValidUTF8(s[:maxComment-3], "") + "..."
 	}
 	return s
 }
