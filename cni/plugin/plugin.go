@@ -35,6 +35,8 @@ var SupportedVersions = version.PluginSupports("0.3.0", "0.3.1", "0.4.0", "1.0.0
 const (
 	EnvCrashAt = "ACN_CNI_CRASH_AT"
 	EnvFailAt  = "ACN_CNI_FAIL_AT"
+	// EnvStallAt pauses 2 s at the step (to show what is locked meanwhile).
+	EnvStallAt = "ACN_CNI_STALL_AT"
 )
 
 // Steps where the hook fires, in the order an ADD or DEL passes them.
@@ -61,11 +63,14 @@ type Plugin struct {
 
 // HookFromEnv implements ACN_CNI_CRASH_AT and ACN_CNI_FAIL_AT.
 func HookFromEnv() network.Hook {
-	crash, fail := os.Getenv(EnvCrashAt), os.Getenv(EnvFailAt)
-	if crash == "" && fail == "" {
+	crash, fail, stall := os.Getenv(EnvCrashAt), os.Getenv(EnvFailAt), os.Getenv(EnvStallAt)
+	if crash == "" && fail == "" && stall == "" {
 		return nil
 	}
 	return func(step string) error {
+		if step == stall {
+			time.Sleep(2 * time.Second)
+		}
 		if step == crash {
 			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
 			select {} // the signal is on its way
