@@ -129,22 +129,60 @@ func (h *HCN) ModifySetPolicies(_ context.Context, op Op, sets []SetPolicy) erro
 	return nw.ModifyNetworkSettings(&hcn.ModifyNetworkSettingRequest{ResourceType: hcn.NetworkResourceTypePolicy, RequestType: requestType(op), Settings: settings})
 }
 
-// ModifyACLs implements HNS: one ModifyEndpointSettings call.
+// ModifyACLs implements HNS. Add is one ModifyEndpointSettings Add
+// request with the ACLs. HNS does not remove endpoint policies reliably
+// with a Remove request (the reference azure-npm does not use it either):
+// Remove reads the endpoint and sends one Update request with its policies
+// minus the ACLs of those IDs (the endpoint's other policies first, as the
+// reference does).
 func (h *HCN) ModifyACLs(_ context.Context, endpointID string, op Op, acls []ACL) error {
 	req := hcn.PolicyEndpointRequest{}
-	for _, a := range acls {
-		raw, err := json.Marshal(h.wire.ACL(a))
-		if err != nil {
-			return err
+	reqType := hcn.RequestTypeAdd
+	switch op {
+	case OpAdd:
+		for _, a := range acls {
+			raw, err := json.Marshal(h.wire.ACL(a))
+			if err != nil {
+				return err
+			}
+			req.Policies = append(req.Policies, hcn.EndpointPolicy{Type: hcn.ACL, Settings: raw})
 		}
-		req.Policies = append(req.Policies, hcn.EndpointPolicy{Type: hcn.ACL, Settings: raw})
+	case OpRemove:
+		ep, err := hcn.GetEndpointByID(endpointID)
+		if err != nil {
+			return notFound(err)
+		}
+		drop := map[string]bool{}
+		for _, a := range acls {
+			drop[a.ID] = true
+		}
+		var others, kept []hcn.EndpointPolicy
+		for _, p := range ep.Policies {
+			if p.Type != hcn.ACL {
+				others = append(others, p)
+				continue
+			}
+			var s WireACL
+			if json.Unmarshal(p.Settings, &s) == nil && drop[s.ID] {
+				continue
+			}
+			kept = append(kept, p)
+		}
+		req.Policies = append(others, kept...)
+		reqType = hcn.RequestTypeUpdate
+	default:
+		return fmt.Errorf("hns acl op %q", op)
 	}
 	settings, err := json.Marshal(req)
 	if err != nil {
 		return err
 	}
-	err = hcn.ModifyEndpointSettings(endpointID, &hcn.ModifyEndpointSettingRequest{ResourceType: hcn.EndpointResourceTypePolicy, RequestType: requestType(op), Settings: settings})
-	if err != nil && (hcn.IsNotFoundError(err) || hcn.IsElementNotFoundError(err)) {
+	return notFound(hcn.ModifyEndpointSettings(endpointID, &hcn.ModifyEndpointSettingRequest{ResourceType: hcn.EndpointResourceTypePolicy, RequestType: reqType, Settings: settings}))
+}
+
+// notFound wraps HNS's not-found errors in ErrNotFound.
+func notFound(err error) error {
+	if err != nil && (hcn.IsNotFoundError(err) || hcn.IsElementNotFoundError(err) || strings.Contains(err.Error(), "endpoint was not found")) {
 		return fmt.Errorf("%w: %v", ErrNotFound, err)
 	}
 	return err
