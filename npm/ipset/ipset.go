@@ -126,6 +126,13 @@ type Result struct {
 // are not desired are returned in Unreferenced for a later Destroy (after
 // the rules referencing them are gone); they are not touched now.
 func (m *Manager) Sync(ctx context.Context, desired map[string]*Set, dirty map[string]struct{}) (Result, error) {
+	return m.SyncHints(ctx, desired, dirty, nil)
+}
+
+// SyncHints is Sync where hints[name], when present, lists every member of
+// that (existing) set that may differ from what was programmed, so only
+// those are compared: O(changes) instead of O(size).
+func (m *Manager) SyncHints(ctx context.Context, desired map[string]*Set, dirty map[string]struct{}, hints map[string]map[string]struct{}) (Result, error) {
 	var res Result
 	var b bytes.Buffer
 	type pending struct {
@@ -167,14 +174,26 @@ func (m *Manager) Sync(ctx context.Context, desired map[string]*Set, dirty map[s
 			continue
 		}
 		var add, del []string
-		for mem := range want.Members {
-			if _, ok := have.Members[mem]; !ok {
-				add = append(add, mem)
+		if h, ok := hints[n]; ok {
+			for mem := range h {
+				_, w := want.Members[mem]
+				_, hv := have.Members[mem]
+				if w && !hv {
+					add = append(add, mem)
+				} else if hv && !w {
+					del = append(del, mem)
+				}
 			}
-		}
-		for mem := range have.Members {
-			if _, ok := want.Members[mem]; !ok {
-				del = append(del, mem)
+		} else {
+			for mem := range want.Members {
+				if _, ok := have.Members[mem]; !ok {
+					add = append(add, mem)
+				}
+			}
+			for mem := range have.Members {
+				if _, ok := want.Members[mem]; !ok {
+					del = append(del, mem)
+				}
 			}
 		}
 		if len(add) == 0 && len(del) == 0 {

@@ -63,6 +63,7 @@ type Dataplane struct {
 	dispatchSets map[string]struct{}
 	names        map[string]string              // chain/set name -> key (collision detection)
 	setUsers     map[string]map[string]struct{} // model set ID -> policy keys using it
+	kHints       map[string]map[string]struct{} // this batch: kernel set -> changed members (nil: compare in full)
 }
 
 var _ dataplane.Dataplane = (*Dataplane)(nil)
@@ -223,11 +224,24 @@ func (d *Dataplane) Apply(ctx context.Context, desired *policy.State, changes *p
 		d.loaded = true
 		changes = nil
 	}
+	d.kHints = map[string]map[string]struct{}{}
 	dirtySets, err := d.updateDesired(desired, changes)
 	if err != nil {
+		d.loaded = false
 		return err
 	}
-	_, err = d.program(ctx, dirtySets)
+	// Member hints only hold for sets that were patched, not rebuilt.
+	for n, h := range d.kHints {
+		if h == nil {
+			delete(d.kHints, n)
+		}
+	}
+	_, err = d.program(ctx, dirtySets, d.kHints)
+	if err != nil {
+		// The kernel may differ from d.last: re-read it and diff in full
+		// at the next Apply.
+		d.loaded = false
+	}
 	return err
 }
 
@@ -248,12 +262,13 @@ func (d *Dataplane) updateDesired(desired *policy.State, changes *policy.Changes
 	dirty := map[string]struct{}{}
 	// model sets
 	for id := range changes.Sets {
-		if d.patchSet(id, desired.Sets[id], dirty) {
+		if d.patchSet(id, desired.Sets[id], dirty, changes.Members[id]) {
 			continue
 		}
 		for _, n := range d.setNames[id] {
 			delete(d.wantSets, n)
 			dirty[n] = struct{}{}
+			d.kHints[n] = nil
 		}
 		delete(d.setNames, id)
 		delete(d.last.Sets, id)
@@ -280,6 +295,7 @@ func (d *Dataplane) updateDesired(desired *policy.State, changes *policy.Changes
 			d.wantSets[n] = ks
 			d.setNames[id] = append(d.setNames[id], n)
 			dirty[n] = struct{}{}
+			d.kHints[n] = nil
 		}
 		d.annotate(id)
 	}
@@ -330,6 +346,7 @@ func (d *Dataplane) updateDesired(desired *policy.State, changes *policy.Changes
 		for n := range d.dispatchSets {
 			delete(d.wantSets, n)
 			dirty[n] = struct{}{}
+			d.kHints[n] = nil
 		}
 		d.dispatchSets = map[string]struct{}{}
 		for _, dir := range []policy.Direction{policy.Ingress, policy.Egress} {
@@ -358,6 +375,7 @@ func (d *Dataplane) updateDesired(desired *policy.State, changes *policy.Changes
 					d.wantSets[n] = s
 					d.dispatchSets[n] = struct{}{}
 					dirty[n] = struct{}{}
+					d.kHints[n] = nil
 				}
 			}
 			for _, f := range d.families {
@@ -377,6 +395,7 @@ func (d *Dataplane) updateDesired(desired *policy.State, changes *policy.Changes
 					d.wantSets[n] = ks
 					d.dispatchSets[n] = struct{}{}
 					dirty[n] = struct{}{}
+					d.kHints[n] = nil
 				}
 			}
 		}
@@ -390,37 +409,68 @@ func (d *Dataplane) updateDesired(desired *policy.State, changes *policy.Changes
 // patchSet applies a member-only change of a pod set to the caches
 // without rebuilding it (cost: one pass over the members, allocation only
 // for the changes). It reports false when the set must be rebuilt.
-func (d *Dataplane) patchSet(id string, s *policy.Set, dirty map[string]struct{}) bool {
+func (d *Dataplane) patchSet(id string, s *policy.Set, dirty map[string]struct{}, hints map[policy.Member]struct{}) bool {
 	old := d.last.Sets[id]
 	if s == nil || old == nil || s.Kind == policy.SetNet || old.Kind != s.Kind || old.Key != s.Key || len(d.setNames[id]) != len(d.families) {
 		return false
 	}
 	var add, del []policy.Member
-	for m := range s.Members {
-		if _, ok := old.Members[m]; !ok {
-			add = append(add, m)
+	if hints != nil {
+		// O(changes): only the members the engine says may have changed.
+		for m := range hints {
+			_, want := s.Members[m]
+			_, have := old.Members[m]
+			if want && !have {
+				add = append(add, m)
+			} else if have && !want {
+				del = append(del, m)
+			}
 		}
-	}
-	for m := range old.Members {
-		if _, ok := s.Members[m]; !ok {
-			del = append(del, m)
+	} else {
+		for m := range s.Members {
+			if _, ok := old.Members[m]; !ok {
+				add = append(add, m)
+			}
+		}
+		for m := range old.Members {
+			if _, ok := s.Members[m]; !ok {
+				del = append(del, m)
+			}
 		}
 	}
 	for _, m := range add {
 		old.Members[m] = struct{}{}
 		if ks := d.wantSets[SetName(m.Family(), id)]; ks != nil {
-			ks.Members[m.String()] = struct{}{}
+			ms := m.String()
+			ks.Members[ms] = struct{}{}
 			dirty[ks.Name] = struct{}{}
+			d.kernelHint(ks.Name, ms)
 		}
 	}
 	for _, m := range del {
 		delete(old.Members, m)
 		if ks := d.wantSets[SetName(m.Family(), id)]; ks != nil {
-			delete(ks.Members, m.String())
+			ms := m.String()
+			delete(ks.Members, ms)
 			dirty[ks.Name] = struct{}{}
+			d.kernelHint(ks.Name, ms)
 		}
 	}
 	return true
+}
+
+// kernelHint records a member of a kernel set that changed in this batch
+// (nil entry in kHints: the set must be compared in full).
+func (d *Dataplane) kernelHint(name, member string) {
+	h, ok := d.kHints[name]
+	if ok && h == nil {
+		return
+	}
+	if h == nil {
+		h = map[string]struct{}{}
+		d.kHints[name] = h
+	}
+	h[member] = struct{}{}
 }
 
 func policySetIDs(p *policy.Policy) []string {
@@ -621,8 +671,8 @@ func comment(s string) string {
 // iptables-restore per family (chains rewritten atomically), then destroys
 // the sets no rule references any more. It returns the number of objects
 // (sets, chains, jumps) it changed.
-func (d *Dataplane) program(ctx context.Context, dirtySets map[string]struct{}) (int, error) {
-	res, err := d.sets.Sync(ctx, d.wantSets, dirtySets)
+func (d *Dataplane) program(ctx context.Context, dirtySets map[string]struct{}, hints map[string]map[string]struct{}) (int, error) {
+	res, err := d.sets.SyncHints(ctx, d.wantSets, dirtySets, hints)
 	if err != nil {
 		return 0, err
 	}
@@ -791,7 +841,7 @@ func (d *Dataplane) Reconcile(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	d.loaded = true
-	n, err := d.program(ctx, nil)
+	n, err := d.program(ctx, nil, nil)
 	if n > 0 {
 		d.log.Warn("drift repaired", zap.Int("objects", n))
 	}

@@ -83,6 +83,9 @@ func TestKernelUpdateWithoutGap(t *testing.T) {
 			t.Errorf("during 30 policy replacements: %d denied connections got through, %d allowed ones were dropped (of %d probes)", leaks.Load(), drops.Load(), probes.Load())
 		}
 		t.Logf("%d probes during 30 replacements: no gap", probes.Load())
+		if n, err := d.Reconcile(ctx); err != nil || n != 0 {
+			t.Errorf("reconcile after the incremental updates: %d repairs, %v", n, err)
+		}
 		if s := tp.ipsetSave(t); countLines(s, "create "+SetPrefix) != countLines(s, "create "+SetPrefix) || strings.Contains(s, "-t ") {
 			t.Errorf("temporary sets left: %s", s)
 		}
@@ -206,11 +209,36 @@ func TestKernelPropertyMatchesOracle(t *testing.T) {
 		d := tp.dataplane(t, mode, nil)
 		r := rand.New(rand.NewSource(int64(len(mode))))
 		checked := 0
+		// Odd cases go through the incremental engine (events from the
+		// previous case's objects to this one's, Apply with its Changes and
+		// member hints); even cases through a full Translate and a full diff.
+		eng := translate.NewEngine(translate.Options{NodeName: "node"})
+		var prevPols []*networkingv1.NetworkPolicy
 		for c := 0; c < cases[mode]; c++ {
 			w := translatetest.Random(r, propConfig(pods))
-			st := translate.Translate(translate.Snapshot{Pods: w.Pods, Namespaces: w.Namespaces, Policies: w.Policies}, translate.Options{NodeName: "node"})
-			if err := d.Apply(ctx, st, nil); err != nil {
-				t.Fatal(err)
+			for _, p := range prevPols {
+				eng.DeletePolicy(p.Namespace, p.Name)
+			}
+			for _, n := range w.Namespaces {
+				eng.UpsertNamespace(n)
+			}
+			for _, p := range w.Pods {
+				eng.UpsertPod(p)
+			}
+			for _, p := range w.Policies {
+				eng.UpsertPolicy(p)
+			}
+			prevPols = w.Policies
+			if c%2 == 1 {
+				if err := d.Apply(ctx, eng.State(), eng.TakeChanges()); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				eng.TakeChanges()
+				st := translate.Translate(translate.Snapshot{Pods: w.Pods, Namespaces: w.Namespaces, Policies: w.Policies}, translate.Options{NodeName: "node"})
+				if err := d.Apply(ctx, st, nil); err != nil {
+					t.Fatal(err)
+				}
 			}
 			// Flows of the previous case stay ESTABLISHED (by design: policy
 			// changes do not cut existing connections); a UDP probe reusing a

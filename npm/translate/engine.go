@@ -40,6 +40,7 @@ type Engine struct {
 
 	state   *policy.State
 	changes *policy.Changes
+	full    map[string]bool // set IDs changed arbitrarily in the current change record
 }
 
 type podInfo struct {
@@ -127,6 +128,7 @@ func NewEngine(opts Options) *Engine {
 		polByNS:    map[string]map[string]*compiled{},
 		state:      policy.NewState(),
 		changes:    policy.NewChanges(),
+		full:       map[string]bool{},
 	}
 }
 
@@ -141,6 +143,7 @@ func (e *Engine) State() *policy.State { return e.state }
 func (e *Engine) TakeChanges() *policy.Changes {
 	c := e.changes
 	e.changes = policy.NewChanges()
+	e.full = map[string]bool{}
 	return c
 }
 
@@ -426,6 +429,7 @@ func (e *Engine) setContrib(se *setEntry, key string, ms []policy.Member) {
 			delete(se.count, m)
 			delete(se.set.Members, m)
 			changed = true
+			e.hint(se.spec.id, m)
 		}
 	}
 	for _, m := range ms {
@@ -433,6 +437,7 @@ func (e *Engine) setContrib(se *setEntry, key string, ms []policy.Member) {
 		if se.count[m] == 1 {
 			se.set.Members[m] = struct{}{}
 			changed = true
+			e.hint(se.spec.id, m)
 		}
 	}
 	if len(ms) == 0 {
@@ -443,6 +448,27 @@ func (e *Engine) setContrib(se *setEntry, key string, ms []policy.Member) {
 	if changed {
 		e.changes.Sets[se.spec.id] = struct{}{}
 	}
+}
+
+// hint records a member that may have changed in a set, unless the set
+// changed arbitrarily in this change record.
+func (e *Engine) hint(id string, m policy.Member) {
+	if e.full[id] {
+		return
+	}
+	h := e.changes.Members[id]
+	if h == nil {
+		h = map[policy.Member]struct{}{}
+		e.changes.Members[id] = h
+	}
+	h[m] = struct{}{}
+}
+
+// fullChange marks a set as changed arbitrarily (created or deleted).
+func (e *Engine) fullChange(id string) {
+	e.full[id] = true
+	delete(e.changes.Members, id)
+	e.changes.Sets[id] = struct{}{}
 }
 
 func membersEqual(a, b []policy.Member) bool {
@@ -518,7 +544,7 @@ func (e *Engine) refSet(spec setSpec) {
 			set: &policy.Set{ID: spec.id, Kind: spec.kind, Key: spec.key, Comment: spec.readable, Members: map[policy.Member]struct{}{}}}
 		e.sets[spec.id] = se
 		e.state.Sets[spec.id] = se.set
-		e.changes.Sets[spec.id] = struct{}{}
+		e.fullChange(spec.id)
 		for _, m := range spec.static {
 			se.count[m]++
 			se.set.Members[m] = struct{}{}
@@ -556,7 +582,7 @@ func (e *Engine) unrefSet(id string) {
 		}
 		delete(e.sets, id)
 		delete(e.state.Sets, id)
-		e.changes.Sets[id] = struct{}{}
+		e.fullChange(id)
 	}
 }
 

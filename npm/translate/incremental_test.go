@@ -112,6 +112,29 @@ func TestPropertyIncrementalEqualsFull(t *testing.T) {
 					t.Fatalf("seq %d step %d (%s): set %s changed but not reported", sq, st, ev, k)
 				}
 			}
+			for k, h := range ch.Members {
+				if _, ok := ch.Sets[k]; !ok {
+					t.Fatalf("seq %d step %d (%s): member hints for set %s not in Sets", sq, st, ev, k)
+				}
+				ps, fs := prev.Sets[k], full.Sets[k]
+				if ps == nil || fs == nil {
+					t.Fatalf("seq %d step %d (%s): member hints for created/deleted set %s", sq, st, ev, k)
+				}
+				for m := range ps.Members {
+					if _, in := fs.Members[m]; !in {
+						if _, hinted := h[m]; !hinted {
+							t.Fatalf("seq %d step %d (%s): removed member %s of %s not hinted", sq, st, ev, m, k)
+						}
+					}
+				}
+				for m := range fs.Members {
+					if _, in := ps.Members[m]; !in {
+						if _, hinted := h[m]; !hinted {
+							t.Fatalf("seq %d step %d (%s): added member %s of %s not hinted", sq, st, ev, m, k)
+						}
+					}
+				}
+			}
 			for k := range want.Policies {
 				if _, ok := ch.Policies[k]; !ok {
 					t.Fatalf("seq %d step %d (%s): policy %s changed but not reported", sq, st, ev, k)

@@ -1,0 +1,78 @@
+package policy
+
+import (
+	"net/netip"
+	"testing"
+)
+
+func addr(s string) netip.Addr { return netip.MustParseAddr(s) }
+
+func TestChangesMerge(t *testing.T) {
+	m1, m2 := AddrMember(addr("10.0.0.1")), AddrMember(addr("10.0.0.2"))
+	a := NewChanges()
+	a.Sets["x"], a.Members["x"] = struct{}{}, map[Member]struct{}{m1: {}}
+	a.Sets["y"] = struct{}{} // arbitrary change
+	b := NewChanges()
+	b.Sets["x"], b.Members["x"] = struct{}{}, map[Member]struct{}{m2: {}}
+	b.Sets["y"], b.Members["y"] = struct{}{}, map[Member]struct{}{m2: {}}
+	b.Sets["z"], b.Members["z"] = struct{}{}, map[Member]struct{}{m1: {}}
+	a.Merge(b)
+	if len(a.Members["x"]) != 2 {
+		t.Errorf("hints of x not united: %v", a.Members["x"])
+	}
+	if _, ok := a.Members["y"]; ok {
+		t.Errorf("y changed arbitrarily first: must stay without hints")
+	}
+	if len(a.Members["z"]) != 1 {
+		t.Errorf("z hints lost")
+	}
+	c := NewChanges()
+	c.Sets["x"] = struct{}{}
+	a.Merge(c)
+	if _, ok := a.Members["x"]; ok {
+		t.Errorf("an arbitrary change of x must drop its hints")
+	}
+}
+
+func TestEvaluateAndGroups(t *testing.T) {
+	s := NewState()
+	s.Sets["i1"] = &Set{ID: "i1", Kind: SetIP, Members: map[Member]struct{}{AddrMember(addr("10.0.0.2")): {}}}
+	s.Sets["n1"] = &Set{ID: "n1", Kind: SetNet, Members: map[Member]struct{}{{Prefix: netip.MustParsePrefix("192.168.0.0/16")}: {}}}
+	s.Sets["p1"] = &Set{ID: "p1", Kind: SetIPPort, Members: map[Member]struct{}{{Prefix: netip.MustParsePrefix("10.0.0.1/32"), Protocol: TCP, Port: 8080}: {}}}
+	s.Policies["a/p"] = &Policy{Namespace: "a", Name: "p", Ingress: true, IngressRules: []Rule{
+		{Peers: []Peer{{SetID: "i1"}}, Ports: []Port{{Protocol: TCP, Name: "http", SetID: "p1"}}},
+		{Peers: []Peer{{SetID: "n1"}}, Ports: []Port{{Protocol: UDP, Port: 50, EndPort: 60}}},
+	}}
+	s.Policies["a/q"] = &Policy{Namespace: "a", Name: "q", Egress: true}
+	s.Endpoints["a/web"] = &Endpoint{Namespace: "a", Name: "web", IPs: []netip.Addr{addr("10.0.0.1")}, Ingress: []string{"a/p"}}
+	s.Endpoints["a/db"] = &Endpoint{Namespace: "a", Name: "db", IPs: []netip.Addr{addr("10.0.0.3")}, Ingress: []string{"a/p"}, Egress: []string{"a/q"}}
+	for _, c := range []struct {
+		p    Packet
+		want bool
+	}{
+		{Packet{addr("10.0.0.2"), addr("10.0.0.1"), TCP, 8080}, true},
+		{Packet{addr("10.0.0.2"), addr("10.0.0.1"), TCP, 80}, false},
+		{Packet{addr("10.0.0.9"), addr("10.0.0.1"), TCP, 8080}, false},
+		{Packet{addr("192.168.3.3"), addr("10.0.0.1"), UDP, 55}, true},
+		{Packet{addr("192.168.3.3"), addr("10.0.0.1"), UDP, 61}, false},
+		{Packet{addr("10.0.0.3"), addr("10.0.0.9"), TCP, 1}, false}, // db egress isolated, no rules
+		{Packet{addr("10.0.0.9"), addr("10.0.0.8"), TCP, 1}, true},  // no endpoint involved
+	} {
+		if got := s.Evaluate(c.p); got.Allowed != c.want {
+			t.Errorf("%+v: allowed %v, want %v (%+v)", c.p, got.Allowed, c.want, got)
+		}
+	}
+	if v := s.Evaluate(Packet{addr("10.0.0.2"), addr("10.0.0.1"), TCP, 8080}); v.Ingress.Policy != "a/p" || v.Ingress.Rule != 0 {
+		t.Errorf("deciding rule not named: %+v", v.Ingress)
+	}
+	gi := s.Groups(Ingress)
+	if len(gi) != 1 || len(gi[0].Endpoints) != 2 {
+		t.Errorf("ingress groups: %+v", gi)
+	}
+	if ge := s.Groups(Egress); len(ge) != 1 || ge[0].Endpoints[0] != "a/db" {
+		t.Errorf("egress groups: %+v", ge)
+	}
+	if d := Diff(s, s.Clone()); !d.Empty() {
+		t.Errorf("clone differs: %+v", d)
+	}
+}
