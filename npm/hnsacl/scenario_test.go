@@ -691,3 +691,25 @@ func countACLs(f *Fake) int {
 	}
 	return n
 }
+
+// TestLateEndpointPickedUpOnRefresh: a selected pod whose endpoint was not
+// listed yet gets its ACLs when a later Apply lists the endpoints again
+// (here for another new pod), without waiting for Reconcile, and without
+// re-diffing the endpoints already programmed.
+func TestLateEndpointPickedUpOnRefresh(t *testing.T) {
+	s := newScenario(t, Options{})
+	s.ns(mkNS("default", nil))
+	s.pol(mkPolicy("default", "deny", &metav1.LabelSelector{}, ingressOnly, nil, nil))
+	a := mkPod("default", "a", nil, []string{"10.0.0.1"})
+	b := mkPod("default", "b", nil, []string{"10.0.0.2"})
+	s.w.pods["default/a"] = a
+	s.e.UpsertPod(a) // no endpoint in HNS yet
+	if err := s.d.Apply(context.Background(), s.e.State(), s.e.TakeChanges()); err != nil {
+		t.Fatal(err)
+	}
+	addEndpoints(s.f, a) // a's endpoint appears, unnoticed
+	s.pod(b)
+	s.step("new pod: one list, both endpoints programmed", map[string]int{"ListEndpoints": 1, "ModifyACLs": 2},
+		"ep-a: Block In prio=4000",
+		"ep-b: Block In prio=4000")
+}
