@@ -3,7 +3,7 @@
 # quiet and fast when everything is already there.
 set -euo pipefail
 packages=(
-  iptables ipset nftables iproute2 conntrack kmod   # dataplanes and their tools
+  iptables ipset nftables ebtables iproute2 conntrack kmod   # dataplanes and their tools
   containernetworking-plugins                      # reference bridge/host-local/portmap/loopback
   ethtool jq openssl ca-certificates make gcc git  # build and test helpers
 )

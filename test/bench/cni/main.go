@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command cni measures CNI ADD and DEL latency of azure-vnet (bridge and
 // transparent modes) side by side with the reference bridge + host-local
 // plugins (Debian's containernetworking-plugins), on this machine, in the

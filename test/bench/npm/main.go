@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command npm benchmarks the NPM core (translator + iptables/ipset
 // dataplane) in throw-away network namespaces: cold programming time at
 // 10,000 pods / 100 namespaces / 1,000 policies (250 local pods and all
