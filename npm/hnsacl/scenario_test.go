@@ -21,13 +21,14 @@ import (
 
 // world tracks the objects of a scenario to program a reference from scratch.
 type world struct {
-	pods map[string]*corev1.Pod
-	nss  map[string]*corev1.Namespace
-	pols map[string]*networkingv1.NetworkPolicy
+	isLocal func(*corev1.Pod) bool
+	pods    map[string]*corev1.Pod
+	nss     map[string]*corev1.Namespace
+	pols    map[string]*networkingv1.NetworkPolicy
 }
 
 func newWorld() *world {
-	return &world{pods: map[string]*corev1.Pod{}, nss: map[string]*corev1.Namespace{}, pols: map[string]*networkingv1.NetworkPolicy{}}
+	return &world{isLocal: allLocal, pods: map[string]*corev1.Pod{}, nss: map[string]*corev1.Namespace{}, pols: map[string]*networkingv1.NetworkPolicy{}}
 }
 
 func (w *world) snapshot() translate.Snapshot {
@@ -48,10 +49,12 @@ func (w *world) snapshot() translate.Snapshot {
 // incremental dataplane's fake must equal.
 func (w *world) reference(t *testing.T, o Options) []string {
 	t.Helper()
-	st := translate.Translate(w.snapshot(), translate.Options{IsLocal: allLocal})
+	st := translate.Translate(w.snapshot(), translate.Options{IsLocal: w.isLocal})
 	f := NewFake()
 	for _, p := range w.pods {
-		addEndpoints(f, p)
+		if w.isLocal(p) {
+			addEndpoints(f, p)
+		}
 	}
 	o.HNS = f
 	d, err := New(o)
@@ -72,8 +75,13 @@ type scenario struct {
 	opt Options
 }
 
-func newScenario(t *testing.T, o Options) *scenario {
-	s := &scenario{t: t, w: newWorld(), e: translate.NewEngine(translate.Options{IsLocal: allLocal}), f: NewFake(), opt: o}
+func newScenario(t *testing.T, o Options) *scenario { return newScenarioLocal(t, o, allLocal) }
+
+// newScenarioLocal: only the pods local(p) are on this node.
+func newScenarioLocal(t *testing.T, o Options, local func(*corev1.Pod) bool) *scenario {
+	w := newWorld()
+	w.isLocal = local
+	s := &scenario{t: t, w: w, e: translate.NewEngine(translate.Options{IsLocal: local}), f: NewFake(), opt: o}
 	s.f.MaxACLsPerCall = o.MaxACLsPerCall
 	s.f.MaxSetsPerCall = o.MaxACLsPerCall
 	o.HNS = s.f
@@ -88,7 +96,7 @@ func newScenario(t *testing.T, o Options) *scenario {
 func (s *scenario) ns(n *corev1.Namespace) { s.w.nss[n.Name] = n; s.e.UpsertNamespace(n) }
 func (s *scenario) pod(p *corev1.Pod) {
 	k := p.Namespace + "/" + p.Name
-	if _, ok := s.w.pods[k]; !ok {
+	if _, ok := s.w.pods[k]; !ok && s.w.isLocal(p) {
 		addEndpoints(s.f, p) // the CNI creates the endpoint before the pod has its IP
 	}
 	s.w.pods[k] = p
@@ -272,6 +280,9 @@ func TestScenarioRandomIncremental(t *testing.T) {
 		cfg := propConfig(6)
 		w := translatetest.Random(r, cfg)
 		s := newScenario(t, Options{MaxACLsPerCall: 4})
+		if run%2 == 1 { // half the runs: pods 1, 3, 5 are on another node
+			s = newScenarioLocal(t, Options{MaxACLsPerCall: 4}, func(p *corev1.Pod) bool { return p.Name != "pod1" && p.Name != "pod3" && p.Name != "pod5" })
+		}
 		for _, n := range w.Namespaces {
 			s.ns(n)
 		}
