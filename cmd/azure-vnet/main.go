@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command azure-vnet is the CNI network plugin: it connects a pod to the
 // node's VNet in bridge or transparent mode (see cni/README.md).
 package main

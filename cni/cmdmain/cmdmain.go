@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package cmdmain is the shared main of azure-vnet and azure-vnet-ipam:
 // command-line flags (a CNI plugin normally gets none), the logger from
 // the configuration, and the skel dispatch.

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package config parses and validates the network configuration that the
 // container runtime hands to azure-vnet and azure-vnet-ipam on stdin.
 //

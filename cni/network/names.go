@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package network does the kernel work of azure-vnet over netlink: the
 // per-pod veth pair, the pod's addresses, routes and neighbour entries,
 // and the node side (a bridge with the master interface enslaved, or a

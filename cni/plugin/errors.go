@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package plugin holds the CNI command handlers of azure-vnet and
 // azure-vnet-ipam (ADD, DEL, CHECK, GC, STATUS; VERSION is skel's). The
 // handlers orchestrate the other packages: config parses, ipam chooses an

@@ -1,3 +1,5 @@
+//go:build linux
+
 package plugin_test
 
 // The test harness drives the real plugin binaries through libcni, the way

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package store keeps the plugins' state files crash-safe.
 //
 // A write goes to a temporary file in the same directory, is fsynced,
