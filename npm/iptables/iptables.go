@@ -52,13 +52,13 @@ type Dataplane struct {
 	jumpOK map[policy.Family]bool
 
 	// desired-state caches, updated incrementally from policy.Changes
-	last      *policy.State
-	wantSets  map[string]*ipset.Set                            // kernel set name -> content
-	setNames  map[string][]string                              // model set ID -> kernel names
-	polChains map[string]map[policy.Family]map[string][]string // policy key -> family -> chain -> lines
-	groups    map[policy.Direction][]*policy.Group
-	fgroups   map[policy.Family]map[policy.Direction][]*policy.Group
-	trie      map[policy.Family]map[policy.Direction][]trieNode
+	last     *policy.State
+	wantSets map[string]*ipset.Set                                      // kernel set name -> content
+	setNames map[string][]string                                        // model set ID -> kernel names
+	polRules map[string]map[policy.Family]map[policy.Direction][]string // policy key -> family -> direction -> rule bodies
+	groups   map[policy.Direction][]*policy.Group
+	fgroups  map[policy.Family]map[policy.Direction][]*policy.Group
+	trie     map[policy.Family]map[policy.Direction][]trieNode
 	// kernel names of the group and trie sets
 	dispatchSets map[string]struct{}
 	names        map[string]string              // chain/set name -> key (collision detection)
@@ -84,7 +84,7 @@ func New(ctx context.Context, o Options) (*Dataplane, error) {
 	d := &Dataplane{run: o.Runner, log: o.Logger, mode: o.Mode, families: o.Families,
 		sets: ipset.New(o.Runner, o.Logger, SetPrefix), chains: map[policy.Family]map[string][]string{}, jumpOK: map[policy.Family]bool{},
 		last: policy.NewState(), wantSets: map[string]*ipset.Set{}, setNames: map[string][]string{},
-		polChains: map[string]map[policy.Family]map[string][]string{}, groups: map[policy.Direction][]*policy.Group{}, names: map[string]string{},
+		polRules: map[string]map[policy.Family]map[policy.Direction][]string{}, groups: map[policy.Direction][]*policy.Group{}, names: map[string]string{},
 		trie: map[policy.Family]map[policy.Direction][]trieNode{}, fgroups: map[policy.Family]map[policy.Direction][]*policy.Group{}, dispatchSets: map[string]struct{}{}, setUsers: map[string]map[string]struct{}{}}
 	if d.mode == ModeAuto {
 		d.mode = Detect(ctx, o.Runner)
@@ -301,7 +301,7 @@ func (d *Dataplane) updateDesired(desired *policy.State, changes *policy.Changes
 	}
 	// policies
 	for k := range changes.Policies {
-		delete(d.polChains, k)
+		delete(d.polRules, k)
 		if old := d.last.Policies[k]; old != nil {
 			for _, id := range policySetIDs(old) {
 				delete(d.setUsers[id], k)
@@ -322,11 +322,7 @@ func (d *Dataplane) updateDesired(desired *policy.State, changes *policy.Changes
 	}
 	for k := range changes.Policies {
 		if p := d.last.Policies[k]; p != nil {
-			pc, err := d.renderPolicy(p)
-			if err != nil {
-				return nil, err
-			}
-			d.polChains[k] = pc
+			d.polRules[k] = d.renderPolicy(p)
 		}
 	}
 	// endpoints and groups
@@ -551,52 +547,40 @@ func (d *Dataplane) desiredChains(f policy.Family) map[string][]string {
 	for _, dir := range []policy.Direction{policy.Egress, policy.Ingress} {
 		trieChains(out, f, dir, d.trie[f][dir])
 		for _, g := range d.fgroups[f][dir] {
+			// The group's policies' allow rules, inlined: the first that
+			// matches RETURNs (back to ACN-NPM, as the trie is entered
+			// with goto); no match: default deny. No packet marks.
 			gc := GroupChain(g)
-			gl := []string{fmt.Sprintf("-A %s -j MARK --set-xmark 0x0/%#x", gc, MarkAllow)}
+			var gl []string
 			for _, k := range g.Policies {
-				if d.last.Policies[k] == nil {
-					continue
+				for _, body := range d.polRules[k][f][dir] {
+					gl = append(gl, "-A "+gc+body)
 				}
-				gl = append(gl,
-					fmt.Sprintf("-A %s -m comment --comment %s -j %s", gc, comment("policy "+k), PolicyChain(dir, k)),
-					fmt.Sprintf("-A %s -m mark --mark %#x/%#x -j RETURN", gc, MarkAllow, MarkAllow))
 			}
 			gl = append(gl, fmt.Sprintf("-A %s -m comment --comment %s -j DROP", gc, comment("default deny "+dir.String()+" for pods selected by "+strings.Join(g.Policies, ","))))
 			out[gc] = gl
 		}
 	}
-	for _, pc := range d.polChains {
-		for c, lines := range pc[f] {
-			out[c] = lines
+	return out
+}
+
+// renderPolicy renders the bodies (after "-A CHAIN") of a policy's allow
+// rules, per family and direction; group chains inline them.
+func (d *Dataplane) renderPolicy(p *policy.Policy) map[policy.Family]map[policy.Direction][]string {
+	out := map[policy.Family]map[policy.Direction][]string{}
+	for _, f := range d.families {
+		out[f] = map[policy.Direction][]string{}
+		for _, dir := range []policy.Direction{policy.Ingress, policy.Egress} {
+			if p.Isolates(dir) {
+				out[f][dir] = d.renderRules(f, p, dir)
+			}
 		}
 	}
 	return out
 }
 
-// renderPolicy renders a policy's chains in every family.
-func (d *Dataplane) renderPolicy(p *policy.Policy) (map[policy.Family]map[string][]string, error) {
-	out := map[policy.Family]map[string][]string{}
-	for _, f := range d.families {
-		out[f] = map[string][]string{}
-	}
-	for _, dir := range []policy.Direction{policy.Ingress, policy.Egress} {
-		if !p.Isolates(dir) {
-			continue
-		}
-		c := PolicyChain(dir, p.Key())
-		if k, ok := d.names[c]; ok && k != p.Key() {
-			return nil, fmt.Errorf("chain name collision: %s for %q and %q", c, k, p.Key())
-		}
-		d.names[c] = p.Key()
-		for _, f := range d.families {
-			out[f][c] = d.renderRules(f, c, p, dir)
-		}
-	}
-	return out, nil
-}
-
-func (d *Dataplane) renderRules(f policy.Family, chain string, p *policy.Policy, dir policy.Direction) []string {
-	lines := []string{} // an empty chain still exists
+func (d *Dataplane) renderRules(f policy.Family, p *policy.Policy, dir policy.Direction) []string {
+	var lines []string
 	peerDir := "src"
 	if dir == policy.Egress {
 		peerDir = "dst"
@@ -638,13 +622,12 @@ func (d *Dataplane) renderRules(f policy.Family, chain string, p *policy.Policy,
 		for _, pe := range peers {
 			for _, po := range ports {
 				var b strings.Builder
-				b.WriteString("-A " + chain)
 				for _, part := range []string{po.proto, po.match, pe} {
 					if part != "" {
 						b.WriteString(" " + part)
 					}
 				}
-				fmt.Fprintf(&b, " -m comment --comment %s -j MARK --set-xmark %#x/%#x", cm, MarkAllow, MarkAllow)
+				fmt.Fprintf(&b, " -m comment --comment %s -j RETURN", cm)
 				lines = append(lines, b.String())
 			}
 		}
@@ -868,7 +851,7 @@ func (d *Dataplane) Cleanup(ctx context.Context) error {
 	d.jumpOK = map[policy.Family]bool{}
 	d.loaded = false
 	d.last, d.wantSets, d.setNames = policy.NewState(), map[string]*ipset.Set{}, map[string][]string{}
-	d.polChains, d.groups = map[string]map[policy.Family]map[string][]string{}, map[policy.Direction][]*policy.Group{}
+	d.polRules, d.groups = map[string]map[policy.Family]map[policy.Direction][]string{}, map[policy.Direction][]*policy.Group{}
 	d.trie, d.dispatchSets = map[policy.Family]map[policy.Direction][]trieNode{}, map[string]struct{}{}
 	d.fgroups = map[policy.Family]map[policy.Direction][]*policy.Group{}
 	d.setUsers = map[string]map[string]struct{}{}
@@ -938,12 +921,11 @@ func (d *Dataplane) Objects(key string) []dataplane.Object {
 			if !p.Isolates(dir) {
 				continue
 			}
-			out = append(out, dataplane.Object{Kind: "chain", Name: PolicyChain(dir, key), Family: f, Comment: fmt.Sprintf("%s rules of %s", dir, key)})
 			for _, g := range d.fgroups[f][dir] {
 				for _, k := range g.Policies {
 					if k == key {
 						out = append(out,
-							dataplane.Object{Kind: "chain", Name: GroupChain(g), Family: f, Comment: "dispatch group " + strings.Join(g.Policies, ",")},
+							dataplane.Object{Kind: "chain", Name: GroupChain(g), Family: f, Comment: fmt.Sprintf("%s rules of %s (dispatch group of %s)", dir, key, strings.Join(g.Policies, ","))},
 							dataplane.Object{Kind: "set", Name: GroupSetName(f, g), Family: f, Comment: "local pods isolated by " + strings.Join(g.Policies, ",")})
 					}
 				}

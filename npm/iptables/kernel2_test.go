@@ -1,3 +1,5 @@
+//go:build linux
+
 package iptables
 
 import (
@@ -111,7 +113,7 @@ func TestKernelRestartReplacesStale(t *testing.T) {
 		if err := d1.Apply(ctx, e.State(), e.TakeChanges()); err != nil {
 			t.Fatal(err)
 		}
-		oldChain := PolicyChain(policy.Ingress, "a/old")
+		oldChain := groupChainOf(policy.Ingress, "a/old")
 		if !strings.Contains(tp.save(t, mode, "iptables"), oldChain) {
 			t.Fatal("run 1 did not program a/old")
 		}
@@ -155,7 +157,7 @@ func TestKernelReconcileRepairsDrift(t *testing.T) {
 		ipt := tp.tool(mode, "iptables")
 		g := d.groups[policy.Ingress][0]
 		groupSet := GroupSetName(policy.IPv4, g)
-		pc := PolicyChain(policy.Ingress, "a/web")
+		pc := groupChainOf(policy.Ingress, "a/web")
 		var peerSet string
 		for _, n := range d.sets.Names() {
 			if strings.HasPrefix(n, SetPrefix+"4-i") {

@@ -1,3 +1,5 @@
+//go:build linux
+
 package iptables
 
 import (
@@ -52,7 +54,7 @@ func TestKernelLogsEveryChange(t *testing.T) {
 		{"ipset member added", []string{"member=192.168.7.0/24", "b/out"}},
 		{"iptables rule added", []string{"a/web ingress rule 0: from pods in namespace a with app=cli"}},
 		{"iptables rule added", []string{"default deny ingress for pods selected by a/web"}},
-		{"iptables chain created", []string{PolicyChain(policy.Ingress, "a/web")}},
+		{"iptables chain created", []string{groupChainOf(policy.Ingress, "a/web")}},
 	} {
 		if !findLog(logs, c.msg, c.want...) {
 			t.Errorf("no %q log line with %q", c.msg, c.want)
@@ -68,7 +70,7 @@ func TestKernelLogsEveryChange(t *testing.T) {
 		want []string
 	}{
 		{"iptables rule removed", []string{"a/web ingress rule 0"}},
-		{"iptables chain deleted", []string{PolicyChain(policy.Ingress, "a/web")}},
+		{"iptables chain deleted", []string{groupChainOf(policy.Ingress, "a/web")}},
 		{"ipset destroyed", []string{"app=cli"}},
 	} {
 		if !findLog(logs, c.msg, c.want...) {

@@ -19,25 +19,21 @@ const (
 	ChainIngress = "ACN-NPM-INGRESS"
 	// ChainEgress dispatches by source local pod.
 	ChainEgress = "ACN-NPM-EGRESS"
-	// Per dispatch group (pods isolated by the same policy list).
+	// Per dispatch group (pods isolated by the same policy list): the
+	// allow rules of its policies, each RETURNing on match, then DROP.
 	ChainGroupIngressPrefix = "ACN-NPM-GI-"
 	ChainGroupEgressPrefix  = "ACN-NPM-GE-"
 	// Inner nodes of the dispatch trie (see trie.go).
 	ChainTrieIngressPrefix = "ACN-NPM-TI-"
 	ChainTrieEgressPrefix  = "ACN-NPM-TE-"
-	// Per policy and direction: its allow rules, which set MarkAllow.
-	ChainPolicyIngressPrefix = "ACN-NPM-I-"
-	ChainPolicyEgressPrefix  = "ACN-NPM-E-"
 
 	// SetPrefix starts every NPM ipset; the family digit follows
 	// (acn-npm4-..., acn-npm6-...).
 	SetPrefix = "acn-npm"
 
-	// MarkAllow is the one mark bit NPM uses (masked): set by a policy
-	// chain when a rule allows the packet, tested and cleared by the group
-	// chain. It avoids kube-proxy's 0x4000 (masquerade) and 0x8000 (drop),
-	// Calico's 0xffff0000 defaults aside, and Cilium's 0x0f00.
-	MarkAllow = 0x100000
+	// NPM uses no packet mark: allowed traffic RETURNs from the group
+	// chain, denied traffic is DROPped there, so nothing can clash with
+	// kube-proxy's 0x4000/0x8000 or any CNI's marks.
 
 	hashLen = 12
 )
@@ -62,14 +58,6 @@ func GroupSetName(f policy.Family, g *policy.Group) string {
 		d = "ge"
 	}
 	return SetPrefix + famDigit(f) + "-" + d + g.ID
-}
-
-// PolicyChain is the chain of a policy's rules in one direction.
-func PolicyChain(d policy.Direction, key string) string {
-	if d == policy.Egress {
-		return ChainPolicyEgressPrefix + policy.Hash(key, hashLen)
-	}
-	return ChainPolicyIngressPrefix + policy.Hash(key, hashLen)
 }
 
 // GroupChain is the chain of a dispatch group.

@@ -1,3 +1,5 @@
+//go:build linux
+
 package iptables
 
 import (
@@ -301,4 +303,10 @@ func countLines(s, sub string) int {
 		}
 	}
 	return n
+}
+
+// groupChainOf is the chain of the dispatch group isolated by exactly the
+// given policies.
+func groupChainOf(dir policy.Direction, policies ...string) string {
+	return GroupChain(&policy.Group{ID: policy.Hash(policy.GroupKey(dir, policies), 12), Direction: dir})
 }
