@@ -226,6 +226,11 @@ func (d *Dataplane) dirtyEndpoints(st *policy.State, changes *policy.Changes) ma
 	for k := range changes.Endpoints {
 		dirty[k] = struct{}{}
 	}
+	for k := range d.renders {
+		if st.Endpoints[k] == nil { // gone, whatever changes says
+			dirty[k] = struct{}{}
+		}
+	}
 	polDirty := map[string]bool{}
 	for k := range changes.Policies {
 		polDirty[k] = true
