@@ -238,6 +238,14 @@ func TestScenarioPodsLabelsPolicies(t *testing.T) {
 	s.pol(p2)
 	s.step("egress named-port policy added", map[string]int{"max": 4})
 
+	s.f.ResetCalls()
+	if err := s.d.Apply(context.Background(), s.e.State(), nil); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.f.TotalCalls(); n != 0 {
+		t.Fatalf("full re-apply of an unchanged state: %d calls %v", n, s.f.Calls())
+	}
+
 	s.delPol(p1b)
 	s.step("policy removed", map[string]int{"max": 6})
 	s.delPol(p2)
