@@ -38,6 +38,11 @@ const (
 	EnvAzure = "azure"
 	EnvFile  = "file"
 	EnvMAS   = "mas" // Azure Stack: same JSON file as EnvFile
+	// EnvOverlay: pods get addresses from the node's block of a private
+	// cluster CIDR (ipam.clusterCIDR), read from ipam.podCIDRFile or from
+	// the Kubernetes Node's spec.podCIDRs (ipam.kubeconfig), or given
+	// statically as ipam.subnet.
+	EnvOverlay = "overlay"
 )
 
 // Defaults, overridable per field in the configuration (and, for paths,
@@ -50,7 +55,14 @@ const (
 	DefaultQueryInterval  = 30 * time.Second
 	DefaultReuseCooldown  = 30 * time.Second
 	DefaultLockTimeout    = 60 * time.Second
+	// MaxOverlayBlockPrefix is the smallest block accepted in overlay
+	// mode: a /30 still has two usable addresses.
+	MaxOverlayBlockPrefix = 30
 )
+
+// EnvNodeName names the node in overlay mode when ipam.nodeName is unset
+// (the kubelet's convention); the hostname is the last resort.
+const EnvNodeName = "K8S_NODE_NAME"
 
 // Environment variables that override default paths (the config fields win).
 const (
@@ -107,10 +119,16 @@ type IPAM struct {
 	QueryURL       string   `json:"queryUrl,omitempty"`       // azure source endpoint
 	InterfacesFile string   `json:"interfacesFile,omitempty"` // file/mas source path
 	ReuseCooldown  Duration `json:"reuseCooldown,omitempty"`  // before a released IP is handed out again
+	// Overlay (environment "overlay").
+	ClusterCIDR string `json:"clusterCIDR,omitempty"` // the private pod CIDR of the cluster (required)
+	PodCIDRFile string `json:"podCIDRFile,omitempty"` // file naming the node's block
+	Kubeconfig  string `json:"kubeconfig,omitempty"`  // read the block from the Node's spec.podCIDRs
+	NodeName    string `json:"nodeName,omitempty"`    // the Node to read (default $K8S_NODE_NAME, hostname)
 
 	// Parsed forms, filled by Parse.
-	SubnetNet   *net.IPNet `json:"-"`
-	RequestedIP net.IP     `json:"-"`
+	SubnetNet      *net.IPNet `json:"-"`
+	RequestedIP    net.IP     `json:"-"`
+	ClusterCIDRNet *net.IPNet `json:"-"`
 }
 
 // NetConf is the whole plugin configuration.
@@ -168,6 +186,9 @@ func Parse(stdin []byte, plugin string) (*NetConf, error) {
 func (c *NetConf) defaults() error {
 	if c.Mode == "" {
 		c.Mode = ModeBridge // the reference plugin's default
+		if c.IPAM.Environment == EnvOverlay {
+			c.Mode = ModeTransparent // the only mode overlay supports
+		}
 	}
 	if c.Bridge == "" {
 		c.Bridge = DefaultBridge
@@ -241,9 +262,9 @@ func (c *NetConf) validate(plugin string) error {
 		return Invalid("ipam.type %q: azure-vnet works with %q only", c.IPAM.Type, IPAMPlugin)
 	}
 	switch c.IPAM.Environment {
-	case EnvAzure, EnvFile, EnvMAS:
+	case EnvAzure, EnvFile, EnvMAS, EnvOverlay:
 	default:
-		return Invalid("ipam.environment %q: want %q, %q or %q", c.IPAM.Environment, EnvAzure, EnvFile, EnvMAS)
+		return Invalid("ipam.environment %q: want %q, %q, %q or %q", c.IPAM.Environment, EnvAzure, EnvFile, EnvMAS, EnvOverlay)
 	}
 	if c.IPAM.Subnet != "" {
 		_, n, err := net.ParseCIDR(c.IPAM.Subnet)
@@ -255,6 +276,13 @@ func (c *NetConf) validate(plugin string) error {
 		}
 		c.IPAM.SubnetNet = n
 	}
+	if c.IPAM.Environment == EnvOverlay {
+		if err := c.validateOverlay(plugin); err != nil {
+			return err
+		}
+	} else if c.IPAM.ClusterCIDR != "" || c.IPAM.PodCIDRFile != "" || c.IPAM.Kubeconfig != "" {
+		return Invalid("ipam.clusterCIDR, ipam.podCIDRFile and ipam.kubeconfig apply to ipam.environment %q only (environment is %q)", EnvOverlay, c.IPAM.Environment)
+	}
 	if c.IPAM.IPAddress != "" {
 		ip := net.ParseIP(c.IPAM.IPAddress).To4()
 		if ip == nil {
@@ -265,6 +293,9 @@ func (c *NetConf) validate(plugin string) error {
 		}
 		if c.IPAM.SubnetNet != nil && !c.IPAM.SubnetNet.Contains(ip) {
 			return Invalid("ipam.ipAddress %s is not in ipam.subnet %s", ip, c.IPAM.SubnetNet)
+		}
+		if c.IPAM.ClusterCIDRNet != nil && !c.IPAM.ClusterCIDRNet.Contains(ip) {
+			return Invalid("ipam.ipAddress %s is not in ipam.clusterCIDR %s", ip, c.IPAM.ClusterCIDRNet)
 		}
 		c.IPAM.RequestedIP = ip
 	}
@@ -291,6 +322,59 @@ func (c *NetConf) validate(plugin string) error {
 	}
 	if c.LockTimeout < 0 {
 		return Invalid("lockTimeout must not be negative")
+	}
+	return nil
+}
+
+// validateOverlay checks the overlay fields: a cluster CIDR outside the
+// forbidden ranges, exactly one source of the node's block, and (for
+// azure-vnet) transparent mode. A static block (ipam.subnet) must lie in
+// the cluster CIDR; a block read from the file or the Node is checked
+// the same way when it is read (ValidateBlock).
+func (c *NetConf) validateOverlay(plugin string) error {
+	if plugin == VnetPlugin && c.Mode != ModeTransparent {
+		return Invalid("mode %q: ipam.environment %q works with mode %q only", c.Mode, EnvOverlay, ModeTransparent)
+	}
+	if c.IPAM.ClusterCIDR == "" {
+		return Invalid("ipam.clusterCIDR: missing; overlay mode needs the cluster's pod CIDR, e.g. 10.244.0.0/16")
+	}
+	_, cl, err := net.ParseCIDR(c.IPAM.ClusterCIDR)
+	if err != nil || cl.IP.To4() == nil {
+		return Invalid("ipam.clusterCIDR %q: not an IPv4 CIDR like 10.244.0.0/16", c.IPAM.ClusterCIDR)
+	}
+	if f := ForbiddenOverlap(cl); f != nil {
+		return Invalid("ipam.clusterCIDR %s overlaps %s, a range AKS reserves (forbidden: 169.254.0.0/16, 172.30.0.0/16, 172.31.0.0/16, 192.0.2.0/24)", cl, f)
+	}
+	c.IPAM.ClusterCIDRNet = cl
+	sources := 0
+	for _, s := range []string{c.IPAM.Subnet, c.IPAM.PodCIDRFile, c.IPAM.Kubeconfig} {
+		if s != "" {
+			sources++
+		}
+	}
+	if sources != 1 {
+		return Invalid("overlay needs exactly one source of the node's pod block: ipam.podCIDRFile, ipam.kubeconfig or ipam.subnet (%d given)", sources)
+	}
+	if c.IPAM.SubnetNet != nil {
+		if err := ValidateBlock(c.IPAM.SubnetNet, cl); err != nil {
+			return Invalid("ipam.subnet: %v", err)
+		}
+	}
+	return nil
+}
+
+// ValidateBlock checks a node's overlay block against the cluster CIDR.
+func ValidateBlock(block, cluster *net.IPNet) error {
+	ones, _ := block.Mask.Size()
+	cones, _ := cluster.Mask.Size()
+	if !cluster.Contains(block.IP) || ones < cones {
+		return fmt.Errorf("the node's pod block %s is not inside ipam.clusterCIDR %s", block, cluster)
+	}
+	if ones > MaxOverlayBlockPrefix {
+		return fmt.Errorf("the node's pod block %s is too small: want /%d or larger", block, MaxOverlayBlockPrefix)
+	}
+	if f := ForbiddenOverlap(block); f != nil {
+		return fmt.Errorf("the node's pod block %s overlaps %s, a range AKS reserves", block, f)
 	}
 	return nil
 }

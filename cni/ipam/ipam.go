@@ -68,11 +68,15 @@ func (s *State) Find(containerID, ifName string) *Allocation {
 
 // ExhaustedError says the pool has no address left.
 type ExhaustedError struct {
-	Pool  string
-	Total int
+	Pool    string
+	Total   int
+	Overlay bool
 }
 
 func (e *ExhaustedError) Error() string {
+	if e.Overlay {
+		return fmt.Sprintf("overlay pod block %s exhausted: all %d addresses of this node's block are allocated (the block size limits the pods per node)", e.Pool, e.Total)
+	}
 	return fmt.Sprintf("address pool %s exhausted: all %d addresses of this node are allocated", e.Pool, e.Total)
 }
 
@@ -112,7 +116,7 @@ func (s *State) Allocate(pool *Pool, containerID, ifName, owner string, requeste
 	}
 	n := len(pool.Addresses)
 	if n == 0 {
-		return nil, &ExhaustedError{Pool: pool.Name(), Total: 0}
+		return nil, &ExhaustedError{Pool: pool.Name(), Total: 0, Overlay: pool.Overlay}
 	}
 	addrs := sortedIPs(pool.Addresses)
 	start := int(hashOf(containerID, ifName) % uint64(n))
@@ -135,7 +139,7 @@ func (s *State) Allocate(pool *Pool, containerID, ifName, owner string, requeste
 	if coolest != nil {
 		return mk(coolest), nil
 	}
-	return nil, &ExhaustedError{Pool: pool.Name(), Total: n}
+	return nil, &ExhaustedError{Pool: pool.Name(), Total: n, Overlay: pool.Overlay}
 }
 
 // Release frees the address(es) of containerID/ifName and returns them.

@@ -154,6 +154,7 @@ type Pool struct {
 	Subnet    *net.IPNet
 	Gateway   net.IP // first host of the subnet, the Azure convention
 	Addresses []net.IP
+	Overlay   bool // the node's block of the cluster CIDR (overlay mode)
 }
 
 // Name identifies the pool in messages.

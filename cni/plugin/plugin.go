@@ -181,7 +181,7 @@ func (p *Plugin) wrap(cmd string, f func(r *runner) error) func(*skel.CmdArgs) e
 		fields = append(fields, zap.Dict("steps", r.timings...))
 		fields = append(fields, r.notes...)
 		if err != nil {
-			cerr := toCNIError(err, cfg.IPAM.Environment == config.EnvAzure)
+			cerr := toCNIError(err, remoteSource(cfg))
 			r.log.Error(cmd, append(fields, zap.Uint("code", cerr.Code), zap.String("error", cerr.Msg))...)
 			return cerr
 		}
@@ -264,6 +264,13 @@ func k8sArgs(s string) (ns, name string) {
 func (r *runner) pool(maxAge time.Duration) (*ipam.Pool, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
+	if r.cfg.IPAM.Environment == config.EnvOverlay {
+		block, err := ipam.OverlayBlock(ctx, r.cfg, maxAge, r.p.HTTPClient)
+		if err != nil {
+			return nil, err
+		}
+		return ipam.OverlayPool(block, r.p.Name == config.IPAMPlugin), nil
+	}
 	ifs, err := ipam.Source(ctx, r.cfg, maxAge, r.p.HTTPClient)
 	if err != nil {
 		return nil, err
@@ -293,6 +300,13 @@ func (r *runner) allocate(f func(t *tx, pool *ipam.Pool) error) (*ipam.Pool, err
 		err = r.locked(func(t *tx) error { return f(t, pool) })
 	}
 	return pool, err
+}
+
+// remoteSource says whether the address source is a remote service (the
+// Azure host, the Kubernetes API server): failing to reach it is
+// transient (code 11), unlike a missing local file.
+func remoteSource(cfg *config.NetConf) bool {
+	return cfg.IPAM.Environment == config.EnvAzure || (cfg.IPAM.Environment == config.EnvOverlay && cfg.IPAM.Kubeconfig != "")
 }
 
 // podAddress is the address as configured in the pod: the subnet's

@@ -30,6 +30,9 @@ const (
 	LockFile       = "azure-vnet.lock"
 	BridgeLockFile = "azure-vnet-bridge.lock"
 	BridgePlanFile = "azure-vnet-bridge.json"
+	// Overlay: the node-wide SNAT setup's lock and its done-marker.
+	OverlayLockFile   = "azure-vnet-overlay.lock"
+	OverlayMarkerFile = "azure-vnet-overlay-snat.json"
 )
 
 // Endpoint statuses. An endpoint is pending from the moment its address is
@@ -76,6 +79,7 @@ func (s *VnetState) normalize() {
 // paths of one configuration.
 type paths struct {
 	vnet, ipam, lock, bridgeLock, bridgePlan string
+	overlayLock, overlayMarker               string
 }
 
 func pathsOf(cfg *config.NetConf) paths {
@@ -86,6 +90,9 @@ func pathsOf(cfg *config.NetConf) paths {
 		lock:       filepath.Join(d, LockFile),
 		bridgeLock: filepath.Join(d, BridgeLockFile),
 		bridgePlan: filepath.Join(d, BridgePlanFile),
+
+		overlayLock:   filepath.Join(d, OverlayLockFile),
+		overlayMarker: filepath.Join(d, OverlayMarkerFile),
 	}
 }
 

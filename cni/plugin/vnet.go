@@ -109,7 +109,9 @@ func (r *runner) vnetAdd() error {
 			return r.undoAdd(fmt.Errorf("enable ip_forward: %w", err))
 		}
 		var m netlink.Link
-		if cfg.Master != "" {
+		if cfg.Master != "" || pool.Overlay {
+			// Overlay: the block is not on any NIC; the master is the
+			// named one or the one holding the default route.
 			m, err = network.MasterLink(r.nl, cfg.Master)
 		} else {
 			m, err = network.LinkToward(r.nl, pool.Gateway)
@@ -119,6 +121,11 @@ func (r *runner) vnetAdd() error {
 		}
 		spec.MTU = m.Attrs().MTU
 		spec.Gateway = network.TransparentGateway
+		if pool.Overlay {
+			if err := network.EnsureOverlaySNAT(pool.Subnet, cfg.IPAM.ClusterCIDRNet, r.paths.overlayLock, r.paths.overlayMarker); err != nil {
+				return r.undoAdd(err)
+			}
+		}
 	}
 	r.mark("node")
 
@@ -281,6 +288,18 @@ func (r *runner) vnetCheck() error {
 	}
 	exp.Routes = prev.Routes
 	r.mark("state")
+	if cfg.IPAM.Environment == config.EnvOverlay {
+		pool, err := r.pool(-1)
+		if err != nil {
+			return err
+		}
+		if !pool.Subnet.Contains(ipn.IP) {
+			return types.NewError(ErrCheckFailed, fmt.Sprintf("address %s is not in the node's pod block %s", ipn.IP, pool.Subnet), "")
+		}
+		if err := network.CheckOverlaySNAT(pool.Subnet, cfg.IPAM.ClusterCIDRNet); err != nil {
+			return types.NewError(ErrCheckFailed, err.Error(), "")
+		}
+	}
 	if err := network.Check(r.nl, exp); err != nil {
 		var ne *network.NetnsError
 		if asNetns(err, &ne) {
