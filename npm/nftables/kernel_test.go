@@ -32,7 +32,7 @@ func newDP(t testing.TB, node *netnstest.NS) dataplane.Dataplane {
 // the property test against the cyclonus oracle.
 func TestKernelShared(t *testing.T) {
 	netnstest.RequireRoot(t)
-	dptest.Run(t, newDP, dptest.Options{PropertyCases: 16})
+	dptest.Run(t, newDP, dptest.Options{PropertyCases: 24})
 }
 
 func findPolicyChainSet(t *testing.T, table, prefix string) string {

@@ -130,9 +130,10 @@ func RunCases(t *testing.T, newDP NewDataplane) {
 }
 
 // RunUpdateWithoutGap replaces a policy 30 times (new selector forms and
-// ports, so new sets and chains each time and old ones removed) while
-// probe loops run: the denied connection is never allowed and the allowed
-// one never denied.
+// ports, so new sets and chains each time and old ones removed), then
+// moves the destination pod between dispatch groups 20 times, while probe
+// loops run: the denied connection is never allowed and the allowed one
+// never denied.
 func RunUpdateWithoutGap(t *testing.T, newDP NewDataplane) {
 	tp := NewTopo(t, Pods)
 	d := newDP(t, tp.Node)
@@ -159,11 +160,28 @@ func RunUpdateWithoutGap(t *testing.T, newDP NewDataplane) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	// The destination pod moves between dispatch groups: a second policy
+	// selecting it comes and goes (its isolation list changes, so its
+	// dispatch entry and group chain are replaced each time).
+	for i := 0; i < 20; i++ {
+		if i%2 == 0 {
+			e.UpsertPolicy(np("a", "extra", networkingv1.NetworkPolicySpec{
+				PodSelector: *Labels("app", "web"),
+				Ingress:     []networkingv1.NetworkPolicyIngressRule{{From: []networkingv1.NetworkPolicyPeer{{PodSelector: Labels("app", "cli")}}, Ports: ports(tcp(81))}},
+			}))
+		} else {
+			e.DeletePolicy("a", "extra")
+		}
+		if err := d.Apply(ctx, e.State(), e.TakeChanges()); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	leaks, drops, probes := stop()
 	if leaks > 0 || drops > 0 {
-		t.Errorf("during 30 policy replacements: %d denied connections got through, %d allowed ones were dropped (of %d probes)", leaks, drops, probes)
+		t.Errorf("during 30 policy replacements and 20 group moves: %d denied connections got through, %d allowed ones were dropped (of %d probes)", leaks, drops, probes)
 	} else {
-		t.Logf("%d probes during 30 replacements: no gap", probes)
+		t.Logf("%d probes during 30 policy replacements and 20 group moves: no gap", probes)
 	}
 	reconcileClean(t, d, "after the replacements")
 }
