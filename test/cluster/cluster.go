@@ -15,7 +15,10 @@
 //
 // Where the Azure fabric routes a node's pod addresses to it, the harness
 // adds the same routes (transparent mode); in bridge mode pods are on the
-// VNet's L2 segment. Nothing outside these namespaces is touched, and Close
+// VNet's L2 segment. In overlay mode node-i's pods get 10.244.i.x from the
+// block in its Node object's spec.podCIDRs (read by azure-vnet with the
+// admin kubeconfig), cluster CIDR 10.244.0.0/16, and the harness routes
+// every block via its node in the nodes and the VNet. Nothing outside these namespaces is touched, and Close
 // removes them all.
 package cluster
 
@@ -61,7 +64,7 @@ const (
 // Config describes the cluster to build.
 type Config struct {
 	Nodes     int    // default 2
-	CNIMode   string // "transparent" (default) or "bridge"
+	CNIMode   string // "transparent" (default), "bridge" or "overlay"
 	Dataplane string // azure-npm --dataplane; default iptables
 	// BinDir holds azure-vnet, azure-vnet-ipam, azure-npm and podserver;
 	// default <module root>/out.
@@ -200,7 +203,7 @@ func New(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 		}
 		c.Nodes = append(c.Nodes, n)
 	}
-	if cfg.CNIMode == "transparent" {
+	if cfg.CNIMode == "transparent" || cfg.CNIMode == "overlay" {
 		// The fabric's job in Azure: route each node's pod addresses to it.
 		for _, n := range c.Nodes {
 			for _, m := range c.Nodes {
@@ -243,6 +246,9 @@ func (c *Cluster) addNode(ctx context.Context, i int) (*Node, error) {
 		IP:        netip.MustParseAddr(fmt.Sprintf("10.224.0.%d", 10+i)),
 		PodPrefix: netip.MustParsePrefix(fmt.Sprintf("10.224.%d.0/24", i+1))}
 	var err error
+	if c.cfg.CNIMode == "overlay" {
+		n.PodPrefix = netip.MustParsePrefix(fmt.Sprintf("10.244.%d.0/24", i))
+	}
 	if n.NS, err = netnstest.Create("node" + strconv.Itoa(i)); err != nil {
 		return nil, err
 	}
@@ -288,6 +294,11 @@ func (c *Cluster) addNode(ctx context.Context, i int) (*Node, error) {
 			},
 		}},
 	}
+	if c.cfg.CNIMode == "overlay" {
+		if err := c.overlayNode(ctx, n, conf["plugins"].([]any)[0].(map[string]any)); err != nil {
+			return nil, err
+		}
+	}
 	n.conf = conf
 	data, _ := json.Marshal(conf)
 	if n.confList, err = libcni.ConfListFromBytes(data); err != nil {
@@ -305,6 +316,25 @@ func (c *Cluster) addNode(ctx context.Context, i int) (*Node, error) {
 			return conn, err
 		}}}
 	return n, nil
+}
+
+// overlayNode registers the node's Node object with its pod block and
+// points azure-vnet's IPAM at it (overlay mode).
+func (c *Cluster) overlayNode(ctx context.Context, n *Node, plugin map[string]any) error {
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n.Name},
+		Spec: corev1.NodeSpec{PodCIDR: n.PodPrefix.String(), PodCIDRs: []string{n.PodPrefix.String()}}}
+	if _, err := c.Client.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("node object %s: %w", n.Name, err)
+	}
+	plugin["mode"] = "transparent"
+	plugin["ipam"] = map[string]any{
+		"type":        "azure-vnet-ipam",
+		"environment": "overlay",
+		"clusterCIDR": "10.244.0.0/16",
+		"kubeconfig":  c.API.Kubeconfig,
+		"nodeName":    n.Name,
+	}
+	return nil
 }
 
 // BinariesBuilt reports which binaries the cluster runs are missing from

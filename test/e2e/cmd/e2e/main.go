@@ -5,7 +5,7 @@
 // "DATAPLANE: N passed, M failed" line per dataplane.
 //
 //	go run ./test/e2e/cmd/e2e [--dataplanes iptables,nftables] [--nodes 2]
-//	    [--cni transparent|bridge] [--cases FILE] [--only 1,2,3]
+//	    [--cni transparent|bridge|overlay] [--cases FILE] [--only 1,2,3]
 package main
 
 import (
@@ -30,7 +30,7 @@ import (
 func main() {
 	dataplanes := flag.String("dataplanes", "iptables", "comma-separated dataplanes to run the suite against")
 	nodes := flag.Int("nodes", 2, "nodes in the simulated cluster")
-	cni := flag.String("cni", "transparent", "CNI mode of the pods: transparent or bridge")
+	cni := flag.String("cni", "transparent", "CNI mode of the pods: transparent, bridge or overlay")
 	casesFile := flag.String("cases", "", "YAML/JSON file of cases (cyclonus TestCase format) instead of the generated ones")
 	only := flag.String("only", "", "comma-separated case numbers (1-based) to run")
 	timeout := flag.Duration("probe-timeout", 400*time.Millisecond, "timeout of one probe")
