@@ -83,6 +83,7 @@ func TestKernelReconcileRepairsDrift(t *testing.T) {
 	if n < 6 {
 		t.Errorf("reconcile repaired %d objects, want ≥ 6", n)
 	}
+	tp.FlushConntrack(t)
 	tp.Check(t, dptest.BasicExpect)
 	if n, err := d.Reconcile(ctx); err != nil || n != 0 {
 		t.Errorf("second reconcile: %d repairs, %v", n, err)

@@ -15,6 +15,8 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/open-acn/acn/internal/netnstest"
 	"github.com/open-acn/acn/internal/policyoracle"
 	"github.com/open-acn/acn/npm/dataplane"
@@ -80,6 +82,22 @@ func (tp *Topo) Check(t testing.TB, exps []Expect) {
 	}
 }
 
+// FlushConntrack forgets the node's connection tracking entries, so the
+// next probes are new connections judged by the current policies (an
+// earlier allowed UDP exchange on a reused source port would otherwise be
+// "established" and pass, as it rightly would in production).
+func (tp *Topo) FlushConntrack(t testing.TB) {
+	t.Helper()
+	h, err := tp.Node.Handle()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	if err := h.ConntrackTableFlush(netlink.ConntrackTable); err != nil {
+		t.Fatalf("flush conntrack: %v", err)
+	}
+}
+
 func apply(t testing.TB, d dataplane.Dataplane, e *translate.Engine, full bool) {
 	t.Helper()
 	ch := e.TakeChanges()
@@ -119,6 +137,7 @@ func RunCases(t *testing.T, newDP NewDataplane) {
 				}
 			}
 			apply(t, d, tp.Engine(c.Policies...), true)
+			tp.FlushConntrack(t)
 			tp.Check(t, c.Expect)
 			reconcileClean(t, d, "after apply")
 		})
@@ -239,6 +258,7 @@ func RunRestart(t *testing.T, newDP NewDataplane) {
 	e.DeletePolicy("a", "old")
 	d2 := newDP(t, tp.Node)
 	apply(t, d2, e, false)
+	tp.FlushConntrack(t)
 	tp.Check(t, BasicExpect) // includes -1 -> pod1 open again
 	reconcileClean(t, d2, "after restart")
 	// Restarts under traffic: each new process replaces the state in one
@@ -327,6 +347,7 @@ func RunProperty(t *testing.T, newDP NewDataplane, o Options) {
 				t.Fatal(err)
 			}
 		}
+		tp.FlushConntrack(t)
 		or := policyoracle.New(w.Namespaces, w.Pods, w.Policies)
 		type pr struct {
 			src, dst, fam int
