@@ -178,3 +178,71 @@ func TestIPAMPluginAcceptsAnyNetworkPluginType(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// overlay is a valid overlay configuration; cases edit a copy.
+func overlay() map[string]interface{} {
+	return map[string]interface{}{
+		"cniVersion": "1.1.0", "name": "azure", "type": "azure-vnet",
+		"ipam": map[string]interface{}{"type": "azure-vnet-ipam", "environment": "overlay",
+			"clusterCIDR": "10.244.0.0/16", "podCIDRFile": "/etc/kubernetes/podcidr"},
+	}
+}
+
+func TestOverlayConfig(t *testing.T) {
+	c, err := Parse(encode(t, overlay()), VnetPlugin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Mode != ModeTransparent || c.IPAM.ClusterCIDRNet.String() != "10.244.0.0/16" {
+		t.Fatalf("mode %q cluster %v", c.Mode, c.IPAM.ClusterCIDRNet)
+	}
+	ipam := func(c map[string]interface{}) map[string]interface{} { return c["ipam"].(map[string]interface{}) }
+	cases := []struct {
+		name   string
+		plugin string
+		edit   func(c map[string]interface{})
+		want   string
+	}{
+		{"no clusterCIDR", VnetPlugin, func(c map[string]interface{}) { delete(ipam(c), "clusterCIDR") }, "ipam.clusterCIDR: missing"},
+		{"clusterCIDR not a CIDR", VnetPlugin, func(c map[string]interface{}) { ipam(c)["clusterCIDR"] = "10.244.0.0" }, "ipam.clusterCIDR"},
+		{"clusterCIDR IPv6", IPAMPlugin, func(c map[string]interface{}) { ipam(c)["clusterCIDR"] = "fd00::/48" }, "ipam.clusterCIDR"},
+		{"clusterCIDR forbidden", VnetPlugin, func(c map[string]interface{}) { ipam(c)["clusterCIDR"] = "172.16.0.0/12" }, "172.30.0.0/16"},
+		{"no block source", VnetPlugin, func(c map[string]interface{}) { delete(ipam(c), "podCIDRFile") }, "exactly one source"},
+		{"two block sources", VnetPlugin, func(c map[string]interface{}) { ipam(c)["kubeconfig"] = "/k" }, "exactly one source"},
+		{"bridge mode", VnetPlugin, func(c map[string]interface{}) { c["mode"] = "bridge" }, `works with mode "transparent" only`},
+		{"static block outside", VnetPlugin, func(c map[string]interface{}) {
+			delete(ipam(c), "podCIDRFile")
+			ipam(c)["subnet"] = "10.245.1.0/24"
+		}, "not inside ipam.clusterCIDR"},
+		{"static block larger than the cluster", VnetPlugin, func(c map[string]interface{}) {
+			delete(ipam(c), "podCIDRFile")
+			ipam(c)["subnet"] = "10.0.0.0/8"
+		}, "not inside ipam.clusterCIDR"},
+		{"static block too small", VnetPlugin, func(c map[string]interface{}) {
+			delete(ipam(c), "podCIDRFile")
+			ipam(c)["subnet"] = "10.244.1.0/31"
+		}, "too small"},
+		{"address outside the cluster", VnetPlugin, func(c map[string]interface{}) { ipam(c)["ipAddress"] = "10.1.0.1" }, "not in ipam.clusterCIDR"},
+		{"overlay fields elsewhere", VnetPlugin, func(c map[string]interface{}) { ipam(c)["environment"] = "file" }, "apply to ipam.environment \"overlay\" only"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := overlay()
+			tc.edit(c)
+			_, err := Parse(encode(t, c), tc.plugin)
+			te, ok := err.(*types.Error)
+			if !ok || te.Code != types.ErrInvalidNetworkConfig || !strings.Contains(te.Msg, tc.want) {
+				t.Fatalf("want code 7 with %q, got %v", tc.want, err)
+			}
+		})
+	}
+	// A static block inside the cluster CIDR is fine, for both plugins.
+	c2 := overlay()
+	delete(ipam(c2), "podCIDRFile")
+	ipam(c2)["subnet"] = "10.244.7.0/24"
+	for _, p := range []string{VnetPlugin, IPAMPlugin} {
+		if _, err := Parse(encode(t, c2), p); err != nil {
+			t.Errorf("%s: %v", p, err)
+		}
+	}
+}

@@ -96,3 +96,62 @@ func TestShippedConflistsWithPortmap(t *testing.T) {
 		})
 	}
 }
+
+// TestShippedOverlayConflist runs the shipped overlay conflist with the
+// node's block from a pod-CIDR file instead of the kubelet's kubeconfig
+// (everything else as shipped, portmap included): the pod gets an address
+// of the block, the SNAT chain is installed, CHECK and DEL pass.
+func TestShippedOverlayConflist(t *testing.T) {
+	if _, err := os.Stat(filepath.Join(refPluginDir, "portmap")); err != nil {
+		t.Skip("reference portmap plugin not installed (containernetworking-plugins)")
+	}
+	n := newNode(t, 0)
+	_, file, _, _ := runtime.Caller(0)
+	data, err := os.ReadFile(filepath.Join(filepath.Dir(file), "..", "..", "deploy", "cni", "10-azure-overlay.conflist"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var raw map[string]interface{}
+	if err := json.Unmarshal(data, &raw); err != nil {
+		t.Fatal(err)
+	}
+	vnet := raw["plugins"].([]interface{})[0].(map[string]interface{})
+	vnet["stateDir"], vnet["logFile"] = n.dir, filepath.Join(n.dir, "azure-vnet.log")
+	ip := vnet["ipam"].(map[string]interface{})
+	if ip["environment"] != "overlay" || ip["clusterCIDR"] != clusterCIDR {
+		t.Fatalf("shipped ipam section: %v", ip)
+	}
+	delete(ip, "kubeconfig")
+	ip["podCIDRFile"] = filepath.Join(n.dir, "podcidr.json")
+	if err := os.WriteFile(ip["podCIDRFile"].(string), []byte(`{"podCIDRs":["10.244.9.0/24","fd00:10:244:9::/64"]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	data, _ = json.Marshal(raw)
+	l, err := libcni.NetworkConfFromBytes(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := n.newPod("overlay-shipped")
+	rt := p.rt()
+	rt.CapabilityArgs = map[string]interface{}{
+		"portMappings": []map[string]interface{}{{"hostPort": 18081, "containerPort": 80, "protocol": "tcp"}},
+	}
+	if _, err := n.cni.AddNetworkList(context.Background(), l, rt); err != nil {
+		t.Fatalf("ADD: %v", err)
+	}
+	if addrs := p.ns.MustExec(t, "ip", "-4", "-o", "addr", "show", "eth0"); !strings.Contains(addrs, "10.244.9.") {
+		t.Errorf("pod address not from the block:\n%s", addrs)
+	}
+	if nat := n.ns.MustExec(t, "iptables", "-t", "nat", "-S"); !strings.Contains(nat, "18081") || !strings.Contains(nat, "-A ACN-OVERLAY-SNAT -s 10.244.9.0/24 ! -d 10.244.0.0/16") {
+		t.Errorf("want portmap's DNAT and the overlay SNAT in the node:\n%s", nat)
+	}
+	only := *l
+	only.Plugins = l.Plugins[:1]
+	if err := n.cni.CheckNetworkList(context.Background(), &only, rt); err != nil {
+		t.Errorf("CHECK: %v", err)
+	}
+	if err := n.cni.DelNetworkList(context.Background(), l, rt); err != nil {
+		t.Fatalf("DEL: %v", err)
+	}
+	n.assertGone(p, nil)
+}
