@@ -314,3 +314,50 @@ func TestOverlayAcrossNodesAndEgress(t *testing.T) {
 	n0.assertGone(p0, ip0)
 	n1.assertGone(p1, ip1)
 }
+
+// TestOverlayIPAMPluginWithReferenceBridge: azure-vnet-ipam alone in
+// overlay mode under the reference bridge: the address has the block's
+// prefix, the gateway is the block's first host (the bridge takes it, so
+// it is never handed to a pod), pods on the bridge reach each other;
+// CHECK and DEL through libcni.
+func TestOverlayIPAMPluginWithReferenceBridge(t *testing.T) {
+	if _, err := os.Stat(filepath.Join(refPluginDir, "bridge")); err != nil {
+		t.Skip("reference bridge plugin not installed (containernetworking-plugins)")
+	}
+	n := newNode(t, 0)
+	ipamConf := n.overlayConf("10.244.5.0/29", nil)["ipam"]
+	l := n.list("1.0.0", map[string]interface{}{"type": "bridge", "bridge": "cni-ov0", "isGateway": true, "ipam": ipamConf, "stateDir": n.dir})
+	var pods []*pod
+	var ips []net.IP
+	for i := 0; i < 5; i++ { // a /29 without network, broadcast and gateway
+		p := n.newPod(fmt.Sprintf("ovref-%d", i))
+		r := n.mustAdd(l, p)
+		if got := r.IPs[0].Address.String(); !strings.HasPrefix(got, "10.244.5.") || !strings.HasSuffix(got, "/29") || got == "10.244.5.1/29" {
+			t.Fatalf("address %s: want a /29 of the block other than the gateway", got)
+		}
+		if !r.IPs[0].Gateway.Equal(net.ParseIP("10.244.5.1")) {
+			t.Fatalf("gateway %s, want the block's first host", r.IPs[0].Gateway)
+		}
+		pods, ips = append(pods, p), append(ips, r.IPs[0].Address.IP)
+		if i == 0 {
+			// CHECK before the second pod: the reference bridge (Debian's
+			// v1.1) fails its own CHECK once another port changes the
+			// bridge's MAC.
+			if err := n.cni.CheckNetworkList(context.Background(), l, p.rt()); err != nil {
+				t.Errorf("CHECK: %v", err)
+			}
+		}
+	}
+	if _, err := n.add(l, n.newPod("ovref-5")); cniCode(err) != 102 || !strings.Contains(err.Error(), "10.244.5.0/29") {
+		t.Fatalf("6th pod: want code 102 naming the block, got %v", err)
+	}
+	if err := ping(pods[0].ns, ips[1].String()); err != nil {
+		t.Errorf("pod to pod on the bridge: %v", err)
+	}
+	for _, p := range pods {
+		n.mustDel(l, p)
+	}
+	if _, is := n.state(); len(is.Allocations) != 0 {
+		t.Errorf("allocations left: %+v", is.Allocations)
+	}
+}
