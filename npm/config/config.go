@@ -48,6 +48,14 @@ type Config struct {
 	ResyncPeriod Duration `json:"resyncPeriod,omitempty"`
 	// MaxHNSACLsPerCall bounds one HNS call on Windows.
 	MaxHNSACLsPerCall int `json:"maxHNSACLsPerCall,omitempty"`
+	// HNSNetwork is the HNS network whose endpoints are pods (Windows).
+	HNSNetwork string `json:"hnsNetwork,omitempty"`
+	// HNSHostIPs are the node addresses whose traffic (health probes)
+	// isolated pods still accept; empty = the host's interface addresses.
+	HNSHostIPs []string `json:"hnsHostIPs,omitempty"`
+	// HNSSCTP enforces SCTP ports through HNS (protocol 132) where the HNS
+	// version supports it; off, SCTP port rules fail closed.
+	HNSSCTP bool `json:"hnsSCTP,omitempty"`
 	// Log is where rule changes and events are logged.
 	Log LogConfig `json:"log,omitempty"`
 }
@@ -80,6 +88,8 @@ func Default() Config {
 		BatchWindow:       Duration(20 * time.Millisecond),
 		ResyncPeriod:      0,
 		MaxHNSACLsPerCall: 100,
+		HNSNetwork:        "azure",
+		HNSHostIPs:        []string{},
 		Log: LogConfig{
 			File:       logs.DefaultNPMFile,
 			Level:      logs.LevelInfo,
@@ -174,6 +184,14 @@ func (c Config) Validate() error {
 	}
 	if c.MaxHNSACLsPerCall < 1 {
 		errs = append(errs, fmt.Errorf("maxHNSACLsPerCall %d: must be at least 1", c.MaxHNSACLsPerCall))
+	}
+	if c.HNSNetwork == "" {
+		errs = append(errs, errors.New("hnsNetwork must not be empty"))
+	}
+	for _, ip := range c.HNSHostIPs {
+		if net.ParseIP(ip) == nil {
+			errs = append(errs, fmt.Errorf("hnsHostIPs: %q is not an IP address", ip))
+		}
 	}
 	if err := c.Log.Logs().Validate(); err != nil {
 		errs = append(errs, err)

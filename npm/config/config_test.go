@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -15,7 +16,7 @@ func TestLoadMergesOntoDefaults(t *testing.T) {
 		check func(t *testing.T, c Config)
 	}{
 		{"empty file keeps every default", "", func(t *testing.T, c Config) {
-			if c != Default() {
+			if !reflect.DeepEqual(c, Default()) {
 				t.Fatalf("got %+v want %+v", c, Default())
 			}
 		}},

@@ -5,7 +5,6 @@ package daemon
 import (
 	"net"
 	"net/netip"
-	"os"
 	"strings"
 
 	"go.uber.org/zap"
@@ -15,26 +14,26 @@ import (
 	"github.com/open-acn/acn/npm/hnsacl"
 )
 
-// Until config has keys for them: AZURE_NPM_HNS_NETWORK names the HNS
-// network (default "azure"), AZURE_NPM_HOST_IPS (comma-separated) the
-// node addresses whose ingress (health probes) isolated pods accept
-// (default: the host's non-loopback interface addresses).
+// The config's hnsNetwork names the HNS network; hnsHostIPs the node
+// addresses whose ingress (health probes) isolated pods accept (default:
+// the host's non-loopback interface addresses); hnsSCTP enables SCTP rules.
 func init() {
 	dataplaneFactories[config.DataplaneHNS] = func(cfg config.Config, logger *zap.Logger) (dataplane.Dataplane, error) {
-		h, err := hnsacl.NewHCN(hnsacl.HCNOptions{NetworkName: os.Getenv("AZURE_NPM_HNS_NETWORK")})
+		h, err := hnsacl.NewHCN(hnsacl.HCNOptions{NetworkName: cfg.HNSNetwork})
 		if err != nil {
 			return nil, err
 		}
-		hosts := hostIPs(os.Getenv("AZURE_NPM_HOST_IPS"))
-		logger.Info("hns dataplane", zap.Any("hostIPs", hosts), zap.Int("maxACLsPerCall", cfg.MaxHNSACLsPerCall))
-		return hnsacl.New(hnsacl.Options{HNS: h, Logger: logger, MaxACLsPerCall: cfg.MaxHNSACLsPerCall, HostIPs: hosts})
+		hosts := hostIPs(cfg.HNSHostIPs)
+		logger.Info("hns dataplane", zap.String("network", cfg.HNSNetwork), zap.Any("hostIPs", hosts),
+			zap.Int("maxACLsPerCall", cfg.MaxHNSACLsPerCall), zap.Bool("sctp", cfg.HNSSCTP))
+		return hnsacl.New(hnsacl.Options{HNS: h, Logger: logger, MaxACLsPerCall: cfg.MaxHNSACLsPerCall, HostIPs: hosts, SCTP: cfg.HNSSCTP})
 	}
 }
 
-func hostIPs(env string) []netip.Addr {
+func hostIPs(configured []string) []netip.Addr {
 	var out []netip.Addr
-	if env != "" {
-		for _, s := range strings.Split(env, ",") {
+	if len(configured) > 0 {
+		for _, s := range configured {
 			if a, err := netip.ParseAddr(strings.TrimSpace(s)); err == nil {
 				out = append(out, a.Unmap())
 			}
