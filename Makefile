@@ -4,7 +4,11 @@
 SHELL := /bin/bash
 GO ?= go
 OUT := out
-VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo v0.0.0-dev)
+# A release tag (vX.Y.Z) when there is one; else v0.0.0-<commits>-g<hash>;
+# outside git v0.0.0-dev.
+VERSION ?= $(shell git describe --tags --match 'v*' --dirty 2>/dev/null || \
+	(git rev-parse --short HEAD >/dev/null 2>&1 && echo v0.0.0-$$(git rev-list --count HEAD)-g$$(git rev-parse --short HEAD)$$(git diff --quiet HEAD 2>/dev/null || echo -dirty)) || \
+	echo v0.0.0-dev)
 LDFLAGS := -s -w -X github.com/open-acn/acn/internal/version.Version=$(VERSION)
 GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)"
 ARCHIVE := $(OUT)/azure-vnet-cni-linux-amd64-$(VERSION).tgz
