@@ -18,6 +18,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/open-acn/acn/npm/translate/translatetest"
 )
 
 // NamespaceNameLabel is set by the API server on every namespace.
@@ -131,23 +133,7 @@ func (o *Oracle) peer(ip string) *matcher.TrafficPeer {
 func (o *Oracle) Allowed(src, dst string, proto corev1.Protocol, port int) bool {
 	name := ""
 	if p := o.byIP[dst]; p != nil {
-		name = PortName(p, proto, port)
+		name = translatetest.PortName(p, proto, port)
 	}
 	return o.m.IsTrafficAllowed(&matcher.Traffic{Source: o.peer(src), Destination: o.peer(dst), ResolvedPort: port, ResolvedPortName: name, Protocol: proto}).IsAllowed()
-}
-
-// PortName is the name of p's container port number/protocol, "" if none.
-func PortName(p *corev1.Pod, proto corev1.Protocol, port int) string {
-	for _, c := range p.Spec.Containers {
-		for _, cp := range c.Ports {
-			pr := cp.Protocol
-			if pr == "" {
-				pr = corev1.ProtocolTCP
-			}
-			if pr == proto && int(cp.ContainerPort) == port {
-				return cp.Name
-			}
-		}
-	}
-	return ""
 }

@@ -6,6 +6,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
 func pod(ns, name, ip string, labels map[string]string) *corev1.Pod {
@@ -46,7 +47,11 @@ func TestNotInSelectsPodsWithoutTheLabel(t *testing.T) {
 			t.Errorf("%s -> server: got %v want %v", tc.src, got, tc.want)
 		}
 	}
-	if PortName(server, corev1.ProtocolTCP, 80) != "serve-80-tcp" || PortName(server, corev1.ProtocolUDP, 80) != "" {
-		t.Error("PortName must match number and protocol")
+	// Named ports resolve per destination pod and protocol.
+	named := pol.DeepCopy()
+	named.Spec.Ingress[0].Ports = []networkingv1.NetworkPolicyPort{{Port: &intstr.IntOrString{Type: intstr.String, StrVal: "serve-80-tcp"}}}
+	o = New(nss, []*corev1.Pod{server, blue}, []*networkingv1.NetworkPolicy{named})
+	if !o.Allowed("10.0.0.3", "10.0.0.1", corev1.ProtocolTCP, 80) || o.Allowed("10.0.0.3", "10.0.0.1", corev1.ProtocolTCP, 81) {
+		t.Error("named port serve-80-tcp must allow TCP 80 only")
 	}
 }
