@@ -16,30 +16,7 @@ import (
 	"github.com/open-acn/acn/npm/translate/translatetest"
 )
 
-func propConfig(pods int) translatetest.Config {
-	c := translatetest.Config{Namespaces: 3, Policies: 4,
-		CIDRs:   []string{"10.9.0.0/16", "10.9.0.0/23", "10.9.2.0/24", "0.0.0.0/0", "192.168.7.0/24", "fd09::/32", "::/0"},
-		Excepts: []string{"10.9.1.0/24", "10.9.0.0/22", "10.9.3.0/24", "fd09:0:1::/48"},
-	}
-	for i := 0; i < pods; i++ {
-		c.PodIPs = append(c.PodIPs, []string{fmt.Sprintf("10.9.%d.2", i), fmt.Sprintf("fd09:0:%d::2", i)})
-	}
-	return c
-}
 
-func dumpWorld(w translatetest.World) string {
-	s := ""
-	for _, n := range w.Namespaces {
-		s += fmt.Sprintf("ns %s %v\n", n.Name, n.Labels)
-	}
-	for _, p := range w.Pods {
-		s += fmt.Sprintf("pod %s/%s %v %v %v\n", p.Namespace, p.Name, p.Labels, p.Status.PodIPs, p.Spec.Containers[0].Ports)
-	}
-	for _, p := range w.Policies {
-		s += fmt.Sprintf("policy %s/%s %+v\n", p.Namespace, p.Name, p.Spec)
-	}
-	return s
-}
 
 func dumpFake(f *Fake) string {
 	s := ""
@@ -82,7 +59,7 @@ func programWorld(t *testing.T, w translatetest.World, local func(*corev1.Pod) b
 		t.Fatal(err)
 	}
 	if err := d.Apply(context.Background(), st, nil); err != nil {
-		t.Fatalf("apply: %v\n%s", err, dumpWorld(w))
+		t.Fatalf("apply: %v\n%s", err, w.String())
 	}
 	return st, f
 }
@@ -97,7 +74,7 @@ func TestPropertyEvaluatorMatchesOracle(t *testing.T) {
 	const worlds = 200
 	checked, oracleChecked := 0, 0
 	for c := 0; c < worlds; c++ {
-		w := translatetest.Random(r, propConfig(6))
+		w := translatetest.Random(r, translatetest.PropertyConfig(6))
 		localSet := map[string]bool{}
 		subset := c%2 == 1
 		for _, p := range w.Pods {
@@ -113,7 +90,7 @@ func TestPropertyEvaluatorMatchesOracle(t *testing.T) {
 				l = append(l, p.Status.PodIPs[fam].IP)
 				isLocal[p.Status.PodIPs[fam].IP] = localSet[p.Name]
 			}
-			ext := []string{"192.168.7.9", "fd77::9"}[fam]
+			ext := translatetest.ExternalIPs[fam]
 			l = append(l, ext)
 			isLocal[ext] = true // external: no enforcement elsewhere either
 			for _, src := range l {
@@ -127,12 +104,12 @@ func TestPropertyEvaluatorMatchesOracle(t *testing.T) {
 						model := st.Evaluate(pkt)
 						checked++
 						if got.Allowed != model.Allowed {
-							t.Fatalf("world %d: %s -> %s %s/%d: hns %v (%+v), model %v (%+v)\n%s\n%s", c, src, dst, pp.Proto, pp.Port, got.Allowed, got, model.Allowed, model, dumpWorld(w), dumpFake(f))
+							t.Fatalf("world %d: %s -> %s %s/%d: hns %v (%+v), model %v (%+v)\n%s\n%s", c, src, dst, pp.Proto, pp.Port, got.Allowed, got, model.Allowed, model, w.String(), dumpFake(f))
 						}
 						if isLocal[src] && isLocal[dst] {
 							oracleChecked++
 							if want := o.Allowed(src, dst, pp.Proto, pp.Port); got.Allowed != want {
-								t.Fatalf("world %d: %s -> %s %s/%d: hns %v (%+v), oracle %v\n%s\n%s", c, src, dst, pp.Proto, pp.Port, got.Allowed, got, want, dumpWorld(w), dumpFake(f))
+								t.Fatalf("world %d: %s -> %s %s/%d: hns %v (%+v), oracle %v\n%s\n%s", c, src, dst, pp.Proto, pp.Port, got.Allowed, got, want, w.String(), dumpFake(f))
 							}
 						}
 					}
@@ -150,7 +127,7 @@ func TestPropertySCTPFailsClosed(t *testing.T) {
 	const worlds = 100
 	denied := 0
 	for c := 0; c < worlds; c++ {
-		w := translatetest.Random(r, propConfig(5))
+		w := translatetest.Random(r, translatetest.PropertyConfig(5))
 		all := func(*corev1.Pod) bool { return true }
 		_, f := programWorld(t, w, all, Options{})
 		o := policyoracle.New(w.Namespaces, w.Pods, w.Policies)
@@ -159,7 +136,7 @@ func TestPropertySCTPFailsClosed(t *testing.T) {
 			for _, p := range w.Pods {
 				l = append(l, p.Status.PodIPs[fam].IP)
 			}
-			l = append(l, []string{"192.168.7.9", "fd77::9"}[fam])
+			l = append(l, translatetest.ExternalIPs[fam])
 			for _, src := range l {
 				for _, dst := range l {
 					if src == dst {
@@ -170,11 +147,11 @@ func TestPropertySCTPFailsClosed(t *testing.T) {
 						got := f.Evaluate(pkt).Allowed
 						want := o.Allowed(src, dst, pp.Proto, pp.Port)
 						if got && !want {
-							t.Fatalf("world %d: %s -> %s %s/%d allowed by hns, denied by the oracle\n%s\n%s", c, src, dst, pp.Proto, pp.Port, dumpWorld(w), dumpFake(f))
+							t.Fatalf("world %d: %s -> %s %s/%d allowed by hns, denied by the oracle\n%s\n%s", c, src, dst, pp.Proto, pp.Port, w.String(), dumpFake(f))
 						}
 						if got != want {
 							if pp.Proto != corev1.ProtocolSCTP {
-								t.Fatalf("world %d: %s -> %s %s/%d: hns %v, oracle %v\n%s\n%s", c, src, dst, pp.Proto, pp.Port, got, want, dumpWorld(w), dumpFake(f))
+								t.Fatalf("world %d: %s -> %s %s/%d: hns %v, oracle %v\n%s\n%s", c, src, dst, pp.Proto, pp.Port, got, want, w.String(), dumpFake(f))
 							}
 							denied++
 						}

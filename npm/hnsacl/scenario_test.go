@@ -285,7 +285,7 @@ func TestScenarioBatching(t *testing.T) {
 func TestScenarioRandomIncremental(t *testing.T) {
 	r := rand.New(rand.NewSource(11))
 	for run := 0; run < 20; run++ {
-		cfg := propConfig(6)
+		cfg := translatetest.PropertyConfig(6)
 		w := translatetest.Random(r, cfg)
 		s := newScenario(t, Options{MaxACLsPerCall: 4})
 		if run%2 == 1 { // half the runs: pods 1, 3, 5 are on another node
@@ -552,7 +552,7 @@ func TestNoOpenWindowDuringUpdates(t *testing.T) {
 	r := rand.New(rand.NewSource(12))
 	intermediate, refused := 0, 0
 	for run := 0; run < 20; run++ {
-		cfg := propConfig(5)
+		cfg := translatetest.PropertyConfig(5)
 		w := translatetest.Random(r, cfg)
 		s := newScenario(t, Options{MaxACLsPerCall: 2, SCTP: true})
 		for _, n := range w.Namespaces {
@@ -571,7 +571,7 @@ func TestNoOpenWindowDuringUpdates(t *testing.T) {
 			for _, p := range w.Pods {
 				addrs = append(addrs, netip.MustParseAddr(p.Status.PodIPs[fam].IP))
 			}
-			addrs = append(addrs, netip.MustParseAddr([]string{"192.168.7.9", "fd77::9"}[fam]))
+			addrs = append(addrs, netip.MustParseAddr(translatetest.ExternalIPs[fam]))
 			for _, src := range addrs {
 				for _, dst := range addrs {
 					if src != dst {

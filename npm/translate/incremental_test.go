@@ -22,7 +22,7 @@ func TestPropertyIncrementalEqualsFull(t *testing.T) {
 	const sequences, steps = 60, 60
 	total := 0
 	for sq := 0; sq < sequences; sq++ {
-		cfg := propConfig(8)
+		cfg := translatetest.PropertyConfig(8)
 		w := translatetest.Random(r, cfg)
 		opts := Options{NodeName: "node"}
 		pods := map[string]*corev1.Pod{}

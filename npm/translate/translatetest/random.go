@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand"
 	"net/netip"
+	"sort"
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -39,11 +40,22 @@ var ProbePorts = []struct {
 
 func pick[T any](r *rand.Rand, xs ...T) T { return xs[r.Intn(len(xs))] }
 
+// sortedKeys: map iteration order is random, and a world must be a
+// function of the seed alone so a failing case can be replayed.
+func sortedKeys(m map[string][]string) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}
+
 func randLabels(r *rand.Rand, keys map[string][]string) map[string]string {
 	l := map[string]string{}
-	for k, vs := range keys {
+	for _, k := range sortedKeys(keys) {
 		if r.Intn(3) > 0 {
-			l[k] = pick(r, vs...)
+			l[k] = pick(r, keys[k]...)
 		}
 	}
 	return l
@@ -88,10 +100,7 @@ func Random(r *rand.Rand, c Config) World {
 func randSelector(r *rand.Rand, keys map[string][]string) *metav1.LabelSelector {
 	s := &metav1.LabelSelector{}
 	n := r.Intn(3)
-	ks := []string{}
-	for k := range keys {
-		ks = append(ks, k)
-	}
+	ks := sortedKeys(keys)
 	for i := 0; i < n; i++ {
 		k := pick(r, ks...)
 		vs := keys[k]
