@@ -147,7 +147,7 @@ func (d *Dataplane) updateWant(desired *policy.State, changes *policy.Changes) e
 	// model sets
 	for id := range changes.Sets {
 		s := desired.Sets[id]
-		if old := d.last.Sets[id]; old != nil && s != nil && d.patchSet(old, s) {
+		if old := d.last.Sets[id]; old != nil && s != nil && d.patchSet(old, s, changes.Members[id]) {
 			continue
 		}
 		for _, ks := range d.setObjs[id] {
@@ -253,7 +253,11 @@ func (d *Dataplane) updateWant(desired *policy.State, changes *policy.Changes) e
 // members changed: the kernel sets get just the added and removed
 // elements (recorded in pending), at a cost proportional to the set rather
 // than a re-render, sort and compare. false: re-render instead.
-func (d *Dataplane) patchSet(old, s *policy.Set) bool {
+//
+// hints (policy.Changes.Members), when given, are the only members that
+// may have changed: the patch costs O(hints). A hint set that does not
+// account for the new size falls back to the full comparison.
+func (d *Dataplane) patchSet(old, s *policy.Set, hints map[policy.Member]struct{}) bool {
 	if old.Kind != s.Kind || s.Kind == policy.SetNet || old.Key != s.Key || len(d.setObjs[s.ID]) != len(policy.Families) {
 		return false
 	}
@@ -266,6 +270,25 @@ func (d *Dataplane) patchSet(old, s *policy.Set) bool {
 			return kelem{key: ipPortKey(m)}
 		}
 		return kelem{key: addrKey(m.Prefix.Addr())}
+	}
+	if hints != nil {
+		for m := range hints {
+			_, want := s.Members[m]
+			_, had := old.Members[m]
+			switch {
+			case want && !had:
+				d.patch(byFam[m.Family()], elem(m), true)
+				old.Members[m] = struct{}{}
+			case had && !want:
+				d.patch(byFam[m.Family()], elem(m), false)
+				delete(old.Members, m)
+			}
+		}
+		if len(old.Members) == len(s.Members) {
+			old.Comment = s.Comment
+			return true
+		}
+		// the hints missed something: compare everything below
 	}
 	for m := range s.Members {
 		if _, ok := old.Members[m]; !ok {
