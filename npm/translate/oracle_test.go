@@ -18,7 +18,6 @@ func newOracle(w translatetest.World) *policyoracle.Oracle {
 	return policyoracle.New(w.Namespaces, w.Pods, w.Policies)
 }
 
-
 // TestPropertyModelMatchesOracle: on random clusters and policies, the
 // model's decision (policy.State.Evaluate, with every pod local) equals
 // cyclonus' for every pod pair, external peers, both families and the
@@ -60,4 +59,3 @@ func TestPropertyModelMatchesOracle(t *testing.T) {
 	}
 	t.Logf("%d cases, %d decisions equal to the oracle", cases, checked)
 }
-
