@@ -16,8 +16,6 @@ import (
 	"github.com/open-acn/acn/npm/translate/translatetest"
 )
 
-
-
 func dumpFake(f *Fake) string {
 	s := ""
 	sets := f.Sets()
