@@ -233,3 +233,35 @@ func TestKernelLogsAndIncrementalElements(t *testing.T) {
 func listTableNS(t *testing.T, ns *netnstest.NS) string {
 	return ns.MustExec(t, "nft", "list", "table", "inet", TableName)
 }
+
+// TestKernelApplyAfterUnseenDrift: an element NPM is about to remove was
+// already deleted by someone else, so the incremental transaction fails
+// (ENOENT aborts the whole batch); Apply reads the table back and writes
+// the full difference instead of failing.
+func TestKernelApplyAfterUnseenDrift(t *testing.T) {
+	tp := dptest.NewTopo(t, dptest.Pods)
+	ctx := context.Background()
+	d := newDP(t, tp.Node)
+	e := tp.Engine(dptest.BasicPolicies()...)
+	if err := d.Apply(ctx, e.State(), e.TakeChanges()); err != nil {
+		t.Fatal(err)
+	}
+	peer := findPolicyChainSet(t, listTableNS(t, tp.Node), SetPrefix4+"i")
+	tp.Node.MustExec(t, "nft", "delete", "element", "inet", TableName, peer, "{", tp.IPs[1][0], "}")
+	tp.Node.MustExec(t, "nft", "delete", "element", "inet", TableName, MapEgress4, "{", tp.IPs[3][0], "}")
+	e.UpsertPod(tp.Pod(1, "a", map[string]string{"app": "nocli"})) // removes pod1 from the peer set
+	e.DeletePod("b", "pod3")                                       // pod3 leaves b/out's group
+	if err := d.Apply(ctx, e.State(), e.TakeChanges()); err != nil {
+		t.Fatalf("apply after drift: %v", err)
+	}
+	if n, err := d.Reconcile(ctx); err != nil || n != 0 {
+		t.Errorf("reconcile: %d, %v", n, err)
+	}
+	tp.FlushConntrack(t)
+	tp.Check(t, []dptest.Expect{
+		{Src: 1, Dst: 0, Proto: policy.TCP, Port: 80, Allow: false},
+		{Src: 3, Dst: 0, Proto: policy.TCP, Port: 80, Allow: false}, // no longer a pod: not a peer
+		{Src: 3, Dst: -1, Proto: policy.TCP, Port: 80, Allow: true}, // no longer isolated for egress
+		{Src: 2, Dst: -1, Proto: policy.TCP, Port: 80, Allow: false},
+	})
+}

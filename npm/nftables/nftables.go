@@ -118,6 +118,13 @@ func (d *Dataplane) Apply(ctx context.Context, desired *policy.State, changes *p
 		return d.replace(ctx)
 	}
 	_, err := d.sync(ctx, false)
+	if err != nil && ctx.Err() == nil {
+		// The transaction changed nothing (e.g. it removed an element
+		// someone had already deleted). Read the table back and write the
+		// full difference once, instead of failing the batch.
+		d.log.Warn("nftables transaction failed; reading the table back and retrying", zap.Error(err))
+		_, err = d.sync(ctx, true)
+	}
 	return err
 }
 
