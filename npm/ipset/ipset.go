@@ -47,6 +47,12 @@ type Set struct {
 	Family  string // "inet" or "inet6"
 	Comment string // readable origin, logged with every change
 	Members map[string]struct{}
+	// Rank orders member changes across the sets of one Sync: additions go
+	// to higher ranks first, deletions to lower ranks first (a dispatch
+	// structure is filled leaves-first and emptied root-first, so no
+	// intermediate state skips a pod). Sets with Rank > 0 are never
+	// swapped. 0 for ordinary sets.
+	Rank int
 }
 
 // Manager owns every kernel set whose name starts with Prefix.
@@ -133,8 +139,30 @@ func (m *Manager) Sync(ctx context.Context, desired map[string]*Set, dirty map[s
 // that (existing) set that may differ from what was programmed, so only
 // those are compared: O(changes) instead of O(size).
 func (m *Manager) SyncHints(ctx context.Context, desired map[string]*Set, dirty map[string]struct{}, hints map[string]map[string]struct{}) (Result, error) {
+	return m.SyncOpts(ctx, desired, SyncOptions{Dirty: dirty, Hints: hints})
+}
+
+// SyncOptions narrow a Sync.
+type SyncOptions struct {
+	// Dirty: only these names are compared (nil: all desired sets).
+	Dirty map[string]struct{}
+	// Hints: see SyncHints.
+	Hints map[string]map[string]struct{}
+	// CreateOnly: these sets are created empty when missing and otherwise
+	// left alone (their members are synced by a later call).
+	CreateOnly map[string]bool
+}
+
+// SyncOpts is Sync with options.
+func (m *Manager) SyncOpts(ctx context.Context, desired map[string]*Set, o SyncOptions) (Result, error) {
+	dirty, hints := o.Dirty, o.Hints
 	var res Result
 	var b bytes.Buffer
+	type memberOp struct {
+		rank      int
+		set, line string
+	}
+	var adds, dels []memberOp
 	type pending struct {
 		set      *Set
 		swapped  bool
@@ -160,11 +188,23 @@ func (m *Manager) SyncHints(ctx context.Context, desired map[string]*Set, dirty 
 		if have != nil && (have.Type != want.Type || have.Family != want.Family) {
 			return res, fmt.Errorf("ipset %s exists as %s/%s, want %s/%s (name collision?)", n, have.Type, have.Family, want.Type, want.Family)
 		}
+		if o.CreateOnly[n] {
+			if have == nil {
+				fmt.Fprintf(&b, "create %s %s family %s maxelem %d -exist\n", n, want.Type, want.Family, MaxElem)
+				m.log.Info("ipset created", zap.String("set", n), zap.String("type", want.Type), zap.String("family", want.Family), zap.String("selector", want.Comment))
+				res.Created++
+				res.Changed++
+				empty := cloneSet(want)
+				empty.Members = map[string]struct{}{}
+				commit = append(commit, pending{set: empty})
+			}
+			continue
+		}
 		if have == nil {
 			fmt.Fprintf(&b, "create %s %s family %s maxelem %d -exist\n", n, want.Type, want.Family, MaxElem)
 			m.log.Info("ipset created", zap.String("set", n), zap.String("type", want.Type), zap.String("family", want.Family), zap.String("selector", want.Comment))
 			for _, mem := range sortedKeys(want.Members) {
-				fmt.Fprintf(&b, "add %s %s -exist\n", n, mem)
+				adds = append(adds, memberOp{want.Rank, n, fmt.Sprintf("add %s %s -exist\n", n, mem)})
 				m.log.Info("ipset member added", zap.String("set", n), zap.String("member", mem), zap.String("selector", want.Comment))
 			}
 			res.Created++
@@ -210,7 +250,7 @@ func (m *Manager) SyncHints(ctx context.Context, desired map[string]*Set, dirty 
 		for _, mem := range del {
 			m.log.Info("ipset member removed", zap.String("set", n), zap.String("member", mem), zap.String("selector", want.Comment))
 		}
-		if n := len(add) + len(del); n >= swapMin && float64(n) > swapFraction*float64(len(want.Members)) {
+		if n := len(add) + len(del); want.Rank == 0 && n >= swapMin && float64(n) > swapFraction*float64(len(want.Members)) {
 			// Wholesale change: fill a temporary set and swap it in, so the
 			// set is never seen half-updated or empty.
 			tmp := tmpName(want.Name)
@@ -226,12 +266,22 @@ func (m *Manager) SyncHints(ctx context.Context, desired map[string]*Set, dirty 
 		}
 		// Additions first: a member moving between sets is never in neither.
 		for _, mem := range add {
-			fmt.Fprintf(&b, "add %s %s -exist\n", want.Name, mem)
+			adds = append(adds, memberOp{want.Rank, want.Name, fmt.Sprintf("add %s %s -exist\n", want.Name, mem)})
 		}
 		for _, mem := range del {
-			fmt.Fprintf(&b, "del %s %s -exist\n", want.Name, mem)
+			dels = append(dels, memberOp{want.Rank, want.Name, fmt.Sprintf("del %s %s -exist\n", want.Name, mem)})
 		}
 		commit = append(commit, pending{set: want, add: add, del: del})
+	}
+	// All additions (higher ranks first), then all deletions (lower ranks
+	// first); stable within a rank.
+	sort.SliceStable(adds, func(i, j int) bool { return adds[i].rank > adds[j].rank })
+	sort.SliceStable(dels, func(i, j int) bool { return dels[i].rank < dels[j].rank })
+	for _, op := range adds {
+		b.WriteString(op.line)
+	}
+	for _, op := range dels {
+		b.WriteString(op.line)
 	}
 	for n := range m.cur {
 		if _, ok := desired[n]; !ok {
@@ -265,11 +315,11 @@ func (m *Manager) SyncHints(ctx context.Context, desired map[string]*Set, dirty 
 }
 
 // Destroy removes managed sets (they must no longer be referenced by any
-// rule). Sets that cannot be destroyed (still referenced by someone) are
-// kept and reported in the error.
-func (m *Manager) Destroy(ctx context.Context, names []string) error {
+// rule) and returns how many it destroyed. Sets still referenced by a rule
+// are kept (a later call destroys them); other failures are reported.
+func (m *Manager) Destroy(ctx context.Context, names []string) (int, error) {
 	if len(names) == 0 {
-		return nil
+		return 0, nil
 	}
 	var b bytes.Buffer
 	for _, n := range names {
@@ -280,26 +330,31 @@ func (m *Manager) Destroy(ctx context.Context, names []string) error {
 			m.log.Info("ipset destroyed", zap.String("set", n), zap.String("selector", m.comment(n)))
 			delete(m.cur, n)
 		}
-		return nil
+		return len(names), nil
 	}
 	// One by one, to destroy what can be.
 	var errs []string
+	done := 0
 	for _, n := range names {
 		if _, err := m.run.Run(ctx, nil, "ipset", "destroy", n); err != nil {
-			if strings.Contains(err.Error(), "does not exist") {
+			switch {
+			case strings.Contains(err.Error(), "does not exist"):
 				delete(m.cur, n)
-				continue
+			case strings.Contains(err.Error(), "in use"):
+				m.log.Debug("ipset still referenced; destroyed later", zap.String("set", n))
+			default:
+				errs = append(errs, err.Error())
 			}
-			errs = append(errs, err.Error())
 			continue
 		}
 		m.log.Info("ipset destroyed", zap.String("set", n), zap.String("selector", m.comment(n)))
 		delete(m.cur, n)
+		done++
 	}
 	if len(errs) > 0 {
-		return fmt.Errorf("ipset destroy: %s", strings.Join(errs, "; "))
+		return done, fmt.Errorf("ipset destroy: %s", strings.Join(errs, "; "))
 	}
-	return nil
+	return done, nil
 }
 
 func (m *Manager) comment(n string) string {

@@ -71,7 +71,7 @@ func TestManager(t *testing.T) {
 	if err != nil || res.Changed != 2 || len(res.Unreferenced) != 1 {
 		t.Fatalf("repair: %+v %v", res, err)
 	}
-	if err := m.Destroy(ctx, res.Unreferenced); err != nil {
+	if _, err := m.Destroy(ctx, res.Unreferenced); err != nil {
 		t.Fatal(err)
 	}
 	if s := save(); !strings.Contains(s, "add acn-npm4-a 10.2.0.5") || !strings.Contains(s, "create acn-npm4-p") || strings.Contains(s, "stale") {

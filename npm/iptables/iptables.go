@@ -64,6 +64,7 @@ type Dataplane struct {
 	names        map[string]string              // chain/set name -> key (collision detection)
 	setUsers     map[string]map[string]struct{} // model set ID -> policy keys using it
 	kHints       map[string]map[string]struct{} // this batch: kernel set -> changed members (nil: compare in full)
+	retiring     map[string]bool                // IDs of groups kept one batch after they disappeared
 }
 
 var _ dataplane.Dataplane = (*Dataplane)(nil)
@@ -326,7 +327,7 @@ func (d *Dataplane) updateDesired(desired *policy.State, changes *policy.Changes
 		}
 	}
 	// endpoints and groups
-	if full || len(changes.Endpoints) > 0 {
+	if full || len(changes.Endpoints) > 0 || d.hasRetiring() {
 		for k := range changes.Endpoints {
 			delete(d.last.Endpoints, k)
 			if e := desired.Endpoints[k]; e != nil {
@@ -345,20 +346,58 @@ func (d *Dataplane) updateDesired(desired *policy.State, changes *policy.Changes
 			d.kHints[n] = nil
 		}
 		d.dispatchSets = map[string]struct{}{}
+		newRetiring := map[string]bool{}
+		defer func() { d.retiring = newRetiring }()
 		for _, dir := range []policy.Direction{policy.Ingress, policy.Egress} {
 			d.groups[dir] = d.last.Groups(dir)
 			for _, f := range d.families {
 				// A family only gets the groups with addresses in it, so a
 				// single-stack pod never touches the other family's table.
 				var fg []*policy.Group
+				now := map[string]bool{}
 				for _, g := range d.groups[dir] {
 					for _, a := range g.IPs {
 						if policy.FamilyOf(a) == f {
 							fg = append(fg, g)
+							now[g.ID] = true
 							break
 						}
 					}
 				}
+				// Groups that just disappeared stay one more batch,
+				// "retiring": chain unchanged, set emptied only after the
+				// new chains are in (see program), so a pod moving to a new
+				// group is never dispatched nowhere. Dropped next batch.
+				// Taken from the programmed chains, so this also covers
+				// the first Apply after a restart.
+				var ret []*policy.Group
+				known := map[string]*policy.Group{}
+				for _, g := range d.fgroups[f][dir] {
+					known[g.ID] = g
+				}
+				prefix := ChainGroupIngressPrefix
+				if dir == policy.Egress {
+					prefix = ChainGroupEgressPrefix
+				}
+				var pcs []string
+				for c := range d.chains[f] {
+					pcs = append(pcs, c)
+				}
+				sort.Strings(pcs)
+				for _, c := range pcs {
+					id, ok := strings.CutPrefix(c, prefix)
+					if ok && !now[id] && !d.retiring[id] {
+						g := &policy.Group{ID: id, Direction: dir}
+						if k := known[id]; k != nil {
+							g.Policies = k.Policies
+						}
+						ret = append(ret, g)
+					}
+				}
+				for _, g := range ret {
+					newRetiring[g.ID] = true
+				}
+				fg = append(fg, ret...)
 				if d.fgroups[f] == nil {
 					d.fgroups[f] = map[policy.Direction][]*policy.Group{}
 					d.trie[f] = map[policy.Direction][]trieNode{}
@@ -378,11 +417,14 @@ func (d *Dataplane) updateDesired(desired *policy.State, changes *policy.Changes
 				for _, g := range d.fgroups[f][dir] {
 					n := GroupSetName(f, g)
 					key := policy.GroupKey(dir, g.Policies)
+					if d.retiring[g.ID] || newRetiring[g.ID] {
+						key = d.names[n] // policies unknown after a restart
+					}
 					if k, ok := d.names[n]; ok && k != key {
 						return nil, fmt.Errorf("ipset name collision: %s for %q and %q", n, k, key)
 					}
 					d.names[n] = key
-					ks := &ipset.Set{Name: n, Type: ipset.HashIP, Family: famName(f), Comment: "local pods isolated by " + strings.Join(g.Policies, ","), Members: map[string]struct{}{}}
+					ks := &ipset.Set{Name: n, Type: ipset.HashIP, Family: famName(f), Comment: "local pods isolated by " + strings.Join(g.Policies, ","), Members: map[string]struct{}{}, Rank: groupRank}
 					for _, a := range g.IPs {
 						if policy.FamilyOf(a) == f {
 							ks.Members[a.String()] = struct{}{}
@@ -401,6 +443,12 @@ func (d *Dataplane) updateDesired(desired *policy.State, changes *policy.Changes
 	}
 	return dirty, nil
 }
+
+// groupRank is the ipset.Set.Rank of group sets: filled before, emptied
+// after the trie's union sets (whose rank is their depth).
+const groupRank = 1000
+
+func (d *Dataplane) hasRetiring() bool { return len(d.retiring) > 0 }
 
 // patchSet applies a member-only change of a pod set to the caches
 // without rebuilding it (cost: one pass over the members, allocation only
@@ -551,6 +599,12 @@ func (d *Dataplane) desiredChains(f policy.Family) map[string][]string {
 			// matches RETURNs (back to ACN-NPM, as the trie is entered
 			// with goto); no match: default deny. No packet marks.
 			gc := GroupChain(g)
+			if d.retiring[g.ID] {
+				if old, ok := d.chains[f][gc]; ok {
+					out[gc] = old
+				}
+				continue
+			}
 			var gl []string
 			for _, k := range g.Policies {
 				for _, body := range d.polRules[k][f][dir] {
@@ -655,7 +709,15 @@ func comment(s string) string {
 // the sets no rule references any more. It returns the number of objects
 // (sets, chains, jumps) it changed.
 func (d *Dataplane) program(ctx context.Context, dirtySets map[string]struct{}, hints map[string]map[string]struct{}) (int, error) {
-	res, err := d.sets.SyncHints(ctx, d.wantSets, dirtySets, hints)
+	// Phase 1: ordinary (peer) sets, and creation of new dispatch sets,
+	// empty. Dispatch sets (group and trie sets) are only filled once the
+	// chains that use them are in: a pod is never sent into a part of the
+	// trie whose chains do not exist yet.
+	createOnly := map[string]bool{}
+	for n := range d.dispatchSets {
+		createOnly[n] = true
+	}
+	res, err := d.sets.SyncOpts(ctx, d.wantSets, ipset.SyncOptions{Dirty: dirtySets, Hints: hints, CreateOnly: createOnly})
 	if err != nil {
 		return 0, err
 	}
@@ -679,9 +741,50 @@ func (d *Dataplane) program(ctx context.Context, dirtySets map[string]struct{}, 
 			return changed, errs[i]
 		}
 	}
-	if len(res.Unreferenced) > 0 {
-		changed += len(res.Unreferenced)
-		if err := d.sets.Destroy(ctx, res.Unreferenced); err != nil {
+	// Phase 3: dispatch set members, leaves first for additions and root
+	// first for deletions (ipset.Set.Rank).
+	var dispDirty map[string]struct{}
+	if dirtySets != nil {
+		dispDirty = map[string]struct{}{}
+		for n := range dirtySets {
+			if createOnly[n] {
+				dispDirty[n] = struct{}{}
+			}
+		}
+	}
+	disp := map[string]*ipset.Set{}
+	for n := range createOnly {
+		disp[n] = d.wantSets[n]
+	}
+	if dirtySets == nil || len(dispDirty) > 0 {
+		res3, err := d.sets.SyncOpts(ctx, disp, ipset.SyncOptions{Dirty: dispDirty, Hints: hints})
+		if err != nil {
+			return changed, err
+		}
+		changed += res3.Changed
+	}
+	// Sets no rule references any more (retiring chains may still use some
+	// peer sets: those go next batch).
+	inUse := map[string]bool{}
+	for _, f := range d.families {
+		for _, lines := range d.chains[f] {
+			for _, l := range lines {
+				if i := strings.Index(l, "--match-set "); i >= 0 {
+					inUse[strings.Fields(l[i+len("--match-set "):])[0]] = true
+				}
+			}
+		}
+	}
+	var destroy []string
+	for _, n := range res.Unreferenced {
+		if !inUse[n] {
+			destroy = append(destroy, n)
+		}
+	}
+	if len(destroy) > 0 {
+		n, err := d.sets.Destroy(ctx, destroy)
+		changed += n
+		if err != nil {
 			d.log.Warn("ipset destroy failed; retried at next apply", zap.Error(err))
 		}
 	}
@@ -820,6 +923,12 @@ func (d *Dataplane) logRuleDiff(f policy.Family, chain string, old, cur []string
 // Reconcile implements dataplane.Dataplane: it re-reads iptables-save and
 // ipset save and rewrites whatever differs from the last applied state.
 func (d *Dataplane) Reconcile(ctx context.Context) (int, error) {
+	if d.loaded && d.hasRetiring() {
+		// Retire the groups the last Apply kept for one batch (not drift).
+		if err := d.Apply(ctx, d.last, policy.NewChanges()); err != nil {
+			return 0, err
+		}
+	}
 	if err := d.load(ctx); err != nil {
 		return 0, err
 	}
@@ -844,7 +953,7 @@ func (d *Dataplane) Cleanup(ctx context.Context) error {
 	}
 	if err := d.sets.Load(ctx); err != nil {
 		errs = append(errs, err.Error())
-	} else if err := d.sets.Destroy(ctx, d.sets.Names()); err != nil {
+	} else if _, err := d.sets.Destroy(ctx, d.sets.Names()); err != nil {
 		errs = append(errs, err.Error())
 	}
 	d.chains = map[policy.Family]map[string][]string{}

@@ -39,17 +39,20 @@ func TestKernelUpdateWithoutGap(t *testing.T) {
 		var stop atomic.Bool
 		var leaks, drops, probes atomic.Int64
 		var wg sync.WaitGroup
-		for w := 0; w < 3; w++ {
-			wg.Add(2)
+		for w := 0; w < 6; w++ {
+			wg.Add(1)
 			go func(fam int) {
 				defer wg.Done()
 				for !stop.Load() {
 					probes.Add(1)
-					if tp.probe(2, tp.ips[0][fam], policy.TCP, 80) {
+					if tp.probeT(-1, tp.ips[0][fam], policy.TCP, 80, 30*time.Millisecond) { // ext is not egress-isolated: only pod0's ingress denies
 						leaks.Add(1)
 					}
 				}
 			}(w % 2)
+		}
+		for w := 0; w < 3; w++ {
+			wg.Add(1)
 			go func(fam int) {
 				defer wg.Done()
 				for !stop.Load() {
@@ -79,12 +82,31 @@ func TestKernelUpdateWithoutGap(t *testing.T) {
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
+		// Then pod0 moves between dispatch groups 20 times: a second policy
+		// selecting it (same decisions) comes and goes, so its group
+		// changes from {a/web} to {a/extra,a/web} and back; the group it
+		// leaves is retired only after the new one is filled.
+		for i := 0; i < 20; i++ {
+			if i%2 == 0 {
+				e.UpsertPolicy(&networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: "a", Name: "extra"}, Spec: networkingv1.NetworkPolicySpec{
+					PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}},
+					Ingress:     []networkingv1.NetworkPolicyIngressRule{{From: []networkingv1.NetworkPolicyPeer{{PodSelector: forms[0]}}, Ports: []networkingv1.NetworkPolicyPort{{Port: iport(80)}}}},
+				}})
+			} else {
+				e.DeletePolicy("a", "extra")
+			}
+			if err := d.Apply(ctx, e.State(), e.TakeChanges()); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
 		stop.Store(true)
 		wg.Wait()
 		if leaks.Load() > 0 || drops.Load() > 0 {
-			t.Errorf("during 30 policy replacements: %d denied connections got through, %d allowed ones were dropped (of %d probes)", leaks.Load(), drops.Load(), probes.Load())
+			t.Errorf("during 30 policy replacements and 20 group moves: %d denied connections got through, %d allowed ones were dropped (of %d probes)", leaks.Load(), drops.Load(), probes.Load())
+		} else {
+			t.Logf("%d probes during 30 replacements and 20 group moves: no gap", probes.Load())
 		}
-		t.Logf("%d probes during 30 replacements: no gap", probes.Load())
 		if n, err := d.Reconcile(ctx); err != nil || n != 0 {
 			t.Errorf("reconcile after the incremental updates: %d repairs, %v", n, err)
 		}
@@ -122,6 +144,15 @@ func TestKernelRestartReplacesStale(t *testing.T) {
 		e.DeletePolicy("a", "old")
 		d2 := tp.dataplane(t, mode, nil)
 		if err := d2.Apply(ctx, e.State(), e.TakeChanges()); err != nil {
+			t.Fatal(err)
+		}
+		// The stale group is retired: its set is emptied now, its chain
+		// goes at the next Apply or Reconcile.
+		if s := tp.ipsetSave(t); strings.Contains(s, "add "+GroupSetName(policy.IPv4, &policy.Group{ID: strings.TrimPrefix(oldChain, ChainGroupIngressPrefix), Direction: policy.Ingress})+" ") {
+			t.Errorf("the retired group's set still has members:\n%s", s)
+		}
+		tp.check(t, basicExpect)
+		if _, err := d2.Reconcile(ctx); err != nil {
 			t.Fatal(err)
 		}
 		save := tp.save(t, mode, "iptables")

@@ -65,6 +65,10 @@ func TestKernelLogsEveryChange(t *testing.T) {
 	if err := d.Apply(ctx, e.State(), e.TakeChanges()); err != nil {
 		t.Fatal(err)
 	}
+	// The group of a/web is retired by the next Apply or Reconcile.
+	if _, err := d.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range []struct {
 		msg  string
 		want []string

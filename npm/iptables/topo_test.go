@@ -171,6 +171,12 @@ const probeTimeout = 300 * time.Millisecond
 // probe reports whether a new connection from src (a pod index, or -1 for
 // the external namespace) to dst address dstIP reaches it.
 func (tp *topo) probe(src int, dstIP string, proto policy.Protocol, port int) bool {
+	return tp.probeT(src, dstIP, proto, port, probeTimeout)
+}
+
+// probeT is probe with a timeout (short timeouts make the gap test's
+// "never allowed" loops send many more SYNs).
+func (tp *topo) probeT(src int, dstIP string, proto policy.Protocol, port int, probeTimeout time.Duration) bool {
 	ns := tp.ext
 	if src >= 0 {
 		ns = tp.pods[src]
