@@ -714,8 +714,14 @@ func (d *Dataplane) program(ctx context.Context, dirtySets map[string]struct{}, 
 	// chains that use them are in: a pod is never sent into a part of the
 	// trie whose chains do not exist yet.
 	createOnly := map[string]bool{}
+	fresh := true // nothing of NPM's in the kernel yet: nothing to protect
+	for _, f := range d.families {
+		if len(d.chains[f]) > 0 {
+			fresh = false
+		}
+	}
 	for n := range d.dispatchSets {
-		createOnly[n] = true
+		createOnly[n] = !fresh
 	}
 	res, err := d.sets.SyncOpts(ctx, d.wantSets, ipset.SyncOptions{Dirty: dirtySets, Hints: hints, CreateOnly: createOnly})
 	if err != nil {
@@ -756,7 +762,7 @@ func (d *Dataplane) program(ctx context.Context, dirtySets map[string]struct{}, 
 	for n := range createOnly {
 		disp[n] = d.wantSets[n]
 	}
-	if dirtySets == nil || len(dispDirty) > 0 {
+	if !fresh && (dirtySets == nil || len(dispDirty) > 0) {
 		res3, err := d.sets.SyncOpts(ctx, disp, ipset.SyncOptions{Dirty: dispDirty, Hints: hints})
 		if err != nil {
 			return changed, err
