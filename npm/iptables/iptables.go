@@ -970,6 +970,7 @@ func (d *Dataplane) Cleanup(ctx context.Context) error {
 	d.trie, d.dispatchSets = map[policy.Family]map[policy.Direction][]trieNode{}, map[string]struct{}{}
 	d.fgroups = map[policy.Family]map[policy.Direction][]*policy.Group{}
 	d.setUsers = map[string]map[string]struct{}{}
+	d.retiring, d.kHints = nil, nil
 	if len(errs) > 0 {
 		return fmt.Errorf("cleanup: %s", strings.Join(errs, "; "))
 	}
