@@ -96,17 +96,34 @@ type Daemon struct {
 	// worker, reconcile and explain never run concurrently.
 	mu         sync.Mutex
 	engine     *translate.Engine
-	pending    *policy.Changes      // changes not yet applied (a failed transaction)
-	seen       map[string]time.Time // key -> first unapplied event time
-	seenRV     map[string]uint64    // key -> resourceVersion of its latest event
-	appliedRV  map[string]uint64    // kind -> highest resourceVersion enforced
-	appliedObj map[string]uint64    // key -> resourceVersion enforced; absent = not present (or deleted)
-	generation uint64               // successful transactions
+	pending    *policy.Changes       // changes not yet applied (a failed transaction)
+	unapplied  map[string]translated // keys fed to the engine since the last successful transaction
+	appliedRV  map[string]uint64     // kind -> highest resourceVersion enforced
+	appliedObj map[string]uint64     // key -> resourceVersion enforced; absent = not present (or deleted)
+	generation uint64                // successful transactions
 	lastErr    string
+
+	// evMu guards what the event handlers record. It is not mu: a handler
+	// must never wait for a transaction (seconds on a cold start), or the
+	// informers stall and the event times come out late.
+	evMu   sync.Mutex
+	seen   map[string]time.Time // key -> first unapplied event time
+	seenRV map[string]uint64    // key -> resourceVersion of its latest event
+	seq    map[string]uint64    // key -> events received (tells whether one came after translation)
 
 	ready  atomic.Bool
 	synced atomic.Bool
 	addr   chan string
+}
+
+// translated is what the engine was given for a key: the object's
+// resourceVersion (present) or its absence, and how many events for the key
+// had arrived when it was read.
+type translated struct {
+	rv      uint64
+	present bool
+	seq     uint64
+	eventRV uint64
 }
 
 // Status is served at /status: what the daemon has enforced. The e2e
@@ -142,6 +159,8 @@ func New(opts Options) (*Daemon, error) {
 		pending:    policy.NewChanges(),
 		seen:       map[string]time.Time{},
 		seenRV:     map[string]uint64{},
+		seq:        map[string]uint64{},
+		unapplied:  map[string]translated{},
 		appliedRV:  map[string]uint64{kindPod: 0, kindNamespace: 0, kindPolicy: 0},
 		appliedObj: map[string]uint64{},
 		addr:       make(chan string, 1),
@@ -289,14 +308,15 @@ func (d *Daemon) handler(kind string) cache.ResourceEventHandler {
 		key := kind + "/" + m.GetNamespace() + "/" + m.GetName()
 		rv, _ := strconv.ParseUint(m.GetResourceVersion(), 10, 64)
 		d.metrics.events.WithLabelValues(kind, op).Inc()
-		d.mu.Lock()
+		d.evMu.Lock()
 		if _, ok := d.seen[key]; !ok {
 			d.seen[key] = time.Now()
 		}
 		if rv > d.seenRV[key] {
 			d.seenRV[key] = rv
 		}
-		d.mu.Unlock()
+		d.seq[key]++
+		d.evMu.Unlock()
 		d.queue.Add(key)
 	}
 	return cache.ResourceEventHandlerFuncs{
@@ -345,11 +365,11 @@ func (d *Daemon) processBatch(ctx context.Context, batch []string) {
 			force = true
 			continue
 		}
-		d.translateKey(key)
+		d.unapplied[key] = d.translateKey(key)
 	}
 	d.pending.Merge(d.engine.TakeChanges())
 	if d.pending.Empty() && !force && d.ready.Load() {
-		d.markApplied(batch, time.Now())
+		d.markApplied(time.Now())
 		return
 	}
 	start := time.Now()
@@ -369,7 +389,7 @@ func (d *Daemon) processBatch(ctx context.Context, batch []string) {
 	d.lastErr = ""
 	d.generation++
 	d.metrics.applies.Inc()
-	d.markApplied(batch, time.Now())
+	d.markApplied(time.Now())
 	d.updateGauges()
 	if !d.ready.Load() {
 		st := d.engine.Stats()
@@ -385,28 +405,34 @@ func (d *Daemon) processBatch(ctx context.Context, batch []string) {
 	}
 }
 
-// markApplied records event->enforced latency and the resourceVersions now
-// enforced, for every key of a successful batch.
-func (d *Daemon) markApplied(batch []string, now time.Time) {
-	for _, key := range batch {
-		if isControlKey(key) {
-			continue
-		}
+// markApplied records, for every key translated since the last successful
+// transaction (a failed one included), the version now enforced and the
+// event->enforced latency. A key whose object changed again after it was
+// read stays pending: the next batch carries it.
+func (d *Daemon) markApplied(now time.Time) {
+	d.evMu.Lock()
+	defer d.evMu.Unlock()
+	for key, tr := range d.unapplied {
 		kind := kindOf(key)
-		if t, ok := d.seen[key]; ok {
-			d.metrics.enforceLatency.WithLabelValues(kind).Observe(now.Sub(t).Seconds())
-			delete(d.seen, key)
-		}
-		if rv := d.seenRV[key]; rv > d.appliedRV[kind] {
-			d.appliedRV[kind] = rv
-		}
-		if rv, present := d.cachedRV(key); present {
-			d.appliedObj[key] = rv
+		if tr.present {
+			d.appliedObj[key] = tr.rv
 		} else {
 			delete(d.appliedObj, key)
 		}
+		if tr.eventRV > d.appliedRV[kind] {
+			d.appliedRV[kind] = tr.eventRV
+		}
+		if d.seq[key] != tr.seq {
+			continue // a newer event arrived after the read
+		}
+		if t, ok := d.seen[key]; ok {
+			d.metrics.enforceLatency.WithLabelValues(kind).Observe(now.Sub(t).Seconds())
+		}
+		delete(d.seen, key)
 		delete(d.seenRV, key)
+		delete(d.seq, key)
 	}
+	d.unapplied = map[string]translated{}
 }
 
 func kindOf(key string) string {
@@ -448,21 +474,6 @@ func (d *Daemon) store(kind string) cache.Store {
 	}
 }
 
-// cachedRV is the resourceVersion of the object in the informer cache.
-func (d *Daemon) cachedRV(key string) (uint64, bool) {
-	kind, _, _, storeKey := splitKey(key)
-	obj, exists, _ := d.store(kind).GetByKey(storeKey)
-	if !exists {
-		return 0, false
-	}
-	m, err := meta.Accessor(obj)
-	if err != nil {
-		return 0, false
-	}
-	rv, _ := strconv.ParseUint(m.GetResourceVersion(), 10, 64)
-	return rv, true
-}
-
 // ObjectStatus says whether the kernel enforces an object ("pod/ns/name",
 // "namespace//name", "policy/ns/name") and at which resourceVersion.
 type ObjectStatus struct {
@@ -477,37 +488,49 @@ func (d *Daemon) Object(key string) ObjectStatus {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	rv, ok := d.appliedObj[key]
+	d.evMu.Lock()
 	_, pending := d.seen[key]
+	d.evMu.Unlock()
 	return ObjectStatus{Key: key, Present: ok, ResourceVersion: rv, Pending: pending}
 }
 
 // translateKey reads the object's latest state from the informer cache and
 // feeds it to the engine. A missing object is a delete.
-func (d *Daemon) translateKey(key string) {
+func (d *Daemon) translateKey(key string) translated {
 	kind, ns, name, storeKey := splitKey(key)
+	// Count the events first: one arriving after this point is newer than
+	// what the store gives us below, and keeps the key pending.
+	d.evMu.Lock()
+	tr := translated{seq: d.seq[key], eventRV: d.seenRV[key]}
+	d.evMu.Unlock()
+	obj, exists, _ := d.store(kind).GetByKey(storeKey)
+	if exists {
+		if m, err := meta.Accessor(obj); err == nil {
+			tr.present = true
+			tr.rv, _ = strconv.ParseUint(m.GetResourceVersion(), 10, 64)
+		}
+	}
 	switch kind {
 	case kindPod:
-		obj, exists, _ := d.podInf.GetStore().GetByKey(storeKey)
-		if pod, ok := obj.(*corev1.Pod); exists && ok {
+		if pod, ok := obj.(*corev1.Pod); tr.present && ok {
 			d.engine.UpsertPod(pod)
 		} else {
 			d.engine.DeletePod(ns, name)
 		}
 	case kindNamespace:
-		obj, exists, _ := d.nsInf.GetStore().GetByKey(storeKey)
-		if n, ok := obj.(*corev1.Namespace); exists && ok {
+		if n, ok := obj.(*corev1.Namespace); tr.present && ok {
 			d.engine.UpsertNamespace(n)
 		} else {
 			d.engine.DeleteNamespace(name)
 		}
 	case kindPolicy:
-		obj, exists, _ := d.policyInf.GetStore().GetByKey(storeKey)
-		if np, ok := obj.(*networkingv1.NetworkPolicy); exists && ok {
+		if np, ok := obj.(*networkingv1.NetworkPolicy); tr.present && ok {
 			d.engine.UpsertPolicy(np)
 		} else {
 			d.engine.DeletePolicy(ns, name)
 		}
 	}
+	return tr
 }
 
 func (d *Daemon) updateGauges() {

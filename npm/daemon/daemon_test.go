@@ -242,6 +242,12 @@ func TestFailedTransactionIsRetriedNotDropped(t *testing.T) {
 	if st := h.d.Status(); st.LastError != "" || !st.Ready {
 		t.Fatalf("status after recovery: %+v", st)
 	}
+	// The policy was translated in the batch that failed; the retry that
+	// succeeded must report it enforced, not leave it pending forever.
+	eventually(t, "policy reported enforced after the retry", func() bool {
+		o := h.d.Object("policy/prod/deny-all")
+		return o.Present && !o.Pending
+	})
 }
 
 func TestDriftRepairsAreCounted(t *testing.T) {
