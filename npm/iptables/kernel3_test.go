@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/open-acn/acn/npm/dataplane/dptest"
 	"github.com/open-acn/acn/npm/policy"
 )
 
@@ -36,10 +37,11 @@ func findLog(logs *observer.ObservedLogs, msg string, want ...string) bool {
 // TestKernelLogsEveryChange: set members, sets and rules added or removed
 // are logged one per line, naming the policy and the readable selector.
 func TestKernelLogsEveryChange(t *testing.T) {
-	tp := newTopo(t, 3)
+	requireTools(t)
+	tp := dptest.NewTopo(t, dptest.Pods)
 	core, logs := observer.New(zapcore.InfoLevel)
-	d := tp.dataplane(t, ModeNFT, zap.New(core))
-	e := basicEngine(tp)
+	d := newDataplane(t, tp.Node, ModeNFT, zap.New(core))
+	e := tp.Engine(dptest.BasicPolicies()...)
 	ctx := context.Background()
 	if err := d.Apply(ctx, e.State(), e.TakeChanges()); err != nil {
 		t.Fatal(err)
@@ -61,7 +63,7 @@ func TestKernelLogsEveryChange(t *testing.T) {
 		}
 	}
 	e.DeletePolicy("a", "web")
-	e.UpsertPod(kpod(tp, 1, "a", map[string]string{"app": "other"}))
+	e.UpsertPod(tp.Pod(1, "a", map[string]string{"app": "other"}))
 	if err := d.Apply(ctx, e.State(), e.TakeChanges()); err != nil {
 		t.Fatal(err)
 	}
@@ -88,31 +90,32 @@ func TestKernelLogsEveryChange(t *testing.T) {
 // backend's leftovers are removed), enforcing the same decisions; and
 // Detect picks the backend holding kube's hint chain.
 func TestKernelBackendSwitch(t *testing.T) {
-	tp := newTopo(t, 3)
+	requireTools(t)
+	tp := dptest.NewTopo(t, dptest.Pods)
 	ctx := context.Background()
-	e := basicEngine(tp)
-	d1 := tp.dataplane(t, ModeLegacy, nil)
+	e := tp.Engine(dptest.BasicPolicies()...)
+	d1 := newDataplane(t, tp.Node, ModeLegacy, nil)
 	if err := d1.Apply(ctx, e.State(), e.TakeChanges()); err != nil {
 		t.Fatal(err)
 	}
-	d2 := tp.dataplane(t, ModeNFT, nil)
+	d2 := newDataplane(t, tp.Node, ModeNFT, nil)
 	if err := d2.Apply(ctx, e.State(), nil); err != nil {
 		t.Fatal(err)
 	}
 	for _, fam := range []string{"iptables", "ip6tables"} {
-		if s := tp.save(t, ModeLegacy, fam); strings.Contains(s, ChainPrefix) {
+		if s := save(t, tp.Node, ModeLegacy, fam); strings.Contains(s, ChainPrefix) {
 			t.Errorf("legacy %s still has NPM rules:\n%s", fam, s)
 		}
-		if s := tp.save(t, ModeNFT, fam); !strings.Contains(s, "-j "+ChainMain) {
+		if s := save(t, tp.Node, ModeNFT, fam); !strings.Contains(s, "-j "+ChainMain) {
 			t.Errorf("nft %s lacks the NPM jump", fam)
 		}
 	}
-	tp.check(t, basicExpect)
-	if m := Detect(ctx, tp.runner()); m != ModeNFT {
+	tp.Check(t, dptest.BasicExpect)
+	if m := Detect(ctx, runner(tp.Node)); m != ModeNFT {
 		t.Errorf("Detect with nothing of kube's = %s, want nft", m)
 	}
-	tp.node.MustExec(t, "iptables-legacy", "-t", "mangle", "-N", "KUBE-IPTABLES-HINT")
-	if m := Detect(ctx, tp.runner()); m != ModeLegacy {
+	tp.Node.MustExec(t, "iptables-legacy", "-t", "mangle", "-N", "KUBE-IPTABLES-HINT")
+	if m := Detect(ctx, runner(tp.Node)); m != ModeLegacy {
 		t.Errorf("Detect with KUBE-IPTABLES-HINT in legacy = %s, want legacy", m)
 	}
 }

@@ -4,117 +4,73 @@ package iptables
 
 import (
 	"context"
-	"fmt"
 	"strings"
-	"sync"
 	"testing"
 
-	corev1 "k8s.io/api/core/v1"
-	networkingv1 "k8s.io/api/networking/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
 
+	"github.com/open-acn/acn/internal/netnstest"
+	"github.com/open-acn/acn/npm/dataplane"
+	"github.com/open-acn/acn/npm/dataplane/dptest"
 	"github.com/open-acn/acn/npm/policy"
-	"github.com/open-acn/acn/npm/translate"
 )
 
-func kpod(tp *topo, i int, ns string, lbls map[string]string, ports ...corev1.ContainerPort) *corev1.Pod {
-	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("pod%d", i), Labels: lbls}}
-	p.Spec.NodeName = "node"
-	p.Spec.Containers = []corev1.Container{{Name: "c", Ports: ports}}
-	p.Status.Phase = corev1.PodRunning
-	p.Status.PodIP = tp.ips[i][0]
-	p.Status.PodIPs = []corev1.PodIP{{IP: tp.ips[i][0]}, {IP: tp.ips[i][1]}}
-	return p
-}
-
-func iport(p int) *intstr.IntOrString          { v := intstr.FromInt32(int32(p)); return &v }
-func sport(s string) *intstr.IntOrString       { v := intstr.FromString(s); return &v }
-func proto(p corev1.Protocol) *corev1.Protocol { return &p }
-
-// basicEngine: pod0 a/web (named port http=80), pod1 a/cli, pod2 b/other.
-//   - a/web: ingress to app=web only from app=cli on http (named), UDP 53, SCTP 80.
-//   - b/out: egress of every pod in b only to 192.168.7.0/24 (and fd77::/64) on TCP 81.
-func basicEngine(tp *topo) *translate.Engine {
-	e := translate.NewEngine(translate.Options{NodeName: "node"})
-	e.UpsertNamespace(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "a"}})
-	e.UpsertNamespace(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "b"}})
-	e.UpsertPod(kpod(tp, 0, "a", map[string]string{"app": "web"}, corev1.ContainerPort{Name: "http", ContainerPort: 80, Protocol: corev1.ProtocolTCP}))
-	e.UpsertPod(kpod(tp, 1, "a", map[string]string{"app": "cli"}))
-	e.UpsertPod(kpod(tp, 2, "b", map[string]string{"app": "other"}))
-	e.UpsertPolicy(&networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: "a", Name: "web"}, Spec: networkingv1.NetworkPolicySpec{
-		PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}},
-		Ingress: []networkingv1.NetworkPolicyIngressRule{{
-			From:  []networkingv1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "cli"}}}},
-			Ports: []networkingv1.NetworkPolicyPort{{Port: sport("http")}, {Protocol: proto(corev1.ProtocolUDP), Port: iport(53)}, {Protocol: proto(corev1.ProtocolSCTP), Port: iport(80)}},
-		}},
-	}})
-	e.UpsertPolicy(&networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: "b", Name: "out"}, Spec: networkingv1.NetworkPolicySpec{
-		PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeEgress},
-		Egress: []networkingv1.NetworkPolicyEgressRule{{
-			To:    []networkingv1.NetworkPolicyPeer{{IPBlock: &networkingv1.IPBlock{CIDR: "192.168.7.0/24"}}, {IPBlock: &networkingv1.IPBlock{CIDR: "fd77::/64"}}},
-			Ports: []networkingv1.NetworkPolicyPort{{Port: iport(81)}},
-		}},
-	}})
-	return e
-}
-
-type expect struct {
-	src   int // pod index, -1 external
-	dst   int // pod index, -1 external
-	proto policy.Protocol
-	port  int
-	allow bool
-}
-
-var basicExpect = []expect{
-	{1, 0, policy.TCP, 80, true},   // cli -> web on named port http
-	{1, 0, policy.TCP, 81, false},  // not an allowed port
-	{1, 0, policy.UDP, 53, true},   // UDP
-	{1, 0, policy.SCTP, 80, true},  // SCTP
-	{2, 0, policy.TCP, 80, false},  // not from cli (and b's egress is restricted)
-	{-1, 0, policy.TCP, 80, false}, // off-cluster is never a pod-selector peer
-	{-1, 1, policy.TCP, 80, true},  // cli is not selected: open
-	{1, 2, policy.TCP, 80, true},   // b/out is egress-only: ingress open
-	{2, -1, policy.TCP, 81, true},  // ipBlock egress on 81
-	{2, -1, policy.TCP, 80, false}, // not 81
-	{2, 1, policy.TCP, 81, false},  // not in the ipBlock
-	{2, -1, policy.UDP, 53, false},
-}
-
-func (tp *topo) addr(i, fam int) string {
-	if i < 0 {
-		return []string{extV4, extV6}[fam]
-	}
-	return tp.ips[i][fam]
-}
-
-// check runs every expectation in both families, in parallel.
-func (tp *topo) check(t *testing.T, exps []expect) {
+// requireTools skips the test without the tools both backends need.
+func requireTools(t testing.TB) {
 	t.Helper()
-	type res struct {
-		e   expect
-		fam int
-		got bool
-	}
-	var wg sync.WaitGroup
-	out := make(chan res, len(exps)*2)
-	for _, e := range exps {
-		for fam := 0; fam < 2; fam++ {
-			wg.Add(1)
-			go func(e expect, fam int) {
-				defer wg.Done()
-				out <- res{e, fam, tp.probeWant(e.src, tp.addr(e.dst, fam), e.proto, e.port, e.allow)}
-			}(e, fam)
+	netnstest.RequireRoot(t)
+	for _, tool := range []string{"ipset", "iptables-nft-restore", "iptables-legacy-restore"} {
+		if _, err := (dataplane.Exec{}).Run(context.Background(), nil, "sh", "-c", "command -v "+tool); err != nil {
+			t.Skipf("needs %s", tool)
 		}
 	}
-	wg.Wait()
-	close(out)
-	for r := range out {
-		if r.got != r.e.allow {
-			t.Errorf("pod%d -> pod%d %s/%d (IPv%d): allowed=%v, want %v", r.e.src, r.e.dst, r.e.proto, r.e.port, 4+2*r.fam, r.got, r.e.allow)
+}
+
+// runner executes tools inside the node namespace.
+func runner(node *netnstest.NS) dataplane.Runner { return dataplane.Exec{Netns: node.Path} }
+
+func newDataplane(t testing.TB, node *netnstest.NS, mode Mode, log *zap.Logger) *Dataplane {
+	if log == nil {
+		log = zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
+	}
+	d, err := New(context.Background(), Options{Runner: runner(node), Logger: log, Mode: mode})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func save(t testing.TB, node *netnstest.NS, mode Mode, fam string) string {
+	out, err := runner(node).Run(context.Background(), nil, fam+"-"+string(mode)+"-save", "-t", "filter")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(out)
+}
+
+func ipsetSave(t testing.TB, node *netnstest.NS) string {
+	out, err := runner(node).Run(context.Background(), nil, "ipset", "save")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(out)
+}
+
+func countLines(s, sub string) int {
+	n := 0
+	for _, l := range strings.SplitAfter(s, "\n") {
+		if strings.Contains(l, sub) {
+			n++
 		}
 	}
+	return n
+}
+
+// groupChainOf is the chain of the dispatch group isolated by exactly the
+// given policies.
+func groupChainOf(dir policy.Direction, policies ...string) string {
+	return GroupChain(&policy.Group{ID: policy.Hash(policy.GroupKey(dir, policies), 12), Direction: dir})
 }
 
 func forEachBackend(t *testing.T, f func(t *testing.T, mode Mode)) {
@@ -123,23 +79,33 @@ func forEachBackend(t *testing.T, f func(t *testing.T, mode Mode)) {
 	}
 }
 
-// TestKernelAllowDeny programs a model, reads it back and sends real TCP,
-// UDP and SCTP packets through the node, in both families, on both
-// backends; then reconcile finds nothing to repair.
-func TestKernelAllowDeny(t *testing.T) {
+// TestKernelShared runs the suite shared with the nftables dataplane
+// (npm/dataplane/dptest) on both backends: the case table with real
+// TCP/UDP/SCTP probes in both families, update without gap, restart
+// replacing stale state, and the property test against the cyclonus
+// oracle (with every dispatch group behind inner trie nodes). At the
+// suite's steps it reads back iptables-save and ipset save.
+func TestKernelShared(t *testing.T) {
+	requireTools(t)
 	forEachBackend(t, func(t *testing.T, mode Mode) {
-		tp := newTopo(t, 3)
-		// Before any policy everything is open.
-		tp.check(t, []expect{{2, 0, policy.TCP, 80, true}, {1, 0, policy.SCTP, 80, true}})
-		d := tp.dataplane(t, mode, nil)
-		e := basicEngine(tp)
-		if err := d.Apply(context.Background(), e.State(), e.TakeChanges()); err != nil {
-			t.Fatal(err)
-		}
+		cases := map[Mode]int{ModeNFT: 30, ModeLegacy: 12}[mode]
+		dptest.Run(t, func(t testing.TB, node *netnstest.NS) dataplane.Dataplane {
+			return newDataplane(t, node, mode, nil)
+		}, dptest.Options{PropertyCases: cases, Seed: int64(len(mode)), Inspect: func(t *testing.T, step string, node *netnstest.NS) {
+			inspect(t, step, node, mode)
+		}})
+	})
+}
+
+// inspect reads back what the dataplane wrote at the shared suite's steps.
+func inspect(t *testing.T, step string, node *netnstest.NS, mode Mode) {
+	oldChain := groupChainOf(policy.Ingress, "a/old") // the restart's stale policy
+	switch step {
+	case "cases/" + dptest.Cases()[0].Name: // BasicPolicies
 		for _, fam := range []string{"iptables", "ip6tables"} {
-			save := tp.save(t, mode, fam)
+			s := save(t, node, mode, fam)
 			fwd := ""
-			for _, l := range strings.Split(save, "\n") {
+			for _, l := range strings.Split(s, "\n") {
 				if strings.HasPrefix(l, "-A FORWARD") {
 					fwd = l
 					break
@@ -149,37 +115,109 @@ func TestKernelAllowDeny(t *testing.T) {
 				t.Errorf("%s: first FORWARD rule is %q, want the NPM jump", fam, fwd)
 			}
 			for _, want := range []string{":" + ChainIngress, ":" + ChainEgress, groupChainOf(policy.Ingress, "a/web"), groupChainOf(policy.Egress, "b/out"), "a/web ingress rule 0"} {
-				if !strings.Contains(save, want) {
-					t.Errorf("%s-save lacks %q:\n%s", fam, want, save)
+				if !strings.Contains(s, want) {
+					t.Errorf("%s-save lacks %q:\n%s", fam, want, s)
 				}
 			}
 		}
-		sets := tp.ipsetSave(t)
-		for _, want := range []string{"hash:ip,port family inet ", "10.9.0.2,tcp:80", "fd09:0:0::2,tcp:80", "add acn-npm4-", "192.168.7.0/24", "fd77::/64"} {
-			want = strings.Replace(want, "fd09:0:0::2", "fd09::2", 1)
+		sets := ipsetSave(t, node)
+		for _, want := range []string{"hash:ip,port family inet ", "10.9.0.2,tcp:80", "fd09::2,tcp:80", "add acn-npm4-", "192.168.7.0/24", "fd77::/64"} {
 			if !strings.Contains(sets, want) {
 				t.Errorf("ipset save lacks %q:\n%s", want, sets)
 			}
-		}
-		tp.check(t, basicExpect)
-		n, err := d.Reconcile(context.Background())
-		if err != nil || n != 0 {
-			t.Errorf("reconcile right after apply: %d repairs, %v (iptables-save format mismatch?)", n, err)
 		}
 		// Another backend's jump is not ours to keep: the other backend is clean.
 		other := ModeLegacy
 		if mode == ModeLegacy {
 			other = ModeNFT
 		}
-		if s := tp.save(t, other, "iptables"); strings.Contains(s, ChainPrefix) {
+		if s := save(t, node, other, "iptables"); strings.Contains(s, ChainPrefix) {
 			t.Errorf("other backend %s has NPM rules:\n%s", other, s)
 		}
-		if err := d.Cleanup(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		if s := tp.save(t, mode, "iptables") + tp.ipsetSave(t); strings.Contains(s, ChainPrefix) || strings.Contains(s, SetPrefix) {
+	case "cases/cleanup":
+		if s := save(t, node, mode, "iptables") + ipsetSave(t, node); strings.Contains(s, ChainPrefix) || strings.Contains(s, SetPrefix) {
 			t.Errorf("cleanup left objects:\n%s", s)
 		}
-		tp.check(t, []expect{{2, 0, policy.TCP, 80, true}})
+	case "update-without-gap/done":
+		if s := ipsetSave(t, node); strings.Contains(s, "-t ") {
+			t.Errorf("temporary sets left: %s", s)
+		}
+	case "restart/run1":
+		if !strings.Contains(save(t, node, mode, "iptables"), oldChain) {
+			t.Fatal("run 1 did not program a/old")
+		}
+	case "restart/run2":
+		// The stale group is retired: its set is emptied now, its chain
+		// goes at the next Apply or Reconcile.
+		if s := ipsetSave(t, node); strings.Contains(s, "add "+GroupSetName(policy.IPv4, &policy.Group{ID: strings.TrimPrefix(oldChain, ChainGroupIngressPrefix), Direction: policy.Ingress})+" ") {
+			t.Errorf("the retired group's set still has members:\n%s", s)
+		}
+	case "restart/reconciled":
+		s := save(t, node, mode, "iptables")
+		if strings.Contains(s, oldChain) {
+			t.Errorf("stale chain %s survived the restart", oldChain)
+		}
+		if n := countLines(s, "-j "+ChainMain+"\n"); n != 1 {
+			t.Errorf("%d jumps to %s after restart, want 1", n, ChainMain)
+		}
+		if strings.Contains(ipsetSave(t, node), "10.99.0.0/16") {
+			t.Errorf("stale set of a/old survived the restart")
+		}
+	case "property/start":
+		old := trieLeaf
+		trieLeaf = 1 // every group behind inner trie nodes
+		t.Cleanup(func() { trieLeaf = old })
+	}
+}
+
+// TestKernelReconcileRepairsDrift: someone deletes NPM's FORWARD jump, a
+// policy chain, a set, a set member and adds a rule; one Reconcile restores
+// everything and a second finds nothing.
+func TestKernelReconcileRepairsDrift(t *testing.T) {
+	requireTools(t)
+	forEachBackend(t, func(t *testing.T, mode Mode) {
+		tp := dptest.NewTopo(t, dptest.Pods)
+		ctx := context.Background()
+		e := tp.Engine(dptest.BasicPolicies()...)
+		d := newDataplane(t, tp.Node, mode, nil)
+		if err := d.Apply(ctx, e.State(), e.TakeChanges()); err != nil {
+			t.Fatal(err)
+		}
+		ipt := "iptables-" + string(mode)
+		g := d.groups[policy.Ingress][0]
+		groupSet := GroupSetName(policy.IPv4, g)
+		pc := groupChainOf(policy.Ingress, "a/web")
+		var peerSet string
+		for _, n := range d.sets.Names() {
+			if strings.HasPrefix(n, SetPrefix+"4-i") {
+				peerSet = n
+			}
+		}
+		for _, c := range [][]string{
+			{ipt, "-D", "FORWARD", "-m", "comment", "--comment", JumpComment, "-j", ChainMain},
+			{ipt, "-F", ChainIngress},
+			{ipt, "-F", GroupChain(g)},
+			{ipt, "-F", pc},
+			{ipt, "-X", pc},
+			{"ipset", "destroy", groupSet},
+			{"ipset", "del", peerSet, tp.IPs[1][0]},
+			{ipt, "-A", ChainEgress, "-j", "ACCEPT"},
+		} {
+			tp.Node.MustExec(t, c[0], c[1:]...)
+		}
+		if !tp.Probe(2, tp.IPs[0][0], policy.TCP, 80) {
+			t.Errorf("the IPv4 drift should have opened pod0")
+		}
+		n, err := d.Reconcile(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n < 6 {
+			t.Errorf("reconcile repaired %d objects, want ≥ 6", n)
+		}
+		tp.Check(t, dptest.BasicExpect)
+		if n, err := d.Reconcile(ctx); err != nil || n != 0 {
+			t.Errorf("second reconcile: %d repairs, %v", n, err)
+		}
 	})
 }

@@ -36,25 +36,43 @@ type Options struct {
 	PropertyCases int
 	// Seed of the property test's worlds.
 	Seed int64
+	// Inspect, if set, is called at named steps of the scenarios with the
+	// node's namespace, so a dataplane's own test can read back its kernel
+	// objects (iptables-save, ipset save, nft list) where the shared suite
+	// only probes, or tune the dataplane for one scenario (t.Cleanup
+	// restores). Steps: "cases/<case name>" after a case is programmed
+	// and probed, "cases/cleanup" after Cleanup, "update-without-gap/done",
+	// "restart/run1" (first run applied), "restart/run2" (second run
+	// applied, before any Reconcile), "restart/reconciled", and
+	// "property/start" (before the first world).
+	Inspect func(t *testing.T, step string, node *netnstest.NS)
+}
+
+func (o Options) inspect(t *testing.T, step string, node *netnstest.NS) {
+	t.Helper()
+	if o.Inspect != nil {
+		o.Inspect(t, step, node)
+	}
 }
 
 // Run runs the whole shared suite against one dataplane.
 func Run(t *testing.T, newDP NewDataplane, o Options) {
-	t.Run("cases", func(t *testing.T) { RunCases(t, newDP) })
-	t.Run("update-without-gap", func(t *testing.T) { RunUpdateWithoutGap(t, newDP) })
-	t.Run("restart-replaces-stale", func(t *testing.T) { RunRestart(t, newDP) })
+	t.Run("cases", func(t *testing.T) { RunCases(t, newDP, o) })
+	t.Run("update-without-gap", func(t *testing.T) { RunUpdateWithoutGap(t, newDP, o) })
+	t.Run("restart-replaces-stale", func(t *testing.T) { RunRestart(t, newDP, o) })
 	t.Run("property-vs-oracle", func(t *testing.T) { RunProperty(t, newDP, o) })
 }
 
 // Addr is the address of pod i (-1: off-cluster) in family fam (0: IPv4, 1: IPv6).
 func (tp *Topo) Addr(i, fam int) string {
 	if i < 0 {
-		return []string{ExtV4, ExtV6}[fam]
+		return translatetest.ExternalIPs[fam]
 	}
 	return tp.IPs[i][fam]
 }
 
-// Check probes every expectation in both families, in parallel.
+// Check probes every expectation in both families, in parallel (an
+// expected-allowed miss is retried, see ProbeWant).
 func (tp *Topo) Check(t testing.TB, exps []Expect) {
 	t.Helper()
 	type res struct {
@@ -69,7 +87,7 @@ func (tp *Topo) Check(t testing.TB, exps []Expect) {
 			wg.Add(1)
 			go func(e Expect, fam int) {
 				defer wg.Done()
-				out <- res{e, fam, tp.Probe(e.Src, tp.Addr(e.Dst, fam), e.Proto, e.Port)}
+				out <- res{e, fam, tp.ProbeWant(e.Src, tp.Addr(e.Dst, fam), e.Proto, e.Port, e.Allow)}
 			}(e, fam)
 		}
 	}
@@ -121,17 +139,17 @@ func reconcileClean(t testing.TB, d dataplane.Dataplane, when string) {
 // expectations against the cyclonus oracle (so the table itself is right)
 // and against real probes, and that Reconcile finds nothing to repair.
 // Cleanup at the end opens everything again.
-func RunCases(t *testing.T, newDP NewDataplane) {
+func RunCases(t *testing.T, newDP NewDataplane, o Options) {
 	tp := NewTopo(t, Pods)
 	tp.Check(t, []Expect{{2, 0, tcpP, 80, true}, {1, 0, sctpP, 80, true}})
 	d := newDP(t, tp.Node)
 	nss, pods := tp.Cluster()
 	for _, c := range Cases() {
 		t.Run(c.Name, func(t *testing.T) {
-			o := policyoracle.New(nss, pods, c.Policies)
+			or := policyoracle.New(nss, pods, c.Policies)
 			for _, e := range c.Expect {
 				for fam := 0; fam < 2; fam++ {
-					if got := o.Allowed(tp.Addr(e.Src, fam), tp.Addr(e.Dst, fam), corev1.Protocol(e.Proto), e.Port); got != e.Allow {
+					if got := or.Allowed(tp.Addr(e.Src, fam), tp.Addr(e.Dst, fam), corev1.Protocol(e.Proto), e.Port); got != e.Allow {
 						t.Errorf("case table: pod%d -> pod%d %s/%d IPv%d: table says %v, the oracle %v", e.Src, e.Dst, e.Proto, e.Port, 4+2*fam, e.Allow, got)
 					}
 				}
@@ -140,11 +158,13 @@ func RunCases(t *testing.T, newDP NewDataplane) {
 			tp.FlushConntrack(t)
 			tp.Check(t, c.Expect)
 			reconcileClean(t, d, "after apply")
+			o.inspect(t, "cases/"+c.Name, tp.Node)
 		})
 	}
 	if err := d.Cleanup(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	o.inspect(t, "cases/cleanup", tp.Node)
 	tp.Check(t, []Expect{{2, 0, tcpP, 80, true}, {-1, 1, tcpP, 81, true}, {2, -1, udpP, 53, true}})
 }
 
@@ -153,7 +173,7 @@ func RunCases(t *testing.T, newDP NewDataplane) {
 // moves the destination pod between dispatch groups 20 times, while probe
 // loops run: the denied connection is never allowed and the allowed one
 // never denied.
-func RunUpdateWithoutGap(t *testing.T, newDP NewDataplane) {
+func RunUpdateWithoutGap(t *testing.T, newDP NewDataplane, o Options) {
 	tp := NewTopo(t, Pods)
 	d := newDP(t, tp.Node)
 	e := tp.Engine(BasicPolicies()...)
@@ -203,12 +223,14 @@ func RunUpdateWithoutGap(t *testing.T, newDP NewDataplane) {
 		t.Logf("%d probes during 30 policy replacements and 20 group moves: no gap", probes)
 	}
 	reconcileClean(t, d, "after the replacements")
+	o.inspect(t, "update-without-gap/done", tp.Node)
 }
 
 // ProbeLoops starts probe loops under BasicPolicies in both families:
-// pod2 -> pod0 TCP 80 (denied) and pod1 -> pod0 TCP 80 (allowed). stop
-// ends them and returns how many denied probes got through, how many
-// allowed ones failed, and the number of probes.
+// pod2 -> pod0 TCP 80 (denied), off-cluster -> pod0 TCP 80 (denied, only
+// by pod0's ingress; 30 ms timeouts, so many more SYNs) and pod1 -> pod0
+// TCP 80 (allowed). stop ends them and returns how many denied probes got
+// through, how many allowed ones failed, and the number of probes.
 func (tp *Topo) ProbeLoops() (stop func() (leaks, drops, probes int64)) {
 	var done atomic.Bool
 	var nLeaks, nDrops, nProbes atomic.Int64
@@ -234,6 +256,18 @@ func (tp *Topo) ProbeLoops() (stop func() (leaks, drops, probes int64)) {
 			}
 		}(w % 2)
 	}
+	for w := 0; w < 6; w++ {
+		wg.Add(1)
+		go func(fam int) {
+			defer wg.Done()
+			for !done.Load() {
+				nProbes.Add(1)
+				if tp.ProbeTimeout(-1, tp.IPs[0][fam], tcpP, 80, 30*time.Millisecond) {
+					nLeaks.Add(1)
+				}
+			}
+		}(w % 2)
+	}
 	return func() (int64, int64, int64) {
 		done.Store(true)
 		wg.Wait()
@@ -244,7 +278,7 @@ func (tp *Topo) ProbeLoops() (stop func() (leaks, drops, probes int64)) {
 // RunRestart: a new process (a new Dataplane over the same kernel)
 // replaces the previous run's state in one transaction: a policy the new
 // run no longer has stops isolating its pods, the others stay enforced.
-func RunRestart(t *testing.T, newDP NewDataplane) {
+func RunRestart(t *testing.T, newDP NewDataplane, o Options) {
 	tp := NewTopo(t, Pods)
 	old := np("a", "old", networkingv1.NetworkPolicySpec{
 		PodSelector: *Labels("app", "cli"),
@@ -253,14 +287,19 @@ func RunRestart(t *testing.T, newDP NewDataplane) {
 	e := tp.Engine(append(BasicPolicies(), old)...)
 	d1 := newDP(t, tp.Node)
 	apply(t, d1, e, false)
+	o.inspect(t, "restart/run1", tp.Node)
 	tp.Check(t, []Expect{{2, 0, tcpP, 80, false}, {-1, 1, tcpP, 80, false}})
 	// "kill -9": d1 is dropped, the kernel keeps enforcing.
 	e.DeletePolicy("a", "old")
 	d2 := newDP(t, tp.Node)
 	apply(t, d2, e, false)
+	o.inspect(t, "restart/run2", tp.Node)
 	tp.FlushConntrack(t)
 	tp.Check(t, BasicExpect) // includes -1 -> pod1 open again
 	reconcileClean(t, d2, "after restart")
+	o.inspect(t, "restart/reconciled", tp.Node)
+	tp.Check(t, BasicExpect)
+	reconcileClean(t, d2, "after restart, again")
 	// Restarts under traffic: each new process replaces the state in one
 	// transaction; probes never see a gap.
 	stop := tp.ProbeLoops()
@@ -271,19 +310,6 @@ func RunRestart(t *testing.T, newDP NewDataplane) {
 	if leaks, drops, probes := stop(); leaks > 0 || drops > 0 {
 		t.Errorf("during 8 restarts: %d denied connections got through, %d allowed ones were dropped (of %d probes)", leaks, drops, probes)
 	}
-}
-
-// PropConfig shapes the property test's random worlds over a topology of
-// n pods.
-func PropConfig(n int) translatetest.Config {
-	c := translatetest.Config{Namespaces: 3, Policies: 4,
-		CIDRs:   []string{"10.9.0.0/16", "10.9.0.0/23", "10.9.2.0/24", "0.0.0.0/0", "192.168.7.0/24", "fd09::/32", "::/0"},
-		Excepts: []string{"10.9.1.0/24", "10.9.0.0/22", "10.9.3.0/24", "fd09:0:1::/48"},
-	}
-	for i := 0; i < n; i++ {
-		c.PodIPs = append(c.PodIPs, []string{fmt.Sprintf("10.9.%d.2", i), fmt.Sprintf("fd09:0:%d::2", i)})
-	}
-	return c
 }
 
 // RunProperty: random labels and policies, programmed one world after the
@@ -302,12 +328,13 @@ func RunProperty(t *testing.T, newDP NewDataplane, o Options) {
 	const pods = 5
 	tp := NewTopo(t, pods)
 	ctx := context.Background()
+	o.inspect(t, "property/start", tp.Node)
 	d := newDP(t, tp.Node)
 	r := rand.New(rand.NewSource(o.Seed + 7))
 	checked := 0
 	var eng *translate.Engine
 	for c := 0; c < cases; c++ {
-		w := translatetest.Random(r, PropConfig(pods))
+		w := translatetest.Random(r, translatetest.PropertyConfig(pods))
 		if c%2 == 0 {
 			st := translate.Translate(translate.Snapshot{Pods: w.Pods, Namespaces: w.Namespaces, Policies: w.Policies}, translate.Options{NodeName: NodeName})
 			if err := d.Apply(ctx, st, nil); err != nil {
@@ -353,6 +380,7 @@ func RunProperty(t *testing.T, newDP NewDataplane, o Options) {
 			src, dst, fam int
 			proto         corev1.Protocol
 			port          int
+			want          bool
 		}
 		var prs []pr
 		for src := -1; src < pods; src++ {
@@ -362,7 +390,8 @@ func RunProperty(t *testing.T, newDP NewDataplane, o Options) {
 				}
 				for fam := 0; fam < 2; fam++ {
 					for _, pp := range translatetest.ProbePorts {
-						prs = append(prs, pr{src, dst, fam, pp.Proto, pp.Port})
+						want := or.Allowed(tp.Addr(src, fam), tp.Addr(dst, fam), pp.Proto, pp.Port)
+						prs = append(prs, pr{src, dst, fam, pp.Proto, pp.Port, want})
 					}
 				}
 			}
@@ -375,16 +404,15 @@ func RunProperty(t *testing.T, newDP NewDataplane, o Options) {
 			sem <- struct{}{}
 			go func(i int, p pr) {
 				defer wg.Done()
-				got[i] = tp.Probe(p.src, tp.Addr(p.dst, p.fam), policy.Protocol(p.proto), p.port)
+				got[i] = tp.ProbeWant(p.src, tp.Addr(p.dst, p.fam), policy.Protocol(p.proto), p.port, p.want)
 				<-sem
 			}(i, p)
 		}
 		wg.Wait()
 		for i, p := range prs {
-			want := or.Allowed(tp.Addr(p.src, p.fam), tp.Addr(p.dst, p.fam), p.proto, p.port)
 			checked++
-			if got[i] != want {
-				t.Fatalf("case %d: pod%d -> pod%d IPv%d %s/%d: kernel %v, oracle %v\n%s", c, p.src, p.dst, 4+2*p.fam, p.proto, p.port, got[i], want, Dump(w))
+			if got[i] != p.want {
+				t.Fatalf("case %d: pod%d -> pod%d IPv%d %s/%d: kernel %v, oracle %v\n%s", c, p.src, p.dst, 4+2*p.fam, p.proto, p.port, got[i], p.want, w)
 			}
 		}
 		reconcileClean(t, d, fmt.Sprintf("case %d", c))
@@ -399,19 +427,4 @@ func splitKey(k string) (string, string) {
 		}
 	}
 	return "", k
-}
-
-// Dump prints a world for failure messages.
-func Dump(w translatetest.World) string {
-	s := ""
-	for _, n := range w.Namespaces {
-		s += fmt.Sprintf("ns %s %v\n", n.Name, n.Labels)
-	}
-	for _, p := range w.Pods {
-		s += fmt.Sprintf("pod %s/%s %v %v %v\n", p.Namespace, p.Name, p.Labels, p.Status.PodIPs, p.Spec.Containers[0].Ports)
-	}
-	for _, p := range w.Policies {
-		s += fmt.Sprintf("policy %s/%s %+v\n", p.Namespace, p.Name, p.Spec)
-	}
-	return s
 }

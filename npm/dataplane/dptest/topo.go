@@ -25,19 +25,18 @@
 package dptest
 
 import (
-	"encoding/binary"
 	"fmt"
-	"hash/crc32"
 	"math/rand"
 	"net"
 	"net/netip"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/open-acn/acn/internal/netnstest"
+	"github.com/open-acn/acn/internal/probe"
 	"github.com/open-acn/acn/npm/policy"
+	"github.com/open-acn/acn/npm/translate/translatetest"
 )
 
 // Topo is a routed test cluster: a "node" namespace forwarding between
@@ -50,13 +49,11 @@ type Topo struct {
 	Ext  *netnstest.NS
 	IPs  [][2]string // per pod: v4, v6
 
-	mu   sync.Mutex
-	seen map[uint32]bool // SCTP INIT tags received
-	stop []func()
+	mu      sync.Mutex
+	seen    map[uint32]bool // SCTP INIT tags received
+	udpPort int             // last UDP probe source port
+	stop    []func()
 }
-
-// ExtV4 and ExtV6 are the off-cluster namespace's addresses (probe index -1).
-const ExtV4, ExtV6 = "192.168.7.9", "fd77::9"
 
 // NewTopo builds the cluster with n pods; everything is removed by t.Cleanup.
 func NewTopo(t testing.TB, n int) *Topo {
@@ -83,7 +80,7 @@ func NewTopo(t testing.TB, n int) *Topo {
 	}
 	tp.Ext = netnstest.New(t, "npm-ext")
 	noDAD(t, tp.Ext)
-	link(tp.Ext, 99, "192.168.7.1", ExtV4, "fd77::1", ExtV6)
+	link(tp.Ext, 99, "192.168.7.1", translatetest.ExternalIPs[0], "fd77::1", translatetest.ExternalIPs[1]) // probe index -1
 	for _, ns := range append(append([]*netnstest.NS{}, tp.Pods...), tp.Ext) {
 		tp.serve(t, ns)
 	}
@@ -101,82 +98,28 @@ func noDAD(t testing.TB, ns *netnstest.NS) {
 }
 
 func (tp *Topo) serve(t testing.TB, ns *netnstest.NS) {
-	err := ns.Do(func() error {
-		for _, port := range []int{80, 81} {
-			l, err := net.Listen("tcp", fmt.Sprintf(":%d", port))
-			if err != nil {
-				return err
-			}
-			tp.stop = append(tp.stop, func() { l.Close() })
-			go func() {
-				for {
-					c, err := l.Accept()
-					if err != nil {
-						return
-					}
-					c.Close()
-				}
-			}()
-		}
-		u, err := net.ListenPacket("udp", ":53")
-		if err != nil {
-			return err
-		}
-		tp.stop = append(tp.stop, func() { u.Close() })
-		go func() {
-			buf := make([]byte, 256)
-			for {
-				n, a, err := u.ReadFrom(buf)
-				if err != nil {
-					return
-				}
-				_, _ = u.WriteTo(buf[:n], a)
-			}
-		}()
-		for _, fam := range []int{syscall.AF_INET, syscall.AF_INET6} {
-			fd, err := syscall.Socket(fam, syscall.SOCK_RAW, 132)
-			if err != nil {
-				return fmt.Errorf("raw sctp socket: %w", err)
-			}
-			tv := syscall.Timeval{Usec: 100000}
-			_ = syscall.SetsockoptTimeval(fd, syscall.SOL_SOCKET, syscall.SO_RCVTIMEO, &tv)
-			done := make(chan struct{})
-			tp.stop = append(tp.stop, func() { close(done) })
-			go func(fd, fam int) {
-				defer syscall.Close(fd)
-				buf := make([]byte, 2048)
-				for {
-					select {
-					case <-done:
-						return
-					default:
-					}
-					n, _, err := syscall.Recvfrom(fd, buf, 0)
-					if err != nil || n < 12 {
-						continue
-					}
-					p := buf[:n]
-					if fam == syscall.AF_INET { // IPv4 raw sockets include the IP header
-						hl := int(p[0]&0x0f) * 4
-						if len(p) < hl+32 {
-							continue
-						}
-						p = p[hl:]
-					}
-					if len(p) >= 32 && p[12] == 1 { // INIT chunk: initiate tag at offset 16
-						tag := binary.BigEndian.Uint32(p[16:20])
-						tp.mu.Lock()
-						tp.seen[tag] = true
-						tp.mu.Unlock()
-					}
-				}
-			}(fd, fam)
-		}
-		return nil
+	var srv *probe.Servers
+	err := ns.Do(func() (err error) {
+		srv, err = probe.Serve([]int{80, 81}, []int{53}, true)
+		return err
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
+	done := make(chan struct{})
+	tp.stop = append(tp.stop, func() { close(done); srv.Close() })
+	go func() {
+		for {
+			select {
+			case <-done:
+				return
+			case in := <-srv.SCTP:
+				tp.mu.Lock()
+				tp.seen[in.Tag] = true
+				tp.mu.Unlock()
+			}
+		}
+	}()
 }
 
 const probeTimeout = 300 * time.Millisecond
@@ -184,6 +127,12 @@ const probeTimeout = 300 * time.Millisecond
 // Probe reports whether a new connection from src (a pod index, or -1 for
 // the external namespace) to dst address dstIP reaches it.
 func (tp *Topo) Probe(src int, dstIP string, proto policy.Protocol, port int) bool {
+	return tp.ProbeTimeout(src, dstIP, proto, port, probeTimeout)
+}
+
+// ProbeTimeout is Probe with a timeout (short timeouts make the gap test's
+// "never allowed" loops send many more SYNs).
+func (tp *Topo) ProbeTimeout(src int, dstIP string, proto policy.Protocol, port int, timeout time.Duration) bool {
 	ns := tp.Ext
 	if src >= 0 {
 		ns = tp.Pods[src]
@@ -192,35 +141,17 @@ func (tp *Topo) Probe(src int, dstIP string, proto policy.Protocol, port int) bo
 	ok := false
 	switch proto {
 	case policy.TCP:
-		_ = ns.Do(func() error {
-			c, err := net.DialTimeout("tcp", addr, probeTimeout)
-			if err == nil {
-				ok = true
-				c.Close()
-			}
-			return nil
-		})
+		_ = ns.Do(func() error { ok = probe.TCPConnect(addr, timeout); return nil })
 	case policy.UDP:
+		srcPort := tp.nextUDPPort()
 		_ = ns.Do(func() error {
-			c, err := net.Dial("udp", addr)
-			if err != nil {
-				return nil
-			}
-			defer c.Close()
-			_ = c.SetDeadline(time.Now().Add(probeTimeout))
-			msg := []byte(fmt.Sprint(rand.Int63()))
-			if _, err := c.Write(msg); err != nil {
-				return nil
-			}
-			buf := make([]byte, 64)
-			n, err := c.Read(buf)
-			ok = err == nil && string(buf[:n]) == string(msg)
+			ok = probe.UDPRoundTripFrom(srcPort, addr, fmt.Sprint(rand.Int63()), timeout)
 			return nil
 		})
 	case policy.SCTP:
 		tag := rand.Uint32() | 1
-		_ = ns.Do(func() error { return sendSCTPInit(dstIP, port, tag) })
-		deadline := time.Now().Add(probeTimeout)
+		_ = ns.Do(func() error { return probe.SendSCTPInit(netip.MustParseAddr(dstIP), uint16(port), tag) })
+		deadline := time.Now().Add(timeout)
 		for time.Now().Before(deadline) {
 			tp.mu.Lock()
 			ok = tp.seen[tag]
@@ -234,35 +165,26 @@ func (tp *Topo) Probe(src int, dstIP string, proto policy.Protocol, port int) bo
 	return ok
 }
 
-// sendSCTPInit sends one SCTP INIT chunk on a raw socket (this kernel has
-// no SCTP sockets; netfilter still parses SCTP).
-func sendSCTPInit(dst string, port int, tag uint32) error {
-	a := netip.MustParseAddr(dst)
-	pkt := make([]byte, 32)
-	binary.BigEndian.PutUint16(pkt[0:], 40000+uint16(tag%20000)) // src port
-	binary.BigEndian.PutUint16(pkt[2:], uint16(port))
-	// verification tag 0 for INIT; checksum at 8
-	pkt[12] = 1 // INIT
-	binary.BigEndian.PutUint16(pkt[14:], 20)
-	binary.BigEndian.PutUint32(pkt[16:], tag)     // initiate tag
-	binary.BigEndian.PutUint32(pkt[20:], 65535)   // a_rwnd
-	binary.BigEndian.PutUint16(pkt[24:], 1)       // outbound streams
-	binary.BigEndian.PutUint16(pkt[26:], 1)       // inbound streams
-	binary.BigEndian.PutUint32(pkt[28:], tag^0x5) // initial TSN
-	crc := crc32.Checksum(pkt, crc32.MakeTable(crc32.Castagnoli))
-	binary.LittleEndian.PutUint32(pkt[8:], crc)
-	if a.Is4() {
-		fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_RAW, 132)
-		if err != nil {
-			return err
-		}
-		defer syscall.Close(fd)
-		return syscall.Sendto(fd, pkt, 0, &syscall.SockaddrInet4{Addr: a.As4()})
+// ProbeWant is Probe with retries when the connection is expected to be
+// allowed and did not get through (a loaded CI machine can miss the
+// timeout); an allowed connection that should be denied is never retried.
+func (tp *Topo) ProbeWant(src int, dstIP string, proto policy.Protocol, port int, want bool) bool {
+	got := tp.Probe(src, dstIP, proto, port)
+	for i := 0; i < 2 && want && !got; i++ {
+		got = tp.Probe(src, dstIP, proto, port)
 	}
-	fd, err := syscall.Socket(syscall.AF_INET6, syscall.SOCK_RAW, 132)
-	if err != nil {
-		return err
+	return got
+}
+
+// nextUDPPort rotates UDP probe source ports through 20000-59999 (see
+// probe.UDPRoundTripFrom): no probe reuses a 5-tuple that conntrack may
+// still hold as established from an earlier allowed one.
+func (tp *Topo) nextUDPPort() int {
+	tp.mu.Lock()
+	defer tp.mu.Unlock()
+	if tp.udpPort < 20000 || tp.udpPort >= 60000 {
+		tp.udpPort = 20000
 	}
-	defer syscall.Close(fd)
-	return syscall.Sendto(fd, pkt, 0, &syscall.SockaddrInet6{Addr: a.As16()})
+	tp.udpPort++
+	return tp.udpPort
 }
