@@ -8,6 +8,7 @@ package scaleworld
 
 import (
 	"fmt"
+	"math/rand"
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -21,6 +22,10 @@ type Config struct {
 	// Local pods get spec.nodeName = Node; the others "other".
 	Local int
 	Node  string
+	// RandomLocal picks the Local pods as a random sample (fixed seed, so
+	// every run has the same world), spread over namespaces and apps;
+	// otherwise every (Pods/Local)-th pod is local.
+	RandomLocal bool
 }
 
 // Default is the issues' reference scale: 10,000 pods, 100 namespaces,
@@ -52,10 +57,18 @@ func Build(c Config) *World {
 			Labels: map[string]string{"team": fmt.Sprintf("team-%d", i%10), "env": env}}})
 	}
 	every := c.Pods / max(c.Local, 1)
+	isLocal := func(i int) bool { return c.Local > 0 && (every <= 1 || i%every == 0) }
+	if c.RandomLocal {
+		sample := map[int]bool{}
+		for _, i := range rand.New(rand.NewSource(42)).Perm(c.Pods)[:min(c.Local, c.Pods)] {
+			sample[i] = true
+		}
+		isLocal = func(i int) bool { return sample[i] }
+	}
 	for i := 0; i < c.Pods; i++ {
 		p := Pod(fmt.Sprintf("ns%d", i%c.Namespaces), fmt.Sprintf("pod%d", i), PodIP(i),
 			map[string]string{"app": fmt.Sprintf("app-%d", (i/c.Namespaces)%20), "tier": tiers[i%3]})
-		if c.Local > 0 && (every <= 1 || i%every == 0) {
+		if isLocal(i) {
 			p.Spec.NodeName = c.Node
 		} else {
 			p.Spec.NodeName = "other"

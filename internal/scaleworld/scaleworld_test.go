@@ -28,3 +28,22 @@ func TestBuildSizesAndLocality(t *testing.T) {
 		names[p.Namespace+"/"+p.Name] = true
 	}
 }
+
+func TestRandomLocalSpread(t *testing.T) {
+	c := Default("node-a")
+	c.RandomLocal = true
+	local, nss := 0, map[string]bool{}
+	for _, p := range Build(c).Pods {
+		if p.Spec.NodeName == "node-a" {
+			local++
+			nss[p.Namespace] = true
+		}
+	}
+	if local != 250 {
+		t.Fatalf("%d local pods, want 250", local)
+	}
+	// every 40th pod would be in 5 namespaces only
+	if len(nss) < 50 {
+		t.Fatalf("local pods in %d namespaces, want them spread", len(nss))
+	}
+}

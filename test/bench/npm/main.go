@@ -1,12 +1,19 @@
 //go:build linux
 
-// Command npm benchmarks the NPM core (translator + iptables/ipset
-// dataplane) in throw-away network namespaces: cold programming time at
-// 10,000 pods / 100 namespaces / 1,000 policies (250 local pods and all
-// local), incremental event → kernel latency, rules and sets per policy,
-// and connection setup rate through the node with and without policies.
+// Command npm benchmarks the NPM core (translator + dataplane) with the
+// iptables/ipset and the nftables dataplanes side by side, in throw-away
+// network namespaces, on the same cluster (internal/scaleworld): cold
+// programming time at 10,000 pods / 100 namespaces / 1,000 policies (250
+// local pods and all local), kernel objects per policy, incremental event →
+// kernel latency, a no-op reconcile, and connection setup rate through the
+// node with the policies vs none.
 //
-//	go run ./test/bench/npm -out out/bench/npm.json
+//	go run ./test/bench/npm -out out/bench/npm.json [-dataplanes iptables,nftables]
+//
+// The iptables rows carry no dataplane param (they predate the nftables
+// dataplane), the nftables rows dataplane=nftables. What differs between
+// the dataplanes (constructor, kernel object counts, the node's conntrack
+// baseline, row labels) is in dataplanes.go.
 package main
 
 import (
@@ -22,21 +29,18 @@ import (
 	"sync/atomic"
 	"time"
 
-	"go.uber.org/zap"
 	corev1 "k8s.io/api/core/v1"
-	networkingv1 "k8s.io/api/networking/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/open-acn/acn/internal/benchfmt"
 	"github.com/open-acn/acn/internal/netnstest"
+	"github.com/open-acn/acn/internal/scaleworld"
 	"github.com/open-acn/acn/npm/dataplane"
-	"github.com/open-acn/acn/npm/iptables"
 	"github.com/open-acn/acn/npm/translate"
 )
 
 var (
 	out        = flag.String("out", "out/bench/npm.json", "JSON results file")
+	dataplanes = flag.String("dataplanes", "iptables,nftables", "dataplanes to benchmark, comma-separated, in this order")
 	pods       = flag.Int("pods", 10000, "pods in the cluster")
 	nss        = flag.Int("namespaces", 100, "namespaces")
 	policies   = flag.Int("policies", 1000, "network policies")
@@ -44,40 +48,57 @@ var (
 	events     = flag.Int("events", 100, "incremental events measured per kind")
 	connDur    = flag.Duration("conn-duration", 600*time.Millisecond, "duration of each connection-rate run")
 	connRounds = flag.Int("conn-rounds", 9, "alternated with/without-policy connection-rate runs (medians reported)")
-	mode       = flag.String("backend", "", "iptables backend: nft, legacy or empty to detect")
-	trace      = flag.Bool("trace", false, "print the duration of every tool invocation")
-	cpuprof    = flag.String("cpuprofile", "", "write a CPU profile of the incremental events")
+	mode       = flag.String("backend", "", "iptables dataplane: backend nft, legacy or empty to detect")
+	trace      = flag.Bool("trace", false, "iptables dataplane: print the duration of every tool invocation")
+	cpuprof    = flag.String("cpuprofile", "", "CPU profiles to FILE.<dataplane>.cold.<local pods> (cold programming) and FILE.<dataplane>.events (incremental events)")
 )
-
-type traceRunner struct{ dataplane.Runner }
-
-func (t traceRunner) Run(ctx context.Context, stdin []byte, name string, args ...string) ([]byte, error) {
-	t0 := time.Now()
-	out, err := t.Runner.Run(ctx, stdin, name, args...)
-	fmt.Fprintf(os.Stderr, "trace: %s %v: %v (%d bytes in)\n", name, args, time.Since(t0), len(stdin))
-	return out, err
-}
 
 const node = "bench-node"
 
+// adder records one result row; kv are extra params.
+type adder func(name string, v float64, unit string, kv ...string)
+
 func main() {
 	flag.Parse()
+	var bs []*bench
+	for _, name := range strings.Split(*dataplanes, ",") {
+		b := benches[strings.TrimSpace(name)]
+		if b == nil {
+			die(fmt.Errorf("-dataplanes: unknown dataplane %q (iptables, nftables)", name))
+		}
+		bs = append(bs, b)
+	}
 	if os.Geteuid() != 0 {
-		fmt.Fprintln(os.Stderr, "npm bench: needs root (network namespaces, iptables, ipset)")
-		os.Exit(1)
+		die(fmt.Errorf("needs root (network namespaces, iptables, ipset, nftables)"))
 	}
 	var rs []benchfmt.Result
-	add := func(name string, v float64, unit string, kv ...string) {
-		p := map[string]string{"pods": fmt.Sprint(*pods), "namespaces": fmt.Sprint(*nss), "policies": fmt.Sprint(*policies)}
-		for i := 0; i+1 < len(kv); i += 2 {
-			p[kv[i]] = kv[i+1]
-		}
-		rs = append(rs, benchfmt.Result{Name: name, Value: v, Unit: unit, Params: p})
-	}
 	ctx := context.Background()
+	for _, b := range bs {
+		fmt.Fprintf(os.Stderr, "npm bench: %s\n", b.name)
+		run(ctx, b, func(name string, v float64, unit string, kv ...string) {
+			p := map[string]string{"pods": fmt.Sprint(*pods), "namespaces": fmt.Sprint(*nss), "policies": fmt.Sprint(*policies)}
+			kv = append(append([]string(nil), b.params...), kv...)
+			for i := 0; i+1 < len(kv); i += 2 {
+				p[kv[i]] = kv[i+1]
+			}
+			rs = append(rs, benchfmt.Result{Name: name, Value: v, Unit: unit, Params: p})
+		})
+	}
+	benchfmt.PrintTable(os.Stdout, rs)
+	if err := benchfmt.WriteJSON(*out, rs); err != nil {
+		die(err)
+	}
+}
 
+// run measures one dataplane: a world with -local local pods and one with
+// every pod local, then the connection rate.
+func run(ctx context.Context, b *bench, add adder) {
 	for _, nLocal := range []int{*local, *pods} {
-		w := buildWorld(nLocal)
+		lp := fmt.Sprint(nLocal)
+		addL := func(name string, v float64, unit string, kv ...string) {
+			add(name, v, unit, append([]string{"local_pods", lp}, kv...)...)
+		}
+		w := world(nLocal)
 		t0 := time.Now()
 		e := translate.NewEngine(translate.Options{NodeName: node})
 		feed(e, w)
@@ -85,66 +106,60 @@ func main() {
 		st := e.State()
 		e.TakeChanges()
 
-		ns := mustNS("npm-bench")
-		d := mustDP(ctx, ns)
+		ns := mustNS(b.name + "-bench")
+		d := b.newDP(ctx, ns)
+		stop := profile(fmt.Sprintf("%s.cold.%d", b.name, nLocal))
 		t1 := time.Now()
 		if err := d.Apply(ctx, st, nil); err != nil {
 			die(err)
 		}
 		tApply := time.Since(t1)
-		lp := fmt.Sprint(nLocal)
-		add("npm_translate_full", ms(tTranslate), "ms", "local_pods", lp)
-		add("npm_cold_program", ms(tApply), "ms", "local_pods", lp, "backend", string(d.Mode()), "target", "<=3000")
-		add("npm_cold_total", ms(tTranslate+tApply), "ms", "local_pods", lp, "backend", string(d.Mode()))
-		rules, sets, members := kernelCounts(ctx, ns)
-		add("npm_iptables_rules", float64(rules), "rules", "local_pods", lp, "families", "ipv4+ipv6")
-		add("npm_iptables_rules_per_policy", float64(rules)/float64(*policies), "rules/policy", "local_pods", lp)
-		add("npm_ipsets", float64(sets), "sets", "local_pods", lp)
-		add("npm_ipsets_per_policy", float64(sets)/float64(*policies), "sets/policy", "local_pods", lp)
-		add("npm_ipset_members", float64(members), "members", "local_pods", lp)
+		stop()
+		cold := b.coldParams(d)
+		addL("npm_translate_full", ms(tTranslate), "ms")
+		addL("npm_cold_program", ms(tApply), "ms", append([]string{"target", b.coldTarget}, cold...)...)
+		addL("npm_cold_total", ms(tTranslate+tApply), "ms", cold...)
+		b.counts(ctx, ns, addL)
 
-		if nLocal == *local {
-			if *cpuprof != "" {
-				f, err := os.Create(*cpuprof)
-				if err != nil {
-					die(err)
-				}
-				_ = pprof.StartCPUProfile(f)
-			}
-			lat := incremental(ctx, e, d, w, *events)
-			if *cpuprof != "" {
-				pprof.StopCPUProfile()
-			}
-			for _, k := range []struct{ name, what string }{
-				{"pod_add", "new local replica of a local pod (existing policy combination)"},
-				{"pod_add_new_combination", "new local pod with labels no local pod has (new dispatch group: chains change)"},
-				{"remote_pod_add", "new pod on another node (peer sets change)"},
-				{"label_change", "label change of a random pod (cluster-wide)"},
-			} {
-				add("npm_event_"+k.name+"_to_kernel_p50", benchfmt.Percentile(lat[k.name], 50), "ms", "local_pods", lp, "event", k.what)
-				add("npm_event_"+k.name+"_to_kernel_p99", benchfmt.Percentile(lat[k.name], 99), "ms", "local_pods", lp, "event", k.what, "target", "<=50")
-			}
-			t2 := time.Now()
-			n, err := d.Reconcile(ctx)
-			if err != nil {
+		if b.restartNote != "" {
+			// restart: a new process replaces what the previous one left
+			d = b.newDP(ctx, ns)
+			t := time.Now()
+			if err := d.Apply(ctx, st, nil); err != nil {
 				die(err)
 			}
-			add("npm_reconcile_noop", ms(time.Since(t2)), "ms", "local_pods", lp, "repairs", fmt.Sprint(n))
+			addL("npm_restart_replace", ms(time.Since(t)), "ms", "note", b.restartNote)
 		}
+
+		if nLocal == *local {
+			stop := profile(b.name + ".events")
+			lat := incremental(ctx, e, d, w, *events)
+			stop()
+			for _, k := range eventKinds {
+				addL("npm_event_"+k.name+"_to_kernel_p50", benchfmt.Percentile(lat[k.name], 50), "ms", "event", k.what)
+				addL("npm_event_"+k.name+"_to_kernel_p99", benchfmt.Percentile(lat[k.name], 99), "ms", "event", k.what, "target", "<=50")
+			}
+		}
+		t2 := time.Now()
+		n, err := d.Reconcile(ctx)
+		if err != nil {
+			die(err)
+		}
+		addL("npm_reconcile_noop", ms(time.Since(t2)), "ms", "repairs", fmt.Sprint(n))
 		_ = d.Cleanup(ctx)
 		_ = ns.Delete()
 	}
 
-	bare, base, with := connRate(ctx)
-	add("npm_conn_rate_bare_node", bare, "conn/s", "node", "no iptables rules at all (no conntrack)")
-	add("npm_conn_rate_no_policy", base, "conn/s", "node", "kube-proxy KUBE-FORWARD conntrack rules")
-	add("npm_conn_rate_1000_policies", with, "conn/s", "local_pods", fmt.Sprint(*local), "node", "kube-proxy KUBE-FORWARD + NPM")
-	add("npm_conn_rate_ratio", 100*with/base, "%", "target", ">=90", "baseline", "kube-proxy node without policies")
-	add("npm_conn_rate_ratio_vs_bare", 100*with/bare, "%", "baseline", "node without any iptables rule")
-
-	benchfmt.PrintTable(os.Stdout, rs)
-	if err := benchfmt.WriteJSON(*out, rs); err != nil {
-		die(err)
+	bare, base, with := connRate(ctx, b)
+	c := b.conn
+	if c.bare != nil {
+		add("npm_conn_rate_bare_node", bare, "conn/s", c.bare...)
+	}
+	add("npm_conn_rate_no_policy", base, "conn/s", c.base...)
+	add("npm_conn_rate_1000_policies", with, "conn/s", append([]string{"local_pods", fmt.Sprint(*local)}, c.with...)...)
+	add("npm_conn_rate_ratio", 100*with/base, "%", append([]string{"target", ">=90"}, c.ratio...)...)
+	if c.bare != nil {
+		add("npm_conn_rate_ratio_vs_bare", 100*with/bare, "%", c.ratioBare...)
 	}
 }
 
@@ -163,191 +178,76 @@ func mustNS(name string) *netnstest.NS {
 	return ns
 }
 
-func mustDP(ctx context.Context, ns *netnstest.NS) *iptables.Dataplane {
-	var run dataplane.Runner = dataplane.Exec{Netns: ns.Path}
-	if *trace {
-		run = traceRunner{run}
+// profile starts a CPU profile to -cpuprofile.suffix (when set) and
+// returns its stop.
+func profile(suffix string) (stop func()) {
+	if *cpuprof == "" {
+		return func() {}
 	}
-	d, err := iptables.New(ctx, iptables.Options{Runner: run, Logger: zap.NewNop(), Mode: iptables.Mode(*mode)})
+	f, err := os.Create(*cpuprof + "." + suffix)
 	if err != nil {
 		die(err)
 	}
-	return d
+	if err := pprof.StartCPUProfile(f); err != nil {
+		die(err)
+	}
+	return func() { pprof.StopCPUProfile(); _ = f.Close() }
 }
 
-type world struct {
-	nss  []*corev1.Namespace
-	pods []*corev1.Pod
-	pols []*networkingv1.NetworkPolicy
+// world is the benchmark cluster with nLocal pods on the node, a random
+// sample spread over namespaces and apps.
+func world(nLocal int) *scaleworld.World {
+	return scaleworld.Build(scaleworld.Config{Pods: *pods, Namespaces: *nss, Policies: *policies, Local: nLocal, Node: node, RandomLocal: true})
 }
 
-func podIP(i int) string { return fmt.Sprintf("10.%d.%d.%d", 128+i/65000, (i/250)%256, i%250+2) }
-
-// buildWorld: pods spread over namespaces with app (20 per namespace), tier
-// and a named port; 10 policy shapes per namespace covering pod and
-// namespace selectors, expressions, named ports, ranges, ipBlock with
-// except, egress and default deny.
-func buildWorld(nLocal int) *world {
-	w := &world{}
-	tiers := []string{"web", "api", "db"}
-	for i := 0; i < *nss; i++ {
-		env := "dev"
-		if i%2 == 0 {
-			env = "prod"
-		}
-		w.nss = append(w.nss, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("ns%d", i), Labels: map[string]string{"team": fmt.Sprintf("team-%d", i%10), "env": env}}})
-	}
-	// The local pods are a random sample (spread over namespaces and apps).
-	isLocal := map[int]bool{}
-	for _, i := range rand.New(rand.NewSource(42)).Perm(*pods)[:min(nLocal, *pods)] {
-		isLocal[i] = true
-	}
-	for i := 0; i < *pods; i++ {
-		p := mkPod(fmt.Sprintf("ns%d", i%*nss), fmt.Sprintf("pod%d", i), podIP(i), map[string]string{"app": fmt.Sprintf("app-%d", (i / *nss)%20), "tier": tiers[i%3]})
-		if isLocal[i] {
-			p.Spec.NodeName = node
-		} else {
-			p.Spec.NodeName = "other"
-		}
-		w.pods = append(w.pods, p)
-	}
-	per := max(*policies / *nss, 1)
-	for i := 0; i < *policies; i++ {
-		ns := fmt.Sprintf("ns%d", i%*nss)
-		k := i / *nss
-		w.pols = append(w.pols, mkPolicy(ns, fmt.Sprintf("np%d", i), k%per, k))
-	}
-	return w
-}
-
-func mkPod(ns, name, ip string, lbls map[string]string) *corev1.Pod {
-	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: lbls}}
-	p.Spec.Containers = []corev1.Container{{Name: "c", Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 8080, Protocol: corev1.ProtocolTCP}}}}
-	p.Status.Phase = corev1.PodRunning
-	p.Status.PodIP = ip
-	p.Status.PodIPs = []corev1.PodIP{{IP: ip}}
-	return p
-}
-
-func sel(kv ...string) *metav1.LabelSelector {
-	s := &metav1.LabelSelector{MatchLabels: map[string]string{}}
-	for i := 0; i+1 < len(kv); i += 2 {
-		s.MatchLabels[kv[i]] = kv[i+1]
-	}
-	return s
-}
-
-func port(p int) *intstr.IntOrString { v := intstr.FromInt32(int32(p)); return &v }
-
-func mkPolicy(ns, name string, shape, k int) *networkingv1.NetworkPolicy {
-	np := &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
-	app := fmt.Sprintf("app-%d", k%20)
-	tcp, udp := corev1.ProtocolTCP, corev1.ProtocolUDP
-	http := intstr.FromString("http")
-	end := int32(8100)
-	switch shape % 10 {
-	case 0, 1, 2, 3:
-		np.Spec.PodSelector = *sel("app", app)
-		np.Spec.Ingress = []networkingv1.NetworkPolicyIngressRule{
-			{From: []networkingv1.NetworkPolicyPeer{{PodSelector: sel("app", fmt.Sprintf("app-%d", (k+1)%20))}}, Ports: []networkingv1.NetworkPolicyPort{{Port: port(8080)}}},
-			{From: []networkingv1.NetworkPolicyPeer{{NamespaceSelector: sel("team", fmt.Sprintf("team-%d", k%10)), PodSelector: sel("tier", "api")}}, Ports: []networkingv1.NetworkPolicyPort{{Port: &http}}},
-		}
-	case 4, 5:
-		np.Spec.PodSelector = *sel("tier", "db")
-		np.Spec.Ingress = []networkingv1.NetworkPolicyIngressRule{{
-			From: []networkingv1.NetworkPolicyPeer{
-				{PodSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "tier", Operator: metav1.LabelSelectorOpIn, Values: []string{"api"}}}}},
-				{IPBlock: &networkingv1.IPBlock{CIDR: "10.0.0.0/8", Except: []string{"10.128.0.0/16"}}},
-			},
-			Ports: []networkingv1.NetworkPolicyPort{{Port: port(5432)}},
-		}}
-	case 6, 7:
-		np.Spec.PodSelector = *sel("app", app)
-		np.Spec.PolicyTypes = []networkingv1.PolicyType{networkingv1.PolicyTypeEgress}
-		np.Spec.Egress = []networkingv1.NetworkPolicyEgressRule{{
-			To:    []networkingv1.NetworkPolicyPeer{{NamespaceSelector: sel("env", "prod")}},
-			Ports: []networkingv1.NetworkPolicyPort{{Protocol: &udp, Port: port(53)}, {Protocol: &tcp, Port: port(8000), EndPort: &end}},
-		}}
-	case 8:
-		np.Spec.PodSelector = metav1.LabelSelector{}
-		np.Spec.PolicyTypes = []networkingv1.PolicyType{networkingv1.PolicyTypeIngress}
-	default:
-		np.Spec.PodSelector = metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "tier", Operator: metav1.LabelSelectorOpNotIn, Values: []string{"db"}}}}
-		np.Spec.Ingress = []networkingv1.NetworkPolicyIngressRule{{From: []networkingv1.NetworkPolicyPeer{{NamespaceSelector: &metav1.LabelSelector{}, PodSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "app", Operator: metav1.LabelSelectorOpExists}}}}}}}
-	}
-	return np
-}
-
-func feed(e *translate.Engine, w *world) {
-	for _, n := range w.nss {
+func feed(e *translate.Engine, w *scaleworld.World) {
+	for _, n := range w.Namespaces {
 		e.UpsertNamespace(n)
 	}
-	for _, p := range w.pods {
+	for _, p := range w.Pods {
 		e.UpsertPod(p)
 	}
-	for _, p := range w.pols {
+	for _, p := range w.Policies {
 		e.UpsertPolicy(p)
 	}
 }
 
-func kernelCounts(ctx context.Context, ns *netnstest.NS) (rules, sets, members int) {
-	run := dataplane.Exec{Netns: ns.Path}
-	for _, t := range []string{"iptables-nft-save", "ip6tables-nft-save", "iptables-legacy-save", "ip6tables-legacy-save"} {
-		b, err := run.Run(ctx, nil, t, "-t", "filter")
-		if err != nil {
-			continue
-		}
-		for _, l := range strings.Split(string(b), "\n") {
-			if strings.HasPrefix(l, "-A "+iptables.ChainPrefix) || (strings.HasPrefix(l, "-A FORWARD") && strings.Contains(l, iptables.ChainMain)) {
-				rules++
-			}
-		}
-	}
-	b, err := run.Run(ctx, nil, "ipset", "save")
-	if err != nil {
-		die(err)
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		switch {
-		case strings.HasPrefix(l, "create "+iptables.SetPrefix):
-			sets++
-		case strings.HasPrefix(l, "add "+iptables.SetPrefix):
-			members++
-		}
-	}
-	return
+var eventKinds = []struct{ name, what string }{
+	{"pod_add", "new local replica of a local pod (existing policy combination)"},
+	{"pod_add_new_combination", "new local pod with labels no local pod has (new dispatch group: chains change)"},
+	{"remote_pod_add", "new pod on another node (peer sets change)"},
+	{"label_change", "label change of a random pod (cluster-wide)"},
 }
 
 // incremental measures event → kernel: the engine update plus the Apply of
-// its changes (ipset restore, and iptables-restore when chains change,
-// returned). n events of each kind, interleaved.
-func incremental(ctx context.Context, e *translate.Engine, d *iptables.Dataplane, w *world, n int) map[string][]float64 {
+// its changes, returned. n events of each kind, interleaved.
+func incremental(ctx context.Context, e *translate.Engine, d dataplane.Dataplane, w *scaleworld.World, n int) map[string][]float64 {
 	r := rand.New(rand.NewSource(1))
 	var locals []*corev1.Pod
-	for _, p := range w.pods {
+	for _, p := range w.Pods {
 		if p.Spec.NodeName == node {
 			locals = append(locals, p)
 		}
 	}
 	lat := map[string][]float64{}
-	kinds := []string{"pod_add", "pod_add_new_combination", "remote_pod_add", "label_change"}
 	next := *pods
-	for i := 0; i < n*len(kinds); i++ {
-		kind := kinds[i%len(kinds)]
+	for i := 0; i < n*len(eventKinds); i++ {
+		kind := eventKinds[i%len(eventKinds)].name
+		name, ip := fmt.Sprintf("new%d", i), scaleworld.PodIP(next)
 		var p *corev1.Pod
 		switch kind {
 		case "pod_add":
 			src := locals[r.Intn(len(locals))]
-			p = mkPod(src.Namespace, fmt.Sprintf("new%d", i), podIP(next), src.Labels)
+			p = scaleworld.Pod(src.Namespace, name, ip, src.Labels)
 			p.Spec.NodeName = node
 		case "pod_add_new_combination":
-			p = mkPod(fmt.Sprintf("ns%d", r.Intn(*nss)), fmt.Sprintf("new%d", i), podIP(next), map[string]string{"app": fmt.Sprintf("app-x%d", i), "tier": []string{"web", "api", "db"}[r.Intn(3)]})
+			p = scaleworld.Pod(fmt.Sprintf("ns%d", r.Intn(*nss)), name, ip, map[string]string{"app": fmt.Sprintf("app-x%d", i), "tier": []string{"web", "api", "db"}[r.Intn(3)]})
 			p.Spec.NodeName = node
 		case "remote_pod_add":
-			p = mkPod(fmt.Sprintf("ns%d", r.Intn(*nss)), fmt.Sprintf("new%d", i), podIP(next), map[string]string{"app": fmt.Sprintf("app-%d", r.Intn(20)), "tier": "api"})
+			p = scaleworld.Pod(fmt.Sprintf("ns%d", r.Intn(*nss)), name, ip, map[string]string{"app": fmt.Sprintf("app-%d", r.Intn(20)), "tier": "api"})
 			p.Spec.NodeName = "other"
 		default:
-			p = w.pods[r.Intn(len(w.pods))].DeepCopy()
+			p = w.Pods[r.Intn(len(w.Pods))].DeepCopy()
 			p.Labels["app"] = fmt.Sprintf("app-%d", r.Intn(20))
 		}
 		next++
@@ -362,19 +262,19 @@ func incremental(ctx context.Context, e *translate.Engine, d *iptables.Dataplane
 }
 
 // connRate measures TCP connections/s from a client pod through the node
-// to a server pod, without NPM rules and with the 1,000-policy world
-// programmed (the server and client are local pods selected by policies).
-func connRate(ctx context.Context) (float64, float64, float64) {
-	nodeNS := mustNS("npm-bench-node")
+// to a server pod: on a bare node (when the dataplane reports it), on a
+// node with the conntrack baseline of a Kubernetes node and no NPM, and
+// with the -local world programmed (the server and client are local pods
+// selected by policies). Returns medians.
+func connRate(ctx context.Context, b *bench) (bare, base, with float64) {
+	nodeNS := mustNS(b.name + "-bench-node")
 	defer nodeNS.Delete()
-	cli := mustNS("npm-bench-cli")
+	cli := mustNS(b.name + "-bench-cli")
 	defer cli.Delete()
-	srv := mustNS("npm-bench-srv")
+	srv := mustNS(b.name + "-bench-srv")
 	defer srv.Delete()
-	for _, c := range [][]string{{"sysctl", "-qw", "net.ipv4.ip_forward=1"}} {
-		if _, err := nodeNS.Exec(c[0], c[1:]...); err != nil {
-			die(err)
-		}
+	if _, err := nodeNS.Exec("sysctl", "-qw", "net.ipv4.ip_forward=1"); err != nil {
+		die(err)
 	}
 	if err := netnstest.LinkNS(nodeNS, "vcli", "10.200.1.1/24", cli, "eth0", "10.200.1.2/24"); err != nil {
 		die(err)
@@ -428,46 +328,38 @@ func connRate(ctx context.Context) (float64, float64, float64) {
 		wg.Wait()
 		return float64(n.Load()) / connDur.Seconds()
 	}
-	var bare []float64
-	for i := 0; i < 3; i++ {
-		bare = append(bare, measure())
+	if b.conn.bare != nil {
+		var bs []float64
+		for i := 0; i < 3; i++ {
+			bs = append(bs, measure())
+		}
+		bare = benchfmt.Percentile(bs, 50)
 	}
-	// A real node runs kube-proxy, whose KUBE-FORWARD rules make the node
-	// track connections; the baseline has them too (otherwise it would
-	// measure conntrack, not NPM). NPM's jump goes before them.
-	backend := *mode
-	if backend == "" {
-		backend = string(iptables.Detect(ctx, dataplane.Exec{Netns: nodeNS.Path}))
-	}
-	kube := "*filter\n:KUBE-FORWARD - [0:0]\n-A FORWARD -m comment --comment \"kubernetes forwarding rules\" -j KUBE-FORWARD\n" +
-		"-A KUBE-FORWARD -m conntrack --ctstate INVALID -j DROP\n" +
-		"-A KUBE-FORWARD -m comment --comment \"kubernetes forwarding conntrack rule\" -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\nCOMMIT\n"
-	if _, err := (dataplane.Exec{Netns: nodeNS.Path}).Run(ctx, []byte(kube), "iptables-"+backend+"-restore", "--noflush"); err != nil {
-		die(err)
-	}
-	w := buildWorld(*local)
-	server := mkPod("ns0", "server", "10.200.2.2", map[string]string{"app": "app-0", "tier": "db"})
-	client := mkPod("ns0", "client", "10.200.1.2", map[string]string{"app": "app-6", "tier": "api"}) // egress-isolated too
+	// Every Kubernetes node tracks connections (kube-proxy), and a namespace
+	// does only when some rule needs it: the baseline has it too, so the
+	// ratio is the cost of NPM's rules, not of conntrack.
+	b.conntrack(ctx, nodeNS)
+	w := world(*local)
+	server := scaleworld.Pod("ns0", "server", "10.200.2.2", map[string]string{"app": "app-0", "tier": "db"})
+	client := scaleworld.Pod("ns0", "client", "10.200.1.2", map[string]string{"app": "app-6", "tier": "api"}) // egress-isolated too
 	server.Spec.NodeName, client.Spec.NodeName = node, node
-	w.pods = append(w.pods, server, client)
+	w.Pods = append(w.Pods, server, client)
 	e := translate.NewEngine(translate.Options{NodeName: node})
 	feed(e, w)
-	d := mustDP(ctx, nodeNS)
+	d := b.newDP(ctx, nodeNS)
 	if err := d.Apply(ctx, e.State(), nil); err != nil {
 		die(err)
 	}
-	if !(func() bool {
-		var ok bool
-		_ = cli.Do(func() error {
-			c, err := net.DialTimeout("tcp", "10.200.2.2:8080", time.Second)
-			if ok = err == nil; ok {
-				c.Close()
-			}
-			return nil
-		})
-		return ok
-	})() {
-		die(fmt.Errorf("connection-rate setup: the policies deny client -> server"))
+	var ok bool
+	_ = cli.Do(func() error {
+		c, err := net.DialTimeout("tcp", "10.200.2.2:8080", time.Second)
+		if ok = err == nil; ok {
+			c.Close()
+		}
+		return nil
+	})
+	if !ok {
+		die(fmt.Errorf("%s connection-rate setup: the policies deny client -> server", b.name))
 	}
 	// Alternate with/without (the machine may be shared) and take medians.
 	var bs, ws []float64
@@ -480,5 +372,5 @@ func connRate(ctx context.Context) (float64, float64, float64) {
 		}
 	}
 	_ = d.Cleanup(ctx)
-	return benchfmt.Percentile(bare, 50), benchfmt.Percentile(bs, 50), benchfmt.Percentile(ws, 50)
+	return bare, benchfmt.Percentile(bs, 50), benchfmt.Percentile(ws, 50)
 }
