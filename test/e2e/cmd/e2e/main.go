@@ -28,13 +28,16 @@ import (
 )
 
 func main() {
-	dataplanes := flag.String("dataplanes", "iptables", "comma-separated dataplanes to run the suite against")
-	nodes := flag.Int("nodes", 2, "nodes in the simulated cluster")
-	cni := flag.String("cni", "transparent", "CNI mode of the pods: transparent, bridge or overlay")
-	casesFile := flag.String("cases", "", "YAML/JSON file of cases (cyclonus TestCase format) instead of the generated ones")
-	only := flag.String("only", "", "comma-separated case numbers (1-based) to run")
-	timeout := flag.Duration("probe-timeout", 400*time.Millisecond, "timeout of one probe")
-	flag.Parse()
+	// A flag set of its own: the cyclonus packages register Ginkgo's flags
+	// on the global set, which would bury these in --help.
+	fs := flag.NewFlagSet("e2e", flag.ExitOnError)
+	dataplanes := fs.String("dataplanes", "iptables", "comma-separated dataplanes to run the suite against")
+	nodes := fs.Int("nodes", 2, "nodes in the simulated cluster")
+	cni := fs.String("cni", "transparent", "CNI mode of the pods: transparent, bridge or overlay")
+	casesFile := fs.String("cases", "", "YAML/JSON file of cases (cyclonus TestCase format) instead of the generated ones")
+	only := fs.String("only", "", "comma-separated case numbers (1-based) to run")
+	timeout := fs.Duration("probe-timeout", 400*time.Millisecond, "timeout of one probe")
+	_ = fs.Parse(os.Args[1:]) // ExitOnError: never returns an error
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
