@@ -65,7 +65,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	case "-h", "--help", "help":
 		fmt.Fprintln(out, usage)
 		return nil
-	case "start":
+	case "start", "cleanup":
 		cfg, err := parseStart(args[1:], out)
 		if err != nil || cfg == nil {
 			return err
@@ -75,18 +75,10 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 			return usageError{err}
 		}
 		defer func() { _ = logger.Sync() }()
+		if args[0] == "cleanup" {
+			return daemon.Cleanup(ctx, *cfg, logger)
+		}
 		return daemon.Run(ctx, *cfg, logger)
-	case "cleanup":
-		cfg, err := parseStart(args[1:], out)
-		if err != nil || cfg == nil {
-			return err
-		}
-		logger, err := logs.New(cfg.Log.Logs())
-		if err != nil {
-			return usageError{err}
-		}
-		defer func() { _ = logger.Sync() }()
-		return daemon.Cleanup(ctx, *cfg, logger)
 	case "explain":
 		req, addr, err := parseExplain(args[1:], out)
 		if err != nil || req == nil {
@@ -95,6 +87,21 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return explain.Query(ctx, addr, *req, out)
 	}
 	return usageError{fmt.Errorf("unknown command %q\n%s", args[0], usage)}
+}
+
+// parseFlags parses args with fs, which must discard its own output. On
+// --help it prints the flags to out and reports help; any other parse
+// error is a usage error.
+func parseFlags(fs *flag.FlagSet, args []string, out io.Writer) (help bool, err error) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(out)
+			fs.PrintDefaults()
+			return true, nil
+		}
+		return false, usageError{err}
+	}
+	return false, nil
 }
 
 // parseStart reads --config first, then applies flags over it. A nil
@@ -109,13 +116,8 @@ func parseStart(args []string, out io.Writer) (*config.Config, error) {
 	logFile := fs.String("log-file", "", "log file (default /var/log/azure-npm.log; 'stderr' for none)")
 	logLevel := fs.String("log-level", "", "info or debug")
 	metricsAddr := fs.String("metrics-addr", "", "address of /healthz, /readyz and /metrics (default :10091)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fs.SetOutput(out)
-			fs.PrintDefaults()
-			return nil, nil
-		}
-		return nil, usageError{err}
+	if help, err := parseFlags(fs, args, out); help || err != nil {
+		return nil, err
 	}
 	if fs.NArg() > 0 {
 		return nil, usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
@@ -154,13 +156,8 @@ func parseExplain(args []string, out io.Writer) (*explain.Request, string, error
 	to := fs.String("to", "", "destination: NAMESPACE/POD or an IP")
 	port := fs.String("port", "", "destination port, PORT or PORT/PROTO (tcp, udp, sctp)")
 	addr := fs.String("addr", "127.0.0.1:10091", "the running agent's metrics address")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fs.SetOutput(out)
-			fs.PrintDefaults()
-			return nil, "", nil
-		}
-		return nil, "", usageError{err}
+	if help, err := parseFlags(fs, args, out); help || err != nil {
+		return nil, "", err
 	}
 	req, err := explain.ParseRequest(*from, *to, *port)
 	if err != nil {
