@@ -18,6 +18,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -98,6 +99,25 @@ func TCPConnect(addr string, timeout time.Duration) bool {
 // came back within timeout.
 func UDPRoundTrip(addr string, payload string, timeout time.Duration) bool {
 	return UDPRoundTripFrom(0, addr, payload, timeout)
+}
+
+// SourcePorts hands out UDP probe source ports, rotating through
+// 20001-60000, for UDPRoundTripFrom. The zero value is ready; it is safe
+// for concurrent use.
+type SourcePorts struct {
+	mu   sync.Mutex
+	last int
+}
+
+// Next returns the next source port.
+func (s *SourcePorts) Next() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.last < 20000 || s.last >= 60000 {
+		s.last = 20000
+	}
+	s.last++
+	return s.last
 }
 
 // UDPRoundTripFrom is UDPRoundTrip from a given source port (0: any).

@@ -117,19 +117,9 @@ type Pod struct {
 	server          *exec.Cmd
 	mu              sync.Mutex
 	sctpSeen        map[uint32]bool
-	udpPort         int // next UDP probe source port (see probe.UDPRoundTripFrom)
-}
-
-// nextUDPPort rotates through 20000-59999 so no UDP probe from this pod
-// reuses a 5-tuple that conntrack may still hold as established.
-func (p *Pod) nextUDPPort() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.udpPort < 20000 || p.udpPort >= 60000 {
-		p.udpPort = 20000
-	}
-	p.udpPort++
-	return p.udpPort
+	// udpPorts rotates UDP probe source ports so no probe from this pod
+	// reuses a 5-tuple that conntrack may still hold as established.
+	udpPorts probe.SourcePorts
 }
 
 // Key is "namespace/name".
@@ -814,7 +804,7 @@ func (c *Cluster) Probe(src *Pod, dst netip.Addr, port int, proto string, timeou
 		_ = src.NS.Do(func() error { ok = probe.TCPConnect(addr, timeout); return nil })
 	case probe.UDP:
 		payload := fmt.Sprintf("%s->%s:%d@%d", src.Key(), dst, port, time.Now().UnixNano())
-		port := src.nextUDPPort()
+		port := src.udpPorts.Next()
 		_ = src.NS.Do(func() error { ok = probe.UDPRoundTripFrom(port, addr, payload, timeout); return nil })
 	case probe.SCTP:
 		c.mu.Lock()
