@@ -18,8 +18,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
-	"github.com/open-acn/acn/internal/kubetest"
-	"github.com/open-acn/acn/internal/netnstest"
 	"github.com/open-acn/acn/internal/probe"
 	"github.com/open-acn/acn/test/cluster"
 )
@@ -28,13 +26,7 @@ const probeTimeout = 300 * time.Millisecond
 
 func newCluster(t *testing.T) *cluster.Cluster {
 	t.Helper()
-	netnstest.RequireRoot(t)
-	if m := kubetest.MissingTools(kubetest.ToolsDir()); len(m) > 0 {
-		t.Skipf("control-plane binaries %v not built: run `make tools`", m)
-	}
-	if err := cluster.BinariesBuilt(""); err != nil {
-		t.Skipf("%v (make test builds them)", err)
-	}
+	cluster.Require(t)
 	c, err := cluster.New(context.Background(), cluster.Config{Dir: t.TempDir(), Logf: t.Logf})
 	if err != nil {
 		t.Fatal(err)

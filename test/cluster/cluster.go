@@ -794,6 +794,20 @@ func (p *Pod) sawSCTP(tag uint32) bool {
 	return p.sctpSeen[tag]
 }
 
+// Matrix probes every ordered pair of distinct pods (by index in pods)
+// on port over proto, one after the other.
+func (c *Cluster) Matrix(pods []*Pod, port int, proto string, timeout time.Duration) map[[2]int]bool {
+	m := map[[2]int]bool{}
+	for i, s := range pods {
+		for j, d := range pods {
+			if i != j {
+				m[[2]int{i, j}] = c.Probe(s, d.IP, port, proto, timeout)
+			}
+		}
+	}
+	return m
+}
+
 // Probe reports whether a new connection from pod src to dst:port over
 // proto gets through within timeout.
 func (c *Cluster) Probe(src *Pod, dst netip.Addr, port int, proto string, timeout time.Duration) bool {

@@ -10,25 +10,11 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/open-acn/acn/internal/kubetest"
-	"github.com/open-acn/acn/internal/netnstest"
 	"github.com/open-acn/acn/internal/probe"
 )
 
-// Requirements skips, saying why, when the cluster cannot be built here.
-func Requirements(t *testing.T) {
-	t.Helper()
-	netnstest.RequireRoot(t)
-	if m := kubetest.MissingTools(kubetest.ToolsDir()); len(m) > 0 {
-		t.Skipf("control-plane binaries %v not built: run `make tools`", m)
-	}
-	if err := BinariesBuilt(""); err != nil {
-		t.Skipf("%v (make test builds them)", err)
-	}
-}
-
 func TestTwoNodeClusterEnforcesDenyAll(t *testing.T) {
-	Requirements(t)
+	Require(t)
 	for _, mode := range []string{"transparent", "bridge"} {
 		t.Run(mode, func(t *testing.T) {
 			ctx := context.Background()
@@ -53,17 +39,7 @@ func TestTwoNodeClusterEnforcesDenyAll(t *testing.T) {
 			if _, err := c.WaitEnforced(ctx, writes, 30*time.Second); err != nil {
 				t.Fatal(err)
 			}
-			matrix := func() map[[2]int]bool {
-				m := map[[2]int]bool{}
-				for i, s := range pods {
-					for j, d := range pods {
-						if i != j {
-							m[[2]int{i, j}] = c.Probe(s, d.IP, 80, probe.TCP, 500*time.Millisecond)
-						}
-					}
-				}
-				return m
-			}
+			matrix := func() map[[2]int]bool { return c.Matrix(pods, 80, probe.TCP, 500*time.Millisecond) }
 			for k, ok := range matrix() {
 				if !ok {
 					t.Errorf("before any policy %v must connect", k)

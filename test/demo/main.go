@@ -107,7 +107,7 @@ func run(ctx context.Context, outDir string, keep bool) error {
 	}
 
 	step("connectivity before any policy (TCP 80, a real connect from each pod)")
-	before := matrix(c, live)
+	before := c.Matrix(live, 80, probe.TCP, 500*time.Millisecond)
 	printMatrix(live, before, nil)
 
 	step("applying deploy/examples/%s", strings.Join(policyFiles, " and deploy/examples/"))
@@ -134,7 +134,7 @@ func run(ctx context.Context, outDir string, keep bool) error {
 	fmt.Printf("    enforced on every node %.1f ms after the API accepted the last policy\n", float64(took.Microseconds())/1000)
 
 	step("connectivity with the policies (changes marked *)")
-	after := matrix(c, live)
+	after := c.Matrix(live, 80, probe.TCP, 500*time.Millisecond)
 	printMatrix(live, after, before)
 
 	step("what azure-npm logged for these policies (%s)", c.Nodes[1].NPMLog())
@@ -174,18 +174,6 @@ func readPolicy(path string) (*networkingv1.NetworkPolicy, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return &np, nil
-}
-
-func matrix(c *cluster.Cluster, pods []*cluster.Pod) map[[2]int]bool {
-	m := map[[2]int]bool{}
-	for i, s := range pods {
-		for j, d := range pods {
-			if i != j {
-				m[[2]int{i, j}] = c.Probe(s, d.IP, 80, probe.TCP, 500*time.Millisecond)
-			}
-		}
-	}
-	return m
 }
 
 func printMatrix(pods []*cluster.Pod, m, prev map[[2]int]bool) {

@@ -9,8 +9,6 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/open-acn/acn/internal/kubetest"
-	"github.com/open-acn/acn/internal/netnstest"
 	"github.com/open-acn/acn/test/cluster"
 )
 
@@ -24,13 +22,7 @@ func TestConformanceSubset(t *testing.T) {
 }
 
 func conformanceSubset(t *testing.T, dataplane string) {
-	netnstest.RequireRoot(t)
-	if m := kubetest.MissingTools(kubetest.ToolsDir()); len(m) > 0 {
-		t.Skipf("control-plane binaries %v not built: run `make tools`", m)
-	}
-	if err := cluster.BinariesBuilt(""); err != nil {
-		t.Skipf("%v (make test builds them)", err)
-	}
+	cluster.Require(t)
 	ctx := context.Background()
 	c, err := cluster.New(ctx, cluster.Config{Dir: t.TempDir(), Dataplane: dataplane, Logf: t.Logf})
 	if err != nil {

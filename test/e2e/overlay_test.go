@@ -7,8 +7,6 @@ import (
 	"context"
 	"testing"
 
-	"github.com/open-acn/acn/internal/kubetest"
-	"github.com/open-acn/acn/internal/netnstest"
 	"github.com/open-acn/acn/test/cluster"
 )
 
@@ -17,13 +15,7 @@ import (
 // from the Node objects, real pod IPs across nodes), iptables dataplane.
 // The full suite: go run ./test/e2e/cmd/e2e --cni overlay.
 func TestConformanceOverlaySmoke(t *testing.T) {
-	netnstest.RequireRoot(t)
-	if m := kubetest.MissingTools(kubetest.ToolsDir()); len(m) > 0 {
-		t.Skipf("control-plane binaries %v not built: run `make tools`", m)
-	}
-	if err := cluster.BinariesBuilt(""); err != nil {
-		t.Skipf("%v (make test builds them)", err)
-	}
+	cluster.Require(t)
 	ctx := context.Background()
 	c, err := cluster.New(ctx, cluster.Config{Dir: t.TempDir(), CNIMode: "overlay", Dataplane: "iptables", Logf: t.Logf})
 	if err != nil {
