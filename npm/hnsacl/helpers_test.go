@@ -15,69 +15,28 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/open-acn/acn/npm/policy"
 	"github.com/open-acn/acn/npm/translate"
+	"github.com/open-acn/acn/npm/translate/translatetest"
 )
 
-// ---- Kubernetes object builders ----
+// ---- Kubernetes object builders (shared ones: translatetest) ----
 
-type cport struct {
-	name  string
-	proto corev1.Protocol
-	port  int32
-}
+var (
+	cport  = translatetest.CPort
+	mkNS   = translatetest.Namespace
+	sel    = translatetest.Labels
+	portP  = translatetest.ProtoPort
+	namedP = translatetest.Named
+)
 
-func mkPod(ns, name string, lbls map[string]string, ips []string, ports ...cport) *corev1.Pod {
-	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: lbls}}
-	p.Spec.NodeName = "node"
-	c := corev1.Container{Name: "c"}
-	for _, cp := range ports {
-		c.Ports = append(c.Ports, corev1.ContainerPort{Name: cp.name, Protocol: cp.proto, ContainerPort: cp.port})
-	}
-	p.Spec.Containers = []corev1.Container{c}
-	if len(ips) > 0 {
-		p.Status.PodIP = ips[0]
-	}
-	for _, ip := range ips {
-		p.Status.PodIPs = append(p.Status.PodIPs, corev1.PodIP{IP: ip})
-	}
-	p.Status.Phase = corev1.PodRunning
-	return p
-}
-
-func mkNS(name string, lbls map[string]string) *corev1.Namespace {
-	return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: lbls}}
-}
-
-func sel(kv ...string) *metav1.LabelSelector {
-	s := &metav1.LabelSelector{MatchLabels: map[string]string{}}
-	for i := 0; i+1 < len(kv); i += 2 {
-		s.MatchLabels[kv[i]] = kv[i+1]
-	}
-	return s
-}
-
-func portP(proto corev1.Protocol, port int, end int) networkingv1.NetworkPolicyPort {
-	pp := networkingv1.NetworkPolicyPort{Protocol: &proto}
-	if port != 0 {
-		p := intstr.FromInt32(int32(port))
-		pp.Port = &p
-	}
-	if end != 0 {
-		e := int32(end)
-		pp.EndPort = &e
-	}
-	return pp
+// mkPod is a pod of this node.
+func mkPod(ns, name string, lbls map[string]string, ips []string, ports ...corev1.ContainerPort) *corev1.Pod {
+	return translatetest.Pod(ns, name, "node", lbls, ips, ports...)
 }
 
 func tcp(port int) networkingv1.NetworkPolicyPort { return portP(corev1.ProtocolTCP, port, 0) }
-
-func namedP(proto corev1.Protocol, name string) networkingv1.NetworkPolicyPort {
-	p := intstr.FromString(name)
-	return networkingv1.NetworkPolicyPort{Port: &p, Protocol: &proto}
-}
 
 func podPeer(s *metav1.LabelSelector) networkingv1.NetworkPolicyPeer {
 	return networkingv1.NetworkPolicyPeer{PodSelector: s}
@@ -102,18 +61,13 @@ func out(peers []networkingv1.NetworkPolicyPeer, ports ...networkingv1.NetworkPo
 func peers(ps ...networkingv1.NetworkPolicyPeer) []networkingv1.NetworkPolicyPeer { return ps }
 
 func mkPolicy(ns, name string, target *metav1.LabelSelector, types []networkingv1.PolicyType, ing []networkingv1.NetworkPolicyIngressRule, eg []networkingv1.NetworkPolicyEgressRule) *networkingv1.NetworkPolicy {
-	np := &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
-	np.Spec.PodSelector = *target
-	np.Spec.PolicyTypes = types
-	np.Spec.Ingress = ing
-	np.Spec.Egress = eg
-	return np
+	return translatetest.Policy(ns, name, networkingv1.NetworkPolicySpec{PodSelector: *target, PolicyTypes: types, Ingress: ing, Egress: eg})
 }
 
 var (
-	ingressOnly = []networkingv1.PolicyType{networkingv1.PolicyTypeIngress}
-	egressOnly  = []networkingv1.PolicyType{networkingv1.PolicyTypeEgress}
-	bothTypes   = []networkingv1.PolicyType{networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress}
+	ingressOnly = translatetest.IngressOnly
+	egressOnly  = translatetest.EgressOnly
+	bothTypes   = translatetest.BothTypes
 )
 
 // ---- fake HNS helpers ----

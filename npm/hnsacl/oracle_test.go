@@ -82,35 +82,27 @@ func TestPropertyEvaluatorMatchesOracle(t *testing.T) {
 		st, f := programWorld(t, w, local, Options{SCTP: true, HostIPs: []netip.Addr{netip.MustParseAddr("10.9.200.1")}})
 		o := policyoracle.New(w.Namespaces, w.Pods, w.Policies)
 		isLocal := map[string]bool{}
-		for fam := 0; fam < 2; fam++ {
-			var l []string
-			for _, p := range w.Pods {
-				l = append(l, p.Status.PodIPs[fam].IP)
-				isLocal[p.Status.PodIPs[fam].IP] = localSet[p.Name]
+		for _, p := range w.Pods {
+			for _, ip := range p.Status.PodIPs {
+				isLocal[ip.IP] = localSet[p.Name]
 			}
-			ext := translatetest.ExternalIPs[fam]
-			l = append(l, ext)
+		}
+		for _, ext := range translatetest.ExternalIPs {
 			isLocal[ext] = true // external: no enforcement elsewhere either
-			for _, src := range l {
-				for _, dst := range l {
-					if src == dst {
-						continue
-					}
-					for _, pp := range translatetest.ProbePorts {
-						pkt := policy.Packet{Src: netip.MustParseAddr(src), Dst: netip.MustParseAddr(dst), Protocol: policy.Protocol(pp.Proto), Port: uint16(pp.Port)}
-						got := f.Evaluate(pkt)
-						model := st.Evaluate(pkt)
-						checked++
-						if got.Allowed != model.Allowed {
-							t.Fatalf("world %d: %s -> %s %s/%d: hns %v (%+v), model %v (%+v)\n%s\n%s", c, src, dst, pp.Proto, pp.Port, got.Allowed, got, model.Allowed, model, w.String(), dumpFake(f))
-						}
-						if isLocal[src] && isLocal[dst] {
-							oracleChecked++
-							if want := o.Allowed(src, dst, pp.Proto, pp.Port); got.Allowed != want {
-								t.Fatalf("world %d: %s -> %s %s/%d: hns %v (%+v), oracle %v\n%s\n%s", c, src, dst, pp.Proto, pp.Port, got.Allowed, got, want, w.String(), dumpFake(f))
-							}
-						}
-					}
+		}
+		for _, pr := range w.Probes() {
+			src, dst := pr.Src, pr.Dst
+			pkt := pr.Packet()
+			got := f.Evaluate(pkt)
+			model := st.Evaluate(pkt)
+			checked++
+			if got.Allowed != model.Allowed {
+				t.Fatalf("world %d: %s -> %s %s/%d: hns %v (%+v), model %v (%+v)\n%s\n%s", c, src, dst, pr.Proto, pr.Port, got.Allowed, got, model.Allowed, model, w.String(), dumpFake(f))
+			}
+			if isLocal[src] && isLocal[dst] {
+				oracleChecked++
+				if want := o.Allowed(src, dst, pr.Proto, pr.Port); got.Allowed != want {
+					t.Fatalf("world %d: %s -> %s %s/%d: hns %v (%+v), oracle %v\n%s\n%s", c, src, dst, pr.Proto, pr.Port, got.Allowed, got, want, w.String(), dumpFake(f))
 				}
 			}
 		}
@@ -129,32 +121,18 @@ func TestPropertySCTPFailsClosed(t *testing.T) {
 		all := func(*corev1.Pod) bool { return true }
 		_, f := programWorld(t, w, all, Options{})
 		o := policyoracle.New(w.Namespaces, w.Pods, w.Policies)
-		for fam := 0; fam < 2; fam++ {
-			var l []string
-			for _, p := range w.Pods {
-				l = append(l, p.Status.PodIPs[fam].IP)
+		for _, pr := range w.Probes() {
+			src, dst := pr.Src, pr.Dst
+			got := f.Evaluate(pr.Packet()).Allowed
+			want := o.Allowed(src, dst, pr.Proto, pr.Port)
+			if got && !want {
+				t.Fatalf("world %d: %s -> %s %s/%d allowed by hns, denied by the oracle\n%s\n%s", c, src, dst, pr.Proto, pr.Port, w.String(), dumpFake(f))
 			}
-			l = append(l, translatetest.ExternalIPs[fam])
-			for _, src := range l {
-				for _, dst := range l {
-					if src == dst {
-						continue
-					}
-					for _, pp := range translatetest.ProbePorts {
-						pkt := policy.Packet{Src: netip.MustParseAddr(src), Dst: netip.MustParseAddr(dst), Protocol: policy.Protocol(pp.Proto), Port: uint16(pp.Port)}
-						got := f.Evaluate(pkt).Allowed
-						want := o.Allowed(src, dst, pp.Proto, pp.Port)
-						if got && !want {
-							t.Fatalf("world %d: %s -> %s %s/%d allowed by hns, denied by the oracle\n%s\n%s", c, src, dst, pp.Proto, pp.Port, w.String(), dumpFake(f))
-						}
-						if got != want {
-							if pp.Proto != corev1.ProtocolSCTP {
-								t.Fatalf("world %d: %s -> %s %s/%d: hns %v, oracle %v\n%s\n%s", c, src, dst, pp.Proto, pp.Port, got, want, w.String(), dumpFake(f))
-							}
-							denied++
-						}
-					}
+			if got != want {
+				if pr.Proto != corev1.ProtocolSCTP {
+					t.Fatalf("world %d: %s -> %s %s/%d: hns %v, oracle %v\n%s\n%s", c, src, dst, pr.Proto, pr.Port, got, want, w.String(), dumpFake(f))
 				}
+				denied++
 			}
 		}
 	}

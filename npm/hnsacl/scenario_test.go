@@ -111,6 +111,25 @@ func (s *scenario) pol(np *networkingv1.NetworkPolicy) {
 	s.w.pols[np.Namespace+"/"+np.Name] = np
 	s.e.UpsertPolicy(np)
 }
+
+// load adds the objects of a random world.
+func (s *scenario) load(w translatetest.World) {
+	for _, n := range w.Namespaces {
+		s.ns(n)
+	}
+	for _, p := range w.Pods {
+		s.pod(p)
+	}
+	for _, p := range w.Policies {
+		s.pol(p)
+	}
+}
+
+// webToDB: the pods app=db of namespace default admit app=web on TCP 80.
+func webToDB(name string) *networkingv1.NetworkPolicy {
+	return mkPolicy("default", name, sel("app", "db"), ingressOnly, []networkingv1.NetworkPolicyIngressRule{in(peers(podPeer(sel("app", "web"))), tcp(80))}, nil)
+}
+
 func (s *scenario) delPol(np *networkingv1.NetworkPolicy) {
 	delete(s.w.pols, np.Namespace+"/"+np.Name)
 	s.e.DeletePolicy(np.Namespace, np.Name)
@@ -182,7 +201,7 @@ func TestScenarioPodsLabelsPolicies(t *testing.T) {
 	s := newScenario(t, Options{MaxACLsPerCall: 2})
 	s.ns(mkNS("default", nil))
 	s.ns(mkNS("other", map[string]string{"team": "x"}))
-	a := mkPod("default", "a", map[string]string{"app": "web"}, []string{"10.0.0.1"}, cport{"http", corev1.ProtocolTCP, 8080})
+	a := mkPod("default", "a", map[string]string{"app": "web"}, []string{"10.0.0.1"}, cport("http", corev1.ProtocolTCP, 8080))
 	b := mkPod("default", "b", map[string]string{"app": "db"}, []string{"10.0.0.2"})
 	c := mkPod("other", "c", map[string]string{"app": "web"}, []string{"10.0.1.1"})
 	s.pod(a)
@@ -291,15 +310,7 @@ func TestScenarioRandomIncremental(t *testing.T) {
 		if run%2 == 1 { // half the runs: pods 1, 3, 5 are on another node
 			s = newScenarioLocal(t, Options{MaxACLsPerCall: 4}, func(p *corev1.Pod) bool { return p.Name != "pod1" && p.Name != "pod3" && p.Name != "pod5" })
 		}
-		for _, n := range w.Namespaces {
-			s.ns(n)
-		}
-		for _, p := range w.Pods {
-			s.pod(p)
-		}
-		for _, p := range w.Policies {
-			s.pol(p)
-		}
+		s.load(w)
 		s.step(fmt.Sprintf("run %d initial", run), nil)
 		for i := 0; i < 15; i++ {
 			other := translatetest.Random(r, cfg)
@@ -333,7 +344,7 @@ func TestScenarioRandomIncremental(t *testing.T) {
 
 func TestRestartReplacesStaleStateWithoutFlush(t *testing.T) {
 	pods, nss := tableWorld()
-	pol := mkPolicy("default", "p", sel("app", "db"), ingressOnly, []networkingv1.NetworkPolicyIngressRule{in(peers(podPeer(sel("app", "web"))), tcp(80))}, nil)
+	pol := webToDB("p")
 	f := NewFake()
 	addEndpoints(f, pods...)
 	d1, _ := newObserved(t, f, Options{})
@@ -373,7 +384,7 @@ func TestRestartReplacesStaleStateWithoutFlush(t *testing.T) {
 
 func TestReconcileRepairsDrift(t *testing.T) {
 	pods, nss := tableWorld()
-	pol := mkPolicy("default", "p", sel("app", "db"), ingressOnly, []networkingv1.NetworkPolicyIngressRule{in(peers(podPeer(sel("app", "web"))), tcp(80))}, nil)
+	pol := webToDB("p")
 	f := NewFake()
 	addEndpoints(f, pods...)
 	d, logs := newObserved(t, f, Options{})
@@ -476,7 +487,7 @@ func TestApplyErrorRetriedInFull(t *testing.T) {
 	s.pod(mkPod("default", "a", map[string]string{"app": "web"}, []string{"10.0.0.1"}))
 	s.pod(mkPod("default", "b", map[string]string{"app": "db"}, []string{"10.0.0.2"}))
 	s.step("initial", nil)
-	s.pol(mkPolicy("default", "p", sel("app", "db"), ingressOnly, []networkingv1.NetworkPolicyIngressRule{in(peers(podPeer(sel("app", "web"))), tcp(80))}, nil))
+	s.pol(webToDB("p"))
 	s.f.FailNext = errors.New("hns busy")
 	if err := s.d.Apply(context.Background(), s.e.State(), s.e.TakeChanges()); err == nil || !strings.Contains(err.Error(), "hns busy") {
 		t.Fatalf("apply: %v, want the HNS error", err)
@@ -490,7 +501,7 @@ func TestApplyErrorRetriedInFull(t *testing.T) {
 
 func TestLogsAndObjects(t *testing.T) {
 	pods, nss := tableWorld()
-	pol := mkPolicy("default", "db-ingress", sel("app", "db"), ingressOnly, []networkingv1.NetworkPolicyIngressRule{in(peers(podPeer(sel("app", "web"))), tcp(80))}, nil)
+	pol := webToDB("db-ingress")
 	f := NewFake()
 	addEndpoints(f, pods...)
 	d, logs := newObserved(t, f, Options{})
@@ -555,32 +566,11 @@ func TestNoOpenWindowDuringUpdates(t *testing.T) {
 		cfg := translatetest.PropertyConfig(5)
 		w := translatetest.Random(r, cfg)
 		s := newScenario(t, Options{MaxACLsPerCall: 2, SCTP: true})
-		for _, n := range w.Namespaces {
-			s.ns(n)
-		}
-		for _, p := range w.Pods {
-			s.pod(p)
-		}
-		for _, p := range w.Policies {
-			s.pol(p)
-		}
+		s.load(w)
 		s.step(fmt.Sprintf("run %d initial", run), nil)
 		var pkts []policy.Packet
-		for _, fam := range []int{0, 1} {
-			var addrs []netip.Addr
-			for _, p := range w.Pods {
-				addrs = append(addrs, netip.MustParseAddr(p.Status.PodIPs[fam].IP))
-			}
-			addrs = append(addrs, netip.MustParseAddr(translatetest.ExternalIPs[fam]))
-			for _, src := range addrs {
-				for _, dst := range addrs {
-					if src != dst {
-						for _, pp := range translatetest.ProbePorts {
-							pkts = append(pkts, policy.Packet{Src: src, Dst: dst, Protocol: policy.Protocol(pp.Proto), Port: uint16(pp.Port)})
-						}
-					}
-				}
-			}
+		for _, pr := range w.Probes() {
+			pkts = append(pkts, pr.Packet())
 		}
 		for i := 0; i < 12; i++ {
 			before := make([][3]bool, len(pkts))
@@ -642,7 +632,7 @@ func TestScaleCallsPerEvent(t *testing.T) {
 	s := newScenario(t, Options{MaxACLsPerCall: 100})
 	mkp := func(ns, i int, app string) *corev1.Pod {
 		return mkPod(fmt.Sprintf("ns%d", ns), fmt.Sprintf("pod%d-%d", ns, i), map[string]string{"app": app},
-			[]string{fmt.Sprintf("10.%d.%d.%d", 20+ns, i/200, i%200+1)}, cport{"http", corev1.ProtocolTCP, int32(8000 + i%3)})
+			[]string{fmt.Sprintf("10.%d.%d.%d", 20+ns, i/200, i%200+1)}, cport("http", corev1.ProtocolTCP, int32(8000+i%3)))
 	}
 	for n := 0; n < 20; n++ {
 		s.ns(mkNS(fmt.Sprintf("ns%d", n), map[string]string{"team": fmt.Sprint(n % 4)}))

@@ -12,8 +12,8 @@ import (
 
 func tableWorld() ([]*corev1.Pod, []*corev1.Namespace) {
 	pods := []*corev1.Pod{
-		mkPod("default", "a", map[string]string{"app": "web"}, []string{"10.0.0.1"}, cport{"http", corev1.ProtocolTCP, 8080}, cport{"dns", corev1.ProtocolUDP, 53}),
-		mkPod("default", "b", map[string]string{"app": "db"}, []string{"10.0.0.2"}, cport{"http", corev1.ProtocolTCP, 9090}),
+		mkPod("default", "a", map[string]string{"app": "web"}, []string{"10.0.0.1"}, cport("http", corev1.ProtocolTCP, 8080), cport("dns", corev1.ProtocolUDP, 53)),
+		mkPod("default", "b", map[string]string{"app": "db"}, []string{"10.0.0.2"}, cport("http", corev1.ProtocolTCP, 9090)),
 		mkPod("other", "c", map[string]string{"app": "web"}, []string{"10.0.1.1"}),
 	}
 	nss := []*corev1.Namespace{mkNS("default", nil), mkNS("other", map[string]string{"team": "x"})}

@@ -1,6 +1,7 @@
 package translate
 
 import (
+	"net/netip"
 	"strings"
 	"testing"
 
@@ -10,13 +11,13 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/open-acn/acn/npm/policy"
+	"github.com/open-acn/acn/npm/translate/translatetest"
 )
 
 // world is the cluster every table case runs against. Node n1 hosts
 // a/web, a/db, c/x (dual-stack) and the host-network and IP-less pods.
 func world() Snapshot {
-	host := mkPod("a", "host", "n1", map[string]string{"app": "web"}, []string{"192.168.0.10"}, cport{"http", corev1.ProtocolTCP, 8080})
+	host := mkPod("a", "host", "n1", map[string]string{"app": "web"}, []string{"192.168.0.10"}, cport("http", corev1.ProtocolTCP, 8080))
 	host.Spec.HostNetwork = true
 	return Snapshot{
 		Namespaces: []*corev1.Namespace{
@@ -25,9 +26,9 @@ func world() Snapshot {
 			mkNS("c", nil),
 		},
 		Pods: []*corev1.Pod{
-			mkPod("a", "web", "n1", map[string]string{"app": "web"}, []string{"10.0.0.1"}, cport{"http", corev1.ProtocolTCP, 80}, cport{"dns", corev1.ProtocolUDP, 53}),
-			mkPod("a", "db", "n1", map[string]string{"app": "db", "tier": "back"}, []string{"10.0.0.2"}, cport{"http", corev1.ProtocolTCP, 5432}),
-			mkPod("b", "web", "n2", map[string]string{"app": "web"}, []string{"10.0.1.1"}, cport{"http", corev1.ProtocolTCP, 8080}, cport{"http", corev1.ProtocolUDP, 8081}),
+			mkPod("a", "web", "n1", map[string]string{"app": "web"}, []string{"10.0.0.1"}, cport("http", corev1.ProtocolTCP, 80), cport("dns", corev1.ProtocolUDP, 53)),
+			mkPod("a", "db", "n1", map[string]string{"app": "db", "tier": "back"}, []string{"10.0.0.2"}, cport("http", corev1.ProtocolTCP, 5432)),
+			mkPod("b", "web", "n2", map[string]string{"app": "web"}, []string{"10.0.1.1"}, cport("http", corev1.ProtocolTCP, 8080), cport("http", corev1.ProtocolUDP, 8081)),
 			mkPod("b", "cli", "n2", map[string]string{"app": "cli"}, []string{"10.0.1.2"}),
 			mkPod("c", "x", "n1", nil, []string{"10.0.2.1", "fd00::21"}),
 			host,
@@ -43,11 +44,10 @@ type tcase struct {
 }
 
 var (
-	pIngress = []networkingv1.PolicyType{networkingv1.PolicyTypeIngress}
-	pEgress  = []networkingv1.PolicyType{networkingv1.PolicyTypeEgress}
-	pBoth    = []networkingv1.PolicyType{networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress}
-	udp      = corev1.ProtocolUDP
-	sctp     = corev1.ProtocolSCTP
+	pEgress = translatetest.EgressOnly
+	pBoth   = translatetest.BothTypes
+	udp     = corev1.ProtocolUDP
+	sctp    = corev1.ProtocolSCTP
 )
 
 func TestTranslateTable(t *testing.T) {
@@ -287,12 +287,12 @@ func TestSubtractPrefixes(t *testing.T) {
 		{"0.0.0.0/0", nil, "0.0.0.0/1 128.0.0.0/1"},
 		{"::/0", []string{"8000::/1"}, "::/1"},
 	} {
-		var ex []netipPrefix
+		var ex []netip.Prefix
 		for _, e := range tc.except {
-			ex = append(ex, mustPrefix(e))
+			ex = append(ex, netip.MustParsePrefix(e))
 		}
 		var parts []string
-		for _, p := range SubtractPrefixes(mustPrefix(tc.cidr), ex) {
+		for _, p := range SubtractPrefixes(netip.MustParsePrefix(tc.cidr), ex) {
 			parts = append(parts, p.String())
 		}
 		if got := strings.Join(parts, " "); got != tc.want {
@@ -300,5 +300,3 @@ func TestSubtractPrefixes(t *testing.T) {
 		}
 	}
 }
-
-var _ = policy.IPv4

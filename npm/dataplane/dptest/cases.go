@@ -12,6 +12,7 @@ import (
 
 	"github.com/open-acn/acn/npm/policy"
 	"github.com/open-acn/acn/npm/translate"
+	"github.com/open-acn/acn/npm/translate/translatetest"
 )
 
 // NodeName is the node every test pod runs on.
@@ -39,13 +40,7 @@ type Case struct {
 
 // Pod builds test pod i of the topology (IPs of pod i, node NodeName).
 func (tp *Topo) Pod(i int, ns string, lbls map[string]string, ports ...corev1.ContainerPort) *corev1.Pod {
-	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("pod%d", i), Labels: lbls}}
-	p.Spec.NodeName = NodeName
-	p.Spec.Containers = []corev1.Container{{Name: "c", Ports: ports}}
-	p.Status.Phase = corev1.PodRunning
-	p.Status.PodIP = tp.IPs[i][0]
-	p.Status.PodIPs = []corev1.PodIP{{IP: tp.IPs[i][0]}, {IP: tp.IPs[i][1]}}
-	return p
+	return translatetest.Pod(ns, fmt.Sprintf("pod%d", i), NodeName, lbls, tp.IPs[i][:], ports...)
 }
 
 // Cluster is the namespaces and pods every case shares:
@@ -54,13 +49,12 @@ func (tp *Topo) Pod(i int, ns string, lbls map[string]string, ports ...corev1.Co
 //	ns b (team=y): pod2 app=other tier=db, pod3 app=cli
 func (tp *Topo) Cluster() ([]*corev1.Namespace, []*corev1.Pod) {
 	nss := []*corev1.Namespace{
-		{ObjectMeta: metav1.ObjectMeta{Name: "a", Labels: map[string]string{"team": "x"}}},
-		{ObjectMeta: metav1.ObjectMeta{Name: "b", Labels: map[string]string{"team": "y"}}},
+		translatetest.Namespace("a", map[string]string{"team": "x"}),
+		translatetest.Namespace("b", map[string]string{"team": "y"}),
 	}
 	pods := []*corev1.Pod{
 		tp.Pod(0, "a", map[string]string{"app": "web"},
-			corev1.ContainerPort{Name: "http", ContainerPort: 80, Protocol: corev1.ProtocolTCP},
-			corev1.ContainerPort{Name: "dns", ContainerPort: 53, Protocol: corev1.ProtocolUDP}),
+			translatetest.CPort("http", corev1.ProtocolTCP, 80), translatetest.CPort("dns", corev1.ProtocolUDP, 53)),
 		tp.Pod(1, "a", map[string]string{"app": "cli"}),
 		tp.Pod(2, "b", map[string]string{"app": "other", "tier": "db"}),
 		tp.Pod(3, "b", map[string]string{"app": "cli"}),
@@ -93,32 +87,18 @@ func protoP(p corev1.Protocol) *corev1.Protocol { return &p }
 func int32p(v int32) *int32                     { return &v }
 
 // Labels is a matchLabels selector.
-func Labels(kv ...string) *metav1.LabelSelector {
-	s := &metav1.LabelSelector{MatchLabels: map[string]string{}}
-	for i := 0; i+1 < len(kv); i += 2 {
-		s.MatchLabels[kv[i]] = kv[i+1]
-	}
-	return s
-}
-
-func expr(key string, op metav1.LabelSelectorOperator, vals ...string) *metav1.LabelSelector {
-	return &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: key, Operator: op, Values: vals}}}
-}
-
-func np(ns, name string, spec networkingv1.NetworkPolicySpec) *networkingv1.NetworkPolicy {
-	return &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: spec}
-}
+func Labels(kv ...string) *metav1.LabelSelector { return translatetest.Labels(kv...) }
 
 func ports(ps ...networkingv1.NetworkPolicyPort) []networkingv1.NetworkPolicyPort { return ps }
 
-func tcp(p int) networkingv1.NetworkPolicyPort {
-	return networkingv1.NetworkPolicyPort{Port: IntPort(p)}
-}
-
 var (
-	ingressOnly = []networkingv1.PolicyType{networkingv1.PolicyTypeIngress}
-	egressOnly  = []networkingv1.PolicyType{networkingv1.PolicyTypeEgress}
-	both        = []networkingv1.PolicyType{networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress}
+	expr = translatetest.Expr
+	np   = translatetest.Policy
+	tcp  = translatetest.TCP
+
+	egressOnly  = translatetest.EgressOnly
+	ingressOnly = translatetest.IngressOnly
+	both        = translatetest.BothTypes
 )
 
 const (

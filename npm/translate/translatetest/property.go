@@ -3,7 +3,12 @@ package translatetest
 import (
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/open-acn/acn/npm/policy"
 )
 
 // PropertyConfig is the world shape every property test uses: three
@@ -24,6 +29,44 @@ func PropertyConfig(pods int) Config {
 // ExternalIPs are addresses outside every pod (one per family) that
 // property tests also probe from and to.
 var ExternalIPs = []string{"192.168.7.9", "fd77::9"}
+
+// Probe is one connection a property test decides: from Src to Dst
+// (addresses of the same family) with protocol Proto to port Port.
+type Probe struct {
+	Src, Dst string
+	Proto    corev1.Protocol
+	Port     int
+}
+
+// Packet is the probe as the model's packet.
+func (p Probe) Packet() policy.Packet {
+	return policy.Packet{Src: netip.MustParseAddr(p.Src), Dst: netip.MustParseAddr(p.Dst), Protocol: policy.Protocol(p.Proto), Port: uint16(p.Port)}
+}
+
+// Probes are the connections property tests decide, family by family:
+// between every two distinct addresses among the pods' addresses of that
+// family and ExternalIPs, on every ProbePorts entry.
+func (w World) Probes() []Probe {
+	var out []Probe
+	for fam := range ExternalIPs {
+		var addrs []string
+		for _, p := range w.Pods {
+			addrs = append(addrs, p.Status.PodIPs[fam].IP)
+		}
+		addrs = append(addrs, ExternalIPs[fam])
+		for _, src := range addrs {
+			for _, dst := range addrs {
+				if src == dst {
+					continue
+				}
+				for _, pp := range ProbePorts {
+					out = append(out, Probe{Src: src, Dst: dst, Proto: pp.Proto, Port: pp.Port})
+				}
+			}
+		}
+	}
+	return out
+}
 
 // String prints the world for a failing test's message.
 func (w World) String() string {

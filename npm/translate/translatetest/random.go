@@ -12,7 +12,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
 // World is a random cluster.
@@ -70,25 +69,18 @@ var (
 func Random(r *rand.Rand, c Config) World {
 	var w World
 	for i := 0; i < c.Namespaces; i++ {
-		w.Namespaces = append(w.Namespaces, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("ns%d", i), Labels: randLabels(r, nsKeys)}})
+		w.Namespaces = append(w.Namespaces, Namespace(fmt.Sprintf("ns%d", i), randLabels(r, nsKeys)))
 	}
 	for i, ips := range c.PodIPs {
-		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: fmt.Sprintf("ns%d", i%c.Namespaces), Name: fmt.Sprintf("pod%d", i), Labels: randLabels(r, podKeys)}}
-		p.Spec.NodeName = "node"
-		ct := corev1.Container{Name: "c"}
+		lbls := randLabels(r, podKeys)
+		var ports []corev1.ContainerPort
 		if r.Intn(3) > 0 {
-			ct.Ports = append(ct.Ports, corev1.ContainerPort{Name: "http", Protocol: corev1.ProtocolTCP, ContainerPort: int32(pick(r, 80, 81))})
+			ports = append(ports, CPort("http", corev1.ProtocolTCP, int32(pick(r, 80, 81))))
 		}
 		if r.Intn(2) > 0 {
-			ct.Ports = append(ct.Ports, corev1.ContainerPort{Name: "dns", Protocol: corev1.ProtocolUDP, ContainerPort: 53})
+			ports = append(ports, CPort("dns", corev1.ProtocolUDP, 53))
 		}
-		p.Spec.Containers = []corev1.Container{ct}
-		p.Status.Phase = corev1.PodRunning
-		p.Status.PodIP = ips[0]
-		for _, ip := range ips {
-			p.Status.PodIPs = append(p.Status.PodIPs, corev1.PodIP{IP: ip})
-		}
-		w.Pods = append(w.Pods, p)
+		w.Pods = append(w.Pods, Pod(fmt.Sprintf("ns%d", i%c.Namespaces), fmt.Sprintf("pod%d", i), "node", lbls, ips, ports...))
 	}
 	n := 1 + r.Intn(c.Policies)
 	for i := 0; i < n; i++ {
@@ -161,34 +153,23 @@ func randPorts(r *rand.Rand) []networkingv1.NetworkPolicyPort {
 		var p networkingv1.NetworkPolicyPort
 		switch r.Intn(8) {
 		case 0:
-			v := intstr.FromInt32(80)
-			p.Port = &v
+			p = TCP(80)
 		case 1:
-			v := intstr.FromInt32(81)
-			proto := corev1.ProtocolTCP
-			p.Port, p.Protocol = &v, &proto
+			p = ProtoPort(corev1.ProtocolTCP, 81, 0)
 		case 2:
-			v := intstr.FromInt32(79)
+			p = TCP(79)
 			e := int32(80)
-			p.Port, p.EndPort = &v, &e
+			p.EndPort = &e
 		case 3:
-			v := intstr.FromInt32(53)
-			proto := corev1.ProtocolUDP
-			p.Port, p.Protocol = &v, &proto
+			p = ProtoPort(corev1.ProtocolUDP, 53, 0)
 		case 4:
-			v := intstr.FromInt32(80)
-			proto := corev1.ProtocolSCTP
-			p.Port, p.Protocol = &v, &proto
+			p = ProtoPort(corev1.ProtocolSCTP, 80, 0)
 		case 5:
-			v := intstr.FromString("http")
-			p.Port = &v
+			p = Named("", "http")
 		case 6:
-			v := intstr.FromString("dns")
-			proto := corev1.ProtocolUDP
-			p.Port, p.Protocol = &v, &proto
+			p = Named(corev1.ProtocolUDP, "dns")
 		case 7:
-			proto := pick(r, corev1.ProtocolUDP, corev1.ProtocolSCTP)
-			p.Protocol = &proto
+			p = ProtoPort(pick(r, corev1.ProtocolUDP, corev1.ProtocolSCTP), 0, 0)
 		}
 		out = append(out, p)
 	}
@@ -207,16 +188,16 @@ func randPeers(r *rand.Rand, c Config) []networkingv1.NetworkPolicyPeer {
 }
 
 func randPolicy(r *rand.Rand, c Config, ns, name string) *networkingv1.NetworkPolicy {
-	np := &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+	np := Policy(ns, name, networkingv1.NetworkPolicySpec{})
 	np.Spec.PodSelector = *randSelector(r, podKeys)
 	switch r.Intn(4) {
 	case 0: // defaulted policyTypes
 	case 1:
-		np.Spec.PolicyTypes = []networkingv1.PolicyType{networkingv1.PolicyTypeIngress}
+		np.Spec.PolicyTypes = IngressOnly
 	case 2:
-		np.Spec.PolicyTypes = []networkingv1.PolicyType{networkingv1.PolicyTypeEgress}
+		np.Spec.PolicyTypes = EgressOnly
 	case 3:
-		np.Spec.PolicyTypes = []networkingv1.PolicyType{networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress}
+		np.Spec.PolicyTypes = BothTypes
 	}
 	for i := 0; i < r.Intn(3); i++ {
 		np.Spec.Ingress = append(np.Spec.Ingress, networkingv1.NetworkPolicyIngressRule{From: randPeers(r, c), Ports: randPorts(r)})
