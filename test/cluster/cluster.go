@@ -363,7 +363,7 @@ func (n *Node) NPMLog() string { return filepath.Join(n.c.Dir, n.Name, "azure-np
 // and waits until it reports ready.
 func (n *Node) StartNPM(ctx context.Context) error {
 	cfgFile := filepath.Join(n.c.Dir, n.Name, "npm.yaml")
-	cfg := fmt.Sprintf("reconcileInterval: 5s\nbatchWindow: 5ms\nlog:\n  level: info\n")
+	cfg := "reconcileInterval: 5s\nbatchWindow: 5ms\nlog:\n  level: info\n"
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
 		return err
 	}
