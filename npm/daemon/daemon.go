@@ -24,6 +24,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -436,26 +437,15 @@ func (d *Daemon) markApplied(now time.Time) {
 }
 
 func kindOf(key string) string {
-	for i := 0; i < len(key); i++ {
-		if key[i] == '/' {
-			return key[:i]
-		}
-	}
-	return key
+	kind, _, _ := strings.Cut(key, "/")
+	return kind
 }
 
 // splitKey parses "kind/namespace/name" (namespace empty for namespaces)
 // into the kind and the informer store key.
 func splitKey(key string) (kind, ns, name, storeKey string) {
-	kind = kindOf(key)
-	rest := key[len(kind)+1:]
-	name = rest
-	for i := 0; i < len(rest); i++ {
-		if rest[i] == '/' {
-			ns, name = rest[:i], rest[i+1:]
-			break
-		}
-	}
+	kind, rest, _ := strings.Cut(key, "/")
+	ns, name, _ = strings.Cut(rest, "/")
 	storeKey = name
 	if ns != "" {
 		storeKey = ns + "/" + name
