@@ -9,7 +9,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -177,25 +176,13 @@ func (kc *Kubeconfig) NodePodCIDRs(ctx context.Context, node string, client *htt
 		client = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: kc.TLSConfig, Proxy: http.ProxyFromEnvironment}}
 	}
 	u := kc.Server + "/api/v1/nodes/" + url.PathEscape(node)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Accept", "application/json")
+	header := http.Header{"Accept": {"application/json"}}
 	if kc.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+kc.Token)
+		header.Set("Authorization", "Bearer "+kc.Token)
 	}
-	resp, err := client.Do(req)
+	body, err := get(ctx, client, u, header, 4<<20)
 	if err != nil {
 		return nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
-	if err != nil {
-		return nil, fmt.Errorf("GET %s: %w", u, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET %s: HTTP %d: %s", u, resp.StatusCode, strings.TrimSpace(string(body[:min(len(body), 200)])))
 	}
 	var n struct {
 		Spec struct {

@@ -140,15 +140,10 @@ func nodeBlock(ctx context.Context, cfg *config.NetConf, maxAge time.Duration, c
 		return nil, config.Invalid("ipam.nodeName: not set, $%s empty and no hostname: %v", config.EnvNodeName, err)
 	}
 	cachePath := filepath.Join(cfg.StateDir, "azure-vnet-ipam-node.json")
-	if maxAge < 0 {
-		maxAge = time.Duration(cfg.IPAM.QueryInterval)
-	}
 	var c nodeCache
-	if ok, _, _ := store.Load(cachePath, &c); ok && c.Kubeconfig == cfg.IPAM.Kubeconfig && c.Node == node && len(c.PodCIDRs) > 0 {
-		if age := time.Since(c.Fetched); age >= 0 && age < maxAge {
-			if b, err := firstIPv4CIDR(c.PodCIDRs); err == nil {
-				return b, nil
-			}
+	if ok, _, _ := store.Load(cachePath, &c); ok && c.Kubeconfig == cfg.IPAM.Kubeconfig && c.Node == node && fresh(cfg, c.Fetched, maxAge) {
+		if b, err := firstIPv4CIDR(c.PodCIDRs); err == nil {
+			return b, nil
 		}
 	}
 	kc, err := LoadKubeconfig(cfg.IPAM.Kubeconfig)
@@ -174,7 +169,7 @@ func nodeBlock(ctx context.Context, cfg *config.NetConf, maxAge time.Duration, c
 // host as the gateway (that plugin puts it on its bridge), so it is kept
 // out of the pool there (reserveGateway).
 func OverlayPool(block *net.IPNet, reserveGateway bool) *Pool {
-	p := &Pool{Subnet: block, Gateway: firstHost(block), Overlay: true}
+	p := &Pool{Subnet: block, Gateway: FirstHost(block), Overlay: true}
 	ones, bits := block.Mask.Size()
 	base := binary.BigEndian.Uint32(block.IP.To4())
 	size := uint32(1) << uint(bits-ones)

@@ -104,14 +104,9 @@ func Source(ctx context.Context, cfg *config.NetConf, maxAge time.Duration, clie
 		return v, nil
 	}
 	cachePath := filepath.Join(cfg.StateDir, "azure-vnet-ipam-interfaces.json")
-	if maxAge < 0 {
-		maxAge = time.Duration(cfg.IPAM.QueryInterval)
-	}
 	var c cacheFile
-	if ok, _, _ := store.Load(cachePath, &c); ok && c.URL == cfg.IPAM.QueryURL && c.Data != nil {
-		if age := time.Since(c.Fetched); age >= 0 && age < maxAge {
-			return c.Data, nil
-		}
+	if ok, _, _ := store.Load(cachePath, &c); ok && c.URL == cfg.IPAM.QueryURL && c.Data != nil && fresh(cfg, c.Fetched, maxAge) {
+		return c.Data, nil
 	}
 	v, err := fetch(ctx, cfg.IPAM.QueryURL, client)
 	if err != nil {
@@ -121,31 +116,55 @@ func Source(ctx context.Context, cfg *config.NetConf, maxAge time.Duration, clie
 	return v, nil
 }
 
+// fresh says whether a cache entry read at fetched may be used: maxAge < 0
+// means ipam.queryInterval, 0 forces a new read.
+func fresh(cfg *config.NetConf, fetched time.Time, maxAge time.Duration) bool {
+	if maxAge < 0 {
+		maxAge = time.Duration(cfg.IPAM.QueryInterval)
+	}
+	age := time.Since(fetched)
+	return age >= 0 && age < maxAge
+}
+
 func fetch(ctx context.Context, url string, client *http.Client) (*Interfaces, error) {
 	if client == nil {
 		client = &http.Client{Timeout: 10 * time.Second}
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	body, err := get(ctx, client, url, nil, 8<<20)
 	if err != nil {
 		return nil, err
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
-	if err != nil {
-		return nil, fmt.Errorf("GET %s: %w", url, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET %s: HTTP %d: %s", url, resp.StatusCode, strings.TrimSpace(string(body[:min(len(body), 200)])))
 	}
 	v, err := ParseXML(body)
 	if err != nil {
 		return nil, fmt.Errorf("GET %s: %w", url, err)
 	}
 	return v, nil
+}
+
+// get does one GET of url with the given headers and returns the body (at
+// most limit bytes) of a 200 answer; another status is an error quoting
+// the start of the body.
+func get(ctx context.Context, client *http.Client, url string, header http.Header, limit int64) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, limit))
+	if err != nil {
+		return nil, fmt.Errorf("GET %s: %w", url, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: HTTP %d: %s", url, resp.StatusCode, strings.TrimSpace(string(body[:min(len(body), 200)])))
+	}
+	return body, nil
 }
 
 // Pool is the set of addresses one configuration allocates from: the
@@ -183,7 +202,7 @@ func SelectPool(ifs *Interfaces, cfg *config.NetConf) (*Pool, error) {
 			if config.ForbiddenOverlap(n) != nil {
 				continue
 			}
-			p := &Pool{Subnet: n, Gateway: firstHost(n)}
+			p := &Pool{Subnet: n, Gateway: FirstHost(n)}
 			for _, a := range sn.IPAddresses {
 				ip := net.ParseIP(strings.TrimSpace(a.Address)).To4()
 				if ip == nil || a.IsPrimary || !n.Contains(ip) || ip.Equal(p.Gateway) {
@@ -212,9 +231,11 @@ func SelectPool(ifs *Interfaces, cfg *config.NetConf) (*Pool, error) {
 	return nil, fmt.Errorf("the address source lists no subnet with secondary addresses on this node")
 }
 
-func firstHost(n *net.IPNet) net.IP {
+// FirstHost is the first host address of n, the gateway by Azure's
+// convention (n may be an address with its prefix, like a pod's).
+func FirstHost(n *net.IPNet) net.IP {
 	ip := make(net.IP, 4)
-	copy(ip, n.IP.To4())
+	copy(ip, n.IP.Mask(n.Mask).To4())
 	ip[3]++
 	return ip
 }

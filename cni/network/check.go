@@ -5,6 +5,7 @@ package network
 import (
 	"fmt"
 	"net"
+	"slices"
 
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/vishvananda/netlink"
@@ -85,13 +86,7 @@ func Check(h *netlink.Handle, e Expect) error {
 		return err
 	}
 	for _, want := range e.Addresses {
-		found := false
-		for _, a := range addrs {
-			if a.IPNet.String() == want.String() {
-				found = true
-			}
-		}
-		if !found {
+		if !slices.ContainsFunc(addrs, func(a netlink.Addr) bool { return a.IPNet.String() == want.String() }) {
 			return fmt.Errorf("pod interface %s lacks address %s", e.IfName, want)
 		}
 	}
@@ -100,13 +95,9 @@ func Check(h *netlink.Handle, e Expect) error {
 		return err
 	}
 	for _, want := range e.Routes {
-		found := false
-		for _, r := range routes {
-			if sameDst(r.Dst, &want.Dst) && (want.GW == nil || want.GW.Equal(r.Gw)) {
-				found = true
-			}
-		}
-		if !found {
+		if !slices.ContainsFunc(routes, func(r netlink.Route) bool {
+			return sameDst(r.Dst, &want.Dst) && (want.GW == nil || want.GW.Equal(r.Gw))
+		}) {
 			return fmt.Errorf("pod lacks route %s via %v", want.Dst.String(), want.GW)
 		}
 	}
@@ -115,13 +106,9 @@ func Check(h *netlink.Handle, e Expect) error {
 		if err != nil {
 			return err
 		}
-		found := false
-		for _, n := range neighs {
-			if n.IP.Equal(TransparentGateway) && n.State&netlink.NUD_PERMANENT != 0 && n.HardwareAddr.String() == hostMAC.String() {
-				found = true
-			}
-		}
-		if !found {
+		if !slices.ContainsFunc(neighs, func(n netlink.Neigh) bool {
+			return n.IP.Equal(TransparentGateway) && n.State&netlink.NUD_PERMANENT != 0 && n.HardwareAddr.String() == hostMAC.String()
+		}) {
 			return fmt.Errorf("pod lacks the permanent neighbour %s lladdr %s", TransparentGateway, hostMAC)
 		}
 	}

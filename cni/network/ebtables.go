@@ -53,9 +53,8 @@ func ebtables(op string, rule []string) error {
 // ensureMACRules adds the rules once (deleting an earlier copy first, so a
 // setup repeated after a crash does not duplicate them).
 func ensureMACRules(master, nicMAC string) error {
+	removeMACRules(master, nicMAC)
 	for _, r := range macRules(master, nicMAC) {
-		for ebtables("-D", r) == nil {
-		}
 		if err := ebtables("-A", r); err != nil {
 			return err
 		}

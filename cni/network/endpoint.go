@@ -55,14 +55,6 @@ type Spec struct {
 	MTU         int
 }
 
-// Endpoint describes what Setup created (for the CNI result).
-type Endpoint struct {
-	HostVeth string
-	HostMAC  net.HardwareAddr
-	PodMAC   net.HardwareAddr
-	Routes   []*types.Route // routes in the pod
-}
-
 // MACs derives the host and pod veth MAC addresses from the container ID
 // and interface name: locally administered, unicast, stable across
 // retries, and known without asking the kernel (which saves round trips
@@ -77,15 +69,15 @@ func MACs(containerID, ifName string) (host, pod net.HardwareAddr) {
 // Setup creates the veth pair with the pod end directly in the pod's
 // namespace (one netlink call, no rename, no move), configures the pod
 // end, then the host end. On error it removes what it created.
-func Setup(h *netlink.Handle, s Spec, hook Hook) (ep *Endpoint, err error) {
+func Setup(h *netlink.Handle, s Spec, hook Hook) (err error) {
 	podNS, err := netns.GetFromPath(s.Netns)
 	if err != nil {
-		return nil, &NetnsError{Path: s.Netns, Err: err}
+		return &NetnsError{Path: s.Netns, Err: err}
 	}
 	defer podNS.Close()
 	podH, err := netlink.NewHandleAt(podNS, unix.NETLINK_ROUTE)
 	if err != nil {
-		return nil, fmt.Errorf("netlink in %s: %w", s.Netns, err)
+		return fmt.Errorf("netlink in %s: %w", s.Netns, err)
 	}
 	defer podH.Close()
 
@@ -100,7 +92,7 @@ func Setup(h *netlink.Handle, s Spec, hook Hook) (ep *Endpoint, err error) {
 		PeerMTU:          uint32(s.MTU),
 	}
 	if err := h.LinkAdd(veth); err != nil {
-		return nil, fmt.Errorf("create veth %s (pod end %s): %w", hostName, s.IfName, err)
+		return fmt.Errorf("create veth %s (pod end %s): %w", hostName, s.IfName, err)
 	}
 	defer func() {
 		if err != nil {
@@ -112,51 +104,50 @@ func Setup(h *netlink.Handle, s Spec, hook Hook) (ep *Endpoint, err error) {
 	if veth.Index == 0 {
 		l, err := h.LinkByName(hostName)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		veth.Index = l.Attrs().Index
 	}
 	// The kernel ignores IFLA_IFALIAS when creating a link: set it now.
 	if err := h.LinkSetAlias(veth, veth.Alias); err != nil {
-		return nil, fmt.Errorf("set alias of %s: %w", hostName, err)
+		return fmt.Errorf("set alias of %s: %w", hostName, err)
 	}
 	if err := hook.at("add:veth"); err != nil {
-		return nil, err
+		return err
 	}
 
-	ep = &Endpoint{HostVeth: hostName, HostMAC: hostMAC, PodMAC: podMAC}
-	if err := configurePod(podH, s, hostMAC, ep); err != nil {
-		return nil, fmt.Errorf("configure %s in %s: %w", s.IfName, s.Netns, err)
+	if err := configurePod(podH, s, hostMAC); err != nil {
+		return fmt.Errorf("configure %s in %s: %w", s.IfName, s.Netns, err)
 	}
 	if err := hook.at("add:pod"); err != nil {
-		return nil, err
+		return err
 	}
 
 	switch s.Mode {
 	case ModeBridge:
 		if err := h.LinkSetMasterByIndex(veth, s.BridgeIndex); err != nil {
-			return nil, fmt.Errorf("attach %s to bridge: %w", hostName, err)
+			return fmt.Errorf("attach %s to bridge: %w", hostName, err)
 		}
 		if err := h.LinkSetUp(veth); err != nil {
-			return nil, fmt.Errorf("set %s up: %w", hostName, err)
+			return fmt.Errorf("set %s up: %w", hostName, err)
 		}
 	case ModeTransparent:
 		if err := h.LinkSetUp(veth); err != nil {
-			return nil, fmt.Errorf("set %s up: %w", hostName, err)
+			return fmt.Errorf("set %s up: %w", hostName, err)
 		}
 		if err := h.RouteReplace(hostRoute(veth.Index, s.IP.IP)); err != nil {
-			return nil, fmt.Errorf("host route %s/32 dev %s: %w", s.IP.IP, hostName, err)
+			return fmt.Errorf("host route %s/32 dev %s: %w", s.IP.IP, hostName, err)
 		}
 		if err := h.NeighSet(&netlink.Neigh{LinkIndex: veth.Index, Family: netlink.FAMILY_V4, IP: s.IP.IP, HardwareAddr: podMAC, State: netlink.NUD_PERMANENT}); err != nil {
-			return nil, fmt.Errorf("host neighbour %s on %s: %w", s.IP.IP, hostName, err)
+			return fmt.Errorf("host neighbour %s on %s: %w", s.IP.IP, hostName, err)
 		}
 	default:
-		return nil, fmt.Errorf("unknown mode %q", s.Mode)
+		return fmt.Errorf("unknown mode %q", s.Mode)
 	}
 	if err := hook.at("add:host"); err != nil {
-		return nil, err
+		return err
 	}
-	return ep, nil
+	return nil
 }
 
 func hostRoute(index int, ip net.IP) *netlink.Route {
@@ -165,7 +156,7 @@ func hostRoute(index int, ip net.IP) *netlink.Route {
 
 // configurePod sets the pod end's address, state, routes and (transparent)
 // the gateway's permanent neighbour entry.
-func configurePod(podH *netlink.Handle, s Spec, hostMAC net.HardwareAddr, ep *Endpoint) error {
+func configurePod(podH *netlink.Handle, s Spec, hostMAC net.HardwareAddr) error {
 	link, err := podH.LinkByName(s.IfName)
 	if err != nil {
 		return err
@@ -182,10 +173,9 @@ func configurePod(podH *netlink.Handle, s Spec, hostMAC net.HardwareAddr, ep *En
 			return fmt.Errorf("gateway neighbour: %w", err)
 		}
 	}
-	ep.Routes = ResultRoutes(s)
 	// The gateway's own /32 must exist before a route via it; ResultRoutes
 	// lists it first.
-	for _, r := range ep.Routes {
+	for _, r := range ResultRoutes(s) {
 		nr := &netlink.Route{LinkIndex: idx, Gw: r.GW}
 		if !isDefault(&r.Dst) {
 			d := r.Dst
@@ -352,6 +342,3 @@ func isNotFound(err error) bool {
 	var lnf netlink.LinkNotFoundError
 	return errors.As(err, &lnf) || errors.Is(err, syscall.ENODEV) || errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ENOENT)
 }
-
-// IsNotFound reports whether err means "no such link".
-func IsNotFound(err error) bool { return isNotFound(err) }

@@ -66,8 +66,8 @@ func EnsureOverlaySNAT(block, cluster *net.IPNet, lockPath, markerPath string) e
 	if err := run("iptables-restore", &in, "-w", "5", "--noflush"); err != nil {
 		return fmt.Errorf("overlay SNAT chain: %w", err)
 	}
-	if err := run("iptables", nil, append([]string{"-w", "5", "-t", "nat", "-C", "POSTROUTING"}, jumpRule...)...); err != nil {
-		if err := run("iptables", nil, append([]string{"-w", "5", "-t", "nat", "-I", "POSTROUTING", "1"}, jumpRule...)...); err != nil {
+	if err := nat("-C", "POSTROUTING", jumpRule...); err != nil {
+		if err := nat("-I", "POSTROUTING", append([]string{"1"}, jumpRule...)...); err != nil {
 			return fmt.Errorf("overlay SNAT jump: %w", err)
 		}
 	}
@@ -76,10 +76,10 @@ func EnsureOverlaySNAT(block, cluster *net.IPNet, lockPath, markerPath string) e
 
 // CheckOverlaySNAT verifies the rule and the jump are in place (CHECK).
 func CheckOverlaySNAT(block, cluster *net.IPNet) error {
-	if err := run("iptables", nil, append([]string{"-w", "5", "-t", "nat", "-C", SNATChain}, snatRule(block, cluster)...)...); err != nil {
+	if err := nat("-C", SNATChain, snatRule(block, cluster)...); err != nil {
 		return fmt.Errorf("overlay SNAT rule for %s missing: %v", block, err)
 	}
-	if err := run("iptables", nil, append([]string{"-w", "5", "-t", "nat", "-C", "POSTROUTING"}, jumpRule...)...); err != nil {
+	if err := nat("-C", "POSTROUTING", jumpRule...); err != nil {
 		return fmt.Errorf("POSTROUTING jump to %s missing: %v", SNATChain, err)
 	}
 	return nil
@@ -100,6 +100,11 @@ func quoteRule(args []string) string {
 		out[i] = a
 	}
 	return strings.Join(out, " ")
+}
+
+// nat runs iptables op on a chain of the nat table.
+func nat(op, chain string, rule ...string) error {
+	return run("iptables", nil, append([]string{"-w", "5", "-t", "nat", op, chain}, rule...)...)
 }
 
 func run(name string, stdin *bytes.Buffer, args ...string) error {

@@ -20,16 +20,13 @@ import (
 // with the subnet's gateway and a default route. There is no kernel work,
 // so the allocation is committed at once.
 func (r *runner) ipamAdd() error {
-	a, cfg := r.args, r.cfg
+	cfg := r.cfg
 	var alloc ipam.Allocation
 	pool, err := r.allocate(func(t *tx, pool *ipam.Pool) error {
-		had := t.ipam.Find(a.ContainerID, a.IfName) != nil
-		al, err := t.ipam.Allocate(pool, a.ContainerID, a.IfName, config.IPAMPlugin, cfg.IPAM.RequestedIP, r.now, time.Duration(cfg.IPAM.ReuseCooldown))
+		al, err := r.allocateIn(t, pool)
 		if err != nil {
 			return err
 		}
-		al.Network = cfg.Name
-		t.dirtyIPAM = !had
 		alloc = *al
 		return nil
 	})
@@ -61,8 +58,7 @@ func (r *runner) ipamDel() error {
 		return nil
 	}
 	return r.locked(func(t *tx) error {
-		if rel := t.ipam.Release(a.ContainerID, a.IfName, time.Now()); len(rel) > 0 {
-			t.dirtyIPAM = true
+		if rel := t.release(a.ContainerID, a.IfName); len(rel) > 0 {
 			r.note(zap.String("released", rel[0].IP))
 		}
 		return nil

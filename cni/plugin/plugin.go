@@ -323,7 +323,7 @@ func podAddress(ip string, pool *ipam.Pool, mode string) *net.IPNet {
 // resultFor builds the complete ADD result: interfaces (bridge, host veth,
 // pod interface with its sandbox), the address on the pod interface,
 // routes and DNS.
-func (r *runner) resultFor(containerID, ifName, netnsPath, mode string, ip *net.IPNet, gw net.IP, br *network.Bridge) (*types100.Result, error) {
+func (r *runner) resultFor(containerID, ifName, netnsPath, mode string, ip *net.IPNet, gw net.IP, br *network.Bridge) *types100.Result {
 	hostMAC, podMAC := network.MACs(containerID, ifName)
 	res := &types100.Result{CNIVersion: types100.ImplementedSpecVersion, DNS: r.cfg.DNS}
 	if mode == network.ModeBridge && br != nil {
@@ -339,7 +339,7 @@ func (r *runner) resultFor(containerID, ifName, netnsPath, mode string, ip *net.
 		spec.HostIP = br.HostIP
 	}
 	res.Routes = network.ResultRoutes(spec)
-	return res, nil
+	return res
 }
 
 // prevResult decodes the prevResult of CHECK into the current types.
@@ -362,7 +362,7 @@ func (r *runner) prevResult() (*types100.Result, error) {
 // and the pool has a free address.
 func (r *runner) status() error {
 	if r.needVnet {
-		if _, err := readStrict(r.paths.vnet); err != nil {
+		if _, err := readVnet(r.paths); err != nil {
 			return types.NewError(ErrPluginNotAvailable, "endpoint state unreadable: "+err.Error(), "")
 		}
 	}

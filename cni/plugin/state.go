@@ -98,14 +98,15 @@ func pathsOf(cfg *config.NetConf) paths {
 
 // readVnet reads the endpoint state without the lock (writers replace the
 // file atomically, so the read is consistent). A corrupt file reads as
-// empty here; the repair happens under the lock.
-func readVnet(p paths) *VnetState {
+// empty (and the error says so); the repair happens under the lock.
+func readVnet(p paths) (*VnetState, error) {
 	s := &VnetState{}
-	if _, err := store.Read(p.vnet, s); err != nil {
+	_, err := store.Read(p.vnet, s)
+	if err != nil {
 		s = &VnetState{}
 	}
 	s.normalize()
-	return s
+	return s, err
 }
 
 func readIPAM(p paths) (*ipam.State, error) {
@@ -146,61 +147,28 @@ func (r *runner) lockedFiles(withIPAM bool, f func(t *tx) error) error {
 
 	t := &tx{vnet: &VnetState{}, ipam: ipam.NewState()}
 	if r.needVnet {
-		ok, aside, err := store.Load(r.paths.vnet, t.vnet)
-		switch {
-		case errors.Is(err, store.ErrCorrupt):
+		if t.dirtyVnet, err = r.loadOrRebuild(r.paths.vnet, t.vnet, "endpoint", "endpoints", func() int {
 			t.vnet = r.rebuildVnet()
-			t.dirtyVnet = true
-			r.log.Warn("endpoint state file was corrupt; moved aside and rebuilt from the kernel",
-				zap.String("file", r.paths.vnet), zap.String("movedTo", aside), zap.Int("endpoints", len(t.vnet.Endpoints)))
-		case err != nil:
+			return len(t.vnet.Endpoints)
+		}); err != nil {
 			return err
-		case !ok:
-			// No file: a new node (nothing in the kernel either) or a file
-			// someone deleted (the kernel still has the pods). /var/run is
-			// emptied at boot together with all pod namespaces, so pods in
-			// the kernel without a file are always worth recovering.
-			if t.vnet = r.rebuildVnet(); len(t.vnet.Endpoints) > 0 {
-				t.dirtyVnet = true
-				r.log.Warn("endpoint state file missing; rebuilt from the kernel",
-					zap.String("file", r.paths.vnet), zap.Int("endpoints", len(t.vnet.Endpoints)))
-			}
 		}
 	}
 	t.vnet.normalize()
-	if !withIPAM {
-		if err := f(t); err != nil {
+	if withIPAM {
+		if t.dirtyIPAM, err = r.loadOrRebuild(r.paths.ipam, t.ipam, "address", "allocations", func() int {
+			t.ipam = r.rebuildIPAM(t.vnet)
+			return len(t.ipam.Allocations)
+		}); err != nil {
 			return err
 		}
-		if t.dirtyIPAM {
-			return fmt.Errorf("internal: address state changed in an endpoint-only section")
-		}
-		if t.dirtyVnet && r.needVnet {
-			if err := store.Save(r.paths.vnet, t.vnet); err != nil {
-				return stateError(r.paths.vnet, err)
-			}
-		}
-		return nil
+		t.ipam.Normalize()
 	}
-	ok, aside, err := store.Load(r.paths.ipam, t.ipam)
-	switch {
-	case errors.Is(err, store.ErrCorrupt):
-		t.ipam = r.rebuildIPAM(t.vnet)
-		t.dirtyIPAM = true
-		r.log.Warn("address state file was corrupt; moved aside and rebuilt from the kernel",
-			zap.String("file", r.paths.ipam), zap.String("movedTo", aside), zap.Int("allocations", len(t.ipam.Allocations)))
-	case err != nil:
-		return err
-	case !ok:
-		if t.ipam = r.rebuildIPAM(t.vnet); len(t.ipam.Allocations) > 0 {
-			t.dirtyIPAM = true
-			r.log.Warn("address state file missing; rebuilt from the kernel",
-				zap.String("file", r.paths.ipam), zap.Int("allocations", len(t.ipam.Allocations)))
-		}
-	}
-	t.ipam.Normalize()
 	if err := f(t); err != nil {
 		return err
+	}
+	if !withIPAM && t.dirtyIPAM {
+		return fmt.Errorf("internal: address state changed in an endpoint-only section")
 	}
 	// The address state first: an allocation without an endpoint is
 	// released by DEL or GC; an endpoint without its allocation would
@@ -216,6 +184,63 @@ func (r *runner) lockedFiles(withIPAM bool, f func(t *tx) error) error {
 		}
 	}
 	return nil
+}
+
+// loadOrRebuild loads a state file (what: "endpoint" or "address") into
+// v. A corrupt file (moved aside) or a missing one is rebuilt from the
+// kernel by rebuild, which returns the number of entries (logged as
+// unit); the result says whether the rebuilt state must be saved. A
+// missing file with pods in the kernel is a file someone deleted: /var/run
+// is emptied at boot together with all pod namespaces, so pods in the
+// kernel without a file are always worth recovering.
+func (r *runner) loadOrRebuild(path string, v interface{}, what, unit string, rebuild func() int) (bool, error) {
+	ok, aside, err := store.Load(path, v)
+	switch {
+	case errors.Is(err, store.ErrCorrupt):
+		n := rebuild()
+		r.log.Warn(what+" state file was corrupt; moved aside and rebuilt from the kernel",
+			zap.String("file", path), zap.String("movedTo", aside), zap.Int(unit, n))
+		return true, nil
+	case err != nil:
+		return false, err
+	case !ok:
+		if n := rebuild(); n > 0 {
+			r.log.Warn(what+" state file missing; rebuilt from the kernel", zap.String("file", path), zap.Int(unit, n))
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// allocateIn gives the invocation's container interface an address from
+// pool in t (the one it holds, if any), owned by this plugin.
+func (r *runner) allocateIn(t *tx, pool *ipam.Pool) (*ipam.Allocation, error) {
+	a, cfg := r.args, r.cfg
+	had := t.ipam.Find(a.ContainerID, a.IfName) != nil
+	al, err := t.ipam.Allocate(pool, a.ContainerID, a.IfName, r.p.Name, cfg.IPAM.RequestedIP, r.now, time.Duration(cfg.IPAM.ReuseCooldown))
+	if err != nil {
+		return nil, err
+	}
+	al.Network = cfg.Name
+	if !had {
+		t.dirtyIPAM = true
+	}
+	return al, nil
+}
+
+// release frees the address of containerID/ifName and forgets its
+// endpoint; it returns the released allocations.
+func (t *tx) release(containerID, ifName string) []*ipam.Allocation {
+	rel := t.ipam.Release(containerID, ifName, time.Now())
+	if len(rel) > 0 {
+		t.dirtyIPAM = true
+	}
+	k := key(containerID, ifName)
+	if _, ok := t.vnet.Endpoints[k]; ok {
+		delete(t.vnet.Endpoints, k)
+		t.dirtyVnet = true
+	}
+	return rel
 }
 
 // rebuildVnet recreates the endpoint list from the host veths' aliases
@@ -242,9 +267,7 @@ func (r *runner) rebuildVnet() *VnetState {
 		ep := &Endpoint{ContainerID: o.ContainerID, IfName: o.IfName, Network: r.cfg.Name, Netns: o.Netns, Mode: o.Mode,
 			HostVeth: o.HostVeth, IP: o.IP.String(), Status: StatusCommitted, Updated: time.Now()}
 		if o.Netns != "" {
-			if res, err := r.resultFor(o.ContainerID, o.IfName, o.Netns, o.Mode, o.IP, gatewayFor(o.Mode, o.IP), nil); err == nil {
-				ep.Result, _ = json.Marshal(res)
-			}
+			ep.Result, _ = json.Marshal(r.resultFor(o.ContainerID, o.IfName, o.Netns, o.Mode, o.IP, gatewayFor(o.Mode, o.IP), nil))
 		}
 		s.Endpoints[key(o.ContainerID, o.IfName)] = ep
 	}
@@ -276,10 +299,7 @@ func gatewayFor(mode string, ipn *net.IPNet) net.IP {
 	if mode == network.ModeTransparent {
 		return network.TransparentGateway
 	}
-	gw := make(net.IP, 4)
-	copy(gw, ipn.IP.Mask(ipn.Mask).To4())
-	gw[3]++
-	return gw
+	return ipam.FirstHost(ipn)
 }
 
 // processAlive says whether the plugin process that marked an endpoint

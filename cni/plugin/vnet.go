@@ -17,7 +17,6 @@ import (
 	"github.com/open-acn/acn/cni/config"
 	"github.com/open-acn/acn/cni/ipam"
 	"github.com/open-acn/acn/cni/network"
-	"github.com/open-acn/acn/cni/store"
 )
 
 // vnetAdd is azure-vnet ADD:
@@ -37,7 +36,8 @@ func (r *runner) vnetAdd() error {
 	a, cfg := r.args, r.cfg
 	k := key(a.ContainerID, a.IfName)
 
-	if ep := readVnet(r.paths).Endpoints[k]; ep != nil && ep.Status == StatusCommitted && ep.Result != nil && ep.Netns == a.Netns {
+	vs, _ := readVnet(r.paths)
+	if ep := vs.Endpoints[k]; ep != nil && ep.Status == StatusCommitted && ep.Result != nil && ep.Netns == a.Netns {
 		if _, err := r.nl.LinkByName(ep.HostVeth); err == nil {
 			r.note(zap.Bool("repeated", true))
 			r.mark("stored-result")
@@ -48,6 +48,7 @@ func (r *runner) vnetAdd() error {
 
 	var alloc ipam.Allocation
 	var podIP *net.IPNet
+	var pending Endpoint
 	pool, err := r.allocate(func(t *tx, pool *ipam.Pool) error {
 		// Another ADD of the same container interface still running (a
 		// runtime retrying after its own timeout): plumbing it twice at
@@ -55,23 +56,19 @@ func (r *runner) vnetAdd() error {
 		if ep := t.vnet.Endpoints[k]; ep != nil && ep.Status == StatusPending && ep.PID != os.Getpid() && processAlive(ep.PID) {
 			return types.NewError(types.ErrTryAgainLater, fmt.Sprintf("an ADD of %s/%s is in progress (pid %d)", a.ContainerID, a.IfName, ep.PID), "")
 		}
-		had := t.ipam.Find(a.ContainerID, a.IfName) != nil
-		al, err := t.ipam.Allocate(pool, a.ContainerID, a.IfName, config.VnetPlugin, cfg.IPAM.RequestedIP, r.now, time.Duration(cfg.IPAM.ReuseCooldown))
+		al, err := r.allocateIn(t, pool)
 		if err != nil {
 			return err
 		}
-		al.Network = cfg.Name
-		if !had {
-			t.dirtyIPAM = true
-		}
 		alloc = *al
 		podIP = podAddress(al.IP, pool, cfg.Mode)
-		t.vnet.Endpoints[k] = &Endpoint{
+		pending = Endpoint{
 			ContainerID: a.ContainerID, IfName: a.IfName, Network: cfg.Name, Netns: a.Netns,
 			PodName: r.podName, PodNamespace: r.podNamespace, Mode: cfg.Mode,
 			HostVeth: network.HostVethName(a.ContainerID, a.IfName), IP: podIP.String(),
 			Status: StatusPending, PID: os.Getpid(), Updated: r.now,
 		}
+		t.vnet.Endpoints[k] = &pending
 		t.dirtyVnet = true
 		return nil
 	})
@@ -129,15 +126,12 @@ func (r *runner) vnetAdd() error {
 	}
 	r.mark("node")
 
-	if _, err := network.Setup(r.nl, spec, r.hook); err != nil {
+	if err := network.Setup(r.nl, spec, r.hook); err != nil {
 		return r.undoAdd(err)
 	}
 	r.mark("netlink")
 
-	res, err := r.resultFor(a.ContainerID, a.IfName, a.Netns, cfg.Mode, podIP, spec.Gateway, br)
-	if err != nil {
-		return r.undoAdd(err)
-	}
+	res := r.resultFor(a.ContainerID, a.IfName, a.Netns, cfg.Mode, podIP, spec.Gateway, br)
 	raw, err := json.Marshal(res)
 	if err != nil {
 		return r.undoAdd(err)
@@ -145,8 +139,7 @@ func (r *runner) vnetAdd() error {
 	err = r.lockedVnet(func(t *tx) error {
 		ep := t.vnet.Endpoints[k]
 		if ep == nil { // state rebuilt meanwhile: record it again
-			ep = &Endpoint{ContainerID: a.ContainerID, IfName: a.IfName, Network: cfg.Name, Netns: a.Netns, Mode: cfg.Mode,
-				HostVeth: network.HostVethName(a.ContainerID, a.IfName), IP: podIP.String()}
+			ep = &pending
 			t.vnet.Endpoints[k] = ep
 		}
 		ep.Status, ep.PID, ep.Result, ep.Updated = StatusCommitted, 0, raw, time.Now()
@@ -171,13 +164,7 @@ func (r *runner) undoAdd(cause error) error {
 		r.log.Error("undo ADD: teardown", zap.Error(err))
 	}
 	err := r.locked(func(t *tx) error {
-		if rel := t.ipam.Release(a.ContainerID, a.IfName, time.Now()); len(rel) > 0 {
-			t.dirtyIPAM = true
-		}
-		if _, ok := t.vnet.Endpoints[key(a.ContainerID, a.IfName)]; ok {
-			delete(t.vnet.Endpoints, key(a.ContainerID, a.IfName))
-			t.dirtyVnet = true
-		}
+		t.release(a.ContainerID, a.IfName)
 		return nil
 	})
 	if err != nil {
@@ -193,7 +180,7 @@ func (r *runner) undoAdd(cause error) error {
 func (r *runner) vnetDel() error {
 	a := r.args
 	k := key(a.ContainerID, a.IfName)
-	vs := readVnet(r.paths)
+	vs, _ := readVnet(r.paths)
 	ep := vs.Endpoints[k]
 	netnsPath := a.Netns
 	if netnsPath == "" && ep != nil {
@@ -216,13 +203,8 @@ func (r *runner) vnetDel() error {
 		return nil
 	}
 	err = r.locked(func(t *tx) error {
-		if rel := t.ipam.Release(a.ContainerID, a.IfName, time.Now()); len(rel) > 0 {
-			t.dirtyIPAM = true
+		if rel := t.release(a.ContainerID, a.IfName); len(rel) > 0 {
 			r.note(zap.String("released", rel[0].IP))
-		}
-		if _, ok := t.vnet.Endpoints[k]; ok {
-			delete(t.vnet.Endpoints, k)
-			t.dirtyVnet = true
 		}
 		return nil
 	})
@@ -241,7 +223,8 @@ func (r *runner) vnetCheck() error {
 	if err != nil {
 		return err
 	}
-	ep := readVnet(r.paths).Endpoints[key(a.ContainerID, a.IfName)]
+	vs, _ := readVnet(r.paths)
+	ep := vs.Endpoints[key(a.ContainerID, a.IfName)]
 	if ep == nil || ep.Status != StatusCommitted {
 		return types.NewError(types.ErrUnknownContainer, fmt.Sprintf("no endpoint for container %s interface %s", a.ContainerID, a.IfName), "")
 	}
@@ -302,7 +285,7 @@ func (r *runner) vnetCheck() error {
 	}
 	if err := network.Check(r.nl, exp); err != nil {
 		var ne *network.NetnsError
-		if asNetns(err, &ne) {
+		if errors.As(err, &ne) {
 			return err
 		}
 		return types.NewError(ErrCheckFailed, err.Error(), "")
@@ -333,7 +316,7 @@ func (r *runner) vnetGC() error {
 	if err != nil {
 		errs = append(errs, err)
 	}
-	vs := readVnet(r.paths)
+	vs, _ := readVnet(r.paths)
 	removed := 0
 	// Kernel first (no lock): endpoints in the state, then veths known
 	// only to the kernel (state lost or rebuilt).
@@ -394,14 +377,6 @@ func (r *runner) vnetGC() error {
 	return nil
 }
 
-// readStrict reads the endpoint state and reports corruption.
-func readStrict(path string) (*VnetState, error) {
-	s := &VnetState{}
-	_, err := store.Read(path, s)
-	s.normalize()
-	return s, err
-}
-
 func parseCIDR(s string) (*net.IPNet, error) {
 	ip, n, err := net.ParseCIDR(s)
 	if err != nil {
@@ -410,5 +385,3 @@ func parseCIDR(s string) (*net.IPNet, error) {
 	n.IP = ip.To4()
 	return n, nil
 }
-
-func asNetns(err error, target **network.NetnsError) bool { return errors.As(err, target) }

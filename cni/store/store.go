@@ -54,21 +54,15 @@ func Read(path string, v interface{}) (bool, error) {
 // (false, nil). A file that does not parse is renamed aside and the error
 // wraps ErrCorrupt (the returned string is where it went).
 func Load(path string, v interface{}) (bool, string, error) {
-	data, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return false, "", nil
+	ok, err := Read(path, v)
+	if !errors.Is(err, ErrCorrupt) {
+		return ok, "", err
 	}
-	if err != nil {
-		return false, "", err
+	aside := fmt.Sprintf("%s.corrupt-%s", path, time.Now().UTC().Format("20060102T150405.000000000"))
+	if rerr := os.Rename(path, aside); rerr != nil {
+		return false, "", fmt.Errorf("%w (and moving it aside failed: %v)", err, rerr)
 	}
-	if err := json.Unmarshal(data, v); err != nil {
-		aside := fmt.Sprintf("%s.corrupt-%s", path, time.Now().UTC().Format("20060102T150405.000000000"))
-		if rerr := os.Rename(path, aside); rerr != nil {
-			return false, "", fmt.Errorf("%w: %s: %v (and moving it aside failed: %v)", ErrCorrupt, path, err, rerr)
-		}
-		return false, aside, fmt.Errorf("%w: %s: %v (moved to %s)", ErrCorrupt, path, err, aside)
-	}
-	return true, "", nil
+	return false, aside, fmt.Errorf("%w (moved to %s)", err, aside)
 }
 
 // Save writes v to path atomically and durably: temp file, fsync, rename,
