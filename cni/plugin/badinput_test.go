@@ -19,7 +19,7 @@ import (
 // execRaw runs azure-vnet ADD with stdin exactly as given (libcni would
 // refuse to even load malformed JSON).
 func (n *node) execRaw(p *pod, stdin []byte) error {
-	e := &nsExec{n: n}
+	e := n.exec()
 	path := filepath.Join(binDir, "azure-vnet")
 	args := &invoke.Args{Command: "ADD", ContainerID: p.id, NetNS: p.ns.Path, IfName: "eth0", Path: binDir}
 	_, err := invoke.ExecPluginWithResult(context.Background(), path, stdin, args, e)

@@ -15,9 +15,9 @@ import (
 )
 
 // deployConflist loads a shipped conflist and points it at the test node:
-// the address source becomes the node's interfaces file, state and logs go
-// to the node's directory. Everything else is used as shipped.
-func (n *node) deployConflist(name string) *libcni.NetworkConfigList {
+// state and logs go to the node's directory, and setIPAM adapts the ipam
+// section (the address source). Everything else is used as shipped.
+func (n *node) deployConflist(name string, setIPAM func(ipam map[string]interface{})) *libcni.NetworkConfigList {
 	n.t.Helper()
 	_, file, _, _ := runtime.Caller(0)
 	data, err := os.ReadFile(filepath.Join(filepath.Dir(file), "..", "..", "deploy", "cni", name))
@@ -28,12 +28,9 @@ func (n *node) deployConflist(name string) *libcni.NetworkConfigList {
 	if err := json.Unmarshal(data, &raw); err != nil {
 		n.t.Fatalf("%s: %v", name, err)
 	}
-	plugins := raw["plugins"].([]interface{})
-	vnet := plugins[0].(map[string]interface{})
-	vnet["stateDir"] = n.dir
-	vnet["logFile"] = filepath.Join(n.dir, "azure-vnet.log")
-	ip := vnet["ipam"].(map[string]interface{})
-	ip["environment"], ip["interfacesFile"] = "file", n.ifsFile
+	vnet := raw["plugins"].([]interface{})[0].(map[string]interface{})
+	vnet["stateDir"], vnet["logFile"] = n.dir, filepath.Join(n.dir, "azure-vnet.log")
+	setIPAM(vnet["ipam"].(map[string]interface{}))
 	data, _ = json.Marshal(raw)
 	l, err := libcni.NetworkConfFromBytes(data)
 	if err != nil {
@@ -53,7 +50,9 @@ func TestShippedConflistsWithPortmap(t *testing.T) {
 	for _, c := range []struct{ file, mode string }{{"10-azure.conflist", "transparent"}, {"10-azure-bridge.conflist", "bridge"}} {
 		t.Run(c.file, func(t *testing.T) {
 			n := newNode(t, 10)
-			l := n.deployConflist(c.file)
+			l := n.deployConflist(c.file, func(ip map[string]interface{}) {
+				ip["environment"], ip["interfacesFile"] = "file", n.ifsFile
+			})
 			if got := l.Plugins[0].Network.Type; got != "azure-vnet" {
 				t.Fatalf("first plugin is %q", got)
 			}
@@ -106,31 +105,16 @@ func TestShippedOverlayConflist(t *testing.T) {
 		t.Skip("reference portmap plugin not installed (containernetworking-plugins)")
 	}
 	n := newNode(t, 0)
-	_, file, _, _ := runtime.Caller(0)
-	data, err := os.ReadFile(filepath.Join(filepath.Dir(file), "..", "..", "deploy", "cni", "10-azure-overlay.conflist"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var raw map[string]interface{}
-	if err := json.Unmarshal(data, &raw); err != nil {
-		t.Fatal(err)
-	}
-	vnet := raw["plugins"].([]interface{})[0].(map[string]interface{})
-	vnet["stateDir"], vnet["logFile"] = n.dir, filepath.Join(n.dir, "azure-vnet.log")
-	ip := vnet["ipam"].(map[string]interface{})
-	if ip["environment"] != "overlay" || ip["clusterCIDR"] != clusterCIDR {
-		t.Fatalf("shipped ipam section: %v", ip)
-	}
-	delete(ip, "kubeconfig")
-	ip["podCIDRFile"] = filepath.Join(n.dir, "podcidr.json")
-	if err := os.WriteFile(ip["podCIDRFile"].(string), []byte(`{"podCIDRs":["10.244.9.0/24","fd00:10:244:9::/64"]}`), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	data, _ = json.Marshal(raw)
-	l, err := libcni.NetworkConfFromBytes(data)
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := n.deployConflist("10-azure-overlay.conflist", func(ip map[string]interface{}) {
+		if ip["environment"] != "overlay" || ip["clusterCIDR"] != clusterCIDR {
+			t.Fatalf("shipped ipam section: %v", ip)
+		}
+		delete(ip, "kubeconfig")
+		ip["podCIDRFile"] = filepath.Join(n.dir, "podcidr.json")
+		if err := os.WriteFile(ip["podCIDRFile"].(string), []byte(`{"podCIDRs":["10.244.9.0/24","fd00:10:244:9::/64"]}`), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	})
 	p := n.newPod("overlay-shipped")
 	rt := p.rt()
 	rt.CapabilityArgs = map[string]interface{}{

@@ -20,7 +20,7 @@ func (n *node) runCommand(cmd string, p *pod, conf map[string]interface{}) error
 	if p != nil {
 		args.ContainerID, args.NetNS, args.IfName = p.id, p.ns.Path, "eth0"
 	}
-	return invoke.ExecPluginWithoutResult(context.Background(), filepath.Join(binDir, "azure-vnet"), stdin, args, &nsExec{n: n})
+	return invoke.ExecPluginWithoutResult(context.Background(), filepath.Join(binDir, "azure-vnet"), stdin, args, n.exec())
 }
 
 // TestGCAcceptsTheLegacyAttachmentsKey: a runtime that sends only

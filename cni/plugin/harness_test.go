@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -25,14 +24,13 @@ import (
 	"time"
 
 	"github.com/containernetworking/cni/libcni"
-	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/cni/pkg/types"
 	types100 "github.com/containernetworking/cni/pkg/types/100"
-	"github.com/containernetworking/cni/pkg/version"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/net/icmp"
 	"golang.org/x/net/ipv4"
 
+	"github.com/open-acn/acn/cni/cnitest"
 	"github.com/open-acn/acn/cni/ipam"
 	"github.com/open-acn/acn/cni/network"
 	"github.com/open-acn/acn/cni/plugin"
@@ -51,10 +49,7 @@ func TestMain(m *testing.M) {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
-		cmd := exec.Command(goTool(), "build", "-o", dir+"/",
-			"github.com/open-acn/acn/cmd/azure-vnet", "github.com/open-acn/acn/cmd/azure-vnet-ipam")
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-		if err := cmd.Run(); err != nil {
+		if err := cnitest.BuildPlugins(dir); err != nil {
 			fmt.Fprintln(os.Stderr, "build plugins:", err)
 			os.Exit(1)
 		}
@@ -68,9 +63,9 @@ func TestMain(m *testing.M) {
 
 // Addresses of the simulated VNet.
 const (
-	subnet    = "10.240.0.0/16"
-	gatewayIP = "10.240.0.1"
-	nodeIP    = "10.240.0.4"
+	subnet    = cnitest.Subnet
+	gatewayIP = cnitest.GatewayIP
+	nodeIP    = cnitest.NodeIP
 )
 
 // stateDir is where a node keeps state, logs and the libcni cache: on
@@ -118,57 +113,32 @@ func newNode(t testing.TB, secondaries int) *node {
 	n.ns.MustExec(t, "sh", "-c", "echo 1 > /proc/sys/net/ipv4/conf/eth0/proxy_arp; echo 0 > /proc/sys/net/ipv4/neigh/eth0/proxy_delay")
 	n.ifsFile = filepath.Join(n.dir, "interfaces.json")
 	n.writeInterfaces(secondaries)
-	n.cni = libcni.NewCNIConfigWithCacheDir([]string{binDir, refPluginDir}, filepath.Join(n.dir, "cache"), &nsExec{n: n})
+	n.cni = libcni.NewCNIConfigWithCacheDir([]string{binDir, refPluginDir}, filepath.Join(n.dir, "cache"), n.exec())
 	return n
 }
 
 func (n *node) writeInterfaces(secondaries int) {
-	addrs := []ipam.IPAddress{{Address: nodeIP, IsPrimary: true}}
-	for i := 0; i < secondaries; i++ {
-		addrs = append(addrs, ipam.IPAddress{Address: fmt.Sprintf("10.240.%d.%d", 1+i/250, 1+i%250)})
-	}
-	ifs := ipam.Interfaces{Interfaces: []ipam.Interface{{MacAddress: "000D3A000001", IsPrimary: true,
-		IPSubnets: []ipam.IPSubnet{{Prefix: subnet, IPAddresses: addrs}}}}}
-	data, _ := json.Marshal(ifs)
-	if err := os.WriteFile(n.ifsFile, data, 0o644); err != nil {
+	if err := cnitest.WriteInterfaces(n.ifsFile, secondaries); err != nil {
 		n.t.Fatal(err)
 	}
 }
 
-// nsExec runs plugins from a thread inside the node namespace, with the
+// exec runs plugins from a thread inside the node namespace, with the
 // node's extra environment.
-type nsExec struct {
-	n   *node
-	raw invoke.RawExec
-	version.PluginDecoder
-}
-
-func (e *nsExec) ExecPlugin(ctx context.Context, path string, stdin []byte, environ []string) ([]byte, error) {
-	e.n.mu.Lock()
-	// Whatever the config says (or fails to say, when it does not parse),
-	// logs and state stay in the node's directory, never in /var.
-	environ = append(environ, "ACN_CNI_LOG_FILE="+filepath.Join(e.n.dir, "plugin.log"), "ACN_CNI_STATE_DIR="+e.n.dir)
-	environ = append(environ, e.n.env...)
-	e.n.mu.Unlock()
-	var out []byte
-	var err error
-	if derr := e.n.ns.Do(func() error {
-		out, err = e.raw.ExecPlugin(ctx, path, stdin, environ)
-		return nil
-	}); derr != nil {
-		return nil, derr
-	}
-	return out, err
-}
-
-func (e *nsExec) FindInPath(plugin string, paths []string) (string, error) {
-	return e.raw.FindInPath(plugin, paths)
+func (n *node) exec() *cnitest.Exec {
+	return &cnitest.Exec{NS: n.ns, Dir: n.dir, Env: n.getEnv}
 }
 
 func (n *node) setEnv(kv ...string) {
 	n.mu.Lock()
 	n.env = kv
 	n.mu.Unlock()
+}
+
+func (n *node) getEnv() []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.env
 }
 
 // netConf is the azure-vnet plugin entry of a conflist.
@@ -387,13 +357,4 @@ func init() {
 	// Plugins run from goroutines locked into the node namespace; give the
 	// runtime room for many of them.
 	runtime.GOMAXPROCS(runtime.NumCPU())
-}
-
-// goTool is the go command: from PATH, else the toolchain this binary was
-// built with (CI may run tests with a bare PATH).
-func goTool() string {
-	if p, err := exec.LookPath("go"); err == nil {
-		return p
-	}
-	return filepath.Join(runtime.GOROOT(), "bin", "go")
 }

@@ -222,7 +222,7 @@ func newOverlayFabric(t *testing.T, nodes int) *overlayFabric {
 		netnstest.Link(t, n.ns, "eth0", ip+"/16", f.vnet, fmt.Sprintf("n%d", i), "")
 		f.vnet.MustExec(t, "ip", "link", "set", fmt.Sprintf("n%d", i), "master", "br0")
 		n.ns.MustExec(t, "ip", "route", "add", "default", "via", gatewayIP)
-		n.cni = libcni.NewCNIConfigWithCacheDir([]string{binDir, refPluginDir}, filepath.Join(n.dir, "cache"), &nsExec{n: n})
+		n.cni = libcni.NewCNIConfigWithCacheDir([]string{binDir, refPluginDir}, filepath.Join(n.dir, "cache"), n.exec())
 		f.nodes = append(f.nodes, n)
 		f.lists = append(f.lists, n.list("1.1.0", n.overlayConf(fmt.Sprintf("10.244.%d.0/24", i), nil)))
 	}

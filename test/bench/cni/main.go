@@ -19,7 +19,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -28,10 +27,8 @@ import (
 	"time"
 
 	"github.com/containernetworking/cni/libcni"
-	"github.com/containernetworking/cni/pkg/invoke"
-	"github.com/containernetworking/cni/pkg/version"
 
-	"github.com/open-acn/acn/cni/ipam"
+	"github.com/open-acn/acn/cni/cnitest"
 	"github.com/open-acn/acn/internal/benchfmt"
 	"github.com/open-acn/acn/internal/netnstest"
 )
@@ -102,9 +99,7 @@ func run(out string, seq, par, perWorker int) error {
 		return err
 	}
 	defer os.RemoveAll(binDir)
-	build := exec.Command(goTool(), "build", "-o", binDir+"/", "github.com/open-acn/acn/cmd/azure-vnet", "github.com/open-acn/acn/cmd/azure-vnet-ipam")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
+	if err := cnitest.BuildPlugins(binDir); err != nil {
 		return fmt.Errorf("build plugins: %w", err)
 	}
 
@@ -221,11 +216,11 @@ func newNode(addrs int) (*node, error) {
 		n.close()
 		return nil, err
 	}
-	if err := netnstest.LinkNS(n.ns, "eth0", "10.240.0.4/16", n.vnet, "gw0", "10.240.0.1/16"); err != nil {
+	if err := netnstest.LinkNS(n.ns, "eth0", cnitest.NodeIP+"/16", n.vnet, "gw0", cnitest.GatewayIP+"/16"); err != nil {
 		n.close()
 		return nil, err
 	}
-	if _, err := n.ns.Exec("ip", "route", "add", "default", "via", "10.240.0.1"); err != nil {
+	if _, err := n.ns.Exec("ip", "route", "add", "default", "via", cnitest.GatewayIP); err != nil {
 		n.close()
 		return nil, err
 	}
@@ -237,14 +232,8 @@ func newNode(addrs int) (*node, error) {
 		n.close()
 		return nil, err
 	}
-	list := []ipam.IPAddress{{Address: "10.240.0.4", IsPrimary: true}}
-	for i := 0; i < addrs; i++ {
-		list = append(list, ipam.IPAddress{Address: fmt.Sprintf("10.240.%d.%d", 1+i/250, 1+i%250)})
-	}
-	data, _ := json.Marshal(ipam.Interfaces{Interfaces: []ipam.Interface{{MacAddress: "000D3A000001", IsPrimary: true,
-		IPSubnets: []ipam.IPSubnet{{Prefix: "10.240.0.0/16", IPAddresses: list}}}}})
 	n.ifsFile = filepath.Join(n.dir, "interfaces.json")
-	return n, os.WriteFile(n.ifsFile, data, 0o644)
+	return n, cnitest.WriteInterfaces(n.ifsFile, addrs)
 }
 
 func (n *node) close() {
@@ -257,31 +246,6 @@ func (n *node) close() {
 	if n.dir != "" {
 		_ = os.RemoveAll(n.dir)
 	}
-}
-
-// nsExec forks plugins from a thread inside the node namespace.
-type nsExec struct {
-	ns  *netnstest.NS
-	dir string
-	raw invoke.RawExec
-	version.PluginDecoder
-}
-
-func (e *nsExec) ExecPlugin(ctx context.Context, path string, stdin []byte, environ []string) ([]byte, error) {
-	environ = append(environ, "ACN_CNI_LOG_FILE="+filepath.Join(e.dir, "plugin.log"), "ACN_CNI_STATE_DIR="+e.dir)
-	var out []byte
-	var err error
-	if derr := e.ns.Do(func() error {
-		out, err = e.raw.ExecPlugin(ctx, path, stdin, environ)
-		return nil
-	}); derr != nil {
-		return nil, derr
-	}
-	return out, err
-}
-
-func (e *nsExec) FindInPath(plugin string, paths []string) (string, error) {
-	return e.raw.FindInPath(plugin, paths)
 }
 
 func measure(binDir string, tg target, pods []*pod, seq, par, perWorker int, ss *sampleSet) error {
@@ -298,7 +262,7 @@ func measure(binDir string, tg target, pods []*pod, seq, par, perWorker int, ss 
 			}
 		}()
 	}
-	cni := libcni.NewCNIConfigWithCacheDir([]string{binDir, refDir}, filepath.Join(n.dir, "cache"), &nsExec{ns: n.ns, dir: n.dir, raw: invoke.RawExec{Stderr: os.Stderr}})
+	cni := libcni.NewCNIConfigWithCacheDir([]string{binDir, refDir}, filepath.Join(n.dir, "cache"), &cnitest.Exec{NS: n.ns, Dir: n.dir, Stderr: os.Stderr})
 	conf := tg.conf(n)
 	data, _ := json.Marshal(map[string]interface{}{"cniVersion": tg.cniVersion, "name": "bench", "plugins": []interface{}{conf}})
 	list, err := libcni.NetworkConfFromBytes(data)
@@ -361,67 +325,49 @@ func measure(binDir string, tg target, pods []*pod, seq, par, perWorker int, ss 
 	// Parallel: par workers, each perWorker ADDs back to back.
 	pp := pods[:min(par*perWorker, len(pods))]
 	ids(pp)
-	var mu sync.Mutex
-	var padds []float64
-	var firstErr error
-	var wg sync.WaitGroup
 	start := time.Now()
-	for w := 0; w < par; w++ {
-		wg.Add(1)
-		go func(w int) {
-			defer wg.Done()
-			for i := w; i < len(pp); i += par {
-				d, err := add(pp[i])
-				mu.Lock()
-				if err != nil && firstErr == nil {
-					firstErr = err
-				}
-				padds = append(padds, d)
-				mu.Unlock()
-			}
-		}(w)
-	}
-	wg.Wait()
+	padds, err := parallel(pp, par, add)
 	wall := time.Since(start)
-	if firstErr != nil {
-		return fmt.Errorf("parallel ADD: %w", firstErr)
+	if err != nil {
+		return fmt.Errorf("parallel ADD: %w", err)
 	}
 	ss.addPar = append(ss.addPar, padds...)
 	ss.parPods += len(pp)
 	ss.parWall += wall
-	var pdels []float64
-	for w := 0; w < par; w++ {
-		wg.Add(1)
-		go func(w int) {
-			defer wg.Done()
-			for i := w; i < len(pp); i += par {
-				d, err := del(pp[i])
-				mu.Lock()
-				if err != nil && firstErr == nil {
-					firstErr = err
-				}
-				pdels = append(pdels, d)
-				mu.Unlock()
-			}
-		}(w)
-	}
-	wg.Wait()
-	if firstErr != nil {
-		return fmt.Errorf("parallel DEL: %w", firstErr)
+	pdels, err := parallel(pp, par, del)
+	if err != nil {
+		return fmt.Errorf("parallel DEL: %w", err)
 	}
 	ss.delPar = append(ss.delPar, pdels...)
 	return nil
 }
 
+// parallel runs op on every pod from par workers (worker w takes pods w,
+// w+par, ...) and returns the latencies and the first error.
+func parallel(pods []*pod, par int, op func(*pod) (float64, error)) ([]float64, error) {
+	var mu sync.Mutex
+	var samples []float64
+	var firstErr error
+	var wg sync.WaitGroup
+	for w := 0; w < par; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := w; i < len(pods); i += par {
+				d, err := op(pods[i])
+				mu.Lock()
+				if err != nil && firstErr == nil {
+					firstErr = err
+				}
+				samples = append(samples, d)
+				mu.Unlock()
+			}
+		}(w)
+	}
+	wg.Wait()
+	return samples, firstErr
+}
+
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 func round2(v float64) float64 { return float64(int64(v*100+0.5)) / 100 }
-
-// goTool is the go command: from PATH, else the toolchain this binary was
-// built with (CI may run tests with a bare PATH).
-func goTool() string {
-	if p, err := exec.LookPath("go"); err == nil {
-		return p
-	}
-	return filepath.Join(runtime.GOROOT(), "bin", "go")
-}
