@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 
@@ -133,8 +134,6 @@ func (d *Dataplane) setEndpoints(eps []Endpoint) {
 	}
 }
 
-// refreshEndpoints lists endpoints again (new pods), keeping the
-// programmed ACLs of known ones as HNS reports them.
 // refreshEndpoints lists endpoints again (new pods): known endpoints keep
 // the programmed view (no full re-diff), new ones are taken as listed, gone
 // ones are forgotten. It returns the new endpoint IDs.
@@ -597,7 +596,7 @@ func (d *Dataplane) program(ctx context.Context, hnsDirty map[string]struct{}) (
 	allow := func(f func(*epDiff, *aclInfo) bool) func(*epDiff, *aclInfo) bool {
 		return func(x *epDiff, a *aclInfo) bool { return a.Action == Allow && f(x, a) }
 	}
-	any := func(*epDiff, *aclInfo) bool { return true }
+	anyACL := func(*epDiff, *aclInfo) bool { return true }
 
 	// tighten
 	if err := setOps(OpAdd, "tighten"); err != nil {
@@ -624,7 +623,7 @@ func (d *Dataplane) program(ctx context.Context, hnsDirty map[string]struct{}) (
 	}
 	// anything left (Allows of directions that were open and stay open:
 	// found in HNS, not ours to keep)
-	if err := acls(OpRemove, any); err != nil {
+	if err := acls(OpRemove, anyACL); err != nil {
 		return fail(err)
 	}
 	for _, x := range diffs {
@@ -931,7 +930,7 @@ func (d *Dataplane) Objects(key string) []dataplane.Object {
 		}
 		for _, aid := range sortedKeys(r.acls) {
 			a := r.acls[aid]
-			if !contains(a.Policies, key) {
+			if !slices.Contains(a.Policies, key) {
 				continue
 			}
 			out = append(out, dataplane.Object{Kind: "acl", Name: a.ACL.String(), Comment: "on " + where + ": " + a.Comment})

@@ -3,6 +3,7 @@ package hnsacl
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/netip"
 	"sort"
 	"strconv"
@@ -58,11 +59,7 @@ func (f *Fake) RemoveEndpoint(id string) {
 func (f *Fake) Calls() map[string]int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	out := map[string]int{}
-	for k, v := range f.calls {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(f.calls)
 }
 
 // TotalCalls is the sum of Calls.
@@ -98,11 +95,7 @@ func (f *Fake) ACLs(endpointID string) []ACL {
 func (f *Fake) Sets() map[string]SetPolicy {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	out := map[string]SetPolicy{}
-	for k, v := range f.sets {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(f.sets)
 }
 
 // EndpointIDs returns the endpoint IDs, sorted.
@@ -213,10 +206,7 @@ func (f *Fake) modifySetPolicies(_ context.Context, op Op, sets []SetPolicy) err
 	if f.MaxSetsPerCall > 0 && len(sets) > f.MaxSetsPerCall {
 		return fmt.Errorf("fake hns: %d set policies in one call, max %d", len(sets), f.MaxSetsPerCall)
 	}
-	next := map[string]SetPolicy{}
-	for k, v := range f.sets {
-		next[k] = v
-	}
+	next := maps.Clone(f.sets)
 	for _, s := range sets {
 		_, exists := next[s.ID]
 		switch op {
@@ -357,7 +347,7 @@ func (f *Fake) modifyACLs(_ context.Context, endpointID string, op Op, acls []AC
 
 // ---- evaluator ----
 
-// portRange is an inclusive port range.
+// portRng is an inclusive port range.
 type portRng struct{ lo, hi uint16 }
 
 func parsePorts(s string) ([]portRng, error) {

@@ -2,7 +2,9 @@ package hnsacl
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 
@@ -157,16 +159,6 @@ func (r *renderer) set(d setDesc) *setEntry {
 	return e
 }
 
-func dedupSorted(xs []string) []string {
-	out := xs[:0]
-	for i, x := range xs {
-		if i == 0 || x != xs[i-1] {
-			out = append(out, x)
-		}
-	}
-	return out
-}
-
 func addrString(p netip.Prefix) string {
 	if p.IsSingleIP() {
 		return p.Addr().String()
@@ -176,24 +168,10 @@ func addrString(p netip.Prefix) string {
 
 // inAny reports whether a is in one of the model sets (SetIP or SetNet).
 func (r *renderer) inAny(ids []string, a netip.Addr) bool {
-	for _, id := range ids {
+	return slices.ContainsFunc(ids, func(id string) bool {
 		s := r.st.Sets[id]
-		if s == nil {
-			continue
-		}
-		if s.Kind == policy.SetNet {
-			for m := range s.Members {
-				if m.Prefix.Contains(a) {
-					return true
-				}
-			}
-			continue
-		}
-		if _, ok := s.Members[policy.AddrMember(a)]; ok {
-			return true
-		}
-	}
-	return false
+		return s != nil && s.Contains(a)
+	})
 }
 
 // target is the remote side of an ACL: nil means any address.
@@ -226,7 +204,7 @@ func peerIDs(rule policy.Rule) []string {
 		ids = append(ids, p.SetID)
 	}
 	sort.Strings(ids)
-	return dedupSorted(ids)
+	return slices.Compact(ids)
 }
 
 // portSpec is one port of a rule rendered for one endpoint.
@@ -281,7 +259,7 @@ func (r *renderer) ports(e *policy.Endpoint, pol *policy.Policy, ri int, d polic
 					}
 				}
 			}
-			for _, port := range sortedPorts(byPort) {
+			for _, port := range slices.Sorted(maps.Keys(byPort)) {
 				ips := byPort[port]
 				local := ""
 				if len(ips) != len(e.IPs) {
@@ -346,15 +324,6 @@ func (r *renderer) namedIndex(s *policy.Set) *namedIdx {
 	return x
 }
 
-func sortedPorts(m map[uint16][]netip.Addr) []uint16 {
-	var ps []uint16
-	for p := range m {
-		ps = append(ps, p)
-	}
-	sort.Slice(ps, func(i, j int) bool { return ps[i] < ps[j] })
-	return ps
-}
-
 func (r *renderer) fail(pol, ep, reason string) {
 	k := failure{policy: pol, reason: reason}
 	if r.failures[k] == nil {
@@ -370,7 +339,7 @@ func (r *renderer) render(e *policy.Endpoint) *epRender {
 		a = a.withID()
 		if prev := out.acls[a.ID]; prev != nil {
 			for _, p := range pols {
-				if !contains(prev.Policies, p) {
+				if !slices.Contains(prev.Policies, p) {
 					prev.Policies = append(prev.Policies, p)
 				}
 			}
@@ -456,13 +425,4 @@ func (r *renderer) acl(dir Direction, ps portSpec, t target) ACL {
 		a.RemotePorts = ps.ports
 	}
 	return a
-}
-
-func contains(l []string, s string) bool {
-	for _, x := range l {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

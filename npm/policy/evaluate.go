@@ -127,19 +127,11 @@ func (s *State) setContains(id string, a netip.Addr, proto Protocol, port uint16
 	if set == nil {
 		return false
 	}
-	switch set.Kind {
-	case SetIPPort:
-		_, ok := set.Members[Member{Prefix: netip.PrefixFrom(a, a.BitLen()), Protocol: proto, Port: port}]
+	if set.Kind == SetIPPort {
+		m := AddrMember(a)
+		m.Protocol, m.Port = proto, port
+		_, ok := set.Members[m]
 		return ok
-	case SetIP:
-		_, ok := set.Members[AddrMember(a)]
-		return ok
-	default:
-		for m := range set.Members {
-			if m.Prefix.Contains(a) {
-				return true
-			}
-		}
-		return false
 	}
+	return set.Contains(a)
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/base32"
 	"net/netip"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -109,8 +110,8 @@ func EqualEndpoint(a, b *Endpoint) bool {
 	if a == nil || b == nil {
 		return a == b
 	}
-	return a.Namespace == b.Namespace && a.Name == b.Name && addrsEqual(a.IPs, b.IPs) &&
-		strsEqual(a.Ingress, b.Ingress) && strsEqual(a.Egress, b.Egress)
+	return a.Namespace == b.Namespace && a.Name == b.Name && slices.Equal(a.IPs, b.IPs) &&
+		slices.Equal(a.Ingress, b.Ingress) && slices.Equal(a.Egress, b.Egress)
 }
 
 // EqualSet reports whether two sets have the same identity and members.
@@ -139,61 +140,25 @@ func Diff(a, b *State) *Changes {
 		b = NewState()
 	}
 	c := NewChanges()
-	for id, s := range a.Sets {
-		if !EqualSet(s, b.Sets[id]) {
-			c.Sets[id] = struct{}{}
-		}
-	}
-	for id := range b.Sets {
-		if _, ok := a.Sets[id]; !ok {
-			c.Sets[id] = struct{}{}
-		}
-	}
-	for k, p := range a.Policies {
-		if !EqualPolicy(p, b.Policies[k]) {
-			c.Policies[k] = struct{}{}
-		}
-	}
-	for k := range b.Policies {
-		if _, ok := a.Policies[k]; !ok {
-			c.Policies[k] = struct{}{}
-		}
-	}
-	for k, e := range a.Endpoints {
-		if !EqualEndpoint(e, b.Endpoints[k]) {
-			c.Endpoints[k] = struct{}{}
-		}
-	}
-	for k := range b.Endpoints {
-		if _, ok := a.Endpoints[k]; !ok {
-			c.Endpoints[k] = struct{}{}
-		}
-	}
+	diffKeys(a.Sets, b.Sets, EqualSet, c.Sets)
+	diffKeys(a.Policies, b.Policies, EqualPolicy, c.Policies)
+	diffKeys(a.Endpoints, b.Endpoints, EqualEndpoint, c.Endpoints)
 	return c
 }
 
-func addrsEqual(a, b []netip.Addr) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
+// diffKeys adds to out the keys whose values differ between a and b, or
+// that only one of them has.
+func diffKeys[V any](a, b map[string]*V, equal func(x, y *V) bool, out map[string]struct{}) {
+	for k, x := range a {
+		if !equal(x, b[k]) {
+			out[k] = struct{}{}
 		}
 	}
-	return true
-}
-
-func strsEqual(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
+	for k := range b {
+		if _, ok := a[k]; !ok {
+			out[k] = struct{}{}
 		}
 	}
-	return true
 }
 
 // Group is a set of endpoints isolated, in one direction, by exactly the

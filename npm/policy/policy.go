@@ -26,6 +26,7 @@ package policy
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
 	"sort"
 	"strings"
@@ -155,6 +156,22 @@ type Set struct {
 	Members map[Member]struct{}
 }
 
+// Contains reports whether address a is a member of an address set: in
+// one of the prefixes of a SetNet, equal to a member of a SetIP. A
+// SetIPPort holds no bare address.
+func (s *Set) Contains(a netip.Addr) bool {
+	if s.Kind != SetNet {
+		_, ok := s.Members[AddrMember(a)]
+		return ok
+	}
+	for m := range s.Members {
+		if m.Prefix.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
 // Sorted returns the members in a stable order.
 func (s *Set) Sorted() []Member {
 	out := make([]Member, 0, len(s.Members))
@@ -270,8 +287,7 @@ func (p *Policy) Isolates(d Direction) bool {
 // Endpoint is a pod hosted on this node that at least one policy selects.
 // Ingress/Egress list the keys (namespace/name, sorted) of the policies
 // isolating it in that direction; an empty list means that direction is
-// open. Ports maps "name/PROTOCOL" of its container ports to the port number
-// (for dataplanes, like HNS, that resolve named ports per endpoint).
+// open.
 type Endpoint struct {
 	Namespace string
 	Name      string
@@ -346,13 +362,9 @@ func (c *Changes) Merge(o *Changes) {
 			delete(c.Members, k) // arbitrary change
 		case !had:
 			c.Members[k] = make(map[Member]struct{}, len(ho))
-			for m := range ho {
-				c.Members[k][m] = struct{}{}
-			}
+			maps.Copy(c.Members[k], ho)
 		default:
-			for m := range ho {
-				hc[m] = struct{}{}
-			}
+			maps.Copy(hc, ho)
 		}
 		c.Sets[k] = struct{}{}
 	}

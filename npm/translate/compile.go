@@ -6,7 +6,6 @@ import (
 	"sort"
 	"strings"
 
-	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -65,6 +64,15 @@ func nsSelectorSpec(nsLS, podLS *metav1.LabelSelector) (selSpec, error) {
 		readable: fmt.Sprintf("pods with %s in namespaces with %s", readableSel(ps), readableSel(nss)),
 		nsSel:    nss, podSel: ps,
 	}, nil
+}
+
+// peerSelectorSpec: the pods a selector peer selects (its podSelector in
+// its own namespace, or in the namespaces its namespaceSelector selects).
+func peerSelectorSpec(ns string, p networkingv1.NetworkPolicyPeer) (selSpec, error) {
+	if p.NamespaceSelector != nil {
+		return nsSelectorSpec(p.NamespaceSelector, p.PodSelector)
+	}
+	return podSelectorSpec(ns, p.PodSelector)
 }
 
 // allPodsSpec selects every (eligible) pod of the cluster.
@@ -171,19 +179,8 @@ func compileRule(ns string, dir policy.Direction, peers []networkingv1.NetworkPo
 			rule.Peers = append(rule.Peers, policy.Peer{SetID: s.id})
 			desc = append(desc, s.readable)
 			anyNonPod = true
-		case p.NamespaceSelector != nil:
-			s, err := nsSelectorSpec(p.NamespaceSelector, p.PodSelector)
-			if err != nil {
-				return rule, fmt.Errorf("peer %d: %w", j, err)
-			}
-			sels[s.key] = s
-			set := ipSetSpec(s)
-			addSet(set)
-			rule.Peers = append(rule.Peers, policy.Peer{SetID: set.id})
-			desc = append(desc, s.readable)
-			podScope = append(podScope, s)
-		case p.PodSelector != nil:
-			s, err := podSelectorSpec(ns, p.PodSelector)
+		case p.NamespaceSelector != nil || p.PodSelector != nil:
+			s, err := peerSelectorSpec(ns, p)
 			if err != nil {
 				return rule, fmt.Errorf("peer %d: %w", j, err)
 			}
@@ -262,7 +259,7 @@ func compileRule(ns string, dir policy.Direction, peers []networkingv1.NetworkPo
 	if dir == policy.Egress {
 		word = "to"
 	}
-	rule.Comment = word + " " + joinReadable(desc)
+	rule.Comment = word + " " + strings.Join(desc, "; ")
 	if len(pd) > 0 {
 		rule.Comment += " ports " + strings.Join(pd, ",")
 	}
@@ -365,5 +362,3 @@ func split(p netip.Prefix) []netip.Prefix {
 	hiAddr, _ := netip.AddrFromSlice(b)
 	return []netip.Prefix{lo, netip.PrefixFrom(hiAddr, bits)}
 }
-
-var _ = corev1.ProtocolTCP

@@ -2,9 +2,10 @@ package translate
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
+	"slices"
 	"sort"
-	"strings"
 
 	"go.uber.org/zap"
 	corev1 "k8s.io/api/core/v1"
@@ -50,9 +51,6 @@ type podInfo struct {
 	local         bool
 	ports         map[string]uint16 // "name/PROTO" -> port
 }
-
-// eligible pods can be selected and be peers: not host-network, with IPs.
-// Host-network pods are never stored (see UpsertPod).
 
 type nsInfo struct {
 	name   string
@@ -209,7 +207,7 @@ func podKey(ns, name string) string { return ns + "/" + name }
 func (e *Engine) UpsertPod(pod *corev1.Pod) {
 	key := podKey(pod.Namespace, pod.Name)
 	ips := podIPs(pod)
-	if pod.Spec.HostNetwork || len(ips) == 0 || pod.DeletionTimestamp != nil && isTerminal(pod) || isTerminal(pod) {
+	if pod.Spec.HostNetwork || len(ips) == 0 || isTerminal(pod) {
 		e.DeletePod(pod.Namespace, pod.Name)
 		return
 	}
@@ -255,20 +253,7 @@ func isTerminal(p *corev1.Pod) bool {
 }
 
 func podEqual(a, b *podInfo) bool {
-	if a.local != b.local || !labels.Equals(a.labels, b.labels) || len(a.ips) != len(b.ips) || len(a.ports) != len(b.ports) {
-		return false
-	}
-	for i := range a.ips {
-		if a.ips[i] != b.ips[i] {
-			return false
-		}
-	}
-	for k, v := range a.ports {
-		if b.ports[k] != v {
-			return false
-		}
-	}
-	return true
+	return a.local == b.local && labels.Equals(a.labels, b.labels) && sameAddrPorts(a, b)
 }
 
 func podIPs(p *corev1.Pod) []netip.Addr {
@@ -361,56 +346,35 @@ func (e *Engine) refreshPod(p *podInfo, n *nsInfo, old *podInfo) {
 }
 
 func sameAddrPorts(a, b *podInfo) bool {
-	if len(a.ips) != len(b.ips) || len(a.ports) != len(b.ports) {
-		return false
-	}
-	for i := range a.ips {
-		if a.ips[i] != b.ips[i] {
-			return false
-		}
-	}
-	for k, v := range a.ports {
-		if b.ports[k] != v {
-			return false
-		}
-	}
-	return true
+	return slices.Equal(a.ips, b.ips) && maps.Equal(a.ports, b.ports)
 }
 
 // ---- sets ----
 
 func (e *Engine) contribution(se *setEntry, p *podInfo) []policy.Member {
-	switch se.spec.kind {
-	case policy.SetIP:
-		if s := e.selectors[se.spec.sels[0]]; s != nil && s.pods[p.key] != nil {
-			out := make([]policy.Member, len(p.ips))
-			for i, a := range p.ips {
-				out[i] = policy.AddrMember(a)
-			}
-			return out
-		}
-	case policy.SetIPPort:
-		port, ok := p.ports[se.spec.portName+"/"+string(se.spec.proto)]
-		if !ok {
+	var port uint16
+	if se.spec.kind == policy.SetIPPort {
+		var ok bool
+		if port, ok = p.ports[se.spec.portName+"/"+string(se.spec.proto)]; !ok {
 			return nil
 		}
-		in := false
-		for _, k := range se.spec.sels {
-			if s := e.selectors[k]; s != nil && s.pods[p.key] != nil {
-				in = true
-				break
-			}
-		}
-		if !in {
-			return nil
-		}
-		out := make([]policy.Member, len(p.ips))
-		for i, a := range p.ips {
-			out[i] = policy.Member{Prefix: netip.PrefixFrom(a, a.BitLen()), Protocol: se.spec.proto, Port: port}
-		}
-		return out
 	}
-	return nil
+	// a SetIP has one selector, a SetIPPort the selectors of its scope
+	selected := slices.ContainsFunc(se.spec.sels, func(k string) bool {
+		s := e.selectors[k]
+		return s != nil && s.pods[p.key] != nil
+	})
+	if !selected {
+		return nil
+	}
+	out := make([]policy.Member, len(p.ips))
+	for i, a := range p.ips {
+		out[i] = policy.AddrMember(a)
+		if se.spec.kind == policy.SetIPPort {
+			out[i].Protocol, out[i].Port = se.spec.proto, port
+		}
+	}
+	return out
 }
 
 // setContrib replaces the members pod key contributes to a set.
@@ -419,7 +383,7 @@ func (e *Engine) setContrib(se *setEntry, key string, ms []policy.Member) {
 	if len(old) == 0 && len(ms) == 0 {
 		return
 	}
-	if membersEqual(old, ms) {
+	if slices.Equal(old, ms) {
 		return
 	}
 	changed := false
@@ -469,18 +433,6 @@ func (e *Engine) fullChange(id string) {
 	e.full[id] = true
 	delete(e.changes.Members, id)
 	e.changes.Sets[id] = struct{}{}
-}
-
-func membersEqual(a, b []policy.Member) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func (e *Engine) refSelector(spec selSpec) *selector {
@@ -771,5 +723,3 @@ func (e *Engine) Stats() Stats {
 	}
 	return st
 }
-
-func joinReadable(parts []string) string { return strings.Join(parts, "; ") }
