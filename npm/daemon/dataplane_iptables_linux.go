@@ -4,7 +4,6 @@ package daemon
 
 import (
 	"context"
-	"fmt"
 
 	"go.uber.org/zap"
 
@@ -15,15 +14,11 @@ import (
 
 func init() {
 	dataplaneFactories[config.DataplaneIPTables] = func(cfg config.Config, logger *zap.Logger) (dataplane.Dataplane, error) {
-		mode := iptables.ModeAuto
-		switch cfg.IPTablesBackend {
-		case "nft":
-			mode = iptables.ModeNFT
-		case "legacy":
-			mode = iptables.ModeLegacy
-		case "auto", "":
-		default:
-			return nil, fmt.Errorf("iptablesBackend %q", cfg.IPTablesBackend)
+		// config.Validate admits auto, nft and legacy; the backends are
+		// named like iptables.Mode, where auto is the empty mode.
+		mode := iptables.Mode(cfg.IPTablesBackend)
+		if cfg.IPTablesBackend == "auto" {
+			mode = iptables.ModeAuto
 		}
 		return iptables.New(context.Background(), iptables.Options{Logger: logger, Mode: mode})
 	}
