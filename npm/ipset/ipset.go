@@ -15,6 +15,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 
@@ -75,14 +77,7 @@ func New(run dataplane.Runner, log *zap.Logger, prefix string) *Manager {
 func (m *Manager) Current(name string) *Set { return m.cur[name] }
 
 // Names returns the names of the programmed sets, sorted.
-func (m *Manager) Names() []string {
-	out := make([]string, 0, len(m.cur))
-	for n := range m.cur {
-		out = append(out, n)
-	}
-	sort.Strings(out)
-	return out
-}
+func (m *Manager) Names() []string { return slices.Sorted(maps.Keys(m.cur)) }
 
 // Load replaces the manager's idea of the kernel with `ipset save` output.
 func (m *Manager) Load(ctx context.Context) error {
@@ -132,21 +127,17 @@ type Result struct {
 // are not desired are returned in Unreferenced for a later Destroy (after
 // the rules referencing them are gone); they are not touched now.
 func (m *Manager) Sync(ctx context.Context, desired map[string]*Set, dirty map[string]struct{}) (Result, error) {
-	return m.SyncHints(ctx, desired, dirty, nil)
-}
-
-// SyncHints is Sync where hints[name], when present, lists every member of
-// that (existing) set that may differ from what was programmed, so only
-// those are compared: O(changes) instead of O(size).
-func (m *Manager) SyncHints(ctx context.Context, desired map[string]*Set, dirty map[string]struct{}, hints map[string]map[string]struct{}) (Result, error) {
-	return m.SyncOpts(ctx, desired, SyncOptions{Dirty: dirty, Hints: hints})
+	return m.SyncOpts(ctx, desired, SyncOptions{Dirty: dirty})
 }
 
 // SyncOptions narrow a Sync.
 type SyncOptions struct {
 	// Dirty: only these names are compared (nil: all desired sets).
 	Dirty map[string]struct{}
-	// Hints: see SyncHints.
+	// Hints: hints[name], when non-nil, lists every member of that
+	// (existing) set that may differ from what was programmed, so only
+	// those are compared: O(changes) instead of O(size). A set without
+	// hints is compared in full.
 	Hints map[string]map[string]struct{}
 	// CreateOnly: these sets are created empty when missing and otherwise
 	// left alone (their members are synced by a later call).
@@ -188,54 +179,29 @@ func (m *Manager) SyncOpts(ctx context.Context, desired map[string]*Set, o SyncO
 		if have != nil && (have.Type != want.Type || have.Family != want.Family) {
 			return res, fmt.Errorf("ipset %s exists as %s/%s, want %s/%s (name collision?)", n, have.Type, have.Family, want.Type, want.Family)
 		}
-		if o.CreateOnly[n] {
-			if have == nil {
-				fmt.Fprintf(&b, "create %s %s family %s maxelem %d -exist\n", n, want.Type, want.Family, MaxElem)
-				m.log.Info("ipset created", zap.String("set", n), zap.String("type", want.Type), zap.String("family", want.Family), zap.String("selector", want.Comment))
-				res.Created++
-				res.Changed++
-				empty := cloneSet(want)
-				empty.Members = map[string]struct{}{}
-				commit = append(commit, pending{set: empty})
-			}
-			continue
-		}
 		if have == nil {
 			fmt.Fprintf(&b, "create %s %s family %s maxelem %d -exist\n", n, want.Type, want.Family, MaxElem)
 			m.log.Info("ipset created", zap.String("set", n), zap.String("type", want.Type), zap.String("family", want.Family), zap.String("selector", want.Comment))
-			for _, mem := range sortedKeys(want.Members) {
+			res.Created++
+			res.Changed++
+			if o.CreateOnly[n] {
+				empty := *want
+				empty.Members = map[string]struct{}{}
+				commit = append(commit, pending{set: &empty})
+				continue
+			}
+			for _, mem := range slices.Sorted(maps.Keys(want.Members)) {
 				adds = append(adds, memberOp{want.Rank, n, fmt.Sprintf("add %s %s -exist\n", n, mem)})
 				m.log.Info("ipset member added", zap.String("set", n), zap.String("member", mem), zap.String("selector", want.Comment))
 			}
-			res.Created++
 			res.Added += len(want.Members)
-			res.Changed++
 			commit = append(commit, pending{set: want})
 			continue
 		}
-		var add, del []string
-		if h, ok := hints[n]; ok {
-			for mem := range h {
-				_, w := want.Members[mem]
-				_, hv := have.Members[mem]
-				if w && !hv {
-					add = append(add, mem)
-				} else if hv && !w {
-					del = append(del, mem)
-				}
-			}
-		} else {
-			for mem := range want.Members {
-				if _, ok := have.Members[mem]; !ok {
-					add = append(add, mem)
-				}
-			}
-			for mem := range have.Members {
-				if _, ok := want.Members[mem]; !ok {
-					del = append(del, mem)
-				}
-			}
+		if o.CreateOnly[n] {
+			continue
 		}
+		add, del := dataplane.DiffKeys(want.Members, have.Members, hints[n])
 		if len(add) == 0 && len(del) == 0 {
 			continue
 		}
@@ -255,7 +221,7 @@ func (m *Manager) SyncOpts(ctx context.Context, desired map[string]*Set, o SyncO
 			// set is never seen half-updated or empty.
 			tmp := tmpName(want.Name)
 			fmt.Fprintf(&b, "create %s %s family %s maxelem %d -exist\nflush %s\n", tmp, want.Type, want.Family, MaxElem, tmp)
-			for _, mem := range sortedKeys(want.Members) {
+			for _, mem := range slices.Sorted(maps.Keys(want.Members)) {
 				fmt.Fprintf(&b, "add %s %s -exist\n", tmp, mem)
 			}
 			fmt.Fprintf(&b, "swap %s %s\ndestroy %s\n", tmp, want.Name, tmp)
@@ -369,15 +335,6 @@ func tmpName(n string) string {
 		n = n[:29]
 	}
 	return n + "-t"
-}
-
-func sortedKeys(m map[string]struct{}) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 func cloneSet(s *Set) *Set {

@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -49,14 +51,15 @@ type Dataplane struct {
 	loaded bool
 	// programmed chains per family: chain -> rule lines ("-A CHAIN ...")
 	chains map[policy.Family]map[string][]string
-	jumpOK map[policy.Family]bool
+	// jumpFix per family: nil when NPM's FORWARD jump is in place, else
+	// the restore lines that put it there (from the last read-back).
+	jumpFix map[policy.Family][]string
 
 	// desired-state caches, updated incrementally from policy.Changes
 	last     *policy.State
 	wantSets map[string]*ipset.Set                                      // kernel set name -> content
 	setNames map[string][]string                                        // model set ID -> kernel names
 	polRules map[string]map[policy.Family]map[policy.Direction][]string // policy key -> family -> direction -> rule bodies
-	groups   map[policy.Direction][]*policy.Group
 	fgroups  map[policy.Family]map[policy.Direction][]*policy.Group
 	trie     map[policy.Family]map[policy.Direction][]trieNode
 	// kernel names of the group and trie sets
@@ -82,16 +85,26 @@ func New(ctx context.Context, o Options) (*Dataplane, error) {
 	if len(o.Families) == 0 {
 		o.Families = policy.Families
 	}
-	d := &Dataplane{run: o.Runner, log: o.Logger, mode: o.Mode, families: o.Families,
-		sets: ipset.New(o.Runner, o.Logger, SetPrefix), chains: map[policy.Family]map[string][]string{}, jumpOK: map[policy.Family]bool{},
-		last: policy.NewState(), wantSets: map[string]*ipset.Set{}, setNames: map[string][]string{},
-		polRules: map[string]map[policy.Family]map[policy.Direction][]string{}, groups: map[policy.Direction][]*policy.Group{}, names: map[string]string{},
-		trie: map[policy.Family]map[policy.Direction][]trieNode{}, fgroups: map[policy.Family]map[policy.Direction][]*policy.Group{}, dispatchSets: map[string]struct{}{}, setUsers: map[string]map[string]struct{}{}}
+	d := &Dataplane{run: o.Runner, log: o.Logger, mode: o.Mode, families: o.Families, sets: ipset.New(o.Runner, o.Logger, SetPrefix)}
+	d.reset()
 	if d.mode == ModeAuto {
 		d.mode = Detect(ctx, o.Runner)
 	}
 	d.log.Info("iptables dataplane", zap.String("backend", string(d.mode)))
 	return d, nil
+}
+
+// reset forgets the programmed and desired state: the next Apply reads the
+// kernel back and diffs in full.
+func (d *Dataplane) reset() {
+	d.loaded = false
+	d.chains, d.jumpFix = map[policy.Family]map[string][]string{}, map[policy.Family][]string{}
+	d.last, d.wantSets, d.setNames = policy.NewState(), map[string]*ipset.Set{}, map[string][]string{}
+	d.polRules = map[string]map[policy.Family]map[policy.Direction][]string{}
+	d.fgroups, d.trie = map[policy.Family]map[policy.Direction][]*policy.Group{}, map[policy.Family]map[policy.Direction][]trieNode{}
+	d.dispatchSets, d.names = map[string]struct{}{}, map[string]string{}
+	d.setUsers = map[string]map[string]struct{}{}
+	d.kHints, d.retiring = nil, nil
 }
 
 // Mode returns the backend in use.
@@ -181,7 +194,7 @@ func jumpRule() string {
 	return fmt.Sprintf("-A FORWARD -m comment --comment %q -j %s", JumpComment, ChainMain)
 }
 
-// jumpOK: exactly one NPM jump, before any kube-proxy KUBE-FORWARD jump.
+// jumpPlaced: exactly one NPM jump, before any kube-proxy KUBE-FORWARD jump.
 func jumpPlaced(forward []string) bool {
 	pos, n, kube := -1, 0, -1
 	for i, l := range forward {
@@ -208,9 +221,25 @@ func (d *Dataplane) load(ctx context.Context) error {
 		}
 		chains, fwd := parseSave(out)
 		d.chains[f] = chains
-		d.jumpOK[f] = jumpPlaced(fwd)
+		d.jumpFix[f] = nil
+		if !jumpPlaced(fwd) {
+			// Remove any misplaced copies, then insert first in FORWARD.
+			d.jumpFix[f] = append(deleteJumps(fwd), "-I FORWARD 1"+strings.TrimPrefix(jumpRule(), "-A FORWARD"))
+		}
 	}
 	return nil
+}
+
+// deleteJumps returns the restore lines deleting NPM's jumps among the
+// FORWARD rules.
+func deleteJumps(forward []string) []string {
+	var out []string
+	for _, l := range forward {
+		if strings.HasSuffix(l, "-j "+ChainMain) {
+			out = append(out, "-D"+strings.TrimPrefix(l, "-A"))
+		}
+	}
+	return out
 }
 
 // ---- Apply ----
@@ -231,12 +260,7 @@ func (d *Dataplane) Apply(ctx context.Context, desired *policy.State, changes *p
 		d.loaded = false
 		return err
 	}
-	// Member hints only hold for sets that were patched, not rebuilt.
-	for n, h := range d.kHints {
-		if h == nil {
-			delete(d.kHints, n)
-		}
-	}
+	// A nil hint (a rebuilt set) makes ipset compare that set in full.
 	_, err = d.program(ctx, dirtySets, d.kHints)
 	if err != nil {
 		// The kernel may differ from d.last: re-read it and diff in full
@@ -349,13 +373,13 @@ func (d *Dataplane) updateDesired(desired *policy.State, changes *policy.Changes
 		newRetiring := map[string]bool{}
 		defer func() { d.retiring = newRetiring }()
 		for _, dir := range []policy.Direction{policy.Ingress, policy.Egress} {
-			d.groups[dir] = d.last.Groups(dir)
+			groups := d.last.Groups(dir)
 			for _, f := range d.families {
 				// A family only gets the groups with addresses in it, so a
 				// single-stack pod never touches the other family's table.
 				var fg []*policy.Group
 				now := map[string]bool{}
-				for _, g := range d.groups[dir] {
+				for _, g := range groups {
 					for _, a := range g.IPs {
 						if policy.FamilyOf(a) == f {
 							fg = append(fg, g)
@@ -370,34 +394,31 @@ func (d *Dataplane) updateDesired(desired *policy.State, changes *policy.Changes
 				// group is never dispatched nowhere. Dropped next batch.
 				// Taken from the programmed chains, so this also covers
 				// the first Apply after a restart.
-				var ret []*policy.Group
-				known := map[string]*policy.Group{}
-				for _, g := range d.fgroups[f][dir] {
-					known[g.ID] = g
-				}
 				prefix := ChainGroupIngressPrefix
 				if dir == policy.Egress {
 					prefix = ChainGroupEgressPrefix
 				}
-				var pcs []string
+				var ret []string
 				for c := range d.chains[f] {
-					pcs = append(pcs, c)
-				}
-				sort.Strings(pcs)
-				for _, c := range pcs {
-					id, ok := strings.CutPrefix(c, prefix)
-					if ok && !now[id] && !d.retiring[id] {
-						g := &policy.Group{ID: id, Direction: dir}
-						if k := known[id]; k != nil {
-							g.Policies = k.Policies
-						}
-						ret = append(ret, g)
+					if id, ok := strings.CutPrefix(c, prefix); ok && !now[id] && !d.retiring[id] {
+						ret = append(ret, id)
 					}
 				}
-				for _, g := range ret {
-					newRetiring[g.ID] = true
+				sort.Strings(ret)
+				known := map[string]*policy.Group{}
+				if len(ret) > 0 {
+					for _, g := range d.fgroups[f][dir] {
+						known[g.ID] = g
+					}
 				}
-				fg = append(fg, ret...)
+				for _, id := range ret {
+					g := &policy.Group{ID: id, Direction: dir}
+					if k := known[id]; k != nil {
+						g.Policies = k.Policies
+					}
+					newRetiring[id] = true
+					fg = append(fg, g)
+				}
 				if d.fgroups[f] == nil {
 					d.fgroups[f] = map[policy.Direction][]*policy.Group{}
 					d.trie[f] = map[policy.Direction][]trieNode{}
@@ -458,30 +479,8 @@ func (d *Dataplane) patchSet(id string, s *policy.Set, dirty map[string]struct{}
 	if s == nil || old == nil || s.Kind == policy.SetNet || old.Kind != s.Kind || old.Key != s.Key || len(d.setNames[id]) != len(d.families) {
 		return false
 	}
-	var add, del []policy.Member
-	if hints != nil {
-		// O(changes): only the members the engine says may have changed.
-		for m := range hints {
-			_, want := s.Members[m]
-			_, have := old.Members[m]
-			if want && !have {
-				add = append(add, m)
-			} else if have && !want {
-				del = append(del, m)
-			}
-		}
-	} else {
-		for m := range s.Members {
-			if _, ok := old.Members[m]; !ok {
-				add = append(add, m)
-			}
-		}
-		for m := range old.Members {
-			if _, ok := s.Members[m]; !ok {
-				del = append(del, m)
-			}
-		}
-	}
+	// With hints, O(changes): only the members the engine says may have changed.
+	add, del := dataplane.DiffKeys(s.Members, old.Members, hints)
 	for _, m := range add {
 		old.Members[m] = struct{}{}
 		if ks := d.wantSets[SetName(m.Family(), id)]; ks != nil {
@@ -518,20 +517,7 @@ func (d *Dataplane) kernelHint(name, member string) {
 }
 
 func policySetIDs(p *policy.Policy) []string {
-	var ids []string
-	for _, rs := range [][]policy.Rule{p.IngressRules, p.EgressRules} {
-		for _, r := range rs {
-			for _, pe := range r.Peers {
-				ids = append(ids, pe.SetID)
-			}
-			for _, pt := range r.Ports {
-				if pt.SetID != "" {
-					ids = append(ids, pt.SetID)
-				}
-			}
-		}
-	}
-	return ids
+	return dataplane.RuleSetIDs(dataplane.RuleSetIDs(nil, p.IngressRules), p.EgressRules)
 }
 
 // annotate sets the log comment of a model set's kernel sets: its selector
@@ -541,11 +527,7 @@ func (d *Dataplane) annotate(id string) {
 	if s == nil {
 		return
 	}
-	users := make([]string, 0, len(d.setUsers[id]))
-	for k := range d.setUsers[id] {
-		users = append(users, k)
-	}
-	sort.Strings(users)
+	users := slices.Sorted(maps.Keys(d.setUsers[id]))
 	if len(users) > 5 {
 		users = append(users[:5], fmt.Sprintf("+%d more", len(users)-5))
 	}
@@ -732,7 +714,7 @@ func (d *Dataplane) program(ctx context.Context, dirtySets map[string]struct{}, 
 	ns := make([]int, len(d.families))
 	errs := make([]error, len(d.families))
 	var wg sync.WaitGroup
-	var mu sync.Mutex // guards d.chains / d.jumpOK / d.loaded
+	var mu sync.Mutex // guards d.chains / d.jumpFix / d.loaded
 	for i, f := range d.families {
 		wg.Add(1)
 		go func(i int, f policy.Family) {
@@ -769,6 +751,9 @@ func (d *Dataplane) program(ctx context.Context, dirtySets map[string]struct{}, 
 		}
 		changed += res3.Changed
 	}
+	if len(res.Unreferenced) == 0 {
+		return changed, nil
+	}
 	// Sets no rule references any more (retiring chains may still use some
 	// peer sets: those go next batch).
 	inUse := map[string]bool{}
@@ -801,16 +786,12 @@ func (d *Dataplane) programChains(ctx context.Context, f policy.Family, mu *sync
 	mu.Lock()
 	want := d.desiredChains(f)
 	have := d.chains[f]
-	jumpOK := d.jumpOK[f]
+	jump := d.jumpFix[f]
 	mu.Unlock()
 	if have == nil {
 		have = map[string][]string{}
 	}
-	var names []string
-	for c := range want {
-		names = append(names, c)
-	}
-	sort.Strings(names)
+	names := slices.Sorted(maps.Keys(want))
 	var decl, rules, dels []string
 	n := 0
 	for _, c := range names {
@@ -840,21 +821,8 @@ func (d *Dataplane) programChains(ctx context.Context, f policy.Family, mu *sync
 		d.logRuleDiff(f, c, have[c], nil)
 		d.log.Info("iptables chain deleted", zap.String("chain", c), zap.String("family", famName(f)))
 	}
-	var jump []string
-	if !jumpOK {
+	if jump != nil {
 		n++
-		// Remove any misplaced copies, then insert first in FORWARD.
-		out, err := d.save(ctx, d.mode, f)
-		if err != nil {
-			return 0, err
-		}
-		_, fwd := parseSave(out)
-		for _, l := range fwd {
-			if strings.HasSuffix(l, "-j "+ChainMain) {
-				jump = append(jump, "-D"+strings.TrimPrefix(l, "-A"))
-			}
-		}
-		jump = append(jump, "-I FORWARD 1"+strings.TrimPrefix(jumpRule(), "-A FORWARD"))
 		d.log.Info("iptables rule added", zap.String("family", famName(f)), zap.String("rule", jumpRule()))
 	}
 	if n == 0 {
@@ -884,7 +852,7 @@ func (d *Dataplane) programChains(ctx context.Context, f policy.Family, mu *sync
 	}
 	mu.Lock()
 	d.chains[f] = want
-	d.jumpOK[f] = true
+	d.jumpFix[f] = nil
 	mu.Unlock()
 	return n, nil
 }
@@ -962,15 +930,7 @@ func (d *Dataplane) Cleanup(ctx context.Context) error {
 	} else if _, err := d.sets.Destroy(ctx, d.sets.Names()); err != nil {
 		errs = append(errs, err.Error())
 	}
-	d.chains = map[policy.Family]map[string][]string{}
-	d.jumpOK = map[policy.Family]bool{}
-	d.loaded = false
-	d.last, d.wantSets, d.setNames = policy.NewState(), map[string]*ipset.Set{}, map[string][]string{}
-	d.polRules, d.groups = map[string]map[policy.Family]map[policy.Direction][]string{}, map[policy.Direction][]*policy.Group{}
-	d.trie, d.dispatchSets = map[policy.Family]map[policy.Direction][]trieNode{}, map[string]struct{}{}
-	d.fgroups = map[policy.Family]map[policy.Direction][]*policy.Group{}
-	d.setUsers = map[string]map[string]struct{}{}
-	d.retiring, d.kHints = nil, nil
+	d.reset()
 	if len(errs) > 0 {
 		return fmt.Errorf("cleanup: %s", strings.Join(errs, "; "))
 	}
@@ -997,19 +957,13 @@ func (d *Dataplane) removeChains(ctx context.Context, m Mode, f policy.Family) e
 	}
 	chains, fwd := parseSave(out)
 	var b bytes.Buffer
-	n := 0
 	b.WriteString("*filter\n")
-	for _, l := range fwd {
-		if strings.HasSuffix(l, "-j "+ChainMain) {
-			b.WriteString("-D" + strings.TrimPrefix(l, "-A") + "\n")
-			n++
-		}
+	dels := deleteJumps(fwd)
+	n := len(dels)
+	for _, l := range dels {
+		b.WriteString(l + "\n")
 	}
-	var names []string
-	for c := range chains {
-		names = append(names, c)
-	}
-	sort.Strings(names)
+	names := slices.Sorted(maps.Keys(chains))
 	for _, c := range names {
 		b.WriteString(":" + c + " - [0:0]\n")
 	}
@@ -1047,24 +1001,13 @@ func (d *Dataplane) Objects(key string) []dataplane.Object {
 				}
 			}
 			seen := map[string]bool{}
-			for _, r := range p.Rules(dir) {
-				ids := []string{}
-				for _, pe := range r.Peers {
-					ids = append(ids, pe.SetID)
+			for _, id := range dataplane.RuleSetIDs(nil, p.Rules(dir)) {
+				if seen[id] {
+					continue
 				}
-				for _, pt := range r.Ports {
-					if pt.SetID != "" {
-						ids = append(ids, pt.SetID)
-					}
-				}
-				for _, id := range ids {
-					if seen[id] {
-						continue
-					}
-					seen[id] = true
-					if s := d.last.Sets[id]; s != nil && (s.Kind != policy.SetNet || hasFamily(s, f)) {
-						out = append(out, dataplane.Object{Kind: "set", Name: SetName(f, id), Family: f, Comment: s.Comment})
-					}
+				seen[id] = true
+				if s := d.last.Sets[id]; s != nil && (s.Kind != policy.SetNet || hasFamily(s, f)) {
+					out = append(out, dataplane.Object{Kind: "set", Name: SetName(f, id), Family: f, Comment: s.Comment})
 				}
 			}
 		}

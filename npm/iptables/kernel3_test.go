@@ -41,11 +41,8 @@ func TestKernelLogsEveryChange(t *testing.T) {
 	tp := dptest.NewTopo(t, dptest.Pods)
 	core, logs := observer.New(zapcore.InfoLevel)
 	d := newDataplane(t, tp.Node, ModeNFT, zap.New(core))
-	e := tp.Engine(dptest.BasicPolicies()...)
+	e := tp.ApplyBasic(t, d)
 	ctx := context.Background()
-	if err := d.Apply(ctx, e.State(), e.TakeChanges()); err != nil {
-		t.Fatal(err)
-	}
 	for _, c := range []struct {
 		msg  string
 		want []string
@@ -93,11 +90,8 @@ func TestKernelBackendSwitch(t *testing.T) {
 	requireTools(t)
 	tp := dptest.NewTopo(t, dptest.Pods)
 	ctx := context.Background()
-	e := tp.Engine(dptest.BasicPolicies()...)
 	d1 := newDataplane(t, tp.Node, ModeLegacy, nil)
-	if err := d1.Apply(ctx, e.State(), e.TakeChanges()); err != nil {
-		t.Fatal(err)
-	}
+	e := tp.ApplyBasic(t, d1)
 	d2 := newDataplane(t, tp.Node, ModeNFT, nil)
 	if err := d2.Apply(ctx, e.State(), nil); err != nil {
 		t.Fatal(err)

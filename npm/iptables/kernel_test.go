@@ -178,13 +178,10 @@ func TestKernelReconcileRepairsDrift(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, mode Mode) {
 		tp := dptest.NewTopo(t, dptest.Pods)
 		ctx := context.Background()
-		e := tp.Engine(dptest.BasicPolicies()...)
 		d := newDataplane(t, tp.Node, mode, nil)
-		if err := d.Apply(ctx, e.State(), e.TakeChanges()); err != nil {
-			t.Fatal(err)
-		}
+		tp.ApplyBasic(t, d)
 		ipt := "iptables-" + string(mode)
-		g := d.groups[policy.Ingress][0]
+		g := d.last.Groups(policy.Ingress)[0]
 		groupSet := GroupSetName(policy.IPv4, g)
 		pc := groupChainOf(policy.Ingress, "a/web")
 		var peerSet string

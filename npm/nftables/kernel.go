@@ -8,8 +8,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"os"
+	"slices"
 	"sort"
 
 	gnft "github.com/google/nftables"
@@ -247,13 +249,16 @@ func (o *objDiff) chainNames() map[string]struct{} {
 	return m
 }
 
-func sortedKeys[T any](m map[string]T) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
+// unionKeys is the set of the keys of a and b.
+func unionKeys[T any](a, b map[string]T) map[string]struct{} {
+	m := make(map[string]struct{}, len(a)+len(b))
+	for n := range a {
+		m[n] = struct{}{}
 	}
-	sort.Strings(out)
-	return out
+	for n := range b {
+		m[n] = struct{}{}
+	}
+	return m
 }
 
 // diffObjects compares have and want, over the named sets and chains only
@@ -261,24 +266,12 @@ func sortedKeys[T any](m map[string]T) []string {
 func diffObjects(have, want *objects, setNames, chainNames map[string]struct{}, pending map[string]*delta) *objDiff {
 	d := &objDiff{table: want.table && !have.table}
 	if setNames == nil {
-		setNames = map[string]struct{}{}
-		for n := range have.sets {
-			setNames[n] = struct{}{}
-		}
-		for n := range want.sets {
-			setNames[n] = struct{}{}
-		}
+		setNames = unionKeys(have.sets, want.sets)
 	}
 	if chainNames == nil {
-		chainNames = map[string]struct{}{}
-		for n := range have.chains {
-			chainNames[n] = struct{}{}
-		}
-		for n := range want.chains {
-			chainNames[n] = struct{}{}
-		}
+		chainNames = unionKeys(have.chains, want.chains)
 	}
-	for _, n := range sortedKeys(setNames) {
+	for _, n := range slices.Sorted(maps.Keys(setNames)) {
 		h, w := have.sets[n], want.sets[n]
 		if h == w {
 			// shared object patched in place: its pending changes
@@ -330,7 +323,7 @@ func diffObjects(have, want *objects, setNames, chainNames map[string]struct{}, 
 			d.sets = append(d.sets, sd)
 		}
 	}
-	for _, n := range sortedKeys(chainNames) {
+	for _, n := range slices.Sorted(maps.Keys(chainNames)) {
 		h, w := have.chains[n], want.chains[n]
 		if h == w {
 			continue

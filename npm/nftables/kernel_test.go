@@ -55,11 +55,8 @@ func TestKernelReconcileRepairsDrift(t *testing.T) {
 	tp := dptest.NewTopo(t, dptest.Pods)
 	ctx := context.Background()
 	d := newDP(t, tp.Node)
-	e := tp.Engine(dptest.BasicPolicies()...)
-	if err := d.Apply(ctx, e.State(), e.TakeChanges()); err != nil {
-		t.Fatal(err)
-	}
-	table := tp.Node.MustExec(t, "nft", "list", "table", "inet", TableName)
+	e := tp.ApplyBasic(t, d)
+	table := listTableNS(t, tp.Node)
 	pc := PolicyChain(policy.Ingress, "a/web")
 	peer := findPolicyChainSet(t, table, SetPrefix4+"i")
 	named := findPolicyChainSet(t, table, SetPrefix4+"p")
@@ -127,10 +124,7 @@ func TestKernelCleanupRemovesOnlyOurTable(t *testing.T) {
 	tp.Node.MustExec(t, "nft", "add", "table", "ip", "filter")
 	tp.Node.MustExec(t, "nft", "add", "set", "ip", "filter", "s", "{ type ipv4_addr; elements = { 10.1.1.1 } ; }")
 	d := newDP(t, tp.Node)
-	e := tp.Engine(dptest.BasicPolicies()...)
-	if err := d.Apply(ctx, e.State(), e.TakeChanges()); err != nil {
-		t.Fatal(err)
-	}
+	e := tp.ApplyBasic(t, d)
 	tp.Check(t, dptest.BasicExpect)
 	before := tp.Node.MustExec(t, "nft", "list", "ruleset")
 	if err := d.Cleanup(ctx); err != nil {
@@ -166,10 +160,7 @@ func TestKernelLogsAndIncrementalElements(t *testing.T) {
 	ctx := context.Background()
 	core, logs := observer.New(zap.InfoLevel)
 	d, _ := New(Options{NetNSPath: tp.Node.Path, Logger: zap.New(core)})
-	e := tp.Engine(dptest.BasicPolicies()...)
-	if err := d.Apply(ctx, e.State(), e.TakeChanges()); err != nil {
-		t.Fatal(err)
-	}
+	e := tp.ApplyBasic(t, d)
 	pc := PolicyChain(policy.Ingress, "a/web")
 	rules := logs.FilterMessage("nftables rule added").FilterField(zap.String("policy", "a/web")).FilterField(zap.String("chain", pc)).All()
 	if len(rules) != 6 { // (named port, UDP, SCTP) x 2 families
@@ -242,10 +233,7 @@ func TestKernelApplyAfterUnseenDrift(t *testing.T) {
 	tp := dptest.NewTopo(t, dptest.Pods)
 	ctx := context.Background()
 	d := newDP(t, tp.Node)
-	e := tp.Engine(dptest.BasicPolicies()...)
-	if err := d.Apply(ctx, e.State(), e.TakeChanges()); err != nil {
-		t.Fatal(err)
-	}
+	e := tp.ApplyBasic(t, d)
 	peer := findPolicyChainSet(t, listTableNS(t, tp.Node), SetPrefix4+"i")
 	tp.Node.MustExec(t, "nft", "delete", "element", "inet", TableName, peer, "{", tp.IPs[1][0], "}")
 	tp.Node.MustExec(t, "nft", "delete", "element", "inet", TableName, MapEgress4, "{", tp.IPs[3][0], "}")

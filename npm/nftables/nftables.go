@@ -278,36 +278,20 @@ func (d *Dataplane) patchSet(old, s *policy.Set, hints map[policy.Member]struct{
 		}
 		return kelem{key: addrKey(m.Prefix.Addr())}
 	}
-	if hints != nil {
-		for m := range hints {
-			_, want := s.Members[m]
-			_, had := old.Members[m]
-			switch {
-			case want && !had:
-				d.patch(byFam[m.Family()], elem(m), true)
-				old.Members[m] = struct{}{}
-			case had && !want:
-				d.patch(byFam[m.Family()], elem(m), false)
-				delete(old.Members, m)
-			}
-		}
-		if len(old.Members) == len(s.Members) {
-			old.Comment = s.Comment
-			return true
-		}
-		// the hints missed something: compare everything below
-	}
-	for m := range s.Members {
-		if _, ok := old.Members[m]; !ok {
+	apply := func(add, del []policy.Member) {
+		for _, m := range add {
 			d.patch(byFam[m.Family()], elem(m), true)
 			old.Members[m] = struct{}{}
 		}
-	}
-	for m := range old.Members {
-		if _, ok := s.Members[m]; !ok {
+		for _, m := range del {
 			d.patch(byFam[m.Family()], elem(m), false)
 			delete(old.Members, m)
 		}
+	}
+	apply(dataplane.DiffKeys(s.Members, old.Members, hints))
+	if hints != nil && len(old.Members) != len(s.Members) {
+		// the hints missed something: compare everything
+		apply(dataplane.DiffKeys(s.Members, old.Members, nil))
 	}
 	old.Comment = s.Comment
 	return true
@@ -605,17 +589,7 @@ func (d *Dataplane) Objects(key string) []dataplane.Object {
 				}
 			}
 		}
-		var ids []string
-		for _, r := range p.Rules(dir) {
-			for _, pe := range r.Peers {
-				ids = append(ids, pe.SetID)
-			}
-			for _, pt := range r.Ports {
-				if pt.SetID != "" {
-					ids = append(ids, pt.SetID)
-				}
-			}
-		}
+		ids := dataplane.RuleSetIDs(nil, p.Rules(dir))
 		sort.Strings(ids)
 		for _, id := range ids {
 			s := d.last.Sets[id]

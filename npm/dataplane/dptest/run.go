@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -127,6 +128,15 @@ func apply(t testing.TB, d dataplane.Dataplane, e *translate.Engine, full bool) 
 	}
 }
 
+// ApplyBasic programs BasicPolicies into d (one Apply of a new engine's
+// changes) and returns the engine, for a dataplane's own kernel tests.
+func (tp *Topo) ApplyBasic(t testing.TB, d dataplane.Dataplane) *translate.Engine {
+	t.Helper()
+	e := tp.Engine(BasicPolicies()...)
+	apply(t, d, e, false)
+	return e
+}
+
 func reconcileClean(t testing.TB, d dataplane.Dataplane, when string) {
 	t.Helper()
 	if n, err := d.Reconcile(context.Background()); err != nil || n != 0 {
@@ -176,9 +186,8 @@ func RunCases(t *testing.T, newDP NewDataplane, o Options) {
 func RunUpdateWithoutGap(t *testing.T, newDP NewDataplane, o Options) {
 	tp := NewTopo(t, Pods)
 	d := newDP(t, tp.Node)
-	e := tp.Engine(BasicPolicies()...)
+	e := tp.ApplyBasic(t, d)
 	ctx := context.Background()
-	apply(t, d, e, false)
 	stop := tp.ProbeLoops()
 	forms := []*metav1.LabelSelector{
 		Labels("app", "cli"),
@@ -235,38 +244,27 @@ func (tp *Topo) ProbeLoops() (stop func() (leaks, drops, probes int64)) {
 	var done atomic.Bool
 	var nLeaks, nDrops, nProbes atomic.Int64
 	var wg sync.WaitGroup
+	// loop probes until stopped, counting in bad the probes for which wrong is true.
+	loop := func(bad *atomic.Int64, wrong func() bool) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for !done.Load() {
+				nProbes.Add(1)
+				if wrong() {
+					bad.Add(1)
+				}
+			}
+		}()
+	}
 	for w := 0; w < 3; w++ {
-		wg.Add(2)
-		go func(fam int) {
-			defer wg.Done()
-			for !done.Load() {
-				nProbes.Add(1)
-				if tp.Probe(2, tp.IPs[0][fam], tcpP, 80) {
-					nLeaks.Add(1)
-				}
-			}
-		}(w % 2)
-		go func(fam int) {
-			defer wg.Done()
-			for !done.Load() {
-				nProbes.Add(1)
-				if !tp.Probe(1, tp.IPs[0][fam], tcpP, 80) {
-					nDrops.Add(1)
-				}
-			}
-		}(w % 2)
+		dst := tp.IPs[0][w%2]
+		loop(&nLeaks, func() bool { return tp.Probe(2, dst, tcpP, 80) })
+		loop(&nDrops, func() bool { return !tp.Probe(1, dst, tcpP, 80) })
 	}
 	for w := 0; w < 6; w++ {
-		wg.Add(1)
-		go func(fam int) {
-			defer wg.Done()
-			for !done.Load() {
-				nProbes.Add(1)
-				if tp.ProbeTimeout(-1, tp.IPs[0][fam], tcpP, 80, 30*time.Millisecond) {
-					nLeaks.Add(1)
-				}
-			}
-		}(w % 2)
+		dst := tp.IPs[0][w%2]
+		loop(&nLeaks, func() bool { return tp.ProbeTimeout(-1, dst, tcpP, 80, 30*time.Millisecond) })
 	}
 	return func() (int64, int64, int64) {
 		done.Store(true)
@@ -335,44 +333,36 @@ func RunProperty(t *testing.T, newDP NewDataplane, o Options) {
 	var eng *translate.Engine
 	for c := 0; c < cases; c++ {
 		w := translatetest.Random(r, translatetest.PropertyConfig(pods))
-		if c%2 == 0 {
+		full := c%2 == 0
+		if full {
 			st := translate.Translate(translate.Snapshot{Pods: w.Pods, Namespaces: w.Namespaces, Policies: w.Policies}, translate.Options{NodeName: NodeName})
 			if err := d.Apply(ctx, st, nil); err != nil {
 				t.Fatal(err)
 			}
 			eng = translate.NewEngine(translate.Options{NodeName: NodeName})
-			for _, n := range w.Namespaces {
-				eng.UpsertNamespace(n)
+		}
+		// The engine moves to the new world (incrementally, on odd cases).
+		for _, n := range w.Namespaces {
+			eng.UpsertNamespace(n)
+		}
+		for _, p := range w.Pods {
+			eng.UpsertPod(p)
+		}
+		keep := map[string]bool{}
+		for _, p := range w.Policies {
+			eng.UpsertPolicy(p)
+			keep[p.Namespace+"/"+p.Name] = true
+		}
+		for k := range eng.State().Policies {
+			if !keep[k] {
+				ns, name, _ := strings.Cut(k, "/")
+				eng.DeletePolicy(ns, name)
 			}
-			for _, p := range w.Pods {
-				eng.UpsertPod(p)
-			}
-			for _, p := range w.Policies {
-				eng.UpsertPolicy(p)
-			}
+		}
+		if full {
 			eng.TakeChanges()
-		} else {
-			// incremental: the same engine moves to the new world
-			for _, n := range w.Namespaces {
-				eng.UpsertNamespace(n)
-			}
-			for _, p := range w.Pods {
-				eng.UpsertPod(p)
-			}
-			keep := map[string]bool{}
-			for _, p := range w.Policies {
-				eng.UpsertPolicy(p)
-				keep[p.Namespace+"/"+p.Name] = true
-			}
-			for k := range eng.State().Policies {
-				if !keep[k] {
-					ns, name := splitKey(k)
-					eng.DeletePolicy(ns, name)
-				}
-			}
-			if err := d.Apply(ctx, eng.State(), eng.TakeChanges()); err != nil {
-				t.Fatal(err)
-			}
+		} else if err := d.Apply(ctx, eng.State(), eng.TakeChanges()); err != nil {
+			t.Fatal(err)
 		}
 		tp.FlushConntrack(t)
 		or := policyoracle.New(w.Namespaces, w.Pods, w.Policies)
@@ -418,13 +408,4 @@ func RunProperty(t *testing.T, newDP NewDataplane, o Options) {
 		reconcileClean(t, d, fmt.Sprintf("case %d", c))
 	}
 	t.Logf("%d random worlds, %d kernel decisions equal to the oracle", cases, checked)
-}
-
-func splitKey(k string) (string, string) {
-	for i := 0; i < len(k); i++ {
-		if k[i] == '/' {
-			return k[:i], k[i+1:]
-		}
-	}
-	return "", k
 }
