@@ -12,10 +12,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/open-acn/acn/cni/cnitest"
 )
 
 // release is an archive built like `make azure-cni-plugins` does, from
@@ -26,15 +27,6 @@ type release struct {
 	version string
 	bins    string // the built azure-vnet and azure-vnet-ipam
 }
-
-func goTool() string {
-	if p := filepath.Join(runtime.GOROOT(), "bin", "go"); fileExists(p) {
-		return p
-	}
-	return "go"
-}
-
-func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
 
 // buildRelease builds both plugins and the archive into a temporary dir.
 func buildRelease(t *testing.T) *release {
@@ -55,7 +47,7 @@ func makeRelease(deploy, dir string) (*release, error) {
 			return nil, err
 		}
 	}
-	build := exec.Command(goTool(), "build", "-trimpath", "-o", r.bins+"/", "./cmd/azure-vnet", "./cmd/azure-vnet-ipam")
+	build := exec.Command(cnitest.GoTool(), "build", "-trimpath", "-o", r.bins+"/", "./cmd/azure-vnet", "./cmd/azure-vnet-ipam")
 	build.Dir = root
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {

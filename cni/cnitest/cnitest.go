@@ -35,15 +35,15 @@ const (
 // BuildPlugins builds azure-vnet and azure-vnet-ipam into dir (the go
 // tool's output goes to stderr).
 func BuildPlugins(dir string) error {
-	cmd := exec.Command(goTool(), "build", "-o", dir+"/",
+	cmd := exec.Command(GoTool(), "build", "-o", dir+"/",
 		"github.com/open-acn/acn/cmd/azure-vnet", "github.com/open-acn/acn/cmd/azure-vnet-ipam")
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	return cmd.Run()
 }
 
-// goTool is the go command: from PATH, else the toolchain this binary was
+// GoTool is the go command: from PATH, else the toolchain this binary was
 // built with (CI may run tests with a bare PATH).
-func goTool() string {
+func GoTool() string {
 	if p, err := exec.LookPath("go"); err == nil {
 		return p
 	}

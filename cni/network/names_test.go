@@ -22,7 +22,7 @@ func TestHostVethNameUsesFullIDAndInterface(t *testing.T) {
 	if len(names) != 3 {
 		t.Errorf("IDs sharing 60 characters, or two interfaces, collide: %v", names)
 	}
-	if HostVethName(id, "eth0") != HostVethName(id, "eth0") {
+	if first, again := HostVethName(id, "eth0"), HostVethName(id, "eth0"); first != again {
 		t.Error("not deterministic")
 	}
 }

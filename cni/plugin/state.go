@@ -119,11 +119,10 @@ func readIPAM(p paths) (*ipam.State, error) {
 // tx is one critical section under the node-wide lock: both state files
 // loaded (repaired if corrupt), changed by the caller, saved if dirty.
 type tx struct {
-	vnet       *VnetState
-	ipam       *ipam.State
-	dirtyVnet  bool
-	dirtyIPAM  bool
-	repairNote []string
+	vnet      *VnetState
+	ipam      *ipam.State
+	dirtyVnet bool
+	dirtyIPAM bool
 }
 
 // locked runs f with the node-wide lock held. It is the only place state

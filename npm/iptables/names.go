@@ -34,8 +34,6 @@ const (
 	// NPM uses no packet mark: allowed traffic RETURNs from the group
 	// chain, denied traffic is DROPped there, so nothing can clash with
 	// kube-proxy's 0x4000/0x8000 or any CNI's marks.
-
-	hashLen = 12
 )
 
 // JumpComment marks NPM's jump in FORWARD.

@@ -49,10 +49,10 @@ type Topo struct {
 	Ext  *netnstest.NS
 	IPs  [][2]string // per pod: v4, v6
 
-	mu      sync.Mutex
-	seen    map[uint32]bool // SCTP INIT tags received
-	udpPort int             // last UDP probe source port
-	stop    []func()
+	mu       sync.Mutex
+	seen     map[uint32]bool   // SCTP INIT tags received
+	udpPorts probe.SourcePorts // UDP probe source ports, rotated (see probe.UDPRoundTripFrom)
+	stop     []func()
 }
 
 // NewTopo builds the cluster with n pods; everything is removed by t.Cleanup.
@@ -143,7 +143,7 @@ func (tp *Topo) ProbeTimeout(src int, dstIP string, proto policy.Protocol, port 
 	case policy.TCP:
 		_ = ns.Do(func() error { ok = probe.TCPConnect(addr, timeout); return nil })
 	case policy.UDP:
-		srcPort := tp.nextUDPPort()
+		srcPort := tp.udpPorts.Next()
 		_ = ns.Do(func() error {
 			ok = probe.UDPRoundTripFrom(srcPort, addr, fmt.Sprint(rand.Int63()), timeout)
 			return nil
@@ -174,17 +174,4 @@ func (tp *Topo) ProbeWant(src int, dstIP string, proto policy.Protocol, port int
 		got = tp.Probe(src, dstIP, proto, port)
 	}
 	return got
-}
-
-// nextUDPPort rotates UDP probe source ports through 20000-59999 (see
-// probe.UDPRoundTripFrom): no probe reuses a 5-tuple that conntrack may
-// still hold as established from an earlier allowed one.
-func (tp *Topo) nextUDPPort() int {
-	tp.mu.Lock()
-	defer tp.mu.Unlock()
-	if tp.udpPort < 20000 || tp.udpPort >= 60000 {
-		tp.udpPort = 20000
-	}
-	tp.udpPort++
-	return tp.udpPort
 }
