@@ -4,18 +4,24 @@
 SHELL := /bin/bash
 GO ?= go
 OUT := out
-# A release tag (vX.Y.Z) when there is one; else v0.0.0-<commits>-g<hash>;
-# outside git v0.0.0-dev.
-VERSION ?= $(shell git describe --tags --match 'v*' --dirty 2>/dev/null || \
-	(git rev-parse --short HEAD >/dev/null 2>&1 && echo v0.0.0-$$(git rev-list --count HEAD)-g$$(git rev-parse --short HEAD)$$(git diff --quiet HEAD 2>/dev/null || echo -dirty)) || \
-	echo v0.0.0-dev)
+# One version for every output (binaries, the release archive, image tags,
+# the kustomize overlays): hack/version.sh, which install-cni-plugin.sh uses too.
+VERSION ?= $(shell ./hack/version.sh)
+# Image creation time and file timestamps: the last commit's, so that the
+# same commit always builds the same image digests.
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 LDFLAGS := -s -w -X github.com/open-acn/acn/internal/version.Version=$(VERSION)
 GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)"
 ARCHIVE := $(OUT)/azure-vnet-cni-linux-amd64-$(VERSION).tgz
 TEST_TIMEOUT ?= 20m
 E2E_DATAPLANES ?= iptables,nftables
 
-.PHONY: help all podserver azure-npm azure-vnet azure-vnet-ipam azure-cni-plugins test e2e bench demo deps lint clean cluster-up cluster-down tools
+IMAGES := azure-npm
+
+.PHONY: help version all podserver azure-npm azure-vnet azure-vnet-ipam azure-cni-plugins images test e2e bench demo deps lint clean cluster-up cluster-down tools
+
+version: ## print the version every output is named and tagged with
+	@echo $(VERSION)
 
 help: ## list targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -40,6 +46,9 @@ azure-cni-plugins: azure-vnet azure-vnet-ipam ## release archive of both plugins
 	tar -C $(OUT)/cni-archive --owner=0 --group=0 -czf $(ARCHIVE) .
 	cd $(OUT) && sha256sum $(notdir $(ARCHIVE)) > $(notdir $(ARCHIVE)).sha256
 	@echo "$(ARCHIVE)"
+
+images: azure-npm ## container image tarballs out/images/<name>.tar (no registry or daemon needed), tagged $(VERSION)
+	SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) $(GO) run ./hack/imagebuild build --version $(VERSION) --out $(OUT)/images $(addprefix images/,$(IMAGES))
 
 tools: ## build etcd, kube-apiserver and kubectl into out/tools (cached)
 	./hack/build-tools.sh

@@ -403,6 +403,44 @@ func TestInstallScript(t *testing.T) {
 		}
 	})
 
+	t.Run("no arguments: the archive make names from this checkout", func(t *testing.T) {
+		// make and the script must agree on the version without being told:
+		// make names the archive with $(VERSION), the script looks for
+		// hack/version.sh's; both must be the same string.
+		root := filepath.Dir(deployDir(t))
+		v, err := exec.Command(filepath.Join(root, "hack", "version.sh")).Output()
+		if err != nil {
+			t.Fatalf("hack/version.sh: %v", err)
+		}
+		version := strings.TrimSpace(string(v))
+		mk := exec.Command("make", "-s", "--no-print-directory", "version")
+		mk.Dir = root
+		mv, err := mk.Output()
+		if err != nil {
+			t.Fatalf("make version: %v", err)
+		}
+		if strings.TrimSpace(string(mv)) != version {
+			t.Errorf("make's VERSION %q, hack/version.sh %q: the archive name and the script's default differ", mv, version)
+		}
+		out := t.TempDir()
+		named := filepath.Join(out, "azure-vnet-cni-linux-amd64-"+version+".tgz")
+		if err := os.Link(r.archive, named); err != nil {
+			t.Fatal(err)
+		}
+		if err := writeSum(named, ""); err != nil {
+			t.Fatal(err)
+		}
+		n := newNode(t)
+		stdout, errOut, code := n.run(t, []string{"OUT_DIR=" + out})
+		if code != 0 {
+			t.Fatalf("no arguments: exit %d\n%s%s", code, stdout, errOut)
+		}
+		n.checkInstalled(t, r, "10-azure.conflist")
+		if !strings.Contains(stdout, filepath.Base(named)) {
+			t.Errorf("the script did not install %s:\n%s", filepath.Base(named), stdout)
+		}
+	})
+
 	t.Run("usage errors", func(t *testing.T) {
 		n := newNode(t)
 		for _, args := range [][]string{

@@ -5,6 +5,7 @@ set -euo pipefail
 packages=(
   iptables ipset nftables ebtables iproute2 conntrack kmod   # dataplanes and their tools
   containernetworking-plugins                      # reference bridge/host-local/portmap/loopback
+  containerd                                       # image import tests (a throw-away instance)
   ethtool jq openssl ca-certificates make gcc git  # build and test helpers
 )
 missing=()

@@ -6,7 +6,8 @@
 #
 #   --archive FILE   the archive to install (azure-vnet-cni-linux-amd64-<v>.tgz)
 #   --version V      take $OUT_DIR/azure-vnet-cni-linux-$ARCH-V.tgz
-#                    (default: this repository's `git describe`, like make)
+#                    (default: hack/version.sh's, the version make names
+#                    the archive with)
 #   --conflist NAME  the conflist of the archive to install: 10-azure.conflist
 #                    (transparent mode, the default) or 10-azure-bridge.conflist
 #   --force          replace an existing conflist of the same name that differs
@@ -100,8 +101,10 @@ conf_dir="${DESTDIR}${CNI_CONF_DIR}"
 if [ -z "$archive" ]; then
 	out_dir=${OUT_DIR:-$script_dir/../../out}
 	if [ -z "$version" ]; then
-		version=$(git -C "$script_dir" describe --tags --always --dirty 2>/dev/null) ||
+		# The version make names the archive with (one definition, in hack/).
+		[ -x "$script_dir/../../hack/version.sh" ] && git -C "$script_dir" rev-parse --git-dir >/dev/null 2>&1 ||
 			die "no --archive or --version given and $script_dir is not in a git checkout"
+		version=$("$script_dir/../../hack/version.sh")
 	fi
 	archive="$out_dir/azure-vnet-cni-linux-$ARCH-$version.tgz"
 fi
