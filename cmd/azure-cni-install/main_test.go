@@ -105,4 +105,3 @@ func TestSleepUntilCancelled(t *testing.T) {
 		t.Fatal("sleep did not return after SIGTERM")
 	}
 }
-
