@@ -16,9 +16,9 @@ ARCHIVE := $(OUT)/azure-vnet-cni-linux-amd64-$(VERSION).tgz
 TEST_TIMEOUT ?= 20m
 E2E_DATAPLANES ?= iptables,nftables
 
-IMAGES := azure-npm
+IMAGES := azure-npm azure-cni
 
-.PHONY: help version all podserver azure-npm azure-vnet azure-vnet-ipam azure-cni-plugins images test e2e bench demo deps lint clean cluster-up cluster-down tools
+.PHONY: help version all podserver azure-npm azure-vnet azure-vnet-ipam azure-cni-install azure-cni-plugins images test e2e bench demo deps lint clean cluster-up cluster-down tools
 
 version: ## print the version every output is named and tagged with
 	@echo $(VERSION)
@@ -37,6 +37,9 @@ azure-vnet: ## build out/azure-vnet (the CNI network plugin)
 azure-vnet-ipam: ## build out/azure-vnet-ipam (the CNI IPAM plugin)
 	$(GOBUILD) -o $(OUT)/azure-vnet-ipam ./cmd/azure-vnet-ipam
 
+azure-cni-install: ## build out/azure-cni-install (the azure-cni image's installer)
+	$(GOBUILD) -o $(OUT)/azure-cni-install ./cmd/azure-cni-install
+
 podserver: ## build out/podserver (what test pods run)
 	$(GOBUILD) -o $(OUT)/podserver ./test/podserver
 
@@ -47,7 +50,7 @@ azure-cni-plugins: azure-vnet azure-vnet-ipam ## release archive of both plugins
 	cd $(OUT) && sha256sum $(notdir $(ARCHIVE)) > $(notdir $(ARCHIVE)).sha256
 	@echo "$(ARCHIVE)"
 
-images: azure-npm ## container image tarballs out/images/<name>.tar (no registry or daemon needed), tagged $(VERSION)
+images: azure-npm azure-vnet azure-vnet-ipam azure-cni-install ## container image tarballs out/images/<name>.tar (no registry or daemon needed), tagged $(VERSION)
 	SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) $(GO) run ./hack/imagebuild build --version $(VERSION) --out $(OUT)/images $(addprefix images/,$(IMAGES))
 
 tools: ## build etcd, kube-apiserver and kubectl into out/tools (cached)

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -308,17 +309,21 @@ type step struct {
 type inImage struct {
 	Rootfs string
 	Binds  map[string]string // container path -> host path
+	Caps   []int             // the capabilities kept (unix.CAP_*)
 	Steps  []step
 }
+
+// npmCaps are the capabilities the azure-npm DaemonSet adds (all others dropped).
+var npmCaps = []int{unix.CAP_NET_ADMIN, unix.CAP_NET_RAW}
 
 // runInImage runs steps one after the other inside the extracted image
 // rootfs the way the DaemonSet runs the container: its own network
 // namespace (never the host's), the root file system read-only, the
-// hostPath mounts (binds) in place, uid 0 with only NET_ADMIN and NET_RAW,
+// hostPath mounts (binds) in place, uid 0 with only the capabilities caps,
 // no new privileges. It stops at the first failing step.
-func runInImage(t *testing.T, rootfs string, binds map[string]string, steps ...step) (string, error) {
+func runInImage(t *testing.T, rootfs string, binds map[string]string, caps []int, steps ...step) (string, error) {
 	t.Helper()
-	spec, err := json.Marshal(inImage{rootfs, binds, steps})
+	spec, err := json.Marshal(inImage{rootfs, binds, caps, steps})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -403,7 +408,7 @@ func execInImage(spec string) error {
 	// then starting the steps from it.
 	runtime.LockOSThread()
 	for c := 0; c <= unix.CAP_LAST_CAP; c++ {
-		if c == unix.CAP_NET_ADMIN || c == unix.CAP_NET_RAW {
+		if slices.Contains(in.Caps, c) {
 			continue
 		}
 		if err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0); err != nil {

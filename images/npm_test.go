@@ -68,7 +68,7 @@ func TestNPMImage(t *testing.T) {
 		{"ipset", []step{{Argv: []string{"ipset", "version"}}}, []string{"ipset v7"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			out, err := runInImage(t, rootfs, binds, tc.steps...)
+			out, err := runInImage(t, rootfs, binds, npmCaps, tc.steps...)
 			if err != nil {
 				t.Fatalf("%v\n%s", err, out)
 			}
@@ -89,7 +89,7 @@ func TestNPMImage(t *testing.T) {
 	rules6 := "*filter\n:TEST-CHAIN - [0:0]\n-A TEST-CHAIN -p tcp -m tcp --dport 80 -j ACCEPT\nCOMMIT\n"
 	for _, backend := range []string{"nft", "legacy"} {
 		t.Run("restore and save/"+backend, func(t *testing.T) {
-			out, err := runInImage(t, rootfs, binds,
+			out, err := runInImage(t, rootfs, binds, npmCaps,
 				step{Argv: []string{"ipset", "restore"}, Stdin: sets},
 				step{Argv: []string{"iptables-" + backend + "-restore", "-w", "--noflush"}, Stdin: rules4},
 				step{Argv: []string{"ip6tables-" + backend + "-restore", "-w", "--noflush"}, Stdin: rules6},
@@ -111,7 +111,7 @@ func TestNPMImage(t *testing.T) {
 	t.Run("azure-npm cleanup", func(t *testing.T) {
 		// The daemon's cleanup detects the backend and execs
 		// iptables-*-save/restore and ipset itself.
-		out, err := runInImage(t, rootfs, binds, step{Argv: []string{"azure-npm", "cleanup", "--dataplane=iptables", "--node-name=node-1", "--log-file=stderr"}})
+		out, err := runInImage(t, rootfs, binds, npmCaps, step{Argv: []string{"azure-npm", "cleanup", "--dataplane=iptables", "--node-name=node-1", "--log-file=stderr"}})
 		if err != nil {
 			t.Errorf("azure-npm cleanup in the image: %v\n%s", err, out)
 		}
