@@ -50,8 +50,9 @@ azure-cni-plugins: azure-vnet azure-vnet-ipam ## release archive of both plugins
 	cd $(OUT) && sha256sum $(notdir $(ARCHIVE)) > $(notdir $(ARCHIVE)).sha256
 	@echo "$(ARCHIVE)"
 
-images: azure-npm azure-vnet azure-vnet-ipam azure-cni-install ## container image tarballs out/images/<name>.tar (no registry or daemon needed), tagged $(VERSION)
+images: azure-npm azure-vnet azure-vnet-ipam azure-cni-install ## image tarballs out/images/<name>.tar tagged $(VERSION) (no registry or daemon needed); out/deploy/{npm,cni} select them for kubectl apply -k
 	SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) $(GO) run ./hack/imagebuild build --version $(VERSION) --out $(OUT)/images $(addprefix images/,$(IMAGES))
+	$(GO) run ./hack/imagebuild overlay --version $(VERSION) --out $(OUT)/deploy deploy/npm deploy/cni
 
 tools: ## build etcd, kube-apiserver and kubectl into out/tools (cached)
 	./hack/build-tools.sh

@@ -108,7 +108,7 @@ func TestManifestsOnAPIServer(t *testing.T) {
 	}
 
 	files := manifests(t)
-	for _, want := range []string{"npm/rbac.yaml", "npm/service.yaml", "npm/linux/configmap.yaml", "npm/linux/daemonset.yaml", "npm/windows/configmap.yaml", "npm/windows/daemonset.yaml"} {
+	for _, want := range []string{"npm/rbac.yaml", "npm/service.yaml", "npm/linux/configmap.yaml", "npm/linux/daemonset.yaml", "npm/windows/configmap.yaml", "npm/windows/daemonset.yaml", "cni/daemonset.yaml"} {
 		if !contains(files, want) {
 			t.Errorf("manifest %s missing from deploy/ (found %v)", want, files)
 		}
@@ -144,6 +144,20 @@ func TestManifestsOnAPIServer(t *testing.T) {
 			if !strings.Contains(out, obj+" created (server dry run)") {
 				t.Errorf("%s not in the dry run output:\n%s", obj, out)
 			}
+		}
+	})
+
+	t.Run("dry-run/kustomize cni", func(t *testing.T) {
+		rendered, err := exec.Command(k, "kustomize", filepath.Join(dir, "cni")).Output()
+		if err != nil {
+			t.Fatalf("kubectl kustomize deploy/cni: %v", err)
+		}
+		out, err := runKubectl(t, k, kc, rendered, "apply", "--dry-run=server", "-f", "-")
+		if err != nil {
+			t.Fatalf("kubectl apply --dry-run=server of deploy/cni: %v\n%s", err, out)
+		}
+		if !strings.Contains(out, "daemonset.apps/azure-cni created (server dry run)") {
+			t.Errorf("daemonset.apps/azure-cni not in the dry run output:\n%s", out)
 		}
 	})
 

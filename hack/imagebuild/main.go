@@ -5,9 +5,12 @@
 //	imagebuild build --version V [--out DIR] [--cache DIR] images/NAME...
 //	imagebuild lock images/NAME...        # (re)pin the Debian packages
 //	imagebuild dockerfile images/NAME...  # (re)write the Dockerfiles
+//	imagebuild overlay --version V [--out DIR] deploy/NAME...
 //
 // build writes DIR/NAME.tar (default out/images) and prints one line per
-// image: reference, digest, size in bytes, file. SOURCE_DATE_EPOCH, when set,
+// image: reference, digest, size in bytes, file. overlay writes
+// DIR/NAME/kustomization.yaml (default out/deploy): deploy/NAME with its
+// images retagged V, for `kubectl apply -k`. SOURCE_DATE_EPOCH, when set,
 // is the images' creation time (default: the Unix epoch).
 package main
 
@@ -31,7 +34,8 @@ func usage() {
 	fmt.Fprintln(os.Stderr, `usage:
   imagebuild build --version V [--out DIR] [--cache DIR] images/NAME...
   imagebuild lock images/NAME...
-  imagebuild dockerfile images/NAME...`)
+  imagebuild dockerfile images/NAME...
+  imagebuild overlay --version V [--out DIR] deploy/NAME...`)
 	os.Exit(2)
 }
 
@@ -49,6 +53,8 @@ func main() {
 		err = forEach(os.Args[2:], func(dir string) error { return lock(ctx, dir) })
 	case "dockerfile":
 		err = forEach(os.Args[2:], dockerfile)
+	case "overlay":
+		err = overlay(os.Args[2:])
 	default:
 		usage()
 	}
@@ -151,4 +157,22 @@ func dockerfile(dir string) error {
 	}
 	fmt.Printf("%s: %s written\n", dir, imagespec.DockerfileName)
 	return nil
+}
+
+func overlay(args []string) error {
+	fs := flag.NewFlagSet("overlay", flag.ExitOnError)
+	version := fs.String("version", "", "the image tag to select")
+	out := fs.String("out", "out/deploy", "directory of the overlays")
+	_ = fs.Parse(args)
+	if *version == "" || fs.NArg() == 0 {
+		usage()
+	}
+	return forEach(fs.Args(), func(base string) error {
+		dir := filepath.Join(*out, filepath.Base(filepath.Clean(base)))
+		if err := imagespec.Overlay(base, dir, *version); err != nil {
+			return err
+		}
+		fmt.Printf("%s: kubectl apply -k %s\n", base, dir)
+		return nil
+	})
 }
