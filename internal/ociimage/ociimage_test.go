@@ -15,7 +15,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
-	"github.com/open-acn/acn/internal/ociimage/containerdtest"
 )
 
 // sampleTree has every entry kind, from a host tree, a host file and memory.
@@ -236,29 +235,5 @@ func TestBadInput(t *testing.T) {
 		if _, err := os.Stat(file); !os.IsNotExist(err) {
 			t.Errorf("reference %q: a tarball was left behind", ref)
 		}
-	}
-}
-
-// TestContainerdImport imports a built tarball into a throw-away containerd
-// (Debian's, as the nodes run it) and checks the reference and digest.
-func TestContainerdImport(t *testing.T) {
-	ctrd := containerdtest.Start(t)
-	file := filepath.Join(t.TempDir(), "img.tar")
-	img, err := Build(sampleTree(t), sampleConfig)
-	must(t, err)
-	must(t, WriteTarball(file, img, "example.com/test/img:v1"))
-	names, err := ctrd.Import(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !reflect.DeepEqual(names, []string{"example.com/test/img:v1"}) {
-		t.Errorf("images after import %v, want [example.com/test/img:v1]", names)
-	}
-	digest, err := img.Digest()
-	must(t, err)
-	out, err := ctrd.Ctr("-n", "k8s.io", "images", "list")
-	must(t, err)
-	if !strings.Contains(out, digest.String()) {
-		t.Errorf("containerd lists the image without our digest %s:\n%s", digest, out)
 	}
 }

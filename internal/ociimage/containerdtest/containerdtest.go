@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package containerdtest runs a throw-away containerd for tests: its own
 // root, state, socket and config under a temporary directory (never the
 // machine's /run/containerd), with the CRI plugin disabled, so that a test
