@@ -35,20 +35,22 @@ func (im *Image) Dockerfile() []byte {
 	w("#     -t %s:$(hack/version.sh) .\n", s.Name)
 	w("FROM debian:%s-slim AS build\n", s.Debian)
 	w("RUN set -eu; \\\n")
-	cont("apt-get update -q")
 	cont("mkdir -p /debs /pkgroot /rootfs")
-	cont("cd /debs")
-	w("    apt-get download -q \\\n")
-	for _, p := range im.Lock {
-		w("        %s=%s \\\n", p.Name, p.Version)
+	if len(im.Lock) > 0 {
+		cont("apt-get update -q")
+		cont("cd /debs")
+		w("    apt-get download -q \\\n")
+		for _, p := range im.Lock {
+			w("        %s=%s \\\n", p.Name, p.Version)
+		}
+		w("        ; \\\n")
+		w("    printf '%%s  %%s\\n' \\\n")
+		for _, p := range im.Lock {
+			w("        %s %s \\\n", p.SHA256, p.FileName())
+		}
+		w("        | sha256sum -c --quiet; \\\n")
+		cont(`for deb in *.deb; do dpkg-deb -x "$deb" /pkgroot; done`)
 	}
-	w("        ; \\\n")
-	w("    printf '%%s  %%s\\n' \\\n")
-	for _, p := range im.Lock {
-		w("        %s %s \\\n", p.SHA256, p.FileName())
-	}
-	w("        | sha256sum -c --quiet; \\\n")
-	cont(`for deb in *.deb; do dpkg-deb -x "$deb" /pkgroot; done`)
 	cont("cd /pkgroot")
 	if len(s.Exclude) > 0 {
 		var ex []string
