@@ -21,11 +21,7 @@ import (
 // identical to their sources, and a second run changes nothing.
 func TestCNIImage(t *testing.T) {
 	requireRoot(t)
-	tmp, res := buildImage(t, "azure-cni", map[string]string{
-		"out/azure-cni-install": "./cmd/azure-cni-install",
-		"out/azure-vnet":        "./cmd/azure-vnet",
-		"out/azure-vnet-ipam":   "./cmd/azure-vnet-ipam",
-	})
+	tmp, res := buildImage(t, "azure-cni")
 	tag, _ := name.NewTag(res.Ref)
 	img, err := tarball.ImageFromPath(res.File, &tag)
 	if err != nil {

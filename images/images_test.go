@@ -157,18 +157,22 @@ func debCache(t testing.TB) string {
 	return filepath.Join(repoRoot(t), "out", "images", "debs")
 }
 
-// buildImage builds one image (and the Go binaries it holds) into a temp
-// dir, twice, and checks both builds have the same digest.
-func buildImage(t *testing.T, image string, binaries map[string]string) (string, imagespec.Result) {
+// imageBinaries are the Go binaries each image holds (out path -> package).
+var imageBinaries = map[string]map[string]string{
+	"azure-npm": {"out/azure-npm": "./cmd/npm"},
+	"azure-cni": {
+		"out/azure-cni-install": "./cmd/azure-cni-install",
+		"out/azure-vnet":        "./cmd/azure-vnet",
+		"out/azure-vnet-ipam":   "./cmd/azure-vnet-ipam",
+	},
+}
+
+// standIn builds the image's binaries into stand, a stand-in repository root
+// (image.json's file sources are repository-relative) that has the
+// repository's deploy/ and images/ too.
+func standIn(t *testing.T, image, stand string) {
 	t.Helper()
-	if _, err := exec.LookPath("apt-get"); err != nil {
-		t.Skip("apt-get missing: the .debs are downloaded with it (Debian only)")
-	}
 	root := repoRoot(t)
-	tmp := t.TempDir()
-	// Files' sources are repository-relative: build the binaries into a
-	// stand-in root with symlinks to the repository's other files.
-	stand := filepath.Join(tmp, "root")
 	if err := os.MkdirAll(filepath.Join(stand, "out"), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -177,7 +181,7 @@ func buildImage(t *testing.T, image string, binaries map[string]string) (string,
 			t.Fatal(err)
 		}
 	}
-	for out, pkg := range binaries {
+	for out, pkg := range imageBinaries[image] {
 		cmd := exec.Command(cnitest.GoTool(), "build", "-trimpath", "-ldflags",
 			"-s -w -X github.com/open-acn/acn/internal/version.Version="+testVersion, "-o", filepath.Join(stand, out), pkg)
 		cmd.Dir = root
@@ -186,7 +190,20 @@ func buildImage(t *testing.T, image string, binaries map[string]string) (string,
 			t.Fatalf("go build %s: %v\n%s", pkg, err, b)
 		}
 	}
-	im := load(t, filepath.Join(root, "images", image))
+}
+
+// buildImage builds one image (and the Go binaries it holds) into a temp
+// dir, twice, and checks both builds have the same digest. The stand-in
+// root is <tmp>/root.
+func buildImage(t *testing.T, image string) (string, imagespec.Result) {
+	t.Helper()
+	if _, err := exec.LookPath("apt-get"); err != nil {
+		t.Skip("apt-get missing: the .debs are downloaded with it (Debian only)")
+	}
+	tmp := t.TempDir()
+	stand := filepath.Join(tmp, "root")
+	standIn(t, image, stand)
+	im := load(t, filepath.Join(repoRoot(t), "images", image))
 	var res []imagespec.Result
 	for i := range 2 {
 		work := filepath.Join(tmp, fmt.Sprintf("work%d", i))

@@ -21,7 +21,7 @@ import (
 // cleanup, which execs them itself.
 func TestNPMImage(t *testing.T) {
 	requireRoot(t)
-	tmp, res := buildImage(t, "azure-npm", map[string]string{"out/azure-npm": "./cmd/npm"})
+	tmp, res := buildImage(t, "azure-npm")
 
 	tag, _ := name.NewTag(res.Ref)
 	img, err := tarball.ImageFromPath(res.File, &tag)
