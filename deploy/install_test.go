@@ -491,6 +491,12 @@ func TestInstallScriptPowerShellCounterpart(t *testing.T) {
 			t.Errorf("install-cni-plugin.ps1 lacks %q", want)
 		}
 	}
+	// Both take their default version from the one definition make uses.
+	for name, script := range map[string]string{"install-cni-plugin.ps1": ps, "install-cni-plugin.sh": sh} {
+		if !strings.Contains(script, "version.sh") || strings.Contains(script, "describe") {
+			t.Errorf("%s: the default version must come from hack/version.sh, not its own git describe", name)
+		}
+	}
 	if !strings.Contains(sh, `conflist_name="10-azure.conflist"`) {
 		t.Error("the two scripts disagree on the default conflist")
 	}

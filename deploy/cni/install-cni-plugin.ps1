@@ -9,7 +9,8 @@
   -Archive FILE   the archive to install (.zip or .tgz holding azure-vnet.exe,
                   azure-vnet-ipam.exe and the conflists)
   -Version V      take $OutDir\azure-vnet-cni-windows-amd64-V.zip
-                  (default: this repository's `git describe`, like make)
+                  (default: hack/version.sh's, the version make names
+                 the archive with)
   -Conflist NAME  the conflist of the archive to install (default 10-azure.conflist)
   -Force          replace an existing conflist of the same name that differs
   -OutDir DIR     where -Version looks (default: <repo>\out, or $env:OUT_DIR)
@@ -112,9 +113,12 @@ $confDir = Under $CniConfDir
 # --- find the archive -------------------------------------------------------
 if ($Archive -eq "") {
     if ($Version -eq "") {
-        try { $Version = (& git -C $PSScriptRoot describe --tags --always --dirty 2>$null) } catch { $Version = "" }
+        # The version make names the archive with: one definition, in
+        # hack/version.sh (sh comes with Git for Windows).
+        $versionScript = Join-Path $PSScriptRoot "..\..\hack\version.sh"
+        try { $Version = (& sh $versionScript 2>$null) } catch { $Version = "" }
         if (-not $Version) {
-            UsageError "no -Archive or -Version given and $PSScriptRoot is not in a git checkout"
+            UsageError "no -Archive or -Version given and hack/version.sh cannot run here (not a git checkout, or no sh): pass -Version (make version prints it)"
         }
     }
     if ($OutDir -eq "") { $OutDir = Join-Path $PSScriptRoot "..\..\out" }
