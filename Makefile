@@ -52,7 +52,7 @@ azure-cni-plugins: azure-vnet azure-vnet-ipam ## release archive of both plugins
 
 images: azure-npm azure-vnet azure-vnet-ipam azure-cni-install ## image tarballs out/images/<name>.tar tagged $(VERSION) (no registry or daemon needed); out/deploy/{npm,cni} select them for kubectl apply -k
 	SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) $(GO) run ./hack/imagebuild build --version $(VERSION) --out $(OUT)/images $(addprefix images/,$(IMAGES))
-	$(GO) run ./hack/imagebuild overlay --version $(VERSION) --out $(OUT)/deploy deploy/npm deploy/cni
+	$(GO) run ./hack/imagebuild overlay --version $(VERSION) --out $(OUT)/deploy deploy/npm deploy/cni deploy/cni-file-ipam
 
 tools: ## build etcd, kube-apiserver and kubectl into out/tools (cached)
 	./hack/build-tools.sh

@@ -147,19 +147,26 @@ func TestManifestsOnAPIServer(t *testing.T) {
 		}
 	})
 
-	t.Run("dry-run/kustomize cni", func(t *testing.T) {
-		rendered, err := exec.Command(k, "kustomize", filepath.Join(dir, "cni")).Output()
-		if err != nil {
-			t.Fatalf("kubectl kustomize deploy/cni: %v", err)
-		}
-		out, err := runKubectl(t, k, kc, rendered, "apply", "--dry-run=server", "-f", "-")
-		if err != nil {
-			t.Fatalf("kubectl apply --dry-run=server of deploy/cni: %v\n%s", err, out)
-		}
-		if !strings.Contains(out, "daemonset.apps/azure-cni created (server dry run)") {
-			t.Errorf("daemonset.apps/azure-cni not in the dry run output:\n%s", out)
-		}
-	})
+	for _, kz := range []struct{ dir, want string }{
+		{"cni", "daemonset.apps/azure-cni created"},
+		{"cni-file-ipam", "configmap/azure-cni-conflist-"},
+	} {
+		t.Run("dry-run/kustomize "+kz.dir, func(t *testing.T) {
+			rendered, err := exec.Command(k, "kustomize", filepath.Join(dir, kz.dir)).Output()
+			if err != nil {
+				t.Fatalf("kubectl kustomize deploy/%s: %v", kz.dir, err)
+			}
+			out, err := runKubectl(t, k, kc, rendered, "apply", "--dry-run=server", "-f", "-")
+			if err != nil {
+				t.Fatalf("kubectl apply --dry-run=server of deploy/%s: %v\n%s", kz.dir, err, out)
+			}
+			for _, want := range []string{"daemonset.apps/azure-cni created (server dry run)", kz.want} {
+				if !strings.Contains(out, want) {
+					t.Errorf("%q not in the dry run output:\n%s", want, out)
+				}
+			}
+		})
+	}
 
 	t.Run("rbac", func(t *testing.T) {
 		out, err := runKubectl(t, k, kc, nil, "apply", "-f", filepath.Join(dir, "npm", "rbac.yaml"))

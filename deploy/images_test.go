@@ -3,6 +3,7 @@
 package deploy
 
 import (
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path"
@@ -11,11 +12,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/containernetworking/cni/libcni"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/klog/v2"
 	"sigs.k8s.io/yaml"
 
+	cniconfig "github.com/open-acn/acn/cni/config"
 	"github.com/open-acn/acn/internal/imagespec"
 )
 
@@ -234,6 +237,79 @@ func TestCNIDaemonSet(t *testing.T) {
 	}
 }
 
+// TestCNIFileIPAMExample: deploy/cni-file-ipam mounts its ConfigMap's
+// conflist where CNI_CONFLIST_FILE points, and that conflist is one
+// azure-vnet accepts (the plugin's own parser) chained with portmap.
+func TestCNIFileIPAMExample(t *testing.T) {
+	k := kubectl(t)
+	out, err := exec.Command(k, "kustomize", filepath.Join(deployDir(t), "cni-file-ipam")).Output()
+	if err != nil {
+		t.Fatalf("kubectl kustomize deploy/cni-file-ipam: %v", err)
+	}
+	var ds appsv1.DaemonSet
+	var cm corev1.ConfigMap
+	for _, doc := range strings.Split(string(out), "\n---\n") {
+		var meta struct{ Kind string }
+		_ = yaml.Unmarshal([]byte(doc), &meta)
+		switch meta.Kind {
+		case "DaemonSet":
+			if err := yaml.Unmarshal([]byte(doc), &ds); err != nil {
+				t.Fatal(err)
+			}
+		case "ConfigMap":
+			if err := yaml.Unmarshal([]byte(doc), &cm); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	init := ds.Spec.Template.Spec.InitContainers[0]
+	env := map[string]string{}
+	for _, e := range init.Env {
+		env[e.Name] = e.Value
+	}
+	file := env["CNI_CONFLIST_FILE"]
+	var mountVol string
+	for _, m := range init.VolumeMounts {
+		if strings.HasPrefix(file, m.MountPath+"/") {
+			mountVol = m.Name
+		}
+	}
+	var fromCM string
+	for _, v := range ds.Spec.Template.Spec.Volumes {
+		if v.Name == mountVol && v.ConfigMap != nil {
+			fromCM = v.ConfigMap.Name
+		}
+	}
+	if file == "" || fromCM == "" || fromCM != cm.Name {
+		t.Fatalf("CNI_CONFLIST_FILE %q is not on a mount of the generated ConfigMap %q (volume %q, ConfigMap %q)", file, cm.Name, mountVol, fromCM)
+	}
+	data, ok := cm.Data[path.Base(file)]
+	if !ok {
+		t.Fatalf("ConfigMap %s has no key %s", cm.Name, path.Base(file))
+	}
+	list, err := libcni.ConfListFromBytes([]byte(data))
+	if err != nil {
+		t.Fatalf("the example conflist: %v", err)
+	}
+	if len(list.Plugins) != 2 || list.Plugins[0].Network.Type != cniconfig.VnetPlugin || list.Plugins[1].Network.Type != "portmap" {
+		t.Fatalf("plugins %v, want azure-vnet then portmap", list.Plugins)
+	}
+	// As the runtime hands it to the plugin: name and cniVersion injected.
+	var vnet map[string]any
+	if err := json.Unmarshal(list.Plugins[0].Bytes, &vnet); err != nil {
+		t.Fatal(err)
+	}
+	vnet["name"], vnet["cniVersion"] = list.Name, list.CNIVersion
+	conf, _ := json.Marshal(vnet)
+	nc, err := cniconfig.Parse(conf, cniconfig.VnetPlugin)
+	if err != nil {
+		t.Fatalf("azure-vnet rejects the example conflist: %v", err)
+	}
+	if nc.IPAM.Environment != "file" {
+		t.Errorf("ipam environment %q, want file", nc.IPAM.Environment)
+	}
+}
+
 // TestKustomizeSelectsVersion: each kustomization names its image, and the
 // overlay make images writes retags every container (init containers too)
 // to the build's version.
@@ -243,6 +319,7 @@ func TestKustomizeSelectsVersion(t *testing.T) {
 	for _, tc := range []struct{ dir, image string }{
 		{"npm", "ghcr.io/open-acn/azure-npm"},
 		{"cni", "ghcr.io/open-acn/azure-cni"},
+		{"cni-file-ipam", "ghcr.io/open-acn/azure-cni"},
 	} {
 		t.Run(tc.dir, func(t *testing.T) {
 			overlay := filepath.Join(t.TempDir(), tc.dir)

@@ -117,6 +117,7 @@ func installFlags(o *install.Options, force *bool) *flag.FlagSet {
 	fs.StringVar(&o.BinDir, "bin-dir", envOr("CNI_BIN_DIR", "/opt/cni/bin"), "the host's CNI plugin directory ($CNI_BIN_DIR)")
 	fs.StringVar(&o.ConfDir, "conf-dir", envOr("CNI_CONF_DIR", "/etc/cni/net.d"), "the host's CNI config directory ($CNI_CONF_DIR)")
 	fs.StringVar(&o.Conflist, "conflist", envOr("CNI_CONFLIST", "10-azure.conflist"), "the conflist to install: 10-azure.conflist (transparent), 10-azure-bridge.conflist or 10-azure-overlay.conflist ($CNI_CONFLIST)")
+	fs.StringVar(&o.ConflistFile, "conflist-file", envOr("CNI_CONFLIST_FILE", ""), "install this file (e.g. from a ConfigMap) as --conflist instead of the image's ($CNI_CONFLIST_FILE)")
 	def, _ := strconv.ParseBool(envOr("CNI_FORCE_CONFLIST", "false"))
 	fs.BoolVar(force, "force-conflist", def, "replace an existing, different conflist of the same name; without it that conflist is kept ($CNI_FORCE_CONFLIST)")
 	return fs

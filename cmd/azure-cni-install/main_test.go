@@ -40,6 +40,10 @@ func payload(t *testing.T) string {
 
 func TestRun(t *testing.T) {
 	src := payload(t)
+	custom := filepath.Join(t.TempDir(), "custom.conflist")
+	if err := os.WriteFile(custom, []byte(`{"cniVersion":"1.0.0","name":"azure","plugins":[{"type":"azure-vnet"}]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name    string
 		args    []string
@@ -58,6 +62,8 @@ func TestRun(t *testing.T) {
 		{"bad CNI_FORCE_CONFLIST", []string{"install"}, map[string]string{"CNI_FORCE_CONFLIST": "yes please"}, "", "want true or false", true},
 		{"install by flags", []string{"install", "--source", src, "--conflist", "10-azure.conflist"}, nil, "installed ", "", false},
 		{"install by environment", nil, map[string]string{"AZURE_CNI_SOURCE": src}, "done: plugins in ", "", false},
+		{"conflist from CNI_CONFLIST_FILE", nil, map[string]string{"AZURE_CNI_SOURCE": src, "CNI_CONFLIST_FILE": custom}, "installed ", "", false},
+		{"bad conflist file", []string{"install", "--source", src, "--conflist-file", src + "/SHA256SUMS"}, nil, "", "not a JSON network configuration list", false},
 		{"missing source", []string{"install", "--source", filepath.Join(src, "nope")}, nil, "", "nothing installed", false},
 		{"conflist not in the image", []string{"install", "--source", src, "--conflist", "05-other.conflist"}, nil, "", "is not in the image", false},
 	} {

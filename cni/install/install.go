@@ -19,11 +19,13 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -40,8 +42,14 @@ type Options struct {
 	SourceDir string
 	// BinDir and ConfDir are the host's plugin and network config dirs.
 	BinDir, ConfDir string
-	// Conflist is the file of conf/ to install (e.g. 10-azure.conflist).
+	// Conflist is the file of conf/ to install (e.g. 10-azure.conflist),
+	// and the name it gets in ConfDir.
 	Conflist string
+	// ConflistFile, when set, is installed as Conflist instead of the
+	// image's (a ConfigMap mounted into the pod: another IPAM environment,
+	// another CIDR). It is checked to be a network configuration list
+	// before anything is written.
+	ConflistFile string
 	// ForceConflist replaces an existing conflist of the same name that
 	// differs; without it that conflist is kept (and reported).
 	ForceConflist bool
@@ -132,7 +140,20 @@ func plan(o Options) ([]file, error) {
 			}
 		}
 	}
-	if o.Conflist == "" || strings.ContainsRune(o.Conflist, '/') || !contains(conflists, o.Conflist) {
+	if o.ConflistFile != "" {
+		if o.Conflist == "" || strings.ContainsRune(o.Conflist, '/') || filepath.Ext(o.Conflist) != ".conflist" {
+			return nil, fmt.Errorf("conflist name %q: want a file name ending in .conflist", o.Conflist)
+		}
+		data, err := os.ReadFile(o.ConflistFile)
+		if err != nil {
+			return nil, fmt.Errorf("conflist file: %w", err)
+		}
+		if err := checkConflist(data); err != nil {
+			return nil, fmt.Errorf("conflist file %s: %w", o.ConflistFile, err)
+		}
+		files = slices.DeleteFunc(files, func(f file) bool { return f.conflist })
+		files = append(files, file{src: o.ConflistFile, dst: filepath.Join(o.ConfDir, o.Conflist), mode: 0o644, data: data, conflist: true})
+	} else if o.Conflist == "" || strings.ContainsRune(o.Conflist, '/') || !contains(conflists, o.Conflist) {
 		return nil, fmt.Errorf("conflist %q is not in the image (it has %s)", o.Conflist, strings.Join(conflists, ", "))
 	}
 	if len(files) == 1 {
@@ -141,6 +162,28 @@ func plan(o Options) ([]file, error) {
 	// Plugins first, the conflist last.
 	sort.SliceStable(files, func(i, j int) bool { return !files[i].conflist && files[j].conflist })
 	return files, nil
+}
+
+// checkConflist accepts a CNI network configuration list: a JSON object
+// with cniVersion, name and at least one plugin, each with a type.
+func checkConflist(data []byte) error {
+	var c struct {
+		CNIVersion string           `json:"cniVersion"`
+		Name       string           `json:"name"`
+		Plugins    []map[string]any `json:"plugins"`
+	}
+	if err := json.Unmarshal(data, &c); err != nil {
+		return fmt.Errorf("not a JSON network configuration list: %w", err)
+	}
+	if c.CNIVersion == "" || c.Name == "" || len(c.Plugins) == 0 {
+		return fmt.Errorf("want cniVersion, name and plugins")
+	}
+	for i, p := range c.Plugins {
+		if t, _ := p["type"].(string); t == "" {
+			return fmt.Errorf("plugin %d has no type", i)
+		}
+	}
+	return nil
 }
 
 func contains(list []string, s string) bool {

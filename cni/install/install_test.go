@@ -221,6 +221,57 @@ func TestInstall(t *testing.T) {
 			},
 		},
 		{
+			name: "conflist from a file (a ConfigMap)",
+			prepare: func(t *testing.T, s *source, h host, o *Options) {
+				o.ConflistFile = filepath.Join(t.TempDir(), "custom.conflist")
+				mkfile(t, o.ConflistFile, `{"cniVersion":"1.0.0","name":"azure","plugins":[{"type":"azure-vnet","ipam":{"type":"azure-vnet-ipam","environment":"file"}}]}`, 0o600)
+				s.files["conf/10-azure.conflist"] = mustReadFile(t, o.ConflistFile)
+			},
+			check: func(t *testing.T, s *source, h host, res Result) {
+				checkInstalled(t, s, h, "10-azure.conflist")
+			},
+		},
+		{
+			name: "conflist file that is not a conflist",
+			prepare: func(t *testing.T, s *source, h host, o *Options) {
+				o.ConflistFile = filepath.Join(t.TempDir(), "custom.conflist")
+				mkfile(t, o.ConflistFile, `{"cniVersion":"1.0.0","name":"azure","type":"azure-vnet"}`, 0o644)
+			},
+			wantErr: "want cniVersion, name and plugins",
+		},
+		{
+			name: "conflist file with an untyped plugin",
+			prepare: func(t *testing.T, s *source, h host, o *Options) {
+				o.ConflistFile = filepath.Join(t.TempDir(), "custom.conflist")
+				mkfile(t, o.ConflistFile, `{"cniVersion":"1.0.0","name":"azure","plugins":[{"ipam":{}}]}`, 0o644)
+			},
+			wantErr: "plugin 0 has no type",
+		},
+		{
+			name: "conflist file that is not JSON",
+			prepare: func(t *testing.T, s *source, h host, o *Options) {
+				o.ConflistFile = filepath.Join(t.TempDir(), "custom.conflist")
+				mkfile(t, o.ConflistFile, `plugins: []`, 0o644)
+			},
+			wantErr: "not a JSON network configuration list",
+		},
+		{
+			name: "missing conflist file",
+			prepare: func(t *testing.T, s *source, h host, o *Options) {
+				o.ConflistFile = filepath.Join(t.TempDir(), "nope")
+			},
+			wantErr: "conflist file",
+		},
+		{
+			name: "conflist file under a name that is not a conflist",
+			prepare: func(t *testing.T, s *source, h host, o *Options) {
+				o.ConflistFile = filepath.Join(t.TempDir(), "custom.conflist")
+				mkfile(t, o.ConflistFile, `{"cniVersion":"1.0.0","name":"azure","plugins":[{"type":"azure-vnet"}]}`, 0o644)
+				o.Conflist = "../10-azure.conflist"
+			},
+			wantErr: "want a file name ending in .conflist",
+		},
+		{
 			name: "corrupt plugin in the image",
 			prepare: func(t *testing.T, s *source, h host, o *Options) {
 				mkfile(t, filepath.Join(s.dir, "bin/portmap"), "tampered", 0o644)
@@ -365,6 +416,15 @@ func equalStamps(a, b map[string]stamp) bool {
 		}
 	}
 	return true
+}
+
+func mustReadFile(t *testing.T, p string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
 }
 
 func mkfile(t *testing.T, p, data string, mode os.FileMode) {
