@@ -20,6 +20,7 @@ import (
 // /etc/cni/net.d mounted): the plugins and the conflist land on the host,
 // identical to their sources, and a second run changes nothing.
 func TestCNIImage(t *testing.T) {
+	t.Parallel()
 	requireRoot(t)
 	tmp, res := buildImage(t, "azure-cni")
 	tag, _ := name.NewTag(res.Ref)

@@ -132,6 +132,7 @@ func walkTree(t *testing.T, root string) map[string]treeEntry {
 // build, entry by entry: same paths, types, modes, symlink targets and
 // contents. The two recipes come from one spec; this checks the renderings.
 func TestDockerfileBuildsSameTree(t *testing.T) {
+	t.Parallel()
 	requireRoot(t)
 	if _, err := exec.LookPath("apt-get"); err != nil {
 		t.Skip("apt-get missing: the .debs are downloaded with it (Debian only)")

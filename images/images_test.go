@@ -64,15 +64,11 @@ func load(t testing.TB, dir string) *imagespec.Image {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cwd, _ := os.Getwd()
-	if err := os.Chdir(repoRoot(t)); err != nil {
-		t.Fatal(err)
-	}
-	defer os.Chdir(cwd)
-	im, err := imagespec.Load(rel)
+	im, err := imagespec.Load(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
+	im.Dir = rel
 	return im
 }
 

@@ -20,6 +20,7 @@ import (
 // tool the iptables dataplane execs, in both backends, and the daemon's own
 // cleanup, which execs them itself.
 func TestNPMImage(t *testing.T) {
+	t.Parallel()
 	requireRoot(t)
 	tmp, res := buildImage(t, "azure-npm")
 
