@@ -330,7 +330,8 @@ func runDaemonAsServiceAccount(t *testing.T, srv *kubetest.Server, k string) {
 	}
 	// The DaemonSet sets NODE_NAME (t.Setenv is not allowed in a parallel test).
 	cfg.NodeName = "node-1"
-	cfg.MetricsAddr = "127.0.0.1:0" // the test's own port, not the host's 10091
+	cfg.MetricsAddr = "127.0.0.1:0"                                // the test's own port, not the host's 10091
+	cfg.SocketPath = filepath.Join(t.TempDir(), "run", "npm.sock") // nor the host's /var/run/azure-npm
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -500,11 +501,13 @@ func TestConfigMapsLoadWithDaemonConfig(t *testing.T) {
 		want := config.Default()
 		want.Dataplane = config.DataplaneHNS
 		want.Log.File = `C:\k\azure-npm.log`
+		want.SocketPath = `C:\ProgramData\azure-npm\npm.sock`
 		if !reflect.DeepEqual(cfg, want) {
 			t.Errorf("windows ConfigMap:\n got %+v\nwant %+v (Linux defaults with the documented deviations)", cfg, want)
 		}
-		// hns only validates on Windows; everything else must here.
+		// hns and a C:\ path only validate on Windows; everything else must here.
 		cfg.Dataplane = config.DataplaneIPTables
+		cfg.SocketPath = config.DefaultSocketPath()
 		if err := cfg.Validate(); err != nil {
 			t.Errorf("windows ConfigMap does not validate (dataplane aside): %v", err)
 		}
@@ -673,6 +676,19 @@ func TestDaemonSetsMatchDaemon(t *testing.T) {
 		}
 		if len(hostPaths) != 2 {
 			t.Errorf("host paths %v, want only the log directory and /run/xtables.lock", hostPaths)
+		}
+		// The root file system is read-only: the local socket's directory
+		// is an emptyDir of the pod (not of the host), reached with
+		// kubectl exec.
+		sockDir := filepath.Dir(cfg.SocketPath)
+		emptyDir := false
+		for _, v := range ds.Spec.Template.Spec.Volumes {
+			if v.Name == mounts[sockDir] && v.EmptyDir != nil && v.EmptyDir.Medium == corev1.StorageMediumMemory {
+				emptyDir = true
+			}
+		}
+		if !emptyDir {
+			t.Errorf("the socket directory %s is not an in-memory emptyDir (mounts %v)", sockDir, mounts)
 		}
 	})
 	t.Run("windows", func(t *testing.T) {

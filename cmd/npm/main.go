@@ -2,8 +2,9 @@
 //
 //	azure-npm start [--kubeconfig FILE] [--node-name NAME] [--config FILE]
 //	                [--dataplane iptables|nftables] [--log-file PATH]
-//	                [--log-level info|debug] [--metrics-addr HOST:PORT]
-//	azure-npm explain --from NS/POD|IP --to NS/POD|IP --port PORT[/PROTO] [--addr HOST:PORT]
+//	                [--log-level info|debug] [--metrics-addr HOST:PORT] [--socket PATH]
+//	azure-npm explain --from NS/POD|IP --to NS/POD|IP --port PORT[/PROTO] [--socket PATH]
+//	azure-npm status [--object KIND/NAMESPACE/NAME] [--socket PATH]
 //	azure-npm cleanup [--config FILE] [--dataplane ...]
 //	azure-npm version | --version
 //
@@ -16,15 +17,18 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/open-acn/acn/internal/version"
 	"github.com/open-acn/acn/logs"
 	"github.com/open-acn/acn/npm/config"
 	"github.com/open-acn/acn/npm/daemon"
 	"github.com/open-acn/acn/npm/explain"
+	"github.com/open-acn/acn/npm/localsock"
 )
 
 const binary = "azure-npm"
@@ -51,6 +55,7 @@ const usage = `usage: azure-npm <command> [flags]
 commands:
   start     run the node agent (see: azure-npm start --help)
   explain   ask the running agent whether traffic is allowed, and why
+  status    print what the running agent enforces (one object with --object)
   cleanup   remove every kernel object azure-npm created
   version   print the version`
 
@@ -80,11 +85,13 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		}
 		return daemon.Run(ctx, *cfg, logger)
 	case "explain":
-		req, addr, err := parseExplain(args[1:], out)
+		req, socket, err := parseExplain(args[1:], out)
 		if err != nil || req == nil {
 			return err
 		}
-		return explain.Query(ctx, addr, *req, out)
+		return explain.Query(ctx, socket, *req, out)
+	case "status":
+		return status(ctx, args[1:], out)
 	}
 	return usageError{fmt.Errorf("unknown command %q\n%s", args[0], usage)}
 }
@@ -115,7 +122,8 @@ func parseStart(args []string, out io.Writer) (*config.Config, error) {
 	dataplane := fs.String("dataplane", "", "iptables or nftables (Linux), hns (Windows)")
 	logFile := fs.String("log-file", "", "log file (default /var/log/azure-npm.log; 'stderr' for none)")
 	logLevel := fs.String("log-level", "", "info or debug")
-	metricsAddr := fs.String("metrics-addr", "", "address of /healthz, /readyz and /metrics (default :10091)")
+	metricsAddr := fs.String("metrics-addr", "", "network address of /healthz, /readyz and /metrics (default :10091)")
+	socket := fs.String("socket", "", "local socket of /status, /explain and /debug/pprof (default "+config.DefaultSocketPath()+")")
 	if help, err := parseFlags(fs, args, out); help || err != nil {
 		return nil, err
 	}
@@ -140,6 +148,8 @@ func parseStart(args []string, out io.Writer) (*config.Config, error) {
 			cfg.Log.Level = *logLevel
 		case "metrics-addr":
 			cfg.MetricsAddr = *metricsAddr
+		case "socket":
+			cfg.SocketPath = *socket
 		}
 	})
 	cfg.ResolveNodeName()
@@ -149,19 +159,53 @@ func parseStart(args []string, out io.Writer) (*config.Config, error) {
 	return &cfg, nil
 }
 
+// socketFlag is the --socket flag of the subcommands that ask the agent.
+func socketFlag(fs *flag.FlagSet) *string {
+	return fs.String("socket", config.DefaultSocketPath(), "the running agent's local socket (its socketPath)")
+}
+
 func parseExplain(args []string, out io.Writer) (*explain.Request, string, error) {
 	fs := flag.NewFlagSet("azure-npm explain", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	from := fs.String("from", "", "source: NAMESPACE/POD or an IP")
 	to := fs.String("to", "", "destination: NAMESPACE/POD or an IP")
 	port := fs.String("port", "", "destination port, PORT or PORT/PROTO (tcp, udp, sctp)")
-	addr := fs.String("addr", "127.0.0.1:10091", "the running agent's metrics address")
+	socket := socketFlag(fs)
 	if help, err := parseFlags(fs, args, out); help || err != nil {
 		return nil, "", err
+	}
+	if fs.NArg() > 0 {
+		return nil, "", usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
 	}
 	req, err := explain.ParseRequest(*from, *to, *port)
 	if err != nil {
 		return nil, "", usageError{err}
 	}
-	return &req, *addr, nil
+	return &req, *socket, nil
+}
+
+// status prints the agent's /status (or one object's) as JSON.
+func status(ctx context.Context, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("azure-npm status", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	object := fs.String("object", "", "one object: pod/NAMESPACE/NAME, policy/NAMESPACE/NAME or namespace//NAME")
+	socket := socketFlag(fs)
+	if help, err := parseFlags(fs, args, out); help || err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+	}
+	target := daemon.StatusPath
+	if *object != "" {
+		target += "?" + url.Values{"object": {*object}}.Encode()
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	body, err := localsock.Get(ctx, localsock.Client(*socket, 10*time.Second), *socket, target)
+	if err != nil {
+		return err
+	}
+	_, err = out.Write(body)
+	return err
 }

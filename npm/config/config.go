@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"time"
@@ -36,9 +37,14 @@ type Config struct {
 	Dataplane string `json:"dataplane,omitempty"`
 	// IPTablesBackend is auto (detect like kube-proxy), nft or legacy.
 	IPTablesBackend string `json:"iptablesBackend,omitempty"`
-	// MetricsAddr serves /healthz, /readyz, /metrics (and /debug/pprof).
+	// MetricsAddr is the network listener: /healthz, /readyz and /metrics
+	// only, nothing that names a pod, namespace or policy.
 	MetricsAddr string `json:"metricsAddr,omitempty"`
-	// EnablePprof exposes /debug/pprof on MetricsAddr.
+	// SocketPath is the local unix socket (root only) serving /status,
+	// /explain and /debug/pprof: what reveals the cluster's contents or
+	// costs work is never served on the network.
+	SocketPath string `json:"socketPath,omitempty"`
+	// EnablePprof exposes /debug/pprof on SocketPath.
 	EnablePprof bool `json:"enablePprof,omitempty"`
 	// ReconcileInterval is how often kernel state is read back and drift repaired.
 	ReconcileInterval Duration `json:"reconcileInterval,omitempty"`
@@ -84,6 +90,7 @@ func Default() Config {
 		Dataplane:         dp,
 		IPTablesBackend:   "auto",
 		MetricsAddr:       ":10091",
+		SocketPath:        DefaultSocketPath(),
 		ReconcileInterval: Duration(60 * time.Second),
 		BatchWindow:       Duration(20 * time.Millisecond),
 		ResyncPeriod:      0,
@@ -173,6 +180,9 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("metricsAddr %q: want HOST:PORT (e.g. :10091)", c.MetricsAddr))
 		}
 	}
+	if err := validateSocketPath(c.SocketPath); err != nil {
+		errs = append(errs, err)
+	}
 	if c.ReconcileInterval.D() < time.Second {
 		errs = append(errs, fmt.Errorf("reconcileInterval %s: must be at least 1s", c.ReconcileInterval.D()))
 	}
@@ -197,6 +207,32 @@ func (c Config) Validate() error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// maxSocketPath is the longest path a unix socket address holds
+// (sun_path is 108 bytes on Linux and Windows, with a terminating NUL).
+const maxSocketPath = 107
+
+// DefaultSocketPath is where the agent's local socket lives: a directory
+// of its own under /var/run on Linux, under ProgramData on Windows (a
+// HostProcess container sees the host's file system).
+func DefaultSocketPath() string {
+	if runtime.GOOS == "windows" {
+		return `C:\ProgramData\azure-npm\npm.sock`
+	}
+	return "/var/run/azure-npm/npm.sock"
+}
+
+func validateSocketPath(p string) error {
+	switch {
+	case p == "":
+		return errors.New("socketPath must not be empty: /status and /explain are served only there")
+	case !filepath.IsAbs(p):
+		return fmt.Errorf("socketPath %q: want an absolute path (e.g. %s)", p, DefaultSocketPath())
+	case len(p) > maxSocketPath:
+		return fmt.Errorf("socketPath %q: %d bytes, a unix socket path holds at most %d", p, len(p), maxSocketPath)
+	}
+	return nil
 }
 
 // Duration is a time.Duration written as "60s" in config files.

@@ -85,17 +85,30 @@ func TestValidateReportsEveryMistake(t *testing.T) {
 	c.MetricsAddr = "10091"
 	c.ReconcileInterval = Duration(time.Millisecond)
 	c.Log.Level = "loud"
+	c.SocketPath = "npm.sock"
 	err := c.Validate()
 	if err == nil {
 		t.Fatal("want errors")
 	}
-	for _, want := range []string{`dataplane "ebpf"`, `metricsAddr "10091"`, "reconcileInterval 1ms", `log level "loud"`} {
+	for _, want := range []string{`dataplane "ebpf"`, `metricsAddr "10091"`, "reconcileInterval 1ms", `log level "loud"`, `socketPath "npm.sock": want an absolute path`} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)
 		}
 	}
 	if err := Default().Validate(); err != nil {
 		t.Fatalf("defaults must validate: %v", err)
+	}
+	for path, want := range map[string]string{
+		"":                               "socketPath must not be empty",
+		"/" + strings.Repeat("d", 120):   "a unix socket path holds at most 107",
+		"/var/run/azure-npm/custom.sock": "",
+	} {
+		c := Default()
+		c.SocketPath = path
+		err := c.Validate()
+		if want == "" && err != nil || want != "" && (err == nil || !strings.Contains(err.Error(), want)) {
+			t.Errorf("socketPath %q: error %v, want %q", path, err, want)
+		}
 	}
 }
 

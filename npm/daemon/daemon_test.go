@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -22,6 +23,7 @@ import (
 	"github.com/open-acn/acn/npm/config"
 	"github.com/open-acn/acn/npm/dataplane"
 	"github.com/open-acn/acn/npm/explain"
+	"github.com/open-acn/acn/npm/localsock"
 	"github.com/open-acn/acn/npm/policy"
 )
 
@@ -107,19 +109,27 @@ type harness struct {
 	d      *Daemon
 	dp     *recordingDataplane
 	client kubernetes.Interface
-	addr   string
+	addr   string // network listener
+	socket string // local socket
+	local  *http.Client
 	cancel context.CancelFunc
 	done   chan error
 }
 
 func start(t *testing.T, client kubernetes.Interface, dp *recordingDataplane, previous ...dataplane.Dataplane) *harness {
 	t.Helper()
-	d, err := New(Options{Config: testConfig(), Logger: zaptest.NewLogger(t), Client: client, Dataplane: dp, Previous: previous})
+	return startWith(t, testConfig(), client, dp, previous...)
+}
+
+func startWith(t *testing.T, cfg config.Config, client kubernetes.Interface, dp *recordingDataplane, previous ...dataplane.Dataplane) *harness {
+	t.Helper()
+	cfg.SocketPath = filepath.Join(t.TempDir(), "run", "npm.sock")
+	d, err := New(Options{Config: cfg, Logger: zaptest.NewLogger(t), Client: client, Dataplane: dp, Previous: previous})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	h := &harness{d: d, dp: dp, client: client, cancel: cancel, done: make(chan error, 1)}
+	h := &harness{d: d, dp: dp, client: client, socket: cfg.SocketPath, local: localsock.Client(cfg.SocketPath, 5*time.Second), cancel: cancel, done: make(chan error, 1)}
 	go func() { h.done <- d.Run(ctx) }()
 	actx, acancel := context.WithTimeout(ctx, 10*time.Second)
 	defer acancel()
@@ -153,7 +163,18 @@ func eventually(t *testing.T, what string, f func() bool) {
 
 func get(t *testing.T, url string) (int, string) {
 	t.Helper()
-	resp, err := http.Get(url)
+	return getWith(t, http.DefaultClient, url)
+}
+
+// getLocal fetches target from the daemon's local socket.
+func (h *harness) getLocal(t *testing.T, target string) (int, string) {
+	t.Helper()
+	return getWith(t, h.local, localsock.URL(target))
+}
+
+func getWith(t *testing.T, c *http.Client, url string) (int, string) {
+	t.Helper()
+	resp, err := c.Get(url)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -295,7 +316,7 @@ func TestExplainNamesThePolicyAndKernelObjects(t *testing.T) {
 			t.Fatal(err)
 		}
 		var out bytes.Buffer
-		if err := explain.Query(context.Background(), h.addr, req, &out); err != nil {
+		if err := explain.Query(context.Background(), h.socket, req, &out); err != nil {
 			t.Fatal(err)
 		}
 		text := out.String()
@@ -307,7 +328,7 @@ func TestExplainNamesThePolicyAndKernelObjects(t *testing.T) {
 	}
 	var out bytes.Buffer
 	req, _ := explain.ParseRequest("prod/nope", "prod/web", "80")
-	if err := explain.Query(context.Background(), h.addr, req, &out); err == nil || !strings.Contains(err.Error(), "prod/nope not found") {
+	if err := explain.Query(context.Background(), h.socket, req, &out); err == nil || !strings.Contains(err.Error(), "prod/nope not found") {
 		t.Fatalf("unknown pod must be a clear error, got %v", err)
 	}
 }
@@ -342,7 +363,7 @@ func TestObjectStatusFollowsCreateAndDelete(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "policy enforced", func() bool { o := h.d.Object(key); return o.Present && !o.Pending })
-	_, body := get(t, "http://"+h.addr+"/status?object="+key)
+	_, body := h.getLocal(t, "/status?object="+key)
 	if !strings.Contains(body, `"present":true`) {
 		t.Fatalf("/status?object= says %s", body)
 	}

@@ -2,10 +2,14 @@ package daemon
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/pprof"
 	"net/netip"
+	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
@@ -13,11 +17,15 @@ import (
 
 	"github.com/open-acn/acn/npm/dataplane"
 	"github.com/open-acn/acn/npm/explain"
+	"github.com/open-acn/acn/npm/localsock"
 )
 
-func (d *Daemon) mux() *http.ServeMux {
+// networkMux is what the network listener (metricsAddr, on every address
+// of the node) serves: the kubelet's probes and Prometheus. Nothing here
+// names a pod, namespace or policy, and nothing costs the worker anything.
+func (d *Daemon) networkMux() *http.ServeMux {
 	mux := http.NewServeMux()
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		// Alive, and the informers have connected and listed once.
 		if !d.synced.Load() {
 			http.Error(w, "informers not synced", http.StatusServiceUnavailable)
@@ -25,24 +33,27 @@ func (d *Daemon) mux() *http.ServeMux {
 		}
 		fmt.Fprintln(w, "ok")
 	})
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if !d.ready.Load() {
 			http.Error(w, "first full sync not programmed yet", http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintln(w, "ok")
 	})
-	mux.Handle("/metrics", promhttp.HandlerFor(d.metrics.registry, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/status", func(w http.ResponseWriter, r *http.Request) {
-		// /status?object=policy/NS/NAME answers for one object: the e2e
-		// harness waits on it after each write instead of sleeping.
-		if key := r.URL.Query().Get("object"); key != "" {
-			writeJSON(w, d.Object(key))
-			return
-		}
-		writeJSON(w, d.Status())
-	})
-	mux.HandleFunc(explain.Path, d.serveExplain)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(d.metrics.registry, promhttp.HandlerOpts{}))
+	return mux
+}
+
+// StatusPath is the local socket's status endpoint; with ?object=KEY it
+// answers for one object (ObjectStatus).
+const StatusPath = "/status"
+
+// localMux is what the local socket serves: everything that reveals the
+// cluster's contents or costs work. Queries read the published view.
+func (d *Daemon) localMux() *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+StatusPath, d.serveStatus)
+	mux.HandleFunc("GET "+explain.Path, d.serveExplain)
 	if d.cfg.EnablePprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
@@ -53,6 +64,37 @@ func (d *Daemon) mux() *http.ServeMux {
 	return mux
 }
 
+func (d *Daemon) serveStatus(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	if !q.Has("object") {
+		writeJSON(w, d.Status())
+		return
+	}
+	key := q.Get("object")
+	if err := validKey(key); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	writeJSON(w, d.Object(key))
+}
+
+// validKey checks an object key of /status?object=.
+func validKey(key string) error {
+	kind, rest, ok := strings.Cut(key, "/")
+	ns, name, ok2 := strings.Cut(rest, "/")
+	switch {
+	case !ok || !ok2 || name == "" || strings.Contains(name, "/"):
+		return fmt.Errorf("object %q: want pod/NAMESPACE/NAME, policy/NAMESPACE/NAME or namespace//NAME", key)
+	case kind == kindNamespace && ns != "":
+		return fmt.Errorf("object %q: a namespace has no namespace: namespace//NAME", key)
+	case (kind == kindPod || kind == kindPolicy) && ns == "":
+		return fmt.Errorf("object %q: %s/NAMESPACE/NAME needs the namespace", key, kind)
+	case kind != kindPod && kind != kindPolicy && kind != kindNamespace:
+		return fmt.Errorf("object %q: kind %q: want pod, policy or namespace", key, kind)
+	}
+	return nil
+}
+
 func (d *Daemon) serveExplain(w http.ResponseWriter, r *http.Request) {
 	d.metrics.explainQueries.Inc()
 	req, err := explain.RequestFromValues(r.URL.Query())
@@ -60,10 +102,9 @@ func (d *Daemon) serveExplain(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	d.mu.Lock()
-	resp, err := explain.Evaluate(d.cfg.NodeName, d.engine.State(),
-		func(k string) []dataplane.Object { return d.dp.Objects(k) }, req, d.resolvePod)
-	d.mu.Unlock()
+	v := d.view.Load()
+	resp, err := explain.Evaluate(d.cfg.NodeName, v.state,
+		func(k string) []dataplane.Object { return d.objects(v, k) }, req, d.resolvePod)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusNotFound)
 		return
@@ -71,7 +112,8 @@ func (d *Daemon) serveExplain(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, resp)
 }
 
-// resolvePod finds a pod's IP in the informer cache.
+// resolvePod finds a pod's IP in the informer cache (safe for concurrent
+// use; no daemon lock).
 func (d *Daemon) resolvePod(ns, name string) (netip.Addr, error) {
 	obj, exists, err := d.podInf.GetStore().GetByKey(ns + "/" + name)
 	if err != nil || !exists {
@@ -90,4 +132,38 @@ func writeJSON(w http.ResponseWriter, v interface{}) {
 	if err := json.NewEncoder(w).Encode(v); err != nil {
 		zap.L().Debug("write response", zap.Error(err))
 	}
+}
+
+// serve starts the network listener and the local socket. Either failing
+// is a startup error.
+func (d *Daemon) serve() ([]*http.Server, error) {
+	addr := d.cfg.MetricsAddr
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on metrics address %s: %w", addr, err)
+	}
+	local, err := localsock.Listen(d.cfg.SocketPath)
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	network := d.start(ln, d.networkMux())
+	socket := d.start(local, d.localMux())
+	d.addr <- ln.Addr().String()
+	d.log.Info("serving /healthz /readyz /metrics on the network; /status /explain on the local socket",
+		zap.String("addr", ln.Addr().String()), zap.String("socket", d.cfg.SocketPath), zap.Bool("pprof", d.cfg.EnablePprof))
+	return []*http.Server{network, socket}, nil
+}
+
+func (d *Daemon) start(ln net.Listener, h http.Handler) *http.Server {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, MaxHeaderBytes: 64 << 10}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			d.log.Error("HTTP server stopped", zap.String("listener", ln.Addr().String()), zap.Error(err))
+		}
+	}()
+	return srv
 }

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"net/netip"
 	"net/url"
 	"strconv"
@@ -17,10 +16,11 @@ import (
 	"time"
 
 	"github.com/open-acn/acn/npm/dataplane"
+	"github.com/open-acn/acn/npm/localsock"
 	"github.com/open-acn/acn/npm/policy"
 )
 
-// Path is the daemon's HTTP endpoint for explain queries.
+// Path is the endpoint of explain queries on the agent's local socket.
 const Path = "/explain"
 
 // Request names a connection: endpoints as NAMESPACE/POD or an IP.
@@ -184,27 +184,17 @@ func resolveEndpoint(s string, resolve Resolver) (netip.Addr, error) {
 	return resolve(ns, name)
 }
 
-// Query asks the daemon at addr (HOST:PORT) and prints the answer.
-func Query(ctx context.Context, addr string, req Request, out io.Writer) error {
+// Query asks the agent on its local socket and prints the answer.
+func Query(ctx context.Context, socket string, req Request, out io.Writer) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	u := "http://" + addr + Path + "?" + req.Values().Encode()
-	hreq, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	body, err := localsock.Get(ctx, localsock.Client(socket, 10*time.Second), socket, Path+"?"+req.Values().Encode())
 	if err != nil {
 		return err
 	}
-	resp, err := http.DefaultClient.Do(hreq)
-	if err != nil {
-		return fmt.Errorf("ask the agent at %s: %w", addr, err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("agent at %s: %s: %s", addr, resp.Status, strings.TrimSpace(string(body)))
-	}
 	var r Response
 	if err := json.Unmarshal(body, &r); err != nil {
-		return fmt.Errorf("agent at %s: bad answer: %w", addr, err)
+		return fmt.Errorf("agent at %s: bad answer: %w", socket, err)
 	}
 	Print(out, r)
 	return nil

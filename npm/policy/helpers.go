@@ -3,6 +3,7 @@ package policy
 import (
 	"crypto/sha256"
 	"encoding/base32"
+	"maps"
 	"net/netip"
 	"reflect"
 	"slices"
@@ -203,4 +204,39 @@ func (s *State) Groups(d Direction) []*Group {
 // GroupKey is the canonical key of a dispatch group.
 func GroupKey(d Direction, policies []string) string {
 	return d.String() + "|" + strings.Join(policies, ",")
+}
+
+// CopyOnWrite returns a new state equal to s with the objects named in ch
+// replaced by deep copies of their version in cur (or removed when cur has
+// none). s is not modified, and the result shares every unnamed object with
+// s, so readers holding s keep an immutable view while a writer moves on:
+// the cost is the three maps' size in pointers plus the changed objects.
+// A nil s or ch copies cur whole.
+func (s *State) CopyOnWrite(cur *State, ch *Changes) *State {
+	if s == nil || ch == nil {
+		return cur.Clone()
+	}
+	next := &State{Sets: maps.Clone(s.Sets), Policies: maps.Clone(s.Policies), Endpoints: maps.Clone(s.Endpoints)}
+	for id := range ch.Sets {
+		if set := cur.Sets[id]; set != nil {
+			next.Sets[id] = set.Clone()
+		} else {
+			delete(next.Sets, id)
+		}
+	}
+	for k := range ch.Policies {
+		if p := cur.Policies[k]; p != nil {
+			next.Policies[k] = p.Clone()
+		} else {
+			delete(next.Policies, k)
+		}
+	}
+	for k := range ch.Endpoints {
+		if e := cur.Endpoints[k]; e != nil {
+			next.Endpoints[k] = e.Clone()
+		} else {
+			delete(next.Endpoints, k)
+		}
+	}
+	return next
 }

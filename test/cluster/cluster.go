@@ -27,10 +27,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -49,6 +49,7 @@ import (
 	"github.com/open-acn/acn/internal/kubetest"
 	"github.com/open-acn/acn/internal/netnstest"
 	"github.com/open-acn/acn/internal/probe"
+	"github.com/open-acn/acn/npm/localsock"
 )
 
 // Addressing of the simulated VNet.
@@ -58,7 +59,11 @@ const (
 	cpAddress   = "10.224.0.2"
 	// PodsPerNode addresses are listed in each node's interfaces file.
 	PodsPerNode = 48
-	npmAddr     = "127.0.0.1:10091"
+	// NPMPort is azure-npm's network listener (metricsAddr :10091 on every
+	// address of the node, as the DaemonSet runs it): health and metrics
+	// only. The harness reads /status through the node's local socket.
+	NPMPort  = 10091
+	npmReady = "127.0.0.1:10091"
 )
 
 // Config describes the cluster to build.
@@ -103,7 +108,8 @@ type Node struct {
 	cni       *libcni.CNIConfig
 	npm       *exec.Cmd
 	npmDone   chan struct{}
-	http      *http.Client
+	http      *http.Client // dials from inside the node's namespace
+	local     *http.Client // azure-npm's local socket
 	c         *Cluster
 }
 
@@ -305,6 +311,7 @@ func (c *Cluster) addNode(ctx context.Context, i int) (*Node, error) {
 			})
 			return conn, err
 		}}}
+	n.local = localsock.Client(n.NPMSocket(), 2*time.Second)
 	return n, nil
 }
 
@@ -359,17 +366,22 @@ func (c *Cluster) SetDataplane(dataplane string) { c.cfg.Dataplane = dataplane }
 // NPMLog is the path of the node's azure-npm log.
 func (n *Node) NPMLog() string { return filepath.Join(n.c.Dir, n.Name, "azure-npm.log") }
 
+// NPMSocket is the path of the node's azure-npm local socket (/status,
+// /explain, pprof): each node's agent has its own, as each real node has
+// its own /var/run/azure-npm.
+func (n *Node) NPMSocket() string { return filepath.Join(n.c.Dir, n.Name, "run", "npm.sock") }
+
 // StartNPM runs azure-npm in the node's namespace, as the DaemonSet would,
 // and waits until it reports ready.
 func (n *Node) StartNPM(ctx context.Context) error {
 	cfgFile := filepath.Join(n.c.Dir, n.Name, "npm.yaml")
-	cfg := "reconcileInterval: 5s\nbatchWindow: 5ms\nlog:\n  level: info\n"
+	cfg := "reconcileInterval: 5s\nbatchWindow: 5ms\nenablePprof: true\nlog:\n  level: info\n"
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
 		return err
 	}
 	cmd := exec.Command("ip", "netns", "exec", n.NS.Name, filepath.Join(n.c.cfg.BinDir, "azure-npm"), "start",
 		"--kubeconfig", n.c.API.Kubeconfig, "--node-name", n.Name, "--config", cfgFile,
-		"--dataplane", n.c.cfg.Dataplane, "--metrics-addr", npmAddr, "--log-file", n.NPMLog())
+		"--dataplane", n.c.cfg.Dataplane, "--metrics-addr", fmt.Sprintf(":%d", NPMPort), "--socket", n.NPMSocket(), "--log-file", n.NPMLog())
 	stderr, err := os.OpenFile(filepath.Join(n.c.Dir, n.Name, "azure-npm.stderr"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
@@ -389,7 +401,7 @@ func (n *Node) StartNPM(ctx context.Context) error {
 			return fmt.Errorf("%s: azure-npm exited; see %s", n.Name, filepath.Join(n.c.Dir, n.Name, "azure-npm.stderr"))
 		default:
 		}
-		if resp, err := n.http.Get("http://" + npmAddr + "/readyz"); err == nil {
+		if resp, err := n.http.Get("http://" + npmReady + "/readyz"); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
 				return nil
@@ -428,24 +440,23 @@ func (n *Node) StopNPM(kill bool) {
 	n.npm = nil
 }
 
-// NPMGet fetches a path from the node's azure-npm HTTP endpoint.
-func (n *Node) NPMGet(path string) ([]byte, error) {
-	resp, err := n.http.Get("http://" + npmAddr + path)
+// NPMGet fetches target ("/status?object=...") from the node's azure-npm
+// through its local socket: the access path of `azure-npm status` and of a
+// user's `kubectl exec ds/azure-npm -- azure-npm ...`.
+func (n *Node) NPMGet(target string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	b, err := localsock.Get(ctx, n.local, n.NPMSocket(), target)
 	if err != nil {
-		return nil, err
+		return b, fmt.Errorf("%s: %w", n.Name, err)
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if resp.StatusCode != 200 {
-		return b, fmt.Errorf("%s %s: %s", n.Name, path, resp.Status)
-	}
-	return b, err
+	return b, nil
 }
 
 // ObjectEnforced reports whether the node's azure-npm enforces the object
 // at resourceVersion rv or later (rv 0: absent).
 func (n *Node) ObjectEnforced(key string, rv uint64) (bool, error) {
-	b, err := n.NPMGet("/status?object=" + key)
+	b, err := n.NPMGet("/status?" + url.Values{"object": {key}}.Encode())
 	if err != nil {
 		return false, err
 	}

@@ -142,8 +142,10 @@ func run(ctx context.Context, outDir string, keep bool) error {
 
 	step("azure-npm explain, asked on %s", c.Nodes[1].Name)
 	for _, q := range [][2]string{{"demo/frontend", "demo/backend"}, {"demo/db", "demo/backend"}} {
+		// On the node, through the agent's local socket: what
+		// `kubectl exec ds/azure-npm -- azure-npm explain` does.
 		cmd := exec.CommandContext(ctx, "ip", "netns", "exec", c.Nodes[1].NS.Name, filepath.Join(bin, "azure-npm"), "explain",
-			"--from", q[0], "--to", q[1], "--port", "80/tcp")
+			"--socket", c.Nodes[1].NPMSocket(), "--from", q[0], "--to", q[1], "--port", "80/tcp")
 		outp, err := cmd.CombinedOutput()
 		fmt.Printf("    $ azure-npm explain --from %s --to %s --port 80/tcp\n%s", q[0], q[1], indent(string(outp), "    "))
 		if err != nil {
@@ -156,7 +158,8 @@ func run(ctx context.Context, outDir string, keep bool) error {
 		step("KEEP=1: the cluster stays up until Ctrl-C. Try:")
 		fmt.Printf("    ip netns exec %s %s --kubeconfig %s get pods -A -o wide\n", c.CP.Name, kubectl, c.API.Kubeconfig)
 		fmt.Printf("    ip netns exec %s %s --kubeconfig %s delete networkpolicy -n demo deny-all\n", c.CP.Name, kubectl, c.API.Kubeconfig)
-		fmt.Printf("    ip netns exec %s %s explain --from demo/db --to demo/backend --port 80\n", c.Nodes[1].NS.Name, filepath.Join(bin, "azure-npm"))
+		fmt.Printf("    ip netns exec %s %s explain --socket %s --from demo/db --to demo/backend --port 80\n", c.Nodes[1].NS.Name, filepath.Join(bin, "azure-npm"), c.Nodes[1].NPMSocket())
+		fmt.Printf("    %s status --socket %s\n", filepath.Join(bin, "azure-npm"), c.Nodes[1].NPMSocket())
 		fmt.Printf("    ip netns exec %s iptables-save | grep AZURE-NPM\n", c.Nodes[1].NS.Name)
 		fmt.Printf("    tail -f %s\n", c.Nodes[1].NPMLog())
 		<-ctx.Done()
