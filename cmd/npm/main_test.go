@@ -33,7 +33,13 @@ func TestCommandLine(t *testing.T) {
 		{"bad dataplane flag", []string{"start", "--dataplane", "ebpf", "--node-name", "n"}, true, "", `dataplane "ebpf"`},
 		{"explain without endpoints", []string{"explain", "--port", "80"}, true, "", "--from, --to and --port are required"},
 		{"explain bad port", []string{"explain", "--from", "a/b", "--to", "10.0.0.1", "--port", "99999"}, true, "", `port "99999"`},
-		{"start help", []string{"start", "--help"}, false, "-metrics-addr", ""},
+		{"start help", []string{"start", "--help"}, false, "-socket", ""},
+		{"relative socket path", []string{"start", "--node-name", "n", "--socket", "npm.sock"}, true, "", `socketPath "npm.sock": want an absolute path`},
+		{"explain has no network address", []string{"explain", "--addr", "127.0.0.1:10091", "--from", "a/b", "--to", "c/d", "--port", "80"}, true, "", "flag provided but not defined: -addr"},
+		{"explain without an agent", []string{"explain", "--socket", filepath.Join(dir, "none.sock"), "--from", "a/b", "--to", "c/d", "--port", "80"}, false, "", "no agent socket at " + filepath.Join(dir, "none.sock")},
+		{"status without an agent", []string{"status", "--socket", filepath.Join(dir, "none.sock")}, false, "", "no agent socket at " + filepath.Join(dir, "none.sock")},
+		{"status extra argument", []string{"status", "pods"}, true, "", `unexpected argument "pods"`},
+		{"status help", []string{"status", "--help"}, false, "-object", ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -5,7 +5,10 @@
 // 1,000 policies, 250 pods on the node): time from start to ready, event ->
 // enforced latency (API write accepted -> the node's daemon reports it
 // programmed in the kernel) for pod add, label change and policy add, and
-// the daemon's RSS and CPU.
+// the daemon's RSS and CPU. The latencies are measured twice: quiet, and
+// under a flood of queries on the agent's local socket (-flood-qps, mixed
+// /status, /status?object= and /explain), side by side, so a query load
+// that slowed enforcement would show.
 package main
 
 import (
@@ -34,14 +37,17 @@ func main() {
 	pods := flag.Int("pods", 10000, "pods in the cluster")
 	policies := flag.Int("policies", 1000, "policies in the cluster")
 	dataplanes := flag.String("dataplanes", "iptables,nftables", "dataplanes to measure, one after the other on the same cluster")
+	floodQPS := flag.Int("flood-qps", 1000, "queries per second on the local socket during the flood round (0: no flood round)")
+	floodMin := flag.Duration("flood-min", 10*time.Second, "the flood lasts at least this long")
 	flag.Parse()
-	if err := run(*out, *samples, *pods, *policies, strings.Split(*dataplanes, ",")); err != nil {
+	fl := flood{qps: *floodQPS, min: *floodMin}
+	if err := run(*out, *samples, *pods, *policies, strings.Split(*dataplanes, ","), fl); err != nil {
 		fmt.Fprintln(os.Stderr, "bench daemon:", err)
 		os.Exit(1)
 	}
 }
 
-func run(out string, samples, nPods, nPolicies int, dataplanes []string) error {
+func run(out string, samples, nPods, nPolicies int, dataplanes []string, fl flood) error {
 	ctx := context.Background()
 	dir, err := os.MkdirTemp("", "acn-bench-daemon-")
 	if err != nil {
@@ -66,7 +72,7 @@ func run(out string, samples, nPods, nPolicies int, dataplanes []string) error {
 
 	var rs []benchfmt.Result
 	for i, dp := range dataplanes {
-		r, err := measureDataplane(ctx, c, node, cfg, dp, i, samples)
+		r, err := measureDataplane(ctx, c, node, w, cfg, dp, i, samples, fl)
 		if err != nil {
 			return fmt.Errorf("%s: %w", dp, err)
 		}
@@ -79,7 +85,7 @@ func run(out string, samples, nPods, nPolicies int, dataplanes []string) error {
 // measureDataplane starts azure-npm with one dataplane on the loaded
 // cluster (the previous run's rules are replaced by its first sync) and
 // measures it; new objects get names of their own per dataplane.
-func measureDataplane(ctx context.Context, c *cluster.Cluster, node *cluster.Node, cfg scaleworld.Config, dp string, dpIndex, samples int) ([]benchfmt.Result, error) {
+func measureDataplane(ctx context.Context, c *cluster.Cluster, node *cluster.Node, w *scaleworld.World, cfg scaleworld.Config, dp string, dpIndex, samples int, fl flood) ([]benchfmt.Result, error) {
 	c.SetDataplane(dp)
 	start := time.Now()
 	if err := node.StartNPM(ctx); err != nil {
@@ -95,7 +101,7 @@ func measureDataplane(ctx context.Context, c *cluster.Cluster, node *cluster.Nod
 		{Name: "npm_daemon_cpu_to_ready", Value: cpuCold, Unit: "cpu-s", Params: params},
 	}
 
-	measure := func(kind string, f func(i int) (cluster.Write, error)) error {
+	measure := func(kind, queries string, f func(i int) (cluster.Write, error)) error {
 		var lat []float64
 		for i := 0; i < samples; i++ {
 			wr, err := f(i)
@@ -115,7 +121,7 @@ func measureDataplane(ctx context.Context, c *cluster.Cluster, node *cluster.Nod
 			}
 			lat = append(lat, float64(time.Since(t).Microseconds())/1000)
 		}
-		p := map[string]string{"event": kind}
+		p := map[string]string{"event": kind, "query_flood": queries}
 		for k, v := range params {
 			p[k] = v
 		}
@@ -124,23 +130,33 @@ func measureDataplane(ctx context.Context, c *cluster.Cluster, node *cluster.Nod
 			benchfmt.Result{Name: "npm_event_to_enforced_p99", Value: benchfmt.Percentile(lat, 99), Unit: "ms", Params: p})
 		return nil
 	}
+	// round measures the three kinds of events; objects are named by
+	// dataplane and round, so each round creates its own.
+	round := func(queries string) error {
+		tag := fmt.Sprintf("%s-%s", dp, strings.TrimSuffix(queries, "/s"))
+		sub := 2 * dpIndex
+		if queries != "0" {
+			sub++
+		}
+		if err := measure("pod_add", queries, func(i int) (cluster.Write, error) {
+			p := scaleworld.Pod("ns1", fmt.Sprintf("new-%s-%d", tag, i), fmt.Sprintf("10.250.%d.%d", sub, i+2), map[string]string{"app": "app-3", "tier": "api"})
+			p.Spec.NodeName = node.Name
+			return createPod(ctx, c.Client, p)
+		}); err != nil {
+			return err
+		}
+		if err := measure("label_change", queries, func(i int) (cluster.Write, error) {
+			return c.SetPodLabels(ctx, "ns1", fmt.Sprintf("new-%s-%d", tag, i), map[string]string{"app": "app-4", "tier": "db"})
+		}); err != nil {
+			return err
+		}
+		return measure("policy_add", queries, func(i int) (cluster.Write, error) {
+			np := scaleworld.Policy(fmt.Sprintf("ns%d", i%cfg.Namespaces), fmt.Sprintf("extra-%s-%d", tag, i), i%10, i)
+			return c.CreatePolicy(ctx, np)
+		})
+	}
 	cpuBefore, wallBefore := cpuSeconds(pid), time.Now()
-	if err := measure("pod_add", func(i int) (cluster.Write, error) {
-		p := scaleworld.Pod("ns1", fmt.Sprintf("new-%s-%d", dp, i), fmt.Sprintf("10.250.%d.%d", dpIndex, i+2), map[string]string{"app": "app-3", "tier": "api"})
-		p.Spec.NodeName = node.Name
-		return createPod(ctx, c.Client, p)
-	}); err != nil {
-		return nil, err
-	}
-	if err := measure("label_change", func(i int) (cluster.Write, error) {
-		return c.SetPodLabels(ctx, "ns1", fmt.Sprintf("new-%s-%d", dp, i), map[string]string{"app": "app-4", "tier": "db"})
-	}); err != nil {
-		return nil, err
-	}
-	if err := measure("policy_add", func(i int) (cluster.Write, error) {
-		np := scaleworld.Policy(fmt.Sprintf("ns%d", i%cfg.Namespaces), fmt.Sprintf("extra-%s-%d", dp, i), i%10, i)
-		return c.CreatePolicy(ctx, np)
-	}); err != nil {
+	if err := round("0"); err != nil {
 		return nil, err
 	}
 	cpuSteady := (cpuSeconds(pid) - cpuBefore) / time.Since(wallBefore).Seconds()
@@ -149,6 +165,28 @@ func measureDataplane(ctx context.Context, c *cluster.Cluster, node *cluster.Nod
 		benchfmt.Result{Name: "npm_daemon_rss", Value: float64(rss) / 1024, Unit: "MiB", Params: params},
 		benchfmt.Result{Name: "npm_daemon_rss_peak", Value: float64(hwm) / 1024, Unit: "MiB", Params: params},
 		benchfmt.Result{Name: "npm_daemon_cpu_during_events", Value: cpuSteady * 100, Unit: "%cpu", Params: params})
+	if fl.qps <= 0 {
+		return rs, nil
+	}
+	queries := fmt.Sprintf("%d/s", fl.qps)
+	stop := fl.start(node, w)
+	err := round(queries)
+	st := stop()
+	if err != nil {
+		return nil, err
+	}
+	fmt.Printf("%s: query flood %s: %d queries in %.1fs (%d failed, %d not sent: every sender busy)\n", dp, queries, st.served+st.failed, st.elapsed.Seconds(), st.failed, st.skipped)
+	if st.failed > 0 {
+		return nil, fmt.Errorf("query flood: %d of %d queries failed, first: %v", st.failed, st.served+st.failed, st.firstErr)
+	}
+	p := map[string]string{"query_flood": queries}
+	for k, v := range params {
+		p[k] = v
+	}
+	rs = append(rs,
+		benchfmt.Result{Name: "npm_query_flood_rate", Value: float64(st.served) / st.elapsed.Seconds(), Unit: "queries/s", Params: p},
+		benchfmt.Result{Name: "npm_query_flood_duration", Value: st.elapsed.Seconds(), Unit: "s", Params: p},
+		benchfmt.Result{Name: "npm_query_latency_p99", Value: benchfmt.Percentile(st.latencies, 99), Unit: "ms", Params: p})
 	return rs, nil
 }
 
