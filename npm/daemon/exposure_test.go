@@ -277,3 +277,23 @@ func FuzzLocalSocketRequest(f *testing.F) {
 		}
 	})
 }
+
+// TestUnusableSocketIsAStartupError: the daemon does not run without its
+// local socket, and says why.
+func TestUnusableSocketIsAStartupError(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "other.pid"), []byte("1"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig()
+	cfg.SocketPath = filepath.Join(dir, "npm.sock")
+	d, err := New(Options{Config: cfg, Logger: zap.NewNop(), Client: fake.NewSimpleClientset(), Dataplane: &recordingDataplane{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := d.Run(ctx); err == nil || !strings.Contains(err.Error(), "holds other.pid: give the socket a directory of its own") {
+		t.Fatalf("Run with a shared socket directory: %v", err)
+	}
+}
