@@ -331,7 +331,7 @@ func runDaemonAsServiceAccount(t *testing.T, srv *kubetest.Server, k string) {
 	// The DaemonSet sets NODE_NAME (t.Setenv is not allowed in a parallel test).
 	cfg.NodeName = "node-1"
 	cfg.MetricsAddr = "127.0.0.1:0"                                // the test's own port, not the host's 10091
-	cfg.SocketPath = filepath.Join(t.TempDir(), "run", "npm.sock") // nor the host's /var/run/azure-npm
+	cfg.SocketPath = filepath.Join(t.TempDir(), "run", "npm.sock") // nor the host's /run/azure-npm
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}

@@ -214,13 +214,14 @@ func (c Config) Validate() error {
 const maxSocketPath = 107
 
 // DefaultSocketPath is where the agent's local socket lives: a directory
-// of its own under /var/run on Linux, under ProgramData on Windows (a
-// HostProcess container sees the host's file system).
+// of its own under /run on Linux (the image has /run, not /var/run), under
+// ProgramData on Windows (a HostProcess container sees the host's file
+// system).
 func DefaultSocketPath() string {
 	if runtime.GOOS == "windows" {
 		return `C:\ProgramData\azure-npm\npm.sock`
 	}
-	return "/var/run/azure-npm/npm.sock"
+	return "/run/azure-npm/npm.sock"
 }
 
 func validateSocketPath(p string) error {

@@ -99,9 +99,9 @@ func TestValidateReportsEveryMistake(t *testing.T) {
 		t.Fatalf("defaults must validate: %v", err)
 	}
 	for path, want := range map[string]string{
-		"":                               "socketPath must not be empty",
-		"/" + strings.Repeat("d", 120):   "a unix socket path holds at most 107",
-		"/var/run/azure-npm/custom.sock": "",
+		"":                             "socketPath must not be empty",
+		"/" + strings.Repeat("d", 120): "a unix socket path holds at most 107",
+		"/run/azure-npm/custom.sock":   "",
 	} {
 		c := Default()
 		c.SocketPath = path

@@ -368,7 +368,7 @@ func (n *Node) NPMLog() string { return filepath.Join(n.c.Dir, n.Name, "azure-np
 
 // NPMSocket is the path of the node's azure-npm local socket (/status,
 // /explain, pprof): each node's agent has its own, as each real node has
-// its own /var/run/azure-npm.
+// its own /run/azure-npm.
 func (n *Node) NPMSocket() string { return filepath.Join(n.c.Dir, n.Name, "run", "npm.sock") }
 
 // StartNPM runs azure-npm in the node's namespace, as the DaemonSet would,
