@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -26,6 +27,9 @@ const (
 	VnetPlugin = "azure-vnet"
 	IPAMPlugin = "azure-vnet-ipam"
 )
+
+// SpecVersions are the CNI spec versions both plugins speak.
+var SpecVersions = []string{"0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"}
 
 // Modes of azure-vnet.
 const (
@@ -183,6 +187,35 @@ func Parse(stdin []byte, plugin string) (*NetConf, error) {
 	return c, nil
 }
 
+// ForCleanup reads what a DEL needs from a configuration that Parse
+// rejected: where state and logs live and how long to wait for the lock.
+// Each field is decoded on its own and one that does not decode keeps
+// its default, so no mistake elsewhere in the file (or a file that is
+// not JSON at all) can stop a DEL from cleaning up by container ID.
+func ForCleanup(stdin []byte) *NetConf {
+	c := &NetConf{Raw: stdin}
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(stdin, &fields) == nil {
+		for name, dst := range map[string]interface{}{
+			"cniVersion": &c.CNIVersion, "name": &c.Name, "type": &c.Type,
+			"stateDir": &c.StateDir, "logFile": &c.LogFile, "logLevel": &c.LogLevel,
+			"logTarget": &c.LogTarget, "lockTimeout": &c.LockTimeout,
+		} {
+			if raw, ok := fields[name]; ok {
+				_ = json.Unmarshal(raw, dst)
+			}
+		}
+	}
+	if c.LockTimeout < 0 {
+		c.LockTimeout = 0
+	}
+	if validLogLevel(c.LogLevel) != nil {
+		c.LogLevel = ""
+	}
+	_ = c.defaults()
+	return c
+}
+
 func (c *NetConf) defaults() error {
 	if c.Mode == "" {
 		c.Mode = ModeBridge // the reference plugin's default
@@ -224,6 +257,9 @@ func (c *NetConf) defaults() error {
 }
 
 func (c *NetConf) validate(plugin string) error {
+	if !slices.Contains(SpecVersions, c.CNIVersion) {
+		return types.NewError(types.ErrIncompatibleCNIVersion, fmt.Sprintf("cniVersion %q: want one of %s", c.CNIVersion, strings.Join(SpecVersions, ", ")), "")
+	}
 	if c.Name == "" {
 		return Invalid("name: missing")
 	}
@@ -245,10 +281,8 @@ func (c *NetConf) validate(plugin string) error {
 			}
 		}
 	}
-	switch strings.ToLower(c.LogLevel) {
-	case "", "info", "debug", "warn", "warning", "error":
-	default:
-		return Invalid("logLevel %q: want \"info\" or \"debug\"", c.LogLevel)
+	if err := validLogLevel(c.LogLevel); err != nil {
+		return err
 	}
 	switch strings.ToLower(c.LogTarget) {
 	case "", LogTargetFile, LogTargetStderr, LogTargetSyslog:
@@ -400,6 +434,14 @@ func ForbiddenOverlap(n *net.IPNet) *net.IPNet {
 		}
 	}
 	return nil
+}
+
+func validLogLevel(level string) error {
+	switch strings.ToLower(level) {
+	case "", "info", "debug", "warn", "warning", "error":
+		return nil
+	}
+	return Invalid("logLevel %q: want \"info\" or \"debug\"", level)
 }
 
 // validIfName applies the kernel's rules for interface names.

@@ -28,7 +28,7 @@ import (
 )
 
 // SupportedVersions are the CNI spec versions both plugins speak.
-var SupportedVersions = version.PluginSupports("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
+var SupportedVersions = version.PluginSupports(config.SpecVersions...)
 
 // Environment variables for tests: stop the plugin at a named step
 // (ACN_CNI_CRASH_AT kills the process with SIGKILL there, as a node
@@ -137,16 +137,29 @@ func (p *Plugin) wrap(cmd string, f func(r *runner) error) func(*skel.CmdArgs) e
 		r := &runner{p: p, cmd: cmd, args: args, start: time.Now(), needVnet: p.Name == config.VnetPlugin}
 		r.last = r.start
 		cfg, err := config.Parse(args.StdinData, p.Name)
-		if err != nil {
+		if err != nil && cmd != "DEL" {
 			// No config, no log destination from it: log with defaults.
 			r.log = p.logger(nil)
 			r.log.Error(cmd, zap.String("containerID", args.ContainerID), zap.Error(err))
 			_ = r.log.Sync()
 			return err
 		}
+		if err != nil {
+			// Runtimes call DEL on every sandbox teardown, also after an
+			// ADD this configuration made fail: DEL cleans up by
+			// container ID from the plugin's own state whatever the
+			// configuration says (a DEL that fails leaves the pod stuck
+			// terminating until someone fixes the conflist).
+			cfg = config.ForCleanup(args.StdinData)
+			r.note(zap.String("configError", err.Error()))
+		}
 		r.cfg = cfg
 		r.log = p.logger(cfg)
 		defer func() { _ = r.log.Sync() }()
+		if err != nil {
+			r.log.Warn("DEL with a configuration that does not parse: cleaning up by container ID",
+				zap.String("containerID", args.ContainerID), zap.String("ifName", args.IfName), zap.Error(err))
+		}
 		r.paths = pathsOf(cfg)
 		r.hook = p.Hook
 		if r.hook == nil {
