@@ -50,6 +50,13 @@ func Check(h *netlink.Handle, e Expect) error {
 		if ha.MasterIndex == 0 || ha.MasterIndex != e.BridgeIndex {
 			return fmt.Errorf("host veth %s is not attached to the bridge", hostName)
 		}
+		pi, err := h.LinkGetProtinfo(hl)
+		if err != nil {
+			return fmt.Errorf("bridge port %s: %v", hostName, err)
+		}
+		if !pi.Hairpin {
+			return fmt.Errorf("bridge port %s has hairpin mode off (a pod cannot reach itself through its Service)", hostName)
+		}
 	case ModeTransparent:
 		r, err := h.RouteGet(e.IP.IP)
 		if err != nil || len(r) == 0 || r[0].LinkIndex != ha.Index {

@@ -128,6 +128,13 @@ func Setup(h *netlink.Handle, s Spec, hook Hook) (err error) {
 		if err := h.LinkSetMasterByIndex(veth, s.BridgeIndex); err != nil {
 			return fmt.Errorf("attach %s to bridge: %w", hostName, err)
 		}
+		// Hairpin: a frame may leave through the port it came in on. A pod
+		// reaching itself through its Service's ClusterIP needs it: the
+		// node DNATs the frame back to the pod (Kubernetes requires that
+		// path; the reference bridge's hairpinMode).
+		if err := h.LinkSetHairpin(veth, true); err != nil {
+			return fmt.Errorf("hairpin on %s: %w", hostName, err)
+		}
 		if err := h.LinkSetUp(veth); err != nil {
 			return fmt.Errorf("set %s up: %w", hostName, err)
 		}
