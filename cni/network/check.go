@@ -62,6 +62,14 @@ func Check(h *netlink.Handle, e Expect) error {
 		if err != nil || len(r) == 0 || r[0].LinkIndex != ha.Index {
 			return fmt.Errorf("no host route %s/32 dev %s", e.IP.IP, hostName)
 		}
+		addrs, err := h.AddrList(hl, netlink.FAMILY_V4)
+		if err != nil {
+			return err
+		}
+		gw := transparentGatewayAddr()
+		if !slices.ContainsFunc(addrs, func(a netlink.Addr) bool { return a.IPNet.String() == gw.IPNet.String() && a.Scope == gw.Scope }) {
+			return fmt.Errorf("host veth %s lacks the gateway address %s scope host (the pod's pings to its gateway go unanswered)", hostName, gw.IPNet)
+		}
 	}
 
 	podNS, err := netns.GetFromPath(e.Netns)

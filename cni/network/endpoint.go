@@ -23,6 +23,19 @@ import (
 // the proxy-ARP delay of the reference plugin).
 var TransparentGateway = net.IPv4(169, 254, 1, 1).To4()
 
+// transparentGatewayAddr is TransparentGateway as an address of every
+// host veth, so the node answers the pod's pings to its gateway (tools
+// and readiness scripts ping the default gateway). It is a /32 (no
+// prefix route: nothing is routed to it) with scope host: the kernel never
+// picks a host-scope address as the source of traffic it sends to a
+// link- or global-scope destination, so the node's own traffic (to pods,
+// to the VNet, to other 169.254.0.0/16 services such as the Azure
+// instance metadata) keeps its real address. Only its answers to
+// packets addressed to 169.254.1.1 carry it.
+func transparentGatewayAddr() *netlink.Addr {
+	return &netlink.Addr{IPNet: &net.IPNet{IP: TransparentGateway, Mask: net.CIDRMask(32, 32)}, Scope: unix.RT_SCOPE_HOST}
+}
+
 // Modes (same strings as config).
 const (
 	ModeBridge      = "bridge"
@@ -139,6 +152,9 @@ func Setup(h *netlink.Handle, s Spec, hook Hook) (err error) {
 			return fmt.Errorf("set %s up: %w", hostName, err)
 		}
 	case ModeTransparent:
+		if err := h.AddrReplace(veth, transparentGatewayAddr()); err != nil {
+			return fmt.Errorf("gateway address %s on %s: %w", TransparentGateway, hostName, err)
+		}
 		if err := h.LinkSetUp(veth); err != nil {
 			return fmt.Errorf("set %s up: %w", hostName, err)
 		}
