@@ -30,6 +30,11 @@ const (
 	Subnet    = "10.240.0.0/16"
 	GatewayIP = "10.240.0.1"
 	NodeIP    = "10.240.0.4"
+	// The VNet's IPv6 subnet (a ULA: the documentation prefix is a
+	// forbidden range).
+	Subnet6    = "fd00:240::/64"
+	GatewayIP6 = "fd00:240::1"
+	NodeIP6    = "fd00:240::4"
 )
 
 // BuildPlugins builds azure-vnet and azure-vnet-ipam into dir (the go
@@ -52,14 +57,29 @@ func GoTool() string {
 
 // WriteInterfaces writes the node's interfaces file: the primary NIC with
 // NodeIP and `secondaries` addresses for pods (10.240.1.1 upwards, 250
-// per /24).
+// per /24), and the IPv6 subnet with NodeIP6 and as many IPv6 addresses
+// (fd00:240::1:1 upwards).
 func WriteInterfaces(path string, secondaries int) error {
+	return WriteInterfacesDual(path, secondaries, secondaries)
+}
+
+// WriteInterfacesDual is WriteInterfaces with a number of addresses per
+// family (0 IPv6 addresses: no IPv6 subnet at all).
+func WriteInterfacesDual(path string, v4, v6 int) error {
 	addrs := []ipam.IPAddress{{Address: NodeIP, IsPrimary: true}}
-	for i := 0; i < secondaries; i++ {
+	for i := 0; i < v4; i++ {
 		addrs = append(addrs, ipam.IPAddress{Address: fmt.Sprintf("10.240.%d.%d", 1+i/250, 1+i%250)})
 	}
+	subnets := []ipam.IPSubnet{{Prefix: Subnet, IPAddresses: addrs}}
+	if v6 > 0 {
+		addrs6 := []ipam.IPAddress{{Address: NodeIP6, IsPrimary: true}}
+		for i := 0; i < v6; i++ {
+			addrs6 = append(addrs6, ipam.IPAddress{Address: fmt.Sprintf("fd00:240::1:%x", i+1)})
+		}
+		subnets = append(subnets, ipam.IPSubnet{Prefix: Subnet6, IPAddresses: addrs6})
+	}
 	data, err := json.Marshal(ipam.Interfaces{Interfaces: []ipam.Interface{{MacAddress: "000D3A000001", IsPrimary: true,
-		IPSubnets: []ipam.IPSubnet{{Prefix: Subnet, IPAddresses: addrs}}}}})
+		IPSubnets: subnets}}})
 	if err != nil {
 		return err
 	}

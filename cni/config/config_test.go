@@ -193,8 +193,8 @@ func TestOverlayConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Mode != ModeTransparent || c.IPAM.ClusterCIDRNet.String() != "10.244.0.0/16" {
-		t.Fatalf("mode %q cluster %v", c.Mode, c.IPAM.ClusterCIDRNet)
+	if c.Mode != ModeTransparent || c.IPAM.ClusterCIDRFor(IPv4).String() != "10.244.0.0/16" {
+		t.Fatalf("mode %q cluster %v", c.Mode, c.IPAM.ClusterCIDRNets)
 	}
 	ipam := func(c map[string]interface{}) map[string]interface{} { return c["ipam"].(map[string]interface{}) }
 	cases := []struct {

@@ -105,8 +105,8 @@ func (n *node) repairAndCheck(l *libcni.NetworkConfigList, p *pod, repair string
 // assertNoPodRoutes: no /32 host route to a pod address is left in the node.
 func (n *node) assertNoPodRoutes() {
 	n.t.Helper()
-	out := n.ns.MustExec(n.t, "ip", "-4", "route", "show")
-	if strings.Contains(out, "10.240.1.") || strings.Contains(out, "10.240.2.") {
+	out := n.ns.MustExec(n.t, "ip", "-4", "route", "show") + n.ns.MustExec(n.t, "ip", "-6", "route", "show")
+	if strings.Contains(out, "10.240.1.") || strings.Contains(out, "10.240.2.") || strings.Contains(out, "fd00:240::1:") {
 		n.t.Errorf("pod routes left in the node:\n%s", out)
 	}
 }
