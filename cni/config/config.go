@@ -157,9 +157,9 @@ type IPAM struct {
 	// Overlay (environment "overlay").
 	ClusterCIDR  string   `json:"clusterCIDR,omitempty"`  // the private pod CIDR of the cluster, one per family, comma-separated (required)
 	SNATFamilies []string `json:"snatFamilies,omitempty"` // families whose traffic leaving the cluster is SNATed (default: all of ipFamilies)
-	PodCIDRFile string `json:"podCIDRFile,omitempty"` // file naming the node's block
-	Kubeconfig  string `json:"kubeconfig,omitempty"`  // read the block from the Node's spec.podCIDRs
-	NodeName    string `json:"nodeName,omitempty"`    // the Node to read (default $K8S_NODE_NAME, hostname)
+	PodCIDRFile  string   `json:"podCIDRFile,omitempty"`  // file naming the node's block
+	Kubeconfig   string   `json:"kubeconfig,omitempty"`   // read the block from the Node's spec.podCIDRs
+	NodeName     string   `json:"nodeName,omitempty"`     // the Node to read (default $K8S_NODE_NAME, hostname)
 
 	// Parsed forms, filled by Parse.
 	SubnetNets      []*net.IPNet `json:"-"` // ipam.subnet, at most one per family
@@ -171,7 +171,9 @@ type IPAM struct {
 func (i *IPAM) SubnetFor(family string) *net.IPNet { return netOfFamily(i.SubnetNets, family) }
 
 // ClusterCIDRFor is the cluster CIDR of a family, or nil.
-func (i *IPAM) ClusterCIDRFor(family string) *net.IPNet { return netOfFamily(i.ClusterCIDRNets, family) }
+func (i *IPAM) ClusterCIDRFor(family string) *net.IPNet {
+	return netOfFamily(i.ClusterCIDRNets, family)
+}
 
 // SNAT says whether overlay traffic of a family leaving the cluster CIDR
 // is SNATed to the node.

@@ -29,7 +29,7 @@ func TestParsePodCIDRFile(t *testing.T) {
 		`{"podCIDRs":["fd00:1::/64","10.244.6.0/24"]}`:           "fd00:1::/64,10.244.6.0/24",
 		`{"podCIDR":"10.244.7.0/25"}`:                            "10.244.7.0/25",
 		`{"podCIDRs":["10.244.8.0/24"],"podCIDR":"10.9.0.0/24"}`: "10.244.8.0/24",
-		"fd00::/120":                                             "fd00::/120",
+		"fd00::/120": "fd00::/120",
 	} {
 		got, err := ParsePodCIDRFile([]byte(in))
 		var s []string
