@@ -18,6 +18,7 @@ import (
 	"github.com/open-acn/acn/cni/cnitest"
 	"github.com/open-acn/acn/cni/network"
 	"github.com/open-acn/acn/cni/plugin"
+	"github.com/open-acn/acn/internal/netnstest"
 )
 
 // familySets are the ipam.ipFamilies every mode is tested with (IPv4
@@ -305,4 +306,167 @@ func TestDualStackBadConfig(t *testing.T) {
 // solicitations themselves).
 func (n *node) routePodsV6ViaNode() {
 	n.vnet.MustExec(n.t, "ip", "-6", "route", "add", "fd00:240::1:0/112", "via", nodeIP6)
+}
+
+// TestOverlayDualStack: a node with an IPv4 and an IPv6 block (a /64 and
+// a /120, as the Node object says) gives each pod one address of each,
+// in the configured order; pods reach each other and the node over IPv6;
+// traffic leaving the cluster is SNATed per family (ip6tables for IPv6)
+// unless ipam.snatFamilies leaves IPv6 out (a routed pod prefix), and
+// CHECK notices a missing IPv6 rule.
+func TestOverlayDualStack(t *testing.T) {
+	const cluster6 = "fd00:10:244::/56"
+	for _, c := range []struct {
+		block6 string
+		fams   []string
+		snat   []string
+	}{
+		{"fd00:10:244:3::/64", []string{"IPv4", "IPv6"}, nil},
+		{"fd00:10:244:3::/120", []string{"IPv6", "IPv4"}, nil},
+		{"fd00:10:244:3::/64", []string{"IPv4", "IPv6"}, []string{"IPv4"}},
+	} {
+		t.Run(c.block6+"/"+familyName(c.fams)+"/snat="+strings.Join(c.snat, ","), func(t *testing.T) {
+			n := newNode(t, 0)
+			extra := map[string]interface{}{"clusterCIDR": clusterCIDR + "," + cluster6, "ipFamilies": c.fams}
+			if c.snat != nil {
+				extra["snatFamilies"] = c.snat
+			}
+			l := n.list("1.1.0", n.overlayConf("10.244.3.0/24,"+c.block6, extra))
+			_, block6, _ := net.ParseCIDR(c.block6)
+			a, b := n.newPod("ovds-a"), n.newPod("ovds-b")
+			ra, rb := n.mustAdd(l, a), n.mustAdd(l, b)
+			v6 := 1
+			if c.fams[0] == "IPv6" {
+				v6 = 0
+			}
+			for _, r := range []*types100.Result{ra, rb} {
+				if len(r.IPs) != 2 || !block6.Contains(r.IPs[v6].Address.IP) || !r.IPs[v6].Gateway.Equal(network.TransparentGateway6) || r.IPs[1-v6].Address.IP.To4() == nil {
+					t.Fatalf("result %+v: want the IPv6 address at %d in %s via %s", r.IPs, v6, block6, network.TransparentGateway6)
+				}
+			}
+			for _, dst := range []string{rb.IPs[v6].Address.IP.String(), nodeIP6, network.TransparentGateway6.String(), rb.IPs[1-v6].Address.IP.String()} {
+				if err := ping(a.ns, dst); err != nil {
+					t.Error(err)
+				}
+			}
+			nat6 := n.ns.MustExec(t, "ip6tables", "-w", "-t", "nat", "-S")
+			want6 := "-A " + network.SNATChain + " -s " + c.block6 + " ! -d " + cluster6
+			if snat6 := c.snat == nil; strings.Contains(nat6, want6) != snat6 {
+				t.Fatalf("ip6tables nat (IPv6 SNAT %v):\n%s", snat6, nat6)
+			}
+			if nat4 := n.ns.MustExec(t, "iptables", "-w", "-t", "nat", "-S"); !strings.Contains(nat4, "-s 10.244.3.0/24 ! -d "+clusterCIDR) {
+				t.Fatalf("iptables nat:\n%s", nat4)
+			}
+			// Egress over IPv6 to the VNet: the node's address with SNAT,
+			// the pod's own without (the VNet routes the prefix back).
+			n.vnet.MustExec(t, "ip", "-6", "route", "add", cluster6, "via", nodeIP6)
+			wantSrc := nodeIP6
+			if c.snat != nil {
+				wantSrc = ra.IPs[v6].Address.IP.String()
+			}
+			if src := sourceSeen6(t, a.ns, n.vnet, "["+gatewayIP6+"]:8086"); src != wantSrc {
+				t.Errorf("the VNet sees the pod's IPv6 traffic from %s, want %s", src, wantSrc)
+			}
+			ctx := context.Background()
+			if err := n.cni.CheckNetworkList(ctx, l, a.rt()); err != nil {
+				t.Fatalf("CHECK: %v", err)
+			}
+			if c.snat == nil {
+				n.ns.MustExec(t, "ip6tables", "-w", "-t", "nat", "-F", network.SNATChain)
+				if err := n.cni.CheckNetworkList(ctx, l, a.rt()); cniCode(err) != 100 || !strings.Contains(err.Error(), c.block6) {
+					t.Errorf("CHECK without the IPv6 SNAT rule: %v", err)
+				}
+			}
+			if err := n.cni.GetStatusNetworkList(ctx, l); err != nil {
+				t.Errorf("STATUS: %v", err)
+			}
+			n.mustDel(l, a)
+			n.mustDel(l, b)
+			for _, ip := range append(resultIPs(ra), resultIPs(rb)...) {
+				n.assertGone(a, ip)
+			}
+			n.assertGone(b, nil)
+		})
+	}
+}
+
+// sourceSeen6 connects from one namespace to a TCP listener in another
+// over IPv6 and returns the source address the listener sees.
+func sourceSeen6(t *testing.T, from, to *netnstest.NS, addr string) string {
+	t.Helper()
+	var ln net.Listener
+	if err := to.Do(func() error {
+		var err error
+		ln, err = net.Listen("tcp6", addr)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	ch := make(chan string, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			ch <- "accept: " + err.Error()
+			return
+		}
+		ch <- c.RemoteAddr().(*net.TCPAddr).IP.String()
+		c.Close()
+	}()
+	c, err := from.Dial("tcp6", addr)
+	if err != nil {
+		t.Fatalf("dial %s: %v", addr, err)
+	}
+	defer c.Close()
+	select {
+	case s := <-ch:
+		return s
+	case <-time.After(5 * time.Second):
+		t.Fatalf("no connection at %s", addr)
+	}
+	return ""
+}
+
+// TestIPAMPluginDualStack: azure-vnet-ipam alone (an IPAM-only list, as
+// under another plugin): a dual-stack ADD returns both addresses with
+// their gateways and default routes, CHECK verifies both, DEL frees
+// both; killed right after allocating, it leaves both allocations or
+// none (never one), and DEL or GC repairs it.
+func TestIPAMPluginDualStack(t *testing.T) {
+	n := newNode(t, 10)
+	ipamConf := map[string]interface{}{"type": "azure-vnet-ipam", "environment": "file", "interfacesFile": n.ifsFile, "ipFamilies": []string{"IPv6", "IPv4"}}
+	l := n.list("1.1.0", map[string]interface{}{"type": "azure-vnet-ipam", "stateDir": n.dir, "ipam": ipamConf})
+	a := n.newPod("ipds-a")
+	r := n.mustAdd(l, a)
+	if len(r.IPs) != 2 || r.IPs[0].Address.IP.To4() != nil || r.IPs[0].Gateway.String() != gatewayIP6 || r.IPs[1].Gateway.String() != gatewayIP || len(r.Routes) != 2 {
+		t.Fatalf("result %+v routes %+v", r.IPs, r.Routes)
+	}
+	ctx := context.Background()
+	if err := n.cni.CheckNetworkList(ctx, l, a.rt()); err != nil {
+		t.Errorf("CHECK: %v", err)
+	}
+	n.mustDel(l, a)
+	if _, is := n.state(); len(is.Allocations) != 0 {
+		t.Fatalf("DEL left %+v", is.Allocations)
+	}
+	for _, repair := range []string{"DEL", "GC"} {
+		p := n.newPod("ipds-kill-" + repair)
+		n.setEnv(plugin.EnvCrashAt + "=ipam:allocated")
+		_, err := n.add(l, p)
+		n.setEnv()
+		if err == nil || !strings.Contains(err.Error(), "killed") {
+			t.Fatalf("ADD not killed: %v", err)
+		}
+		if _, is := n.state(); len(is.FindAll(p.id, "eth0")) != 2 {
+			t.Fatalf("killed after allocating: %+v, want both families", is.FindAll(p.id, "eth0"))
+		}
+		if repair == "DEL" {
+			n.mustDel(l, p)
+		} else if err := n.cni.GCNetworkList(ctx, l, &libcni.GCArgs{ValidAttachments: []types.GCAttachment{}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, is := n.state(); len(is.Allocations) != 0 {
+			t.Errorf("%s after the kill left %+v", repair, is.Allocations)
+		}
+	}
 }
