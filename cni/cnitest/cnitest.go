@@ -11,13 +11,19 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
+	"time"
 
 	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/cni/pkg/version"
+	"golang.org/x/net/icmp"
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
 
 	"github.com/open-acn/acn/cni/config"
 	"github.com/open-acn/acn/cni/ipam"
@@ -121,3 +127,66 @@ func (e *Exec) ExecPlugin(ctx context.Context, path string, stdin []byte, enviro
 func (e *Exec) FindInPath(plugin string, paths []string) (string, error) {
 	return invoke.FindInPath(plugin, paths)
 }
+
+// Ping sends up to three ICMP (or ICMPv6) echo requests, a second apart,
+// from inside ns to dst and returns at the first reply. A link-local dst
+// is reached through the namespace's eth0 (a pod's interface).
+func Ping(ns *netnstest.NS, dst string) error {
+	var c *icmp.PacketConn
+	v6 := net.ParseIP(dst).To4() == nil
+	network, laddr, proto := "ip4:icmp", "0.0.0.0", 1
+	var echo, reply icmp.Type = ipv4.ICMPTypeEcho, ipv4.ICMPTypeEchoReply
+	if v6 {
+		network, laddr, proto = "ip6:ipv6-icmp", "::", 58
+		echo, reply = ipv6.ICMPTypeEchoRequest, ipv6.ICMPTypeEchoReply
+	}
+	if err := ns.Do(func() error {
+		var err error
+		c, err = icmp.ListenPacket(network, laddr)
+		return err
+	}); err != nil {
+		return err
+	}
+	defer c.Close()
+	id := os.Getpid() & 0xffff
+	buf := make([]byte, 1500)
+	for seq := 1; seq <= 3; seq++ {
+		msg := icmp.Message{Type: echo, Body: &icmp.Echo{ID: id, Seq: seq, Data: []byte("acn-ping")}}
+		b, _ := msg.Marshal(nil)
+		dstAddr := &net.IPAddr{IP: net.ParseIP(dst)}
+		if v6 && dstAddr.IP.IsLinkLocalUnicast() {
+			// The pod's interface, by index: a zone name would be looked
+			// up in the test's own namespace.
+			if err := ns.Do(func() error {
+				ifc, err := net.InterfaceByName("eth0")
+				if err == nil {
+					dstAddr.Zone = strconv.Itoa(ifc.Index)
+				}
+				return err
+			}); err != nil {
+				return err
+			}
+		}
+		if _, err := c.WriteTo(b, dstAddr); err != nil {
+			return fmt.Errorf("ping %s: %w", dst, err)
+		}
+		deadline := time.Now().Add(time.Second)
+		_ = c.SetReadDeadline(deadline)
+		for time.Now().Before(deadline) {
+			nr, peer, err := c.ReadFrom(buf)
+			if err != nil {
+				break
+			}
+			m, err := icmp.ParseMessage(proto, buf[:nr])
+			if err != nil || m.Type != reply {
+				continue
+			}
+			pa, _ := peer.(*net.IPAddr)
+			if e, ok := m.Body.(*icmp.Echo); ok && e.Seq == seq && pa != nil && pa.IP.Equal(net.ParseIP(dst)) {
+				return nil
+			}
+		}
+	}
+	return fmt.Errorf("ping %s from %s: no reply", dst, ns.Name)
+}
+
