@@ -189,4 +189,3 @@ func Ping(ns *netnstest.NS, dst string) error {
 	}
 	return fmt.Errorf("ping %s from %s: no reply", dst, ns.Name)
 }
-
