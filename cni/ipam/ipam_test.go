@@ -149,6 +149,11 @@ const hostXML = `<Interfaces>
    <IPAddress Address="10.240.0.5" IsPrimary="false"/>
    <IPAddress Address="10.240.0.6" IsPrimary="false"/>
   </IPSubnet>
+  <IPSubnet Prefix="fd00:240::/64">
+   <IPAddress Address="fd00:240::4" IsPrimary="true"/>
+   <IPAddress Address="fd00:240::5" IsPrimary="false"/>
+  </IPSubnet>
+  <IPSubnet Prefix="2001:db8::/64"><IPAddress Address="2001:db8::5" IsPrimary="false"/></IPSubnet>
  </Interface>
  <Interface MacAddress="000D3A6E2B4D" IsPrimary="false">
   <IPSubnet Prefix="172.31.0.0/24"><IPAddress Address="172.31.0.5" IsPrimary="false"/></IPSubnet>
@@ -194,7 +199,15 @@ func TestSelectPoolFromHostXML(t *testing.T) {
 			t.Errorf("subnet %q: pool %v, want %v", c.subnet, got, c.want)
 		}
 	}
+	// The host's IPv6 subnet is the IPv6 pool (primary address skipped).
+	if p6, err := SelectPool(ifs, &config.NetConf{}, config.IPv6); err != nil || len(p6.Addresses) != 1 || p6.Addresses[0].String() != "fd00:240::5" {
+		t.Errorf("IPv6 pool from the host: %+v, %v", p6, err)
+	}
 	// A forbidden subnet from the host is never a pool.
+	_, doc, _ := net.ParseCIDR("2001:db8::/64")
+	if _, err := SelectPool(ifs, &config.NetConf{IPAM: config.IPAM{SubnetNets: []*net.IPNet{doc}}}, config.IPv6); err == nil {
+		t.Error("the documentation prefix offered as a pool")
+	}
 	cfg := &config.NetConf{}
 	_, sn, _ := net.ParseCIDR("172.31.0.0/24")
 	cfg.IPAM.SubnetNets = []*net.IPNet{sn}
