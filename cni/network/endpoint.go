@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/vishvananda/netlink"
@@ -184,6 +185,16 @@ func Setup(h *netlink.Handle, s Spec, hook Hook) (err error) {
 
 	switch s.Mode {
 	case ModeBridge:
+		// Up and operationally up before it joins the bridge: the bridge
+		// then makes it a forwarding port within the attach call. Attached
+		// first, the port would wait for the carrier event (handled
+		// asynchronously), and the pod's first ARP or neighbour
+		// solicitation, sent the moment ADD returns, could be dropped:
+		// the pod's first second lost to the retransmit timer.
+		if err := h.LinkSetUp(veth); err != nil {
+			return fmt.Errorf("set %s up: %w", hostName, err)
+		}
+		waitOperUp(h, veth.Index, time.Second)
 		if err := h.LinkSetMasterByIndex(veth, s.BridgeIndex); err != nil {
 			return fmt.Errorf("attach %s to bridge: %w", hostName, err)
 		}
@@ -193,9 +204,6 @@ func Setup(h *netlink.Handle, s Spec, hook Hook) (err error) {
 		// path; the reference bridge's hairpinMode).
 		if err := h.LinkSetHairpin(veth, true); err != nil {
 			return fmt.Errorf("hairpin on %s: %w", hostName, err)
-		}
-		if err := h.LinkSetUp(veth); err != nil {
-			return fmt.Errorf("set %s up: %w", hostName, err)
 		}
 	case ModeTransparent:
 		if err := h.AddrReplace(veth, transparentGatewayAddr()); err != nil {
@@ -221,10 +229,32 @@ func Setup(h *netlink.Handle, s Spec, hook Hook) (err error) {
 	default:
 		return fmt.Errorf("unknown mode %q", s.Mode)
 	}
+	// The pod's interface drops what it sends until the kernel has
+	// processed its carrier event (asynchronously, after the host end came
+	// up); ADD returns once it is operationally up, so the pod's first ARP
+	// or neighbour solicitation is not lost to the retransmit timer.
+	if pl, err := podH.LinkByName(s.IfName); err == nil {
+		waitOperUp(podH, pl.Attrs().Index, time.Second)
+	}
 	if err := hook.at("add:host"); err != nil {
 		return err
 	}
 	return nil
+}
+
+// waitOperUp waits (at most max) until the kernel reports link index
+// operationally up; the carrier event that makes it so is processed
+// asynchronously after the link is set up. It gives up silently: the
+// port then becomes forwarding a little later.
+func waitOperUp(h *netlink.Handle, index int, max time.Duration) {
+	deadline := time.Now().Add(max)
+	for {
+		l, err := h.LinkByIndex(index)
+		if err != nil || l.Attrs().OperState == netlink.OperUp || time.Now().After(deadline) {
+			return
+		}
+		time.Sleep(200 * time.Microsecond)
+	}
 }
 
 // configurePod sets the pod end's address, state, routes and (transparent)
