@@ -181,7 +181,7 @@ func TestKernelReconcileRepairsDrift(t *testing.T) {
 		d := newDataplane(t, tp.Node, mode, nil)
 		tp.ApplyBasic(t, d)
 		ipt := "iptables-" + string(mode)
-		g := d.last.Groups(policy.Ingress)[0]
+		g := d.want.Last.Groups(policy.Ingress)[0]
 		groupSet := GroupSetName(policy.IPv4, g)
 		pc := groupChainOf(policy.Ingress, "a/web")
 		var peerSet string
