@@ -22,7 +22,7 @@ func requireTools(t testing.TB) {
 	netnstest.RequireRoot(t)
 	for _, tool := range []string{"ipset", "iptables-nft-restore", "iptables-legacy-restore"} {
 		if _, err := (dataplane.Exec{}).Run(context.Background(), nil, "sh", "-c", "command -v "+tool); err != nil {
-			t.Skipf("needs %s", tool)
+			netnstest.Skip(t, "needs %s", tool)
 		}
 	}
 }
