@@ -29,7 +29,7 @@ func parseSave(out []byte) (chains map[string][]string, forward []string) {
 				chains[name] = nil
 			}
 		case strings.HasPrefix(l, "-A "):
-			f := strings.SplitN(l, " ", 3)
+			f := strings.Fields(l)
 			if len(f) < 2 {
 				continue
 			}
