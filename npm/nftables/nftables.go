@@ -32,6 +32,7 @@ type Dataplane struct {
 	mu     sync.Mutex
 	log    *zap.Logger
 	nsPath string
+	dial   func() (conn, func(), error) // tests: a fake kernel instead of netlink
 
 	// started: the first Apply replaced the previous run's table.
 	started bool

@@ -56,7 +56,9 @@ type Topo struct {
 }
 
 // podIPs are the addresses of pod i.
-func podIPs(i int) [2]string { return [2]string{fmt.Sprintf("10.9.%d.2", i), fmt.Sprintf("fd09:0:%d::2", i)} }
+func podIPs(i int) [2]string {
+	return [2]string{fmt.Sprintf("10.9.%d.2", i), fmt.Sprintf("fd09:0:%d::2", i)}
+}
 
 // Addresses is a Topo of n pods with only their addresses (no namespaces,
 // no root): for tests that render or trace rules without a kernel.
