@@ -230,6 +230,11 @@ func (d *Dataplane) logRuleDiff(f policy.Family, chain string, old, cur []string
 // Reconcile implements dataplane.Dataplane: it re-reads iptables-save and
 // ipset save and rewrites whatever differs from the last applied state.
 func (d *Dataplane) Reconcile(ctx context.Context) (int, error) {
+	if d.trie[d.families[0]] == nil {
+		// Nothing applied yet (or since Cleanup): there is no desired
+		// state to repair towards; the first Apply replaces the kernel's.
+		return 0, nil
+	}
 	if d.loaded && d.hasRetiring() {
 		// Retire the groups the last Apply kept for one batch (not drift).
 		if err := d.Apply(ctx, d.want.Last, policy.NewChanges()); err != nil {

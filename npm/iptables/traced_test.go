@@ -183,3 +183,55 @@ func TestNamesDoNotGrowWithChurn(t *testing.T) {
 		t.Errorf("a deleted namespace's rules remain:\n%s", s)
 	}
 }
+
+// TestRuleCountIsWhatTheKernelHolds: RuleCount (the npm_rules gauge) is
+// the number of rules in NPM's chains plus the FORWARD jumps, both
+// families, as the kernel holds them — after programming, after a change,
+// and after a read-back.
+func TestRuleCountIsWhatTheKernelHolds(t *testing.T) {
+	k := newFakeKernel()
+	tr := newTraced(t, k)
+	d := tr.Dataplane.(*Dataplane)
+	kernelRules := func() int {
+		n := 0
+		for _, f := range policy.Families {
+			for c, lines := range k.chains[f] {
+				for _, l := range lines {
+					if strings.HasPrefix(c, ChainPrefix) || strings.HasSuffix(l, "-j "+ChainMain) {
+						n++
+					}
+				}
+			}
+		}
+		return n
+	}
+	tp := dptest.Addresses(dptest.Pods)
+	e := tp.Engine(dptest.BasicPolicies()...)
+	ctx := context.Background()
+	if err := d.Apply(ctx, e.State(), e.TakeChanges()); err != nil {
+		t.Fatal(err)
+	}
+	if n := kernelRules(); n < 20 || d.RuleCount() != n {
+		t.Fatalf("RuleCount %d, the kernel holds %d rules", d.RuleCount(), n)
+	}
+	e.DeletePolicy("b", "out")
+	if err := d.Apply(ctx, e.State(), e.TakeChanges()); err != nil {
+		t.Fatal(err)
+	}
+	if n := kernelRules(); d.RuleCount() != n {
+		t.Fatalf("after a deletion: RuleCount %d, the kernel holds %d rules", d.RuleCount(), n)
+	}
+	d2 := newTraced(t, k).Dataplane.(*Dataplane)
+	if n, err := d2.Reconcile(ctx); err != nil || n != 0 {
+		t.Fatalf("reconcile before any Apply: %d, %v (nothing to repair towards)", n, err)
+	}
+	if err := d2.Apply(ctx, e.State(), nil); err != nil {
+		t.Fatal(err)
+	}
+	if n := kernelRules(); d2.RuleCount() != n {
+		t.Fatalf("a new process: RuleCount %d, the kernel holds %d rules", d2.RuleCount(), n)
+	}
+	if n, err := d2.Reconcile(ctx); err != nil || n != 0 {
+		t.Fatalf("reconcile after the restart: %d, %v", n, err)
+	}
+}

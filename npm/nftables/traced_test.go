@@ -119,3 +119,44 @@ func TestOneTransactionPerBatch(t *testing.T) {
 		t.Errorf("messages seen %v: the batches should create, rewrite and delete", kinds)
 	}
 }
+
+// TestRuleCountIsWhatTheKernelHolds: RuleCount (the npm_rules gauge) is
+// the number of rules in the table, after programming, after a change and
+// after a read-back by another process.
+func TestRuleCountIsWhatTheKernelHolds(t *testing.T) {
+	k := &fakeNft{}
+	d := newTraced(t, k).Dataplane.(*Dataplane)
+	kernelRules := func() int {
+		n := 0
+		for _, ch := range k.cur.chains {
+			n += len(ch.rules)
+		}
+		return n
+	}
+	tp := dptest.Addresses(dptest.Pods)
+	e := tp.Engine(dptest.BasicPolicies()...)
+	ctx := context.Background()
+	if d.RuleCount() != 0 {
+		t.Fatalf("RuleCount %d before any Apply", d.RuleCount())
+	}
+	if err := d.Apply(ctx, e.State(), e.TakeChanges()); err != nil {
+		t.Fatal(err)
+	}
+	if n := kernelRules(); n < 10 || d.RuleCount() != n {
+		t.Fatalf("RuleCount %d, the kernel holds %d rules", d.RuleCount(), n)
+	}
+	e.DeletePolicy("b", "out")
+	if err := d.Apply(ctx, e.State(), e.TakeChanges()); err != nil {
+		t.Fatal(err)
+	}
+	if n := kernelRules(); d.RuleCount() != n {
+		t.Fatalf("after a deletion: RuleCount %d, the kernel holds %d rules", d.RuleCount(), n)
+	}
+	d2 := newTraced(t, k).Dataplane.(*Dataplane)
+	if err := d2.Apply(ctx, e.State(), nil); err != nil {
+		t.Fatal(err)
+	}
+	if n := kernelRules(); d2.RuleCount() != n {
+		t.Fatalf("a new process: RuleCount %d, the kernel holds %d rules", d2.RuleCount(), n)
+	}
+}
