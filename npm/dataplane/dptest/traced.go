@@ -80,7 +80,8 @@ type NewTraced func(t testing.TB) Traced
 
 // RunGolden programs every case of Cases (a fresh fake kernel each) and
 // compares the fake kernel's content with testdata/golden/<case>.txt; the
-// tracer must make every decision of the case table.
+// tracer must make every decision of the case table and agree with
+// policy.State.Evaluate on every probe between the pods and off-cluster.
 func RunGolden(t *testing.T, newT NewTraced) {
 	tp := Addresses(Pods)
 	for _, c := range Cases() {
@@ -91,6 +92,18 @@ func RunGolden(t *testing.T, newT NewTraced) {
 				t.Fatal(err)
 			}
 			Golden(t, filepath.Join("golden", c.Name+".txt"), tr.Dump())
+			for src := -1; src < Pods; src++ {
+				for dst := -1; dst < Pods; dst++ {
+					for fam := 0; fam < 2 && src != dst; fam++ {
+						for _, pp := range translatetest.ProbePorts {
+							p := policy.Packet{Src: netip.MustParseAddr(tp.Addr(src, fam)), Dst: netip.MustParseAddr(tp.Addr(dst, fam)), Protocol: policy.Protocol(pp.Proto), Port: uint16(pp.Port)}
+							if got, want := tr.Allowed(p), e.State().Evaluate(p).Allowed; got != want {
+								t.Errorf("%s -> %s %s/%d: traced %v, Evaluate %v", p.Src, p.Dst, p.Protocol, p.Port, got, want)
+							}
+						}
+					}
+				}
+			}
 			for _, x := range c.Expect {
 				for fam := 0; fam < 2; fam++ {
 					p := policy.Packet{Src: netip.MustParseAddr(tp.Addr(x.Src, fam)), Dst: netip.MustParseAddr(tp.Addr(x.Dst, fam)), Protocol: x.Proto, Port: uint16(x.Port)}
