@@ -28,6 +28,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/open-acn/acn/internal/kubetest"
+	"github.com/open-acn/acn/internal/netnstest"
 	"github.com/open-acn/acn/npm/config"
 	"github.com/open-acn/acn/npm/daemon"
 	"github.com/open-acn/acn/npm/dataplane"
@@ -49,7 +50,7 @@ func kubectl(t testing.TB) string {
 	t.Helper()
 	k := filepath.Join(kubetest.ToolsDir(), "kubectl")
 	if st, err := os.Stat(k); err != nil || st.Mode()&0o111 == 0 {
-		t.Skipf("kubectl not built in %s: run `make tools` (make test does)", kubetest.ToolsDir())
+		netnstest.Skip(t, "kubectl not built in %s: run `make tools` (make test does)", kubetest.ToolsDir())
 	}
 	return k
 }
@@ -296,6 +297,7 @@ func (c *countingDataplane) Apply(context.Context, *policy.State, *policy.Change
 func (c *countingDataplane) Reconcile(context.Context) (int, error) { return 0, nil }
 func (c *countingDataplane) Cleanup(context.Context) error          { return nil }
 func (c *countingDataplane) Objects(string) []dataplane.Object      { return nil }
+func (c *countingDataplane) RuleCount() int                         { return 0 }
 
 // runDaemonAsServiceAccount runs the real daemon with the Linux ConfigMap's
 // config and the credentials of a token of kube-system/azure-npm: with only

@@ -18,6 +18,7 @@ import (
 	"testing"
 
 	"github.com/open-acn/acn/internal/imagespec"
+	"github.com/open-acn/acn/internal/netnstest"
 )
 
 // dockerfileScript turns the build stage of a rendered Dockerfile into one
@@ -135,7 +136,7 @@ func TestDockerfileBuildsSameTree(t *testing.T) {
 	t.Parallel()
 	requireRoot(t)
 	if _, err := exec.LookPath("apt-get"); err != nil {
-		t.Skip("apt-get missing: the .debs are downloaded with it (Debian only)")
+		netnstest.Skip(t, "apt-get missing: the .debs are downloaded with it (Debian only)")
 	}
 	for _, dir := range imageDirs(t) {
 		image := filepath.Base(dir)

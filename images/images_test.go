@@ -27,6 +27,7 @@ import (
 	"github.com/open-acn/acn/cni/cnitest"
 	"github.com/open-acn/acn/internal/debpkg"
 	"github.com/open-acn/acn/internal/imagespec"
+	"github.com/open-acn/acn/internal/netnstest"
 	"github.com/open-acn/acn/internal/ociimage/containerdtest"
 )
 
@@ -105,7 +106,7 @@ func TestDockerfilesAgree(t *testing.T) {
 // image takes its files to the host (skipDependencies).
 func TestLockClosed(t *testing.T) {
 	if _, err := exec.LookPath("apt-get"); err != nil {
-		t.Skip("apt-get missing: the .debs are downloaded with it (Debian only)")
+		netnstest.Skip(t, "apt-get missing: the .debs are downloaded with it (Debian only)")
 	}
 	for _, dir := range imageDirs(t) {
 		t.Run(filepath.Base(dir), func(t *testing.T) {
@@ -194,7 +195,7 @@ func standIn(t *testing.T, image, stand string) {
 func buildImage(t *testing.T, image string) (string, imagespec.Result) {
 	t.Helper()
 	if _, err := exec.LookPath("apt-get"); err != nil {
-		t.Skip("apt-get missing: the .debs are downloaded with it (Debian only)")
+		netnstest.Skip(t, "apt-get missing: the .debs are downloaded with it (Debian only)")
 	}
 	tmp := t.TempDir()
 	stand := filepath.Join(tmp, "root")
@@ -453,6 +454,6 @@ func execInImage(spec string) error {
 func requireRoot(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root for namespaces, chroot and mounts (CI runs as root)")
+		netnstest.Skip(t, "needs root for namespaces, chroot and mounts (CI runs as root)")
 	}
 }

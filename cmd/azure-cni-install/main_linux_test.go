@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/open-acn/acn/cni/cnitest"
+	"github.com/open-acn/acn/internal/netnstest"
 )
 
 // TestReadOnlyHostDir runs the built command with the conf dir on a
@@ -19,10 +20,10 @@ import (
 // message and writes nothing, not even the plugins.
 func TestReadOnlyHostDir(t *testing.T) {
 	if runtime.GOOS != "linux" || os.Geteuid() != 0 {
-		t.Skip("needs root and Linux for a read-only bind mount in a private mount namespace (CI runs as root)")
+		netnstest.Skip(t, "needs root and Linux for a read-only bind mount in a private mount namespace (CI runs as root)")
 	}
 	if _, err := exec.LookPath("unshare"); err != nil {
-		t.Skip("unshare (util-linux) missing")
+		netnstest.Skip(t, "unshare (util-linux) missing")
 	}
 	bin := filepath.Join(t.TempDir(), "azure-cni-install")
 	build := exec.Command(cnitest.GoTool(), "build", "-o", bin, ".")

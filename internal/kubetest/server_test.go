@@ -84,7 +84,7 @@ func TestServerInNetworkNamespaceIsReachedThroughDialer(t *testing.T) {
 
 func TestDetachedServerStopsByPIDFile(t *testing.T) {
 	if m := MissingTools(ToolsDir()); len(m) > 0 {
-		t.Skipf("control-plane binaries %v not built: run `make tools`", m)
+		netnstest.Skip(t, "control-plane binaries %v not built: run `make tools`", m)
 	}
 	dir := filepath.Join(t.TempDir(), "cluster")
 	s, err := Start(context.Background(), Options{Dir: dir, Detach: true})

@@ -28,10 +28,10 @@ func StartInNetNS(t testing.TB, ns *netnstest.NS, address string) *Server {
 func startForTest(t testing.TB, opts Options) *Server {
 	t.Helper()
 	if m := MissingTools(ToolsDir()); len(m) > 0 {
-		t.Skipf("control-plane binaries %v not built in %s: run `make tools` (make test does)", m, ToolsDir())
+		netnstest.Skip(t, "control-plane binaries %v not built in %s: run `make tools` (make test does)", m, ToolsDir())
 	}
 	if opts.NetNS != nil && os.Geteuid() != 0 {
-		t.Skip("needs root to run the API server in a network namespace")
+		netnstest.Skip(t, "needs root to run the API server in a network namespace")
 	}
 	opts.Dir = t.TempDir()
 	s, err := Start(context.Background(), opts)

@@ -31,14 +31,30 @@ type NS struct {
 	Path string // /run/netns/<Name>
 }
 
-// RequireRoot skips the test, saying why, when it cannot create namespaces.
+// RequireEnv names the environment variable that turns every skip of a
+// test for want of root, a tool or a built binary into a failure: CI
+// sets ACN_REQUIRE_KERNEL_TESTS=1, so a kernel test cannot pass by not
+// running.
+const RequireEnv = "ACN_REQUIRE_KERNEL_TESTS"
+
+// Skip skips the test saying why, or fails it when RequireEnv is 1.
+func Skip(t testing.TB, format string, args ...any) {
+	t.Helper()
+	if os.Getenv(RequireEnv) == "1" {
+		t.Fatalf("%s=1 and this test cannot run: "+format, append([]any{RequireEnv}, args...)...)
+	}
+	t.Skipf(format, args...)
+}
+
+// RequireRoot skips the test, saying why, when it cannot create namespaces
+// (fails it under RequireEnv).
 func RequireRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root to create network namespaces (CI runs as root)")
+		Skip(t, "needs root to create network namespaces (CI runs as root)")
 	}
 	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("needs iproute2's ip command (make deps installs it)")
+		Skip(t, "needs iproute2's ip command (make deps installs it)")
 	}
 }
 

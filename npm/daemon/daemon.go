@@ -565,9 +565,7 @@ func (d *Daemon) updateGauges() {
 		}
 	}
 	d.metrics.failClosedPolicies.Set(float64(failed))
-	if rc, ok := d.dp.(interface{ RuleCount() int }); ok {
-		d.metrics.rules.Set(float64(rc.RuleCount()))
-	}
+	d.metrics.rules.Set(float64(d.dp.RuleCount()))
 }
 
 // reconcileLoop reads the kernel back every ReconcileInterval and repairs
@@ -598,6 +596,7 @@ func (d *Daemon) reconcileOnce(ctx context.Context) int {
 		return 0
 	}
 	if repairs > 0 {
+		d.updateGauges()
 		d.metrics.driftRepairs.Add(float64(repairs))
 		d.log.Warn("repaired kernel drift", zap.Int("repairs", repairs))
 	}

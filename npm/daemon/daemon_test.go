@@ -68,6 +68,14 @@ func (r *recordingDataplane) Cleanup(context.Context) error {
 func (r *recordingDataplane) Objects(k string) []dataplane.Object {
 	return []dataplane.Object{{Kind: "chain", Name: "NPM-TEST-" + strings.ReplaceAll(k, "/", "-"), Comment: "test chain"}}
 }
+func (r *recordingDataplane) RuleCount() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.endpoints) == 0 {
+		return 0
+	}
+	return 100 + len(r.endpoints[len(r.endpoints)-1]) // a count the test can recognise
+}
 func (r *recordingDataplane) last() (map[string]policy.Endpoint, int, int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -216,6 +224,25 @@ func TestFirstTransactionCarriesTheWholeSyncedState(t *testing.T) {
 			t.Errorf("/metrics lacks %q", want)
 		}
 	}
+}
+
+// TestRulesGaugeReportsTheDataplane: npm_rules is what the dataplane says
+// it programmed (here 100 + the endpoints of the last Apply).
+func TestRulesGaugeReportsTheDataplane(t *testing.T) {
+	client := fake.NewSimpleClientset(ns("prod", nil), pod("prod", "web", "node-a", "10.0.0.5", nil), denyAll("prod"))
+	dp := &recordingDataplane{}
+	h := start(t, client, dp)
+	eventually(t, "ready", h.d.Ready)
+	if _, metrics := get(t, "http://"+h.addr+"/metrics"); !strings.Contains(metrics, "\nnpm_rules 101\n") {
+		t.Errorf("/metrics lacks npm_rules 101")
+	}
+	if _, err := client.CoreV1().Pods("prod").Create(context.Background(), pod("prod", "web2", "node-a", "10.0.0.6", nil), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "npm_rules 102", func() bool {
+		_, metrics := get(t, "http://"+h.addr+"/metrics")
+		return strings.Contains(metrics, "\nnpm_rules 102\n")
+	})
 }
 
 func TestBurstOfEventsIsCoalescedIntoFewTransactions(t *testing.T) {

@@ -48,7 +48,7 @@ func newMetrics() *metrics {
 		endpoints:          g("endpoints", "Pods of this node selected by at least one policy."),
 		sets:               g("sets", "Sets (ipsets / nftables sets / HNS SetPolicies) in the desired state."),
 		setMembers:         g("set_members", "Members of all sets in the desired state."),
-		rules:              g("rules", "Kernel rules programmed by the dataplane (when it reports them)."),
+		rules:              g("rules", "Rules programmed by the dataplane (iptables rules, nftables rules, HNS ACLs)."),
 		queueDepth:         g("queue_depth", "Objects waiting to be translated and applied."),
 		ready:              g("ready", "1 once the first full sync is programmed in the kernel."),
 		failClosedPolicies: g("fail_closed_policies", "Policies that could not be translated and deny for the pods they select."),

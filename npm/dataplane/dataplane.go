@@ -36,6 +36,11 @@ type Dataplane interface {
 	// Objects names the kernel objects implementing one policy (key
 	// "namespace/name") as last applied, for `azure-npm explain`.
 	Objects(policyKey string) []Object
+
+	// RuleCount is the number of rules (HNS: ACLs) the dataplane has
+	// programmed, as far as it knows from its last transaction or
+	// read-back: the npm_rules gauge.
+	RuleCount() int
 }
 
 // Object is one kernel object (chain, set, rule) that implements a policy.

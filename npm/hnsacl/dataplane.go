@@ -917,6 +917,16 @@ func (d *Dataplane) Cleanup(ctx context.Context) error {
 	return nil
 }
 
+// RuleCount implements dataplane.Dataplane: NPM's ACLs on the HNS
+// endpoints, as last programmed or read back.
+func (d *Dataplane) RuleCount() int {
+	n := 0
+	for _, e := range d.eps {
+		n += len(e.acls)
+	}
+	return n
+}
+
 // Objects implements dataplane.Dataplane: the ACLs (per endpoint) and
 // SetPolicies implementing one policy, as last applied.
 func (d *Dataplane) Objects(key string) []dataplane.Object {

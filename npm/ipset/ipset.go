@@ -85,12 +85,25 @@ func (m *Manager) Load(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	cur, err := ParseSave(out, m.Prefix)
+	for n, s := range cur {
+		if old := m.cur[n]; old != nil {
+			s.Comment = old.Comment
+		}
+	}
+	m.cur = cur
+	return err
+}
+
+// ParseSave reads `ipset save` output: the sets named prefix* with their
+// type, family and members.
+func ParseSave(out []byte, prefix string) (map[string]*Set, error) {
 	cur := map[string]*Set{}
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
-		if len(f) < 3 || !strings.HasPrefix(f[1], m.Prefix) {
+		if len(f) < 3 || !strings.HasPrefix(f[1], prefix) {
 			continue
 		}
 		switch f[0] {
@@ -101,9 +114,6 @@ func (m *Manager) Load(ctx context.Context) error {
 					s.Family = f[i+1]
 				}
 			}
-			if old := m.cur[f[1]]; old != nil {
-				s.Comment = old.Comment
-			}
 			cur[f[1]] = s
 		case "add":
 			if s := cur[f[1]]; s != nil {
@@ -111,8 +121,7 @@ func (m *Manager) Load(ctx context.Context) error {
 			}
 		}
 	}
-	m.cur = cur
-	return sc.Err()
+	return cur, sc.Err()
 }
 
 // Result reports what a Sync did.

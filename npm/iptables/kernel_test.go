@@ -22,7 +22,7 @@ func requireTools(t testing.TB) {
 	netnstest.RequireRoot(t)
 	for _, tool := range []string{"ipset", "iptables-nft-restore", "iptables-legacy-restore"} {
 		if _, err := (dataplane.Exec{}).Run(context.Background(), nil, "sh", "-c", "command -v "+tool); err != nil {
-			t.Skipf("needs %s", tool)
+			netnstest.Skip(t, "needs %s", tool)
 		}
 	}
 }
@@ -181,7 +181,7 @@ func TestKernelReconcileRepairsDrift(t *testing.T) {
 		d := newDataplane(t, tp.Node, mode, nil)
 		tp.ApplyBasic(t, d)
 		ipt := "iptables-" + string(mode)
-		g := d.last.Groups(policy.Ingress)[0]
+		g := d.want.Last.Groups(policy.Ingress)[0]
 		groupSet := GroupSetName(policy.IPv4, g)
 		pc := groupChainOf(policy.Ingress, "a/web")
 		var peerSet string

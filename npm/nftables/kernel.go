@@ -50,8 +50,33 @@ func bigBuffers(c *netlink.Conn) error {
 	return serr
 }
 
+// conn is the part of a netlink connection (*gnft.Conn) the dataplane
+// uses: tests give it a fake kernel.
+type conn interface {
+	ListTablesOfFamily(gnft.TableFamily) ([]*gnft.Table, error)
+	ListChainsOfTableFamily(gnft.TableFamily) ([]*gnft.Chain, error)
+	GetRules(*gnft.Table, *gnft.Chain) ([]*gnft.Rule, error)
+	GetSets(*gnft.Table) ([]*gnft.Set, error)
+	GetSetElements(*gnft.Set) ([]gnft.SetElement, error)
+	AddTable(*gnft.Table) *gnft.Table
+	DelTable(*gnft.Table)
+	AddSet(*gnft.Set, []gnft.SetElement) error
+	DelSet(*gnft.Set)
+	FlushSet(*gnft.Set)
+	SetAddElements(*gnft.Set, []gnft.SetElement) error
+	SetDeleteElements(*gnft.Set, []gnft.SetElement) error
+	AddChain(*gnft.Chain) *gnft.Chain
+	DelChain(*gnft.Chain)
+	FlushChain(*gnft.Chain)
+	AddRule(*gnft.Rule) *gnft.Rule
+	Flush() error
+}
+
 // open returns a netlink connection to the dataplane's namespace.
-func (d *Dataplane) open() (*gnft.Conn, func(), error) {
+func (d *Dataplane) open() (conn, func(), error) {
+	if d.dial != nil {
+		return d.dial()
+	}
 	opts := []gnft.ConnOption{gnft.AsLasting(), gnft.WithSockOptions(bigBuffers)}
 	var f *os.File
 	if d.nsPath != "" {
@@ -80,7 +105,7 @@ func isUnsupported(err error) bool {
 	return errors.Is(err, unix.EPROTONOSUPPORT) || errors.Is(err, unix.EAFNOSUPPORT)
 }
 
-func tableExists(c *gnft.Conn) (bool, error) {
+func tableExists(c conn) (bool, error) {
 	ts, err := c.ListTablesOfFamily(gnft.TableFamilyINet)
 	if err != nil {
 		return false, err
@@ -94,7 +119,7 @@ func tableExists(c *gnft.Conn) (bool, error) {
 }
 
 // readKernel reads the whole table back.
-func readKernel(c *gnft.Conn) (*objects, error) {
+func readKernel(c conn) (*objects, error) {
 	o := newObjects()
 	exists, err := tableExists(c)
 	if err != nil || !exists {
@@ -373,10 +398,10 @@ func (s *kset) sameType(o *kset) bool {
 
 // tx is one netlink transaction being built.
 type tx struct {
-	c *gnft.Conn
+	c conn
 }
 
-func newTx(c *gnft.Conn) *tx { return &tx{c: c} }
+func newTx(c conn) *tx { return &tx{c: c} }
 
 func (t *tx) flush() error { return t.c.Flush() }
 
@@ -507,7 +532,7 @@ func sortedElems(s *kset) []kelem {
 
 // addElems adds (or deletes) elements in messages below the 64 KiB limit
 // of a netlink attribute.
-func addElems(c *gnft.Conn, s *gnft.Set, es []kelem, del bool) {
+func addElems(c conn, s *gnft.Set, es []kelem, del bool) {
 	const budget = 40000
 	var batch []gnft.SetElement
 	size := 0

@@ -32,6 +32,7 @@ type Dataplane struct {
 	mu     sync.Mutex
 	log    *zap.Logger
 	nsPath string
+	dial   func() (conn, func(), error) // tests: a fake kernel instead of netlink
 
 	// started: the first Apply replaced the previous run's table.
 	started bool
@@ -46,14 +47,11 @@ type Dataplane struct {
 	// pending are element changes of sets that have and want share.
 	pending map[string]*delta
 
-	// model caches
-	last    *policy.State
-	setObjs map[string][]*kset   // model set ID -> kernel sets
-	polObjs map[string][]*kchain // policy key -> chains
-	groups  map[policy.Direction][]*policy.Group
+	// model: the model sets' kernel sets, the policies' chains, the
+	// dispatch groups (the shared incremental core)
+	model   *dataplane.Desired[*kset, []*kchain]
 	grpObjs []*kchain
 	grpPols map[string]string // group chain -> its policies, for log lines
-	names   map[string]string // kernel name -> origin key (collision detection)
 }
 
 // delta is the element changes of one set not yet in the kernel.
@@ -81,6 +79,7 @@ func New(o Options) (*Dataplane, error) {
 		o.Logger = zap.NewNop()
 	}
 	d := &Dataplane{log: o.Logger, nsPath: o.NetNSPath}
+	d.model = dataplane.NewDesired[*kset, []*kchain](renderer{d})
 	d.reset()
 	return d, nil
 }
@@ -91,12 +90,9 @@ func (d *Dataplane) reset() {
 	d.want = newObjects()
 	d.dirtySets, d.dirtyChains = map[string]struct{}{}, map[string]struct{}{}
 	d.pending = map[string]*delta{}
-	d.last = policy.NewState()
-	d.setObjs, d.polObjs = map[string][]*kset{}, map[string][]*kchain{}
-	d.groups = map[policy.Direction][]*policy.Group{}
+	d.model.Reset()
 	d.grpObjs = nil
 	d.grpPols = map[string]string{}
-	d.names = map[string]string{}
 }
 
 // ---- Apply ----
@@ -128,92 +124,33 @@ func (d *Dataplane) Apply(ctx context.Context, desired *policy.State, changes *p
 	return err
 }
 
-// updateWant refreshes the caches and want from desired, marking what
-// changed dirty. changes == nil rebuilds everything.
+// updateWant refreshes want from desired, marking what changed dirty.
+// changes == nil rebuilds everything.
 func (d *Dataplane) updateWant(desired *policy.State, changes *policy.Changes) error {
-	full := changes == nil
-	if full {
-		changes = policy.NewChanges()
-		for id := range desired.Sets {
-			changes.Sets[id] = struct{}{}
+	dl, err := d.model.Update(desired, changes)
+	for n := range dl.Sets {
+		if ks := d.model.Sets[n]; ks != nil {
+			d.want.sets[n] = ks
+		} else {
+			delete(d.want.sets, n)
 		}
-		for id := range d.last.Sets {
-			changes.Sets[id] = struct{}{}
-		}
-		for k := range desired.Policies {
-			changes.Policies[k] = struct{}{}
-		}
-		for k := range d.last.Policies {
-			changes.Policies[k] = struct{}{}
-		}
-		d.last.Endpoints = map[string]*policy.Endpoint{}
-		for k, e := range desired.Endpoints {
-			d.last.Endpoints[k] = e.Clone()
-		}
+		d.dirtySets[n] = struct{}{}
 	}
-	// model sets
-	for id := range changes.Sets {
-		s := desired.Sets[id]
-		if old := d.last.Sets[id]; old != nil && s != nil && d.patchSet(old, s, changes.Members[id]) {
-			continue
+	for k := range dl.Policies {
+		for _, dir := range []policy.Direction{policy.Ingress, policy.Egress} {
+			delete(d.want.chains, PolicyChain(dir, k))
+			d.dirtyChains[PolicyChain(dir, k)] = struct{}{}
 		}
-		for _, ks := range d.setObjs[id] {
-			delete(d.want.sets, ks.name)
-			d.dirtySets[ks.name] = struct{}{}
-		}
-		delete(d.setObjs, id)
-		delete(d.last.Sets, id)
-		if s == nil {
-			continue
-		}
-		d.last.Sets[id] = s.Clone()
-		kss := renderSet(s)
-		for _, ks := range kss {
-			if err := d.claim(ks.name, "set "+s.Key); err != nil {
-				return err
-			}
-			d.want.sets[ks.name] = ks
-			d.dirtySets[ks.name] = struct{}{}
-		}
-		d.setObjs[id] = kss
-	}
-	// policies
-	for k := range changes.Policies {
-		for _, kc := range d.polObjs[k] {
-			delete(d.want.chains, kc.name)
-			d.dirtyChains[kc.name] = struct{}{}
-		}
-		delete(d.polObjs, k)
-		delete(d.last.Policies, k)
-		if p := desired.Policies[k]; p != nil {
-			d.last.Policies[k] = p.Clone()
-		}
-	}
-	for k := range changes.Policies {
-		p := d.last.Policies[k]
-		if p == nil {
-			continue
-		}
-		kcs := renderPolicy(p, d.last.Sets)
-		for _, kc := range kcs {
-			if err := d.claim(kc.name, "policy "+k); err != nil {
-				return err
-			}
+		for _, kc := range d.model.Policies[k] {
 			d.want.chains[kc.name] = kc
 			d.dirtyChains[kc.name] = struct{}{}
 		}
-		d.polObjs[k] = kcs
 	}
-	// endpoints -> groups, group chains, dispatch maps
-	if full || len(changes.Endpoints) > 0 || len(changes.Policies) > 0 {
-		if !full {
-			for k := range changes.Endpoints {
-				delete(d.last.Endpoints, k)
-				if e := desired.Endpoints[k]; e != nil {
-					d.last.Endpoints[k] = e.Clone()
-				}
-			}
-		}
+	if err != nil {
+		return err
+	}
+	// groups -> group chains (which jump to the policies' chains), dispatch maps
+	if dl.Groups || len(dl.Policies) > 0 {
 		for _, kc := range d.grpObjs {
 			delete(d.want.chains, kc.name)
 			d.dirtyChains[kc.name] = struct{}{}
@@ -222,15 +159,11 @@ func (d *Dataplane) updateWant(desired *policy.State, changes *policy.Changes) e
 			d.grpPols = map[string]string{}
 		}
 		for _, dir := range []policy.Direction{policy.Ingress, policy.Egress} {
-			d.groups[dir] = d.last.Groups(dir)
-			for _, g := range d.groups[dir] {
+			for _, g := range d.model.Groups[dir] {
 				d.grpPols[GroupChain(g)] = strings.Join(g.Policies, ",")
-				if err := d.claim(GroupChain(g), policy.GroupKey(dir, g.Policies)); err != nil {
-					return err
-				}
 			}
 		}
-		chains, maps := renderGroups(d.groups, d.last.Policies)
+		chains, maps := renderGroups(d.model.Groups, d.model.Last.Policies)
 		d.grpObjs = chains
 		for _, kc := range chains {
 			d.want.chains[kc.name] = kc
@@ -256,46 +189,37 @@ func (d *Dataplane) updateWant(desired *policy.State, changes *policy.Changes) e
 	return nil
 }
 
-// patchSet updates a pod or named-port set in place when only its
-// members changed: the kernel sets get just the added and removed
-// elements (recorded in pending), at a cost proportional to the set rather
-// than a re-render, sort and compare. false: re-render instead.
-//
-// hints (policy.Changes.Members), when given, are the only members that
-// may have changed: the patch costs O(hints). A hint set that does not
-// account for the new size falls back to the full comparison.
-func (d *Dataplane) patchSet(old, s *policy.Set, hints map[policy.Member]struct{}) bool {
-	if old.Kind != s.Kind || s.Kind == policy.SetNet || old.Key != s.Key || len(d.setObjs[s.ID]) != len(policy.Families) {
-		return false
+// renderer renders model objects for the shared core (dataplane.Renderer).
+type renderer struct{ d *Dataplane }
+
+func (r renderer) RenderSet(s *policy.Set) []dataplane.KernelSet[*kset] {
+	var out []dataplane.KernelSet[*kset]
+	for _, ks := range renderSet(s) {
+		out = append(out, dataplane.KernelSet[*kset]{Name: ks.name, Family: ks.family(), Set: ks})
 	}
-	byFam := map[policy.Family]*kset{}
-	for _, ks := range d.setObjs[s.ID] {
-		byFam[ks.family()] = ks
-	}
-	elem := func(m policy.Member) kelem {
-		if s.Kind == policy.SetIPPort {
-			return kelem{key: ipPortKey(m)}
-		}
-		return kelem{key: addrKey(m.Prefix.Addr())}
-	}
-	apply := func(add, del []policy.Member) {
-		for _, m := range add {
-			d.patch(byFam[m.Family()], elem(m), true)
-			old.Members[m] = struct{}{}
-		}
-		for _, m := range del {
-			d.patch(byFam[m.Family()], elem(m), false)
-			delete(old.Members, m)
-		}
-	}
-	apply(dataplane.DiffKeys(s.Members, old.Members, hints))
-	if hints != nil && len(old.Members) != len(s.Members) {
-		// the hints missed something: compare everything
-		apply(dataplane.DiffKeys(s.Members, old.Members, nil))
-	}
-	old.Comment = s.Comment
-	return true
+	return out
 }
+
+// PatchMember changes one element of a pod or named-port set in place
+// (recorded in pending when the kernel shares the object).
+func (r renderer) PatchMember(ks dataplane.KernelSet[*kset], m policy.Member, add bool) {
+	e := kelem{key: addrKey(m.Prefix.Addr())}
+	if ks.Set.concat {
+		e = kelem{key: ipPortKey(m)}
+	}
+	r.d.patch(ks.Set, e, add)
+}
+
+func (r renderer) RenderPolicy(p *policy.Policy, sets map[string]*policy.Set) ([]*kchain, []string) {
+	kcs := renderPolicy(p, sets)
+	names := make([]string, len(kcs))
+	for i, kc := range kcs {
+		names[i] = kc.name
+	}
+	return kcs, names
+}
+
+func (r renderer) GroupNames(g *policy.Group) []string { return []string{GroupChain(g)} }
 
 // patchMap makes the dispatch map of want equal to m, in place.
 func (d *Dataplane) patchMap(m *kset) {
@@ -359,16 +283,6 @@ func (d *Dataplane) patch(ks *kset, e kelem, add bool) {
 	if had {
 		p.rm[id] = old
 	}
-}
-
-// claim records that a kernel name belongs to origin and refuses a second
-// origin for the same name (a hash collision).
-func (d *Dataplane) claim(name, origin string) error {
-	if o, ok := d.names[name]; ok && o != origin {
-		return fmt.Errorf("nftables name collision: %s for %q and %q", name, o, origin)
-	}
-	d.names[name] = origin
-	return nil
 }
 
 // replace is the first Apply of a process: the previous run's table is
@@ -438,16 +352,6 @@ func (d *Dataplane) committed(sets, chains map[string]struct{}) {
 	d.have.table = true
 	d.dirtySets, d.dirtyChains = map[string]struct{}{}, map[string]struct{}{}
 	d.pending = map[string]*delta{}
-	// forget names no object uses any more
-	if len(d.names) > 2*(len(d.want.sets)+len(d.want.chains))+64 {
-		keep := map[string]string{}
-		for n, o := range d.names {
-			if d.want.sets[n] != nil || d.want.chains[n] != nil {
-				keep[n] = o
-			}
-		}
-		d.names = keep
-	}
 }
 
 // sync writes the difference between have and want: the dirty objects, or
@@ -557,11 +461,25 @@ func (d *Dataplane) Cleanup(ctx context.Context) error {
 	return nil
 }
 
+// RuleCount implements dataplane.Dataplane: the rules of the table as
+// last written or read back.
+func (d *Dataplane) RuleCount() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n := 0
+	if d.have != nil {
+		for _, c := range d.have.chains {
+			n += len(c.rules)
+		}
+	}
+	return n
+}
+
 // Objects implements dataplane.Dataplane.
 func (d *Dataplane) Objects(key string) []dataplane.Object {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	p := d.last.Policies[key]
+	p := d.model.Last.Policies[key]
 	if p == nil {
 		return nil
 	}
@@ -578,7 +496,7 @@ func (d *Dataplane) Objects(key string) []dataplane.Object {
 			continue
 		}
 		add(dataplane.Object{Kind: "chain", Name: PolicyChain(dir, key), Comment: fmt.Sprintf("%s rules of %s (table inet %s)", dir, key, TableName)})
-		for _, g := range d.groups[dir] {
+		for _, g := range d.model.Groups[dir] {
 			for _, k := range g.Policies {
 				if k != key {
 					continue
@@ -592,7 +510,7 @@ func (d *Dataplane) Objects(key string) []dataplane.Object {
 		ids := dataplane.RuleSetIDs(nil, p.Rules(dir))
 		sort.Strings(ids)
 		for _, id := range ids {
-			s := d.last.Sets[id]
+			s := d.model.Last.Sets[id]
 			if s == nil {
 				continue
 			}

@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/open-acn/acn/internal/netnstest"
 	"github.com/open-acn/acn/npm/dataplane"
 	"github.com/open-acn/acn/npm/dataplane/dptest"
 	"github.com/open-acn/acn/npm/iptables"
@@ -23,7 +24,7 @@ import (
 func TestKernelSwitchDataplanes(t *testing.T) {
 	for _, tool := range []string{"ipset", "iptables-nft-restore"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("needs %s", tool)
+			netnstest.Skip(t, "needs %s", tool)
 		}
 	}
 	tp := dptest.NewTopo(t, dptest.Pods)

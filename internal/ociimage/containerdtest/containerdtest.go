@@ -9,6 +9,7 @@ package containerdtest
 import (
 	"bytes"
 	"fmt"
+	"github.com/open-acn/acn/internal/netnstest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -30,11 +31,11 @@ type Containerd struct {
 func Start(t testing.TB) *Containerd {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("containerd needs root (CI runs as root)")
+		netnstest.Skip(t, "containerd needs root (CI runs as root)")
 	}
 	for _, bin := range []string{"containerd", "ctr"} {
 		if _, err := exec.LookPath(bin); err != nil {
-			t.Skipf("%s not installed (make deps installs Debian's containerd)", bin)
+			netnstest.Skip(t, "%s not installed (make deps installs Debian's containerd)", bin)
 		}
 	}
 	// A short directory name: the socket path must fit in sun_path (108 bytes).

@@ -55,6 +55,21 @@ type Topo struct {
 	stop     []func()
 }
 
+// podIPs are the addresses of pod i.
+func podIPs(i int) [2]string {
+	return [2]string{fmt.Sprintf("10.9.%d.2", i), fmt.Sprintf("fd09:0:%d::2", i)}
+}
+
+// Addresses is a Topo of n pods with only their addresses (no namespaces,
+// no root): for tests that render or trace rules without a kernel.
+func Addresses(n int) *Topo {
+	tp := &Topo{}
+	for i := 0; i < n; i++ {
+		tp.IPs = append(tp.IPs, podIPs(i))
+	}
+	return tp
+}
+
 // NewTopo builds the cluster with n pods; everything is removed by t.Cleanup.
 func NewTopo(t testing.TB, n int) *Topo {
 	t.Helper()
@@ -76,7 +91,7 @@ func NewTopo(t testing.TB, n int) *Topo {
 		noDAD(t, ns)
 		link(ns, i, fmt.Sprintf("10.9.%d.1", i), fmt.Sprintf("10.9.%d.2", i), fmt.Sprintf("fd09:0:%d::1", i), fmt.Sprintf("fd09:0:%d::2", i))
 		tp.Pods = append(tp.Pods, ns)
-		tp.IPs = append(tp.IPs, [2]string{fmt.Sprintf("10.9.%d.2", i), fmt.Sprintf("fd09:0:%d::2", i)})
+		tp.IPs = append(tp.IPs, podIPs(i))
 	}
 	tp.Ext = netnstest.New(t, "npm-ext")
 	noDAD(t, tp.Ext)
