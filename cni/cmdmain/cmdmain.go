@@ -6,6 +6,8 @@
 package cmdmain
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -14,6 +16,7 @@ import (
 	"strings"
 
 	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/containernetworking/cni/pkg/types"
 	"go.uber.org/zap"
 
 	"github.com/open-acn/acn/cni/config"
@@ -86,5 +89,47 @@ func Main(name, defaultLogFile string) {
 		os.Exit(code)
 	}
 	p := &plugin.Plugin{Name: name, NewLogger: NewLogger(defaultLogFile)}
+	if os.Getenv("CNI_COMMAND") == "DEL" {
+		os.Exit(Del(p.Funcs().Del, os.Getenv, os.Stdin, os.Stdout))
+	}
 	skel.PluginMainFuncs(p.Funcs(), plugin.SupportedVersions, plugin.About(name, version.Version))
+}
+
+// Del runs DEL without skel's up-front checks of the configuration
+// (cniVersion supported, name present, JSON valid): a DEL must clean up
+// by container ID whatever the configuration says, so the handler gets
+// it raw and decides. Only the container ID and interface name are
+// required. It returns the exit code; an error is printed as the spec's
+// error JSON.
+func Del(del func(*skel.CmdArgs) error, getenv func(string) string, stdin io.Reader, stdout io.Writer) int {
+	fail := func(err error) int {
+		var te *types.Error
+		if !errors.As(err, &te) {
+			te = types.NewError(types.ErrInternal, err.Error(), "")
+		}
+		_ = json.NewEncoder(stdout).Encode(te)
+		return 1
+	}
+	args := &skel.CmdArgs{
+		ContainerID:   getenv("CNI_CONTAINERID"),
+		Netns:         getenv("CNI_NETNS"),
+		IfName:        getenv("CNI_IFNAME"),
+		Args:          getenv("CNI_ARGS"),
+		Path:          getenv("CNI_PATH"),
+		NetnsOverride: getenv("CNI_NETNS_OVERRIDE"),
+	}
+	for _, v := range []struct{ name, value string }{{"CNI_CONTAINERID", args.ContainerID}, {"CNI_IFNAME", args.IfName}} {
+		if v.value == "" {
+			return fail(types.NewError(types.ErrInvalidEnvironmentVariables, "required env variables ["+v.name+"] missing", ""))
+		}
+	}
+	data, err := io.ReadAll(stdin)
+	if err != nil {
+		return fail(types.NewError(types.ErrIOFailure, "read network config from stdin: "+err.Error(), ""))
+	}
+	args.StdinData = data
+	if err := del(args); err != nil {
+		return fail(err)
+	}
+	return 0
 }

@@ -6,6 +6,9 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+
+	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/containernetworking/cni/pkg/types"
 )
 
 func TestArgs(t *testing.T) {
@@ -31,5 +34,31 @@ func TestArgs(t *testing.T) {
 		if c.err != "" && strings.Count(errb.String(), "\n") != 1 {
 			t.Errorf("%v: error must be one line: %q", c.args, errb.String())
 		}
+	}
+}
+
+// TestDel: DEL reaches the handler with the raw configuration (no
+// version or name check first); missing identifiers and handler errors
+// are the spec's error JSON with exit code 1.
+func TestDel(t *testing.T) {
+	env := map[string]string{"CNI_CONTAINERID": "c1", "CNI_IFNAME": "eth0", "CNI_NETNS": "/proc/1/ns/net"}
+	var got *skel.CmdArgs
+	ok := func(a *skel.CmdArgs) error { got = a; return nil }
+	var out bytes.Buffer
+	if code := Del(ok, func(k string) string { return env[k] }, strings.NewReader(`{"cniVersion":"0.1.0"`), &out); code != 0 || out.Len() != 0 {
+		t.Fatalf("DEL: code %d, output %q", code, out.String())
+	}
+	if got == nil || got.ContainerID != "c1" || got.IfName != "eth0" || string(got.StdinData) != `{"cniVersion":"0.1.0"` {
+		t.Fatalf("handler got %+v", got)
+	}
+	failing := func(*skel.CmdArgs) error { return types.NewError(104, "write state: disk full", "") }
+	out.Reset()
+	if code := Del(failing, func(k string) string { return env[k] }, strings.NewReader("{}"), &out); code != 1 || !strings.Contains(out.String(), `"code":104`) {
+		t.Errorf("failing DEL: code %d, output %q", code, out.String())
+	}
+	out.Reset()
+	delete(env, "CNI_IFNAME")
+	if code := Del(ok, func(k string) string { return env[k] }, strings.NewReader("{}"), &out); code != 1 || !strings.Contains(out.String(), "CNI_IFNAME") || !strings.Contains(out.String(), `"code":4`) {
+		t.Errorf("DEL without CNI_IFNAME: code %d, output %q", code, out.String())
 	}
 }

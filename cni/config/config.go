@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -26,6 +27,9 @@ const (
 	VnetPlugin = "azure-vnet"
 	IPAMPlugin = "azure-vnet-ipam"
 )
+
+// SpecVersions are the CNI spec versions both plugins speak.
+var SpecVersions = []string{"0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"}
 
 // Modes of azure-vnet.
 const (
@@ -78,8 +82,35 @@ const (
 	LogTargetSyslog = "syslog"
 )
 
-// Forbidden lists the ranges AKS does not allow for pod or VNet addresses.
-var Forbidden = mustCIDRs("169.254.0.0/16", "172.30.0.0/16", "172.31.0.0/16", "192.0.2.0/24")
+// Forbidden lists the ranges not allowed for pod or VNet addresses: the
+// IPv4 ranges AKS reserves, and IPv6 link-local, multicast, loopback and
+// the documentation prefix.
+var Forbidden = mustCIDRs("169.254.0.0/16", "172.30.0.0/16", "172.31.0.0/16", "192.0.2.0/24",
+	"fe80::/10", "ff00::/8", "::1/128", "2001:db8::/32")
+
+// forbiddenList is Forbidden for messages.
+const forbiddenList = "169.254.0.0/16, 172.30.0.0/16, 172.31.0.0/16, 192.0.2.0/24, fe80::/10, ff00::/8, ::1/128, 2001:db8::/32"
+
+// IP families, as Kubernetes spells them (Service spec.ipFamilies).
+const (
+	IPv4 = "IPv4"
+	IPv6 = "IPv6"
+)
+
+// FamilyOf is the family of ip.
+func FamilyOf(ip net.IP) string {
+	if ip.To4() != nil {
+		return IPv4
+	}
+	return IPv6
+}
+
+// MaxOverlayBlockPrefix6 and MinOverlayBlockPrefix6 bound an IPv6 overlay
+// block: at least two addresses, at most a /64 (offsets fit 64 bits).
+const (
+	MaxOverlayBlockPrefix6 = 126
+	MinOverlayBlockPrefix6 = 64
+)
 
 // Duration accepts a JSON number of seconds (the reference format) or a Go
 // duration string ("30s", "1m").
@@ -119,16 +150,47 @@ type IPAM struct {
 	QueryURL       string   `json:"queryUrl,omitempty"`       // azure source endpoint
 	InterfacesFile string   `json:"interfacesFile,omitempty"` // file/mas source path
 	ReuseCooldown  Duration `json:"reuseCooldown,omitempty"`  // before a released IP is handed out again
+	// IPFamilies are the families a pod gets an address of, the primary
+	// (listed first in the result) first: ["IPv4"] (default), ["IPv6"],
+	// ["IPv4","IPv6"] or ["IPv6","IPv4"].
+	IPFamilies []string `json:"ipFamilies,omitempty"`
 	// Overlay (environment "overlay").
-	ClusterCIDR string `json:"clusterCIDR,omitempty"` // the private pod CIDR of the cluster (required)
-	PodCIDRFile string `json:"podCIDRFile,omitempty"` // file naming the node's block
-	Kubeconfig  string `json:"kubeconfig,omitempty"`  // read the block from the Node's spec.podCIDRs
-	NodeName    string `json:"nodeName,omitempty"`    // the Node to read (default $K8S_NODE_NAME, hostname)
+	ClusterCIDR  string   `json:"clusterCIDR,omitempty"`  // the private pod CIDR of the cluster, one per family, comma-separated (required)
+	SNATFamilies []string `json:"snatFamilies,omitempty"` // families whose traffic leaving the cluster is SNATed (default: all of ipFamilies)
+	PodCIDRFile  string   `json:"podCIDRFile,omitempty"`  // file naming the node's block
+	Kubeconfig   string   `json:"kubeconfig,omitempty"`   // read the block from the Node's spec.podCIDRs
+	NodeName     string   `json:"nodeName,omitempty"`     // the Node to read (default $K8S_NODE_NAME, hostname)
 
 	// Parsed forms, filled by Parse.
-	SubnetNet      *net.IPNet `json:"-"`
-	RequestedIP    net.IP     `json:"-"`
-	ClusterCIDRNet *net.IPNet `json:"-"`
+	SubnetNets      []*net.IPNet `json:"-"` // ipam.subnet, at most one per family
+	RequestedIP     net.IP       `json:"-"`
+	ClusterCIDRNets []*net.IPNet `json:"-"` // ipam.clusterCIDR, one per family of ipFamilies (overlay)
+}
+
+// SubnetFor is the ipam.subnet of a family, or nil.
+func (i *IPAM) SubnetFor(family string) *net.IPNet { return netOfFamily(i.SubnetNets, family) }
+
+// ClusterCIDRFor is the cluster CIDR of a family, or nil.
+func (i *IPAM) ClusterCIDRFor(family string) *net.IPNet {
+	return netOfFamily(i.ClusterCIDRNets, family)
+}
+
+// SNAT says whether overlay traffic of a family leaving the cluster CIDR
+// is SNATed to the node.
+func (i *IPAM) SNAT(family string) bool {
+	if i.SNATFamilies == nil {
+		return true
+	}
+	return slices.Contains(i.SNATFamilies, family)
+}
+
+func netOfFamily(nets []*net.IPNet, family string) *net.IPNet {
+	for _, n := range nets {
+		if FamilyOf(n.IP) == family {
+			return n
+		}
+	}
+	return nil
 }
 
 // NetConf is the whole plugin configuration.
@@ -183,6 +245,35 @@ func Parse(stdin []byte, plugin string) (*NetConf, error) {
 	return c, nil
 }
 
+// ForCleanup reads what a DEL needs from a configuration that Parse
+// rejected: where state and logs live and how long to wait for the lock.
+// Each field is decoded on its own and one that does not decode keeps
+// its default, so no mistake elsewhere in the file (or a file that is
+// not JSON at all) can stop a DEL from cleaning up by container ID.
+func ForCleanup(stdin []byte) *NetConf {
+	c := &NetConf{Raw: stdin}
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(stdin, &fields) == nil {
+		for name, dst := range map[string]interface{}{
+			"cniVersion": &c.CNIVersion, "name": &c.Name, "type": &c.Type,
+			"stateDir": &c.StateDir, "logFile": &c.LogFile, "logLevel": &c.LogLevel,
+			"logTarget": &c.LogTarget, "lockTimeout": &c.LockTimeout,
+		} {
+			if raw, ok := fields[name]; ok {
+				_ = json.Unmarshal(raw, dst)
+			}
+		}
+	}
+	if c.LockTimeout < 0 {
+		c.LockTimeout = 0
+	}
+	if validLogLevel(c.LogLevel) != nil {
+		c.LogLevel = ""
+	}
+	_ = c.defaults()
+	return c
+}
+
 func (c *NetConf) defaults() error {
 	if c.Mode == "" {
 		c.Mode = ModeBridge // the reference plugin's default
@@ -201,6 +292,9 @@ func (c *NetConf) defaults() error {
 	}
 	if c.IPAM.InterfacesFile == "" {
 		c.IPAM.InterfacesFile = DefaultInterfacesFile
+	}
+	if len(c.IPAM.IPFamilies) == 0 {
+		c.IPAM.IPFamilies = []string{IPv4}
 	}
 	if c.IPAM.QueryInterval == 0 {
 		c.IPAM.QueryInterval = Duration(DefaultQueryInterval)
@@ -224,6 +318,9 @@ func (c *NetConf) defaults() error {
 }
 
 func (c *NetConf) validate(plugin string) error {
+	if !slices.Contains(SpecVersions, c.CNIVersion) {
+		return types.NewError(types.ErrIncompatibleCNIVersion, fmt.Sprintf("cniVersion %q: want one of %s", c.CNIVersion, strings.Join(SpecVersions, ", ")), "")
+	}
 	if c.Name == "" {
 		return Invalid("name: missing")
 	}
@@ -245,10 +342,8 @@ func (c *NetConf) validate(plugin string) error {
 			}
 		}
 	}
-	switch strings.ToLower(c.LogLevel) {
-	case "", "info", "debug", "warn", "warning", "error":
-	default:
-		return Invalid("logLevel %q: want \"info\" or \"debug\"", c.LogLevel)
+	if err := validLogLevel(c.LogLevel); err != nil {
+		return err
 	}
 	switch strings.ToLower(c.LogTarget) {
 	case "", LogTargetFile, LogTargetStderr, LogTargetSyslog:
@@ -266,15 +361,15 @@ func (c *NetConf) validate(plugin string) error {
 	default:
 		return Invalid("ipam.environment %q: want %q, %q, %q or %q", c.IPAM.Environment, EnvAzure, EnvFile, EnvMAS, EnvOverlay)
 	}
+	if err := c.validateFamilies(); err != nil {
+		return err
+	}
 	if c.IPAM.Subnet != "" {
-		_, n, err := net.ParseCIDR(c.IPAM.Subnet)
-		if err != nil || n.IP.To4() == nil {
-			return Invalid("ipam.subnet %q: not an IPv4 CIDR like 10.240.0.0/16", c.IPAM.Subnet)
+		nets, err := c.familyCIDRs("ipam.subnet", c.IPAM.Subnet, "10.240.0.0/16")
+		if err != nil {
+			return err
 		}
-		if f := ForbiddenOverlap(n); f != nil {
-			return Invalid("ipam.subnet %s overlaps %s, a range AKS reserves (forbidden: 169.254.0.0/16, 172.30.0.0/16, 172.31.0.0/16, 192.0.2.0/24)", n, f)
-		}
-		c.IPAM.SubnetNet = n
+		c.IPAM.SubnetNets = nets
 	}
 	if c.IPAM.Environment == EnvOverlay {
 		if err := c.validateOverlay(plugin); err != nil {
@@ -284,18 +379,25 @@ func (c *NetConf) validate(plugin string) error {
 		return Invalid("ipam.clusterCIDR, ipam.podCIDRFile and ipam.kubeconfig apply to ipam.environment %q only (environment is %q)", EnvOverlay, c.IPAM.Environment)
 	}
 	if c.IPAM.IPAddress != "" {
-		ip := net.ParseIP(c.IPAM.IPAddress).To4()
+		ip := net.ParseIP(c.IPAM.IPAddress)
 		if ip == nil {
-			return Invalid("ipam.ipAddress %q: not an IPv4 address", c.IPAM.IPAddress)
+			return Invalid("ipam.ipAddress %q: not an IP address", c.IPAM.IPAddress)
 		}
-		if f := ForbiddenOverlap(&net.IPNet{IP: ip, Mask: net.CIDRMask(32, 32)}); f != nil {
-			return Invalid("ipam.ipAddress %s is in %s, a range AKS reserves", ip, f)
+		if v4 := ip.To4(); v4 != nil {
+			ip = v4
 		}
-		if c.IPAM.SubnetNet != nil && !c.IPAM.SubnetNet.Contains(ip) {
-			return Invalid("ipam.ipAddress %s is not in ipam.subnet %s", ip, c.IPAM.SubnetNet)
+		fam := FamilyOf(ip)
+		if f := ForbiddenOverlap(&net.IPNet{IP: ip, Mask: net.CIDRMask(len(ip)*8, len(ip)*8)}); f != nil {
+			return Invalid("ipam.ipAddress %s is in %s, a forbidden range", ip, f)
 		}
-		if c.IPAM.ClusterCIDRNet != nil && !c.IPAM.ClusterCIDRNet.Contains(ip) {
-			return Invalid("ipam.ipAddress %s is not in ipam.clusterCIDR %s", ip, c.IPAM.ClusterCIDRNet)
+		if !slices.Contains(c.IPAM.IPFamilies, fam) {
+			return Invalid("ipam.ipAddress %s is %s, but ipam.ipFamilies %v does not ask for %s", ip, fam, c.IPAM.IPFamilies, fam)
+		}
+		if sn := c.IPAM.SubnetFor(fam); sn != nil && !sn.Contains(ip) {
+			return Invalid("ipam.ipAddress %s is not in ipam.subnet %s", ip, sn)
+		}
+		if cl := c.IPAM.ClusterCIDRFor(fam); cl != nil && !cl.Contains(ip) {
+			return Invalid("ipam.ipAddress %s is not in ipam.clusterCIDR %s", ip, cl)
 		}
 		c.IPAM.RequestedIP = ip
 	}
@@ -336,16 +438,23 @@ func (c *NetConf) validateOverlay(plugin string) error {
 		return Invalid("mode %q: ipam.environment %q works with mode %q only", c.Mode, EnvOverlay, ModeTransparent)
 	}
 	if c.IPAM.ClusterCIDR == "" {
-		return Invalid("ipam.clusterCIDR: missing; overlay mode needs the cluster's pod CIDR, e.g. 10.244.0.0/16")
+		return Invalid("ipam.clusterCIDR: missing; overlay mode needs the cluster's pod CIDR, e.g. 10.244.0.0/16 (one per family, comma-separated)")
 	}
-	_, cl, err := net.ParseCIDR(c.IPAM.ClusterCIDR)
-	if err != nil || cl.IP.To4() == nil {
-		return Invalid("ipam.clusterCIDR %q: not an IPv4 CIDR like 10.244.0.0/16", c.IPAM.ClusterCIDR)
+	cls, err := c.familyCIDRs("ipam.clusterCIDR", c.IPAM.ClusterCIDR, "10.244.0.0/16")
+	if err != nil {
+		return err
 	}
-	if f := ForbiddenOverlap(cl); f != nil {
-		return Invalid("ipam.clusterCIDR %s overlaps %s, a range AKS reserves (forbidden: 169.254.0.0/16, 172.30.0.0/16, 172.31.0.0/16, 192.0.2.0/24)", cl, f)
+	for _, fam := range c.IPAM.IPFamilies {
+		if netOfFamily(cls, fam) == nil {
+			return Invalid("ipam.ipFamilies asks for %s but ipam.clusterCIDR %q has no %s CIDR", fam, c.IPAM.ClusterCIDR, fam)
+		}
 	}
-	c.IPAM.ClusterCIDRNet = cl
+	c.IPAM.ClusterCIDRNets = cls
+	for _, fam := range c.IPAM.SNATFamilies {
+		if fam != IPv4 && fam != IPv6 {
+			return Invalid("ipam.snatFamilies: %q: want %q or %q", fam, IPv4, IPv6)
+		}
+	}
 	sources := 0
 	for _, s := range []string{c.IPAM.Subnet, c.IPAM.PodCIDRFile, c.IPAM.Kubeconfig} {
 		if s != "" {
@@ -355,26 +464,97 @@ func (c *NetConf) validateOverlay(plugin string) error {
 	if sources != 1 {
 		return Invalid("overlay needs exactly one source of the node's pod block: ipam.podCIDRFile, ipam.kubeconfig or ipam.subnet (%d given)", sources)
 	}
-	if c.IPAM.SubnetNet != nil {
-		if err := ValidateBlock(c.IPAM.SubnetNet, cl); err != nil {
-			return Invalid("ipam.subnet: %v", err)
+	if c.IPAM.Subnet != "" {
+		for _, fam := range c.IPAM.IPFamilies {
+			b := c.IPAM.SubnetFor(fam)
+			if b == nil {
+				return Invalid("ipam.ipFamilies asks for %s but the static block ipam.subnet %q has no %s block", fam, c.IPAM.Subnet, fam)
+			}
+			if err := ValidateBlock(b, c.IPAM.ClusterCIDRFor(fam)); err != nil {
+				return Invalid("ipam.subnet: %v", err)
+			}
 		}
 	}
 	return nil
 }
 
-// ValidateBlock checks a node's overlay block against the cluster CIDR.
+// validateFamilies checks ipam.ipFamilies: IPv4 and/or IPv6, each once.
+func (c *NetConf) validateFamilies() error {
+	fams := c.IPAM.IPFamilies
+	if len(fams) > 2 {
+		return Invalid("ipam.ipFamilies %v: want one or two families", fams)
+	}
+	for i, f := range fams {
+		if f != IPv4 && f != IPv6 {
+			return Invalid("ipam.ipFamilies: %q: want %q or %q", f, IPv4, IPv6)
+		}
+		if slices.Contains(fams[:i], f) {
+			return Invalid("ipam.ipFamilies %v: %s twice", fams, f)
+		}
+	}
+	return nil
+}
+
+// familyCIDRs parses a comma-separated list of CIDRs, one per family of
+// ipam.ipFamilies: each a network address outside the forbidden ranges,
+// no family twice (two ranges of one family would overlap or be
+// ambiguous), none of a family the configuration does not ask for.
+func (c *NetConf) familyCIDRs(field, value, example string) ([]*net.IPNet, error) {
+	var out []*net.IPNet
+	for _, s := range strings.Split(value, ",") {
+		s = strings.TrimSpace(s)
+		ip, n, err := net.ParseCIDR(s)
+		if err != nil {
+			return nil, Invalid("%s %q: not a CIDR like %s", field, s, example)
+		}
+		if v4 := n.IP.To4(); v4 != nil {
+			n.IP = v4
+			ip = ip.To4()
+		}
+		if !ip.Equal(n.IP) {
+			return nil, Invalid("%s %q has host bits set (want %s)", field, s, n)
+		}
+		fam := FamilyOf(n.IP)
+		if f := ForbiddenOverlap(n); f != nil {
+			return nil, Invalid("%s %s overlaps %s, a forbidden range (forbidden: %s)", field, n, f, forbiddenList)
+		}
+		if prev := netOfFamily(out, fam); prev != nil {
+			return nil, Invalid("%s: two %s ranges %s and %s; want one per family", field, fam, prev, n)
+		}
+		if !slices.Contains(c.IPAM.IPFamilies, fam) {
+			return nil, Invalid("%s %s is %s, but ipam.ipFamilies %v does not ask for %s", field, n, fam, c.IPAM.IPFamilies, fam)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// ValidateBlock checks a node's overlay block against the cluster CIDR
+// of its family (nil: the configuration has none for it): inside it,
+// outside the forbidden ranges, and of a size that holds pods (IPv4: /30
+// or larger; IPv6: /64 to /126).
 func ValidateBlock(block, cluster *net.IPNet) error {
+	fam := FamilyOf(block.IP)
+	if cluster == nil {
+		return fmt.Errorf("the node's pod block %s is %s, but ipam.clusterCIDR has no %s CIDR", block, fam, fam)
+	}
 	ones, _ := block.Mask.Size()
 	cones, _ := cluster.Mask.Size()
-	if !cluster.Contains(block.IP) || ones < cones {
+	if FamilyOf(cluster.IP) != fam || !cluster.Contains(block.IP) || ones < cones {
 		return fmt.Errorf("the node's pod block %s is not inside ipam.clusterCIDR %s", block, cluster)
 	}
-	if ones > MaxOverlayBlockPrefix {
-		return fmt.Errorf("the node's pod block %s is too small: want /%d or larger", block, MaxOverlayBlockPrefix)
+	maxPrefix, minPrefix := MaxOverlayBlockPrefix, 0
+	if fam == IPv6 {
+		maxPrefix, minPrefix = MaxOverlayBlockPrefix6, MinOverlayBlockPrefix6
+	}
+	if ones > maxPrefix {
+		return fmt.Errorf("the node's pod block %s is too small: want /%d or larger", block, maxPrefix)
+	}
+	if ones < minPrefix {
+		return fmt.Errorf("the node's pod block %s is too large: want /%d or smaller", block, minPrefix)
 	}
 	if f := ForbiddenOverlap(block); f != nil {
-		return fmt.Errorf("the node's pod block %s overlaps %s, a range AKS reserves", block, f)
+		return fmt.Errorf("the node's pod block %s overlaps %s, a forbidden range", block, f)
 	}
 	return nil
 }
@@ -400,6 +580,14 @@ func ForbiddenOverlap(n *net.IPNet) *net.IPNet {
 		}
 	}
 	return nil
+}
+
+func validLogLevel(level string) error {
+	switch strings.ToLower(level) {
+	case "", "info", "debug", "warn", "warning", "error":
+		return nil
+	}
+	return Invalid("logLevel %q: want \"info\" or \"debug\"", level)
 }
 
 // validIfName applies the kernel's rules for interface names.

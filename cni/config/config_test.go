@@ -193,8 +193,8 @@ func TestOverlayConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Mode != ModeTransparent || c.IPAM.ClusterCIDRNet.String() != "10.244.0.0/16" {
-		t.Fatalf("mode %q cluster %v", c.Mode, c.IPAM.ClusterCIDRNet)
+	if c.Mode != ModeTransparent || c.IPAM.ClusterCIDRFor(IPv4).String() != "10.244.0.0/16" {
+		t.Fatalf("mode %q cluster %v", c.Mode, c.IPAM.ClusterCIDRNets)
 	}
 	ipam := func(c map[string]interface{}) map[string]interface{} { return c["ipam"].(map[string]interface{}) }
 	cases := []struct {
@@ -243,6 +243,29 @@ func TestOverlayConfig(t *testing.T) {
 	for _, p := range []string{VnetPlugin, IPAMPlugin} {
 		if _, err := Parse(encode(t, c2), p); err != nil {
 			t.Errorf("%s: %v", p, err)
+		}
+	}
+}
+
+// TestForCleanupReadsWhatDELNeedsFromAnyInput: the state directory, log
+// file and lock timeout of a rejected configuration are kept where they
+// decode; anything else (or input that is not JSON) falls back to the
+// defaults, never to an error.
+func TestForCleanupReadsWhatDELNeedsFromAnyInput(t *testing.T) {
+	t.Setenv(EnvStateDir, "")
+	cases := []struct {
+		name, stdin, stateDir, logLevel string
+		lock                            time.Duration
+	}{
+		{"unknown mode", `{"cniVersion":"1.1.0","name":"azure","mode":"vxlan","stateDir":"/run/x","lockTimeout":5,"logLevel":"debug"}`, "/run/x", "debug", 5 * time.Second},
+		{"ipam not an object", `{"name":"azure","ipam":"x","stateDir":"/run/y","lockTimeout":"oops","logLevel":"chatty"}`, "/run/y", "", DefaultLockTimeout},
+		{"stateDir not a string", `{"stateDir":7,"lockTimeout":-3}`, DefaultStateDir, "", DefaultLockTimeout},
+		{"not JSON", `{"name":"azure",`, DefaultStateDir, "", DefaultLockTimeout},
+	}
+	for _, c := range cases {
+		got := ForCleanup([]byte(c.stdin))
+		if got.StateDir != c.stateDir || got.LogLevel != c.logLevel || time.Duration(got.LockTimeout) != c.lock {
+			t.Errorf("%s: stateDir %q logLevel %q lockTimeout %v, want %q %q %v", c.name, got.StateDir, got.LogLevel, time.Duration(got.LockTimeout), c.stateDir, c.logLevel, c.lock)
 		}
 	}
 }

@@ -7,6 +7,7 @@
 package ipam
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
@@ -14,6 +15,8 @@ import (
 	"net"
 	"sort"
 	"time"
+
+	"github.com/open-acn/acn/cni/config"
 )
 
 // StateVersion is written into the state file.
@@ -56,10 +59,33 @@ func (s *State) Normalize() {
 	s.Version = StateVersion
 }
 
-// Find returns the allocation of a container interface, or nil.
+// Find returns an allocation of a container interface (the first in
+// address order), or nil.
 func (s *State) Find(containerID, ifName string) *Allocation {
+	if all := s.FindAll(containerID, ifName); len(all) > 0 {
+		return all[0]
+	}
+	return nil
+}
+
+// FindAll returns every allocation of a container interface (one per
+// family), IPv4 first.
+func (s *State) FindAll(containerID, ifName string) []*Allocation {
+	var out []*Allocation
 	for _, a := range s.Allocations {
 		if a.ContainerID == containerID && a.IfName == ifName {
+			out = append(out, a)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return lessIP(net.ParseIP(out[i].IP), net.ParseIP(out[j].IP)) })
+	return out
+}
+
+// FindFamily returns the allocation of a container interface in one
+// family ("IPv4" or "IPv6"), or nil.
+func (s *State) FindFamily(containerID, ifName, family string) *Allocation {
+	for _, a := range s.FindAll(containerID, ifName) {
+		if config.FamilyOf(net.ParseIP(a.IP)) == family {
 			return a
 		}
 	}
@@ -69,7 +95,7 @@ func (s *State) Find(containerID, ifName string) *Allocation {
 // ExhaustedError says the pool has no address left.
 type ExhaustedError struct {
 	Pool    string
-	Total   int
+	Total   uint64
 	Overlay bool
 }
 
@@ -95,9 +121,15 @@ var ErrRequestedTaken = errors.New("requested address is allocated to another co
 // lowest free address. Addresses released less than cooldown ago are
 // skipped while any other is free; if only cooling addresses remain, the
 // one released longest ago is used (availability beats the cool-down).
+//
+// A container interface holds at most one address per family: pool's
+// family decides which one this call is about.
 func (s *State) Allocate(pool *Pool, containerID, ifName, owner string, requested net.IP, now time.Time, cooldown time.Duration) (*Allocation, error) {
-	if a := s.Find(containerID, ifName); a != nil {
+	if a := s.FindFamily(containerID, ifName, pool.Family()); a != nil {
 		return a, nil
+	}
+	if requested != nil && config.FamilyOf(requested) != pool.Family() {
+		requested = nil // asked for in the other family
 	}
 	mk := func(ip net.IP) *Allocation {
 		a := &Allocation{IP: ip.String(), Pool: pool.Name(), ContainerID: containerID, IfName: ifName, Owner: owner, Time: now}
@@ -114,16 +146,23 @@ func (s *State) Allocate(pool *Pool, containerID, ifName, owner string, requeste
 		}
 		return mk(requested), nil
 	}
-	n := len(pool.Addresses)
+	n := pool.Size()
 	if n == 0 {
 		return nil, &ExhaustedError{Pool: pool.Name(), Total: 0, Overlay: pool.Overlay}
 	}
-	addrs := sortedIPs(pool.Addresses)
-	start := int(hashOf(containerID, ifName) % uint64(n))
+	at := pool.addressAt()
+	start := hashOf(containerID, ifName) % n
+	// Among k+1 positions at most k are taken or cooling down, k being
+	// all allocations and release times of the node: the scan never needs
+	// more (an IPv6 /64 is never walked through).
+	limit := n
+	if k := uint64(len(s.Allocations)+len(s.Released)) + 1; k < limit {
+		limit = k
+	}
 	var coolest net.IP
 	var coolestAt time.Time
-	for i := 0; i < n; i++ {
-		ip := addrs[(start+i)%n]
+	for i := uint64(0); i < limit; i++ {
+		ip := at((start + i) % n)
 		key := ip.String()
 		if _, taken := s.Allocations[key]; taken {
 			continue
@@ -158,14 +197,23 @@ func (s *State) Release(containerID, ifName string, now time.Time) []*Allocation
 }
 
 // Free counts the pool's addresses nobody holds.
-func (s *State) Free(pool *Pool) int {
-	free := 0
-	for _, ip := range pool.Addresses {
-		if _, taken := s.Allocations[ip.String()]; !taken {
-			free++
+func (s *State) Free(pool *Pool) uint64 {
+	if !pool.Ranged {
+		free := uint64(0)
+		for _, ip := range pool.Addresses {
+			if _, taken := s.Allocations[ip.String()]; !taken {
+				free++
+			}
+		}
+		return free
+	}
+	taken := uint64(0)
+	for _, a := range s.Allocations {
+		if pool.Contains(net.ParseIP(a.IP)) {
+			taken++
 		}
 	}
-	return free
+	return pool.Size() - taken
 }
 
 // pruneReleased forgets release times older than a day, so the map does
@@ -185,8 +233,15 @@ func hashOf(containerID, ifName string) uint64 {
 
 func sortedIPs(in []net.IP) []net.IP {
 	out := append([]net.IP(nil), in...)
-	sort.Slice(out, func(i, j int) bool {
-		return binary.BigEndian.Uint32(out[i].To4()) < binary.BigEndian.Uint32(out[j].To4())
-	})
+	sort.Slice(out, func(i, j int) bool { return lessIP(out[i], out[j]) })
 	return out
+}
+
+// lessIP orders addresses: IPv4 before IPv6, then numerically.
+func lessIP(a, b net.IP) bool {
+	a4, b4 := a.To4(), b.To4()
+	if (a4 == nil) != (b4 == nil) {
+		return a4 != nil
+	}
+	return bytes.Compare(a.To16(), b.To16()) < 0
 }

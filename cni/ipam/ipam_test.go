@@ -149,6 +149,11 @@ const hostXML = `<Interfaces>
    <IPAddress Address="10.240.0.5" IsPrimary="false"/>
    <IPAddress Address="10.240.0.6" IsPrimary="false"/>
   </IPSubnet>
+  <IPSubnet Prefix="fd00:240::/64">
+   <IPAddress Address="fd00:240::4" IsPrimary="true"/>
+   <IPAddress Address="fd00:240::5" IsPrimary="false"/>
+  </IPSubnet>
+  <IPSubnet Prefix="2001:db8::/64"><IPAddress Address="2001:db8::5" IsPrimary="false"/></IPSubnet>
  </Interface>
  <Interface MacAddress="000D3A6E2B4D" IsPrimary="false">
   <IPSubnet Prefix="172.31.0.0/24"><IPAddress Address="172.31.0.5" IsPrimary="false"/></IPSubnet>
@@ -173,9 +178,10 @@ func TestSelectPoolFromHostXML(t *testing.T) {
 	for _, c := range cases {
 		cfg := &config.NetConf{}
 		if c.subnet != "" {
-			_, cfg.IPAM.SubnetNet, _ = net.ParseCIDR(c.subnet)
+			_, sn, _ := net.ParseCIDR(c.subnet)
+			cfg.IPAM.SubnetNets = []*net.IPNet{sn}
 		}
-		p, err := SelectPool(ifs, cfg)
+		p, err := SelectPool(ifs, cfg, config.IPv4)
 		if c.err != "" {
 			if err == nil || !strings.Contains(err.Error(), c.err) {
 				t.Errorf("subnet %q: err %v, want %q", c.subnet, err, c.err)
@@ -193,10 +199,19 @@ func TestSelectPoolFromHostXML(t *testing.T) {
 			t.Errorf("subnet %q: pool %v, want %v", c.subnet, got, c.want)
 		}
 	}
+	// The host's IPv6 subnet is the IPv6 pool (primary address skipped).
+	if p6, err := SelectPool(ifs, &config.NetConf{}, config.IPv6); err != nil || len(p6.Addresses) != 1 || p6.Addresses[0].String() != "fd00:240::5" {
+		t.Errorf("IPv6 pool from the host: %+v, %v", p6, err)
+	}
 	// A forbidden subnet from the host is never a pool.
+	_, doc, _ := net.ParseCIDR("2001:db8::/64")
+	if _, err := SelectPool(ifs, &config.NetConf{IPAM: config.IPAM{SubnetNets: []*net.IPNet{doc}}}, config.IPv6); err == nil {
+		t.Error("the documentation prefix offered as a pool")
+	}
 	cfg := &config.NetConf{}
-	_, cfg.IPAM.SubnetNet, _ = net.ParseCIDR("172.31.0.0/24")
-	if _, err := SelectPool(ifs, cfg); err == nil {
+	_, sn, _ := net.ParseCIDR("172.31.0.0/24")
+	cfg.IPAM.SubnetNets = []*net.IPNet{sn}
+	if _, err := SelectPool(ifs, cfg, config.IPv4); err == nil {
 		t.Error("forbidden 172.31.0.0/24 offered as a pool")
 	}
 }
@@ -207,9 +222,50 @@ func TestParseJSONAcceptsTheInterfacesFileFormat(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := SelectPool(ifs, &config.NetConf{})
+	p, err := SelectPool(ifs, &config.NetConf{}, config.IPv4)
 	if err != nil || len(p.Addresses) != 1 || p.Addresses[0].String() != "10.1.0.5" || p.Gateway.String() != "10.1.0.1" {
 		t.Fatalf("pool %+v, err %v", p, err)
+	}
+}
+
+// TestSelectPoolPerFamily: an interfaces file with an IPv4 and an IPv6
+// subnet gives one pool per family; asking for a family the file does not
+// have names it.
+func TestSelectPoolPerFamily(t *testing.T) {
+	data := `{"Interfaces":[{"MacAddress":"00","IsPrimary":true,"IPSubnets":[
+		{"Prefix":"10.1.0.0/24","IPAddresses":[{"Address":"10.1.0.4","IsPrimary":true},{"Address":"10.1.0.5"}]},
+		{"Prefix":"fd00:1::/64","IPAddresses":[{"Address":"fd00:1::4","IsPrimary":true},{"Address":"fd00:1::1:5"},{"Address":"fd00:1::1:6"}]}]}]}`
+	ifs, err := ParseJSON([]byte(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p6, err := SelectPool(ifs, &config.NetConf{}, config.IPv6)
+	if err != nil || len(p6.Addresses) != 2 || p6.Gateway.String() != "fd00:1::1" || p6.Family() != config.IPv6 {
+		t.Fatalf("IPv6 pool %+v, err %v", p6, err)
+	}
+	p4, err := SelectPool(ifs, &config.NetConf{}, config.IPv4)
+	if err != nil || len(p4.Addresses) != 1 || p4.Family() != config.IPv4 {
+		t.Fatalf("IPv4 pool %+v, err %v", p4, err)
+	}
+	only4, _ := ParseJSON([]byte(`{"Interfaces":[{"IsPrimary":true,"IPSubnets":[{"Prefix":"10.1.0.0/24","IPAddresses":[{"Address":"10.1.0.5"}]}]}]}`))
+	if _, err := SelectPool(only4, &config.NetConf{}, config.IPv6); err == nil || !strings.Contains(err.Error(), "no IPv6 subnet") {
+		t.Errorf("IPv6 from an IPv4-only source: %v", err)
+	}
+	// One address per family per container interface; both distinct.
+	s := NewState()
+	a4, err4 := s.Allocate(p4, "c", "eth0", "t", nil, t0, time.Minute)
+	a6, err6 := s.Allocate(p6, "c", "eth0", "t", nil, t0, time.Minute)
+	if err4 != nil || err6 != nil || a4.IP != "10.1.0.5" || !p6.Contains(net.ParseIP(a6.IP)) {
+		t.Fatalf("allocations %+v %+v: %v %v", a4, a6, err4, err6)
+	}
+	if all := s.FindAll("c", "eth0"); len(all) != 2 || all[0] != a4 || s.FindFamily("c", "eth0", config.IPv6) != a6 {
+		t.Errorf("FindAll %+v", all)
+	}
+	if again, _ := s.Allocate(p6, "c", "eth0", "t", nil, t0, time.Minute); again != a6 {
+		t.Errorf("repeated IPv6 allocation %+v, want %+v", again, a6)
+	}
+	if rel := s.Release("c", "eth0", t0); len(rel) != 2 || len(s.Allocations) != 0 {
+		t.Errorf("release %+v left %+v", rel, s.Allocations)
 	}
 }
 

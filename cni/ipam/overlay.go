@@ -4,9 +4,9 @@ package ipam
 
 import (
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -19,8 +19,9 @@ import (
 )
 
 // PodCIDRFile is the JSON form of ipam.podCIDRFile. The file may instead
-// hold the block as plain text (its first word, e.g. "10.244.3.0/24").
-// The first IPv4 entry is used (podCIDRs as in the Node's spec wins over
+// hold the blocks as plain text (the words of the first line, e.g.
+// "10.244.3.0/24" or "10.244.3.0/24,fd00:10:244:3::/64"). The first entry
+// of each family is used (podCIDRs as in the Node's spec wins over
 // podCIDR).
 type PodCIDRFile struct {
 	PodCIDR  string   `json:"podCIDR,omitempty"`
@@ -30,27 +31,28 @@ type PodCIDRFile struct {
 // ParsePodCIDRFile decodes the content of ipam.podCIDRFile: JSON
 // {"podCIDRs":["10.244.3.0/24"]} or {"podCIDR":"10.244.3.0/24"}, or plain
 // text whose first word is the block ('#' starts a comment line).
-func ParsePodCIDRFile(data []byte) (*net.IPNet, error) {
+func ParsePodCIDRFile(data []byte) ([]*net.IPNet, error) {
 	text := strings.TrimSpace(string(data))
 	if strings.HasPrefix(text, "{") {
 		var f PodCIDRFile
 		if err := json.Unmarshal(data, &f); err != nil {
 			return nil, fmt.Errorf("pod CIDR JSON: %w", err)
 		}
-		return firstIPv4CIDR(append(append([]string(nil), f.PodCIDRs...), f.PodCIDR))
+		return podCIDRs(append(append([]string(nil), f.PodCIDRs...), f.PodCIDR))
 	}
 	for _, line := range strings.Split(text, "\n") {
 		line = strings.TrimSpace(line)
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
-		return firstIPv4CIDR(strings.FieldsFunc(line, func(r rune) bool { return r == ' ' || r == '\t' || r == ',' }))
+		return podCIDRs(strings.FieldsFunc(line, func(r rune) bool { return r == ' ' || r == '\t' || r == ',' }))
 	}
 	return nil, fmt.Errorf("no pod CIDR in the file")
 }
 
-func firstIPv4CIDR(ss []string) (*net.IPNet, error) {
-	var bad []string
+// podCIDRs parses a node's pod CIDRs: the first of each family counts.
+func podCIDRs(ss []string) ([]*net.IPNet, error) {
+	var out []*net.IPNet
 	for _, s := range ss {
 		s = strings.TrimSpace(s)
 		if s == "" {
@@ -58,21 +60,28 @@ func firstIPv4CIDR(ss []string) (*net.IPNet, error) {
 		}
 		ip, n, err := net.ParseCIDR(s)
 		if err != nil {
-			bad = append(bad, s)
-			continue
-		}
-		if ip.To4() == nil {
-			continue // the IPv6 half of a dual-stack node
+			return nil, fmt.Errorf("pod CIDR %q: not a CIDR like 10.244.3.0/24 or fd00:10:244:3::/64", s)
 		}
 		if !ip.Equal(n.IP) {
 			return nil, fmt.Errorf("pod CIDR %q has host bits set (want %s)", s, n)
 		}
-		return n, nil
+		if blockOf(out, config.FamilyOf(n.IP)) == nil {
+			out = append(out, n)
+		}
 	}
-	if len(bad) > 0 {
-		return nil, fmt.Errorf("pod CIDR %q: not a CIDR like 10.244.3.0/24", bad[0])
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no pod CIDR given")
 	}
-	return nil, fmt.Errorf("no IPv4 pod CIDR given")
+	return out, nil
+}
+
+func blockOf(blocks []*net.IPNet, family string) *net.IPNet {
+	for _, b := range blocks {
+		if config.FamilyOf(b.IP) == family {
+			return b
+		}
+	}
+	return nil
 }
 
 // nodeCache is what the kubeconfig source keeps between invocations (the
@@ -101,40 +110,53 @@ func NodeName(cfg *config.NetConf) (string, error) {
 	return strings.ToLower(h), nil
 }
 
-// OverlayBlock returns the node's pod block for overlay mode and checks
-// it against the cluster CIDR (a mismatch is a configuration error).
+// OverlayBlocks returns the node's pod blocks for overlay mode, one per
+// family of ipam.ipFamilies in that order, each checked against the
+// cluster CIDR of its family (a mismatch, or a family the node has no
+// block of, is a configuration error).
 //
 // ipam.subnet: the block itself. ipam.podCIDRFile: read every time (a
 // local read is cheaper than a cache). ipam.kubeconfig: the Node's
 // spec.podCIDRs, cached in <stateDir>/azure-vnet-ipam-node.json for
 // queryInterval (maxAge < 0; 0 forces a read). Never called under the
 // state lock.
-func OverlayBlock(ctx context.Context, cfg *config.NetConf, maxAge time.Duration, client *http.Client) (*net.IPNet, error) {
-	var block *net.IPNet
+func OverlayBlocks(ctx context.Context, cfg *config.NetConf, maxAge time.Duration, client *http.Client) ([]*net.IPNet, error) {
+	var blocks []*net.IPNet
+	from := "ipam.subnet"
 	switch {
-	case cfg.IPAM.SubnetNet != nil:
-		block = cfg.IPAM.SubnetNet
+	case cfg.IPAM.SubnetNets != nil:
+		blocks = cfg.IPAM.SubnetNets
 	case cfg.IPAM.PodCIDRFile != "":
+		from = cfg.IPAM.PodCIDRFile
 		data, err := os.ReadFile(cfg.IPAM.PodCIDRFile)
 		if err != nil {
 			return nil, &SourceError{err}
 		}
-		if block, err = ParsePodCIDRFile(data); err != nil {
+		if blocks, err = ParsePodCIDRFile(data); err != nil {
 			return nil, &SourceError{fmt.Errorf("%s: %w", cfg.IPAM.PodCIDRFile, err)}
 		}
 	default:
+		from = "the Node's spec.podCIDRs"
 		var err error
-		if block, err = nodeBlock(ctx, cfg, maxAge, client); err != nil {
+		if blocks, err = nodeBlocks(ctx, cfg, maxAge, client); err != nil {
 			return nil, err
 		}
 	}
-	if err := config.ValidateBlock(block, cfg.IPAM.ClusterCIDRNet); err != nil {
-		return nil, config.Invalid("%v", err)
+	var out []*net.IPNet
+	for _, fam := range cfg.IPAM.IPFamilies {
+		b := blockOf(blocks, fam)
+		if b == nil {
+			return nil, config.Invalid("ipam.ipFamilies asks for %s, but %s has no %s block (%v)", fam, from, fam, blocks)
+		}
+		if err := config.ValidateBlock(b, cfg.IPAM.ClusterCIDRFor(fam)); err != nil {
+			return nil, config.Invalid("%v", err)
+		}
+		out = append(out, b)
 	}
-	return block, nil
+	return out, nil
 }
 
-func nodeBlock(ctx context.Context, cfg *config.NetConf, maxAge time.Duration, client *http.Client) (*net.IPNet, error) {
+func nodeBlocks(ctx context.Context, cfg *config.NetConf, maxAge time.Duration, client *http.Client) ([]*net.IPNet, error) {
 	node, err := NodeName(cfg)
 	if err != nil {
 		return nil, config.Invalid("ipam.nodeName: not set, $%s empty and no hostname: %v", config.EnvNodeName, err)
@@ -142,7 +164,7 @@ func nodeBlock(ctx context.Context, cfg *config.NetConf, maxAge time.Duration, c
 	cachePath := filepath.Join(cfg.StateDir, "azure-vnet-ipam-node.json")
 	var c nodeCache
 	if ok, _, _ := store.Load(cachePath, &c); ok && c.Kubeconfig == cfg.IPAM.Kubeconfig && c.Node == node && fresh(cfg, c.Fetched, maxAge) {
-		if b, err := firstIPv4CIDR(c.PodCIDRs); err == nil {
+		if b, err := podCIDRs(c.PodCIDRs); err == nil {
 			return b, nil
 		}
 	}
@@ -154,7 +176,7 @@ func nodeBlock(ctx context.Context, cfg *config.NetConf, maxAge time.Duration, c
 	if err != nil {
 		return nil, &SourceError{err}
 	}
-	b, err := firstIPv4CIDR(cidrs)
+	b, err := podCIDRs(cidrs)
 	if err != nil {
 		return nil, &SourceError{fmt.Errorf("node %s: spec.podCIDRs %v: %w", node, cidrs, err)}
 	}
@@ -163,24 +185,25 @@ func nodeBlock(ctx context.Context, cfg *config.NetConf, maxAge time.Duration, c
 }
 
 // OverlayPool is the pool of a node's block: every address but the
-// network and broadcast addresses (a /24 gives 254 pods). azure-vnet's
+// network and broadcast addresses (a /24 gives 254 pods); IPv6: every
+// address but the subnet-router anycast one (offset 0). azure-vnet's
 // pods use 169.254.1.1 as gateway, so the block's first host is a pod
 // address too; azure-vnet-ipam under another plugin returns the first
 // host as the gateway (that plugin puts it on its bridge), so it is kept
 // out of the pool there (reserveGateway).
 func OverlayPool(block *net.IPNet, reserveGateway bool) *Pool {
-	p := &Pool{Subnet: block, Gateway: FirstHost(block), Overlay: true}
+	p := &Pool{Subnet: block, Gateway: FirstHost(block), Overlay: true, Ranged: true, First: 1}
 	ones, bits := block.Mask.Size()
-	base := binary.BigEndian.Uint32(block.IP.To4())
-	size := uint32(1) << uint(bits-ones)
-	first := uint32(1)
-	if reserveGateway {
-		first = 2
+	hostBits := uint(bits - ones) // at most 64 (config.ValidateBlock)
+	p.Last = math.MaxUint64
+	if hostBits < 64 {
+		p.Last = 1<<hostBits - 1
 	}
-	for off := first; off+1 < size; off++ {
-		ip := make(net.IP, 4)
-		binary.BigEndian.PutUint32(ip, base+off)
-		p.Addresses = append(p.Addresses, ip)
+	if config.FamilyOf(block.IP) == config.IPv4 {
+		p.Last-- // broadcast
+	}
+	if reserveGateway {
+		p.First = 2
 	}
 	return p
 }

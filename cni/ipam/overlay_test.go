@@ -25,13 +25,18 @@ func TestParsePodCIDRFile(t *testing.T) {
 	for in, want := range map[string]string{
 		"10.244.3.0/24\n":                                        "10.244.3.0/24",
 		"# node block\n\n  10.244.4.0/24  \n":                    "10.244.4.0/24",
-		"fd00::/64, 10.244.5.0/24":                               "10.244.5.0/24",
-		`{"podCIDRs":["fd00:1::/64","10.244.6.0/24"]}`:           "10.244.6.0/24",
+		"fd00::/64, 10.244.5.0/24":                               "fd00::/64,10.244.5.0/24",
+		`{"podCIDRs":["fd00:1::/64","10.244.6.0/24"]}`:           "fd00:1::/64,10.244.6.0/24",
 		`{"podCIDR":"10.244.7.0/25"}`:                            "10.244.7.0/25",
 		`{"podCIDRs":["10.244.8.0/24"],"podCIDR":"10.9.0.0/24"}`: "10.244.8.0/24",
+		"fd00::/120": "fd00::/120",
 	} {
 		got, err := ParsePodCIDRFile([]byte(in))
-		if err != nil || got.String() != want {
+		var s []string
+		for _, b := range got {
+			s = append(s, b.String())
+		}
+		if err != nil || strings.Join(s, ",") != want {
 			t.Errorf("%q: got %v, %v; want %s", in, got, err, want)
 		}
 	}
@@ -39,8 +44,7 @@ func TestParsePodCIDRFile(t *testing.T) {
 		"":                    "no pod CIDR",
 		"10.244.3.1/24":       "host bits",
 		"ten.two/24":          "not a CIDR",
-		"fd00::/64":           "no IPv4",
-		`{"podCIDRs":[]}`:     "no IPv4",
+		`{"podCIDRs":[]}`:     "no pod CIDR",
 		`{"podCIDRs":"oops"}`: "pod CIDR JSON",
 	} {
 		if _, err := ParsePodCIDRFile([]byte(in)); err == nil || !strings.Contains(err.Error(), want) {
@@ -53,7 +57,7 @@ func TestOverlayPoolSkipsNetworkAndBroadcast(t *testing.T) {
 	for _, c := range []struct {
 		block       string
 		reserve     bool
-		n           int
+		n           uint64
 		first, last string
 	}{
 		{"10.244.3.0/24", false, 254, "10.244.3.1", "10.244.3.254"},
@@ -61,25 +65,56 @@ func TestOverlayPoolSkipsNetworkAndBroadcast(t *testing.T) {
 		{"10.244.7.8/29", false, 6, "10.244.7.9", "10.244.7.14"},
 		{"10.244.7.4/30", false, 2, "10.244.7.5", "10.244.7.6"},
 		{"10.244.0.0/16", false, 65534, "10.244.0.1", "10.244.255.254"},
+		// IPv6: no broadcast; the subnet-router anycast address is kept out.
+		{"fd00:10:244:3::/120", false, 255, "fd00:10:244:3::1", "fd00:10:244:3::ff"},
+		{"fd00:10:244:3::/120", true, 254, "fd00:10:244:3::2", "fd00:10:244:3::ff"},
+		{"fd00:10:244:3::/64", false, 1<<64 - 1, "fd00:10:244:3::1", "fd00:10:244:3:ffff:ffff:ffff:ffff"},
 	} {
 		_, b, _ := net.ParseCIDR(c.block)
 		p := OverlayPool(b, c.reserve)
-		if len(p.Addresses) != c.n || p.Addresses[0].String() != c.first || p.Addresses[len(p.Addresses)-1].String() != c.last || !p.Overlay {
-			t.Errorf("%s reserve=%v: %d addresses %s..%s, want %d %s..%s", c.block, c.reserve, len(p.Addresses),
-				p.Addresses[0], p.Addresses[len(p.Addresses)-1], c.n, c.first, c.last)
+		at := p.addressAt()
+		if p.Size() != c.n || at(0).String() != c.first || at(p.Size()-1).String() != c.last || !p.Overlay {
+			t.Errorf("%s reserve=%v: %d addresses %s..%s, want %d %s..%s", c.block, c.reserve, p.Size(),
+				at(0), at(p.Size()-1), c.n, c.first, c.last)
+		}
+		if p.Contains(AddOffset(b, 0)) || !p.Contains(net.ParseIP(c.last)) {
+			t.Errorf("%s: Contains wrong at the edges", c.block)
 		}
 	}
-	_, b, _ := net.ParseCIDR("10.244.7.8/29")
+	for _, block := range []string{"10.244.7.8/29", "fd00:10:244:7::/125"} {
+		_, b, _ := net.ParseCIDR(block)
+		pool, s := OverlayPool(b, false), NewState()
+		n := int(pool.Size())
+		seen := map[string]bool{}
+		for i := 0; i < n; i++ {
+			a, err := s.Allocate(pool, fmt.Sprintf("c%d", i), "eth0", "t", nil, t0, time.Minute)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if seen[a.IP] || !pool.Contains(net.ParseIP(a.IP)) {
+				t.Fatalf("%s: address %s twice or outside the pool", block, a.IP)
+			}
+			seen[a.IP] = true
+		}
+		if s.Free(pool) != 0 {
+			t.Errorf("%s: free %d after %d allocations", block, s.Free(pool), n)
+		}
+		_, err := s.Allocate(pool, "cx", "eth0", "t", nil, t0, time.Minute)
+		var ex *ExhaustedError
+		if !errors.As(err, &ex) || !strings.Contains(err.Error(), fmt.Sprintf("overlay pod block %s exhausted: all %d addresses", block, n)) {
+			t.Fatalf("want exhaustion naming the block, got %v", err)
+		}
+	}
+	// A /64 allocates without walking it: 1000 distinct addresses.
+	_, b, _ := net.ParseCIDR("fd00:10:244:9::/64")
 	pool, s := OverlayPool(b, false), NewState()
-	for i := 0; i < 6; i++ {
+	for i := 0; i < 1000; i++ {
 		if _, err := s.Allocate(pool, fmt.Sprintf("c%d", i), "eth0", "t", nil, t0, time.Minute); err != nil {
 			t.Fatal(err)
 		}
 	}
-	_, err := s.Allocate(pool, "c6", "eth0", "t", nil, t0, time.Minute)
-	var ex *ExhaustedError
-	if !errors.As(err, &ex) || !strings.Contains(err.Error(), "overlay pod block 10.244.7.8/29 exhausted: all 6 addresses") {
-		t.Fatalf("want exhaustion naming the block, got %v", err)
+	if len(s.Allocations) != 1000 {
+		t.Errorf("%d distinct allocations, want 1000", len(s.Allocations))
 	}
 }
 
@@ -130,9 +165,14 @@ users:
 
 func overlayCfg(t *testing.T, kubeconfig, node string) *config.NetConf {
 	t.Helper()
+	return overlayCfgWith(t, kubeconfig, node, `"clusterCIDR":"10.244.0.0/16"`)
+}
+
+func overlayCfgWith(t *testing.T, kubeconfig, node, ipamFields string) *config.NetConf {
+	t.Helper()
 	in := fmt.Sprintf(`{"cniVersion":"1.1.0","name":"azure","type":"azure-vnet","stateDir":%q,
-		"ipam":{"type":"azure-vnet-ipam","environment":"overlay","clusterCIDR":"10.244.0.0/16","kubeconfig":%q,"nodeName":%q}}`,
-		t.TempDir(), kubeconfig, node)
+		"ipam":{"type":"azure-vnet-ipam","environment":"overlay",%s,"kubeconfig":%q,"nodeName":%q}}`,
+		t.TempDir(), ipamFields, kubeconfig, node)
 	cfg, err := config.Parse([]byte(in), config.VnetPlugin)
 	if err != nil {
 		t.Fatal(err)
@@ -150,29 +190,42 @@ func TestOverlayBlockFromNode(t *testing.T) {
 	dir := t.TempDir()
 	cfg := overlayCfg(t, writeKubeconfig(t, dir, srv.URL, "    tokenFile: token"), "node-a")
 	for i := 0; i < 3; i++ {
-		b, err := OverlayBlock(ctx, cfg, -1, nil)
-		if err != nil || b.String() != "10.244.3.0/24" {
+		b, err := OverlayBlocks(ctx, cfg, -1, nil)
+		if err != nil || len(b) != 1 || b[0].String() != "10.244.3.0/24" {
 			t.Fatalf("block %v, %v", b, err)
 		}
 	}
 	if hits != 1 {
 		t.Fatalf("%d GETs for 3 reads within queryInterval, want 1", hits)
 	}
-	if _, err := OverlayBlock(ctx, cfg, 0, nil); err != nil || hits != 2 {
+	// Dual-stack, IPv6 primary: both blocks in ipFamilies order (from the
+	// cache); IPv6 only from an IPv4 cluster CIDR is a configuration error.
+	dual := overlayCfgWith(t, cfg.IPAM.Kubeconfig, "node-a", `"ipFamilies":["IPv6","IPv4"],"clusterCIDR":"10.244.0.0/16,fd00::/16"`)
+	dual.StateDir = cfg.StateDir
+	if b, err := OverlayBlocks(ctx, dual, -1, nil); err != nil || len(b) != 2 || b[0].String() != "fd00:3::/64" || b[1].String() != "10.244.3.0/24" || hits != 1 {
+		t.Fatalf("dual-stack blocks %v, %v (%d GETs)", b, err, hits)
+	}
+	narrow := overlayCfgWith(t, cfg.IPAM.Kubeconfig, "node-a", `"ipFamilies":["IPv6"],"clusterCIDR":"fd00:0:0:1::/64"`)
+	narrow.StateDir = cfg.StateDir
+	var te0 *types.Error
+	if _, err := OverlayBlocks(ctx, narrow, -1, nil); !errors.As(err, &te0) || te0.Code != types.ErrInvalidNetworkConfig || !strings.Contains(te0.Msg, "not inside") {
+		t.Fatalf("IPv6 block outside the cluster CIDR: %v", err)
+	}
+	if _, err := OverlayBlocks(ctx, cfg, 0, nil); err != nil || hits != 2 {
 		t.Fatalf("forced refresh: %v, %d GETs", err, hits)
 	}
 
 	// Another node name does not use the cache; it does not exist.
 	other := overlayCfg(t, cfg.IPAM.Kubeconfig, "node-b")
 	var se *SourceError
-	if _, err := OverlayBlock(ctx, other, -1, nil); !errors.As(err, &se) || !strings.Contains(err.Error(), "404") {
+	if _, err := OverlayBlocks(ctx, other, -1, nil); !errors.As(err, &se) || !strings.Contains(err.Error(), "404") {
 		t.Fatalf("unknown node: want a source error with 404, got %v", err)
 	}
 
 	// A Node without a block yet: a source error (code 11 in the plugin).
 	srv2 := kubeAPI(t, "node-a", `{"kind":"Node","spec":{}}`, &hits)
 	cfg2 := overlayCfg(t, writeKubeconfig(t, t.TempDir(), srv2.URL, "    token: s3cret"), "node-a")
-	if _, err := OverlayBlock(ctx, cfg2, -1, nil); !errors.As(err, &se) || !strings.Contains(err.Error(), "no spec.podCIDRs yet") {
+	if _, err := OverlayBlocks(ctx, cfg2, -1, nil); !errors.As(err, &se) || !strings.Contains(err.Error(), "no spec.podCIDRs yet") {
 		t.Fatalf("node without podCIDRs: %v", err)
 	}
 
@@ -180,17 +233,17 @@ func TestOverlayBlockFromNode(t *testing.T) {
 	srv3 := kubeAPI(t, "node-a", `{"spec":{"podCIDRs":["10.99.0.0/24"]}}`, &hits)
 	cfg3 := overlayCfg(t, writeKubeconfig(t, t.TempDir(), srv3.URL, "    token: s3cret"), "node-a")
 	var te *types.Error
-	if _, err := OverlayBlock(ctx, cfg3, -1, nil); !errors.As(err, &te) || te.Code != types.ErrInvalidNetworkConfig || !strings.Contains(te.Msg, "10.99.0.0/24 is not inside ipam.clusterCIDR 10.244.0.0/16") {
+	if _, err := OverlayBlocks(ctx, cfg3, -1, nil); !errors.As(err, &te) || te.Code != types.ErrInvalidNetworkConfig || !strings.Contains(te.Msg, "10.99.0.0/24 is not inside ipam.clusterCIDR 10.244.0.0/16") {
 		t.Fatalf("block outside the cluster CIDR: %v", err)
 	}
 
 	// Unsupported credentials and missing files are configuration errors.
 	cfg4 := overlayCfg(t, writeKubeconfig(t, t.TempDir(), srv.URL, "    exec: {command: az}"), "node-a")
-	if _, err := OverlayBlock(ctx, cfg4, -1, nil); !errors.As(err, &te) || !strings.Contains(te.Msg, "exec and auth-provider credentials are not supported") {
+	if _, err := OverlayBlocks(ctx, cfg4, -1, nil); !errors.As(err, &te) || !strings.Contains(te.Msg, "exec and auth-provider credentials are not supported") {
 		t.Fatalf("exec credentials: %v", err)
 	}
 	cfg5 := overlayCfg(t, filepath.Join(dir, "missing"), "node-a")
-	if _, err := OverlayBlock(ctx, cfg5, -1, nil); !errors.As(err, &te) || te.Code != types.ErrInvalidNetworkConfig {
+	if _, err := OverlayBlocks(ctx, cfg5, -1, nil); !errors.As(err, &te) || te.Code != types.ErrInvalidNetworkConfig {
 		t.Fatalf("missing kubeconfig: %v", err)
 	}
 }

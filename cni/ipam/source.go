@@ -167,23 +167,99 @@ func get(ctx context.Context, client *http.Client, url string, header http.Heade
 	return body, nil
 }
 
-// Pool is the set of addresses one configuration allocates from: the
-// secondary addresses of one subnet of the node's NICs.
+// Pool is the set of addresses one configuration allocates from in one
+// family: the secondary addresses of one subnet of the node's NICs
+// (listed), or the node's overlay block (a range: an IPv6 /64 is too big
+// to list).
 type Pool struct {
 	Subnet    *net.IPNet
-	Gateway   net.IP // first host of the subnet, the Azure convention
-	Addresses []net.IP
-	Overlay   bool // the node's block of the cluster CIDR (overlay mode)
+	Gateway   net.IP   // first host of the subnet, the Azure convention
+	Addresses []net.IP // listed pools
+	// Ranged pools: the addresses at offsets First..Last of Subnet.
+	Ranged      bool
+	First, Last uint64
+	Overlay     bool // the node's block of the cluster CIDR (overlay mode)
 }
 
 // Name identifies the pool in messages.
 func (p *Pool) Name() string { return p.Subnet.String() }
 
-// SelectPool builds the pool for cfg from the source data: the subnet
-// cfg.IPAM.Subnet if set, else the first subnet of the primary NIC that
-// has secondary addresses. Primary addresses are the node's own and are
-// skipped; so are subnets in the forbidden ranges.
-func SelectPool(ifs *Interfaces, cfg *config.NetConf) (*Pool, error) {
+// Family is "IPv4" or "IPv6".
+func (p *Pool) Family() string { return config.FamilyOf(p.Subnet.IP) }
+
+// Size is the number of addresses in the pool (a /64 range saturates at
+// 2^64-1).
+func (p *Pool) Size() uint64 {
+	if !p.Ranged {
+		return uint64(len(p.Addresses))
+	}
+	return p.Last - p.First + 1
+}
+
+// Contains says whether ip is one of the pool's addresses.
+func (p *Pool) Contains(ip net.IP) bool {
+	if ip == nil || !p.Subnet.Contains(ip) {
+		return false
+	}
+	if !p.Ranged {
+		for _, a := range p.Addresses {
+			if a.Equal(ip) {
+				return true
+			}
+		}
+		return false
+	}
+	off := hostOffset(p.Subnet, ip)
+	return off >= p.First && off <= p.Last
+}
+
+// addressAt returns the function giving the pool's i-th address in
+// ascending order.
+func (p *Pool) addressAt() func(i uint64) net.IP {
+	if !p.Ranged {
+		addrs := sortedIPs(p.Addresses)
+		return func(i uint64) net.IP { return addrs[i] }
+	}
+	return func(i uint64) net.IP { return AddOffset(p.Subnet, p.First+i) }
+}
+
+// AddOffset is the address at a host offset from n's network address
+// (the offset fits the host bits: at most 64 of them).
+func AddOffset(n *net.IPNet, off uint64) net.IP {
+	base := n.IP.Mask(n.Mask)
+	ip := make(net.IP, len(base))
+	copy(ip, base)
+	carry := off
+	for i := len(ip) - 1; i >= 0 && carry > 0; i-- {
+		sum := uint64(ip[i]) + carry&0xff
+		ip[i] = byte(sum)
+		carry = carry>>8 + sum>>8
+	}
+	return ip
+}
+
+// hostOffset is ip's offset from n's network address (the low 64 bits).
+func hostOffset(n *net.IPNet, ip net.IP) uint64 {
+	base := n.IP.Mask(n.Mask)
+	if v4 := ip.To4(); len(base) == net.IPv4len && v4 != nil {
+		ip = v4
+	} else {
+		ip = ip.To16()
+		base = base.To16()
+	}
+	var off uint64
+	for i := max(0, len(ip)-8); i < len(ip); i++ {
+		off = off<<8 | uint64(ip[i]-base[i])
+	}
+	return off
+}
+
+// SelectPool builds the pool of one family for cfg from the source data:
+// the family's subnet of cfg.IPAM.Subnet if set, else the first subnet
+// of that family of the primary NIC that has secondary addresses.
+// Primary addresses are the node's own and are skipped; so are subnets
+// in the forbidden ranges.
+func SelectPool(ifs *Interfaces, cfg *config.NetConf, family string) (*Pool, error) {
 	var pools []*Pool
 	ordered := append([]Interface(nil), ifs.Interfaces...)
 	// Primary NIC first so the default choice is deterministic.
@@ -196,7 +272,7 @@ func SelectPool(ifs *Interfaces, cfg *config.NetConf) (*Pool, error) {
 	for _, nic := range ordered {
 		for _, sn := range nic.IPSubnets {
 			_, n, err := net.ParseCIDR(strings.TrimSpace(sn.Prefix))
-			if err != nil || n.IP.To4() == nil {
+			if err != nil || config.FamilyOf(n.IP) != family {
 				continue
 			}
 			if config.ForbiddenOverlap(n) != nil {
@@ -204,7 +280,10 @@ func SelectPool(ifs *Interfaces, cfg *config.NetConf) (*Pool, error) {
 			}
 			p := &Pool{Subnet: n, Gateway: FirstHost(n)}
 			for _, a := range sn.IPAddresses {
-				ip := net.ParseIP(strings.TrimSpace(a.Address)).To4()
+				ip := net.ParseIP(strings.TrimSpace(a.Address))
+				if v4 := ip.To4(); v4 != nil && family == config.IPv4 {
+					ip = v4
+				}
 				if ip == nil || a.IsPrimary || !n.Contains(ip) || ip.Equal(p.Gateway) {
 					continue
 				}
@@ -213,7 +292,7 @@ func SelectPool(ifs *Interfaces, cfg *config.NetConf) (*Pool, error) {
 			pools = append(pools, p)
 		}
 	}
-	want := cfg.IPAM.SubnetNet
+	want := cfg.IPAM.SubnetFor(family)
 	for _, p := range pools {
 		if want != nil {
 			if p.Subnet.String() == want.String() {
@@ -228,14 +307,15 @@ func SelectPool(ifs *Interfaces, cfg *config.NetConf) (*Pool, error) {
 	if want != nil {
 		return nil, fmt.Errorf("ipam.subnet %s: the address source has no such subnet on this node", want)
 	}
-	return nil, fmt.Errorf("the address source lists no subnet with secondary addresses on this node")
+	return nil, fmt.Errorf("ipam.ipFamilies asks for %s, but the address source lists no %s subnet with secondary addresses on this node", family, family)
 }
 
 // FirstHost is the first host address of n, the gateway by Azure's
 // convention (n may be an address with its prefix, like a pod's).
 func FirstHost(n *net.IPNet) net.IP {
-	ip := make(net.IP, 4)
-	copy(ip, n.IP.Mask(n.Mask).To4())
-	ip[3]++
-	return ip
+	net4 := &net.IPNet{IP: n.IP, Mask: n.Mask}
+	if v4 := n.IP.To4(); v4 != nil && len(n.Mask) == net.IPv4len {
+		net4.IP = v4
+	}
+	return AddOffset(net4, 1)
 }

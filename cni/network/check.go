@@ -50,10 +50,33 @@ func Check(h *netlink.Handle, e Expect) error {
 		if ha.MasterIndex == 0 || ha.MasterIndex != e.BridgeIndex {
 			return fmt.Errorf("host veth %s is not attached to the bridge", hostName)
 		}
+		pi, err := h.LinkGetProtinfo(hl)
+		if err != nil {
+			return fmt.Errorf("bridge port %s: %v", hostName, err)
+		}
+		if !pi.Hairpin {
+			return fmt.Errorf("bridge port %s has hairpin mode off (a pod cannot reach itself through its Service)", hostName)
+		}
 	case ModeTransparent:
-		r, err := h.RouteGet(e.IP.IP)
-		if err != nil || len(r) == 0 || r[0].LinkIndex != ha.Index {
-			return fmt.Errorf("no host route %s/32 dev %s", e.IP.IP, hostName)
+		for _, ip := range e.IPs {
+			r, err := h.RouteGet(ip.IP)
+			if err != nil || len(r) == 0 || r[0].LinkIndex != ha.Index {
+				p := hostPrefix(ip.IP)
+				return fmt.Errorf("no host route %s dev %s", p.String(), hostName)
+			}
+		}
+		addrs, err := h.AddrList(hl, netlink.FAMILY_ALL)
+		if err != nil {
+			return err
+		}
+		gws := []*netlink.Addr{transparentGatewayAddr()}
+		if e.hasV6() {
+			gws = append(gws, transparentGateway6Addr())
+		}
+		for _, gw := range gws {
+			if !slices.ContainsFunc(addrs, func(a netlink.Addr) bool { return a.IPNet.String() == gw.IPNet.String() && a.Scope == gw.Scope }) {
+				return fmt.Errorf("host veth %s lacks the gateway address %s (the pod's pings to its gateway go unanswered)", hostName, gw.IPNet)
+			}
 		}
 	}
 
@@ -81,7 +104,7 @@ func Check(h *netlink.Handle, e Expect) error {
 	if e.PodMAC != "" && e.PodMAC != podMAC.String() {
 		return fmt.Errorf("prevResult says MAC %s for %s, the kernel has %s", e.PodMAC, e.IfName, podMAC)
 	}
-	addrs, err := podH.AddrList(pl, netlink.FAMILY_V4)
+	addrs, err := podH.AddrList(pl, netlink.FAMILY_ALL)
 	if err != nil {
 		return err
 	}
@@ -90,34 +113,39 @@ func Check(h *netlink.Handle, e Expect) error {
 			return fmt.Errorf("pod interface %s lacks address %s", e.IfName, want)
 		}
 	}
-	routes, err := podH.RouteList(pl, netlink.FAMILY_V4)
+	routes, err := podH.RouteList(pl, netlink.FAMILY_ALL)
 	if err != nil {
 		return err
 	}
 	for _, want := range e.Routes {
 		if !slices.ContainsFunc(routes, func(r netlink.Route) bool {
-			return sameDst(r.Dst, &want.Dst) && (want.GW == nil || want.GW.Equal(r.Gw))
+			return sameDst(r.Dst, &want.Dst, familyOf(want.Dst.IP) == r.Family) && (want.GW == nil || want.GW.Equal(r.Gw))
 		}) {
 			return fmt.Errorf("pod lacks route %s via %v", want.Dst.String(), want.GW)
 		}
 	}
 	if e.Mode == ModeTransparent {
-		neighs, err := podH.NeighList(pa.Index, netlink.FAMILY_V4)
+		neighs, err := podH.NeighList(pa.Index, netlink.FAMILY_ALL)
 		if err != nil {
 			return err
 		}
-		if !slices.ContainsFunc(neighs, func(n netlink.Neigh) bool {
-			return n.IP.Equal(TransparentGateway) && n.State&netlink.NUD_PERMANENT != 0 && n.HardwareAddr.String() == hostMAC.String()
-		}) {
-			return fmt.Errorf("pod lacks the permanent neighbour %s lladdr %s", TransparentGateway, hostMAC)
+		for _, ip := range e.IPs {
+			gw := TransparentGatewayFor(ip.IP)
+			if !slices.ContainsFunc(neighs, func(n netlink.Neigh) bool {
+				return n.IP.Equal(gw) && n.State&netlink.NUD_PERMANENT != 0 && n.HardwareAddr.String() == hostMAC.String()
+			}) {
+				return fmt.Errorf("pod lacks the permanent neighbour %s lladdr %s", gw, hostMAC)
+			}
 		}
 	}
 	return nil
 }
 
-func sameDst(have *net.IPNet, want *net.IPNet) bool {
+// sameDst compares a kernel route's destination with a wanted one; a
+// default route matches a default route of the same family only.
+func sameDst(have *net.IPNet, want *net.IPNet, sameFamily bool) bool {
 	if isDefault(want) {
-		return isDefault(have)
+		return isDefault(have) && sameFamily
 	}
 	return have != nil && have.String() == want.String()
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/vishvananda/netlink"
@@ -22,6 +23,55 @@ import (
 // veth's MAC, so every packet goes to the node without ARP (and without
 // the proxy-ARP delay of the reference plugin).
 var TransparentGateway = net.IPv4(169, 254, 1, 1).To4()
+
+// TransparentGateway6 is the IPv6 equivalent: a link-local address on
+// every host veth (link-local addresses never leave their link), mapped
+// by a permanent neighbour entry in the pod; no router advertisements.
+var TransparentGateway6 = net.ParseIP("fe80::1")
+
+// TransparentGatewayFor is the transparent-mode gateway of ip's family.
+func TransparentGatewayFor(ip net.IP) net.IP {
+	if ip.To4() != nil {
+		return TransparentGateway
+	}
+	return TransparentGateway6
+}
+
+func isV4(ip net.IP) bool { return ip.To4() != nil }
+
+func familyOf(ip net.IP) int {
+	if isV4(ip) {
+		return netlink.FAMILY_V4
+	}
+	return netlink.FAMILY_V6
+}
+
+func hostPrefix(ip net.IP) net.IPNet {
+	if v4 := ip.To4(); v4 != nil {
+		return net.IPNet{IP: v4, Mask: net.CIDRMask(32, 32)}
+	}
+	return net.IPNet{IP: ip, Mask: net.CIDRMask(128, 128)}
+}
+
+// transparentGatewayAddr is TransparentGateway as an address of every
+// host veth, so the node answers the pod's pings to its gateway (tools
+// and readiness scripts ping the default gateway). It is a /32 (no
+// prefix route: nothing is routed to it) with scope host: the kernel never
+// picks a host-scope address as the source of traffic it sends to a
+// link- or global-scope destination, so the node's own traffic (to pods,
+// to the VNet, to other 169.254.0.0/16 services such as the Azure
+// instance metadata) keeps its real address. Only its answers to
+// packets addressed to 169.254.1.1 carry it.
+func transparentGatewayAddr() *netlink.Addr {
+	return &netlink.Addr{IPNet: &net.IPNet{IP: TransparentGateway, Mask: net.CIDRMask(32, 32)}, Scope: unix.RT_SCOPE_HOST}
+}
+
+// transparentGateway6Addr is TransparentGateway6 on a host veth: a
+// link-local address is only ever valid on its own link, so it cannot
+// leak; no DAD (the pod's end has no other use for fe80::1).
+func transparentGateway6Addr() *netlink.Addr {
+	return &netlink.Addr{IPNet: &net.IPNet{IP: TransparentGateway6, Mask: net.CIDRMask(64, 128)}, Flags: unix.IFA_F_NODAD, Scope: unix.RT_SCOPE_LINK}
+}
 
 // Modes (same strings as config).
 const (
@@ -47,12 +97,22 @@ type Spec struct {
 	IfName      string
 	Netns       string
 	Mode        string
-	BridgeIndex int        // bridge mode: the bridge to attach to
-	IP          *net.IPNet // address as configured in the pod
-	Gateway     net.IP     // bridge: the subnet gateway; transparent: TransparentGateway
-	HostIP      net.IP     // bridge: the node's address, next hop for RoutedViaHost
-	ViaHost     []net.IP   // ipsToRouteViaHost
+	BridgeIndex int          // bridge mode: the bridge to attach to
+	IPs         []*net.IPNet // addresses as configured in the pod, one per family, primary first
+	Gateways    []net.IP     // one per address, same order: bridge: the subnet's gateway; transparent: TransparentGatewayFor
+	HostIP      net.IP       // bridge: the node's address, next hop for RoutedViaHost
+	ViaHost     []net.IP     // ipsToRouteViaHost
 	MTU         int
+}
+
+// hasV6 says whether the pod gets an IPv6 address.
+func (s Spec) hasV6() bool {
+	for _, ip := range s.IPs {
+		if !isV4(ip.IP) {
+			return true
+		}
+	}
+	return false
 }
 
 // MACs derives the host and pod veth MAC addresses from the container ID
@@ -83,7 +143,7 @@ func Setup(h *netlink.Handle, s Spec, hook Hook) (err error) {
 
 	hostName := HostVethName(s.ContainerID, s.IfName)
 	hostMAC, podMAC := MACs(s.ContainerID, s.IfName)
-	owner := Owner{ContainerID: s.ContainerID, IfName: s.IfName, Mode: s.Mode, IP: s.IP, Netns: s.Netns}
+	owner := Owner{ContainerID: s.ContainerID, IfName: s.IfName, Mode: s.Mode, IPs: s.IPs, Netns: s.Netns}
 	veth := &netlink.Veth{
 		LinkAttrs:        netlink.LinkAttrs{Name: hostName, Alias: owner.Alias(), HardwareAddr: hostMAC, MTU: s.MTU},
 		PeerName:         s.IfName,
@@ -125,24 +185,56 @@ func Setup(h *netlink.Handle, s Spec, hook Hook) (err error) {
 
 	switch s.Mode {
 	case ModeBridge:
+		// Up and operationally up before it joins the bridge: the bridge
+		// then makes it a forwarding port within the attach call. Attached
+		// first, the port would wait for the carrier event (handled
+		// asynchronously), and the pod's first ARP or neighbour
+		// solicitation, sent the moment ADD returns, could be dropped:
+		// the pod's first second lost to the retransmit timer.
+		if err := h.LinkSetUp(veth); err != nil {
+			return fmt.Errorf("set %s up: %w", hostName, err)
+		}
+		waitOperUp(h, veth.Index, time.Second)
 		if err := h.LinkSetMasterByIndex(veth, s.BridgeIndex); err != nil {
 			return fmt.Errorf("attach %s to bridge: %w", hostName, err)
 		}
-		if err := h.LinkSetUp(veth); err != nil {
-			return fmt.Errorf("set %s up: %w", hostName, err)
+		// Hairpin: a frame may leave through the port it came in on. A pod
+		// reaching itself through its Service's ClusterIP needs it: the
+		// node DNATs the frame back to the pod (Kubernetes requires that
+		// path; the reference bridge's hairpinMode).
+		if err := h.LinkSetHairpin(veth, true); err != nil {
+			return fmt.Errorf("hairpin on %s: %w", hostName, err)
 		}
 	case ModeTransparent:
+		if err := h.AddrReplace(veth, transparentGatewayAddr()); err != nil {
+			return fmt.Errorf("gateway address %s on %s: %w", TransparentGateway, hostName, err)
+		}
+		if s.hasV6() {
+			if err := h.AddrReplace(veth, transparentGateway6Addr()); err != nil {
+				return fmt.Errorf("gateway address %s on %s: %w", TransparentGateway6, hostName, err)
+			}
+		}
 		if err := h.LinkSetUp(veth); err != nil {
 			return fmt.Errorf("set %s up: %w", hostName, err)
 		}
-		if err := h.RouteReplace(hostRoute(veth.Index, s.IP.IP)); err != nil {
-			return fmt.Errorf("host route %s/32 dev %s: %w", s.IP.IP, hostName, err)
-		}
-		if err := h.NeighSet(&netlink.Neigh{LinkIndex: veth.Index, Family: netlink.FAMILY_V4, IP: s.IP.IP, HardwareAddr: podMAC, State: netlink.NUD_PERMANENT}); err != nil {
-			return fmt.Errorf("host neighbour %s on %s: %w", s.IP.IP, hostName, err)
+		for _, ip := range s.IPs {
+			dst := hostPrefix(ip.IP)
+			if err := h.RouteReplace(&netlink.Route{LinkIndex: veth.Index, Dst: &dst, Scope: netlink.SCOPE_LINK}); err != nil {
+				return fmt.Errorf("host route %s dev %s: %w", dst.String(), hostName, err)
+			}
+			if err := h.NeighSet(&netlink.Neigh{LinkIndex: veth.Index, Family: familyOf(ip.IP), IP: ip.IP, HardwareAddr: podMAC, State: netlink.NUD_PERMANENT}); err != nil {
+				return fmt.Errorf("host neighbour %s on %s: %w", ip.IP, hostName, err)
+			}
 		}
 	default:
 		return fmt.Errorf("unknown mode %q", s.Mode)
+	}
+	// The pod's interface drops what it sends until the kernel has
+	// processed its carrier event (asynchronously, after the host end came
+	// up); ADD returns once it is operationally up, so the pod's first ARP
+	// or neighbour solicitation is not lost to the retransmit timer.
+	if pl, err := podH.LinkByName(s.IfName); err == nil {
+		waitOperUp(podH, pl.Attrs().Index, time.Second)
 	}
 	if err := hook.at("add:host"); err != nil {
 		return err
@@ -150,8 +242,19 @@ func Setup(h *netlink.Handle, s Spec, hook Hook) (err error) {
 	return nil
 }
 
-func hostRoute(index int, ip net.IP) *netlink.Route {
-	return &netlink.Route{LinkIndex: index, Dst: &net.IPNet{IP: ip, Mask: net.CIDRMask(32, 32)}, Scope: netlink.SCOPE_LINK}
+// waitOperUp waits (at most max) until the kernel reports link index
+// operationally up; the carrier event that makes it so is processed
+// asynchronously after the link is set up. It gives up silently: the
+// port then becomes forwarding a little later.
+func waitOperUp(h *netlink.Handle, index int, max time.Duration) {
+	deadline := time.Now().Add(max)
+	for {
+		l, err := h.LinkByIndex(index)
+		if err != nil || l.Attrs().OperState == netlink.OperUp || time.Now().After(deadline) {
+			return
+		}
+		time.Sleep(200 * time.Microsecond)
+	}
 }
 
 // configurePod sets the pod end's address, state, routes and (transparent)
@@ -162,25 +265,34 @@ func configurePod(podH *netlink.Handle, s Spec, hostMAC net.HardwareAddr) error 
 		return err
 	}
 	idx := link.Attrs().Index
-	if err := podH.AddrAdd(link, &netlink.Addr{IPNet: s.IP}); err != nil {
-		return fmt.Errorf("address %s: %w", s.IP, err)
+	for _, ip := range s.IPs {
+		a := &netlink.Addr{IPNet: ip}
+		if !isV4(ip.IP) {
+			// The address is unique by allocation: no duplicate address
+			// detection, so it is usable the moment ADD returns (DAD would
+			// keep it tentative for a second or more).
+			a.Flags = unix.IFA_F_NODAD
+		}
+		if err := podH.AddrAdd(link, a); err != nil {
+			return fmt.Errorf("address %s: %w", ip, err)
+		}
 	}
 	if err := podH.LinkSetUp(link); err != nil {
 		return err
 	}
 	if s.Mode == ModeTransparent {
-		if err := podH.NeighSet(&netlink.Neigh{LinkIndex: idx, Family: netlink.FAMILY_V4, IP: TransparentGateway, HardwareAddr: hostMAC, State: netlink.NUD_PERMANENT}); err != nil {
-			return fmt.Errorf("gateway neighbour: %w", err)
+		for _, ip := range s.IPs {
+			gw := TransparentGatewayFor(ip.IP)
+			if err := podH.NeighSet(&netlink.Neigh{LinkIndex: idx, Family: familyOf(gw), IP: gw, HardwareAddr: hostMAC, State: netlink.NUD_PERMANENT}); err != nil {
+				return fmt.Errorf("gateway neighbour %s: %w", gw, err)
+			}
 		}
 	}
 	// The gateway's own /32 must exist before a route via it; ResultRoutes
 	// lists it first.
 	for _, r := range ResultRoutes(s) {
-		nr := &netlink.Route{LinkIndex: idx, Gw: r.GW}
-		if !isDefault(&r.Dst) {
-			d := r.Dst
-			nr.Dst = &d
-		}
+		d := r.Dst
+		nr := &netlink.Route{LinkIndex: idx, Gw: r.GW, Dst: &d}
 		if r.GW == nil {
 			nr.Scope = netlink.SCOPE_LINK
 		}
@@ -191,28 +303,37 @@ func configurePod(podH *netlink.Handle, s Spec, hostMAC net.HardwareAddr) error 
 	return nil
 }
 
-// ResultRoutes lists the routes the pod gets, in the order they are
-// created: transparent: the gateway's /32 on the link, ipsToRouteViaHost
-// via the gateway, default via the gateway; bridge: ipsToRouteViaHost via
-// the node's address, default via the subnet gateway (the subnet itself is
-// the connected route of the address).
+// ResultRoutes lists the routes the pod gets, per address in the order
+// of s.IPs, in the order they are created. IPv4: transparent: the
+// gateway's /32 on the link, ipsToRouteViaHost via the gateway, default
+// via the gateway; bridge: ipsToRouteViaHost via the node's address,
+// default via the subnet gateway (the subnet itself is the connected
+// route of the address). IPv6: the default route via the gateway (the
+// link-local one in transparent mode is on the link by definition).
 func ResultRoutes(s Spec) []*types.Route {
-	host32 := func(ip net.IP) net.IPNet { return net.IPNet{IP: ip, Mask: net.CIDRMask(32, 32)} }
 	var out []*types.Route
-	switch s.Mode {
-	case ModeTransparent:
-		out = append(out, &types.Route{Dst: host32(TransparentGateway)})
-		for _, ip := range s.ViaHost {
-			out = append(out, &types.Route{Dst: host32(ip), GW: TransparentGateway})
+	for i, ip := range s.IPs {
+		gw := s.Gateways[i]
+		if !isV4(ip.IP) {
+			out = append(out, &types.Route{Dst: net.IPNet{IP: net.IPv6zero, Mask: net.CIDRMask(0, 128)}, GW: gw})
+			continue
 		}
-	case ModeBridge:
-		if s.HostIP != nil {
-			for _, ip := range s.ViaHost {
-				out = append(out, &types.Route{Dst: host32(ip), GW: s.HostIP})
+		switch s.Mode {
+		case ModeTransparent:
+			out = append(out, &types.Route{Dst: hostPrefix(TransparentGateway)})
+			for _, v := range s.ViaHost {
+				out = append(out, &types.Route{Dst: hostPrefix(v), GW: TransparentGateway})
+			}
+		case ModeBridge:
+			if s.HostIP != nil {
+				for _, v := range s.ViaHost {
+					out = append(out, &types.Route{Dst: hostPrefix(v), GW: s.HostIP})
+				}
 			}
 		}
+		out = append(out, &types.Route{Dst: net.IPNet{IP: net.IPv4zero.To4(), Mask: net.CIDRMask(0, 32)}, GW: gw})
 	}
-	return append(out, &types.Route{Dst: net.IPNet{IP: net.IPv4zero.To4(), Mask: net.CIDRMask(0, 32)}, GW: s.Gateway})
+	return out
 }
 
 func dstString(n *net.IPNet) string {

@@ -42,17 +42,44 @@ type Owner struct {
 	ContainerID string
 	IfName      string
 	Mode        string
-	IP          *net.IPNet // as configured in the pod
-	Netns       string     // pod namespace path; "" if it did not fit
+	IPs         []*net.IPNet // as configured in the pod, primary family first
+	Netns       string       // pod namespace path; "" if it did not fit
+}
+
+// JoinCIDRs writes addresses as a comma-separated list.
+func JoinCIDRs(ips []*net.IPNet) string {
+	s := make([]string, len(ips))
+	for i, ip := range ips {
+		s[i] = ip.String()
+	}
+	return strings.Join(s, ",")
+}
+
+// ParseCIDRs reads what JoinCIDRs wrote, keeping each address (not its
+// network) with its prefix; IPv4 addresses in their 4-byte form.
+func ParseCIDRs(s string) ([]*net.IPNet, error) {
+	var out []*net.IPNet
+	for _, c := range strings.Split(s, ",") {
+		ip, n, err := net.ParseCIDR(c)
+		if err != nil {
+			return nil, err
+		}
+		if v4 := ip.To4(); v4 != nil {
+			ip = v4
+		}
+		n.IP = ip
+		out = append(out, n)
+	}
+	return out, nil
 }
 
 // Alias encodes o for IFLA_IFALIAS (at most 255 bytes: a 64-character
-// container ID, a 15-character name and a CIDR fit easily; an unusually
-// long namespace path is left out).
+// container ID, a 15-character name and two CIDRs fit; an unusually long
+// namespace path is left out).
 func (o Owner) Alias() string {
-	s := strings.Join([]string{aliasPrefix, o.ContainerID, o.IfName, o.Mode, o.IP.String(), o.Netns}, "|")
+	s := strings.Join([]string{aliasPrefix, o.ContainerID, o.IfName, o.Mode, JoinCIDRs(o.IPs), o.Netns}, "|")
 	if len(s) > 255 || strings.Contains(o.Netns, "|") {
-		s = strings.Join([]string{aliasPrefix, o.ContainerID, o.IfName, o.Mode, o.IP.String(), ""}, "|")
+		s = strings.Join([]string{aliasPrefix, o.ContainerID, o.IfName, o.Mode, JoinCIDRs(o.IPs), ""}, "|")
 	}
 	return s
 }
@@ -63,10 +90,9 @@ func ParseAlias(s string) (Owner, error) {
 	if len(parts) != 6 || parts[0] != aliasPrefix {
 		return Owner{}, fmt.Errorf("alias %q is not an azure-vnet endpoint", s)
 	}
-	ip, n, err := net.ParseCIDR(parts[4])
+	ips, err := ParseCIDRs(parts[4])
 	if err != nil {
 		return Owner{}, fmt.Errorf("alias %q: %v", s, err)
 	}
-	n.IP = ip
-	return Owner{ContainerID: parts[1], IfName: parts[2], Mode: parts[3], IP: n, Netns: parts[5]}, nil
+	return Owner{ContainerID: parts[1], IfName: parts[2], Mode: parts[3], IPs: ips, Netns: parts[5]}, nil
 }

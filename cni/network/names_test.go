@@ -40,15 +40,17 @@ func TestMACsAreLocalUnicastAndDistinct(t *testing.T) {
 }
 
 func TestAliasRoundTrip(t *testing.T) {
-	ip, n, _ := net.ParseCIDR("10.240.1.7/16")
-	n.IP = ip
-	o := Owner{ContainerID: strings.Repeat("f", 64), IfName: "eth0", Mode: ModeBridge, IP: n, Netns: "/var/run/netns/cni-1234"}
+	ips, err := ParseCIDRs("10.240.1.7/16,fd00:240::1:7/64")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := Owner{ContainerID: strings.Repeat("f", 64), IfName: "eth0", Mode: ModeBridge, IPs: ips, Netns: "/var/run/netns/cni-1234"}
 	a := o.Alias()
 	if len(a) > 255 {
 		t.Fatalf("alias too long: %d", len(a))
 	}
 	got, err := ParseAlias(a)
-	if err != nil || got.ContainerID != o.ContainerID || got.IfName != "eth0" || got.Mode != ModeBridge || got.IP.String() != "10.240.1.7/16" || got.Netns != o.Netns {
+	if err != nil || got.ContainerID != o.ContainerID || got.IfName != "eth0" || got.Mode != ModeBridge || JoinCIDRs(got.IPs) != "10.240.1.7/16,fd00:240::1:7/64" || got.Netns != o.Netns {
 		t.Fatalf("round trip: %+v %v", got, err)
 	}
 	// A namespace path that does not fit is dropped, the rest kept.

@@ -20,6 +20,7 @@ import (
 // Sysctls azure-vnet needs on the node (in the namespace it runs in).
 const (
 	SysctlIPForward       = "/proc/sys/net/ipv4/ip_forward"
+	SysctlIPv6Forward     = "/proc/sys/net/ipv6/conf/all/forwarding"
 	SysctlBridgeNFCallIP4 = "/proc/sys/net/bridge/bridge-nf-call-iptables"
 )
 
@@ -34,6 +35,22 @@ func EnsureSysctl(path, value string) error {
 		return nil
 	}
 	return os.WriteFile(path, []byte(value), 0o644)
+}
+
+// EnsureIPv6Forwarding turns IPv6 forwarding on in this namespace for
+// transparent-mode pods. With forwarding on, the kernel ignores router
+// advertisements on interfaces whose accept_ra is 1; a node that learns
+// its IPv6 default route from them would lose it at the next expiry, so
+// the master's accept_ra 1 becomes 2 (accept them while forwarding)
+// first. Any other value was chosen by someone and is left alone.
+func EnsureIPv6Forwarding(master string) error {
+	ra := "/proc/sys/net/ipv6/conf/" + master + "/accept_ra"
+	if cur, err := os.ReadFile(ra); err == nil && strings.TrimSpace(string(cur)) == "1" {
+		if err := os.WriteFile(ra, []byte("2"), 0o644); err != nil {
+			return err
+		}
+	}
+	return EnsureSysctl(SysctlIPv6Forward, "1")
 }
 
 // EnsureBridgeNetfilter turns bridge-nf-call-iptables on in this
@@ -231,6 +248,9 @@ func setupBridge(h *netlink.Handle, name, master, planPath string, hook Hook) (e
 		if err != nil {
 			return err
 		}
+		if !isV4(na.IP) {
+			na.Flags = unix.IFA_F_NODAD // it was valid on the master: no second DAD
+		}
 		addrs = append(addrs, na)
 	}
 
@@ -339,21 +359,27 @@ func setupBridge(h *netlink.Handle, name, master, planPath string, hook Hook) (e
 func snapshot(h *netlink.Handle, name string, m netlink.Link) (*bridgePlan, error) {
 	ma := m.Attrs()
 	plan := &bridgePlan{Bridge: name, Master: ma.Name, MasterMAC: ma.HardwareAddr.String(), MTU: ma.MTU}
-	addrs, err := h.AddrList(m, netlink.FAMILY_V4)
+	addrs, err := h.AddrList(m, netlink.FAMILY_ALL)
 	if err != nil {
 		return nil, fmt.Errorf("list addresses of %s: %w", ma.Name, err)
 	}
 	for _, a := range addrs {
+		if a.IP.IsLinkLocalUnicast() && !isV4(a.IP) {
+			continue // the bridge gets its own
+		}
 		plan.Addrs = append(plan.Addrs, a.IPNet.String())
 	}
 	routes, err := retryDump(func() ([]netlink.Route, error) {
-		return h.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{LinkIndex: ma.Index, Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_OIF|netlink.RT_FILTER_TABLE)
+		return h.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{LinkIndex: ma.Index, Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_OIF|netlink.RT_FILTER_TABLE)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("list routes of %s: %w", ma.Name, err)
 	}
 	for _, r := range routes {
 		if r.Gw == nil && r.Protocol == unix.RTPROT_KERNEL {
+			continue
+		}
+		if r.Dst != nil && (r.Dst.IP.IsLinkLocalUnicast() || r.Dst.IP.IsMulticast()) && !isV4(r.Dst.IP) {
 			continue
 		}
 		pr := plannedRoute{Scope: uint8(r.Scope), Protocol: int(r.Protocol), Priority: r.Priority, Table: r.Table}

@@ -26,19 +26,43 @@ type snatMarker struct {
 	Done    time.Time `json:"done"`
 }
 
-// snatRule is the one rule of SNATChain: traffic from the node's pods to
-// anything outside the cluster CIDR leaves with the node's address; pod to
-// pod traffic inside the cluster CIDR keeps the pod addresses.
-func snatRule(block, cluster *net.IPNet) []string {
-	return []string{"-s", block.String(), "!", "-d", cluster.String(),
+// SNATRule is the SNAT of one family: traffic from the node's block to
+// anything outside the cluster CIDR of that family leaves with the node's
+// address; pod to pod traffic inside the cluster CIDR keeps the pod
+// addresses.
+type SNATRule struct {
+	Block, Cluster *net.IPNet
+}
+
+func (r SNATRule) args() []string {
+	return []string{"-s", r.Block.String(), "!", "-d", r.Cluster.String(),
 		"-m", "comment", "--comment", "acn overlay: pods leaving the cluster CIDR use the node address",
 		"-j", "MASQUERADE"}
+}
+
+// tool is iptables or ip6tables, by the rule's family.
+func (r SNATRule) tool() string {
+	if isV4(r.Block.IP) {
+		return "iptables"
+	}
+	return "ip6tables"
+}
+
+// joinRules is the marker's record of a rule set.
+func joinRules(rules []SNATRule) (blocks, clusters string) {
+	var b, c []string
+	for _, r := range rules {
+		b = append(b, r.Block.String())
+		c = append(c, r.Cluster.String())
+	}
+	return strings.Join(b, ","), strings.Join(c, ",")
 }
 
 var jumpRule = []string{"-m", "comment", "--comment", "acn overlay SNAT", "-j", SNATChain}
 
 // EnsureOverlaySNAT installs, once per node, the overlay SNAT in the nat
-// table of the current network namespace:
+// table of the current network namespace, per family (iptables for IPv4,
+// ip6tables for IPv6):
 //
 //	-A POSTROUTING -j ACN-OVERLAY-SNAT          (inserted first, once)
 //	-A ACN-OVERLAY-SNAT -s <block> ! -d <cluster> -j MASQUERADE
@@ -49,8 +73,8 @@ var jumpRule = []string{"-m", "comment", "--comment", "acn overlay SNAT", "-j", 
 // saved. Later ADDs see the marker and run nothing. Setup runs under its
 // own lock, so two first ADDs do not both add the jump; a crash before
 // the marker just makes the next ADD redo the (idempotent) setup.
-func EnsureOverlaySNAT(block, cluster *net.IPNet, lockPath, markerPath string) error {
-	if snatMarked(block, cluster, markerPath) {
+func EnsureOverlaySNAT(rules []SNATRule, lockPath, markerPath string) error {
+	if snatMarked(rules, markerPath) {
 		return nil
 	}
 	lock, err := store.Acquire(lockPath, 60*time.Second)
@@ -58,37 +82,43 @@ func EnsureOverlaySNAT(block, cluster *net.IPNet, lockPath, markerPath string) e
 		return err
 	}
 	defer lock.Release()
-	if snatMarked(block, cluster, markerPath) {
+	if snatMarked(rules, markerPath) {
 		return nil
 	}
-	var in bytes.Buffer
-	fmt.Fprintf(&in, "*nat\n:%s - [0:0]\n-A %s %s\nCOMMIT\n", SNATChain, SNATChain, quoteRule(snatRule(block, cluster)))
-	if err := run("iptables-restore", &in, "-w", "5", "--noflush"); err != nil {
-		return fmt.Errorf("overlay SNAT chain: %w", err)
-	}
-	if err := nat("-C", "POSTROUTING", jumpRule...); err != nil {
-		if err := nat("-I", "POSTROUTING", append([]string{"1"}, jumpRule...)...); err != nil {
-			return fmt.Errorf("overlay SNAT jump: %w", err)
+	for _, r := range rules {
+		var in bytes.Buffer
+		fmt.Fprintf(&in, "*nat\n:%s - [0:0]\n-A %s %s\nCOMMIT\n", SNATChain, SNATChain, quoteRule(r.args()))
+		if err := run(r.tool()+"-restore", &in, "-w", "5", "--noflush"); err != nil {
+			return fmt.Errorf("overlay SNAT chain: %w", err)
+		}
+		if err := nat(r.tool(), "-C", "POSTROUTING", jumpRule...); err != nil {
+			if err := nat(r.tool(), "-I", "POSTROUTING", append([]string{"1"}, jumpRule...)...); err != nil {
+				return fmt.Errorf("overlay SNAT jump: %w", err)
+			}
 		}
 	}
-	return store.Save(markerPath, &snatMarker{Block: block.String(), Cluster: cluster.String(), Done: time.Now()})
+	blocks, clusters := joinRules(rules)
+	return store.Save(markerPath, &snatMarker{Block: blocks, Cluster: clusters, Done: time.Now()})
 }
 
-// CheckOverlaySNAT verifies the rule and the jump are in place (CHECK).
-func CheckOverlaySNAT(block, cluster *net.IPNet) error {
-	if err := nat("-C", SNATChain, snatRule(block, cluster)...); err != nil {
-		return fmt.Errorf("overlay SNAT rule for %s missing: %v", block, err)
-	}
-	if err := nat("-C", "POSTROUTING", jumpRule...); err != nil {
-		return fmt.Errorf("POSTROUTING jump to %s missing: %v", SNATChain, err)
+// CheckOverlaySNAT verifies the rules and the jumps are in place (CHECK).
+func CheckOverlaySNAT(rules []SNATRule) error {
+	for _, r := range rules {
+		if err := nat(r.tool(), "-C", SNATChain, r.args()...); err != nil {
+			return fmt.Errorf("overlay SNAT rule for %s missing: %v", r.Block, err)
+		}
+		if err := nat(r.tool(), "-C", "POSTROUTING", jumpRule...); err != nil {
+			return fmt.Errorf("POSTROUTING jump to %s missing: %v", SNATChain, err)
+		}
 	}
 	return nil
 }
 
-func snatMarked(block, cluster *net.IPNet, markerPath string) bool {
+func snatMarked(rules []SNATRule, markerPath string) bool {
 	var m snatMarker
 	ok, _ := store.Read(markerPath, &m)
-	return ok && m.Block == block.String() && m.Cluster == cluster.String()
+	blocks, clusters := joinRules(rules)
+	return ok && m.Block == blocks && m.Cluster == clusters
 }
 
 func quoteRule(args []string) string {
@@ -102,9 +132,9 @@ func quoteRule(args []string) string {
 	return strings.Join(out, " ")
 }
 
-// nat runs iptables op on a chain of the nat table.
-func nat(op, chain string, rule ...string) error {
-	return run("iptables", nil, append([]string{"-w", "5", "-t", "nat", op, chain}, rule...)...)
+// nat runs iptables or ip6tables (tool) op on a chain of the nat table.
+func nat(tool, op, chain string, rule ...string) error {
+	return run(tool, nil, append([]string{"-w", "5", "-t", "nat", op, chain}, rule...)...)
 }
 
 func run(name string, stdin *bytes.Buffer, args ...string) error {

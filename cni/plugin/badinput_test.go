@@ -13,6 +13,7 @@ import (
 	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/cni/pkg/types"
 
+	"github.com/open-acn/acn/cni/network"
 	"github.com/open-acn/acn/cni/plugin"
 )
 
@@ -147,11 +148,15 @@ func TestExhaustedPoolNamesThePool(t *testing.T) {
 // files aside, rebuilds them from the kernel (so the existing pod keeps
 // its address and passes CHECK) and succeeds.
 func TestCorruptStateIsMovedAsideAndRebuilt(t *testing.T) {
-	for _, c := range []struct{ mode, damage string }{{"transparent", "corrupt"}, {"bridge", "corrupt"}, {"transparent", "deleted"}} {
+	for _, c := range []struct {
+		mode, damage string
+		fams         []string
+	}{{"transparent", "corrupt", nil}, {"bridge", "corrupt", nil}, {"transparent", "deleted", nil},
+		{"transparent", "corrupt", []string{"IPv6", "IPv4"}}, {"bridge", "deleted", []string{"IPv4", "IPv6"}}} {
 		mode := c.mode
-		t.Run(c.damage+" "+mode, func(t *testing.T) {
+		t.Run(c.damage+" "+mode+" "+familyName(c.fams), func(t *testing.T) {
 			n := newNode(t, 10)
-			l := n.list("1.1.0", n.netConf(mode, nil))
+			l := n.list("1.1.0", withFamilies(n.netConf(mode, nil), c.fams))
 			a, b := n.newPod("corrupt-a"), n.newPod("corrupt-b")
 			ra := n.mustAdd(l, a)
 			for _, f := range []string{plugin.VnetStateFile, plugin.IPAMStateFile} {
@@ -171,8 +176,10 @@ func TestCorruptStateIsMovedAsideAndRebuilt(t *testing.T) {
 				}
 			}
 			rb := n.mustAdd(l, b)
-			if rb.IPs[0].Address.IP.Equal(ra.IPs[0].Address.IP) {
-				t.Fatalf("pod b got pod a's address %s: the rebuild lost a's allocation", ra.IPs[0].Address.IP)
+			for i := range ra.IPs {
+				if rb.IPs[i].Address.IP.Equal(ra.IPs[i].Address.IP) {
+					t.Fatalf("pod b got pod a's address %s: the rebuild lost a's allocation", ra.IPs[i].Address.IP)
+				}
 			}
 			aside, _ := filepath.Glob(filepath.Join(n.dir, "*.corrupt-*"))
 			if c.damage == "corrupt" && len(aside) != 2 {
@@ -182,16 +189,20 @@ func TestCorruptStateIsMovedAsideAndRebuilt(t *testing.T) {
 				t.Errorf("CHECK of the pod that existed before the corruption: %v", err)
 			}
 			again := n.mustAdd(l, a)
-			if !again.IPs[0].Address.IP.Equal(ra.IPs[0].Address.IP) {
-				t.Errorf("repeated ADD after rebuild: %s, want %s", again.IPs[0].Address.IP, ra.IPs[0].Address.IP)
+			if network.JoinCIDRs(ipNets(again)) != network.JoinCIDRs(ipNets(ra)) {
+				t.Errorf("repeated ADD after rebuild: %v, want %v", resultIPs(again), resultIPs(ra))
 			}
 			if err := n.cni.GetStatusNetworkList(context.Background(), l); err != nil {
 				t.Errorf("STATUS after the rebuild: %v", err)
 			}
 			n.mustDel(l, a)
 			n.mustDel(l, b)
-			n.assertGone(a, ra.IPs[0].Address.IP)
-			n.assertGone(b, rb.IPs[0].Address.IP)
+			for _, ip := range resultIPs(ra) {
+				n.assertGone(a, ip)
+			}
+			for _, ip := range resultIPs(rb) {
+				n.assertGone(b, ip)
+			}
 		})
 	}
 }

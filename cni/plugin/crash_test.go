@@ -19,12 +19,18 @@ import (
 var repairs = []string{"GC", "DEL", "ADD again"}
 
 // TestKillAtEachStepOfADD kills azure-vnet with SIGKILL at every step of
-// ADD, then repairs: nothing (address, veth, route, state) may leak.
+// ADD, then repairs: nothing (address, veth, route, state) may leak. In
+// dual-stack both addresses are allocated in one write of the state file,
+// so no kill leaves one family without the other.
 func TestKillAtEachStepOfADD(t *testing.T) {
-	for _, mode := range []string{"transparent", "bridge"} {
-		t.Run(mode, func(t *testing.T) {
+	for _, c := range []struct {
+		mode string
+		fams []string
+	}{{"transparent", nil}, {"bridge", nil}, {"transparent", []string{"IPv4", "IPv6"}}, {"bridge", []string{"IPv6", "IPv4"}}} {
+		mode := c.mode
+		t.Run(mode+"/"+familyName(c.fams), func(t *testing.T) {
 			n := newNode(t, 40)
-			l := n.list("1.1.0", n.netConf(mode, nil))
+			l := n.list("1.1.0", withFamilies(n.netConf(mode, nil), c.fams))
 			for _, step := range plugin.AddSteps {
 				for _, repair := range repairs {
 					t.Run(step+"/then "+repair, func(t *testing.T) {
@@ -47,10 +53,11 @@ func TestKillAtEachStepOfADD(t *testing.T) {
 	}
 }
 
-// TestKillAtEachStepOfDEL kills DEL at each step; DEL again or GC finish.
+// TestKillAtEachStepOfDEL kills DEL of a dual-stack pod at each step;
+// DEL again or GC finish.
 func TestKillAtEachStepOfDEL(t *testing.T) {
 	n := newNode(t, 20)
-	l := n.list("1.1.0", n.netConf("transparent", nil))
+	l := n.list("1.1.0", withFamilies(n.netConf("transparent", nil), []string{"IPv4", "IPv6"}))
 	for _, step := range plugin.DelSteps {
 		for _, repair := range []string{"GC", "DEL"} {
 			t.Run(step+"/then "+repair, func(t *testing.T) {
@@ -89,7 +96,9 @@ func (n *node) repairAndCheck(l *libcni.NetworkConfigList, p *pod, repair string
 			t.Errorf("pod after the retried ADD: %v", err)
 		}
 		n.mustDel(l, p)
-		n.assertGone(p, r.IPs[0].Address.IP)
+		for _, ip := range resultIPs(r) {
+			n.assertGone(p, ip)
+		}
 	}
 	n.assertGone(p, nil)
 	n.assertNoPodRoutes()
@@ -105,8 +114,8 @@ func (n *node) repairAndCheck(l *libcni.NetworkConfigList, p *pod, repair string
 // assertNoPodRoutes: no /32 host route to a pod address is left in the node.
 func (n *node) assertNoPodRoutes() {
 	n.t.Helper()
-	out := n.ns.MustExec(n.t, "ip", "-4", "route", "show")
-	if strings.Contains(out, "10.240.1.") || strings.Contains(out, "10.240.2.") {
+	out := n.ns.MustExec(n.t, "ip", "-4", "route", "show") + n.ns.MustExec(n.t, "ip", "-6", "route", "show")
+	if strings.Contains(out, "10.240.1.") || strings.Contains(out, "10.240.2.") || strings.Contains(out, "fd00:240::1:") {
 		n.t.Errorf("pod routes left in the node:\n%s", out)
 	}
 }

@@ -21,14 +21,11 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/types"
 	types100 "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/vishvananda/netlink"
-	"golang.org/x/net/icmp"
-	"golang.org/x/net/ipv4"
 
 	"github.com/open-acn/acn/cni/cnitest"
 	"github.com/open-acn/acn/cni/ipam"
@@ -63,9 +60,12 @@ func TestMain(m *testing.M) {
 
 // Addresses of the simulated VNet.
 const (
-	subnet    = cnitest.Subnet
-	gatewayIP = cnitest.GatewayIP
-	nodeIP    = cnitest.NodeIP
+	subnet     = cnitest.Subnet
+	gatewayIP  = cnitest.GatewayIP
+	nodeIP     = cnitest.NodeIP
+	subnet6    = cnitest.Subnet6
+	gatewayIP6 = cnitest.GatewayIP6
+	nodeIP6    = cnitest.NodeIP6
 )
 
 // stateDir is where a node keeps state, logs and the libcni cache: on
@@ -107,6 +107,10 @@ func newNode(t testing.TB, secondaries int) *node {
 	n.vnet = netnstest.New(t, "vnet")
 	netnstest.Link(t, n.ns, "eth0", nodeIP+"/16", n.vnet, "gw0", gatewayIP+"/16")
 	n.ns.MustExec(t, "ip", "route", "add", "default", "via", gatewayIP)
+	// IPv6 on the same link (no DAD: the test network is fresh).
+	n.ns.MustExec(t, "ip", "addr", "add", nodeIP6+"/64", "dev", "eth0", "nodad")
+	n.vnet.MustExec(t, "ip", "addr", "add", gatewayIP6+"/64", "dev", "gw0", "nodad")
+	n.ns.MustExec(t, "ip", "-6", "route", "add", "default", "via", gatewayIP6)
 	// The VNet fabric delivers a pod's address to the node's NIC; proxy ARP
 	// on eth0 plays that role for transparent mode (in bridge mode the pod
 	// answers ARP itself through the bridge).
@@ -158,6 +162,14 @@ func (n *node) netConf(mode string, extra map[string]interface{}) map[string]int
 	}
 	for k, v := range extra {
 		c[k] = v
+	}
+	return c
+}
+
+// withFamilies sets ipam.ipFamilies of a netConf (nil: the default).
+func withFamilies(c map[string]interface{}, families []string) map[string]interface{} {
+	if families != nil {
+		c["ipam"].(map[string]interface{})["ipFamilies"] = families
 	}
 	return c
 }
@@ -238,13 +250,22 @@ func (n *node) handle() *netlink.Handle {
 	return h
 }
 
-// podIP returns the IPv4 address of the pod's interface in res.
+// podIP returns the address of the pod's interface in an IPv4-only result.
 func podIP(t testing.TB, res *types100.Result) net.IP {
 	t.Helper()
 	if len(res.IPs) != 1 {
 		t.Fatalf("want 1 IP in result, got %d", len(res.IPs))
 	}
 	return res.IPs[0].Address.IP
+}
+
+// resultIPs returns every address of a result, in its order.
+func resultIPs(res *types100.Result) []net.IP {
+	var out []net.IP
+	for _, ipc := range res.IPs {
+		out = append(out, ipc.Address.IP)
+	}
+	return out
 }
 
 // assertGone checks that nothing of the pod remains: no host veth, no
@@ -258,13 +279,13 @@ func (n *node) assertGone(p *pod, ip net.IP) {
 		n.t.Errorf("host veth %s still exists", veth)
 	}
 	if ip != nil {
-		routes, _ := h.RouteList(nil, netlink.FAMILY_V4)
+		routes, _ := h.RouteList(nil, netlink.FAMILY_ALL)
 		for _, r := range routes {
 			if r.Dst != nil && r.Dst.IP.Equal(ip) {
 				n.t.Errorf("route to %s still exists: %v", ip, r)
 			}
 		}
-		neighs, _ := h.NeighList(0, netlink.FAMILY_V4)
+		neighs, _ := h.NeighList(0, netlink.FAMILY_ALL)
 		for _, nb := range neighs {
 			if nb.IP.Equal(ip) && nb.State&netlink.NUD_PERMANENT != 0 {
 				n.t.Errorf("permanent neighbour %s still exists", ip)
@@ -315,43 +336,9 @@ func cniCode(err error) uint {
 	return 0
 }
 
-// ping sends ICMP echo requests from inside ns to dst and waits for a reply.
-func ping(ns *netnstest.NS, dst string) error {
-	var c *icmp.PacketConn
-	if err := ns.Do(func() error {
-		var err error
-		c, err = icmp.ListenPacket("ip4:icmp", "0.0.0.0")
-		return err
-	}); err != nil {
-		return err
-	}
-	defer c.Close()
-	id := os.Getpid() & 0xffff
-	buf := make([]byte, 1500)
-	for seq := 1; seq <= 3; seq++ {
-		msg := icmp.Message{Type: ipv4.ICMPTypeEcho, Body: &icmp.Echo{ID: id, Seq: seq, Data: []byte("acn-ping")}}
-		b, _ := msg.Marshal(nil)
-		if _, err := c.WriteTo(b, &net.IPAddr{IP: net.ParseIP(dst)}); err != nil {
-			return fmt.Errorf("ping %s: %w", dst, err)
-		}
-		deadline := time.Now().Add(time.Second)
-		_ = c.SetReadDeadline(deadline)
-		for time.Now().Before(deadline) {
-			nr, peer, err := c.ReadFrom(buf)
-			if err != nil {
-				break
-			}
-			m, err := icmp.ParseMessage(1, buf[:nr])
-			if err != nil || m.Type != ipv4.ICMPTypeEchoReply {
-				continue
-			}
-			if e, ok := m.Body.(*icmp.Echo); ok && e.Seq == seq && peer.String() == dst {
-				return nil
-			}
-		}
-	}
-	return fmt.Errorf("ping %s from %s: no reply", dst, ns.Name)
-}
+// ping sends ICMP (or ICMPv6) echo requests from inside ns to dst and
+// waits for a reply.
+func ping(ns *netnstest.NS, dst string) error { return cnitest.Ping(ns, dst) }
 
 func init() {
 	// Plugins run from goroutines locked into the node namespace; give the

@@ -16,36 +16,35 @@ import (
 )
 
 // ipamAdd is azure-vnet-ipam ADD: allocate (or find the existing
-// allocation of) an address for the container interface and return it
-// with the subnet's gateway and a default route. There is no kernel work,
-// so the allocation is committed at once.
+// allocations of) an address per family for the container interface and
+// return them, primary family first, each with its subnet's gateway and
+// a default route. There is no kernel work, so the allocation is
+// committed at once (both families in one write of the state file).
 func (r *runner) ipamAdd() error {
 	cfg := r.cfg
-	var alloc ipam.Allocation
-	pool, err := r.allocate(func(t *tx, pool *ipam.Pool) error {
-		al, err := r.allocateIn(t, pool)
-		if err != nil {
-			return err
-		}
-		alloc = *al
-		return nil
+	var allocs []*ipam.Allocation
+	pools, err := r.allocate(func(t *tx, pools []*ipam.Pool) error {
+		als, err := r.allocateIn(t, pools)
+		allocs = als
+		return err
 	})
 	if err != nil {
 		return err
 	}
 	r.mark("allocate")
-	r.note(zap.String("ip", alloc.IP))
+	r.note(zap.String("ip", allocatedIPs(allocs)))
 	if err := r.at("ipam:allocated"); err != nil {
 		return err
 	}
-	res := &types100.Result{
-		CNIVersion: types100.ImplementedSpecVersion,
-		IPs: []*types100.IPConfig{{
-			Address: net.IPNet{IP: net.ParseIP(alloc.IP).To4(), Mask: pool.Subnet.Mask},
-			Gateway: pool.Gateway,
-		}},
-		Routes: []*types.Route{{Dst: net.IPNet{IP: net.IPv4zero.To4(), Mask: net.CIDRMask(0, 32)}, GW: pool.Gateway}},
-		DNS:    cfg.DNS,
+	res := &types100.Result{CNIVersion: types100.ImplementedSpecVersion, DNS: cfg.DNS}
+	for i, pool := range pools {
+		ip := net.ParseIP(allocs[i].IP)
+		if v4 := ip.To4(); v4 != nil {
+			ip = v4
+		}
+		res.IPs = append(res.IPs, &types100.IPConfig{Address: net.IPNet{IP: ip, Mask: pool.Subnet.Mask}, Gateway: pool.Gateway})
+		bits := len(ip) * 8
+		res.Routes = append(res.Routes, &types.Route{Dst: net.IPNet{IP: make(net.IP, len(ip)), Mask: net.CIDRMask(0, bits)}, GW: pool.Gateway})
 	}
 	return r.print(res)
 }
@@ -77,14 +76,36 @@ func (r *runner) ipamCheck() error {
 	if err != nil {
 		return err
 	}
-	al := is.Find(a.ContainerID, a.IfName)
-	if al == nil {
+	als := is.FindAll(a.ContainerID, a.IfName)
+	if len(als) == 0 {
 		return types.NewError(types.ErrUnknownContainer, fmt.Sprintf("no address allocated to container %s interface %s", a.ContainerID, a.IfName), "")
 	}
-	for _, ipc := range prev.IPs {
-		if ipc.Address.IP.String() != al.IP {
-			return types.NewError(ErrCheckFailed, fmt.Sprintf("prevResult has %s, the allocation is %s", ipc.Address.IP, al.IP), "")
+	return checkAllocated(prev.IPs, als, r.cfg.IPAM.IPFamilies)
+}
+
+// checkAllocated verifies that prevResult's addresses are exactly the
+// container interface's allocations, one per configured family.
+func checkAllocated(prev []*types100.IPConfig, als []*ipam.Allocation, families []string) error {
+	held := map[string]bool{}
+	for _, al := range als {
+		held[al.IP] = true
+	}
+	for _, ipc := range prev {
+		if !held[ipc.Address.IP.String()] {
+			return types.NewError(ErrCheckFailed, fmt.Sprintf("prevResult has %s, the allocations are %s", ipc.Address.IP, allocatedIPs(als)), "")
 		}
+	}
+	for _, fam := range families {
+		found := false
+		for _, ipc := range prev {
+			found = found || config.FamilyOf(ipc.Address.IP) == fam
+		}
+		if !found {
+			return types.NewError(ErrCheckFailed, fmt.Sprintf("prevResult has no %s address (allocations %s)", fam, allocatedIPs(als)), "")
+		}
+	}
+	if len(prev) != len(als) {
+		return types.NewError(ErrCheckFailed, fmt.Sprintf("prevResult has %d addresses, the allocations are %s", len(prev), allocatedIPs(als)), "")
 	}
 	return nil
 }

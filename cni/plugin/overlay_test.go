@@ -160,9 +160,9 @@ func TestOverlayBadConfig(t *testing.T) {
 	}{
 		{"no clusterCIDR", "10.244.3.0/24", map[string]interface{}{"clusterCIDR": nil}, "", "ipam.clusterCIDR: missing"},
 		{"block outside", "10.245.3.0/24", nil, "", "not inside ipam.clusterCIDR 10.244.0.0/16"},
-		{"forbidden cluster", "172.30.3.0/24", map[string]interface{}{"clusterCIDR": "172.30.0.0/16"}, "", "172.30.0.0/16, a range AKS reserves"},
-		{"forbidden block", "169.254.3.0/24", map[string]interface{}{"clusterCIDR": "169.0.0.0/8"}, "", "a range AKS reserves"},
-		{"bad clusterCIDR", "10.244.3.0/24", map[string]interface{}{"clusterCIDR": "10.244.0.0"}, "", "not an IPv4 CIDR"},
+		{"forbidden cluster", "172.30.3.0/24", map[string]interface{}{"clusterCIDR": "172.30.0.0/16"}, "", "overlaps 172.30.0.0/16, a forbidden range"},
+		{"forbidden block", "169.254.3.0/24", map[string]interface{}{"clusterCIDR": "169.0.0.0/8"}, "", "overlaps 169.254.0.0/16, a forbidden range"},
+		{"bad clusterCIDR", "10.244.3.0/24", map[string]interface{}{"clusterCIDR": "10.244.0.0"}, "", "not a CIDR"},
 		{"two sources", "10.244.3.0/24", map[string]interface{}{"kubeconfig": "/nonexistent"}, "", "exactly one source"},
 		{"no source", "10.244.3.0/24", map[string]interface{}{"podCIDRFile": nil}, "", "exactly one source"},
 		{"bridge mode", "10.244.3.0/24", nil, "bridge", "works with mode \"transparent\" only"},

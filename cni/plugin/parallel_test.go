@@ -12,13 +12,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/open-acn/acn/cni/network"
 	"github.com/open-acn/acn/internal/netnstest"
 )
 
-// TestParallelAdds300 starts 300 ADDs at once on one node, as a node
-// filling up with pods after a restart does, then 300 DELs. Every ADD must
-// succeed (no lock timeout, no "try again"), every pod must get its own
-// address, and after the DELs nothing may remain.
+// TestParallelAdds300 starts 300 dual-stack ADDs at once on one node, as
+// a node filling up with pods after a restart does, then 300 DELs. Every
+// ADD must succeed (no lock timeout, no "try again"), every pod must get
+// its own address of each family, and after the DELs nothing may remain.
 func TestParallelAdds300(t *testing.T) {
 	pods := 300
 	if v, err := strconv.Atoi(os.Getenv("ACN_TEST_PARALLEL_PODS")); err == nil && v > 0 {
@@ -35,7 +36,14 @@ func TestParallelAdds300(t *testing.T) {
 	if m := os.Getenv("ACN_TEST_PARALLEL_MODE"); m != "" {
 		mode = m
 	}
-	l := n.list("1.1.0", n.netConf(mode, nil))
+	fams := []string{"IPv4", "IPv6"}
+	if f := os.Getenv("ACN_TEST_PARALLEL_FAMILIES"); f != "" {
+		fams = strings.Split(f, ",") // e.g. IPv4 alone
+	}
+	l := n.list("1.1.0", withFamilies(n.netConf(mode, nil), fams))
+	if mode == "transparent" {
+		n.routePodsV6ViaNode()
+	}
 
 	// Pod namespaces are made up front (8 at a time), outside the measurement.
 	ps := make([]*pod, pods)
@@ -105,26 +113,37 @@ func TestParallelAdds300(t *testing.T) {
 		if err != nil {
 			return "", err
 		}
-		return r.IPs[0].Address.IP.String(), nil
+		if len(r.IPs) != len(fams) {
+			return "", fmt.Errorf("%d addresses, want %d", len(r.IPs), len(fams))
+		}
+		return network.JoinCIDRs(ipNets(r)), nil
 	})
 	seen := map[string]int{}
-	for i, ip := range ips {
-		if j, dup := seen[ip]; dup {
-			t.Errorf("pods %d and %d both got %s", j, i, ip)
+	for i, list := range ips {
+		for _, ip := range strings.Split(list, ",") {
+			if j, dup := seen[ip]; dup {
+				t.Errorf("pods %d and %d both got %s", j, i, ip)
+			}
+			seen[ip] = i
 		}
-		seen[ip] = i
 	}
 	if got := len(n.ownedVeths()); got != pods {
 		t.Errorf("%d veths in the node, want %d", got, pods)
 	}
 	_, is := n.state()
-	if len(is.Allocations) != pods {
-		t.Errorf("%d allocations in the state, want %d", len(is.Allocations), pods)
+	if len(is.Allocations) != pods*len(fams) {
+		t.Errorf("%d allocations in the state, want %d", len(is.Allocations), pods*len(fams))
 	}
-	// A sample of pods is really connected.
+	// A sample of pods is really connected, over each family.
 	for _, i := range []int{0, pods / 2, pods - 1} {
-		if err := ping(ps[i].ns, gatewayIP); err != nil {
-			t.Error(err)
+		for _, fam := range fams {
+			gw := gatewayIP
+			if fam == "IPv6" {
+				gw = gatewayIP6
+			}
+			if err := ping(ps[i].ns, gw); err != nil {
+				t.Error(err)
+			}
 		}
 	}
 
@@ -136,7 +155,5 @@ func TestParallelAdds300(t *testing.T) {
 	if len(vs.Endpoints) != 0 || len(is.Allocations) != 0 {
 		t.Errorf("state not empty after DEL: %d endpoints, %d allocations", len(vs.Endpoints), len(is.Allocations))
 	}
-	if out := n.ns.MustExec(t, "ip", "-4", "route", "show"); strings.Count(out, "\n") > 3 {
-		t.Errorf("routes left in the node:\n%s", out)
-	}
+	n.assertNoPodRoutes()
 }

@@ -28,7 +28,7 @@ import (
 )
 
 // SupportedVersions are the CNI spec versions both plugins speak.
-var SupportedVersions = version.PluginSupports("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
+var SupportedVersions = version.PluginSupports(config.SpecVersions...)
 
 // Environment variables for tests: stop the plugin at a named step
 // (ACN_CNI_CRASH_AT kills the process with SIGKILL there, as a node
@@ -137,16 +137,29 @@ func (p *Plugin) wrap(cmd string, f func(r *runner) error) func(*skel.CmdArgs) e
 		r := &runner{p: p, cmd: cmd, args: args, start: time.Now(), needVnet: p.Name == config.VnetPlugin}
 		r.last = r.start
 		cfg, err := config.Parse(args.StdinData, p.Name)
-		if err != nil {
+		if err != nil && cmd != "DEL" {
 			// No config, no log destination from it: log with defaults.
 			r.log = p.logger(nil)
 			r.log.Error(cmd, zap.String("containerID", args.ContainerID), zap.Error(err))
 			_ = r.log.Sync()
 			return err
 		}
+		if err != nil {
+			// Runtimes call DEL on every sandbox teardown, also after an
+			// ADD this configuration made fail: DEL cleans up by
+			// container ID from the plugin's own state whatever the
+			// configuration says (a DEL that fails leaves the pod stuck
+			// terminating until someone fixes the conflist).
+			cfg = config.ForCleanup(args.StdinData)
+			r.note(zap.String("configError", err.Error()))
+		}
 		r.cfg = cfg
 		r.log = p.logger(cfg)
 		defer func() { _ = r.log.Sync() }()
+		if err != nil {
+			r.log.Warn("DEL with a configuration that does not parse: cleaning up by container ID",
+				zap.String("containerID", args.ContainerID), zap.String("ifName", args.IfName), zap.Error(err))
+		}
 		r.paths = pathsOf(cfg)
 		r.hook = p.Hook
 		if r.hook == nil {
@@ -259,47 +272,58 @@ func k8sArgs(s string) (ns, name string) {
 	return ns, name
 }
 
-// pool reads the address source (outside any lock) and picks the pool.
-// maxAge < 0 uses the configured TTL; 0 forces a fresh query.
-func (r *runner) pool(maxAge time.Duration) (*ipam.Pool, error) {
+// pools reads the address source (outside any lock) and picks one pool
+// per family of ipam.ipFamilies, in that order (primary first). A family
+// the source has no pool for is a configuration error, before anything
+// is allocated or created. maxAge < 0 uses the configured TTL; 0 forces
+// a fresh query.
+func (r *runner) pools(maxAge time.Duration) ([]*ipam.Pool, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	if r.cfg.IPAM.Environment == config.EnvOverlay {
-		block, err := ipam.OverlayBlock(ctx, r.cfg, maxAge, r.p.HTTPClient)
+		blocks, err := ipam.OverlayBlocks(ctx, r.cfg, maxAge, r.p.HTTPClient)
 		if err != nil {
 			return nil, err
 		}
-		return ipam.OverlayPool(block, r.p.Name == config.IPAMPlugin), nil
+		var out []*ipam.Pool
+		for _, b := range blocks {
+			out = append(out, ipam.OverlayPool(b, r.p.Name == config.IPAMPlugin))
+		}
+		return out, nil
 	}
 	ifs, err := ipam.Source(ctx, r.cfg, maxAge, r.p.HTTPClient)
 	if err != nil {
 		return nil, err
 	}
-	p, err := ipam.SelectPool(ifs, r.cfg)
-	if err != nil {
-		return nil, config.Invalid("%v", err)
+	var out []*ipam.Pool
+	for _, fam := range r.cfg.IPAM.IPFamilies {
+		p, err := ipam.SelectPool(ifs, r.cfg, fam)
+		if err != nil {
+			return nil, config.Invalid("%v", err)
+		}
+		out = append(out, p)
 	}
-	return p, nil
+	return out, nil
 }
 
-// allocate runs f under the lock; if the pool is exhausted and the
-// source is the Azure host, the cache may be stale (the NIC may have got
-// more addresses), so it is refreshed once and f retried.
-func (r *runner) allocate(f func(t *tx, pool *ipam.Pool) error) (*ipam.Pool, error) {
-	pool, err := r.pool(-1)
+// allocate runs f under the lock; if a pool is exhausted and the source
+// is the Azure host, the cache may be stale (the NIC may have got more
+// addresses), so it is refreshed once and f retried.
+func (r *runner) allocate(f func(t *tx, pools []*ipam.Pool) error) ([]*ipam.Pool, error) {
+	pools, err := r.pools(-1)
 	if err != nil {
 		return nil, err
 	}
 	r.mark("source")
-	err = r.locked(func(t *tx) error { return f(t, pool) })
+	err = r.locked(func(t *tx) error { return f(t, pools) })
 	var ex *ipam.ExhaustedError
 	if errors.As(err, &ex) && r.cfg.IPAM.Environment == config.EnvAzure {
-		if pool, err = r.pool(0); err != nil {
+		if pools, err = r.pools(0); err != nil {
 			return nil, err
 		}
-		err = r.locked(func(t *tx) error { return f(t, pool) })
+		err = r.locked(func(t *tx) error { return f(t, pools) })
 	}
-	return pool, err
+	return pools, err
 }
 
 // remoteSource says whether the address source is a remote service (the
@@ -310,20 +334,23 @@ func remoteSource(cfg *config.NetConf) bool {
 }
 
 // podAddress is the address as configured in the pod: the subnet's
-// prefix in bridge mode (the pod is on the subnet's L2), /32 in
-// transparent mode (everything goes through the node).
+// prefix in bridge mode (the pod is on the subnet's L2), a host prefix
+// (/32, /128) in transparent mode (everything goes through the node).
 func podAddress(ip string, pool *ipam.Pool, mode string) *net.IPNet {
-	a := net.ParseIP(ip).To4()
+	a := net.ParseIP(ip)
+	if v4 := a.To4(); v4 != nil {
+		a = v4
+	}
 	if mode == network.ModeTransparent {
-		return &net.IPNet{IP: a, Mask: net.CIDRMask(32, 32)}
+		return &net.IPNet{IP: a, Mask: net.CIDRMask(len(a)*8, len(a)*8)}
 	}
 	return &net.IPNet{IP: a, Mask: pool.Subnet.Mask}
 }
 
 // resultFor builds the complete ADD result: interfaces (bridge, host veth,
-// pod interface with its sandbox), the address on the pod interface,
-// routes and DNS.
-func (r *runner) resultFor(containerID, ifName, netnsPath, mode string, ip *net.IPNet, gw net.IP, br *network.Bridge) *types100.Result {
+// pod interface with its sandbox), the addresses on the pod interface
+// (primary family first) with their gateways, routes and DNS.
+func (r *runner) resultFor(containerID, ifName, netnsPath, mode string, ips []*net.IPNet, gws []net.IP, br *network.Bridge) *types100.Result {
 	hostMAC, podMAC := network.MACs(containerID, ifName)
 	res := &types100.Result{CNIVersion: types100.ImplementedSpecVersion, DNS: r.cfg.DNS}
 	if mode == network.ModeBridge && br != nil {
@@ -333,8 +360,10 @@ func (r *runner) resultFor(containerID, ifName, netnsPath, mode string, ip *net.
 		&types100.Interface{Name: network.HostVethName(containerID, ifName), Mac: hostMAC.String()},
 		&types100.Interface{Name: ifName, Mac: podMAC.String(), Sandbox: netnsPath})
 	idx := len(res.Interfaces) - 1
-	res.IPs = []*types100.IPConfig{{Interface: &idx, Address: *ip, Gateway: gw}}
-	spec := network.Spec{Mode: mode, IP: ip, Gateway: gw, ViaHost: r.cfg.RoutedViaHost}
+	for i, ip := range ips {
+		res.IPs = append(res.IPs, &types100.IPConfig{Interface: &idx, Address: *ip, Gateway: gws[i]})
+	}
+	spec := network.Spec{Mode: mode, IPs: ips, Gateways: gws, ViaHost: r.cfg.RoutedViaHost}
 	if br != nil {
 		spec.HostIP = br.HostIP
 	}
@@ -370,15 +399,17 @@ func (r *runner) status() error {
 	if err != nil {
 		return types.NewError(ErrPluginNotAvailable, "address state unreadable: "+err.Error(), "")
 	}
-	pool, err := r.pool(-1)
+	pools, err := r.pools(-1)
 	if err != nil {
 		return types.NewError(ErrPluginNotAvailable, "address source: "+err.Error(), "")
 	}
-	free := is.Free(pool)
-	r.note(zap.Int("free", free))
-	r.note(zap.String("pool", pool.Name()))
-	if free == 0 {
-		return types.NewError(ErrPluginNotAvailable, fmt.Sprintf("address pool %s has no free address (%d in use)", pool.Name(), len(pool.Addresses)), "")
+	for _, pool := range pools {
+		free := is.Free(pool)
+		r.note(zap.Uint64("free"+pool.Family(), free))
+		r.note(zap.String("pool"+pool.Family(), pool.Name()))
+		if free == 0 {
+			return types.NewError(ErrPluginNotAvailable, fmt.Sprintf("%s address pool %s has no free address (%d in use)", pool.Family(), pool.Name(), pool.Size()), "")
+		}
 	}
 	return nil
 }

@@ -60,7 +60,7 @@ type Endpoint struct {
 	PodNamespace string          `json:"podNamespace,omitempty"`
 	Mode         string          `json:"mode"`
 	HostVeth     string          `json:"hostVeth"`
-	IP           string          `json:"ip"` // CIDR as configured in the pod
+	IP           string          `json:"ip"` // CIDRs as configured in the pod, comma-separated, primary family first
 	Status       string          `json:"status"`
 	PID          int             `json:"pid,omitempty"` // the plugin process working on a pending endpoint
 	Result       json.RawMessage `json:"result,omitempty"`
@@ -212,19 +212,35 @@ func (r *runner) loadOrRebuild(path string, v interface{}, what, unit string, re
 }
 
 // allocateIn gives the invocation's container interface an address from
-// pool in t (the one it holds, if any), owned by this plugin.
-func (r *runner) allocateIn(t *tx, pool *ipam.Pool) (*ipam.Allocation, error) {
+// each pool in t (the ones it holds, if any), owned by this plugin, in
+// the pools' order. Dual-stack is all or nothing: if one family fails,
+// the caller's section returns the error and nothing is saved (the
+// section writes the address file once, with both or neither).
+func (r *runner) allocateIn(t *tx, pools []*ipam.Pool) ([]*ipam.Allocation, error) {
 	a, cfg := r.args, r.cfg
-	had := t.ipam.Find(a.ContainerID, a.IfName) != nil
-	al, err := t.ipam.Allocate(pool, a.ContainerID, a.IfName, r.p.Name, cfg.IPAM.RequestedIP, r.now, time.Duration(cfg.IPAM.ReuseCooldown))
-	if err != nil {
-		return nil, err
+	var out []*ipam.Allocation
+	for _, pool := range pools {
+		had := t.ipam.FindFamily(a.ContainerID, a.IfName, pool.Family()) != nil
+		al, err := t.ipam.Allocate(pool, a.ContainerID, a.IfName, r.p.Name, cfg.IPAM.RequestedIP, r.now, time.Duration(cfg.IPAM.ReuseCooldown))
+		if err != nil {
+			return nil, err
+		}
+		al.Network = cfg.Name
+		if !had {
+			t.dirtyIPAM = true
+		}
+		out = append(out, al)
 	}
-	al.Network = cfg.Name
-	if !had {
-		t.dirtyIPAM = true
+	return out, nil
+}
+
+// allocatedIPs lists allocations' addresses for the log.
+func allocatedIPs(als []*ipam.Allocation) string {
+	s := make([]string, len(als))
+	for i, al := range als {
+		s[i] = al.IP
 	}
-	return al, nil
+	return strings.Join(s, ",")
 }
 
 // release frees the address of containerID/ifName and forgets its
@@ -264,9 +280,9 @@ func (r *runner) rebuildVnet() *VnetState {
 	}
 	for _, o := range owned {
 		ep := &Endpoint{ContainerID: o.ContainerID, IfName: o.IfName, Network: r.cfg.Name, Netns: o.Netns, Mode: o.Mode,
-			HostVeth: o.HostVeth, IP: o.IP.String(), Status: StatusCommitted, Updated: time.Now()}
+			HostVeth: o.HostVeth, IP: network.JoinCIDRs(o.IPs), Status: StatusCommitted, Updated: time.Now()}
 		if o.Netns != "" {
-			ep.Result, _ = json.Marshal(r.resultFor(o.ContainerID, o.IfName, o.Netns, o.Mode, o.IP, gatewayFor(o.Mode, o.IP), nil))
+			ep.Result, _ = json.Marshal(r.resultFor(o.ContainerID, o.IfName, o.Netns, o.Mode, o.IPs, gatewaysFor(o.Mode, o.IPs), nil))
 		}
 		s.Endpoints[key(o.ContainerID, o.IfName)] = ep
 	}
@@ -282,23 +298,32 @@ func (r *runner) rebuildIPAM(vs *VnetState) *ipam.State {
 		eps = r.rebuildVnet().Endpoints
 	}
 	for _, ep := range eps {
-		ip, n, err := net.ParseCIDR(ep.IP)
+		ips, err := network.ParseCIDRs(ep.IP)
 		if err != nil {
 			continue
 		}
-		s.Allocations[ip.String()] = &ipam.Allocation{IP: ip.String(), Pool: n.String(), ContainerID: ep.ContainerID,
-			IfName: ep.IfName, Owner: config.VnetPlugin, Network: ep.Network, Time: time.Now()}
+		for _, n := range ips {
+			pool := &net.IPNet{IP: n.IP.Mask(n.Mask), Mask: n.Mask}
+			s.Allocations[n.IP.String()] = &ipam.Allocation{IP: n.IP.String(), Pool: pool.String(), ContainerID: ep.ContainerID,
+				IfName: ep.IfName, Owner: config.VnetPlugin, Network: ep.Network, Time: time.Now()}
+		}
 	}
 	return s
 }
 
-// gatewayFor is the pod's gateway: the fixed one in transparent mode, the
-// subnet's first host (Azure's convention) in bridge mode.
-func gatewayFor(mode string, ipn *net.IPNet) net.IP {
-	if mode == network.ModeTransparent {
-		return network.TransparentGateway
+// gatewaysFor are the pod's gateways, one per address: the fixed one of
+// the family in transparent mode, the subnet's first host (Azure's
+// convention) in bridge mode.
+func gatewaysFor(mode string, ips []*net.IPNet) []net.IP {
+	out := make([]net.IP, len(ips))
+	for i, ipn := range ips {
+		if mode == network.ModeTransparent {
+			out[i] = network.TransparentGatewayFor(ipn.IP)
+		} else {
+			out[i] = ipam.FirstHost(ipn)
+		}
 	}
-	return ipam.FirstHost(ipn)
+	return out
 }
 
 // processAlive says whether the plugin process that marked an endpoint

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/containernetworking/cni/pkg/types"
@@ -46,26 +47,28 @@ func (r *runner) vnetAdd() error {
 	}
 	r.mark("read-state")
 
-	var alloc ipam.Allocation
-	var podIP *net.IPNet
+	var allocs []*ipam.Allocation
+	var podIPs []*net.IPNet
 	var pending Endpoint
-	pool, err := r.allocate(func(t *tx, pool *ipam.Pool) error {
+	pools, err := r.allocate(func(t *tx, pools []*ipam.Pool) error {
 		// Another ADD of the same container interface still running (a
 		// runtime retrying after its own timeout): plumbing it twice at
 		// once would tear down the first; retrying later helps.
 		if ep := t.vnet.Endpoints[k]; ep != nil && ep.Status == StatusPending && ep.PID != os.Getpid() && processAlive(ep.PID) {
 			return types.NewError(types.ErrTryAgainLater, fmt.Sprintf("an ADD of %s/%s is in progress (pid %d)", a.ContainerID, a.IfName, ep.PID), "")
 		}
-		al, err := r.allocateIn(t, pool)
+		als, err := r.allocateIn(t, pools)
 		if err != nil {
 			return err
 		}
-		alloc = *al
-		podIP = podAddress(al.IP, pool, cfg.Mode)
+		allocs, podIPs = als, nil
+		for i, al := range als {
+			podIPs = append(podIPs, podAddress(al.IP, pools[i], cfg.Mode))
+		}
 		pending = Endpoint{
 			ContainerID: a.ContainerID, IfName: a.IfName, Network: cfg.Name, Netns: a.Netns,
 			PodName: r.podName, PodNamespace: r.podNamespace, Mode: cfg.Mode,
-			HostVeth: network.HostVethName(a.ContainerID, a.IfName), IP: podIP.String(),
+			HostVeth: network.HostVethName(a.ContainerID, a.IfName), IP: network.JoinCIDRs(podIPs),
 			Status: StatusPending, PID: os.Getpid(), Updated: r.now,
 		}
 		t.vnet.Endpoints[k] = &pending
@@ -76,7 +79,7 @@ func (r *runner) vnetAdd() error {
 		return err
 	}
 	r.mark("allocate")
-	r.note(zap.String("ip", alloc.IP))
+	r.note(zap.String("ip", allocatedIPs(allocs)))
 	if err := r.at("add:allocated"); err != nil {
 		return r.undoAdd(err)
 	}
@@ -87,7 +90,8 @@ func (r *runner) vnetAdd() error {
 	}
 
 	spec := network.Spec{ContainerID: a.ContainerID, IfName: a.IfName, Netns: a.Netns, Mode: cfg.Mode,
-		IP: podIP, ViaHost: cfg.RoutedViaHost}
+		IPs: podIPs, ViaHost: cfg.RoutedViaHost}
+	primary := pools[0]
 	var br *network.Bridge
 	switch cfg.Mode {
 	case config.ModeBridge:
@@ -100,26 +104,33 @@ func (r *runner) vnetAdd() error {
 			r.log.Warn("cannot enable bridge-nf-call-iptables", zap.Error(err))
 		}
 		spec.BridgeIndex, spec.HostIP, spec.MTU = br.Index, br.HostIP, br.MTU
-		spec.Gateway = pool.Gateway
+		for _, pool := range pools {
+			spec.Gateways = append(spec.Gateways, pool.Gateway)
+		}
 	case config.ModeTransparent:
 		if err := network.EnsureSysctl(network.SysctlIPForward, "1"); err != nil {
 			return r.undoAdd(fmt.Errorf("enable ip_forward: %w", err))
 		}
 		var m netlink.Link
-		if cfg.Master != "" || pool.Overlay {
+		if cfg.Master != "" || primary.Overlay {
 			// Overlay: the block is not on any NIC; the master is the
 			// named one or the one holding the default route.
 			m, err = network.MasterLink(r.nl, cfg.Master)
 		} else {
-			m, err = network.LinkToward(r.nl, pool.Gateway)
+			m, err = network.LinkToward(r.nl, primary.Gateway)
 		}
 		if err != nil {
 			return r.undoAdd(config.Invalid("master interface: %v", err))
 		}
 		spec.MTU = m.Attrs().MTU
-		spec.Gateway = network.TransparentGateway
-		if pool.Overlay {
-			if err := network.EnsureOverlaySNAT(pool.Subnet, cfg.IPAM.ClusterCIDRNet, r.paths.overlayLock, r.paths.overlayMarker); err != nil {
+		spec.Gateways = gatewaysFor(cfg.Mode, podIPs)
+		if slices.Contains(cfg.IPAM.IPFamilies, config.IPv6) {
+			if err := network.EnsureIPv6Forwarding(m.Attrs().Name); err != nil {
+				return r.undoAdd(fmt.Errorf("enable IPv6 forwarding: %w", err))
+			}
+		}
+		if primary.Overlay {
+			if err := network.EnsureOverlaySNAT(r.snatRules(pools), r.paths.overlayLock, r.paths.overlayMarker); err != nil {
 				return r.undoAdd(err)
 			}
 		}
@@ -131,7 +142,7 @@ func (r *runner) vnetAdd() error {
 	}
 	r.mark("netlink")
 
-	res := r.resultFor(a.ContainerID, a.IfName, a.Netns, cfg.Mode, podIP, spec.Gateway, br)
+	res := r.resultFor(a.ContainerID, a.IfName, a.Netns, cfg.Mode, podIPs, spec.Gateways, br)
 	raw, err := json.Marshal(res)
 	if err != nil {
 		return r.undoAdd(err)
@@ -154,6 +165,18 @@ func (r *runner) vnetAdd() error {
 		return err
 	}
 	return r.print(res)
+}
+
+// snatRules are the overlay SNAT rules of the node's blocks: one per
+// family that ipam.snatFamilies (default: all) says is SNATed.
+func (r *runner) snatRules(pools []*ipam.Pool) []network.SNATRule {
+	var out []network.SNATRule
+	for _, p := range pools {
+		if r.cfg.IPAM.SNAT(p.Family()) {
+			out = append(out, network.SNATRule{Block: p.Subnet, Cluster: r.cfg.IPAM.ClusterCIDRFor(p.Family())})
+		}
+	}
+	return out
 }
 
 // undoAdd removes what a failed ADD made (veth, allocation, endpoint) and
@@ -232,14 +255,17 @@ func (r *runner) vnetCheck() error {
 	if err != nil {
 		return err
 	}
-	ipn, err := parseCIDR(ep.IP)
+	ipns, err := network.ParseCIDRs(ep.IP)
 	if err != nil {
-		return err
+		return fmt.Errorf("state has a bad address %q: %w", ep.IP, err)
 	}
-	if al := is.Find(a.ContainerID, a.IfName); al == nil || al.IP != ipn.IP.String() {
-		return types.NewError(ErrCheckFailed, fmt.Sprintf("address %s of %s/%s is not allocated to it", ipn.IP, a.ContainerID, a.IfName), "")
+	held := is.FindAll(a.ContainerID, a.IfName)
+	for _, ipn := range ipns {
+		if !slices.ContainsFunc(held, func(al *ipam.Allocation) bool { return al.IP == ipn.IP.String() }) {
+			return types.NewError(ErrCheckFailed, fmt.Sprintf("address %s of %s/%s is not allocated to it", ipn.IP, a.ContainerID, a.IfName), "")
+		}
 	}
-	exp := network.Expect{Spec: network.Spec{ContainerID: a.ContainerID, IfName: a.IfName, Netns: a.Netns, Mode: ep.Mode, IP: ipn}}
+	exp := network.Expect{Spec: network.Spec{ContainerID: a.ContainerID, IfName: a.IfName, Netns: a.Netns, Mode: ep.Mode, IPs: ipns}}
 	if ep.Mode == config.ModeBridge {
 		l, err := r.nl.LinkByName(cfg.Bridge)
 		if err != nil {
@@ -264,22 +290,22 @@ func (r *runner) vnetCheck() error {
 			exp.Addresses = append(exp.Addresses, &n)
 		}
 	}
-	for _, want := range exp.Addresses {
-		if want.String() != ipn.String() {
-			return types.NewError(ErrCheckFailed, fmt.Sprintf("prevResult has address %s, the endpoint has %s", want, ipn), "")
-		}
+	if network.JoinCIDRs(exp.Addresses) != network.JoinCIDRs(ipns) {
+		return types.NewError(ErrCheckFailed, fmt.Sprintf("prevResult has addresses %s, the endpoint has %s", network.JoinCIDRs(exp.Addresses), ep.IP), "")
 	}
 	exp.Routes = prev.Routes
 	r.mark("state")
 	if cfg.IPAM.Environment == config.EnvOverlay {
-		pool, err := r.pool(-1)
+		pools, err := r.pools(-1)
 		if err != nil {
 			return err
 		}
-		if !pool.Subnet.Contains(ipn.IP) {
-			return types.NewError(ErrCheckFailed, fmt.Sprintf("address %s is not in the node's pod block %s", ipn.IP, pool.Subnet), "")
+		for _, ipn := range ipns {
+			if !slices.ContainsFunc(pools, func(p *ipam.Pool) bool { return p.Subnet.Contains(ipn.IP) }) {
+				return types.NewError(ErrCheckFailed, fmt.Sprintf("address %s is not in the node's pod blocks", ipn.IP), "")
+			}
 		}
-		if err := network.CheckOverlaySNAT(pool.Subnet, cfg.IPAM.ClusterCIDRNet); err != nil {
+		if err := network.CheckOverlaySNAT(r.snatRules(pools)); err != nil {
 			return types.NewError(ErrCheckFailed, err.Error(), "")
 		}
 	}
@@ -375,13 +401,4 @@ func (r *runner) vnetGC() error {
 		return types.NewError(types.ErrInternal, fmt.Sprintf("GC: %d errors, first: %v", len(errs), errs[0]), "")
 	}
 	return nil
-}
-
-func parseCIDR(s string) (*net.IPNet, error) {
-	ip, n, err := net.ParseCIDR(s)
-	if err != nil {
-		return nil, fmt.Errorf("state has a bad address %q: %w", s, err)
-	}
-	n.IP = ip.To4()
-	return n, nil
 }

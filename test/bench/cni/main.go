@@ -1,9 +1,13 @@
 //go:build linux
 
 // Command cni measures CNI ADD and DEL latency of azure-vnet (bridge and
-// transparent modes) side by side with the reference bridge + host-local
-// plugins (Debian's containernetworking-plugins), on this machine, in the
-// same run, driven through libcni as containerd drives plugins.
+// transparent modes, IPv4-only and dual-stack) side by side with the
+// reference bridge + host-local plugins (Debian's
+// containernetworking-plugins), on this machine, in the same run, driven
+// through libcni as containerd drives plugins. For azure-vnet it also
+// measures how long after ADD returns the pod's first echo request to its
+// gateway is answered, per family (a lost first ARP or neighbour
+// solicitation, or duplicate address detection, shows as about 1 s).
 //
 // Every configuration gets a fresh "node" network namespace (veth eth0 to
 // a "vnet" namespace with the gateway) and the same pool of pod
@@ -27,6 +31,7 @@ import (
 	"time"
 
 	"github.com/containernetworking/cni/libcni"
+	types100 "github.com/containernetworking/cni/pkg/types/100"
 
 	"github.com/open-acn/acn/cni/cnitest"
 	"github.com/open-acn/acn/internal/benchfmt"
@@ -43,13 +48,14 @@ var (
 // sampleSet pools one configuration's latencies over the passes.
 type sampleSet struct {
 	addSeq, delSeq, addPar, delPar []float64
+	firstReply4, firstReply6       []float64
 	parPods                        int
 	parWall                        time.Duration
 }
 
 func (s *sampleSet) results(tg target, par int) []benchfmt.Result {
 	params := func(conc int) map[string]string {
-		return map[string]string{"plugin": tg.plugin, "mode": tg.mode, "concurrency": strconv.Itoa(conc)}
+		return map[string]string{"plugin": tg.plugin, "mode": tg.mode, "families": tg.families, "concurrency": strconv.Itoa(conc)}
 	}
 	var rs []benchfmt.Result
 	emit := func(op string, conc int, samples []float64) {
@@ -62,6 +68,12 @@ func (s *sampleSet) results(tg target, par int) []benchfmt.Result {
 	emit("add", par, s.addPar)
 	rs = append(rs, benchfmt.Result{Name: "cni_add_throughput", Value: round2(float64(s.parPods) / s.parWall.Seconds()), Unit: "pods/s", Params: params(par)})
 	emit("del", par, s.delPar)
+	if len(s.firstReply4) > 0 {
+		emit("ipv4_first_reply", 1, s.firstReply4)
+	}
+	if len(s.firstReply6) > 0 {
+		emit("ipv6_first_reply", 1, s.firstReply6)
+	}
 	return rs
 }
 
@@ -81,6 +93,7 @@ func main() {
 
 type target struct {
 	plugin, mode string
+	families     string // ipam.ipFamilies, comma-separated
 	conf         func(n *node) map[string]interface{}
 	cniVersion   string
 }
@@ -118,18 +131,22 @@ func run(out string, seq, par, perWorker int) error {
 		return err
 	}
 
-	azure := func(mode string) func(n *node) map[string]interface{} {
+	azure := func(mode, families string) func(n *node) map[string]interface{} {
 		return func(n *node) map[string]interface{} {
 			return map[string]interface{}{
 				"type": "azure-vnet", "mode": mode, "stateDir": n.dir, "logFile": filepath.Join(n.dir, "azure-vnet.log"),
-				"ipam": map[string]interface{}{"type": "azure-vnet-ipam", "environment": "file", "interfacesFile": n.ifsFile},
+				"ipam": map[string]interface{}{"type": "azure-vnet-ipam", "environment": "file", "interfacesFile": n.ifsFile,
+					"ipFamilies": strings.Split(families, ",")},
 			}
 		}
 	}
+	const v4, dual = "IPv4", "IPv4,IPv6"
 	targets := []target{
-		{"azure-vnet", "bridge", azure("bridge"), "1.1.0"},
-		{"azure-vnet", "transparent", azure("transparent"), "1.1.0"},
-		{"reference", "bridge+host-local", func(n *node) map[string]interface{} {
+		{"azure-vnet", "bridge", v4, azure("bridge", v4), "1.1.0"},
+		{"azure-vnet", "bridge", dual, azure("bridge", dual), "1.1.0"},
+		{"azure-vnet", "transparent", v4, azure("transparent", v4), "1.1.0"},
+		{"azure-vnet", "transparent", dual, azure("transparent", dual), "1.1.0"},
+		{"reference", "bridge+host-local", v4, func(n *node) map[string]interface{} {
 			return map[string]interface{}{"type": "bridge", "bridge": "cni0", "isGateway": true,
 				"ipam": map[string]interface{}{"type": "host-local", "subnet": "10.244.0.0/16", "dataDir": filepath.Join(n.dir, "host-local")}}
 		}, "1.0.0"},
@@ -146,7 +163,7 @@ func run(out string, seq, par, perWorker int) error {
 		for k := range targets {
 			i := (k + pass) % len(targets)
 			tg := targets[i]
-			fmt.Fprintf(os.Stderr, "pass %d/%d: %s %s...\n", pass+1, passes, tg.plugin, tg.mode)
+			fmt.Fprintf(os.Stderr, "pass %d/%d: %s %s %s...\n", pass+1, passes, tg.plugin, tg.mode, tg.families)
 			if err := measure(binDir, tg, pods, max(1, seq/passes), par, max(1, perWorker/passes), samples[i]); err != nil {
 				return fmt.Errorf("%s %s: %w", tg.plugin, tg.mode, err)
 			}
@@ -220,7 +237,17 @@ func newNode(addrs int) (*node, error) {
 		n.close()
 		return nil, err
 	}
-	if _, err := n.ns.Exec("ip", "route", "add", "default", "via", cnitest.GatewayIP); err != nil {
+	for _, cmd := range [][]string{
+		{"ip", "route", "add", "default", "via", cnitest.GatewayIP},
+		{"ip", "addr", "add", cnitest.NodeIP6 + "/64", "dev", "eth0", "nodad"},
+		{"ip", "-6", "route", "add", "default", "via", cnitest.GatewayIP6},
+	} {
+		if _, err := n.ns.Exec(cmd[0], cmd[1:]...); err != nil {
+			n.close()
+			return nil, err
+		}
+	}
+	if _, err := n.vnet.Exec("ip", "addr", "add", cnitest.GatewayIP6+"/64", "dev", "gw0", "nodad"); err != nil {
 		n.close()
 		return nil, err
 	}
@@ -258,7 +285,7 @@ func measure(binDir string, tg target, pods []*pod, seq, par, perWorker int, ss 
 		defer func() {
 			if data, err := os.ReadFile(filepath.Join(n.dir, "azure-vnet.log")); err == nil {
 				_ = os.MkdirAll(keepLogs, 0o755)
-				_ = os.WriteFile(filepath.Join(keepLogs, "azure-vnet-"+tg.mode+".log"), data, 0o644)
+				_ = os.WriteFile(filepath.Join(keepLogs, "azure-vnet-"+tg.mode+"-"+strings.ReplaceAll(tg.families, ",", "+")+".log"), data, 0o644)
 			}
 		}()
 	}
@@ -281,10 +308,23 @@ func measure(binDir string, tg target, pods []*pod, seq, par, perWorker int, ss 
 			p.id = fmt.Sprintf("%016x%016x%032d", round, i, 0)[:64]
 		}
 	}
+	var gw4, gw6 string // the gateways of the last ADD's result
 	add := func(p *pod) (float64, error) {
 		start := time.Now()
-		_, err := cni.AddNetworkList(ctx, list, rt(p))
-		return ms(time.Since(start)), err
+		res, err := cni.AddNetworkList(ctx, list, rt(p))
+		d := ms(time.Since(start))
+		if err == nil {
+			if r, cerr := types100.NewResultFromResult(res); cerr == nil {
+				for _, ipc := range r.IPs {
+					if ipc.Address.IP.To4() == nil {
+						gw6 = ipc.Gateway.String()
+					} else {
+						gw4 = ipc.Gateway.String()
+					}
+				}
+			}
+		}
+		return d, err
 	}
 	del := func(p *pod) (float64, error) {
 		start := time.Now()
@@ -306,11 +346,29 @@ func measure(binDir string, tg target, pods []*pod, seq, par, perWorker int, ss 
 	ids(sp)
 	var adds, dels []float64
 	for _, p := range sp {
+		gw4, gw6 = "", ""
 		d, err := add(p)
 		if err != nil {
 			return fmt.Errorf("ADD: %w", err)
 		}
 		adds = append(adds, d)
+		// azure-vnet only: the reference bridge's gateway answers too,
+		// but its sequence is not what is measured here.
+		if tg.plugin == "azure-vnet" {
+			for _, f := range []struct {
+				gw  string
+				out *[]float64
+			}{{gw4, &ss.firstReply4}, {gw6, &ss.firstReply6}} {
+				if f.gw == "" {
+					continue
+				}
+				start := time.Now()
+				if err := cnitest.Ping(p.ns, f.gw); err != nil {
+					return fmt.Errorf("first echo to %s after ADD: %w", f.gw, err)
+				}
+				*f.out = append(*f.out, ms(time.Since(start)))
+			}
+		}
 	}
 	for _, p := range sp {
 		d, err := del(p)
