@@ -22,14 +22,20 @@ func canonical(p hns.Policy) string {
 	return p.Type + string(b)
 }
 
-func samePolicies(a, b []hns.Policy) bool {
-	if len(a) != len(b) {
-		return false
+// hasPolicies says whether every policy of want is on the endpoint (have).
+// Others may be there too: the NetworkPolicy agent adds its ACLs to the
+// same endpoints.
+func hasPolicies(want, have []hns.Policy) bool {
+	got := map[string]int{}
+	for _, p := range have {
+		got[canonical(p)]++
 	}
-	for i := range a {
-		if canonical(a[i]) != canonical(b[i]) {
+	for _, p := range want {
+		c := canonical(p)
+		if got[c] == 0 {
 			return false
 		}
+		got[c]--
 	}
 	return true
 }

@@ -255,8 +255,8 @@ func (r *runner) vnetDel() error {
 
 // vnetCheck is azure-vnet CHECK: the state knows the endpoint, IPAM holds
 // its address, and HNS has it as ADD made it: attached to CNI_NETNS, with
-// prevResult's address and gateway, the policies and DNS the
-// configuration asks for now.
+// prevResult's address and gateway, the policies (others may be there
+// too: NetworkPolicy ACLs) and DNS the configuration asks for now.
 func (r *runner) vnetCheck() error {
 	a := r.args
 	nsID, err := r.namespace()
@@ -313,8 +313,8 @@ func (r *runner) vnetCheck() error {
 	if err != nil {
 		return err
 	}
-	if !samePolicies(want, e.Policies) {
-		return failed("HNS endpoint %s has policies %s, the configuration asks for %s", e.Name, policyString(e.Policies), policyString(want))
+	if !hasPolicies(want, e.Policies) {
+		return failed("HNS endpoint %s has policies %s, missing some the configuration asks for: %s", e.Name, policyString(e.Policies), policyString(want))
 	}
 	if d := r.win.EndpointDNS(r.cfg); !reflect.DeepEqual(normDNS(d), normDNS(e.DNS)) {
 		return failed("HNS endpoint %s has DNS %+v, the configuration asks for %+v", e.Name, e.DNS, d)
