@@ -24,7 +24,7 @@ const EnvFile = "ACN_FAKE_HNS_FILE"
 
 func main() {
 	path := os.Getenv(EnvFile)
-	if path == "" {
+	if path == "" && len(os.Args) == 1 { // flags (--version) need no HNS
 		fmt.Fprintln(os.Stderr, EnvFile+" is not set: this test build needs the fake HNS's file")
 		os.Exit(2)
 	}
