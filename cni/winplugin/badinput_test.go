@@ -180,6 +180,30 @@ func TestRefusals(t *testing.T) {
 	n.assertEmpty("after DEL")
 }
 
+// DEL with a configuration ADD would reject still removes the pod's
+// endpoint and address (found by the container ID).
+func TestDelWithRejectedConfig(t *testing.T) {
+	n := newNode(t, 4)
+	l := n.conf("1.1.0", nil)
+	p := n.newPod("p")
+	n.mustAdd(l, p)
+	for _, c := range []struct {
+		name  string
+		stdin []byte
+	}{
+		{"malformed", []byte(`{"cniVersion":"1.1.0","name":`)},
+		{"transparent", func() []byte {
+			b, _ := json.Marshal(n.pluginConf("1.1.0", func(m map[string]interface{}) { m["mode"] = "transparent" }))
+			return b
+		}()},
+	} {
+		if te, out := n.run(config.VnetPlugin, "DEL", c.stdin, p.id, p.ns, "eth0"); te != nil {
+			t.Fatalf("DEL (%s): %+v %s", c.name, te, out)
+		}
+		n.assertEmpty("after DEL with a " + c.name + " configuration")
+	}
+}
+
 // azure-vnet-ipam.exe: the same sources and state as azure-vnet.
 func TestIPAMPlugin(t *testing.T) {
 	n := newNode(t, 4)

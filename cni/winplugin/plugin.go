@@ -126,7 +126,7 @@ func (p *Plugin) wrap(cmd string, f func(r *runner) error) func(*skel.CmdArgs) e
 				// DEL always succeeds: what ADD made is found by the
 				// container ID alone (the endpoint's name).
 				r.log.Warn(cmd+": configuration rejected; removing the container's endpoint by name", zap.String("containerID", args.ContainerID), zap.Error(err))
-				if _, derr := r.removeEndpoint(hns.EndpointName(args.ContainerID, args.IfName)); derr != nil {
+				if derr := r.delByContainer(); derr != nil {
 					return toCNIError(derr, false)
 				}
 				return nil
@@ -161,6 +161,27 @@ func (p *Plugin) wrap(cmd string, f func(r *runner) error) func(*skel.CmdArgs) e
 		r.log.Info(cmd, fields...)
 		return nil
 	}
+}
+
+// delByContainer is DEL without a usable configuration: the endpoint is
+// found by its name, the state in the state directory of the environment
+// (ACN_CNI_STATE_DIR) or the default one.
+func (r *runner) delByContainer() error {
+	a := r.args
+	if _, err := r.removeEndpoint(hns.EndpointName(a.ContainerID, a.IfName)); err != nil {
+		return err
+	}
+	r.cfg = &config.NetConf{StateDir: os.Getenv(config.EnvStateDir), LockTimeout: config.Duration(config.DefaultLockTimeout)}
+	if r.cfg.StateDir == "" {
+		r.cfg.StateDir = config.DefaultStateDir
+	}
+	r.paths = pathsOf(r.cfg)
+	vs, _ := readVnet(r.paths)
+	is, ierr := readIPAM(r.paths)
+	if vs.Endpoints[key(a.ContainerID, a.IfName)] == nil && ierr == nil && is.Find(a.ContainerID, a.IfName) == nil {
+		return nil
+	}
+	return r.locked(func(t *tx) error { t.release(a.ContainerID, a.IfName); return nil })
 }
 
 // ipamOnly checks what azure-vnet-ipam on Windows supports.
