@@ -14,6 +14,8 @@ LDFLAGS := -s -w -X github.com/open-acn/acn/internal/version.Version=$(VERSION)
 GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)"
 ARCHIVE := $(OUT)/azure-vnet-cni-linux-amd64-$(VERSION).tgz
 WIN_ARCHIVE := $(OUT)/azure-vnet-cni-windows-amd64-$(VERSION).zip
+# The Linux archive and image carry every conflist but the Windows ones.
+LINUX_CONFLISTS := $(filter-out %-windows.conflist,$(wildcard deploy/cni/*.conflist))
 TEST_TIMEOUT ?= 20m
 E2E_DATAPLANES ?= iptables,nftables
 
@@ -46,7 +48,7 @@ podserver: ## build out/podserver (what test pods run)
 
 azure-cni-plugins: azure-vnet azure-vnet-ipam ## release archive of both plugins, conflists and install script, with .sha256
 	@rm -rf $(OUT)/cni-archive && mkdir -p $(OUT)/cni-archive
-	cp $(OUT)/azure-vnet $(OUT)/azure-vnet-ipam deploy/cni/*.conflist deploy/cni/install-cni-plugin.sh $(OUT)/cni-archive/
+	cp $(OUT)/azure-vnet $(OUT)/azure-vnet-ipam $(LINUX_CONFLISTS) deploy/cni/install-cni-plugin.sh $(OUT)/cni-archive/
 	tar -C $(OUT)/cni-archive --owner=0 --group=0 -czf $(ARCHIVE) .
 	cd $(OUT) && sha256sum $(notdir $(ARCHIVE)) > $(notdir $(ARCHIVE)).sha256
 	@echo "$(ARCHIVE)"
