@@ -290,7 +290,8 @@ func (r *runner) allocate(f func(t *tx, pool *ipam.Pool) error) (*ipam.Pool, err
 }
 
 // namespaceGUID is CNI_NETNS on Windows: the GUID of the pod's HNS
-// namespace, which the runtime created.
+// namespace, which the runtime created. GUIDs are compared ignoring case
+// (HNS may answer in upper case what the runtime passed in lower case).
 var namespaceGUID = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
 
 func (r *runner) namespace() (string, error) {
@@ -299,7 +300,7 @@ func (r *runner) namespace() (string, error) {
 		return "", types.NewError(types.ErrInvalidEnvironmentVariables,
 			fmt.Sprintf("CNI_NETNS %q: want the GUID of the pod's HNS namespace", ns), "")
 	}
-	return strings.ToLower(ns), nil
+	return ns, nil
 }
 
 // checkIfName refuses interface names that would make the endpoint's

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"reflect"
+	"strings"
 	"time"
 
 	"github.com/containernetworking/cni/pkg/types"
@@ -44,8 +45,8 @@ func (r *runner) vnetAdd() error {
 	name := hns.EndpointName(a.ContainerID, a.IfName)
 
 	vs, _ := readVnet(r.paths)
-	if ep := vs.Endpoints[k]; ep != nil && ep.Status == StatusCommitted && ep.Result != nil && ep.Namespace == nsID {
-		if e, err := r.h.EndpointByName(name); err == nil && e.ID == ep.HNSID && e.Namespace == nsID {
+	if ep := vs.Endpoints[k]; ep != nil && ep.Status == StatusCommitted && ep.Result != nil && strings.EqualFold(ep.Namespace, nsID) {
+		if e, err := r.h.EndpointByName(name); err == nil && e.ID == ep.HNSID && strings.EqualFold(e.Namespace, nsID) {
 			r.note(zap.Bool("repeated", true))
 			return r.printStored(ep.Result)
 		}
@@ -291,7 +292,7 @@ func (r *runner) vnetCheck() error {
 	if e.ID != ep.HNSID {
 		return failed("HNS endpoint %s has ID %s, ADD made %s", e.Name, e.ID, ep.HNSID)
 	}
-	if e.Namespace != nsID {
+	if !strings.EqualFold(e.Namespace, nsID) {
 		return failed("HNS endpoint %s is attached to namespace %q, not %s", e.Name, e.Namespace, nsID)
 	}
 	if len(prev.IPs) != 1 {
