@@ -13,12 +13,15 @@ SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 LDFLAGS := -s -w -X github.com/open-acn/acn/internal/version.Version=$(VERSION)
 GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)"
 ARCHIVE := $(OUT)/azure-vnet-cni-linux-amd64-$(VERSION).tgz
+WIN_ARCHIVE := $(OUT)/azure-vnet-cni-windows-amd64-$(VERSION).zip
+# The Linux archive and image carry every conflist but the Windows ones.
+LINUX_CONFLISTS := $(filter-out %-windows.conflist,$(wildcard deploy/cni/*.conflist))
 TEST_TIMEOUT ?= 20m
 E2E_DATAPLANES ?= iptables,nftables
 
 IMAGES := azure-npm azure-cni
 
-.PHONY: help version all podserver azure-npm azure-vnet azure-vnet-ipam azure-cni-install azure-cni-plugins images test e2e bench demo deps lint clean cluster-up cluster-down tools
+.PHONY: help version all podserver azure-npm azure-vnet azure-vnet-ipam azure-cni-install azure-cni-plugins azure-cni-plugins-windows images test e2e bench demo deps lint clean cluster-up cluster-down tools
 
 version: ## print the version every output is named and tagged with
 	@echo $(VERSION)
@@ -45,10 +48,21 @@ podserver: ## build out/podserver (what test pods run)
 
 azure-cni-plugins: azure-vnet azure-vnet-ipam ## release archive of both plugins, conflists and install script, with .sha256
 	@rm -rf $(OUT)/cni-archive && mkdir -p $(OUT)/cni-archive
-	cp $(OUT)/azure-vnet $(OUT)/azure-vnet-ipam deploy/cni/*.conflist deploy/cni/install-cni-plugin.sh $(OUT)/cni-archive/
+	cp $(OUT)/azure-vnet $(OUT)/azure-vnet-ipam $(LINUX_CONFLISTS) deploy/cni/install-cni-plugin.sh $(OUT)/cni-archive/
 	tar -C $(OUT)/cni-archive --owner=0 --group=0 -czf $(ARCHIVE) .
 	cd $(OUT) && sha256sum $(notdir $(ARCHIVE)) > $(notdir $(ARCHIVE)).sha256
 	@echo "$(ARCHIVE)"
+
+azure-cni-plugins-windows: ## Windows release archive (.zip + .sha256): azure-vnet.exe, azure-vnet-ipam.exe, the Windows conflist (also as 10-azure.conflist, what install-cni-plugin.ps1 installs)
+	GOOS=windows GOARCH=amd64 $(GOBUILD) -o $(OUT)/windows-amd64/azure-vnet.exe ./cmd/azure-vnet
+	GOOS=windows GOARCH=amd64 $(GOBUILD) -o $(OUT)/windows-amd64/azure-vnet-ipam.exe ./cmd/azure-vnet-ipam
+	@rm -rf $(OUT)/cni-archive-windows && mkdir -p $(OUT)/cni-archive-windows
+	cp $(OUT)/windows-amd64/azure-vnet.exe $(OUT)/windows-amd64/azure-vnet-ipam.exe deploy/cni/10-azure-windows.conflist deploy/cni/install-cni-plugin.ps1 $(OUT)/cni-archive-windows/
+	cp deploy/cni/10-azure-windows.conflist $(OUT)/cni-archive-windows/10-azure.conflist
+	touch -d @$(SOURCE_DATE_EPOCH) $(OUT)/cni-archive-windows/*
+	rm -f $(WIN_ARCHIVE) && cd $(OUT)/cni-archive-windows && zip -X -q -D ../$(notdir $(WIN_ARCHIVE)) $$(ls | LC_ALL=C sort)
+	cd $(OUT) && sha256sum $(notdir $(WIN_ARCHIVE)) > $(notdir $(WIN_ARCHIVE)).sha256
+	@echo "$(WIN_ARCHIVE)"
 
 images: azure-npm azure-vnet azure-vnet-ipam azure-cni-install ## image tarballs out/images/<name>.tar tagged $(VERSION) (no registry or daemon needed); out/deploy/{npm,cni} select them for kubectl apply -k
 	SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) $(GO) run ./hack/imagebuild build --version $(VERSION) --out $(OUT)/images $(addprefix images/,$(IMAGES))

@@ -56,7 +56,11 @@ func makeRelease(deploy, dir string) (*release, error) {
 	// The archive's content, as the Makefile's azure-cni-plugins target has it.
 	files := []string{filepath.Join(r.bins, "azure-vnet"), filepath.Join(r.bins, "azure-vnet-ipam"), filepath.Join(deploy, "cni", "install-cni-plugin.sh")}
 	conflists, _ := filepath.Glob(filepath.Join(deploy, "cni", "*.conflist"))
-	files = append(files, conflists...)
+	for _, c := range conflists {
+		if !strings.HasSuffix(c, "-windows.conflist") { // in the Windows archive only
+			files = append(files, c)
+		}
+	}
 	for _, f := range files {
 		if out, err := exec.Command("cp", "-p", f, stage+"/").CombinedOutput(); err != nil {
 			return nil, fmt.Errorf("cp %s: %v\n%s", f, err, out)

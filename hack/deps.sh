@@ -7,6 +7,7 @@ packages=(
   containernetworking-plugins                      # reference bridge/host-local/portmap/loopback
   containerd                                       # image import tests (a throw-away instance)
   ethtool jq openssl ca-certificates make gcc git  # build and test helpers
+  zip                                              # the Windows release archive
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -17,12 +17,9 @@ import (
 	"gopkg.in/natefinch/lumberjack.v2"
 )
 
-// Default log files, one per binary.
-const (
-	DefaultNPMFile  = "/var/log/azure-npm.log"
-	DefaultVnetFile = "/var/log/azure-vnet.log"
-	DefaultIpamFile = "/var/log/azure-vnet-ipam.log"
-)
+// DefaultNPMFile is azure-npm's default log file (the CNI plugins' are
+// per platform: paths_*.go).
+const DefaultNPMFile = "/var/log/azure-npm.log"
 
 // Encodings and levels accepted in Config.
 const (

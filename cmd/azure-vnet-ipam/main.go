@@ -1,5 +1,3 @@
-//go:build linux
-
 // Command azure-vnet-ipam is the CNI IPAM plugin: it hands out the node's
 // VNet addresses (from the Azure host or a file) to containers.
 package main

@@ -1,7 +1,6 @@
-//go:build linux
-
 // Command azure-vnet is the CNI network plugin: it connects a pod to the
-// node's VNet in bridge or transparent mode (see cni/README.md).
+// node's VNet in bridge or transparent mode on Linux, through HNS on
+// Windows (see cni/README.md).
 package main
 
 import (

@@ -1,8 +1,8 @@
-//go:build linux
-
 // Package cmdmain is the shared main of azure-vnet and azure-vnet-ipam:
 // command-line flags (a CNI plugin normally gets none), the logger from
-// the configuration, and the skel dispatch.
+// the configuration, and the skel dispatch: to the Linux handlers
+// (cni/plugin, main_linux.go) or to the Windows ones over HNS
+// (cni/winplugin, RunHNS).
 package cmdmain
 
 import (
@@ -20,7 +20,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/open-acn/acn/cni/config"
-	"github.com/open-acn/acn/cni/plugin"
 	"github.com/open-acn/acn/internal/version"
 	"github.com/open-acn/acn/logs"
 )
@@ -75,26 +74,6 @@ func NewLogger(defaultFile string) func(cfg *config.NetConf) *zap.Logger {
 	}
 }
 
-// Main runs a plugin binary.
-func Main(name, defaultLogFile string) {
-	// A plugin lives for milliseconds and allocates a few MB: garbage
-	// collection would only burn CPU that parallel ADDs on a small node
-	// need. The memory limit keeps a safety net (GC starts near it).
-	debug.SetGCPercent(-1)
-	debug.SetMemoryLimit(256 << 20)
-	// The work is sequential (a chain of syscalls); one P avoids spinning
-	// up idle scheduler threads in each of many concurrent plugin processes.
-	runtime.GOMAXPROCS(1)
-	if code, exit := Args(name, os.Args[1:], os.Stdout, os.Stderr); exit {
-		os.Exit(code)
-	}
-	p := &plugin.Plugin{Name: name, NewLogger: NewLogger(defaultLogFile)}
-	if os.Getenv("CNI_COMMAND") == "DEL" {
-		os.Exit(Del(p.Funcs().Del, os.Getenv, os.Stdin, os.Stdout))
-	}
-	skel.PluginMainFuncs(p.Funcs(), plugin.SupportedVersions, plugin.About(name, version.Version))
-}
-
 // Del runs DEL without skel's up-front checks of the configuration
 // (cniVersion supported, name present, JSON valid): a DEL must clean up
 // by container ID whatever the configuration says, so the handler gets
@@ -132,4 +111,16 @@ func Del(del func(*skel.CmdArgs) error, getenv func(string) string, stdin io.Rea
 		return fail(err)
 	}
 	return 0
+}
+
+// tune sets the runtime up for a short-lived plugin process.
+func tune() {
+	// A plugin lives for milliseconds and allocates a few MB: garbage
+	// collection would only burn CPU that parallel ADDs on a small node
+	// need. The memory limit keeps a safety net (GC starts near it).
+	debug.SetGCPercent(-1)
+	debug.SetMemoryLimit(256 << 20)
+	// The work is sequential (a chain of syscalls); one P avoids spinning
+	// up idle scheduler threads in each of many concurrent plugin processes.
+	runtime.GOMAXPROCS(1)
 }

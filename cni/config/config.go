@@ -1,5 +1,3 @@
-//go:build linux
-
 // Package config parses and validates the network configuration that the
 // container runtime hands to azure-vnet and azure-vnet-ipam on stdin.
 //
@@ -52,13 +50,11 @@ const (
 // Defaults, overridable per field in the configuration (and, for paths,
 // with the environment variables below so tests never touch /var).
 const (
-	DefaultBridge         = "azure0"
-	DefaultStateDir       = "/var/run/azure-vnet"
-	DefaultQueryURL       = "http://168.63.129.16/machine/plugins?comp=nmagent&type=getinterfaceinfov1"
-	DefaultInterfacesFile = "/etc/kubernetes/interfaces.json"
-	DefaultQueryInterval  = 30 * time.Second
-	DefaultReuseCooldown  = 30 * time.Second
-	DefaultLockTimeout    = 60 * time.Second
+	DefaultBridge        = "azure0"
+	DefaultQueryURL      = "http://168.63.129.16/machine/plugins?comp=nmagent&type=getinterfaceinfov1"
+	DefaultQueryInterval = 30 * time.Second
+	DefaultReuseCooldown = 30 * time.Second
+	DefaultLockTimeout   = 60 * time.Second
 	// MaxOverlayBlockPrefix is the smallest block accepted in overlay
 	// mode: a /30 still has two usable addresses.
 	MaxOverlayBlockPrefix = 30

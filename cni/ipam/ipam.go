@@ -1,5 +1,3 @@
-//go:build linux
-
 // Package ipam is the address management of azure-vnet-ipam: where the
 // addresses come from (source.go), and which container holds which (this
 // file). azure-vnet uses it in-process; azure-vnet-ipam exposes it as a

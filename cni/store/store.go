@@ -1,5 +1,3 @@
-//go:build linux
-
 // Package store keeps the plugins' state files crash-safe.
 //
 // A write goes to a temporary file in the same directory, is fsynced,
@@ -19,10 +17,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sync"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // ErrCorrupt is returned (wrapped) by Load when the file existed but did
@@ -103,93 +98,4 @@ func Save(path string, v interface{}) error {
 	}
 	ok = true
 	return SyncDir(dir)
-}
-
-// SyncDir fsyncs a directory so a rename in it survives a power loss.
-func SyncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
-
-// Lock is a held node-wide lock (flock on a file). Closing the process
-// releases it too, so a kill -9 never leaves it held.
-type Lock struct {
-	f *os.File
-}
-
-// Acquire takes an exclusive flock on path, waiting at most timeout.
-//
-// The wait is a blocking flock, so waiters sleep in the kernel's queue
-// instead of polling: 300 polling processes on two cores would steal the
-// CPU the lock holder needs. The blocking call runs in a goroutine so the
-// timeout can fire; if it does, that goroutine releases the lock as soon
-// as it gets it (and a plugin process exits anyway, which releases it).
-func Acquire(path string, timeout time.Duration) (*Lock, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, err
-	}
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR|unix.O_CLOEXEC, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	// Uncontended: no goroutine, no timer.
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err == nil {
-		return &Lock{f: f}, nil
-	}
-	var mu sync.Mutex
-	abandoned := false
-	done := make(chan error, 1)
-	go func() {
-		var err error
-		for {
-			err = unix.Flock(int(f.Fd()), unix.LOCK_EX)
-			if !errors.Is(err, unix.EINTR) {
-				break
-			}
-		}
-		mu.Lock()
-		defer mu.Unlock()
-		if abandoned {
-			_ = f.Close() // releases the lock if we got it
-			return
-		}
-		done <- err
-	}()
-	timer := time.NewTimer(timeout)
-	defer timer.Stop()
-	select {
-	case err := <-done:
-		if err != nil {
-			_ = f.Close()
-			return nil, fmt.Errorf("flock %s: %w", path, err)
-		}
-		return &Lock{f: f}, nil
-	case <-timer.C:
-		mu.Lock()
-		defer mu.Unlock()
-		select {
-		case err := <-done: // got it just now after all
-			if err == nil {
-				return &Lock{f: f}, nil
-			}
-			_ = f.Close()
-		default:
-			abandoned = true
-		}
-		return nil, fmt.Errorf("%w (%s after %s)", ErrLockTimeout, path, timeout)
-	}
-}
-
-// Release drops the lock.
-func (l *Lock) Release() {
-	if l == nil || l.f == nil {
-		return
-	}
-	_ = unix.Flock(int(l.f.Fd()), unix.LOCK_UN)
-	_ = l.f.Close()
-	l.f = nil
 }

@@ -16,6 +16,7 @@ import (
 
 	"sigs.k8s.io/yaml"
 
+	"github.com/open-acn/acn/cni/hns"
 	"github.com/open-acn/acn/logs"
 )
 
@@ -95,7 +96,7 @@ func Default() Config {
 		BatchWindow:       Duration(20 * time.Millisecond),
 		ResyncPeriod:      0,
 		MaxHNSACLsPerCall: 100,
-		HNSNetwork:        "azure",
+		HNSNetwork:        hns.NetworkName,
 		HNSHostIPs:        []string{},
 		Log: LogConfig{
 			File:       logs.DefaultNPMFile,

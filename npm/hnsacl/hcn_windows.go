@@ -10,12 +10,15 @@ import (
 	"strings"
 
 	"github.com/Microsoft/hcsshim/hcn"
+
+	"github.com/open-acn/acn/cni/hns"
 )
 
 // HCNOptions configure the real HNS client.
 type HCNOptions struct {
 	// NetworkName is the HNS network whose endpoints are the pods and that
-	// holds the SetPolicies; default "azure" (Azure CNI's network).
+	// holds the SetPolicies; default hns.NetworkName, the network azure-vnet
+	// creates with the shipped Windows conflist.
 	NetworkName string
 	// IngressPeerInRemote puts the peer of an In ACL in RemoteAddresses
 	// and the endpoint's own addresses in LocalAddresses (the package's
@@ -39,7 +42,7 @@ var _ HNS = (*HCN)(nil)
 // NewHCN finds the network and returns the client.
 func NewHCN(o HCNOptions) (*HCN, error) {
 	if o.NetworkName == "" {
-		o.NetworkName = "azure"
+		o.NetworkName = hns.NetworkName
 	}
 	nw, err := hcn.GetNetworkByName(o.NetworkName)
 	if err != nil {

@@ -1,0 +1,108 @@
+package winplugin
+
+import (
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/containernetworking/cni/pkg/types"
+	types100 "github.com/containernetworking/cni/pkg/types/100"
+	"go.uber.org/zap"
+
+	"github.com/open-acn/acn/cni/config"
+	"github.com/open-acn/acn/cni/ipam"
+)
+
+// ipamAdd is azure-vnet-ipam ADD: allocate (or find) the container
+// interface's address; the result has the subnet's gateway and a default
+// route. The same state file and lock as azure-vnet.
+func (r *runner) ipamAdd() error {
+	var alloc ipam.Allocation
+	pool, err := r.allocate(func(t *tx, pool *ipam.Pool) error {
+		al, err := r.allocateIn(t, pool)
+		if err != nil {
+			return err
+		}
+		alloc = *al
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	r.note(zap.String("ip", alloc.IP))
+	if err := r.at("ipam:allocated"); err != nil {
+		return err
+	}
+	return r.print(&types100.Result{
+		CNIVersion: types100.ImplementedSpecVersion,
+		IPs: []*types100.IPConfig{{
+			Address: net.IPNet{IP: net.ParseIP(alloc.IP).To4(), Mask: pool.Subnet.Mask},
+			Gateway: pool.Gateway,
+		}},
+		Routes: []*types.Route{{Dst: net.IPNet{IP: net.IPv4zero.To4(), Mask: net.CIDRMask(0, 32)}, GW: pool.Gateway}},
+		DNS:    r.cfg.DNS,
+	})
+}
+
+// ipamDel releases the container interface's address; nothing held is fine.
+func (r *runner) ipamDel() error {
+	a := r.args
+	if is, err := readIPAM(r.paths); err == nil && is.Find(a.ContainerID, a.IfName) == nil {
+		return nil
+	}
+	return r.locked(func(t *tx) error {
+		if rel := t.release(a.ContainerID, a.IfName); len(rel) > 0 {
+			r.note(zap.String("released", rel[0].IP))
+		}
+		return nil
+	})
+}
+
+// ipamCheck verifies prevResult's address is held by this container interface.
+func (r *runner) ipamCheck() error {
+	a := r.args
+	prev, err := r.prevResult()
+	if err != nil {
+		return err
+	}
+	is, err := readIPAM(r.paths)
+	if err != nil {
+		return err
+	}
+	al := is.Find(a.ContainerID, a.IfName)
+	if al == nil {
+		return types.NewError(types.ErrUnknownContainer, fmt.Sprintf("no address allocated to container %s interface %s", a.ContainerID, a.IfName), "")
+	}
+	for _, ipc := range prev.IPs {
+		if ipc.Address.IP.String() != al.IP {
+			return types.NewError(ErrCheckFailed, fmt.Sprintf("prevResult has %s, the allocation is %s", ipc.Address.IP, al.IP), "")
+		}
+	}
+	return nil
+}
+
+// ipamGC releases every allocation of azure-vnet-ipam on this network not
+// in the valid list.
+func (r *runner) ipamGC() error {
+	atts, ok := r.cfg.Attachments()
+	if !ok {
+		return nil
+	}
+	valid := map[string]bool{}
+	for _, at := range atts {
+		valid[key(at.ContainerID, at.IfName)] = true
+	}
+	released := 0
+	err := r.locked(func(t *tx) error {
+		for _, al := range t.ipam.Allocations {
+			if valid[key(al.ContainerID, al.IfName)] || al.Network != r.cfg.Name || al.Owner != config.IPAMPlugin {
+				continue
+			}
+			released += len(t.ipam.Release(al.ContainerID, al.IfName, time.Now()))
+			t.dirtyIPAM = true
+		}
+		return nil
+	})
+	r.note(zap.Int("releasedIPs", released))
+	return err
+}
