@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/containernetworking/cni/pkg/invoke"
@@ -43,13 +44,40 @@ const (
 	NodeIP6    = "fd00:240::4"
 )
 
-// BuildPlugins builds azure-vnet and azure-vnet-ipam into dir (the go
-// tool's output goes to stderr).
+// BuildPlugins builds azure-vnet and azure-vnet-ipam into dir for tests:
+// with the failpoints build tag, so the crash tests can stop them at a step
+// (cni/failpoint). The go tool's output goes to stderr.
 func BuildPlugins(dir string) error {
-	cmd := exec.Command(GoTool(), "build", "-o", dir+"/",
+	cmd := exec.Command(GoTool(), "build", "-tags", "failpoints", "-o", dir+"/",
 		"github.com/open-acn/acn/cmd/azure-vnet", "github.com/open-acn/acn/cmd/azure-vnet-ipam")
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	return cmd.Run()
+}
+
+// BuildRelease builds both plugins into dir the release way: `make
+// azure-vnet azure-vnet-ipam` with OUT=dir, in the module root. The
+// output of make goes to stderr.
+func BuildRelease(dir string) error {
+	root, err := moduleRoot()
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command("make", "--no-print-directory", "-C", root, "OUT="+dir, "GO="+GoTool(), "azure-vnet", "azure-vnet-ipam")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	return cmd.Run()
+}
+
+// moduleRoot is the directory of the project's go.mod.
+func moduleRoot() (string, error) {
+	out, err := exec.Command(GoTool(), "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	mod := strings.TrimSpace(string(out))
+	if mod == "" || mod == os.DevNull {
+		return "", fmt.Errorf("not inside the module (go env GOMOD is %q)", mod)
+	}
+	return filepath.Dir(mod), nil
 }
 
 // GoTool is the go command: from PATH, else the toolchain this binary was

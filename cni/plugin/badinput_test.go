@@ -13,6 +13,7 @@ import (
 	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/cni/pkg/types"
 
+	"github.com/open-acn/acn/cni/failpoint"
 	"github.com/open-acn/acn/cni/network"
 	"github.com/open-acn/acn/cni/plugin"
 )
@@ -82,7 +83,7 @@ func TestBadInputIsAClearErrorAndCreatesNothing(t *testing.T) {
 				}
 				err = n.execRaw(p, base(func(map[string]interface{}) {}))
 			case strings.HasPrefix(string(c.stdin), "add:"):
-				n.setEnv(plugin.EnvFailAt + "=" + string(c.stdin))
+				n.setEnv(failpoint.EnvFailAt + "=" + string(c.stdin))
 				err = n.execRaw(p, base(func(map[string]interface{}) {}))
 				n.setEnv()
 			default:

@@ -10,6 +10,7 @@ import (
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/types"
 
+	"github.com/open-acn/acn/cni/failpoint"
 	"github.com/open-acn/acn/cni/plugin"
 )
 
@@ -36,11 +37,11 @@ func TestKillAtEachStepOfADD(t *testing.T) {
 					t.Run(step+"/then "+repair, func(t *testing.T) {
 						n.t = t
 						p := n.newPod("kill-" + mode + step + repair)
-						n.setEnv(plugin.EnvCrashAt + "=" + step)
+						n.setEnv(failpoint.EnvCrashAt + "=" + step)
 						_, err := n.add(l, p)
 						n.setEnv()
 						if err == nil {
-							t.Fatalf("ADD survived %s=%s", plugin.EnvCrashAt, step)
+							t.Fatalf("ADD survived %s=%s", failpoint.EnvCrashAt, step)
 						}
 						if !strings.Contains(err.Error(), "killed") {
 							t.Fatalf("ADD failed, but not by the kill: %v", err)
@@ -64,7 +65,7 @@ func TestKillAtEachStepOfDEL(t *testing.T) {
 				n.t = t
 				p := n.newPod("kill-del-" + step + repair)
 				n.mustAdd(l, p)
-				n.setEnv(plugin.EnvCrashAt + "=" + step)
+				n.setEnv(failpoint.EnvCrashAt + "=" + step)
 				err := n.del(l, p)
 				n.setEnv()
 				if err == nil || !strings.Contains(err.Error(), "killed") {
@@ -132,7 +133,7 @@ func TestBridgeSetupCrashAndRollback(t *testing.T) {
 			n := newNode(t, 10)
 			l := n.list("1.1.0", n.netConf("bridge", nil))
 			p := n.newPod("bridge-kill")
-			n.setEnv(plugin.EnvCrashAt + "=" + step)
+			n.setEnv(failpoint.EnvCrashAt + "=" + step)
 			if _, err := n.add(l, p); err == nil {
 				t.Fatal("ADD survived the kill")
 			}
@@ -158,7 +159,7 @@ func TestBridgeSetupCrashAndRollback(t *testing.T) {
 			n := newNode(t, 10)
 			l := n.list("1.1.0", n.netConf("bridge", nil))
 			p := n.newPod("bridge-fail")
-			n.setEnv(plugin.EnvFailAt + "=" + step)
+			n.setEnv(failpoint.EnvFailAt + "=" + step)
 			_, err := n.add(l, p)
 			n.setEnv()
 			if err == nil || !strings.Contains(err.Error(), "injected failure") {

@@ -53,9 +53,12 @@ func TestMain(m *testing.M) {
 		binDir = dir
 		code := m.Run()
 		_ = os.RemoveAll(dir)
+		removeRelease()
 		os.Exit(code)
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	removeRelease()
+	os.Exit(code)
 }
 
 // Addresses of the simulated VNet.

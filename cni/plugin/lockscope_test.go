@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/open-acn/acn/cni/failpoint"
 	"github.com/open-acn/acn/cni/plugin"
 	"github.com/open-acn/acn/cni/store"
 )
@@ -20,7 +21,7 @@ func TestLockIsNotHeldDuringKernelWork(t *testing.T) {
 	l := n.list("1.1.0", n.netConf("transparent", nil))
 	slow, fast := n.newPod("stalled"), n.newPod("meanwhile")
 
-	n.setEnv(plugin.EnvStallAt + "=add:veth")
+	n.setEnv(failpoint.EnvStallAt + "=add:veth")
 	done := make(chan error, 1)
 	start := time.Now()
 	go func() { _, err := n.add(l, slow); done <- err }()

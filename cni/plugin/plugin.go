@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"os"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/containernetworking/cni/pkg/skel"
@@ -23,23 +22,13 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/open-acn/acn/cni/config"
+	"github.com/open-acn/acn/cni/failpoint"
 	"github.com/open-acn/acn/cni/ipam"
 	"github.com/open-acn/acn/cni/network"
 )
 
 // SupportedVersions are the CNI spec versions both plugins speak.
 var SupportedVersions = version.PluginSupports(config.SpecVersions...)
-
-// Environment variables for tests: stop the plugin at a named step
-// (ACN_CNI_CRASH_AT kills the process with SIGKILL there, as a node
-// crash or OOM kill would; ACN_CNI_FAIL_AT makes the step return an
-// error, to exercise the rollback paths).
-const (
-	EnvCrashAt = "ACN_CNI_CRASH_AT"
-	EnvFailAt  = "ACN_CNI_FAIL_AT"
-	// EnvStallAt pauses 2 s at the step (to show what is locked meanwhile).
-	EnvStallAt = "ACN_CNI_STALL_AT"
-)
 
 // Steps where the hook fires, in the order an ADD or DEL passes them.
 var (
@@ -57,31 +46,11 @@ type Plugin struct {
 	Stdout io.Writer
 	// HTTPClient queries the Azure host (nil: 10 s timeout client).
 	HTTPClient *http.Client
-	// Hook runs at each step (nil: HookFromEnv).
+	// Hook runs at each step (nil: failpoint.FromEnv, which is nil in a
+	// release build).
 	Hook network.Hook
 	// Now is the clock (nil: time.Now).
 	Now func() time.Time
-}
-
-// HookFromEnv implements ACN_CNI_CRASH_AT and ACN_CNI_FAIL_AT.
-func HookFromEnv() network.Hook {
-	crash, fail, stall := os.Getenv(EnvCrashAt), os.Getenv(EnvFailAt), os.Getenv(EnvStallAt)
-	if crash == "" && fail == "" && stall == "" {
-		return nil
-	}
-	return func(step string) error {
-		if step == stall {
-			time.Sleep(2 * time.Second)
-		}
-		if step == crash {
-			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
-			select {} // the signal is on its way
-		}
-		if step == fail {
-			return fmt.Errorf("injected failure at step %s", step)
-		}
-		return nil
-	}
 }
 
 // Funcs returns the skel callbacks.
@@ -163,7 +132,7 @@ func (p *Plugin) wrap(cmd string, f func(r *runner) error) func(*skel.CmdArgs) e
 		r.paths = pathsOf(cfg)
 		r.hook = p.Hook
 		if r.hook == nil {
-			r.hook = HookFromEnv()
+			r.hook = failpoint.FromEnv()
 		}
 		r.now = time.Now()
 		if p.Now != nil {
