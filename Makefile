@@ -18,10 +18,16 @@ WIN_ARCHIVE := $(OUT)/azure-vnet-cni-windows-amd64-$(VERSION).zip
 LINUX_CONFLISTS := $(filter-out %-windows.conflist,$(wildcard deploy/cni/*.conflist))
 TEST_TIMEOUT ?= 20m
 E2E_DATAPLANES ?= iptables,nftables
+# make fuzz: how long each fuzz target runs.
+FUZZTIME ?= 60s
+# Every native fuzz target, as package:FuzzName (go test fuzzes one target
+# of one package per invocation).
+FUZZ_TARGETS := ./npm/translate:FuzzEngineMatchesOracle ./npm/config:FuzzMerge \
+	./cni/config:FuzzParse ./cni/plugin:FuzzStateFiles ./cni/ipam:FuzzInterfaces
 
 IMAGES := azure-npm azure-cni
 
-.PHONY: help version all podserver azure-npm azure-vnet azure-vnet-ipam azure-cni-install azure-cni-plugins azure-cni-plugins-windows images test e2e bench demo deps lint clean cluster-up cluster-down tools
+.PHONY: help version all podserver azure-npm azure-vnet azure-vnet-ipam azure-cni-install azure-cni-plugins azure-cni-plugins-windows images test e2e bench demo deps lint clean cluster-up cluster-down tools fuzz
 
 version: ## print the version every output is named and tagged with
 	@echo $(VERSION)
@@ -79,6 +85,11 @@ test: tools all podserver ## run every test (needs root for the kernel tests; CI
 
 e2e: tools all podserver ## all 230 cyclonus conformance cases on a simulated 2-node cluster, per dataplane
 	$(GO) run ./test/e2e/cmd/e2e --dataplanes $(E2E_DATAPLANES) 2>&1 | tee $(OUT)/e2e.log; exit $${PIPESTATUS[0]}
+
+fuzz: ## run every fuzz target for FUZZTIME each (default 60s); a crash's input lands in the package's testdata/fuzz
+	@set -e; for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; name=$${t##*:}; \
+	  echo "== fuzz $$name ($$pkg) for $(FUZZTIME)"; \
+	  $(GO) test -run='^$$' -fuzz="^$$name\$$" -fuzztime=$(FUZZTIME) $$pkg; done
 
 bench: tools all ## benchmarks: prints a table, writes out/bench/results.json
 	./hack/bench.sh

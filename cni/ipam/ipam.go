@@ -46,10 +46,26 @@ func NewState() *State {
 	return &State{Version: StateVersion, Allocations: map[string]*Allocation{}, Released: map[string]time.Time{}}
 }
 
-// Normalize fills nil maps after decoding.
+// Normalize fills nil maps after decoding and repairs what a hand-edited
+// or foreign file may hold: a null allocation is dropped (every reader
+// dereferences them), and an allocation is filed under its own address
+// (the key is what Allocate and Free look up).
 func (s *State) Normalize() {
 	if s.Allocations == nil {
 		s.Allocations = map[string]*Allocation{}
+	}
+	for k, a := range s.Allocations {
+		switch {
+		case a == nil:
+			delete(s.Allocations, k)
+		case a.IP == "":
+			a.IP = k
+		case a.IP != k:
+			delete(s.Allocations, k)
+			if _, taken := s.Allocations[a.IP]; !taken {
+				s.Allocations[a.IP] = a
+			}
+		}
 	}
 	if s.Released == nil {
 		s.Released = map[string]time.Time{}

@@ -267,6 +267,18 @@ func SelectPool(ifs *Interfaces, cfg *config.NetConf, family string) (*Pool, err
 			break
 		}
 	}
+	// An address marked primary anywhere is a node's own, even if the
+	// document lists it again as a secondary one.
+	primary := map[string]bool{}
+	for _, nic := range ordered {
+		for _, sn := range nic.IPSubnets {
+			for _, a := range sn.IPAddresses {
+				if ip := net.ParseIP(strings.TrimSpace(a.Address)); a.IsPrimary && ip != nil {
+					primary[ip.String()] = true
+				}
+			}
+		}
+	}
 	for _, nic := range ordered {
 		for _, sn := range nic.IPSubnets {
 			_, n, err := net.ParseCIDR(strings.TrimSpace(sn.Prefix))
@@ -282,7 +294,7 @@ func SelectPool(ifs *Interfaces, cfg *config.NetConf, family string) (*Pool, err
 				if v4 := ip.To4(); v4 != nil && family == config.IPv4 {
 					ip = v4
 				}
-				if ip == nil || a.IsPrimary || !n.Contains(ip) || ip.Equal(p.Gateway) {
+				if ip == nil || primary[ip.String()] || !n.Contains(ip) || ip.Equal(p.Gateway) {
 					continue
 				}
 				p.Addresses = append(p.Addresses, ip)

@@ -73,6 +73,11 @@ func (s *VnetState) normalize() {
 	if s.Endpoints == nil {
 		s.Endpoints = map[string]*Endpoint{}
 	}
+	for k, ep := range s.Endpoints {
+		if ep == nil { // a null entry in the file: every reader dereferences them
+			delete(s.Endpoints, k)
+		}
+	}
 	s.Version = 1
 }
 
