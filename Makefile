@@ -84,7 +84,7 @@ test: tools all podserver ## run every test (needs root for the kernel tests; CI
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 e2e: tools all podserver ## all 230 cyclonus conformance cases on a simulated 2-node cluster, per dataplane
-	$(GO) run ./test/e2e/cmd/e2e --dataplanes $(E2E_DATAPLANES) 2>&1 | tee $(OUT)/e2e.log; exit $${PIPESTATUS[0]}
+	$(GO) run ./test/e2e/cmd/e2e --dataplanes $(E2E_DATAPLANES) 2>&1 | tee -i $(OUT)/e2e.log; exit $${PIPESTATUS[0]}
 
 fuzz: ## run every fuzz target for FUZZTIME each (default 60s); a crash's input lands in the package's testdata/fuzz
 	@set -e; for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; name=$${t##*:}; \

@@ -32,6 +32,7 @@ import (
 	"github.com/open-acn/acn/cni/network"
 	"github.com/open-acn/acn/cni/plugin"
 	"github.com/open-acn/acn/internal/netnstest"
+	"github.com/open-acn/acn/internal/owned"
 )
 
 // Reference plugins from Debian's containernetworking-plugins.
@@ -41,7 +42,7 @@ var binDir string
 
 func TestMain(m *testing.M) {
 	if os.Geteuid() == 0 {
-		dir, err := os.MkdirTemp("", "acn-cni-bin-")
+		dir, err := owned.MkdirTemp("", "acn-cni-bin-")
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
@@ -52,7 +53,7 @@ func TestMain(m *testing.M) {
 		}
 		binDir = dir
 		code := m.Run()
-		_ = os.RemoveAll(dir)
+		_ = owned.RemoveDir(dir)
 		removeRelease()
 		os.Exit(code)
 	}
@@ -79,9 +80,9 @@ func stateDir(t testing.TB) string {
 		return t.TempDir() // to see the cost of fsync on a real disk
 	}
 	if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
-		d, err := os.MkdirTemp("/dev/shm", "acn-cni-test-")
+		d, err := owned.MkdirTemp("/dev/shm", "acn-cni-test-")
 		if err == nil {
-			t.Cleanup(func() { _ = os.RemoveAll(d) })
+			t.Cleanup(func() { _ = owned.RemoveDir(d) })
 			return d
 		}
 	}

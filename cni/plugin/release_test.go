@@ -15,6 +15,7 @@ import (
 	"github.com/open-acn/acn/cni/cnitest"
 	"github.com/open-acn/acn/cni/failpoint"
 	"github.com/open-acn/acn/cni/plugin"
+	"github.com/open-acn/acn/internal/owned"
 )
 
 var (
@@ -31,7 +32,7 @@ func releaseBins(t *testing.T) string {
 		t.Skip("needs make to build the plugins the release way (make deps installs it)")
 	}
 	releaseOnce.Do(func() {
-		if releaseDir, releaseErr = os.MkdirTemp("", "acn-cni-release-"); releaseErr != nil {
+		if releaseDir, releaseErr = owned.MkdirTemp("", "acn-cni-release-"); releaseErr != nil {
 			return
 		}
 		releaseErr = cnitest.BuildRelease(releaseDir)
@@ -44,7 +45,7 @@ func releaseBins(t *testing.T) string {
 
 func removeRelease() {
 	if releaseDir != "" {
-		_ = os.RemoveAll(releaseDir)
+		_ = owned.RemoveDir(releaseDir)
 	}
 }
 

@@ -34,6 +34,7 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/open-acn/acn/internal/netnstest"
+	"github.com/open-acn/acn/internal/owned"
 )
 
 // Options describe where and how to run the control plane.
@@ -272,15 +273,19 @@ func (s *Server) launch(opts Options, binary string, args ...string) error {
 	} else {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	}
-	if err := cmd.Start(); err != nil {
+	if opts.Detach { // outlives the caller: `make cluster-down` stops it
+		if err := cmd.Start(); err != nil {
+			return fmt.Errorf("kubetest: start %s: %w", binary, err)
+		}
+		s.pids = append(s.pids, cmd.Process.Pid)
+		_ = cmd.Process.Release()
+		return nil
+	}
+	if err := owned.Start(cmd); err != nil {
 		return fmt.Errorf("kubetest: start %s: %w", binary, err)
 	}
 	s.pids = append(s.pids, cmd.Process.Pid)
-	if !opts.Detach {
-		go func() { _ = cmd.Wait() }()
-	} else {
-		_ = cmd.Process.Release()
-	}
+	go func() { _ = cmd.Wait(); owned.Exited(cmd.Process.Pid) }()
 	return nil
 }
 

@@ -19,10 +19,13 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
+	"github.com/open-acn/acn/internal/owned"
 )
 
 // Prefix starts the name of every namespace the tests create, so a leftover
-// is recognisable (and removable with `ip netns | grep acn-`).
+// is recognisable. Each is recorded with its owner (internal/owned): the
+// first namespace a process creates removes those of dead runs.
 const Prefix = "acn-"
 
 // NS is a named network namespace (visible in `ip netns list`).
@@ -80,8 +83,16 @@ func Create(name string) (*NS, error) {
 	if len(full) > 60 {
 		full = full[:60]
 	}
-	if out, err := exec.Command("ip", "netns", "add", full).CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("ip netns add %s: %v: %s", full, err, strings.TrimSpace(string(out)))
+	// Recorded as this process's before it exists (internal/owned): if the
+	// run dies before Delete, the next run removes it.
+	owned.CleanupOnSignal()
+	if err := owned.Track(owned.Netns, full, func() error {
+		if out, err := exec.Command("ip", "netns", "add", full).CombinedOutput(); err != nil {
+			return fmt.Errorf("ip netns add %s: %v: %s", full, err, strings.TrimSpace(string(out)))
+		}
+		return nil
+	}); err != nil {
+		return nil, err
 	}
 	ns := &NS{Name: full, Path: "/run/netns/" + full}
 	if _, err := ns.Exec("ip", "link", "set", "lo", "up"); err != nil {
@@ -91,14 +102,9 @@ func Create(name string) (*NS, error) {
 	return ns, nil
 }
 
-// Delete removes the namespace; interfaces inside it go with it.
-func (n *NS) Delete() error {
-	out, err := exec.Command("ip", "netns", "del", n.Name).CombinedOutput()
-	if err != nil && !strings.Contains(string(out), "No such file") {
-		return fmt.Errorf("ip netns del %s: %v: %s", n.Name, err, strings.TrimSpace(string(out)))
-	}
-	return nil
-}
+// Delete removes the namespace with every process still inside it;
+// interfaces inside it go with it.
+func (n *NS) Delete() error { return owned.RemoveNetns(n.Name) }
 
 // Exec runs a command inside the namespace (ip netns exec) and returns its
 // combined output; the error includes that output.

@@ -48,6 +48,7 @@ import (
 
 	"github.com/open-acn/acn/internal/kubetest"
 	"github.com/open-acn/acn/internal/netnstest"
+	"github.com/open-acn/acn/internal/owned"
 	"github.com/open-acn/acn/internal/probe"
 	"github.com/open-acn/acn/npm/localsock"
 )
@@ -91,6 +92,8 @@ type Cluster struct {
 	API    *kubetest.Server
 	Client kubernetes.Interface
 	Nodes  []*Node
+
+	ownDir bool // Dir was made by New (Close removes it)
 
 	mu   sync.Mutex
 	pods map[string]*Pod // "ns/name"
@@ -154,12 +157,13 @@ func New(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 	if err := BinariesBuilt(cfg.BinDir); err != nil {
 		return nil, err
 	}
-	if cfg.Dir == "" {
-		if cfg.Dir, err = os.MkdirTemp("", "acn-cluster-"); err != nil {
+	ownDir := cfg.Dir == ""
+	if ownDir {
+		if cfg.Dir, err = owned.MkdirTemp("", "acn-cluster-"); err != nil {
 			return nil, err
 		}
 	}
-	c := &Cluster{cfg: cfg, Dir: cfg.Dir, pods: map[string]*Pod{}}
+	c := &Cluster{cfg: cfg, Dir: cfg.Dir, ownDir: ownDir, pods: map[string]*Pod{}}
 	defer func() {
 		if err != nil {
 			c.Close()
@@ -388,12 +392,17 @@ func (n *Node) StartNPM(ctx context.Context) error {
 	}
 	cmd.Stdout, cmd.Stderr = stderr, stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	if err := owned.Start(cmd); err != nil {
 		stderr.Close()
 		return err
 	}
 	n.npm, n.npmDone = cmd, make(chan struct{})
-	go func(done chan struct{}) { _ = cmd.Wait(); stderr.Close(); close(done) }(n.npmDone)
+	go func(done chan struct{}) {
+		_ = cmd.Wait()
+		owned.Exited(cmd.Process.Pid)
+		stderr.Close()
+		close(done)
+	}(n.npmDone)
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
 		select {
@@ -753,7 +762,7 @@ func (p *Pod) startServer(binDir string) error {
 		return err
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	if err := owned.Start(cmd); err != nil {
 		return err
 	}
 	p.server = cmd
@@ -781,6 +790,7 @@ func (p *Pod) startServer(binDir string) error {
 			ready <- false
 		}
 		_ = cmd.Wait()
+		owned.Exited(cmd.Process.Pid)
 	}()
 	select {
 	case ok := <-ready:
@@ -884,6 +894,9 @@ func (c *Cluster) Close() {
 	}
 	if c.VNet != nil {
 		_ = c.VNet.Delete()
+	}
+	if c.ownDir {
+		_ = owned.RemoveDir(c.Dir)
 	}
 }
 

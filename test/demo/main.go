@@ -15,16 +15,15 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/open-acn/acn/internal/owned"
 	"github.com/open-acn/acn/internal/probe"
 	"github.com/open-acn/acn/test/cluster"
 )
@@ -49,12 +48,14 @@ func main() {
 	out := flag.String("out", "out", "build output directory (binaries)")
 	flag.Parse()
 	keep := os.Getenv("KEEP") == "1"
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, *out, keep); err != nil {
-		fmt.Fprintln(os.Stderr, "demo:", err)
-		os.Exit(1)
-	}
+	// Ctrl-C, SIGTERM or a closed stdout stops the demo and removes every
+	// namespace, process and directory it made.
+	owned.Main(func(ctx context.Context) error {
+		if err := run(ctx, *out, keep); err != nil {
+			return fmt.Errorf("demo: %w", err)
+		}
+		return nil
+	})
 }
 
 func step(format string, args ...any) { fmt.Printf("\n\033[1m==> "+format+"\033[0m\n", args...) }
@@ -64,19 +65,20 @@ func run(ctx context.Context, outDir string, keep bool) error {
 	if err != nil {
 		return err
 	}
-	dir, err := os.MkdirTemp("", "acn-demo-")
+	dir, err := owned.MkdirTemp("", "acn-demo-")
 	if err != nil {
 		return err
 	}
 	step("building a two-node cluster: VNet, control plane, nodes, azure-npm on each node")
 	c, err := cluster.New(ctx, cluster.Config{Nodes: 2, BinDir: bin, Dir: dir, Logf: func(f string, a ...any) { fmt.Printf("    "+f+"\n", a...) }})
 	if err != nil {
+		_ = owned.RemoveDir(dir)
 		return err
 	}
 	defer func() {
 		step("cleaning up (namespaces acn-*, processes, %s)", dir)
 		c.Close()
-		os.RemoveAll(dir)
+		_ = owned.RemoveDir(dir)
 	}()
 
 	step("creating namespaces and pods through the API; the CNI plumbs each pod on its node")

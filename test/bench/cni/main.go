@@ -36,6 +36,7 @@ import (
 	"github.com/open-acn/acn/cni/cnitest"
 	"github.com/open-acn/acn/internal/benchfmt"
 	"github.com/open-acn/acn/internal/netnstest"
+	"github.com/open-acn/acn/internal/owned"
 )
 
 const refDir = "/usr/lib/cni"
@@ -85,11 +86,19 @@ func main() {
 	flag.IntVar(&passes, "passes", 2, "interleaved passes over the configurations (samples are split between them)")
 	flag.StringVar(&keepLogs, "keep-logs", "", "copy azure-vnet's log of each mode into this directory (per-step timings)")
 	flag.Parse()
-	if err := run(*out, *seq, *par, *perWorker); err != nil {
-		fmt.Fprintln(os.Stderr, "bench/cni:", err)
-		os.Exit(1)
-	}
+	// Interrupted, the run stops between measurements; whatever it made
+	// is removed on the way out (internal/owned).
+	owned.Main(func(ctx context.Context) error {
+		interrupted = ctx
+		if err := run(*out, *seq, *par, *perWorker); err != nil {
+			return fmt.Errorf("bench/cni: %w", err)
+		}
+		return nil
+	})
 }
+
+// interrupted is done when the run is interrupted.
+var interrupted context.Context
 
 type target struct {
 	plugin, mode string
@@ -107,11 +116,11 @@ func run(out string, seq, par, perWorker int) error {
 			return fmt.Errorf("reference plugin %s missing in %s (apt-get install containernetworking-plugins)", p, refDir)
 		}
 	}
-	binDir, err := os.MkdirTemp("", "acn-bench-cni-")
+	binDir, err := owned.MkdirTemp("", "acn-bench-cni-")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(binDir)
+	defer owned.RemoveDir(binDir)
 	if err := cnitest.BuildRelease(binDir); err != nil { // measure what ships
 		return fmt.Errorf("build plugins: %w", err)
 	}
@@ -163,6 +172,9 @@ func run(out string, seq, par, perWorker int) error {
 		for k := range targets {
 			i := (k + pass) % len(targets)
 			tg := targets[i]
+			if err := interrupted.Err(); err != nil {
+				return err
+			}
 			fmt.Fprintf(os.Stderr, "pass %d/%d: %s %s %s...\n", pass+1, passes, tg.plugin, tg.mode, tg.families)
 			if err := measure(binDir, tg, pods, max(1, seq/passes), par, max(1, perWorker/passes), samples[i]); err != nil {
 				return fmt.Errorf("%s %s: %w", tg.plugin, tg.mode, err)
@@ -255,7 +267,7 @@ func newNode(addrs int) (*node, error) {
 	if st, err := os.Stat(base); err != nil || !st.IsDir() {
 		base = ""
 	}
-	if n.dir, err = os.MkdirTemp(base, "acn-bench-node-"); err != nil {
+	if n.dir, err = owned.MkdirTemp(base, "acn-bench-node-"); err != nil {
 		n.close()
 		return nil, err
 	}
@@ -271,7 +283,7 @@ func (n *node) close() {
 		_ = n.vnet.Delete()
 	}
 	if n.dir != "" {
-		_ = os.RemoveAll(n.dir)
+		_ = owned.RemoveDir(n.dir)
 	}
 }
 

@@ -27,6 +27,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/open-acn/acn/internal/benchfmt"
+	"github.com/open-acn/acn/internal/owned"
 	"github.com/open-acn/acn/internal/scaleworld"
 	"github.com/open-acn/acn/test/cluster"
 )
@@ -41,19 +42,20 @@ func main() {
 	floodMin := flag.Duration("flood-min", 10*time.Second, "the flood lasts at least this long")
 	flag.Parse()
 	fl := flood{qps: *floodQPS, min: *floodMin}
-	if err := run(*out, *samples, *pods, *policies, strings.Split(*dataplanes, ","), fl); err != nil {
-		fmt.Fprintln(os.Stderr, "bench daemon:", err)
-		os.Exit(1)
-	}
+	owned.Main(func(ctx context.Context) error {
+		if err := run(ctx, *out, *samples, *pods, *policies, strings.Split(*dataplanes, ","), fl); err != nil {
+			return fmt.Errorf("bench daemon: %w", err)
+		}
+		return nil
+	})
 }
 
-func run(out string, samples, nPods, nPolicies int, dataplanes []string, fl flood) error {
-	ctx := context.Background()
-	dir, err := os.MkdirTemp("", "acn-bench-daemon-")
+func run(ctx context.Context, out string, samples, nPods, nPolicies int, dataplanes []string, fl flood) error {
+	dir, err := owned.MkdirTemp("", "acn-bench-daemon-")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
+	defer owned.RemoveDir(dir)
 	bin, _ := filepath.Abs("out")
 	c, err := cluster.New(ctx, cluster.Config{Nodes: 1, NoNPM: true, BinDir: bin, Dir: dir})
 	if err != nil {

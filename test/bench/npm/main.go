@@ -33,6 +33,7 @@ import (
 
 	"github.com/open-acn/acn/internal/benchfmt"
 	"github.com/open-acn/acn/internal/netnstest"
+	"github.com/open-acn/acn/internal/owned"
 	"github.com/open-acn/acn/internal/scaleworld"
 	"github.com/open-acn/acn/npm/dataplane"
 	"github.com/open-acn/acn/npm/translate"
@@ -71,9 +72,17 @@ func main() {
 	if os.Geteuid() != 0 {
 		die(fmt.Errorf("needs root (network namespaces, iptables, ipset, nftables)"))
 	}
+	// Interrupted, the namespaces made so far are removed on the way out
+	// (internal/owned); die does the same.
+	owned.Main(func(ctx context.Context) error { return benchAll(ctx, bs) })
+}
+
+func benchAll(ctx context.Context, bs []*bench) error {
 	var rs []benchfmt.Result
-	ctx := context.Background()
 	for _, b := range bs {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
 		fmt.Fprintf(os.Stderr, "npm bench: %s\n", b.name)
 		run(ctx, b, func(name string, v float64, unit string, kv ...string) {
 			p := map[string]string{"pods": fmt.Sprint(*pods), "namespaces": fmt.Sprint(*nss), "policies": fmt.Sprint(*policies)}
@@ -85,9 +94,7 @@ func main() {
 		})
 	}
 	benchfmt.PrintTable(os.Stdout, rs)
-	if err := benchfmt.WriteJSON(*out, rs); err != nil {
-		die(err)
-	}
+	return benchfmt.WriteJSON(*out, rs)
 }
 
 // run measures one dataplane: a world with -local local pods and one with
@@ -167,7 +174,7 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 func die(err error) {
 	fmt.Fprintln(os.Stderr, "npm bench:", err)
-	os.Exit(1)
+	owned.Exit(1)
 }
 
 func mustNS(name string) *netnstest.NS {

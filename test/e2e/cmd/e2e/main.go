@@ -10,19 +10,19 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
-	"os/signal"
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/mattfenwick/cyclonus/pkg/generator"
 
 	"github.com/open-acn/acn/internal/benchfmt"
+	"github.com/open-acn/acn/internal/owned"
 	"github.com/open-acn/acn/test/cluster"
 	"github.com/open-acn/acn/test/e2e"
 )
@@ -38,19 +38,25 @@ func main() {
 	only := fs.String("only", "", "comma-separated case numbers (1-based) to run")
 	timeout := fs.Duration("probe-timeout", 400*time.Millisecond, "timeout of one probe")
 	_ = fs.Parse(os.Args[1:]) // ExitOnError: never returns an error
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
+	// Interrupted (SIGINT, SIGTERM, stdout closed), the run stops and
+	// removes every namespace, process and directory it made.
+	owned.Main(func(ctx context.Context) error {
+		return run(ctx, *dataplanes, *nodes, *cni, *casesFile, *only, *timeout)
+	})
+}
+
+func run(ctx context.Context, dataplanes string, nodes int, cni, casesFile, only string, timeout time.Duration) error {
 
 	var cases []*generator.TestCase
-	if *casesFile != "" {
+	if casesFile != "" {
 		var err error
-		if cases, err = e2e.LoadCases(*casesFile); err != nil {
+		if cases, err = e2e.LoadCases(casesFile); err != nil {
 			fmt.Fprintln(os.Stderr, "e2e:", err)
 			os.Exit(2)
 		}
 	}
 	var onlyIdx []int
-	for _, f := range strings.Split(*only, ",") {
+	for _, f := range strings.Split(only, ",") {
 		if f == "" {
 			continue
 		}
@@ -63,8 +69,11 @@ func main() {
 	}
 	var summary []string
 	failed := false
-	for _, dp := range strings.Split(*dataplanes, ",") {
-		line, ok := runOne(ctx, dp, *nodes, *cni, cases, onlyIdx, *timeout)
+	for _, dp := range strings.Split(dataplanes, ",") {
+		if ctx.Err() != nil {
+			break
+		}
+		line, ok := runOne(ctx, dp, nodes, cni, cases, onlyIdx, timeout)
 		summary = append(summary, line)
 		failed = failed || !ok
 	}
@@ -73,17 +82,18 @@ func main() {
 		fmt.Println(l)
 	}
 	if failed {
-		os.Exit(1)
+		return errors.New("e2e: some cases failed")
 	}
+	return ctx.Err()
 }
 
 func runOne(ctx context.Context, dataplane string, nodes int, cni string, cases []*generator.TestCase, only []int, timeout time.Duration) (string, bool) {
 	fmt.Printf("== %s dataplane, %d nodes, %s CNI mode\n", dataplane, nodes, cni)
-	dir, err := os.MkdirTemp("", "acn-e2e-")
+	dir, err := owned.MkdirTemp("", "acn-e2e-")
 	if err != nil {
 		return fmt.Sprintf("%s: 0 passed, 1 failed", dataplane), false
 	}
-	defer os.RemoveAll(dir)
+	defer owned.RemoveDir(dir)
 	c, err := cluster.New(ctx, cluster.Config{Nodes: nodes, CNIMode: cni, Dataplane: dataplane, Dir: dir,
 		Logf: func(f string, a ...any) { fmt.Printf(f+"\n", a...) }})
 	if err != nil {
