@@ -20,6 +20,8 @@ TEST_TIMEOUT ?= 20m
 E2E_DATAPLANES ?= iptables,nftables
 # make fuzz: how long each fuzz target runs.
 FUZZTIME ?= 60s
+# make soak: create/delete cycles per dataplane.
+SOAK_CYCLES ?= 30
 # Every native fuzz target, as package:FuzzName (go test fuzzes one target
 # of one package per invocation).
 FUZZ_TARGETS := ./npm/translate:FuzzEngineMatchesOracle ./npm/config:FuzzMerge \
@@ -27,7 +29,7 @@ FUZZ_TARGETS := ./npm/translate:FuzzEngineMatchesOracle ./npm/config:FuzzMerge \
 
 IMAGES := azure-npm azure-cni
 
-.PHONY: help version all podserver azure-npm azure-vnet azure-vnet-ipam azure-cni-install azure-cni-plugins azure-cni-plugins-windows images test e2e bench demo deps lint clean cluster-up cluster-down tools fuzz
+.PHONY: help version all podserver azure-npm azure-vnet azure-vnet-ipam azure-cni-install azure-cni-plugins azure-cni-plugins-windows images test e2e bench demo deps lint clean cluster-up cluster-down tools fuzz interrupt-test soak
 
 version: ## print the version every output is named and tagged with
 	@echo $(VERSION)
@@ -90,6 +92,12 @@ fuzz: ## run every fuzz target for FUZZTIME each (default 60s); a crash's input 
 	@set -e; for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; name=$${t##*:}; \
 	  echo "== fuzz $$name ($$pkg) for $(FUZZTIME)"; \
 	  $(GO) test -run='^$$' -fuzz="^$$name\$$" -fuzztime=$(FUZZTIME) $$pkg; done
+
+interrupt-test: tools all podserver ## interrupt make e2e/demo/bench and a cluster test with SIGINT, SIGTERM and a closed output; nothing may remain (slow)
+	ACN_INTERRUPT_TESTS=1 $(GO) test -count=1 -v -timeout 120m ./test/interrupt
+
+soak: tools all podserver ## SOAK_CYCLES cycles of namespaces, pods and policies created and deleted per dataplane; fails if the agent or the kernel grows (not in CI)
+	$(GO) run ./test/soak --cycles $(SOAK_CYCLES) --dataplanes $(E2E_DATAPLANES)
 
 bench: tools all ## benchmarks: prints a table, writes out/bench/results.json
 	./hack/bench.sh

@@ -100,18 +100,22 @@ func exit(sig syscall.Signal, err error) {
 }
 
 // CleanupOnSignal makes a test binary remove what it owns when SIGINT,
-// SIGTERM or SIGHUP arrives (go test runs no cleanup then), and exit with
-// 128+signal. A no-op under Main, which handles signals itself.
+// SIGTERM or SIGHUP arrives or its stdout/stderr is closed (go test runs
+// no cleanup then), and exit with 128+signal. A no-op under Main, which handles signals itself.
 func CleanupOnSignal() {
 	testSignals.Do(func() {
 		if mainActive {
 			return
 		}
 		sigs := make(chan os.Signal, 1)
-		signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+		signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGPIPE)
 		go func() {
-			s := <-sigs
-			exit(s.(syscall.Signal), nil)
+			for s := range sigs {
+				if s == syscall.SIGPIPE && !stdioClosed() {
+					continue // a socket's peer went away
+				}
+				exit(s.(syscall.Signal), nil)
+			}
 		}()
 	})
 }

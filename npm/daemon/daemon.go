@@ -149,6 +149,10 @@ type Status struct {
 	QueueDepth              int               `json:"queueDepth"`
 	AppliedResourceVersions map[string]uint64 `json:"appliedResourceVersions"`
 	LastError               string            `json:"lastError,omitempty"`
+	// Sizes counts the entries of every map the daemon, its engine and
+	// (when it reports them) its dataplane keep: flat while the cluster
+	// churns back to the same state (the soak test checks).
+	Sizes map[string]int `json:"sizes"`
 }
 
 // New builds a daemon; Run starts it.
@@ -607,6 +611,28 @@ func (d *Daemon) reconcileOnce(ctx context.Context) int {
 func (d *Daemon) Status() Status {
 	st := d.view.Load().status
 	st.AppliedResourceVersions = maps.Clone(st.AppliedResourceVersions)
+	st.Sizes = maps.Clone(st.Sizes)
 	st.QueueDepth = d.queue.Len()
 	return st
+}
+
+// sizes is Status.Sizes; d.mu is held (publish).
+func (d *Daemon) sizes() map[string]int {
+	sz := d.engine.Sizes()
+	sz["daemon.unapplied"] = len(d.unapplied)
+	sz["daemon.appliedObjects"] = len(d.appliedObj)
+	sz["daemon.pending.sets"] = len(d.pending.Sets)
+	sz["daemon.pending.policies"] = len(d.pending.Policies)
+	sz["daemon.pending.endpoints"] = len(d.pending.Endpoints)
+	d.evMu.Lock()
+	sz["daemon.seen"] = len(d.seen)
+	sz["daemon.seenResourceVersions"] = len(d.seenRV)
+	sz["daemon.eventCounts"] = len(d.seq)
+	d.evMu.Unlock()
+	if ds, ok := d.dp.(interface{ Sizes() map[string]int }); ok {
+		for k, v := range ds.Sizes() {
+			sz["dataplane."+k] = v
+		}
+	}
+	return sz
 }

@@ -30,7 +30,7 @@ func (d *Daemon) publish(programmed *policy.Changes) {
 	prev := d.view.Load()
 	v := &view{
 		status: Status{Node: d.cfg.NodeName, Ready: d.ready.Load(), Generation: d.generation,
-			AppliedResourceVersions: maps.Clone(d.appliedRV), LastError: d.lastErr},
+			AppliedResourceVersions: maps.Clone(d.appliedRV), LastError: d.lastErr, Sizes: d.sizes()},
 		state: prev.state,
 	}
 	if programmed != nil {

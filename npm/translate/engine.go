@@ -723,3 +723,32 @@ func (e *Engine) Stats() Stats {
 	}
 	return st
 }
+
+// Sizes is the number of entries of every map the engine keeps (the soak
+// test checks none grows while the cluster returns to the same state).
+func (e *Engine) Sizes() map[string]int {
+	sz := map[string]int{
+		"engine.pods": len(e.pods), "engine.namespaces": len(e.namespaces), "engine.policies": len(e.policies),
+		"engine.selectors": len(e.selectors), "engine.sets": len(e.sets), "engine.selectorsByNamespace": len(e.selByNS),
+		"engine.clusterSelectors": len(e.selCluster), "engine.policiesByNamespace": len(e.polByNS), "engine.fullChanges": len(e.full),
+		"engine.state.sets": len(e.state.Sets), "engine.state.policies": len(e.state.Policies), "engine.state.endpoints": len(e.state.Endpoints),
+	}
+	for _, n := range e.namespaces {
+		sz["engine.namespacePods"] += len(n.pods)
+	}
+	for _, m := range e.selByNS {
+		sz["engine.selectorsByNamespace.entries"] += len(m)
+	}
+	for _, m := range e.polByNS {
+		sz["engine.policiesByNamespace.entries"] += len(m)
+	}
+	for _, s := range e.selectors {
+		sz["engine.selectorPods"] += len(s.pods)
+		sz["engine.selectorDeps"] += len(s.deps)
+	}
+	for _, se := range e.sets {
+		sz["engine.setContributions"] += len(se.contrib)
+		sz["engine.setMemberCounts"] += len(se.count)
+	}
+	return sz
+}
