@@ -3,6 +3,7 @@ package daemon
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -398,4 +399,32 @@ func TestObjectStatusFollowsCreateAndDelete(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "policy gone", func() bool { o := h.d.Object(key); return !o.Present && !o.Pending })
+}
+
+// TestStatusSizesFollowTheCluster: /status "sizes" counts what the engine
+// holds, and the counts come back down when the objects are deleted (the
+// soak test relies on them to find leaks).
+func TestStatusSizesFollowTheCluster(t *testing.T) {
+	client := fake.NewSimpleClientset(ns("prod", nil), pod("prod", "web", "node-a", "10.0.0.5", nil), denyAll("prod"))
+	h := start(t, client, &recordingDataplane{})
+	eventually(t, "ready", h.d.Ready)
+	var st Status
+	_, body := get(t, "http://"+h.addr+"/status")
+	if err := json.Unmarshal([]byte(body), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Sizes["engine.pods"] != 1 || st.Sizes["engine.policies"] != 1 || st.Sizes["engine.state.endpoints"] != 1 {
+		t.Fatalf("sizes with one pod and one policy: %v", st.Sizes)
+	}
+	ctx := context.Background()
+	if err := client.CoreV1().Pods("prod").Delete(ctx, "web", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := client.NetworkingV1().NetworkPolicies("prod").Delete(ctx, "deny-all", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "sizes back to zero", func() bool {
+		sz := h.d.Status().Sizes
+		return sz["engine.pods"] == 0 && sz["engine.policies"] == 0 && sz["engine.state.endpoints"] == 0 && sz["engine.selectors"] == 0
+	})
 }
