@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/open-acn/acn/internal/netnstest"
+	"github.com/open-acn/acn/internal/owned"
 )
 
 // StartForTest starts a control plane for one test in the root namespace
@@ -33,7 +34,14 @@ func startForTest(t testing.TB, opts Options) *Server {
 	if opts.NetNS != nil && os.Geteuid() != 0 {
 		netnstest.Skip(t, "needs root to run the API server in a network namespace")
 	}
-	opts.Dir = t.TempDir()
+	// An owned dir (internal/owned), not t.TempDir: an interrupted test
+	// run's leftovers are removed by the next run.
+	dir, err := owned.MkdirTemp("", "acn-apiserver-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = owned.RemoveDir(dir) })
+	opts.Dir = dir
 	s, err := Start(context.Background(), opts)
 	if err != nil {
 		t.Fatal(err)

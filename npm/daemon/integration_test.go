@@ -27,7 +27,7 @@ const probeTimeout = 300 * time.Millisecond
 func newCluster(t *testing.T) *cluster.Cluster {
 	t.Helper()
 	cluster.Require(t)
-	c, err := cluster.New(context.Background(), cluster.Config{Dir: t.TempDir(), Logf: t.Logf})
+	c, err := cluster.New(context.Background(), cluster.Config{Logf: t.Logf})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,7 +18,7 @@ func TestTwoNodeClusterEnforcesDenyAll(t *testing.T) {
 	for _, mode := range []string{"transparent", "bridge"} {
 		t.Run(mode, func(t *testing.T) {
 			ctx := context.Background()
-			c, err := New(ctx, Config{CNIMode: mode, Dir: t.TempDir(), Logf: t.Logf})
+			c, err := New(ctx, Config{CNIMode: mode, Logf: t.Logf})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -24,7 +24,7 @@ func TestConformanceSubset(t *testing.T) {
 func conformanceSubset(t *testing.T, dataplane string) {
 	cluster.Require(t)
 	ctx := context.Background()
-	c, err := cluster.New(ctx, cluster.Config{Dir: t.TempDir(), Dataplane: dataplane, Logf: t.Logf})
+	c, err := cluster.New(ctx, cluster.Config{Dataplane: dataplane, Logf: t.Logf})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,7 +17,7 @@ import (
 func TestConformanceOverlaySmoke(t *testing.T) {
 	cluster.Require(t)
 	ctx := context.Background()
-	c, err := cluster.New(ctx, cluster.Config{Dir: t.TempDir(), CNIMode: "overlay", Dataplane: "iptables", Logf: t.Logf})
+	c, err := cluster.New(ctx, cluster.Config{CNIMode: "overlay", Dataplane: "iptables", Logf: t.Logf})
 	if err != nil {
 		t.Fatal(err)
 	}
