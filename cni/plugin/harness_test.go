@@ -13,6 +13,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"net"
 	"os"
@@ -41,7 +42,8 @@ const refPluginDir = "/usr/lib/cni"
 var binDir string
 
 func TestMain(m *testing.M) {
-	if os.Geteuid() == 0 {
+	flag.Parse()
+	if os.Geteuid() == 0 && !fuzzing() {
 		dir, err := owned.MkdirTemp("", "acn-cni-bin-")
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
@@ -60,6 +62,18 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	removeRelease()
 	os.Exit(code)
+}
+
+// fuzzing reports whether this process fuzzes (go test -fuzz starts a
+// coordinator and workers, each running TestMain): the fuzz target needs no
+// plugin binaries, and building them per worker would starve it.
+func fuzzing() bool {
+	for _, name := range []string{"test.fuzz", "test.fuzzworker"} {
+		if f := flag.Lookup(name); f != nil && f.Value.String() != "" && f.Value.String() != "false" {
+			return true
+		}
+	}
+	return false
 }
 
 // Addresses of the simulated VNet.

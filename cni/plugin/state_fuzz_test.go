@@ -27,8 +27,8 @@ func FuzzStateFiles(f *testing.F) {
 	f.Add([]byte(`{"version":1,"endpoints":{"c1/eth0":{"containerID":"c1","ifName":"eth0","mode":"transparent","ip":"10.240.1.5/32","status":"committed"}}}`),
 		[]byte(`{"version":1,"allocations":{"10.240.1.5":{"ip":"10.240.1.5","pool":"10.240.0.0/16","containerID":"c1","ifName":"eth0","owner":"azure-vnet"}},"released":{"10.240.1.6":"2026-01-02T03:04:05Z"}}`))
 	f.Add([]byte(`{"endpoints":{"x":null}}`), []byte(`{"allocations":{"10.240.1.5":null}}`))
+	dir := f.TempDir() // one per worker: every input rewrites both files
 	f.Fuzz(func(t *testing.T, vnetData, ipamData []byte) {
-		dir := t.TempDir()
 		p := pathsOf(&config.NetConf{StateDir: dir})
 		if err := os.WriteFile(p.vnet, vnetData, 0o644); err != nil {
 			t.Fatal(err)
