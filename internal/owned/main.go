@@ -93,7 +93,7 @@ func exit(sig syscall.Signal, err error) {
 	case sig != 0:
 		os.Exit(128 + int(sig))
 	case err != nil:
-		logf("%v", err)
+		_, _ = fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	os.Exit(0)

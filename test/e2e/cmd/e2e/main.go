@@ -46,7 +46,6 @@ func main() {
 }
 
 func run(ctx context.Context, dataplanes string, nodes int, cni, casesFile, only string, timeout time.Duration) error {
-
 	var cases []*generator.TestCase
 	if casesFile != "" {
 		var err error
