@@ -36,6 +36,12 @@ func TestMain(m *testing.M) {
 			}
 			return nil
 		})
+	case "stubborn": // ignores the interruption: Main's grace period ends it
+		owned.Grace = time.Second
+		owned.Main(func(ctx context.Context) error {
+			fmt.Println(helperCreate())
+			select {}
+		})
 	case "plain":
 		fmt.Println(helperCreate())
 		select {}
@@ -185,7 +191,8 @@ func TestSweepRemovesOnlyDeadOwners(t *testing.T) {
 // TestInterruptedRunLeavesNothing: a harness under owned.Main interrupted
 // by SIGINT (to it), SIGTERM (to its whole process group, as timeout(1)
 // sends it) or a closed stdout exits with 128+signal and leaves no
-// namespace, mount, process, directory or marker behind.
+// namespace, mount, process, directory or marker behind — also when it
+// does not stop by itself (Main then cleans up after its grace period).
 func TestInterruptedRunLeavesNothing(t *testing.T) {
 	netnstest.RequireRoot(t)
 	for _, c := range []struct {
@@ -196,10 +203,15 @@ func TestInterruptedRunLeavesNothing(t *testing.T) {
 		{"SIGINT", func(cmd *exec.Cmd, _ io.ReadCloser) { _ = cmd.Process.Signal(syscall.SIGINT) }, 128 + int(syscall.SIGINT)},
 		{"SIGTERM to the group", func(cmd *exec.Cmd, _ io.ReadCloser) { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }, 128 + int(syscall.SIGTERM)},
 		{"stdout closed", func(_ *exec.Cmd, stdout io.ReadCloser) { _ = stdout.Close() }, 128 + int(syscall.SIGPIPE)},
+		{"SIGTERM, run ignores it", func(cmd *exec.Cmd, _ io.ReadCloser) { _ = cmd.Process.Signal(syscall.SIGTERM) }, 128 + int(syscall.SIGTERM)},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			dir := t.TempDir()
-			cmd, stdout, m := helper(t, "main", dir)
+			mode := "main"
+			if strings.Contains(c.name, "ignores") {
+				mode = "stubborn"
+			}
+			cmd, stdout, m := helper(t, mode, dir)
 			go func() { _, _ = io.Copy(io.Discard, stdout) }()
 			assertPresent(t, m)
 			c.interrupt(cmd, stdout)
