@@ -35,7 +35,7 @@ version: ## print the version every output is named and tagged with
 	@echo $(VERSION)
 
 help: ## list targets
-	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
 all: azure-npm azure-vnet azure-vnet-ipam ## build every binary
 
