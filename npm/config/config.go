@@ -29,51 +29,54 @@ const (
 
 // Config is everything azure-npm start reads. Field names are the keys of
 // the config file (deploy/npm's ConfigMap); README.md lists the defaults.
+// No key is omitted when a Config is written: a zero value may be valid
+// and differ from the default (batchWindow: 0, metricsAddr: ""), and must
+// read back as itself.
 type Config struct {
 	// Kubeconfig file; empty = in-cluster configuration.
-	Kubeconfig string `json:"kubeconfig,omitempty"`
+	Kubeconfig string `json:"kubeconfig"`
 	// NodeName is this node's name; default $NODE_NAME, else $HOSTNAME.
-	NodeName string `json:"nodeName,omitempty"`
+	NodeName string `json:"nodeName"`
 	// Dataplane is iptables (Linux default), nftables, or hns (Windows default).
-	Dataplane string `json:"dataplane,omitempty"`
+	Dataplane string `json:"dataplane"`
 	// IPTablesBackend is auto (detect like kube-proxy), nft or legacy.
-	IPTablesBackend string `json:"iptablesBackend,omitempty"`
+	IPTablesBackend string `json:"iptablesBackend"`
 	// MetricsAddr is the network listener: /healthz, /readyz and /metrics
 	// only, nothing that names a pod, namespace or policy.
-	MetricsAddr string `json:"metricsAddr,omitempty"`
+	MetricsAddr string `json:"metricsAddr"`
 	// SocketPath is the local unix socket (root only) serving /status,
 	// /explain and /debug/pprof: what reveals the cluster's contents or
 	// costs work is never served on the network.
-	SocketPath string `json:"socketPath,omitempty"`
+	SocketPath string `json:"socketPath"`
 	// EnablePprof exposes /debug/pprof on SocketPath.
-	EnablePprof bool `json:"enablePprof,omitempty"`
+	EnablePprof bool `json:"enablePprof"`
 	// ReconcileInterval is how often kernel state is read back and drift repaired.
-	ReconcileInterval Duration `json:"reconcileInterval,omitempty"`
+	ReconcileInterval Duration `json:"reconcileInterval"`
 	// BatchWindow is how long events are coalesced into one kernel transaction.
-	BatchWindow Duration `json:"batchWindow,omitempty"`
+	BatchWindow Duration `json:"batchWindow"`
 	// ResyncPeriod of the informers; 0 disables periodic resync.
-	ResyncPeriod Duration `json:"resyncPeriod,omitempty"`
+	ResyncPeriod Duration `json:"resyncPeriod"`
 	// MaxHNSACLsPerCall bounds one HNS call on Windows.
-	MaxHNSACLsPerCall int `json:"maxHNSACLsPerCall,omitempty"`
+	MaxHNSACLsPerCall int `json:"maxHNSACLsPerCall"`
 	// HNSNetwork is the HNS network whose endpoints are pods (Windows).
-	HNSNetwork string `json:"hnsNetwork,omitempty"`
+	HNSNetwork string `json:"hnsNetwork"`
 	// HNSHostIPs are the node addresses whose traffic (health probes)
 	// isolated pods still accept; empty = the host's interface addresses.
-	HNSHostIPs []string `json:"hnsHostIPs,omitempty"`
+	HNSHostIPs []string `json:"hnsHostIPs"`
 	// HNSSCTP enforces SCTP ports through HNS (protocol 132) where the HNS
 	// version supports it; off, SCTP port rules fail closed.
-	HNSSCTP bool `json:"hnsSCTP,omitempty"`
+	HNSSCTP bool `json:"hnsSCTP"`
 	// Log is where rule changes and events are logged.
-	Log LogConfig `json:"log,omitempty"`
+	Log LogConfig `json:"log"`
 }
 
 // LogConfig mirrors logs.Config with file-friendly keys.
 type LogConfig struct {
-	File       string `json:"file,omitempty"`
-	Level      string `json:"level,omitempty"`
-	Format     string `json:"format,omitempty"`
-	MaxSizeMB  int    `json:"maxSizeMB,omitempty"`
-	MaxBackups int    `json:"maxBackups,omitempty"`
+	File       string `json:"file"`
+	Level      string `json:"level"`
+	Format     string `json:"format"`
+	MaxSizeMB  int    `json:"maxSizeMB"`
+	MaxBackups int    `json:"maxBackups"`
 }
 
 // Logs converts to the logs package's configuration.
