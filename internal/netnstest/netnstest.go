@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/vishvananda/netlink"
@@ -87,7 +88,16 @@ func Create(name string) (*NS, error) {
 	// run dies before Delete, the next run removes it.
 	owned.CleanupOnSignal()
 	if err := owned.Track(owned.Netns, full, func() error {
-		if out, err := exec.Command("ip", "netns", "add", full).CombinedOutput(); err != nil {
+		if _, err := os.Stat("/run/netns/" + full); err == nil {
+			return fmt.Errorf("ip netns add %s: exists", full) // not ours: never remove it
+		}
+		// Its own process group: a signal to the run's group (Ctrl-C,
+		// timeout) must not kill it half-way, leaving a namespace the
+		// failed Track no longer records.
+		cmd := exec.Command("ip", "netns", "add", full)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		if out, err := cmd.CombinedOutput(); err != nil {
+			_ = owned.RemoveNetns(full) // whatever half of it exists is ours
 			return fmt.Errorf("ip netns add %s: %v: %s", full, err, strings.TrimSpace(string(out)))
 		}
 		return nil

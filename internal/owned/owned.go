@@ -356,7 +356,9 @@ func RemoveNetns(name string) error {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 		waitGone(pid, startTime(pid))
 	}
-	out, err := exec.Command("ip", "netns", "del", name).CombinedOutput()
+	cmd := exec.Command("ip", "netns", "del", name)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // immune to signals to the run's group
+	out, err := cmd.CombinedOutput()
 	if err != nil && !strings.Contains(string(out), "No such file") {
 		return fmt.Errorf("ip netns del %s: %v: %s", name, err, strings.TrimSpace(string(out)))
 	}
