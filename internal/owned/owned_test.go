@@ -42,6 +42,28 @@ func TestMain(m *testing.M) {
 			fmt.Println(helperCreate())
 			select {}
 		})
+	case "burst": // creates namespaces from 4 goroutines until interrupted
+		owned.Main(func(ctx context.Context) error {
+			tag := os.Getenv("ACN_OWNED_TAG")
+			errs := make(chan error, 4)
+			for g := 0; g < 4; g++ {
+				go func() {
+					for ctx.Err() == nil {
+						if _, err := netnstest.Create(tag); err != nil {
+							errs <- err
+							return
+						}
+					}
+					errs <- nil
+				}()
+			}
+			fmt.Println("{}")
+			<-ctx.Done()
+			for g := 0; g < 4; g++ {
+				<-errs
+			}
+			return nil
+		})
 	case "plain":
 		fmt.Println(helperCreate())
 		select {}
@@ -93,10 +115,10 @@ func helperCreate() made {
 
 // helper starts the test binary as a helper in its own process group and
 // returns it with what it made (its first line of output).
-func helper(t *testing.T, mode, ownersDir string) (*exec.Cmd, io.ReadCloser, made) {
+func helper(t *testing.T, mode, ownersDir string, env ...string) (*exec.Cmd, io.ReadCloser, made) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "ACN_OWNED_HELPER="+mode, "ACN_OWNERS_DIR="+ownersDir)
+	cmd.Env = append(append(os.Environ(), "ACN_OWNED_HELPER="+mode, "ACN_OWNERS_DIR="+ownersDir), env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
@@ -114,6 +136,9 @@ func helper(t *testing.T, mode, ownersDir string) (*exec.Cmd, io.ReadCloser, mad
 	var m made
 	if err := json.Unmarshal([]byte(line), &m); err != nil {
 		t.Fatalf("helper: %q: %v", line, err)
+	}
+	if mode == "burst" {
+		return cmd, out, m
 	}
 	if len(m.PIDs) != 3 {
 		t.Fatalf("helper: %+v", m)
@@ -227,5 +252,33 @@ func TestInterruptedRunLeavesNothing(t *testing.T) {
 			}
 			assertGone(t, m, dir)
 		})
+	}
+}
+
+// TestInterruptedWhileCreatingLeavesNothing: SIGTERM to the process group
+// of a run that is creating namespaces from several goroutines (its `ip
+// netns add` children are in the middle of their work) leaves none of
+// them: each attempt, repeated to hit the race.
+func TestInterruptedWhileCreatingLeavesNothing(t *testing.T) {
+	netnstest.RequireRoot(t)
+	for i := 0; i < 5; i++ {
+		dir := t.TempDir()
+		tag := fmt.Sprintf("ob%d%d", os.Getpid()%100000, i)
+		cmd, stdout, _ := helper(t, "burst", dir, "ACN_OWNED_TAG="+tag)
+		go func() { _, _ = io.Copy(io.Discard, stdout) }()
+		time.Sleep(time.Duration(100+60*i) * time.Millisecond)
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+		if err := cmd.Wait(); cmd.ProcessState.ExitCode() != 128+int(syscall.SIGTERM) {
+			t.Fatalf("attempt %d: exit %v", i, err)
+		}
+		ents, _ := os.ReadDir("/run/netns")
+		for _, e := range ents {
+			if strings.HasPrefix(e.Name(), netnstest.Prefix+tag+"-") {
+				t.Errorf("attempt %d: namespace %s left behind", i, e.Name())
+			}
+		}
+		if ms, _ := os.ReadDir(dir); len(ms) != 0 {
+			t.Errorf("attempt %d: %d markers left", i, len(ms))
+		}
 	}
 }
