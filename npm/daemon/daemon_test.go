@@ -409,7 +409,7 @@ func TestStatusSizesFollowTheCluster(t *testing.T) {
 	h := start(t, client, &recordingDataplane{})
 	eventually(t, "ready", h.d.Ready)
 	var st Status
-	_, body := get(t, "http://"+h.addr+"/status")
+	_, body := h.getLocal(t, "/status")
 	if err := json.Unmarshal([]byte(body), &st); err != nil {
 		t.Fatal(err)
 	}

@@ -27,6 +27,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -460,6 +461,21 @@ func (n *Node) NPMGet(target string) ([]byte, error) {
 		return b, fmt.Errorf("%s: %w", n.Name, err)
 	}
 	return b, nil
+}
+
+// NPMMetrics fetches /metrics from the node's azure-npm network listener
+// (inside the node's namespace).
+func (n *Node) NPMMetrics() ([]byte, error) {
+	resp, err := n.http.Get("http://" + npmReady + "/metrics")
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", n.Name, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = fmt.Errorf("%s /metrics: %s", n.Name, resp.Status)
+	}
+	return b, err
 }
 
 // ObjectEnforced reports whether the node's azure-npm enforces the object

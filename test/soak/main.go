@@ -207,11 +207,12 @@ func policies(ns string) []*networkingv1.NetworkPolicy {
 	}
 }
 
-// measure samples the node's agent: process figures from /metrics (and
-// /proc), map sizes from /status, kernel objects from the node.
+// measure samples the node's agent: process figures from /metrics (the
+// network listener), map sizes from /status (the local socket), kernel
+// objects from the node.
 func measure(node *cluster.Node) (sample, error) {
 	var s sample
-	metrics, err := node.NPMGet("/metrics")
+	metrics, err := node.NPMMetrics()
 	if err != nil {
 		return s, err
 	}
