@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/open-acn/acn/cni/cnitest"
+	"github.com/open-acn/acn/cni/failpoint"
 	"github.com/open-acn/acn/cni/network"
 	"github.com/open-acn/acn/cni/plugin"
 	"github.com/open-acn/acn/internal/netnstest"
@@ -451,7 +452,7 @@ func TestIPAMPluginDualStack(t *testing.T) {
 	}
 	for _, repair := range []string{"DEL", "GC"} {
 		p := n.newPod("ipds-kill-" + repair)
-		n.setEnv(plugin.EnvCrashAt + "=ipam:allocated")
+		n.setEnv(failpoint.EnvCrashAt + "=ipam:allocated")
 		_, err := n.add(l, p)
 		n.setEnv()
 		if err == nil || !strings.Contains(err.Error(), "killed") {
