@@ -22,10 +22,8 @@ E2E_DATAPLANES ?= iptables,nftables
 FUZZTIME ?= 60s
 # make soak: create/delete cycles per dataplane.
 SOAK_CYCLES ?= 30
-# Every native fuzz target, as package:FuzzName (go test fuzzes one target
-# of one package per invocation).
-FUZZ_TARGETS := ./npm/translate:FuzzEngineMatchesOracle ./npm/config:FuzzMerge \
-	./cni/config:FuzzParse ./cni/plugin:FuzzStateFiles ./cni/ipam:FuzzInterfaces
+# Every native fuzz target, as package:FuzzName, found in the test files.
+FUZZ_TARGETS ?= $(shell ./hack/fuzz-targets.sh)
 
 IMAGES := azure-npm azure-cni
 
