@@ -5,7 +5,8 @@
 // azure-vnet-ipam, azure-npm on each node), the connectivity matrix before
 // and after the sample policies of deploy/examples/, the lines azure-npm
 // logged for them, and `azure-npm explain` on one connection. With KEEP=1
-// it stays up until Ctrl-C and prints how to poke at it.
+// it stays up until Ctrl-C and prints how to poke at it. DEMO_CLUSTER=real
+// runs it on the real cluster of test/realcluster instead.
 package main
 
 import (
@@ -51,6 +52,10 @@ func main() {
 	keep := os.Getenv("KEEP") == "1"
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	run := run
+	if os.Getenv("DEMO_CLUSTER") == "real" {
+		run = func(ctx context.Context, _ string, keep bool) error { return runReal(ctx, keep) }
+	}
 	if err := run(ctx, *out, keep); err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
