@@ -3,14 +3,10 @@
 package realcluster
 
 import (
-	"archive/tar"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"time"
 
@@ -20,17 +16,13 @@ import (
 )
 
 // InstallProduct installs the CNI and NPM exactly as an operator would:
-// `kubectl apply -k` of an overlay over deploy/cni and deploy/npm that pins
-// the image tags (from the imported tarballs), picks the conflist and sets
-// NPM's dataplane in its ConfigMap. It waits until the nodes are Ready
+// `kubectl apply -k` of an overlay over deploy/cni and deploy/npm with the
+// image tags of this build (out/deploy/*, written by `make images`) that
+// picks the conflist and sets NPM's dataplane in its ConfigMap. It waits until the nodes are Ready
 // (the CNI installer put the conflist in place) and NPM's DaemonSet is
 // ready on every node (its readinessProbe: first sync programmed).
 func (c *Cluster) InstallProduct(ctx context.Context) error {
-	tags, err := imageTags(c.cfg.ImagesDir)
-	if err != nil {
-		return err
-	}
-	cniOverlay, err := c.writeOverlay("cni", filepath.Join(c.cfg.Root, "deploy", "cni"), tags, c.cniPatches())
+	cniOverlay, err := c.writeOverlay("cni", c.cniPatches())
 	if err != nil {
 		return err
 	}
@@ -44,7 +36,7 @@ func (c *Cluster) InstallProduct(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	npmOverlay, err := c.writeOverlay("npm", filepath.Join(c.cfg.Root, "deploy", "npm"), tags, npmPatches)
+	npmOverlay, err := c.writeOverlay("npm", npmPatches)
 	if err != nil {
 		return err
 	}
@@ -81,13 +73,20 @@ func (c *Cluster) WaitDaemonSet(ctx context.Context, namespace, name string, tim
 	}
 }
 
-// cniPatches picks the conflist the installer puts on the nodes: none for
-// the default (transparent).
+// cniPatches picks the conflist the installer puts on the nodes (its
+// CNI_CONFLIST): none for the default, transparent mode.
 func (c *Cluster) cniPatches() []map[string]any {
 	if c.cfg.CNIMode == "transparent" {
 		return nil
 	}
-	return []map[string]any{}
+	return []map[string]any{{
+		"apiVersion": "apps/v1", "kind": "DaemonSet",
+		"metadata": map[string]any{"name": "azure-cni", "namespace": "kube-system"},
+		"spec": map[string]any{"template": map[string]any{"spec": map[string]any{"initContainers": []any{map[string]any{
+			"name": "install",
+			"env":  []any{map[string]any{"name": "CNI_CONFLIST", "value": "10-azure-" + c.cfg.CNIMode + ".conflist"}},
+		}}}}},
+	}}
 }
 
 // npmPatches sets the dataplane in NPM's ConfigMap: the whole config file
@@ -116,9 +115,14 @@ func (c *Cluster) npmPatches() ([]map[string]any, error) {
 	}}, nil
 }
 
-// writeOverlay writes <Dir>/overlays/<name>/kustomization.yaml over base:
-// the image tags and strategic-merge patches.
-func (c *Cluster) writeOverlay(name, base string, tags map[string]string, patches []map[string]any) (string, error) {
+// writeOverlay writes <Dir>/overlays/<name>/kustomization.yaml: the
+// strategic-merge patches over out/deploy/<name> (deploy/<name> with this
+// build's image tags, from `make images`).
+func (c *Cluster) writeOverlay(name string, patches []map[string]any) (string, error) {
+	base := filepath.Join(c.cfg.Root, "out", "deploy", name)
+	if _, err := os.Stat(filepath.Join(base, "kustomization.yaml")); err != nil {
+		return "", fmt.Errorf("%s: run `make images` (it pins deploy/%s to this build's images): %w", base, name, err)
+	}
 	dir := filepath.Join(c.cfg.Dir, "overlays", name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
@@ -128,18 +132,6 @@ func (c *Cluster) writeOverlay(name, base string, tags map[string]string, patche
 		return "", err
 	}
 	k := map[string]any{"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "resources": []string{rel}}
-	var images []map[string]string
-	repos := make([]string, 0, len(tags))
-	for r := range tags {
-		repos = append(repos, r)
-	}
-	sort.Strings(repos)
-	for _, r := range repos {
-		images = append(images, map[string]string{"name": r, "newTag": tags[r]})
-	}
-	if len(images) > 0 {
-		k["images"] = images
-	}
 	var patchFiles []map[string]string
 	for i, p := range patches {
 		data, err := yaml.Marshal(p)
@@ -160,53 +152,4 @@ func (c *Cluster) writeOverlay(name, base string, tags map[string]string, patche
 		return "", err
 	}
 	return dir, os.WriteFile(filepath.Join(dir, "kustomization.yaml"), data, 0o644)
-}
-
-// imageTags reads repository -> tag from the `docker save` manifests of
-// the image tarballs in dir.
-func imageTags(dir string) (map[string]string, error) {
-	files, _ := filepath.Glob(filepath.Join(dir, "*.tar"))
-	tags := map[string]string{}
-	for _, f := range files {
-		refs, err := tarballRefs(f)
-		if err != nil {
-			return nil, err
-		}
-		for _, r := range refs {
-			if i := strings.LastIndexByte(r, ':'); i > strings.LastIndexByte(r, '/') {
-				tags[r[:i]] = r[i+1:]
-			}
-		}
-	}
-	return tags, nil
-}
-
-func tarballRefs(file string) ([]string, error) {
-	f, err := os.Open(file)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	tr := tar.NewReader(f)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return nil, fmt.Errorf("%s: no manifest.json", file)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", file, err)
-		}
-		if h.Name != "manifest.json" {
-			continue
-		}
-		var m []struct{ RepoTags []string }
-		if err := json.NewDecoder(tr).Decode(&m); err != nil {
-			return nil, fmt.Errorf("%s manifest.json: %w", file, err)
-		}
-		var refs []string
-		for _, e := range m {
-			refs = append(refs, e.RepoTags...)
-		}
-		return refs, nil
-	}
 }
