@@ -18,6 +18,9 @@ WIN_ARCHIVE := $(OUT)/azure-vnet-cni-windows-amd64-$(VERSION).zip
 LINUX_CONFLISTS := $(filter-out %-windows.conflist,$(wildcard deploy/cni/*.conflist))
 TEST_TIMEOUT ?= 20m
 E2E_DATAPLANES ?= iptables,nftables
+E2E_REAL_DATAPLANES ?= iptables,nftables
+E2E_REAL_CNI ?= transparent
+E2E_REAL_PROCS ?= 3
 # make fuzz: how long each fuzz target runs.
 FUZZTIME ?= 60s
 # make soak: create/delete cycles per dataplane.
@@ -27,7 +30,7 @@ FUZZ_TARGETS ?= $(shell ./hack/fuzz-targets.sh)
 
 IMAGES := azure-npm azure-cni
 
-.PHONY: help version all podserver azure-npm azure-vnet azure-vnet-ipam azure-cni-install azure-cni-plugins azure-cni-plugins-windows images test e2e bench demo deps lint clean cluster-up cluster-down tools fuzz interrupt-test soak
+.PHONY: help version all podserver azure-npm azure-vnet azure-vnet-ipam azure-cni-install azure-cni-plugins azure-cni-plugins-windows images test e2e bench demo deps lint clean cluster-up cluster-down tools tools-node tools-e2e cluster-real cluster-real-down e2e-real fuzz interrupt-test soak
 
 version: ## print the version every output is named and tagged with
 	@echo $(VERSION)
@@ -75,12 +78,18 @@ images: azure-npm azure-vnet azure-vnet-ipam azure-cni-install ## image tarballs
 	$(GO) run ./hack/imagebuild overlay --version $(VERSION) --out $(OUT)/deploy deploy/npm deploy/cni deploy/cni-file-ipam
 
 tools: ## build etcd, kube-apiserver and kubectl into out/tools (cached)
-	./hack/build-tools.sh
+	./hack/build-tools.sh control
+
+tools-node: ## also kubelet, kube-proxy, kube-controller-manager, kube-scheduler, agnhost (cached)
+	./hack/build-tools.sh control node
+
+tools-e2e: ## also the upstream e2e.test and ginkgo (cached)
+	./hack/build-tools.sh control node e2e
 
 deps: ## install system packages and Go modules (idempotent)
 	./hack/deps.sh
 
-test: tools all podserver ## run every test (needs root for the kernel tests; CI is root)
+test: tools-node all podserver images ## run every test (needs root for the kernel tests; CI is root)
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 e2e: tools all podserver ## all 230 cyclonus conformance cases on a simulated 2-node cluster, per dataplane
@@ -97,10 +106,10 @@ interrupt-test: tools all podserver ## interrupt make e2e/demo/bench and a clust
 soak: tools all podserver ## SOAK_CYCLES cycles of namespaces, pods and policies created and deleted per dataplane; fails if the agent or the kernel grows (not in CI)
 	$(GO) run ./test/soak --cycles $(SOAK_CYCLES) --dataplanes $(E2E_DATAPLANES)
 
-bench: tools all ## benchmarks: prints a table, writes out/bench/results.json
+bench: tools-node all images ## benchmarks: prints a table, writes out/bench/results.json
 	./hack/bench.sh
 
-demo: tools all podserver ## the main job: a two-node cluster, policies, connectivity before/after
+demo: $(if $(filter real,$(DEMO_CLUSTER)),tools-node images,tools) all podserver ## the main job: a two-node cluster, policies, connectivity before/after (DEMO_CLUSTER=real: on the real cluster)
 	./hack/demo.sh
 
 lint: ## gofmt, go vet (linux and windows)
@@ -114,5 +123,14 @@ cluster-up: tools ## start etcd + kube-apiserver on 127.0.0.1; kubeconfig in out
 cluster-down: ## stop the local cluster and remove its state
 	$(GO) run ./hack/localcluster down --dir $(OUT)/cluster
 
-clean: cluster-down ## remove build output (keeps the cached control-plane binaries)
+cluster-real: tools-node all podserver images ## a real 2-node cluster (containerd, kubelet, kube-proxy per node), CNI and NPM from the manifests
+	$(GO) run ./test/realcluster/cmd/realcluster up --dir $(OUT)/cluster-real
+
+cluster-real-down: ## stop the real cluster; nothing of it is left
+	$(GO) run ./test/realcluster/cmd/realcluster down --dir $(OUT)/cluster-real
+
+e2e-real: tools-e2e all podserver images ## upstream [Feature:NetworkPolicy] e2e specs on the real cluster, per dataplane
+	$(GO) run ./test/realcluster/cmd/realcluster e2e --dataplanes $(E2E_REAL_DATAPLANES) --cni $(E2E_REAL_CNI) --procs $(E2E_REAL_PROCS) 2>&1 | tee $(OUT)/e2e-real.log; exit $${PIPESTATUS[0]}
+
+clean: cluster-down cluster-real-down ## remove build output (keeps the cached control-plane binaries)
 	find $(OUT) -mindepth 1 -maxdepth 1 ! -name tools -exec rm -rf {} +

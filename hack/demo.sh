@@ -3,6 +3,8 @@
 # does), then runs the demo program: a simulated two-node cluster in network
 # namespaces, pods plumbed by azure-vnet, azure-npm on each node, a policy,
 # and the connectivity matrix before and after. KEEP=1 leaves it running.
+# DEMO_CLUSTER=real runs it on the real cluster (containerd, kubelet,
+# kube-proxy per node; CNI and NPM installed from deploy/).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"

@@ -5,7 +5,7 @@ set -euo pipefail
 packages=(
   iptables ipset nftables ebtables iproute2 conntrack kmod   # dataplanes and their tools
   containernetworking-plugins                      # reference bridge/host-local/portmap/loopback
-  containerd                                       # image import tests (a throw-away instance)
+  containerd runc util-linux                       # image import tests; the real cluster's nodes (ctr, nsenter, unshare)
   ethtool jq openssl ca-certificates make gcc git  # build and test helpers
   zip                                              # the Windows release archive
 )

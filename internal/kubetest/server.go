@@ -57,6 +57,13 @@ type Options struct {
 	Detach bool
 	// ReadyTimeout bounds the wait for /readyz; default 60 s.
 	ReadyTimeout time.Duration
+	// Nodes configures the API server for real kubelets: the ServiceAccount
+	// admission plugin (pods get their token volume), the lease endpoint
+	// reconciler (the kubernetes Service gets endpoints, so in-cluster
+	// clients reach it through kube-proxy) and a client certificate for
+	// exec, logs and port-forward through the kubelets. Without it the
+	// server suits harnesses that play the nodes themselves.
+	Nodes bool
 }
 
 // Server is a running control plane.
@@ -71,6 +78,10 @@ type Server struct {
 	NetNS *netnstest.NS
 	// StartupTime is how long the processes took to become ready.
 	StartupTime time.Duration
+	// CAFile signs the serving and client certificates (clients and
+	// kubelets trust it); SAKeyFile signs service-account tokens
+	// (kube-controller-manager needs it).
+	CAFile, SAKeyFile string
 
 	// pids of etcd and kube-apiserver, in start order. Kept as ints:
 	// os.Process.Release sets Pid to -1, and kill(-1) signals everything.
@@ -186,6 +197,8 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		Kubeconfig: filepath.Join(opts.Dir, "admin.kubeconfig"),
 		Dir:        opts.Dir,
 		NetNS:      opts.NetNS,
+		CAFile:     certs.CAFile,
+		SAKeyFile:  certs.SAKey,
 	}
 	ok := false
 	defer func() {
@@ -221,13 +234,20 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		"--service-account-signing-key-file=" + certs.SAKey,
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
 		"--authorization-mode=RBAC",
-		"--disable-admission-plugins=ServiceAccount",
-		"--endpoint-reconciler-type=none",
 		"--service-cluster-ip-range=10.96.0.0/16",
 		"--allow-privileged=true",
 		"--profiling=false",
 		"--cert-dir=" + filepath.Join(opts.Dir, "apiserver-certs"),
 		"--v=0",
+	}
+	if opts.Nodes {
+		s.apiArgs = append(s.apiArgs,
+			"--endpoint-reconciler-type=lease",
+			"--kubelet-client-certificate="+certs.AdminCert,
+			"--kubelet-client-key="+certs.AdminKey,
+			"--kubelet-preferred-address-types=InternalIP")
+	} else {
+		s.apiArgs = append(s.apiArgs, "--disable-admission-plugins=ServiceAccount", "--endpoint-reconciler-type=none")
 	}
 	if err := s.launch(opts, "kube-apiserver", s.apiArgs...); err != nil {
 		return nil, err
@@ -326,6 +346,9 @@ func (s *Server) Client() (kubernetes.Interface, error) {
 	}
 	return kubernetes.NewForConfig(cfg)
 }
+
+// PIDs are the running control-plane processes (etcd, kube-apiserver).
+func (s *Server) PIDs() []int { return append([]int(nil), s.pids...) }
 
 // Stop kills the processes (apiserver first) and waits for them to exit.
 // The state directory is left for the caller (tests use a TempDir).
@@ -456,3 +479,10 @@ func freePorts(n int) ([]int, error) {
 	}
 	return ports, nil
 }
+
+// StopPID stops one process of ours: SIGTERM, SIGKILL after 5 s, and waits
+// until it is gone. PIDs <= 1 are ignored.
+func StopPID(pid int) { killAndWait(pid) }
+
+// Alive reports whether pid runs (a zombie counts as gone).
+func Alive(pid int) bool { return alive(pid) }

@@ -80,6 +80,9 @@ type Config struct {
 	Dir string
 	// NoNPM skips starting azure-npm on the nodes.
 	NoNPM bool
+	// RealNodes configures the API server for real kubelets
+	// (kubetest.Options.Nodes); test/realcluster builds on this cluster.
+	RealNodes bool
 	// Logf receives progress lines; nil = silent.
 	Logf func(format string, args ...any)
 }
@@ -190,7 +193,7 @@ func New(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 	if err := c.attach(c.CP, "cp", cpAddress); err != nil {
 		return nil, err
 	}
-	if c.API, err = kubetest.Start(ctx, kubetest.Options{Dir: filepath.Join(c.Dir, "apiserver"), NetNS: c.CP, Address: cpAddress}); err != nil {
+	if c.API, err = kubetest.Start(ctx, kubetest.Options{Dir: filepath.Join(c.Dir, "apiserver"), NetNS: c.CP, Address: cpAddress, Nodes: cfg.RealNodes}); err != nil {
 		return nil, err
 	}
 	if c.Client, err = c.API.Client(); err != nil {

@@ -5,7 +5,8 @@
 // azure-vnet-ipam, azure-npm on each node), the connectivity matrix before
 // and after the sample policies of deploy/examples/, the lines azure-npm
 // logged for them, and `azure-npm explain` on one connection. With KEEP=1
-// it stays up until Ctrl-C and prints how to poke at it.
+// it stays up until Ctrl-C and prints how to poke at it. DEMO_CLUSTER=real
+// runs it on the real cluster of test/realcluster instead.
 package main
 
 import (
@@ -48,6 +49,10 @@ func main() {
 	out := flag.String("out", "out", "build output directory (binaries)")
 	flag.Parse()
 	keep := os.Getenv("KEEP") == "1"
+	run := run
+	if os.Getenv("DEMO_CLUSTER") == "real" {
+		run = func(ctx context.Context, _ string, keep bool) error { return runReal(ctx, keep) }
+	}
 	// Ctrl-C, SIGTERM or a closed stdout stops the demo and removes every
 	// namespace, process and directory it made.
 	owned.Main(func(ctx context.Context) error {
