@@ -130,7 +130,7 @@ cluster-real-down: ## stop the real cluster; nothing of it is left
 	$(GO) run ./test/realcluster/cmd/realcluster down --dir $(OUT)/cluster-real
 
 e2e-real: tools-e2e all podserver images ## upstream [Feature:NetworkPolicy] e2e specs on the real cluster, per dataplane
-	$(GO) run ./test/realcluster/cmd/realcluster e2e --dataplanes $(E2E_REAL_DATAPLANES) --cni $(E2E_REAL_CNI) --procs $(E2E_REAL_PROCS) 2>&1 | tee $(OUT)/e2e-real.log; exit $${PIPESTATUS[0]}
+	$(GO) run ./test/realcluster/cmd/realcluster e2e --dataplanes $(E2E_REAL_DATAPLANES) --cni $(E2E_REAL_CNI) --procs $(E2E_REAL_PROCS) 2>&1 | tee -i $(OUT)/e2e-real.log; exit $${PIPESTATUS[0]}
 
 clean: cluster-down cluster-real-down ## remove build output (keeps the cached control-plane binaries)
 	find $(OUT) -mindepth 1 -maxdepth 1 ! -name tools -exec rm -rf {} +
