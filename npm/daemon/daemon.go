@@ -7,8 +7,10 @@
 //	informers (pods, namespaces, policies)
 //	   └─ event handlers: enqueue "kind/ns/name", remember when it was seen
 //	work queue (deduplicating, rate-limited retries)
-//	   └─ one worker: wait BatchWindow, drain the queue, apply every key to
-//	      the translate.Engine, then dataplane.Apply(state, changes) once
+//	   └─ one worker: start at once when idle, or wait out an adaptive
+//	      window (up to BatchWindow) while events queue up (batching.go),
+//	      drain the queue, apply every key to the translate.Engine, then
+//	      dataplane.Apply(state, changes) once
 //	kernel (ipset+iptables / nftables / HNS)
 //
 // The worker starts only after every informer has synced, so the first
@@ -37,6 +39,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/util/workqueue"
+	"k8s.io/utils/clock"
 
 	"github.com/open-acn/acn/npm/config"
 	"github.com/open-acn/acn/npm/dataplane"
@@ -75,6 +78,8 @@ type Options struct {
 	// from iptables to nftables keeps no iptables rules). Never before:
 	// removing them first would open every pod until the new rules land.
 	Previous []dataplane.Dataplane
+	// Clock times the batching; nil is the real clock (tests pass a fake).
+	Clock clock.Clock
 }
 
 // Daemon is one running node agent.
@@ -85,6 +90,7 @@ type Daemon struct {
 	dp      dataplane.Dataplane
 	prev    []dataplane.Dataplane
 	metrics *metrics
+	clock   clock.Clock
 
 	factory   informers.SharedInformerFactory
 	podInf    cache.SharedIndexInformer
@@ -97,6 +103,7 @@ type Daemon struct {
 	// it: they read view.
 	mu         sync.Mutex
 	engine     *translate.Engine
+	batching   *batching             // the worker's only
 	pending    *policy.Changes       // changes not yet applied (a failed transaction)
 	unapplied  map[string]translated // keys fed to the engine since the last successful transaction
 	appliedRV  map[string]uint64     // kind -> highest resourceVersion enforced
@@ -163,6 +170,9 @@ func New(opts Options) (*Daemon, error) {
 	if opts.Logger == nil {
 		opts.Logger = zap.NewNop()
 	}
+	if opts.Clock == nil {
+		opts.Clock = clock.RealClock{}
+	}
 	if opts.Config.NodeName == "" {
 		return nil, errors.New("daemon: node name is empty: set --node-name, NODE_NAME or HOSTNAME")
 	}
@@ -173,6 +183,8 @@ func New(opts Options) (*Daemon, error) {
 		dp:         opts.Dataplane,
 		prev:       opts.Previous,
 		metrics:    newMetrics(),
+		clock:      opts.Clock,
+		batching:   newBatching(opts.Config.BatchWindow.D()),
 		engine:     translate.NewEngine(translate.Options{NodeName: opts.Config.NodeName, Logger: opts.Logger}),
 		pending:    policy.NewChanges(),
 		seen:       map[string]time.Time{},
@@ -365,9 +377,9 @@ func (d *Daemon) worker(ctx context.Context) {
 			return
 		}
 		batch := []string{key}
-		if w := d.cfg.BatchWindow.D(); w > 0 {
+		if w := d.batching.delay(d.clock.Now()); w > 0 {
 			select {
-			case <-time.After(w):
+			case <-d.clock.After(w):
 			case <-ctx.Done():
 			}
 		}
@@ -379,6 +391,7 @@ func (d *Daemon) worker(ctx context.Context) {
 			batch = append(batch, k)
 		}
 		d.processBatch(ctx, batch)
+		d.batching.done(d.clock.Now())
 		for _, k := range batch {
 			d.queue.Done(k)
 		}

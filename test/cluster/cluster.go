@@ -83,6 +83,9 @@ type Config struct {
 	// RealNodes configures the API server for real kubelets
 	// (kubetest.Options.Nodes); test/realcluster builds on this cluster.
 	RealNodes bool
+	// NPMConfig is appended to each agent's configuration file (YAML
+	// lines, e.g. "batchWindow: 20ms"; a key given here wins).
+	NPMConfig string
 	// Logf receives progress lines; nil = silent.
 	Logf func(format string, args ...any)
 }
@@ -383,7 +386,7 @@ func (n *Node) NPMSocket() string { return filepath.Join(n.c.Dir, n.Name, "run",
 // and waits until it reports ready.
 func (n *Node) StartNPM(ctx context.Context) error {
 	cfgFile := filepath.Join(n.c.Dir, n.Name, "npm.yaml")
-	cfg := "reconcileInterval: 5s\nbatchWindow: 5ms\nenablePprof: true\nlog:\n  level: info\n"
+	cfg := npmConfig(n.c.cfg.NPMConfig)
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
 		return err
 	}
@@ -423,6 +426,23 @@ func (n *Node) StartNPM(ctx context.Context) error {
 		time.Sleep(50 * time.Millisecond)
 	}
 	return fmt.Errorf("%s: azure-npm not ready after 60s", n.Name)
+}
+
+// npmConfig is the agents' configuration: fast reconcile and batches,
+// pprof on, with the top-level keys of extra replacing the defaults'.
+func npmConfig(extra string) string {
+	base := []string{"reconcileInterval: 5s", "batchWindow: 5ms", "enablePprof: true", "log:\n  level: info"}
+	var b strings.Builder
+	for _, line := range base {
+		key, _, _ := strings.Cut(line, ":")
+		if !strings.HasPrefix(extra, key+":") && !strings.Contains(extra, "\n"+key+":") {
+			b.WriteString(line + "\n")
+		}
+	}
+	if extra != "" {
+		b.WriteString(strings.TrimSuffix(extra, "\n") + "\n")
+	}
+	return b.String()
 }
 
 // NPMPid is the azure-npm process ID (0 when not running). `ip netns exec`

@@ -40,24 +40,38 @@ func main() {
 	dataplanes := flag.String("dataplanes", "iptables,nftables", "dataplanes to measure, one after the other on the same cluster")
 	floodQPS := flag.Int("flood-qps", 1000, "queries per second on the local socket during the flood round (0: no flood round)")
 	floodMin := flag.Duration("flood-min", 10*time.Second, "the flood lasts at least this long")
+	binDir := flag.String("bin", "out", "directory of the azure-npm (and CNI) binaries to measure")
+	batchWindow := flag.Duration("batch-window", 20*time.Millisecond, "the agents' batchWindow (the default configuration's)")
+	heapDir := flag.String("heap-profile", "", "directory to write each dataplane's heap profile (pprof, after the quiet round) to")
+	churnRate := flag.Int("churn-rate", 200, "label changes per second cluster-wide during the churn round (0: no churn round)")
+	churnFor := flag.Duration("churn-for", 15*time.Second, "how long the churn round lasts")
 	flag.Parse()
 	fl := flood{qps: *floodQPS, min: *floodMin}
+	ch := churn{rate: *churnRate, dur: *churnFor}
+	opts := options{batchWindow: *batchWindow, heapDir: *heapDir, binDir: *binDir}
 	owned.Main(func(ctx context.Context) error {
-		if err := run(ctx, *out, *samples, *pods, *policies, strings.Split(*dataplanes, ","), fl); err != nil {
+		if err := run(ctx, *out, *samples, *pods, *policies, strings.Split(*dataplanes, ","), fl, ch, opts); err != nil {
 			return fmt.Errorf("bench daemon: %w", err)
 		}
 		return nil
 	})
 }
 
-func run(ctx context.Context, out string, samples, nPods, nPolicies int, dataplanes []string, fl flood) error {
+type options struct {
+	batchWindow time.Duration
+	heapDir     string
+	binDir      string
+}
+
+func run(ctx context.Context, out string, samples, nPods, nPolicies int, dataplanes []string, fl flood, ch churn, opts options) error {
 	dir, err := owned.MkdirTemp("", "acn-bench-daemon-")
 	if err != nil {
 		return err
 	}
 	defer owned.RemoveDir(dir)
-	bin, _ := filepath.Abs("out")
-	c, err := cluster.New(ctx, cluster.Config{Nodes: 1, NoNPM: true, BinDir: bin, Dir: dir})
+	bin, _ := filepath.Abs(opts.binDir)
+	c, err := cluster.New(ctx, cluster.Config{Nodes: 1, NoNPM: true, BinDir: bin, Dir: dir,
+		NPMConfig: fmt.Sprintf("batchWindow: %s\n", opts.batchWindow)})
 	if err != nil {
 		return err
 	}
@@ -74,7 +88,7 @@ func run(ctx context.Context, out string, samples, nPods, nPolicies int, datapla
 
 	var rs []benchfmt.Result
 	for i, dp := range dataplanes {
-		r, err := measureDataplane(ctx, c, node, w, cfg, dp, i, samples, fl)
+		r, err := measureDataplane(ctx, c, node, w, cfg, dp, i, samples, fl, ch, opts)
 		if err != nil {
 			return fmt.Errorf("%s: %w", dp, err)
 		}
@@ -87,7 +101,7 @@ func run(ctx context.Context, out string, samples, nPods, nPolicies int, datapla
 // measureDataplane starts azure-npm with one dataplane on the loaded
 // cluster (the previous run's rules are replaced by its first sync) and
 // measures it; new objects get names of their own per dataplane.
-func measureDataplane(ctx context.Context, c *cluster.Cluster, node *cluster.Node, w *scaleworld.World, cfg scaleworld.Config, dp string, dpIndex, samples int, fl flood) ([]benchfmt.Result, error) {
+func measureDataplane(ctx context.Context, c *cluster.Cluster, node *cluster.Node, w *scaleworld.World, cfg scaleworld.Config, dp string, dpIndex, samples int, fl flood, ch churn, opts options) ([]benchfmt.Result, error) {
 	c.SetDataplane(dp)
 	start := time.Now()
 	if err := node.StartNPM(ctx); err != nil {
@@ -97,7 +111,8 @@ func measureDataplane(ctx context.Context, c *cluster.Cluster, node *cluster.Nod
 	coldReady := time.Since(start)
 	pid := node.NPMPid()
 	cpuCold := cpuSeconds(pid)
-	params := map[string]string{"pods": strconv.Itoa(cfg.Pods), "policies": strconv.Itoa(cfg.Policies), "local_pods": strconv.Itoa(cfg.Local), "dataplane": dp}
+	params := map[string]string{"pods": strconv.Itoa(cfg.Pods), "policies": strconv.Itoa(cfg.Policies), "local_pods": strconv.Itoa(cfg.Local), "dataplane": dp,
+		"batch_window": opts.batchWindow.String()}
 	rs := []benchfmt.Result{
 		{Name: "npm_daemon_start_to_ready", Value: coldReady.Seconds(), Unit: "s", Params: params},
 		{Name: "npm_daemon_cpu_to_ready", Value: cpuCold, Unit: "cpu-s", Params: params},
@@ -163,10 +178,36 @@ func measureDataplane(ctx context.Context, c *cluster.Cluster, node *cluster.Nod
 	}
 	cpuSteady := (cpuSeconds(pid) - cpuBefore) / time.Since(wallBefore).Seconds()
 	rss, hwm := memKiB(pid)
+	if opts.heapDir != "" {
+		heap, err := node.NPMGet("/debug/pprof/heap")
+		if err != nil {
+			return nil, fmt.Errorf("heap profile: %w", err)
+		}
+		if err := os.WriteFile(filepath.Join(opts.heapDir, "heap-"+dp+".pb.gz"), heap, 0o644); err != nil {
+			return nil, err
+		}
+	}
 	rs = append(rs,
 		benchfmt.Result{Name: "npm_daemon_rss", Value: float64(rss) / 1024, Unit: "MiB", Params: params},
 		benchfmt.Result{Name: "npm_daemon_rss_peak", Value: float64(hwm) / 1024, Unit: "MiB", Params: params},
 		benchfmt.Result{Name: "npm_daemon_cpu_during_events", Value: cpuSteady * 100, Unit: "%cpu", Params: params})
+	if ch.rate > 0 {
+		st, err := ch.run(ctx, c, node, w, int64(dpIndex))
+		if err != nil {
+			return nil, fmt.Errorf("churn: %w", err)
+		}
+		if st.failed > 0 {
+			return nil, fmt.Errorf("churn: %d of %d label changes failed", st.failed, st.failed+st.events)
+		}
+		p := map[string]string{"churn": fmt.Sprintf("%d/s label changes for %s", ch.rate, ch.dur)}
+		for k, v := range params {
+			p[k] = v
+		}
+		fmt.Printf("%s: churn: %d label changes in %.1fs, %d kernel transactions\n", dp, st.events, st.elapsed.Seconds(), st.transactions)
+		rs = append(rs,
+			benchfmt.Result{Name: "npm_churn_event_rate", Value: float64(st.events) / st.elapsed.Seconds(), Unit: "events/s", Params: p},
+			benchfmt.Result{Name: "npm_churn_transactions_per_second", Value: float64(st.transactions) / st.elapsed.Seconds(), Unit: "tx/s", Params: p})
+	}
 	if fl.qps <= 0 {
 		return rs, nil
 	}
