@@ -203,10 +203,12 @@ func New(opts Options) (*Daemon, error) {
 	d.podInf = d.factory.Core().V1().Pods().Informer()
 	d.nsInf = d.factory.Core().V1().Namespaces().Informer()
 	d.policyInf = d.factory.Networking().V1().NetworkPolicies().Informer()
-	// Keep only what translation needs: at 10,000 pods full objects would
-	// dominate the daemon's memory.
-	if err := d.podInf.SetTransform(slimPod); err != nil {
-		return nil, err
+	// Keep only what translation needs (slim.go): every agent caches every
+	// object of the cluster, so full objects would dominate its memory.
+	for inf, transform := range map[cache.SharedIndexInformer]cache.TransformFunc{d.podInf: slimPod, d.nsInf: slimNamespace, d.policyInf: slimPolicy} {
+		if err := inf.SetTransform(transform); err != nil {
+			return nil, err
+		}
 	}
 	for kind, inf := range map[string]cache.SharedIndexInformer{kindPod: d.podInf, kindNamespace: d.nsInf, kindPolicy: d.policyInf} {
 		reg, err := inf.AddEventHandler(d.handler(kind))
@@ -273,6 +275,10 @@ func newClient(kubeconfig string) (kubernetes.Interface, error) {
 	}
 	restCfg.UserAgent = "azure-npm"
 	restCfg.QPS, restCfg.Burst = 50, 100
+	// Protobuf, not JSON: listing 150,000 pods decodes several times faster
+	// and leaves a fraction of the garbage behind.
+	restCfg.ContentType = "application/vnd.kubernetes.protobuf"
+	restCfg.AcceptContentTypes = "application/vnd.kubernetes.protobuf,application/json"
 	return kubernetes.NewForConfig(restCfg)
 }
 
@@ -547,8 +553,8 @@ func (d *Daemon) translateKey(key string) translated {
 	}
 	switch kind {
 	case kindPod:
-		if pod, ok := obj.(*corev1.Pod); tr.present && ok {
-			d.engine.UpsertPod(pod)
+		if pod, ok := obj.(*cachedPod); tr.present && ok {
+			d.engine.UpsertPod(pod.pod())
 		} else {
 			d.engine.DeletePod(ns, name)
 		}
