@@ -501,6 +501,22 @@ func (n *Node) NPMMetrics() ([]byte, error) {
 	return b, err
 }
 
+// NPMGeneration is the number of successful kernel transactions the
+// node's azure-npm has made (its /status generation).
+func (n *Node) NPMGeneration() (uint64, error) {
+	b, err := n.NPMGet("/status")
+	if err != nil {
+		return 0, err
+	}
+	var st struct {
+		Generation uint64 `json:"generation"`
+	}
+	if err := json.Unmarshal(b, &st); err != nil {
+		return 0, fmt.Errorf("%s: /status: %w", n.Name, err)
+	}
+	return st.Generation, nil
+}
+
 // ObjectEnforced reports whether the node's azure-npm enforces the object
 // at resourceVersion rv or later (rv 0: absent).
 func (n *Node) ObjectEnforced(key string, rv uint64) (bool, error) {

@@ -4,7 +4,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"math/rand"
 	"sync"
@@ -13,7 +12,6 @@ import (
 	"k8s.io/client-go/util/retry"
 
 	"github.com/open-acn/acn/internal/scaleworld"
-	"github.com/open-acn/acn/npm/daemon"
 	"github.com/open-acn/acn/test/cluster"
 )
 
@@ -32,21 +30,9 @@ type churnStats struct {
 	elapsed        time.Duration
 }
 
-func generation(node *cluster.Node) (uint64, error) {
-	b, err := node.NPMGet(daemon.StatusPath)
-	if err != nil {
-		return 0, err
-	}
-	var st daemon.Status
-	if err := json.Unmarshal(b, &st); err != nil {
-		return 0, err
-	}
-	return st.Generation, nil
-}
-
 func (ch churn) run(ctx context.Context, c *cluster.Cluster, node *cluster.Node, w *scaleworld.World, seed int64) (churnStats, error) {
 	var st churnStats
-	g0, err := generation(node)
+	g0, err := node.NPMGeneration()
 	if err != nil {
 		return st, err
 	}
@@ -87,7 +73,7 @@ func (ch churn) run(ctx context.Context, c *cluster.Cluster, node *cluster.Node,
 	wg.Wait()
 	st.elapsed = time.Since(start)
 	time.Sleep(200 * time.Millisecond) // the last batch
-	g1, err := generation(node)
+	g1, err := node.NPMGeneration()
 	if err != nil {
 		return st, err
 	}

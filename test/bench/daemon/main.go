@@ -19,15 +19,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
-
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/open-acn/acn/internal/benchfmt"
 	"github.com/open-acn/acn/internal/owned"
+	"github.com/open-acn/acn/internal/procstat"
 	"github.com/open-acn/acn/internal/scaleworld"
 	"github.com/open-acn/acn/test/cluster"
 )
@@ -81,7 +77,7 @@ func run(ctx context.Context, out string, samples, nPods, nPolicies int, datapla
 	cfg.Pods, cfg.Policies = nPods, nPolicies
 	w := scaleworld.Build(cfg)
 	t0 := time.Now()
-	if err := load(ctx, c.Client, w); err != nil {
+	if err := scaleworld.Load(ctx, c.Client, w, 16); err != nil {
 		return err
 	}
 	fmt.Printf("loaded %d namespaces, %d pods, %d policies into the API server in %.1fs\n", len(w.Namespaces), len(w.Pods), len(w.Policies), time.Since(t0).Seconds())
@@ -110,7 +106,7 @@ func measureDataplane(ctx context.Context, c *cluster.Cluster, node *cluster.Nod
 	defer node.StopNPM(false)
 	coldReady := time.Since(start)
 	pid := node.NPMPid()
-	cpuCold := cpuSeconds(pid)
+	cpuCold := procstat.CPUSeconds(pid)
 	params := map[string]string{"pods": strconv.Itoa(cfg.Pods), "policies": strconv.Itoa(cfg.Policies), "local_pods": strconv.Itoa(cfg.Local), "dataplane": dp,
 		"batch_window": opts.batchWindow.String()}
 	rs := []benchfmt.Result{
@@ -158,7 +154,8 @@ func measureDataplane(ctx context.Context, c *cluster.Cluster, node *cluster.Nod
 		if err := measure("pod_add", queries, func(i int) (cluster.Write, error) {
 			p := scaleworld.Pod("ns1", fmt.Sprintf("new-%s-%d", tag, i), fmt.Sprintf("10.250.%d.%d", sub, i+2), map[string]string{"app": "app-3", "tier": "api"})
 			p.Spec.NodeName = node.Name
-			return createPod(ctx, c.Client, p)
+			rv, err := scaleworld.CreatePod(ctx, c.Client, p)
+			return cluster.Write{Key: "pod/" + p.Namespace + "/" + p.Name, RV: rv}, err
 		}); err != nil {
 			return err
 		}
@@ -172,12 +169,12 @@ func measureDataplane(ctx context.Context, c *cluster.Cluster, node *cluster.Nod
 			return c.CreatePolicy(ctx, np)
 		})
 	}
-	cpuBefore, wallBefore := cpuSeconds(pid), time.Now()
+	cpuBefore, wallBefore := procstat.CPUSeconds(pid), time.Now()
 	if err := round("0"); err != nil {
 		return nil, err
 	}
-	cpuSteady := (cpuSeconds(pid) - cpuBefore) / time.Since(wallBefore).Seconds()
-	rss, hwm := memKiB(pid)
+	cpuSteady := (procstat.CPUSeconds(pid) - cpuBefore) / time.Since(wallBefore).Seconds()
+	rss, hwm := procstat.MemKiB(pid)
 	if opts.heapDir != "" {
 		heap, err := node.NPMGet("/debug/pprof/heap")
 		if err != nil {
@@ -231,90 +228,4 @@ func measureDataplane(ctx context.Context, c *cluster.Cluster, node *cluster.Nod
 		benchfmt.Result{Name: "npm_query_flood_duration", Value: st.elapsed.Seconds(), Unit: "s", Params: p},
 		benchfmt.Result{Name: "npm_query_latency_p99", Value: benchfmt.Percentile(st.latencies, 99), Unit: "ms", Params: p})
 	return rs, nil
-}
-
-func createPod(ctx context.Context, cs kubernetes.Interface, p *corev1.Pod) (cluster.Write, error) {
-	status := p.Status
-	created, err := cs.CoreV1().Pods(p.Namespace).Create(ctx, p, metav1.CreateOptions{})
-	if err != nil {
-		return cluster.Write{}, err
-	}
-	created.Status = status
-	updated, err := cs.CoreV1().Pods(p.Namespace).UpdateStatus(ctx, created, metav1.UpdateOptions{})
-	if err != nil {
-		return cluster.Write{}, err
-	}
-	rv, _ := strconv.ParseUint(updated.ResourceVersion, 10, 64)
-	return cluster.Write{Key: "pod/" + p.Namespace + "/" + p.Name, RV: rv}, nil
-}
-
-// load creates the world with parallel clients (pods need a create and a
-// status update each).
-func load(ctx context.Context, cs kubernetes.Interface, w *scaleworld.World) error {
-	for _, ns := range w.Namespaces {
-		if _, err := cs.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil {
-			return err
-		}
-	}
-	var mu sync.Mutex
-	var firstErr error
-	work := make(chan func() error)
-	var wg sync.WaitGroup
-	for i := 0; i < 16; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for f := range work {
-				if err := f(); err != nil {
-					mu.Lock()
-					if firstErr == nil {
-						firstErr = err
-					}
-					mu.Unlock()
-				}
-			}
-		}()
-	}
-	for _, p := range w.Pods {
-		p := p
-		work <- func() error { _, err := createPod(ctx, cs, p); return err }
-	}
-	for _, np := range w.Policies {
-		np := np
-		work <- func() error {
-			_, err := cs.NetworkingV1().NetworkPolicies(np.Namespace).Create(ctx, np, metav1.CreateOptions{})
-			return err
-		}
-	}
-	close(work)
-	wg.Wait()
-	return firstErr
-}
-
-func cpuSeconds(pid int) float64 {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	s := string(data)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	ut, _ := strconv.ParseFloat(f[11], 64)
-	st, _ := strconv.ParseFloat(f[12], 64)
-	return (ut + st) / 100 // USER_HZ
-}
-
-func memKiB(pid int) (rss, hwm int) {
-	data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	for _, line := range strings.Split(string(data), "\n") {
-		f := strings.Fields(line)
-		if len(f) >= 2 {
-			switch f[0] {
-			case "VmRSS:":
-				rss, _ = strconv.Atoi(f[1])
-			case "VmHWM:":
-				hwm, _ = strconv.Atoi(f[1])
-			}
-		}
-	}
-	return rss, hwm
 }
