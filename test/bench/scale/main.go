@@ -215,7 +215,8 @@ func measure(ctx context.Context, c *cluster.Cluster, node *cluster.Node, w *sca
 		return c.SetPodLabels(ctx, p.Namespace, p.Name, localLabels(i, round*7+i/len(local)+1))
 	})
 	go timed(&policyLat, func(i int) (cluster.Write, error) {
-		ns := local[i%len(local)].Namespace
+		// 20 policies, created once and then updated in turn.
+		ns := local[(i%20)%len(local)].Namespace
 		rngMu.Lock()
 		np := scaleworld.ClusterPolicy(rng, ns, fmt.Sprintf("churn-%s-%d", dp, i%20))
 		rngMu.Unlock()
