@@ -247,6 +247,7 @@ func measure(ctx context.Context, c *cluster.Cluster, node *cluster.Node, w *sca
 	if err != nil {
 		return nil, err
 	}
+	cpuRemote0 := procstat.CPUSeconds(pid)
 	stop = make(chan struct{})
 	wg.Add(1)
 	go func() {
@@ -257,6 +258,7 @@ func measure(ctx context.Context, c *cluster.Cluster, node *cluster.Node, w *sca
 	close(stop)
 	wg.Wait()
 	time.Sleep(time.Second) // the last batch
+	cpuRemote := procstat.CPUSeconds(pid) - cpuRemote0
 	g1, err := node.NPMGeneration()
 	if err != nil {
 		return nil, err
@@ -282,6 +284,8 @@ func measure(ctx context.Context, c *cluster.Cluster, node *cluster.Node, w *sca
 		{Name: "scale_local_event_p99_ms", Value: benchfmt.Percentile(localLat, 99), Unit: "ms", Params: withEvent("local_label_change")},
 		{Name: "scale_policy_event_p50_ms", Value: benchfmt.Percentile(policyLat, 50), Unit: "ms", Params: withEvent("policy_change")},
 		{Name: "scale_policy_event_p99_ms", Value: benchfmt.Percentile(policyLat, 99), Unit: "ms", Params: withEvent("policy_change")},
+		{Name: "scale_churn_cpu_ms_per_event", Value: cpu * wall * 1000 / float64(events.Load()+int64(len(localLat)+len(policyLat))), Unit: "cpu-ms", Params: params},
+		{Name: "scale_remote_event_cpu_ms", Value: cpuRemote * 1000 / float64(max(remoteEvents.Load(), 1)), Unit: "cpu-ms", Params: withEvent("remote pod event changing no set")},
 		{Name: "scale_remote_event_kernel_writes", Value: float64(g1 - g0), Unit: "transactions", Params: withEvent(fmt.Sprintf("%d remote pod events in a namespace no policy refers to", remoteEvents.Load()))},
 	}, nil
 }
