@@ -30,6 +30,7 @@ import (
 	"k8s.io/client-go/util/retry"
 
 	"github.com/open-acn/acn/internal/benchfmt"
+	"github.com/open-acn/acn/internal/owned"
 	"github.com/open-acn/acn/internal/procstat"
 	"github.com/open-acn/acn/internal/scaleworld"
 	"github.com/open-acn/acn/test/cluster"
@@ -66,19 +67,20 @@ func main() {
 	flag.DurationVar(&c.batchWindow, "batch-window", 20*time.Millisecond, "the agent's batchWindow")
 	flag.Parse()
 	c.dataplanes = strings.Split(*dataplanes, ",")
-	if err := run(*out, c); err != nil {
-		fmt.Fprintln(os.Stderr, "bench scale:", err)
-		os.Exit(1)
-	}
+	owned.Main(func(ctx context.Context) error {
+		if err := run(ctx, *out, c); err != nil {
+			return fmt.Errorf("bench scale: %w", err)
+		}
+		return nil
+	})
 }
 
-func run(out string, cfg config) error {
-	ctx := context.Background()
-	dir, err := os.MkdirTemp("", "acn-bench-scale-")
+func run(ctx context.Context, out string, cfg config) error {
+	dir, err := owned.MkdirTemp("", "acn-bench-scale-")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
+	defer owned.RemoveDir(dir)
 	bin, _ := filepath.Abs(cfg.bin)
 	c, err := cluster.New(ctx, cluster.Config{Nodes: 1, NoNPM: true, BinDir: bin, Dir: dir,
 		NPMConfig: fmt.Sprintf("batchWindow: %s\n", cfg.batchWindow)})
