@@ -243,9 +243,17 @@ func measure(ctx context.Context, c *cluster.Cluster, node *cluster.Node, w *sca
 		return nil, fmt.Errorf("churn: %d writes failed, first: %v", failed.Load(), firstErr.Load())
 	}
 
-	// Remote-only: events in a namespace no policy refers to.
+	// Remote-only: events in a namespace no policy refers to. First let
+	// the churn's last events drain: no transaction for 2s.
 	var remoteEvents atomic.Int64
 	g0, err := node.NPMGeneration()
+	for settled := time.Now(); err == nil && time.Since(settled) < 2*time.Second; {
+		time.Sleep(250 * time.Millisecond)
+		var g uint64
+		if g, err = node.NPMGeneration(); g != g0 {
+			g0, settled = g, time.Now()
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
