@@ -30,7 +30,7 @@ FUZZ_TARGETS ?= $(shell ./hack/fuzz-targets.sh)
 
 IMAGES := azure-npm azure-cni
 
-.PHONY: help version all podserver azure-npm azure-vnet azure-vnet-ipam azure-cni-install azure-cni-plugins azure-cni-plugins-windows images test e2e bench demo deps lint clean cluster-up cluster-down tools tools-node tools-e2e cluster-real cluster-real-down e2e-real fuzz interrupt-test soak
+.PHONY: help version all podserver azure-npm azure-vnet azure-vnet-ipam azure-cni-install azure-cni-plugins azure-cni-plugins-windows images test e2e bench bench-scale demo deps lint clean cluster-up cluster-down tools tools-node tools-e2e cluster-real cluster-real-down e2e-real fuzz interrupt-test soak
 
 version: ## print the version every output is named and tagged with
 	@echo $(VERSION)
@@ -108,6 +108,9 @@ soak: tools all podserver ## SOAK_CYCLES cycles of namespaces, pods and policies
 
 bench: tools-node all images ## benchmarks: prints a table, writes out/bench/results.json
 	./hack/bench.sh
+
+bench-scale: tools all podserver ## one node's azure-npm in a 5,000-node, 150,000-pod cluster under churn (long; SCALE_FLAGS to resize), writes out/bench/scale.json
+	$(GO) run ./test/bench/scale $(SCALE_FLAGS)
 
 demo: $(if $(filter real,$(DEMO_CLUSTER)),tools-node images,tools) all podserver ## the main job: a two-node cluster, policies, connectivity before/after (DEMO_CLUSTER=real: on the real cluster)
 	./hack/demo.sh

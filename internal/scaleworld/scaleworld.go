@@ -36,6 +36,7 @@ func Default(node string) Config {
 
 // World is the objects of the cluster.
 type World struct {
+	Nodes      []*corev1.Node // only in a Cluster world
 	Namespaces []*corev1.Namespace
 	Pods       []*corev1.Pod
 	Policies   []*networkingv1.NetworkPolicy

@@ -1,6 +1,9 @@
 package scaleworld
 
-import "testing"
+import (
+	"reflect"
+	"testing"
+)
 
 func TestBuildSizesAndLocality(t *testing.T) {
 	w := Build(Default("node-a"))
@@ -45,5 +48,46 @@ func TestRandomLocalSpread(t *testing.T) {
 	// every 40th pod would be in 5 namespaces only
 	if len(nss) < 50 {
 		t.Fatalf("local pods in %d namespaces, want them spread", len(nss))
+	}
+}
+
+func TestBuildClusterIsDeterministicAndSized(t *testing.T) {
+	c := ClusterConfig{Seed: 7, Nodes: 50, Pods: 3000, Namespaces: 40, Policies: 500, Node: "node-0"}
+	a, b := BuildCluster(c), BuildCluster(c)
+	if !reflect.DeepEqual(a, b) {
+		t.Fatal("the same seed built two different worlds")
+	}
+	if len(a.Nodes) != 49 || len(a.Pods) != 3000 || len(a.Namespaces) != 40 || len(a.Policies) != 500 {
+		t.Fatalf("sizes: %d nodes, %d pods, %d namespaces, %d policies", len(a.Nodes), len(a.Pods), len(a.Namespaces), len(a.Policies))
+	}
+	ips := map[string]bool{}
+	nsSel, ipBlock := 0, 0
+	for _, p := range a.Pods {
+		if p.Spec.NodeName == "node-0" {
+			t.Fatalf("generated pod %s on the real node", p.Name)
+		}
+		if ips[p.Status.PodIP] {
+			t.Fatalf("pod IP %s twice", p.Status.PodIP)
+		}
+		ips[p.Status.PodIP] = true
+	}
+	for _, np := range a.Policies {
+		for _, r := range np.Spec.Ingress {
+			for _, peer := range r.From {
+				if peer.NamespaceSelector != nil {
+					nsSel++
+				}
+				if peer.IPBlock != nil {
+					ipBlock++
+				}
+			}
+		}
+	}
+	// A few percent each, not none and not most.
+	if nsSel == 0 || nsSel > 50 || ipBlock == 0 || ipBlock > 50 {
+		t.Fatalf("%d namespaceSelector and %d ipBlock peers in 500 policies, want a few percent each", nsSel, ipBlock)
+	}
+	if reflect.DeepEqual(a, BuildCluster(ClusterConfig{Seed: 8, Nodes: 50, Pods: 3000, Namespaces: 40, Policies: 500, Node: "node-0"})) {
+		t.Fatal("another seed built the same world")
 	}
 }

@@ -20,6 +20,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/utils/clock"
 
 	"github.com/open-acn/acn/npm/config"
 	"github.com/open-acn/acn/npm/dataplane"
@@ -132,8 +133,13 @@ func start(t *testing.T, client kubernetes.Interface, dp *recordingDataplane, pr
 
 func startWith(t *testing.T, cfg config.Config, client kubernetes.Interface, dp *recordingDataplane, previous ...dataplane.Dataplane) *harness {
 	t.Helper()
+	return startWithClock(t, cfg, client, dp, nil, previous...)
+}
+
+func startWithClock(t *testing.T, cfg config.Config, client kubernetes.Interface, dp *recordingDataplane, clk clock.Clock, previous ...dataplane.Dataplane) *harness {
+	t.Helper()
 	cfg.SocketPath = filepath.Join(t.TempDir(), "run", "npm.sock")
-	d, err := New(Options{Config: cfg, Logger: zaptest.NewLogger(t), Client: client, Dataplane: dp, Previous: previous})
+	d, err := New(Options{Config: cfg, Logger: zaptest.NewLogger(t), Client: client, Dataplane: dp, Previous: previous, Clock: clk})
 	if err != nil {
 		t.Fatal(err)
 	}

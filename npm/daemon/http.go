@@ -13,7 +13,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
-	corev1 "k8s.io/api/core/v1"
 
 	"github.com/open-acn/acn/npm/dataplane"
 	"github.com/open-acn/acn/npm/explain"
@@ -119,8 +118,11 @@ func (d *Daemon) resolvePod(ns, name string) (netip.Addr, error) {
 	if err != nil || !exists {
 		return netip.Addr{}, fmt.Errorf("pod %s/%s not found", ns, name)
 	}
-	pod := obj.(*corev1.Pod)
-	a, err := netip.ParseAddr(pod.Status.PodIP)
+	pod, ok := obj.(*cachedPod)
+	if !ok {
+		return netip.Addr{}, fmt.Errorf("pod %s/%s not found", ns, name)
+	}
+	a, err := netip.ParseAddr(pod.podIP)
 	if err != nil {
 		return netip.Addr{}, fmt.Errorf("pod %s/%s has no IP yet", ns, name)
 	}

@@ -2,7 +2,6 @@ package translate
 
 import (
 	"fmt"
-	"maps"
 	"net/netip"
 	"slices"
 	"sort"
@@ -49,7 +48,24 @@ type podInfo struct {
 	labels        labels.Set
 	ips           []netip.Addr
 	local         bool
-	ports         map[string]uint16 // "name/PROTO" -> port
+	ports         []podPort // named ports, first of each name/protocol; nil when none
+}
+
+// podPort is a named port of a pod. A slice, not a map: a pod has a few
+// named ports at most, and the engine keeps one podInfo per pod of the
+// cluster.
+type podPort struct {
+	key  string // "name/PROTO"
+	port uint16
+}
+
+func (p *podInfo) port(key string) (uint16, bool) {
+	for _, pp := range p.ports {
+		if pp.key == key {
+			return pp.port, true
+		}
+	}
+	return 0, false
 }
 
 type nsInfo struct {
@@ -217,7 +233,7 @@ func (e *Engine) UpsertPod(pod *corev1.Pod) {
 	} else {
 		local = e.opts.NodeName != "" && pod.Spec.NodeName == e.opts.NodeName
 	}
-	np := &podInfo{key: key, ns: pod.Namespace, name: pod.Name, labels: labels.Set{}, ips: ips, local: local, ports: map[string]uint16{}}
+	np := &podInfo{key: key, ns: pod.Namespace, name: pod.Name, labels: make(labels.Set, len(pod.Labels)), ips: ips, local: local}
 	for k, v := range pod.Labels {
 		np.labels[k] = v
 	}
@@ -232,8 +248,8 @@ func (e *Engine) UpsertPod(pod *corev1.Pod) {
 					proto = policy.TCP
 				}
 				k := cp.Name + "/" + string(proto)
-				if _, dup := np.ports[k]; !dup {
-					np.ports[k] = uint16(cp.ContainerPort)
+				if _, dup := np.port(k); !dup {
+					np.ports = append(np.ports, podPort{key: k, port: uint16(cp.ContainerPort)})
 				}
 			}
 		}
@@ -346,7 +362,7 @@ func (e *Engine) refreshPod(p *podInfo, n *nsInfo, old *podInfo) {
 }
 
 func sameAddrPorts(a, b *podInfo) bool {
-	return slices.Equal(a.ips, b.ips) && maps.Equal(a.ports, b.ports)
+	return slices.Equal(a.ips, b.ips) && slices.Equal(a.ports, b.ports)
 }
 
 // ---- sets ----
@@ -355,7 +371,7 @@ func (e *Engine) contribution(se *setEntry, p *podInfo) []policy.Member {
 	var port uint16
 	if se.spec.kind == policy.SetIPPort {
 		var ok bool
-		if port, ok = p.ports[se.spec.portName+"/"+string(se.spec.proto)]; !ok {
+		if port, ok = p.port(se.spec.portName + "/" + string(se.spec.proto)); !ok {
 			return nil
 		}
 	}

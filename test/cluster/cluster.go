@@ -83,6 +83,9 @@ type Config struct {
 	// RealNodes configures the API server for real kubelets
 	// (kubetest.Options.Nodes); test/realcluster builds on this cluster.
 	RealNodes bool
+	// NPMConfig is appended to each agent's configuration file (YAML
+	// lines, e.g. "batchWindow: 20ms"; a key given here wins).
+	NPMConfig string
 	// Logf receives progress lines; nil = silent.
 	Logf func(format string, args ...any)
 }
@@ -383,7 +386,7 @@ func (n *Node) NPMSocket() string { return filepath.Join(n.c.Dir, n.Name, "run",
 // and waits until it reports ready.
 func (n *Node) StartNPM(ctx context.Context) error {
 	cfgFile := filepath.Join(n.c.Dir, n.Name, "npm.yaml")
-	cfg := "reconcileInterval: 5s\nbatchWindow: 5ms\nenablePprof: true\nlog:\n  level: info\n"
+	cfg := npmConfig(n.c.cfg.NPMConfig)
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
 		return err
 	}
@@ -423,6 +426,23 @@ func (n *Node) StartNPM(ctx context.Context) error {
 		time.Sleep(50 * time.Millisecond)
 	}
 	return fmt.Errorf("%s: azure-npm not ready after 60s", n.Name)
+}
+
+// npmConfig is the agents' configuration: fast reconcile and batches,
+// pprof on, with the top-level keys of extra replacing the defaults'.
+func npmConfig(extra string) string {
+	base := []string{"reconcileInterval: 5s", "batchWindow: 5ms", "enablePprof: true", "log:\n  level: info"}
+	var b strings.Builder
+	for _, line := range base {
+		key, _, _ := strings.Cut(line, ":")
+		if !strings.HasPrefix(extra, key+":") && !strings.Contains(extra, "\n"+key+":") {
+			b.WriteString(line + "\n")
+		}
+	}
+	if extra != "" {
+		b.WriteString(strings.TrimSuffix(extra, "\n") + "\n")
+	}
+	return b.String()
 }
 
 // NPMPid is the azure-npm process ID (0 when not running). `ip netns exec`
@@ -479,6 +499,22 @@ func (n *Node) NPMMetrics() ([]byte, error) {
 		err = fmt.Errorf("%s /metrics: %s", n.Name, resp.Status)
 	}
 	return b, err
+}
+
+// NPMGeneration is the number of successful kernel transactions the
+// node's azure-npm has made (its /status generation).
+func (n *Node) NPMGeneration() (uint64, error) {
+	b, err := n.NPMGet("/status")
+	if err != nil {
+		return 0, err
+	}
+	var st struct {
+		Generation uint64 `json:"generation"`
+	}
+	if err := json.Unmarshal(b, &st); err != nil {
+		return 0, fmt.Errorf("%s: /status: %w", n.Name, err)
+	}
+	return st.Generation, nil
 }
 
 // ObjectEnforced reports whether the node's azure-npm enforces the object
