@@ -11,6 +11,7 @@ import (
 	types100 "github.com/containernetworking/cni/pkg/types/100"
 	"go.uber.org/zap"
 
+	"github.com/open-acn/acn/cni/cnicmd"
 	"github.com/open-acn/acn/cni/config"
 	"github.com/open-acn/acn/cni/ipam"
 )
@@ -118,12 +119,12 @@ func (r *runner) ipamGC() error {
 	}
 	valid := map[string]bool{}
 	for _, at := range atts {
-		valid[key(at.ContainerID, at.IfName)] = true
+		valid[cnicmd.Key(at.ContainerID, at.IfName)] = true
 	}
 	released := 0
 	err := r.locked(func(t *tx) error {
 		for _, al := range t.ipam.Allocations {
-			if valid[key(al.ContainerID, al.IfName)] || al.Network != r.cfg.Name || al.Owner != config.IPAMPlugin {
+			if valid[cnicmd.Key(al.ContainerID, al.IfName)] || al.Network != r.cfg.Name || al.Owner != config.IPAMPlugin {
 				continue
 			}
 			released += len(t.ipam.Release(al.ContainerID, al.IfName, time.Now()))

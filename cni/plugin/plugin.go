@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/containernetworking/cni/pkg/skel"
@@ -21,6 +20,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"go.uber.org/zap"
 
+	"github.com/open-acn/acn/cni/cnicmd"
 	"github.com/open-acn/acn/cni/config"
 	"github.com/open-acn/acn/cni/failpoint"
 	"github.com/open-acn/acn/cni/ipam"
@@ -138,7 +138,7 @@ func (p *Plugin) wrap(cmd string, f func(r *runner) error) func(*skel.CmdArgs) e
 		if p.Now != nil {
 			r.now = p.Now()
 		}
-		r.podNamespace, r.podName = k8sArgs(args.Args)
+		r.podNamespace, r.podName = cnicmd.K8sArgs(args.Args)
 		if p.Name == config.VnetPlugin {
 			if r.nl, err = netlinkHandle(); err != nil {
 				return toCNIError(err, false)
@@ -208,37 +208,11 @@ func (r *runner) stdout() io.Writer {
 
 // print writes res converted to the configuration's spec version.
 func (r *runner) print(res *types100.Result) error {
-	out, err := res.GetAsVersion(r.cfg.CNIVersion)
-	if err != nil {
-		return types.NewError(types.ErrIncompatibleCNIVersion, err.Error(), "")
-	}
-	return out.PrintTo(r.stdout())
+	return cnicmd.Print(r.stdout(), res, r.cfg.CNIVersion)
 }
 
 func (r *runner) printStored(raw json.RawMessage) error {
-	res := &types100.Result{}
-	if err := json.Unmarshal(raw, res); err != nil {
-		return err
-	}
-	return r.print(res)
-}
-
-// k8sArgs picks K8S_POD_NAMESPACE and K8S_POD_NAME out of CNI_ARGS;
-// everything else there is ignored (the plugin works without them).
-func k8sArgs(s string) (ns, name string) {
-	for _, kv := range strings.Split(s, ";") {
-		k, v, ok := strings.Cut(kv, "=")
-		if !ok {
-			continue
-		}
-		switch k {
-		case "K8S_POD_NAMESPACE":
-			ns = v
-		case "K8S_POD_NAME":
-			name = v
-		}
-	}
-	return ns, name
+	return cnicmd.PrintStored(r.stdout(), raw, r.cfg.CNIVersion)
 }
 
 // pools reads the address source (outside any lock) and picks one pool

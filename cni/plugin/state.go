@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 
+	"github.com/open-acn/acn/cni/cnicmd"
 	"github.com/open-acn/acn/cni/config"
 	"github.com/open-acn/acn/cni/ipam"
 	"github.com/open-acn/acn/cni/network"
@@ -66,8 +67,6 @@ type Endpoint struct {
 	Result       json.RawMessage `json:"result,omitempty"`
 	Updated      time.Time       `json:"updated"`
 }
-
-func key(containerID, ifName string) string { return containerID + "/" + ifName }
 
 func (s *VnetState) normalize() {
 	if s.Endpoints == nil {
@@ -179,12 +178,12 @@ func (r *runner) lockedFiles(withIPAM bool, f func(t *tx) error) error {
 	// point at an address someone else may get.
 	if t.dirtyIPAM {
 		if err := store.Save(r.paths.ipam, t.ipam); err != nil {
-			return stateError(r.paths.ipam, err)
+			return cnicmd.StateError(r.paths.ipam, err)
 		}
 	}
 	if t.dirtyVnet && r.needVnet {
 		if err := store.Save(r.paths.vnet, t.vnet); err != nil {
-			return stateError(r.paths.vnet, err)
+			return cnicmd.StateError(r.paths.vnet, err)
 		}
 	}
 	return nil
@@ -255,7 +254,7 @@ func (t *tx) release(containerID, ifName string) []*ipam.Allocation {
 	if len(rel) > 0 {
 		t.dirtyIPAM = true
 	}
-	k := key(containerID, ifName)
+	k := cnicmd.Key(containerID, ifName)
 	if _, ok := t.vnet.Endpoints[k]; ok {
 		delete(t.vnet.Endpoints, k)
 		t.dirtyVnet = true
@@ -289,7 +288,7 @@ func (r *runner) rebuildVnet() *VnetState {
 		if o.Netns != "" {
 			ep.Result, _ = json.Marshal(r.resultFor(o.ContainerID, o.IfName, o.Netns, o.Mode, o.IPs, gatewaysFor(o.Mode, o.IPs), nil))
 		}
-		s.Endpoints[key(o.ContainerID, o.IfName)] = ep
+		s.Endpoints[cnicmd.Key(o.ContainerID, o.IfName)] = ep
 	}
 	return s
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"go.uber.org/zap"
 
+	"github.com/open-acn/acn/cni/cnicmd"
 	"github.com/open-acn/acn/cni/config"
 	"github.com/open-acn/acn/cni/ipam"
 	"github.com/open-acn/acn/cni/network"
@@ -35,7 +36,7 @@ import (
 // their names and aliases, so nothing can leak unnoticed.
 func (r *runner) vnetAdd() error {
 	a, cfg := r.args, r.cfg
-	k := key(a.ContainerID, a.IfName)
+	k := cnicmd.Key(a.ContainerID, a.IfName)
 
 	vs, _ := readVnet(r.paths)
 	if ep := vs.Endpoints[k]; ep != nil && ep.Status == StatusCommitted && ep.Result != nil && ep.Netns == a.Netns {
@@ -202,7 +203,7 @@ func (r *runner) undoAdd(cause error) error {
 // repeated DELs succeed.
 func (r *runner) vnetDel() error {
 	a := r.args
-	k := key(a.ContainerID, a.IfName)
+	k := cnicmd.Key(a.ContainerID, a.IfName)
 	vs, _ := readVnet(r.paths)
 	ep := vs.Endpoints[k]
 	netnsPath := a.Netns
@@ -247,7 +248,7 @@ func (r *runner) vnetCheck() error {
 		return err
 	}
 	vs, _ := readVnet(r.paths)
-	ep := vs.Endpoints[key(a.ContainerID, a.IfName)]
+	ep := vs.Endpoints[cnicmd.Key(a.ContainerID, a.IfName)]
 	if ep == nil || ep.Status != StatusCommitted {
 		return types.NewError(types.ErrUnknownContainer, fmt.Sprintf("no endpoint for container %s interface %s", a.ContainerID, a.IfName), "")
 	}
@@ -331,7 +332,7 @@ func (r *runner) vnetGC() error {
 	}
 	valid := map[string]bool{}
 	for _, at := range atts {
-		valid[key(at.ContainerID, at.IfName)] = true
+		valid[cnicmd.Key(at.ContainerID, at.IfName)] = true
 	}
 	inFlight := func(ep *Endpoint) bool { return ep != nil && ep.Status == StatusPending && processAlive(ep.PID) }
 	var errs []error
@@ -357,7 +358,7 @@ func (r *runner) vnetGC() error {
 		}
 	}
 	for _, o := range owned {
-		k := key(o.ContainerID, o.IfName)
+		k := cnicmd.Key(o.ContainerID, o.IfName)
 		ep := vs.Endpoints[k]
 		if valid[k] || inFlight(ep) || (ep != nil && ep.Network != r.cfg.Name) {
 			continue
@@ -382,7 +383,7 @@ func (r *runner) vnetGC() error {
 			t.dirtyVnet = true
 		}
 		for _, al := range t.ipam.Allocations {
-			k := key(al.ContainerID, al.IfName)
+			k := cnicmd.Key(al.ContainerID, al.IfName)
 			if valid[k] || al.Network != r.cfg.Name || inFlight(t.vnet.Endpoints[k]) {
 				continue
 			}

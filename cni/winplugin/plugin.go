@@ -28,11 +28,11 @@ import (
 	"github.com/containernetworking/cni/pkg/version"
 	"go.uber.org/zap"
 
+	"github.com/open-acn/acn/cni/cnicmd"
 	"github.com/open-acn/acn/cni/config"
 	"github.com/open-acn/acn/cni/failpoint"
 	"github.com/open-acn/acn/cni/hns"
 	"github.com/open-acn/acn/cni/ipam"
-	"github.com/open-acn/acn/cni/store"
 )
 
 // SupportedVersions are the CNI spec versions both plugins speak.
@@ -138,7 +138,7 @@ func (p *Plugin) wrap(cmd string, f func(r *runner) error) func(*skel.CmdArgs) e
 		r.log = p.logger(cfg)
 		defer func() { _ = r.log.Sync() }()
 		r.paths = pathsOf(cfg)
-		r.podNamespace, r.podName = k8sArgs(args.Args)
+		r.podNamespace, r.podName = cnicmd.K8sArgs(args.Args)
 		err = f(r)
 		fields := []zap.Field{
 			zap.String("plugin", p.Name),
@@ -178,7 +178,7 @@ func (r *runner) delByContainer() error {
 	r.paths = pathsOf(r.cfg)
 	vs, _ := readVnet(r.paths)
 	is, ierr := readIPAM(r.paths)
-	if vs.Endpoints[key(a.ContainerID, a.IfName)] == nil && ierr == nil && is.Find(a.ContainerID, a.IfName) == nil {
+	if vs.Endpoints[cnicmd.Key(a.ContainerID, a.IfName)] == nil && ierr == nil && is.Find(a.ContainerID, a.IfName) == nil {
 		return nil
 	}
 	return r.locked(func(t *tx) error { t.release(a.ContainerID, a.IfName); return nil })
@@ -223,36 +223,11 @@ func (r *runner) stdout() io.Writer {
 
 // print writes res converted to the configuration's spec version.
 func (r *runner) print(res *types100.Result) error {
-	out, err := res.GetAsVersion(r.cfg.CNIVersion)
-	if err != nil {
-		return types.NewError(types.ErrIncompatibleCNIVersion, err.Error(), "")
-	}
-	return out.PrintTo(r.stdout())
+	return cnicmd.Print(r.stdout(), res, r.cfg.CNIVersion)
 }
 
 func (r *runner) printStored(raw json.RawMessage) error {
-	res := &types100.Result{}
-	if err := json.Unmarshal(raw, res); err != nil {
-		return err
-	}
-	return r.print(res)
-}
-
-// k8sArgs picks K8S_POD_NAMESPACE and K8S_POD_NAME out of CNI_ARGS.
-func k8sArgs(s string) (ns, name string) {
-	for _, kv := range strings.Split(s, ";") {
-		k, v, ok := strings.Cut(kv, "=")
-		if !ok {
-			continue
-		}
-		switch k {
-		case "K8S_POD_NAMESPACE":
-			ns = v
-		case "K8S_POD_NAME":
-			name = v
-		}
-	}
-	return ns, name
+	return cnicmd.PrintStored(r.stdout(), raw, r.cfg.CNIVersion)
 }
 
 // pool reads the address source (outside any lock) and picks the IPv4
@@ -379,19 +354,19 @@ func (r *runner) status() error {
 	return nil
 }
 
-// Plugin-specific error codes: those of the Linux plugins, and one for
-// HNS refusing a request.
+// Plugin-specific error codes: those of the Linux plugins (cnicmd's),
+// and one for HNS refusing a request.
 const (
-	ErrCheckFailed   uint = 100
-	ErrAddressSource uint = 101
-	ErrPoolExhausted uint = 102
-	ErrAddressTaken  uint = 103
-	ErrState         uint = 104
+	ErrCheckFailed   = cnicmd.ErrCheckFailed
+	ErrAddressSource = cnicmd.ErrAddressSource
+	ErrPoolExhausted = cnicmd.ErrPoolExhausted
+	ErrAddressTaken  = cnicmd.ErrAddressTaken
+	ErrState         = cnicmd.ErrState
 	// ErrHNSRejected: HNS refused a request (a policy it does not accept,
 	// an address or host port in use); the message is HNS's.
 	ErrHNSRejected uint = 105
 
-	ErrPluginNotAvailable uint = 50
+	ErrPluginNotAvailable = cnicmd.ErrPluginNotAvailable
 )
 
 // netnsError is a pod namespace HNS does not know (code 8).
@@ -400,36 +375,19 @@ type netnsError struct{ err error }
 func (e *netnsError) Error() string { return e.err.Error() }
 func (e *netnsError) Unwrap() error { return e.err }
 
-// toCNIError maps an error to a CNI error with the right code.
+// toCNIError maps an error to a CNI error with the right code
+// (cnicmd.ToError's, plus the pod namespace's and HNS's).
 func toCNIError(err error, remoteSource bool) *types.Error {
-	var te *types.Error
-	if errors.As(err, &te) {
-		return te
+	if cerr, ok := cnicmd.ToError(err, remoteSource); ok {
+		return cerr
 	}
-	var ex *ipam.ExhaustedError
-	var se *ipam.SourceError
 	var ne *netnsError
 	var rj *hns.RejectedError
 	switch {
-	case errors.Is(err, store.ErrLockTimeout):
-		return types.NewError(types.ErrTryAgainLater, err.Error(), "")
-	case errors.As(err, &ex):
-		return types.NewError(ErrPoolExhausted, err.Error(), "")
-	case errors.Is(err, ipam.ErrRequestedTaken):
-		return types.NewError(ErrAddressTaken, err.Error(), "")
-	case errors.As(err, &se):
-		if remoteSource { // the Azure host failing is usually transient
-			return types.NewError(types.ErrTryAgainLater, err.Error(), "")
-		}
-		return types.NewError(ErrAddressSource, err.Error(), "")
 	case errors.As(err, &ne):
 		return types.NewError(types.ErrInvalidNetNS, err.Error(), "")
 	case errors.As(err, &rj):
 		return types.NewError(ErrHNSRejected, err.Error(), "")
 	}
 	return types.NewError(types.ErrInternal, err.Error(), "")
-}
-
-func stateError(path string, err error) error {
-	return types.NewError(ErrState, fmt.Sprintf("write state %s: %v", path, err), "")
 }

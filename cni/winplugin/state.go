@@ -11,6 +11,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/open-acn/acn/cni/cnicmd"
 	"github.com/open-acn/acn/cni/config"
 	"github.com/open-acn/acn/cni/hns"
 	"github.com/open-acn/acn/cni/ipam"
@@ -55,8 +56,6 @@ type Endpoint struct {
 	Result       json.RawMessage `json:"result,omitempty"`
 	Updated      time.Time       `json:"updated"`
 }
-
-func key(containerID, ifName string) string { return containerID + "/" + ifName }
 
 func (s *VnetState) normalize() {
 	if s.Endpoints == nil {
@@ -138,12 +137,12 @@ func (r *runner) locked(f func(t *tx) error) error {
 	// point at an address someone else may get.
 	if t.dirtyIPAM {
 		if err := store.Save(r.paths.ipam, t.ipam); err != nil {
-			return stateError(r.paths.ipam, err)
+			return cnicmd.StateError(r.paths.ipam, err)
 		}
 	}
 	if t.dirtyVnet && r.needVnet {
 		if err := store.Save(r.paths.vnet, t.vnet); err != nil {
-			return stateError(r.paths.vnet, err)
+			return cnicmd.StateError(r.paths.vnet, err)
 		}
 	}
 	return nil
@@ -196,7 +195,7 @@ func (r *runner) rebuildVnet() *VnetState {
 		if e.Namespace != "" {
 			ep.Result, _ = json.Marshal(r.resultFor(e, e.Namespace, ifName))
 		}
-		s.Endpoints[key(cid, ifName)] = ep
+		s.Endpoints[cnicmd.Key(cid, ifName)] = ep
 	}
 	return s
 }
@@ -239,7 +238,7 @@ func (t *tx) release(containerID, ifName string) []*ipam.Allocation {
 	if len(rel) > 0 {
 		t.dirtyIPAM = true
 	}
-	k := key(containerID, ifName)
+	k := cnicmd.Key(containerID, ifName)
 	if _, ok := t.vnet.Endpoints[k]; ok {
 		delete(t.vnet.Endpoints, k)
 		t.dirtyVnet = true

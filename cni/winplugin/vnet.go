@@ -12,6 +12,7 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 	"go.uber.org/zap"
 
+	"github.com/open-acn/acn/cni/cnicmd"
 	"github.com/open-acn/acn/cni/config"
 	"github.com/open-acn/acn/cni/hns"
 	"github.com/open-acn/acn/cni/ipam"
@@ -41,7 +42,7 @@ func (r *runner) vnetAdd() error {
 	if err != nil {
 		return err
 	}
-	k := key(a.ContainerID, a.IfName)
+	k := cnicmd.Key(a.ContainerID, a.IfName)
 	name := hns.EndpointName(a.ContainerID, a.IfName)
 
 	vs, _ := readVnet(r.paths)
@@ -240,7 +241,7 @@ func (r *runner) vnetDel() error {
 	}
 	vs, _ := readVnet(r.paths)
 	is, ierr := readIPAM(r.paths)
-	if vs.Endpoints[key(a.ContainerID, a.IfName)] == nil && ierr == nil && is.Find(a.ContainerID, a.IfName) == nil {
+	if vs.Endpoints[cnicmd.Key(a.ContainerID, a.IfName)] == nil && ierr == nil && is.Find(a.ContainerID, a.IfName) == nil {
 		return nil
 	}
 	if err := r.locked(func(t *tx) error {
@@ -269,7 +270,7 @@ func (r *runner) vnetCheck() error {
 		return err
 	}
 	vs, _ := readVnet(r.paths)
-	ep := vs.Endpoints[key(a.ContainerID, a.IfName)]
+	ep := vs.Endpoints[cnicmd.Key(a.ContainerID, a.IfName)]
 	if ep == nil || ep.Status != StatusCommitted {
 		return types.NewError(types.ErrUnknownContainer, fmt.Sprintf("no endpoint for container %s interface %s", a.ContainerID, a.IfName), "")
 	}
@@ -335,7 +336,7 @@ func (r *runner) vnetGC() error {
 	}
 	valid := map[string]bool{}
 	for _, at := range atts {
-		valid[key(at.ContainerID, at.IfName)] = true
+		valid[cnicmd.Key(at.ContainerID, at.IfName)] = true
 	}
 	var errs []error
 	// HNS is listed before the state is read: an ADD records its pending
@@ -355,7 +356,7 @@ func (r *runner) vnetGC() error {
 	removed := 0
 	for _, e := range listed {
 		cid, ifName, ours := hns.ParseEndpointName(e.Name)
-		k := key(cid, ifName)
+		k := cnicmd.Key(cid, ifName)
 		if !ours || valid[k] || inFlight(vs.Endpoints[k]) {
 			continue
 		}
@@ -378,7 +379,7 @@ func (r *runner) vnetGC() error {
 			t.dirtyVnet = true
 		}
 		for _, al := range t.ipam.Allocations {
-			k := key(al.ContainerID, al.IfName)
+			k := cnicmd.Key(al.ContainerID, al.IfName)
 			if valid[k] || al.Network != r.cfg.Name || al.Owner != config.VnetPlugin || inFlight(t.vnet.Endpoints[k]) {
 				continue
 			}
