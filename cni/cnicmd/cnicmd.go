@@ -2,7 +2,9 @@
 // (cni/plugin) and the Windows ones (cni/winplugin) share and that has no
 // platform in it: the plugin error codes and the mapping of the
 // platform-neutral packages' errors (store, ipam) to them, printing a
-// result in the configuration's spec version, and reading CNI_ARGS.
+// result in the configuration's spec version, reading CNI_ARGS, and the
+// state-file sections (load or rebuild, allocate, release, GC) that both
+// run under the node-wide lock.
 package cnicmd
 
 import (

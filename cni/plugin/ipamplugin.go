@@ -5,7 +5,6 @@ package plugin
 import (
 	"fmt"
 	"net"
-	"time"
 
 	"github.com/containernetworking/cni/pkg/types"
 	types100 "github.com/containernetworking/cni/pkg/types/100"
@@ -117,19 +116,11 @@ func (r *runner) ipamGC() error {
 	if !ok {
 		return nil
 	}
-	valid := map[string]bool{}
-	for _, at := range atts {
-		valid[cnicmd.Key(at.ContainerID, at.IfName)] = true
-	}
 	released := 0
 	err := r.locked(func(t *tx) error {
-		for _, al := range t.ipam.Allocations {
-			if valid[cnicmd.Key(al.ContainerID, al.IfName)] || al.Network != r.cfg.Name || al.Owner != config.IPAMPlugin {
-				continue
-			}
-			released += len(t.ipam.Release(al.ContainerID, al.IfName, time.Now()))
-			t.dirtyIPAM = true
-		}
+		n, changed := cnicmd.ReleaseUnlisted(t.ipam, r.cfg.Name, atts)
+		released += n
+		t.dirtyIPAM = t.dirtyIPAM || changed
 		return nil
 	})
 	r.note(zap.Int("releasedIPs", released))

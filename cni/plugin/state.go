@@ -4,7 +4,6 @@ package plugin
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -113,12 +112,7 @@ func readVnet(p paths) (*VnetState, error) {
 	return s, err
 }
 
-func readIPAM(p paths) (*ipam.State, error) {
-	s := ipam.NewState()
-	_, err := store.Read(p.ipam, s)
-	s.Normalize()
-	return s, err
-}
+func readIPAM(p paths) (*ipam.State, error) { return cnicmd.ReadIPAM(p.ipam) }
 
 // tx is one critical section under the node-wide lock: both state files
 // loaded (repaired if corrupt), changed by the caller, saved if dirty.
@@ -190,29 +184,13 @@ func (r *runner) lockedFiles(withIPAM bool, f func(t *tx) error) error {
 }
 
 // loadOrRebuild loads a state file (what: "endpoint" or "address") into
-// v. A corrupt file (moved aside) or a missing one is rebuilt from the
-// kernel by rebuild, which returns the number of entries (logged as
-// unit); the result says whether the rebuilt state must be saved. A
-// missing file with pods in the kernel is a file someone deleted: /var/run
-// is emptied at boot together with all pod namespaces, so pods in the
-// kernel without a file are always worth recovering.
+// v; a corrupt or missing one is rebuilt from the kernel (see
+// cnicmd.LoadOrRebuild). A missing file with pods in the kernel is a file
+// someone deleted: /var/run is emptied at boot together with all pod
+// namespaces, so pods in the kernel without a file are always worth
+// recovering.
 func (r *runner) loadOrRebuild(path string, v interface{}, what, unit string, rebuild func() int) (bool, error) {
-	ok, aside, err := store.Load(path, v)
-	switch {
-	case errors.Is(err, store.ErrCorrupt):
-		n := rebuild()
-		r.log.Warn(what+" state file was corrupt; moved aside and rebuilt from the kernel",
-			zap.String("file", path), zap.String("movedTo", aside), zap.Int(unit, n))
-		return true, nil
-	case err != nil:
-		return false, err
-	case !ok:
-		if n := rebuild(); n > 0 {
-			r.log.Warn(what+" state file missing; rebuilt from the kernel", zap.String("file", path), zap.Int(unit, n))
-			return true, nil
-		}
-	}
-	return false, nil
+	return cnicmd.LoadOrRebuild(r.log, path, v, what, "the kernel", unit, rebuild)
 }
 
 // allocateIn gives the invocation's container interface an address from
@@ -221,18 +199,13 @@ func (r *runner) loadOrRebuild(path string, v interface{}, what, unit string, re
 // the caller's section returns the error and nothing is saved (the
 // section writes the address file once, with both or neither).
 func (r *runner) allocateIn(t *tx, pools []*ipam.Pool) ([]*ipam.Allocation, error) {
-	a, cfg := r.args, r.cfg
 	var out []*ipam.Allocation
 	for _, pool := range pools {
-		had := t.ipam.FindFamily(a.ContainerID, a.IfName, pool.Family()) != nil
-		al, err := t.ipam.Allocate(pool, a.ContainerID, a.IfName, r.p.Name, cfg.IPAM.RequestedIP, r.now, time.Duration(cfg.IPAM.ReuseCooldown))
+		al, changed, err := cnicmd.Allocate(t.ipam, pool, r.cfg, r.p.Name, r.args.ContainerID, r.args.IfName, r.now)
 		if err != nil {
 			return nil, err
 		}
-		al.Network = cfg.Name
-		if !had {
-			t.dirtyIPAM = true
-		}
+		t.dirtyIPAM = t.dirtyIPAM || changed
 		out = append(out, al)
 	}
 	return out, nil
@@ -250,15 +223,9 @@ func allocatedIPs(als []*ipam.Allocation) string {
 // release frees the address of containerID/ifName and forgets its
 // endpoint; it returns the released allocations.
 func (t *tx) release(containerID, ifName string) []*ipam.Allocation {
-	rel := t.ipam.Release(containerID, ifName, time.Now())
-	if len(rel) > 0 {
-		t.dirtyIPAM = true
-	}
-	k := cnicmd.Key(containerID, ifName)
-	if _, ok := t.vnet.Endpoints[k]; ok {
-		delete(t.vnet.Endpoints, k)
-		t.dirtyVnet = true
-	}
+	rel, ipamChanged, vnetChanged := cnicmd.Release(t.ipam, t.vnet.Endpoints, containerID, ifName)
+	t.dirtyIPAM = t.dirtyIPAM || ipamChanged
+	t.dirtyVnet = t.dirtyVnet || vnetChanged
 	return rel
 }
 

@@ -3,14 +3,12 @@ package winplugin
 import (
 	"fmt"
 	"net"
-	"time"
 
 	"github.com/containernetworking/cni/pkg/types"
 	types100 "github.com/containernetworking/cni/pkg/types/100"
 	"go.uber.org/zap"
 
 	"github.com/open-acn/acn/cni/cnicmd"
-	"github.com/open-acn/acn/cni/config"
 	"github.com/open-acn/acn/cni/ipam"
 )
 
@@ -89,19 +87,11 @@ func (r *runner) ipamGC() error {
 	if !ok {
 		return nil
 	}
-	valid := map[string]bool{}
-	for _, at := range atts {
-		valid[cnicmd.Key(at.ContainerID, at.IfName)] = true
-	}
 	released := 0
 	err := r.locked(func(t *tx) error {
-		for _, al := range t.ipam.Allocations {
-			if valid[cnicmd.Key(al.ContainerID, al.IfName)] || al.Network != r.cfg.Name || al.Owner != config.IPAMPlugin {
-				continue
-			}
-			released += len(t.ipam.Release(al.ContainerID, al.IfName, time.Now()))
-			t.dirtyIPAM = true
-		}
+		n, changed := cnicmd.ReleaseUnlisted(t.ipam, r.cfg.Name, atts)
+		released += n
+		t.dirtyIPAM = t.dirtyIPAM || changed
 		return nil
 	})
 	r.note(zap.Int("releasedIPs", released))

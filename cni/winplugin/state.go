@@ -2,7 +2,6 @@ package winplugin
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -88,12 +87,7 @@ func readVnet(p paths) (*VnetState, error) {
 	return s, err
 }
 
-func readIPAM(p paths) (*ipam.State, error) {
-	s := ipam.NewState()
-	_, err := store.Read(p.ipam, s)
-	s.Normalize()
-	return s, err
-}
+func readIPAM(p paths) (*ipam.State, error) { return cnicmd.ReadIPAM(p.ipam) }
 
 // tx is one critical section under the node-wide lock.
 type tx struct {
@@ -148,27 +142,12 @@ func (r *runner) locked(f func(t *tx) error) error {
 	return nil
 }
 
-// loadOrRebuild loads a state file into v; a corrupt one (moved aside by
-// store.Load) or a missing one while HNS still has our endpoints is
-// rebuilt. The state directory survives reboots on Windows, and so do HNS
-// endpoints, so both stay in step.
+// loadOrRebuild loads a state file into v; a corrupt or missing one is
+// rebuilt from HNS (see cnicmd.LoadOrRebuild). The state directory
+// survives reboots on Windows, and so do HNS endpoints, so both stay in
+// step.
 func (r *runner) loadOrRebuild(path string, v interface{}, what string, rebuild func() int) (bool, error) {
-	ok, aside, err := store.Load(path, v)
-	switch {
-	case errors.Is(err, store.ErrCorrupt):
-		n := rebuild()
-		r.log.Warn(what+" state file was corrupt; moved aside and rebuilt from HNS",
-			zap.String("file", path), zap.String("movedTo", aside), zap.Int("entries", n))
-		return true, nil
-	case err != nil:
-		return false, err
-	case !ok:
-		if n := rebuild(); n > 0 {
-			r.log.Warn(what+" state file missing; rebuilt from HNS", zap.String("file", path), zap.Int("entries", n))
-			return true, nil
-		}
-	}
-	return false, nil
+	return cnicmd.LoadOrRebuild(r.log, path, v, what, "HNS", "entries", rebuild)
 }
 
 // rebuildVnet recreates the endpoint list from the HNS endpoints of the
@@ -219,30 +198,19 @@ func rebuildIPAM(vs *VnetState, vnet bool) *ipam.State {
 
 // allocateIn gives the invocation's container interface an address.
 func (r *runner) allocateIn(t *tx, pool *ipam.Pool) (*ipam.Allocation, error) {
-	a, cfg := r.args, r.cfg
-	had := t.ipam.FindFamily(a.ContainerID, a.IfName, pool.Family()) != nil
-	al, err := t.ipam.Allocate(pool, a.ContainerID, a.IfName, r.p.Name, cfg.IPAM.RequestedIP, r.now, time.Duration(cfg.IPAM.ReuseCooldown))
+	al, changed, err := cnicmd.Allocate(t.ipam, pool, r.cfg, r.p.Name, r.args.ContainerID, r.args.IfName, r.now)
 	if err != nil {
 		return nil, err
 	}
-	al.Network = cfg.Name
-	if !had {
-		t.dirtyIPAM = true
-	}
+	t.dirtyIPAM = t.dirtyIPAM || changed
 	return al, nil
 }
 
 // release frees the address of containerID/ifName and forgets its endpoint.
 func (t *tx) release(containerID, ifName string) []*ipam.Allocation {
-	rel := t.ipam.Release(containerID, ifName, time.Now())
-	if len(rel) > 0 {
-		t.dirtyIPAM = true
-	}
-	k := cnicmd.Key(containerID, ifName)
-	if _, ok := t.vnet.Endpoints[k]; ok {
-		delete(t.vnet.Endpoints, k)
-		t.dirtyVnet = true
-	}
+	rel, ipamChanged, vnetChanged := cnicmd.Release(t.ipam, t.vnet.Endpoints, containerID, ifName)
+	t.dirtyIPAM = t.dirtyIPAM || ipamChanged
+	t.dirtyVnet = t.dirtyVnet || vnetChanged
 	return rel
 }
 
