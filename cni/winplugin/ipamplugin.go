@@ -74,7 +74,7 @@ func (r *runner) ipamCheck() error {
 	}
 	for _, ipc := range prev.IPs {
 		if ipc.Address.IP.String() != al.IP {
-			return types.NewError(ErrCheckFailed, fmt.Sprintf("prevResult has %s, the allocation is %s", ipc.Address.IP, al.IP), "")
+			return types.NewError(cnicmd.ErrCheckFailed, fmt.Sprintf("prevResult has %s, the allocation is %s", ipc.Address.IP, al.IP), "")
 		}
 	}
 	return nil

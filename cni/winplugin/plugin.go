@@ -332,42 +332,32 @@ func (r *runner) prevResult() (*types100.Result, error) {
 func (r *runner) status() error {
 	if r.needVnet {
 		if _, err := readVnet(r.paths); err != nil {
-			return types.NewError(ErrPluginNotAvailable, "endpoint state unreadable: "+err.Error(), "")
+			return types.NewError(cnicmd.ErrPluginNotAvailable, "endpoint state unreadable: "+err.Error(), "")
 		}
 		if _, err := r.h.NetworkByName(r.cfg.Name); err != nil && !errors.Is(err, hns.ErrNotFound) {
-			return types.NewError(ErrPluginNotAvailable, "HNS: "+err.Error(), "")
+			return types.NewError(cnicmd.ErrPluginNotAvailable, "HNS: "+err.Error(), "")
 		}
 	}
 	is, err := readIPAM(r.paths)
 	if err != nil {
-		return types.NewError(ErrPluginNotAvailable, "address state unreadable: "+err.Error(), "")
+		return types.NewError(cnicmd.ErrPluginNotAvailable, "address state unreadable: "+err.Error(), "")
 	}
 	pool, err := r.pool(-1)
 	if err != nil {
-		return types.NewError(ErrPluginNotAvailable, "address source: "+err.Error(), "")
+		return types.NewError(cnicmd.ErrPluginNotAvailable, "address source: "+err.Error(), "")
 	}
 	free := is.Free(pool)
 	r.note(zap.Uint64("free", free))
 	if free == 0 {
-		return types.NewError(ErrPluginNotAvailable, fmt.Sprintf("address pool %s has no free address (%d in use)", pool.Name(), pool.Size()), "")
+		return types.NewError(cnicmd.ErrPluginNotAvailable, fmt.Sprintf("address pool %s has no free address (%d in use)", pool.Name(), pool.Size()), "")
 	}
 	return nil
 }
 
-// Plugin-specific error codes: those of the Linux plugins (cnicmd's),
-// and one for HNS refusing a request.
-const (
-	ErrCheckFailed   = cnicmd.ErrCheckFailed
-	ErrAddressSource = cnicmd.ErrAddressSource
-	ErrPoolExhausted = cnicmd.ErrPoolExhausted
-	ErrAddressTaken  = cnicmd.ErrAddressTaken
-	ErrState         = cnicmd.ErrState
-	// ErrHNSRejected: HNS refused a request (a policy it does not accept,
-	// an address or host port in use); the message is HNS's.
-	ErrHNSRejected uint = 105
-
-	ErrPluginNotAvailable = cnicmd.ErrPluginNotAvailable
-)
+// ErrHNSRejected: HNS refused a request (a policy it does not accept, an
+// address or host port in use); the message is HNS's. The other codes
+// are those of the Linux plugins, cnicmd's.
+const ErrHNSRejected uint = 105
 
 // netnsError is a pod namespace HNS does not know (code 8).
 type netnsError struct{ err error }

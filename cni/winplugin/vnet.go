@@ -279,7 +279,7 @@ func (r *runner) vnetCheck() error {
 		return err
 	}
 	failed := func(format string, args ...interface{}) error {
-		return types.NewError(ErrCheckFailed, fmt.Sprintf(format, args...), "")
+		return types.NewError(cnicmd.ErrCheckFailed, fmt.Sprintf(format, args...), "")
 	}
 	e, err := r.h.EndpointByName(ep.HNSName)
 	if errors.Is(err, hns.ErrNotFound) {
