@@ -161,31 +161,19 @@ func (w *WinConf) policies() ([]hns.Policy, error) {
 func aclSettings(v v1Policy) (hns.ACLSettings, error) {
 	s := hns.ACLSettings{Protocols: v.Protocols, LocalAddresses: v.LocalAddresses, RemoteAddresses: v.RemoteAddresses,
 		LocalPorts: v.LocalPorts, RemotePorts: v.RemotePorts, RuleType: v.RuleType}
-	switch strings.ToLower(v.Action) {
-	case "allow":
-		s.Action = "Allow"
-	case "block":
-		s.Action = "Block"
-	default:
-		return s, fmt.Errorf("Action %q: want Allow or Block", v.Action)
+	var err error
+	if s.Action, err = oneOf("Action", v.Action, "Allow", "Block"); err != nil {
+		return s, err
 	}
-	switch strings.ToLower(v.Direction) {
-	case "in":
-		s.Direction = "In"
-	case "out":
-		s.Direction = "Out"
-	default:
-		return s, fmt.Errorf("Direction %q: want In or Out", v.Direction)
+	if s.Direction, err = oneOf("Direction", v.Direction, "In", "Out"); err != nil {
+		return s, err
 	}
-	switch strings.ToLower(v.RuleType) {
-	case "":
-		s.RuleType = "Switch"
-	case "switch":
-		s.RuleType = "Switch"
-	case "host":
-		s.RuleType = "Host"
-	default:
-		return s, fmt.Errorf("RuleType %q: want Switch or Host", v.RuleType)
+	ruleType := v.RuleType
+	if ruleType == "" {
+		ruleType = "Switch" // HNS's default: the rule applies on the vSwitch port
+	}
+	if s.RuleType, err = oneOf("RuleType", ruleType, "Switch", "Host"); err != nil {
+		return s, err
 	}
 	if v.Protocols != "" {
 		n, err := strconv.Atoi(v.Protocols)
@@ -303,4 +291,15 @@ func (w *WinConf) EndpointDNS(cfg *config.NetConf) hns.DNS {
 // ResultDNS is EndpointDNS in the result's form.
 func ResultDNS(d hns.DNS) types.DNS {
 	return types.DNS{Nameservers: d.ServerList, Domain: d.Domain, Search: d.Search, Options: d.Options}
+}
+
+// oneOf returns the choice v names, compared without case, spelled as HNS
+// expects it; the conflist may write "allow" or "ALLOW".
+func oneOf(field, v, first, second string) (string, error) {
+	for _, c := range []string{first, second} {
+		if strings.EqualFold(v, c) {
+			return c, nil
+		}
+	}
+	return "", fmt.Errorf("%s %q: want %s or %s", field, v, first, second)
 }
