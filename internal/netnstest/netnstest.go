@@ -9,6 +9,7 @@ package netnstest
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -78,18 +79,42 @@ func New(t testing.TB, name string) *NS {
 // Create makes a namespace without a testing.T (for harnesses and the demo);
 // the caller must Delete it.
 func Create(name string) (*NS, error) {
-	b := make([]byte, 3)
-	_, _ = rand.Read(b)
-	full := fmt.Sprintf("%s%s-%s", Prefix, name, hex.EncodeToString(b))
-	if len(full) > 60 {
-		full = full[:60]
+	// Six random bytes: a test that holds hundreds of namespaces at once
+	// (TestParallelAdds300) met a birthday collision with three. A name
+	// that exists anyway (another run's, never ours to remove) is skipped
+	// for a fresh one.
+	var full string
+	for try := 0; ; try++ {
+		b := make([]byte, 6)
+		_, _ = rand.Read(b)
+		full = fmt.Sprintf("%s%s-%s", Prefix, name, hex.EncodeToString(b))
+		if len(full) > 60 {
+			full = full[:60]
+		}
+		err := create(full)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, os.ErrExist) || try == 4 {
+			return nil, err
+		}
 	}
-	// Recorded as this process's before it exists (internal/owned): if the
-	// run dies before Delete, the next run removes it.
+	ns := &NS{Name: full, Path: "/run/netns/" + full}
+	if _, err := ns.Exec("ip", "link", "set", "lo", "up"); err != nil {
+		_ = ns.Delete()
+		return nil, err
+	}
+	return ns, nil
+}
+
+// create makes the namespace full, recorded as this process's before it
+// exists (internal/owned): if the run dies before Delete, the next run
+// removes it. A name already taken is an error wrapping os.ErrExist.
+func create(full string) error {
 	owned.CleanupOnSignal()
-	if err := owned.Track(owned.Netns, full, func() error {
+	return owned.Track(owned.Netns, full, func() error {
 		if _, err := os.Stat("/run/netns/" + full); err == nil {
-			return fmt.Errorf("ip netns add %s: exists", full) // not ours: never remove it
+			return fmt.Errorf("ip netns add %s: %w", full, os.ErrExist) // not ours: never remove it
 		}
 		// Its own process group: a signal to the run's group (Ctrl-C,
 		// timeout) must not kill it half-way, leaving a namespace the
@@ -101,15 +126,7 @@ func Create(name string) (*NS, error) {
 			return fmt.Errorf("ip netns add %s: %v: %s", full, err, strings.TrimSpace(string(out)))
 		}
 		return nil
-	}); err != nil {
-		return nil, err
-	}
-	ns := &NS{Name: full, Path: "/run/netns/" + full}
-	if _, err := ns.Exec("ip", "link", "set", "lo", "up"); err != nil {
-		_ = ns.Delete()
-		return nil, err
-	}
-	return ns, nil
+	})
 }
 
 // Delete removes the namespace with every process still inside it;
