@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"github.com/containernetworking/cni/libcni"
+
+	"github.com/open-acn/acn/internal/netnstest"
 )
 
 // deployConflist loads a shipped conflist and points it at the test node:
@@ -45,7 +47,7 @@ func (n *node) deployConflist(name string, setIPAM func(ipam map[string]interfac
 // table and goes away with the pod.
 func TestShippedConflistsWithPortmap(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(refPluginDir, "portmap")); err != nil {
-		t.Skip("reference portmap plugin not installed (containernetworking-plugins)")
+		netnstest.Skip(t, "reference portmap plugin not installed (containernetworking-plugins; make deps installs it)")
 	}
 	for _, c := range []struct{ file, mode string }{{"10-azure.conflist", "transparent"}, {"10-azure-bridge.conflist", "bridge"}} {
 		t.Run(c.file, func(t *testing.T) {
@@ -102,7 +104,7 @@ func TestShippedConflistsWithPortmap(t *testing.T) {
 // of the block, the SNAT chain is installed, CHECK and DEL pass.
 func TestShippedOverlayConflist(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(refPluginDir, "portmap")); err != nil {
-		t.Skip("reference portmap plugin not installed (containernetworking-plugins)")
+		netnstest.Skip(t, "reference portmap plugin not installed (containernetworking-plugins; make deps installs it)")
 	}
 	n := newNode(t, 0)
 	l := n.deployConflist("10-azure-overlay.conflist", func(ip map[string]interface{}) {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/open-acn/acn/cni/plugin"
 	"github.com/open-acn/acn/cni/store"
+	"github.com/open-acn/acn/internal/netnstest"
 )
 
 // TestInFlightADDIsRespected: an endpoint marked pending by a plugin
@@ -30,7 +31,7 @@ func TestInFlightADDIsRespected(t *testing.T) {
 	sleeper := filepath.Join(t.TempDir(), "azure-vnet-sleeper")
 	data, err := os.ReadFile("/bin/sleep")
 	if err != nil {
-		t.Skip("no /bin/sleep")
+		netnstest.Skip(t, "no /bin/sleep (coreutils)")
 	}
 	if err := os.WriteFile(sleeper, data, 0o755); err != nil {
 		t.Fatal(err)

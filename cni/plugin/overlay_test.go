@@ -322,7 +322,7 @@ func TestOverlayAcrossNodesAndEgress(t *testing.T) {
 // CHECK and DEL through libcni.
 func TestOverlayIPAMPluginWithReferenceBridge(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(refPluginDir, "bridge")); err != nil {
-		t.Skip("reference bridge plugin not installed (containernetworking-plugins)")
+		netnstest.Skip(t, "reference bridge plugin not installed (containernetworking-plugins; make deps installs it)")
 	}
 	n := newNode(t, 0)
 	ipamConf := n.overlayConf("10.244.5.0/29", nil)["ipam"]

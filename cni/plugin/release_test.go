@@ -15,6 +15,7 @@ import (
 	"github.com/open-acn/acn/cni/cnitest"
 	"github.com/open-acn/acn/cni/failpoint"
 	"github.com/open-acn/acn/cni/plugin"
+	"github.com/open-acn/acn/internal/netnstest"
 	"github.com/open-acn/acn/internal/owned"
 )
 
@@ -29,7 +30,7 @@ var (
 func releaseBins(t *testing.T) string {
 	t.Helper()
 	if _, err := exec.LookPath("make"); err != nil {
-		t.Skip("needs make to build the plugins the release way (make deps installs it)")
+		netnstest.Skip(t, "needs make to build the plugins the release way (make deps installs it)")
 	}
 	releaseOnce.Do(func() {
 		if releaseDir, releaseErr = owned.MkdirTemp("", "acn-cni-release-"); releaseErr != nil {

@@ -16,9 +16,9 @@ func Require(t testing.TB) {
 	t.Helper()
 	netnstest.RequireRoot(t)
 	if m := kubetest.MissingTools(kubetest.ToolsDir()); len(m) > 0 {
-		t.Skipf("control-plane binaries %v not built: run `make tools`", m)
+		netnstest.Skip(t, "control-plane binaries %v not built: run `make tools`", m)
 	}
 	if err := BinariesBuilt(""); err != nil {
-		t.Skipf("%v (make test builds them)", err)
+		netnstest.Skip(t, "%v (make test builds them)", err)
 	}
 }

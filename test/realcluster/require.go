@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/open-acn/acn/internal/kubetest"
+	"github.com/open-acn/acn/internal/netnstest"
 	"github.com/open-acn/acn/test/cluster"
 )
 
@@ -19,7 +20,7 @@ import (
 func Require(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root: network and mount namespaces, cgroups, containerd (CI runs as root)")
+		netnstest.Skip(t, "needs root: network and mount namespaces, cgroups, containerd (CI runs as root)")
 	}
 	var missing string
 	if err := cluster.BinariesBuilt(""); err != nil {
