@@ -49,6 +49,7 @@ import (
 	"github.com/open-acn/acn/cni/ipam"
 	"github.com/open-acn/acn/internal/kubetest"
 	"github.com/open-acn/acn/internal/netnstest"
+	"github.com/open-acn/acn/internal/owned"
 	"github.com/open-acn/acn/test/cluster"
 )
 
@@ -105,14 +106,15 @@ type Cluster struct {
 }
 
 type state struct {
-	Owner      int         `json:"owner"`
-	OwnerStart string      `json:"ownerStart"`
-	Dir        string      `json:"dir"`
-	RemoveDir  bool        `json:"removeDir"`
-	MountDir   string      `json:"mountDir"`
-	Netns      []string    `json:"netns"`
-	PIDs       []int       `json:"pids"`
-	Nodes      []nodeState `json:"nodes"`
+	// Owner is the process that made the run (internal/owned's identity:
+	// PID and start time, so a reused PID is not taken for it).
+	Owner     owned.Owner `json:"owner"`
+	Dir       string      `json:"dir"`
+	RemoveDir bool        `json:"removeDir"`
+	MountDir  string      `json:"mountDir"`
+	Netns     []string    `json:"netns"`
+	PIDs      []int       `json:"pids"`
+	Nodes     []nodeState `json:"nodes"`
 }
 
 type nodeState struct {
@@ -194,7 +196,7 @@ func New(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 	c.cfg.Dir = cfg.Dir
 	c.id = "acn-rc-" + randomID()
 	c.stateFile = filepath.Join(registry, c.id+".json")
-	c.st = state{Owner: os.Getpid(), OwnerStart: startTime(os.Getpid()), Dir: cfg.Dir, RemoveDir: removeDir}
+	c.st = state{Owner: owned.Self(), Dir: cfg.Dir, RemoveDir: removeDir}
 	if err := os.MkdirAll(registry, 0o755); err != nil {
 		return nil, err
 	}
@@ -580,14 +582,11 @@ func CleanLeftovers(logf func(string, ...any)) {
 			continue
 		}
 		var st state
-		if json.Unmarshal(data, &st) != nil || st.Owner <= 1 {
-			continue
-		}
-		if kubetest.Alive(st.Owner) && startTime(st.Owner) == st.OwnerStart {
+		if json.Unmarshal(data, &st) != nil || st.Owner.PID <= 1 || st.Owner.Alive() {
 			continue
 		}
 		if logf != nil {
-			logf("removing a dead real cluster run: %s (owner %d gone)", st.Dir, st.Owner)
+			logf("removing a dead real cluster run: %s (owner %d gone)", st.Dir, st.Owner.PID)
 		}
 		if err := teardown(st); err != nil && logf != nil {
 			logf("leftover %s: %v", st.Dir, err)
@@ -606,28 +605,9 @@ func Owner(dir string) (pid int, alive bool, stateFile string) {
 		if err != nil || json.Unmarshal(data, &st) != nil || st.Dir != abs {
 			continue
 		}
-		return st.Owner, kubetest.Alive(st.Owner) && startTime(st.Owner) == st.OwnerStart, f
+		return st.Owner.PID, st.Owner.Alive(), f
 	}
 	return 0, false, ""
-}
-
-// startTime is field 22 of /proc/<pid>/stat: with the PID it names one
-// process, even after the PID is reused.
-func startTime(pid int) string {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return ""
-	}
-	s := string(data)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return ""
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 20 {
-		return ""
-	}
-	return f[19]
 }
 
 func randomID() string {
