@@ -2,9 +2,12 @@ package cnicmd
 
 import (
 	"errors"
+	"fmt"
+	"strings"
 	"time"
 
 	"github.com/containernetworking/cni/pkg/types"
+	types100 "github.com/containernetworking/cni/pkg/types/100"
 	"go.uber.org/zap"
 
 	"github.com/open-acn/acn/cni/config"
@@ -88,4 +91,40 @@ func ReleaseUnlisted(s *ipam.State, network string, valid []types.GCAttachment) 
 		changed = true
 	}
 	return released, changed
+}
+
+// CheckAllocated verifies that prevResult's addresses are exactly the
+// container interface's allocations, one per configured family.
+func CheckAllocated(prev []*types100.IPConfig, als []*ipam.Allocation, families []string) error {
+	held := map[string]bool{}
+	for _, al := range als {
+		held[al.IP] = true
+	}
+	for _, ipc := range prev {
+		if !held[ipc.Address.IP.String()] {
+			return types.NewError(ErrCheckFailed, fmt.Sprintf("prevResult has %s, the allocations are %s", ipc.Address.IP, AllocatedIPs(als)), "")
+		}
+	}
+	for _, fam := range families {
+		found := false
+		for _, ipc := range prev {
+			found = found || config.FamilyOf(ipc.Address.IP) == fam
+		}
+		if !found {
+			return types.NewError(ErrCheckFailed, fmt.Sprintf("prevResult has no %s address (allocations %s)", fam, AllocatedIPs(als)), "")
+		}
+	}
+	if len(prev) != len(als) {
+		return types.NewError(ErrCheckFailed, fmt.Sprintf("prevResult has %d addresses, the allocations are %s", len(prev), AllocatedIPs(als)), "")
+	}
+	return nil
+}
+
+// AllocatedIPs lists allocations' addresses for the log.
+func AllocatedIPs(als []*ipam.Allocation) string {
+	s := make([]string, len(als))
+	for i, al := range als {
+		s[i] = al.IP
+	}
+	return strings.Join(s, ",")
 }

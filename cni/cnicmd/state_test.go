@@ -1,6 +1,7 @@
 package cnicmd
 
 import (
+	"errors"
 	"net"
 	"os"
 	"path/filepath"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/containernetworking/cni/pkg/types"
+	types100 "github.com/containernetworking/cni/pkg/types/100"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
@@ -115,5 +117,43 @@ func TestLoadOrRebuild(t *testing.T) {
 	}
 	if e := logs.TakeAll(); len(e) != 1 || e[0].Message != "address state file was corrupt; moved aside and rebuilt from the kernel" {
 		t.Fatalf("logs %+v", e)
+	}
+}
+
+func TestCheckAllocated(t *testing.T) {
+	ipc := func(cidr string) *types100.IPConfig {
+		ip, n, err := net.ParseCIDR(cidr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n.IP = ip
+		return &types100.IPConfig{Address: *n}
+	}
+	v4 := &ipam.Allocation{IP: "10.9.0.2"}
+	v6 := &ipam.Allocation{IP: "fd00::2"}
+	dual := []string{config.IPv4, config.IPv6}
+	for _, c := range []struct {
+		name     string
+		prev     []*types100.IPConfig
+		als      []*ipam.Allocation
+		families []string
+		wantErr  bool
+	}{
+		{"ipv4 held", []*types100.IPConfig{ipc("10.9.0.2/24")}, []*ipam.Allocation{v4}, []string{config.IPv4}, false},
+		{"dual held", []*types100.IPConfig{ipc("10.9.0.2/24"), ipc("fd00::2/64")}, []*ipam.Allocation{v4, v6}, dual, false},
+		{"other address", []*types100.IPConfig{ipc("10.9.0.3/24")}, []*ipam.Allocation{v4}, []string{config.IPv4}, true},
+		{"family missing from prevResult", []*types100.IPConfig{ipc("10.9.0.2/24")}, []*ipam.Allocation{v4, v6}, dual, true},
+		{"an allocation prevResult lacks", []*types100.IPConfig{ipc("10.9.0.2/24")}, []*ipam.Allocation{v4, v6}, []string{config.IPv4}, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			err := CheckAllocated(c.prev, c.als, c.families)
+			if (err != nil) != c.wantErr {
+				t.Fatalf("err = %v, want error %v", err, c.wantErr)
+			}
+			var te *types.Error
+			if err != nil && (!errors.As(err, &te) || te.Code != ErrCheckFailed) {
+				t.Fatalf("err = %#v, want a CNI error with code %d", err, ErrCheckFailed)
+			}
+		})
 	}
 }

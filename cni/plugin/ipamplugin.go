@@ -11,7 +11,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/open-acn/acn/cni/cnicmd"
-	"github.com/open-acn/acn/cni/config"
 	"github.com/open-acn/acn/cni/ipam"
 )
 
@@ -32,7 +31,7 @@ func (r *runner) ipamAdd() error {
 		return err
 	}
 	r.mark("allocate")
-	r.note(zap.String("ip", allocatedIPs(allocs)))
+	r.note(zap.String("ip", cnicmd.AllocatedIPs(allocs)))
 	if err := r.at("ipam:allocated"); err != nil {
 		return err
 	}
@@ -80,34 +79,7 @@ func (r *runner) ipamCheck() error {
 	if len(als) == 0 {
 		return types.NewError(types.ErrUnknownContainer, fmt.Sprintf("no address allocated to container %s interface %s", a.ContainerID, a.IfName), "")
 	}
-	return checkAllocated(prev.IPs, als, r.cfg.IPAM.IPFamilies)
-}
-
-// checkAllocated verifies that prevResult's addresses are exactly the
-// container interface's allocations, one per configured family.
-func checkAllocated(prev []*types100.IPConfig, als []*ipam.Allocation, families []string) error {
-	held := map[string]bool{}
-	for _, al := range als {
-		held[al.IP] = true
-	}
-	for _, ipc := range prev {
-		if !held[ipc.Address.IP.String()] {
-			return types.NewError(ErrCheckFailed, fmt.Sprintf("prevResult has %s, the allocations are %s", ipc.Address.IP, allocatedIPs(als)), "")
-		}
-	}
-	for _, fam := range families {
-		found := false
-		for _, ipc := range prev {
-			found = found || config.FamilyOf(ipc.Address.IP) == fam
-		}
-		if !found {
-			return types.NewError(ErrCheckFailed, fmt.Sprintf("prevResult has no %s address (allocations %s)", fam, allocatedIPs(als)), "")
-		}
-	}
-	if len(prev) != len(als) {
-		return types.NewError(ErrCheckFailed, fmt.Sprintf("prevResult has %d addresses, the allocations are %s", len(prev), allocatedIPs(als)), "")
-	}
-	return nil
+	return cnicmd.CheckAllocated(prev.IPs, als, r.cfg.IPAM.IPFamilies)
 }
 
 // ipamGC releases every allocation of this network not in the valid list.

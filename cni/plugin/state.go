@@ -211,15 +211,6 @@ func (r *runner) allocateIn(t *tx, pools []*ipam.Pool) ([]*ipam.Allocation, erro
 	return out, nil
 }
 
-// allocatedIPs lists allocations' addresses for the log.
-func allocatedIPs(als []*ipam.Allocation) string {
-	s := make([]string, len(als))
-	for i, al := range als {
-		s[i] = al.IP
-	}
-	return strings.Join(s, ",")
-}
-
 // release frees the address of containerID/ifName and forgets its
 // endpoint; it returns the released allocations.
 func (t *tx) release(containerID, ifName string) []*ipam.Allocation {

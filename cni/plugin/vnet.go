@@ -80,7 +80,7 @@ func (r *runner) vnetAdd() error {
 		return err
 	}
 	r.mark("allocate")
-	r.note(zap.String("ip", allocatedIPs(allocs)))
+	r.note(zap.String("ip", cnicmd.AllocatedIPs(allocs)))
 	if err := r.at("add:allocated"); err != nil {
 		return r.undoAdd(err)
 	}

@@ -57,7 +57,8 @@ func (r *runner) ipamDel() error {
 	})
 }
 
-// ipamCheck verifies prevResult's address is held by this container interface.
+// ipamCheck verifies the addresses of prevResult are held by this
+// container interface.
 func (r *runner) ipamCheck() error {
 	a := r.args
 	prev, err := r.prevResult()
@@ -68,16 +69,11 @@ func (r *runner) ipamCheck() error {
 	if err != nil {
 		return err
 	}
-	al := is.Find(a.ContainerID, a.IfName)
-	if al == nil {
+	als := is.FindAll(a.ContainerID, a.IfName)
+	if len(als) == 0 {
 		return types.NewError(types.ErrUnknownContainer, fmt.Sprintf("no address allocated to container %s interface %s", a.ContainerID, a.IfName), "")
 	}
-	for _, ipc := range prev.IPs {
-		if ipc.Address.IP.String() != al.IP {
-			return types.NewError(cnicmd.ErrCheckFailed, fmt.Sprintf("prevResult has %s, the allocation is %s", ipc.Address.IP, al.IP), "")
-		}
-	}
-	return nil
+	return cnicmd.CheckAllocated(prev.IPs, als, r.cfg.IPAM.IPFamilies)
 }
 
 // ipamGC releases every allocation of azure-vnet-ipam on this network not
