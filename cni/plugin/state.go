@@ -20,7 +20,6 @@ import (
 	"github.com/open-acn/acn/cni/config"
 	"github.com/open-acn/acn/cni/ipam"
 	"github.com/open-acn/acn/cni/network"
-	"github.com/open-acn/acn/cni/store"
 )
 
 // File names under the state directory.
@@ -67,7 +66,8 @@ type Endpoint struct {
 	Updated      time.Time       `json:"updated"`
 }
 
-func (s *VnetState) normalize() {
+// Normalize makes a read or empty file usable (cnicmd.EndpointFile).
+func (s *VnetState) Normalize() {
 	if s.Endpoints == nil {
 		s.Endpoints = map[string]*Endpoint{}
 	}
@@ -78,6 +78,11 @@ func (s *VnetState) normalize() {
 	}
 	s.Version = 1
 }
+
+// EndpointMap is the endpoints by cnicmd.Key (cnicmd.EndpointFile).
+func (s *VnetState) EndpointMap() map[string]*Endpoint { return s.Endpoints }
+
+func newVnetState() *VnetState { return &VnetState{} }
 
 // paths of one configuration.
 type paths struct {
@@ -99,98 +104,42 @@ func pathsOf(cfg *config.NetConf) paths {
 	}
 }
 
-// readVnet reads the endpoint state without the lock (writers replace the
-// file atomically, so the read is consistent). A corrupt file reads as
-// empty (and the error says so); the repair happens under the lock.
-func readVnet(p paths) (*VnetState, error) {
-	s := &VnetState{}
-	_, err := store.Read(p.vnet, s)
-	if err != nil {
-		s = &VnetState{}
-	}
-	s.normalize()
-	return s, err
-}
+// readVnet reads the endpoint state without the lock; a corrupt file
+// reads as empty with an error.
+func readVnet(p paths) (*VnetState, error) { return cnicmd.ReadVnet(p.vnet, newVnetState) }
 
 func readIPAM(p paths) (*ipam.State, error) { return cnicmd.ReadIPAM(p.ipam) }
 
-// tx is one critical section under the node-wide lock: both state files
-// loaded (repaired if corrupt), changed by the caller, saved if dirty.
-type tx struct {
-	vnet      *VnetState
-	ipam      *ipam.State
-	dirtyVnet bool
-	dirtyIPAM bool
-}
+// tx is one critical section under the node-wide lock (cnicmd.Tx).
+type tx = cnicmd.Tx[*VnetState, *Endpoint]
 
-// locked runs f with the node-wide lock held. It is the only place state
-// files are written. Nothing in f may do netlink or HTTP work.
+// locked runs f with the node-wide lock held and both state files loaded
+// (cnicmd.State.Locked). Nothing in f may do netlink or HTTP work.
 func (r *runner) locked(f func(t *tx) error) error { return r.lockedFiles(true, f) }
 
 // lockedVnet is locked for sections that touch endpoints only (the
 // commit of an ADD): the address file is neither read nor written.
 func (r *runner) lockedVnet(f func(t *tx) error) error { return r.lockedFiles(false, f) }
 
-func (r *runner) lockedFiles(withIPAM bool, f func(t *tx) error) error {
-	start := time.Now()
-	lock, err := store.Acquire(r.paths.lock, time.Duration(r.cfg.LockTimeout))
-	if err != nil {
-		return err
-	}
-	defer lock.Release()
-	r.lockWait += time.Since(start)
-	held := time.Now()
-	defer func() { r.lockHeld += time.Since(held) }()
-
-	t := &tx{vnet: &VnetState{}, ipam: ipam.NewState()}
-	if r.needVnet {
-		if t.dirtyVnet, err = r.loadOrRebuild(r.paths.vnet, t.vnet, "endpoint", "endpoints", func() int {
-			t.vnet = r.rebuildVnet()
-			return len(t.vnet.Endpoints)
-		}); err != nil {
-			return err
-		}
-	}
-	t.vnet.normalize()
-	if withIPAM {
-		if t.dirtyIPAM, err = r.loadOrRebuild(r.paths.ipam, t.ipam, "address", "allocations", func() int {
-			t.ipam = r.rebuildIPAM(t.vnet)
-			return len(t.ipam.Allocations)
-		}); err != nil {
-			return err
-		}
-		t.ipam.Normalize()
-	}
-	if err := f(t); err != nil {
-		return err
-	}
-	if !withIPAM && t.dirtyIPAM {
-		return fmt.Errorf("internal: address state changed in an endpoint-only section")
-	}
-	// The address state first: an allocation without an endpoint is
-	// released by DEL or GC; an endpoint without its allocation would
-	// point at an address someone else may get.
-	if t.dirtyIPAM {
-		if err := store.Save(r.paths.ipam, t.ipam); err != nil {
-			return cnicmd.StateError(r.paths.ipam, err)
-		}
-	}
-	if t.dirtyVnet && r.needVnet {
-		if err := store.Save(r.paths.vnet, t.vnet); err != nil {
-			return cnicmd.StateError(r.paths.vnet, err)
-		}
-	}
-	return nil
-}
-
-// loadOrRebuild loads a state file (what: "endpoint" or "address") into
-// v; a corrupt or missing one is rebuilt from the kernel (see
-// cnicmd.LoadOrRebuild). A missing file with pods in the kernel is a file
-// someone deleted: /var/run is emptied at boot together with all pod
-// namespaces, so pods in the kernel without a file are always worth
+// lockedFiles runs a section. A missing or corrupt file is rebuilt from
+// the kernel: a missing file with pods in the kernel is a file someone
+// deleted (/var/run is emptied at boot together with all pod
+// namespaces), so pods in the kernel without a file are always worth
 // recovering.
-func (r *runner) loadOrRebuild(path string, v interface{}, what, unit string, rebuild func() int) (bool, error) {
-	return cnicmd.LoadOrRebuild(r.log, path, v, what, "the kernel", unit, rebuild)
+func (r *runner) lockedFiles(withIPAM bool, f func(t *tx) error) error {
+	s := &cnicmd.State[*VnetState, *Endpoint]{
+		Log:         r.log,
+		Files:       cnicmd.Files{Vnet: r.paths.vnet, IPAM: r.paths.ipam, Lock: r.paths.lock, LockTimeout: time.Duration(r.cfg.LockTimeout)},
+		NeedVnet:    r.needVnet,
+		From:        "the kernel",
+		NewVnet:     newVnetState,
+		RebuildVnet: r.rebuildVnet,
+		RebuildIPAM: r.rebuildIPAM,
+	}
+	err := s.Locked(withIPAM, f)
+	r.lockWait += s.LockWait
+	r.lockHeld += s.LockHeld
+	return err
 }
 
 // allocateIn gives the invocation's container interface an address from
@@ -201,31 +150,22 @@ func (r *runner) loadOrRebuild(path string, v interface{}, what, unit string, re
 func (r *runner) allocateIn(t *tx, pools []*ipam.Pool) ([]*ipam.Allocation, error) {
 	var out []*ipam.Allocation
 	for _, pool := range pools {
-		al, changed, err := cnicmd.Allocate(t.ipam, pool, r.cfg, r.p.Name, r.args.ContainerID, r.args.IfName, r.now)
+		al, changed, err := cnicmd.Allocate(t.IPAM, pool, r.cfg, r.p.Name, r.args.ContainerID, r.args.IfName, r.now)
 		if err != nil {
 			return nil, err
 		}
-		t.dirtyIPAM = t.dirtyIPAM || changed
+		t.DirtyIPAM = t.DirtyIPAM || changed
 		out = append(out, al)
 	}
 	return out, nil
-}
-
-// release frees the address of containerID/ifName and forgets its
-// endpoint; it returns the released allocations.
-func (t *tx) release(containerID, ifName string) []*ipam.Allocation {
-	rel, ipamChanged, vnetChanged := cnicmd.Release(t.ipam, t.vnet.Endpoints, containerID, ifName)
-	t.dirtyIPAM = t.dirtyIPAM || ipamChanged
-	t.dirtyVnet = t.dirtyVnet || vnetChanged
-	return rel
 }
 
 // rebuildVnet recreates the endpoint list from the host veths' aliases
 // (see network.Owner). Results are recomputed from the alias and the
 // current configuration.
 func (r *runner) rebuildVnet() *VnetState {
-	s := &VnetState{}
-	s.normalize()
+	s := newVnetState()
+	s.Normalize()
 	h := r.nl
 	if h == nil { // azure-vnet-ipam has no handle of its own
 		var err error

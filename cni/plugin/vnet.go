@@ -55,7 +55,7 @@ func (r *runner) vnetAdd() error {
 		// Another ADD of the same container interface still running (a
 		// runtime retrying after its own timeout): plumbing it twice at
 		// once would tear down the first; retrying later helps.
-		if ep := t.vnet.Endpoints[k]; ep != nil && ep.Status == StatusPending && ep.PID != os.Getpid() && processAlive(ep.PID) {
+		if ep := t.Vnet.Endpoints[k]; ep != nil && ep.Status == StatusPending && ep.PID != os.Getpid() && processAlive(ep.PID) {
 			return types.NewError(types.ErrTryAgainLater, fmt.Sprintf("an ADD of %s/%s is in progress (pid %d)", a.ContainerID, a.IfName, ep.PID), "")
 		}
 		als, err := r.allocateIn(t, pools)
@@ -72,8 +72,8 @@ func (r *runner) vnetAdd() error {
 			HostVeth: network.HostVethName(a.ContainerID, a.IfName), IP: network.JoinCIDRs(podIPs),
 			Status: StatusPending, PID: os.Getpid(), Updated: r.now,
 		}
-		t.vnet.Endpoints[k] = &pending
-		t.dirtyVnet = true
+		t.Vnet.Endpoints[k] = &pending
+		t.DirtyVnet = true
 		return nil
 	})
 	if err != nil {
@@ -149,13 +149,13 @@ func (r *runner) vnetAdd() error {
 		return r.undoAdd(err)
 	}
 	err = r.lockedVnet(func(t *tx) error {
-		ep := t.vnet.Endpoints[k]
+		ep := t.Vnet.Endpoints[k]
 		if ep == nil { // state rebuilt meanwhile: record it again
 			ep = &pending
-			t.vnet.Endpoints[k] = ep
+			t.Vnet.Endpoints[k] = ep
 		}
 		ep.Status, ep.PID, ep.Result, ep.Updated = StatusCommitted, 0, raw, time.Now()
-		t.dirtyVnet = true
+		t.DirtyVnet = true
 		return nil
 	})
 	if err != nil {
@@ -188,7 +188,7 @@ func (r *runner) undoAdd(cause error) error {
 		r.log.Error("undo ADD: teardown", zap.Error(err))
 	}
 	err := r.locked(func(t *tx) error {
-		t.release(a.ContainerID, a.IfName)
+		t.Release(a.ContainerID, a.IfName)
 		return nil
 	})
 	if err != nil {
@@ -227,7 +227,7 @@ func (r *runner) vnetDel() error {
 		return nil
 	}
 	err = r.locked(func(t *tx) error {
-		if rel := t.release(a.ContainerID, a.IfName); len(rel) > 0 {
+		if rel := t.Release(a.ContainerID, a.IfName); len(rel) > 0 {
 			r.note(zap.String("released", rel[0].IP))
 		}
 		return nil
@@ -375,20 +375,20 @@ func (r *runner) vnetGC() error {
 	}
 	released := 0
 	err = r.locked(func(t *tx) error {
-		for k, ep := range t.vnet.Endpoints {
+		for k, ep := range t.Vnet.Endpoints {
 			if valid[k] || ep.Network != r.cfg.Name || inFlight(ep) {
 				continue
 			}
-			delete(t.vnet.Endpoints, k)
-			t.dirtyVnet = true
+			delete(t.Vnet.Endpoints, k)
+			t.DirtyVnet = true
 		}
-		for _, al := range t.ipam.Allocations {
+		for _, al := range t.IPAM.Allocations {
 			k := cnicmd.Key(al.ContainerID, al.IfName)
-			if valid[k] || al.Network != r.cfg.Name || inFlight(t.vnet.Endpoints[k]) {
+			if valid[k] || al.Network != r.cfg.Name || inFlight(t.Vnet.Endpoints[k]) {
 				continue
 			}
-			released += len(t.ipam.Release(al.ContainerID, al.IfName, time.Now()))
-			t.dirtyIPAM = true
+			released += len(t.IPAM.Release(al.ContainerID, al.IfName, time.Now()))
+			t.DirtyIPAM = true
 		}
 		return nil
 	})

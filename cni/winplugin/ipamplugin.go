@@ -50,7 +50,7 @@ func (r *runner) ipamDel() error {
 		return nil
 	}
 	return r.locked(func(t *tx) error {
-		if rel := t.release(a.ContainerID, a.IfName); len(rel) > 0 {
+		if rel := t.Release(a.ContainerID, a.IfName); len(rel) > 0 {
 			r.note(zap.String("released", rel[0].IP))
 		}
 		return nil
@@ -85,9 +85,9 @@ func (r *runner) ipamGC() error {
 	}
 	released := 0
 	err := r.locked(func(t *tx) error {
-		n, changed := cnicmd.ReleaseUnlisted(t.ipam, r.cfg.Name, atts)
+		n, changed := cnicmd.ReleaseUnlisted(t.IPAM, r.cfg.Name, atts)
 		released += n
-		t.dirtyIPAM = t.dirtyIPAM || changed
+		t.DirtyIPAM = t.DirtyIPAM || changed
 		return nil
 	})
 	r.note(zap.Int("releasedIPs", released))

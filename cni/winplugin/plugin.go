@@ -181,7 +181,7 @@ func (r *runner) delByContainer() error {
 	if vs.Endpoints[cnicmd.Key(a.ContainerID, a.IfName)] == nil && ierr == nil && is.Find(a.ContainerID, a.IfName) == nil {
 		return nil
 	}
-	return r.locked(func(t *tx) error { t.release(a.ContainerID, a.IfName); return nil })
+	return r.locked(func(t *tx) error { t.Release(a.ContainerID, a.IfName); return nil })
 }
 
 // ipamOnly checks what azure-vnet-ipam on Windows supports.

@@ -14,7 +14,6 @@ import (
 	"github.com/open-acn/acn/cni/config"
 	"github.com/open-acn/acn/cni/hns"
 	"github.com/open-acn/acn/cni/ipam"
-	"github.com/open-acn/acn/cni/store"
 )
 
 // File names under the state directory (those of the Linux plugins, plus
@@ -56,12 +55,23 @@ type Endpoint struct {
 	Updated      time.Time       `json:"updated"`
 }
 
-func (s *VnetState) normalize() {
+// Normalize makes a read or empty file usable (cnicmd.EndpointFile).
+func (s *VnetState) Normalize() {
 	if s.Endpoints == nil {
 		s.Endpoints = map[string]*Endpoint{}
 	}
+	for k, ep := range s.Endpoints {
+		if ep == nil { // a null entry in the file: every reader dereferences them
+			delete(s.Endpoints, k)
+		}
+	}
 	s.Version = 1
 }
+
+// EndpointMap is the endpoints by cnicmd.Key (cnicmd.EndpointFile).
+func (s *VnetState) EndpointMap() map[string]*Endpoint { return s.Endpoints }
+
+func newVnetState() *VnetState { return &VnetState{} }
 
 type paths struct{ vnet, ipam, lock, networkLock string }
 
@@ -75,86 +85,38 @@ func pathsOf(cfg *config.NetConf) paths {
 	}
 }
 
-// readVnet reads the endpoint state without the lock (writers replace the
-// file atomically). A corrupt file reads as empty with an error.
-func readVnet(p paths) (*VnetState, error) {
-	s := &VnetState{}
-	_, err := store.Read(p.vnet, s)
-	if err != nil {
-		s = &VnetState{}
-	}
-	s.normalize()
-	return s, err
-}
+// readVnet reads the endpoint state without the lock; a corrupt file
+// reads as empty with an error.
+func readVnet(p paths) (*VnetState, error) { return cnicmd.ReadVnet(p.vnet, newVnetState) }
 
 func readIPAM(p paths) (*ipam.State, error) { return cnicmd.ReadIPAM(p.ipam) }
 
-// tx is one critical section under the node-wide lock.
-type tx struct {
-	vnet      *VnetState
-	ipam      *ipam.State
-	dirtyVnet bool
-	dirtyIPAM bool
-}
+// tx is one critical section under the node-wide lock (cnicmd.Tx).
+type tx = cnicmd.Tx[*VnetState, *Endpoint]
 
-// locked runs f with the node-wide lock held; it is the only place state
-// files are written. Nothing in f calls HNS or the network, except the
-// repair of a corrupt or missing file (a read-only listing).
+// locked runs f with the node-wide lock held and both state files loaded
+// (cnicmd.State.Locked). Nothing in f calls HNS or the network, except
+// the repair of a corrupt or missing file (a read-only listing): the
+// state directory survives reboots on Windows, and so do HNS endpoints,
+// so both stay in step.
 func (r *runner) locked(f func(t *tx) error) error {
-	lock, err := store.Acquire(r.paths.lock, time.Duration(r.cfg.LockTimeout))
-	if err != nil {
-		return err
+	s := &cnicmd.State[*VnetState, *Endpoint]{
+		Log:         r.log,
+		Files:       cnicmd.Files{Vnet: r.paths.vnet, IPAM: r.paths.ipam, Lock: r.paths.lock, LockTimeout: time.Duration(r.cfg.LockTimeout)},
+		NeedVnet:    r.needVnet,
+		From:        "HNS",
+		NewVnet:     newVnetState,
+		RebuildVnet: r.rebuildVnet,
+		RebuildIPAM: func(vs *VnetState) *ipam.State { return rebuildIPAM(vs, r.needVnet) },
 	}
-	defer lock.Release()
-	t := &tx{vnet: &VnetState{}, ipam: ipam.NewState()}
-	if r.needVnet {
-		if t.dirtyVnet, err = r.loadOrRebuild(r.paths.vnet, t.vnet, "endpoint", func() int {
-			t.vnet = r.rebuildVnet()
-			return len(t.vnet.Endpoints)
-		}); err != nil {
-			return err
-		}
-	}
-	t.vnet.normalize()
-	if t.dirtyIPAM, err = r.loadOrRebuild(r.paths.ipam, t.ipam, "address", func() int {
-		t.ipam = rebuildIPAM(t.vnet, r.needVnet)
-		return len(t.ipam.Allocations)
-	}); err != nil {
-		return err
-	}
-	t.ipam.Normalize()
-	if err := f(t); err != nil {
-		return err
-	}
-	// The address state first: an allocation without an endpoint is
-	// released by DEL or GC; an endpoint without its allocation would
-	// point at an address someone else may get.
-	if t.dirtyIPAM {
-		if err := store.Save(r.paths.ipam, t.ipam); err != nil {
-			return cnicmd.StateError(r.paths.ipam, err)
-		}
-	}
-	if t.dirtyVnet && r.needVnet {
-		if err := store.Save(r.paths.vnet, t.vnet); err != nil {
-			return cnicmd.StateError(r.paths.vnet, err)
-		}
-	}
-	return nil
-}
-
-// loadOrRebuild loads a state file into v; a corrupt or missing one is
-// rebuilt from HNS (see cnicmd.LoadOrRebuild). The state directory
-// survives reboots on Windows, and so do HNS endpoints, so both stay in
-// step.
-func (r *runner) loadOrRebuild(path string, v interface{}, what string, rebuild func() int) (bool, error) {
-	return cnicmd.LoadOrRebuild(r.log, path, v, what, "HNS", "entries", rebuild)
+	return s.Locked(true, f)
 }
 
 // rebuildVnet recreates the endpoint list from the HNS endpoints of the
 // network that carry our names.
 func (r *runner) rebuildVnet() *VnetState {
-	s := &VnetState{}
-	s.normalize()
+	s := newVnetState()
+	s.Normalize()
 	nw, err := r.h.NetworkByName(r.cfg.Name)
 	if err != nil {
 		return s
@@ -198,20 +160,12 @@ func rebuildIPAM(vs *VnetState, vnet bool) *ipam.State {
 
 // allocateIn gives the invocation's container interface an address.
 func (r *runner) allocateIn(t *tx, pool *ipam.Pool) (*ipam.Allocation, error) {
-	al, changed, err := cnicmd.Allocate(t.ipam, pool, r.cfg, r.p.Name, r.args.ContainerID, r.args.IfName, r.now)
+	al, changed, err := cnicmd.Allocate(t.IPAM, pool, r.cfg, r.p.Name, r.args.ContainerID, r.args.IfName, r.now)
 	if err != nil {
 		return nil, err
 	}
-	t.dirtyIPAM = t.dirtyIPAM || changed
+	t.DirtyIPAM = t.DirtyIPAM || changed
 	return al, nil
-}
-
-// release frees the address of containerID/ifName and forgets its endpoint.
-func (t *tx) release(containerID, ifName string) []*ipam.Allocation {
-	rel, ipamChanged, vnetChanged := cnicmd.Release(t.ipam, t.vnet.Endpoints, containerID, ifName)
-	t.dirtyIPAM = t.dirtyIPAM || ipamChanged
-	t.dirtyVnet = t.dirtyVnet || vnetChanged
-	return rel
 }
 
 // inFlight says whether a pending endpoint's ADD still runs.

@@ -64,7 +64,7 @@ func (r *runner) vnetAdd() error {
 		// Another ADD of the same container interface still running (a
 		// runtime retrying after its own timeout): doing it twice at once
 		// would delete the first one's endpoint; retrying later helps.
-		if ep := t.vnet.Endpoints[k]; ep != nil && ep.Status == StatusPending && ep.PID != os.Getpid() && processAlive(ep.PID) {
+		if ep := t.Vnet.Endpoints[k]; ep != nil && ep.Status == StatusPending && ep.PID != os.Getpid() && processAlive(ep.PID) {
 			return types.NewError(types.ErrTryAgainLater, fmt.Sprintf("an ADD of %s/%s is in progress (pid %d)", a.ContainerID, a.IfName, ep.PID), "")
 		}
 		al, err := r.allocateIn(t, pool)
@@ -78,8 +78,8 @@ func (r *runner) vnetAdd() error {
 			PodName: r.podName, PodNamespace: r.podNamespace, HNSName: name,
 			IP: fmt.Sprintf("%s/%d", al.IP, ones), Status: StatusPending, PID: os.Getpid(), Updated: r.now,
 		}
-		t.vnet.Endpoints[k] = &pending
-		t.dirtyVnet = true
+		t.Vnet.Endpoints[k] = &pending
+		t.DirtyVnet = true
 		return nil
 	})
 	if err != nil {
@@ -130,13 +130,13 @@ func (r *runner) vnetAdd() error {
 		return r.undoAdd(err)
 	}
 	err = r.locked(func(t *tx) error {
-		e := t.vnet.Endpoints[k]
+		e := t.Vnet.Endpoints[k]
 		if e == nil { // state rebuilt meanwhile: record it again
 			e = &pending
-			t.vnet.Endpoints[k] = e
+			t.Vnet.Endpoints[k] = e
 		}
 		e.Status, e.PID, e.HNSID, e.Result, e.Updated = StatusCommitted, 0, ep.ID, raw, time.Now()
-		t.dirtyVnet = true
+		t.DirtyVnet = true
 		return nil
 	})
 	if err != nil {
@@ -219,7 +219,7 @@ func (r *runner) undoAdd(cause error) error {
 	if _, err := r.removeEndpoint(hns.EndpointName(a.ContainerID, a.IfName)); err != nil {
 		r.log.Error("undo ADD: remove endpoint", zap.Error(err))
 	}
-	if err := r.locked(func(t *tx) error { t.release(a.ContainerID, a.IfName); return nil }); err != nil {
+	if err := r.locked(func(t *tx) error { t.Release(a.ContainerID, a.IfName); return nil }); err != nil {
 		r.log.Error("undo ADD: release", zap.Error(err))
 	}
 	return cause
@@ -245,7 +245,7 @@ func (r *runner) vnetDel() error {
 		return nil
 	}
 	if err := r.locked(func(t *tx) error {
-		if rel := t.release(a.ContainerID, a.IfName); len(rel) > 0 {
+		if rel := t.Release(a.ContainerID, a.IfName); len(rel) > 0 {
 			r.note(zap.String("released", rel[0].IP))
 		}
 		return nil
@@ -371,20 +371,20 @@ func (r *runner) vnetGC() error {
 	}
 	released := 0
 	err = r.locked(func(t *tx) error {
-		for k, ep := range t.vnet.Endpoints {
+		for k, ep := range t.Vnet.Endpoints {
 			if valid[k] || ep.Network != r.cfg.Name || inFlight(ep) {
 				continue
 			}
-			delete(t.vnet.Endpoints, k)
-			t.dirtyVnet = true
+			delete(t.Vnet.Endpoints, k)
+			t.DirtyVnet = true
 		}
-		for _, al := range t.ipam.Allocations {
+		for _, al := range t.IPAM.Allocations {
 			k := cnicmd.Key(al.ContainerID, al.IfName)
-			if valid[k] || al.Network != r.cfg.Name || al.Owner != config.VnetPlugin || inFlight(t.vnet.Endpoints[k]) {
+			if valid[k] || al.Network != r.cfg.Name || al.Owner != config.VnetPlugin || inFlight(t.Vnet.Endpoints[k]) {
 				continue
 			}
-			released += len(t.ipam.Release(al.ContainerID, al.IfName, time.Now()))
-			t.dirtyIPAM = true
+			released += len(t.IPAM.Release(al.ContainerID, al.IfName, time.Now()))
+			t.DirtyIPAM = true
 		}
 		return nil
 	})
