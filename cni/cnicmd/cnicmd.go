@@ -1,10 +1,12 @@
 // Package cnicmd holds what the command handlers of the Linux plugins
 // (cni/plugin) and the Windows ones (cni/winplugin) share and that has no
-// platform in it: the plugin error codes and the mapping of the
-// platform-neutral packages' errors (store, ipam) to them, printing a
-// result in the configuration's spec version, reading CNI_ARGS, and the
-// state-file sections (load or rebuild, allocate, release, GC) that both
-// run under the node-wide lock.
+// platform in it: the invocation (arguments, configuration, log line,
+// fault hook, printing a result in the configuration's spec version,
+// prevResult), the plugin error codes and the mapping of the
+// platform-neutral packages' errors (store, ipam) to them, reading
+// CNI_ARGS, the locked state section (load or rebuild, address file
+// saved first) and what runs in it (allocate, release, GC, CHECK of the
+// allocations).
 package cnicmd
 
 import (

@@ -20,7 +20,7 @@ import (
 // a default route. There is no kernel work, so the allocation is
 // committed at once (both families in one write of the state file).
 func (r *runner) ipamAdd() error {
-	cfg := r.cfg
+	cfg := r.Cfg
 	var allocs []*ipam.Allocation
 	pools, err := r.allocate(func(t *tx, pools []*ipam.Pool) error {
 		als, err := r.allocateIn(t, pools)
@@ -31,8 +31,8 @@ func (r *runner) ipamAdd() error {
 		return err
 	}
 	r.mark("allocate")
-	r.note(zap.String("ip", cnicmd.AllocatedIPs(allocs)))
-	if err := r.at("ipam:allocated"); err != nil {
+	r.Note(zap.String("ip", cnicmd.AllocatedIPs(allocs)))
+	if err := r.At("ipam:allocated"); err != nil {
 		return err
 	}
 	res := &types100.Result{CNIVersion: types100.ImplementedSpecVersion, DNS: cfg.DNS}
@@ -45,19 +45,19 @@ func (r *runner) ipamAdd() error {
 		bits := len(ip) * 8
 		res.Routes = append(res.Routes, &types.Route{Dst: net.IPNet{IP: make(net.IP, len(ip)), Mask: net.CIDRMask(0, bits)}, GW: pool.Gateway})
 	}
-	return r.print(res)
+	return r.Print(res)
 }
 
 // ipamDel releases the container interface's address; nothing held is fine.
 func (r *runner) ipamDel() error {
-	a := r.args
+	a := r.Args
 	is, err := readIPAM(r.paths)
 	if err == nil && is.Find(a.ContainerID, a.IfName) == nil {
 		return nil
 	}
 	return r.locked(func(t *tx) error {
 		if rel := t.Release(a.ContainerID, a.IfName); len(rel) > 0 {
-			r.note(zap.String("released", rel[0].IP))
+			r.Note(zap.String("released", rel[0].IP))
 		}
 		return nil
 	})
@@ -66,8 +66,8 @@ func (r *runner) ipamDel() error {
 // ipamCheck verifies the addresses of prevResult are held by this
 // container interface.
 func (r *runner) ipamCheck() error {
-	a := r.args
-	prev, err := r.prevResult()
+	a := r.Args
+	prev, err := r.PrevResult()
 	if err != nil {
 		return err
 	}
@@ -79,22 +79,22 @@ func (r *runner) ipamCheck() error {
 	if len(als) == 0 {
 		return types.NewError(types.ErrUnknownContainer, fmt.Sprintf("no address allocated to container %s interface %s", a.ContainerID, a.IfName), "")
 	}
-	return cnicmd.CheckAllocated(prev.IPs, als, r.cfg.IPAM.IPFamilies)
+	return cnicmd.CheckAllocated(prev.IPs, als, r.Cfg.IPAM.IPFamilies)
 }
 
 // ipamGC releases every allocation of this network not in the valid list.
 func (r *runner) ipamGC() error {
-	atts, ok := r.cfg.Attachments()
+	atts, ok := r.Cfg.Attachments()
 	if !ok {
 		return nil
 	}
 	released := 0
 	err := r.locked(func(t *tx) error {
-		n, changed := cnicmd.ReleaseUnlisted(t.IPAM, r.cfg.Name, atts)
+		n, changed := cnicmd.ReleaseUnlisted(t.IPAM, r.Cfg.Name, atts)
 		released += n
 		t.DirtyIPAM = t.DirtyIPAM || changed
 		return nil
 	})
-	r.note(zap.Int("releasedIPs", released))
+	r.Note(zap.Int("releasedIPs", released))
 	return err
 }

@@ -4,13 +4,11 @@ package plugin
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"time"
 
 	"github.com/containernetworking/cni/pkg/skel"
@@ -78,39 +76,34 @@ func About(name, ver string) string {
 	return fmt.Sprintf("CNI plugin %s %s", name, ver)
 }
 
-// runner is the state of one invocation.
+// runner is the state of one invocation: what both platforms have
+// (cnicmd.Invocation) and the Linux plugins' own.
 type runner struct {
+	cnicmd.Invocation
 	p        *Plugin
-	cmd      string
-	cfg      *config.NetConf
-	args     *skel.CmdArgs
-	log      *zap.Logger
 	nl       *netlink.Handle
 	paths    paths
 	needVnet bool
-	hook     network.Hook
 	now      time.Time
-
-	podName, podNamespace string
 
 	start    time.Time
 	last     time.Time
 	timings  []zap.Field
-	notes    []zap.Field
 	lockWait time.Duration
 	lockHeld time.Duration
 }
 
 func (p *Plugin) wrap(cmd string, f func(r *runner) error) func(*skel.CmdArgs) error {
 	return func(args *skel.CmdArgs) error {
-		r := &runner{p: p, cmd: cmd, args: args, start: time.Now(), needVnet: p.Name == config.VnetPlugin}
+		r := &runner{p: p, start: time.Now(), needVnet: p.Name == config.VnetPlugin}
+		r.Cmd, r.Args, r.Stdout = cmd, args, p.Stdout
 		r.last = r.start
 		cfg, err := config.Parse(args.StdinData, p.Name)
 		if err != nil && cmd != "DEL" {
 			// No config, no log destination from it: log with defaults.
-			r.log = p.logger(nil)
-			r.log.Error(cmd, zap.String("containerID", args.ContainerID), zap.Error(err))
-			_ = r.log.Sync()
+			r.Log = cnicmd.NewLogger(p.NewLogger, nil)
+			r.Log.Error(cmd, zap.String("containerID", args.ContainerID), zap.Error(err))
+			_ = r.Log.Sync()
 			return err
 		}
 		if err != nil {
@@ -120,25 +113,25 @@ func (p *Plugin) wrap(cmd string, f func(r *runner) error) func(*skel.CmdArgs) e
 			// configuration says (a DEL that fails leaves the pod stuck
 			// terminating until someone fixes the conflist).
 			cfg = config.ForCleanup(args.StdinData)
-			r.note(zap.String("configError", err.Error()))
+			r.Note(zap.String("configError", err.Error()))
 		}
-		r.cfg = cfg
-		r.log = p.logger(cfg)
-		defer func() { _ = r.log.Sync() }()
+		r.Cfg = cfg
+		r.Log = cnicmd.NewLogger(p.NewLogger, cfg)
+		defer func() { _ = r.Log.Sync() }()
 		if err != nil {
-			r.log.Warn("DEL with a configuration that does not parse: cleaning up by container ID",
+			r.Log.Warn("DEL with a configuration that does not parse: cleaning up by container ID",
 				zap.String("containerID", args.ContainerID), zap.String("ifName", args.IfName), zap.Error(err))
 		}
 		r.paths = pathsOf(cfg)
-		r.hook = p.Hook
-		if r.hook == nil {
-			r.hook = failpoint.FromEnv()
+		r.Hook = p.Hook
+		if r.Hook == nil {
+			r.Hook = failpoint.FromEnv()
 		}
 		r.now = time.Now()
 		if p.Now != nil {
 			r.now = p.Now()
 		}
-		r.podNamespace, r.podName = cnicmd.K8sArgs(args.Args)
+		r.PodNamespace, r.PodName = cnicmd.K8sArgs(args.Args)
 		if p.Name == config.VnetPlugin {
 			if r.nl, err = netlinkHandle(); err != nil {
 				return toCNIError(err, false)
@@ -146,73 +139,28 @@ func (p *Plugin) wrap(cmd string, f func(r *runner) error) func(*skel.CmdArgs) e
 			defer r.nl.Close()
 		}
 		err = f(r)
-		fields := []zap.Field{
-			zap.String("plugin", p.Name),
-			zap.String("containerID", args.ContainerID),
-			zap.String("ifName", args.IfName),
-			zap.String("netns", args.Netns),
-			zap.String("network", cfg.Name),
-			zap.String("cniVersion", cfg.CNIVersion),
+		fields := append(r.LogFields(p.Name),
 			zap.Duration("total", time.Since(r.start)),
 			zap.Duration("lockWait", r.lockWait),
 			zap.Duration("lockHeld", r.lockHeld),
-		}
-		if r.podName != "" {
-			fields = append(fields, zap.String("pod", r.podNamespace+"/"+r.podName))
-		}
-		fields = append(fields, zap.Dict("steps", r.timings...))
-		fields = append(fields, r.notes...)
+			zap.Dict("steps", r.timings...))
+		fields = append(fields, r.Notes...)
 		if err != nil {
 			cerr := toCNIError(err, remoteSource(cfg))
-			r.log.Error(cmd, append(fields, zap.Uint("code", cerr.Code), zap.String("error", cerr.Msg))...)
+			r.Log.Error(cmd, append(fields, zap.Uint("code", cerr.Code), zap.String("error", cerr.Msg))...)
 			return cerr
 		}
-		r.log.Info(cmd, fields...)
+		r.Log.Info(cmd, fields...)
 		return nil
 	}
-}
-
-func (p *Plugin) logger(cfg *config.NetConf) *zap.Logger {
-	if p.NewLogger == nil {
-		return zap.NewNop()
-	}
-	if l := p.NewLogger(cfg); l != nil {
-		return l
-	}
-	return zap.NewNop()
 }
 
 // mark records the time since the previous mark under name.
 func (r *runner) mark(name string) {
 	now := time.Now()
 	r.timings = append(r.timings, zap.Duration(name, now.Sub(r.last)))
-	r.log.Debug("step", zap.String("cmd", r.cmd), zap.String("containerID", r.args.ContainerID), zap.String("step", name), zap.Duration("took", now.Sub(r.last)))
+	r.Log.Debug("step", zap.String("cmd", r.Cmd), zap.String("containerID", r.Args.ContainerID), zap.String("step", name), zap.Duration("took", now.Sub(r.last)))
 	r.last = now
-}
-
-func (r *runner) note(f zap.Field) { r.notes = append(r.notes, f) }
-
-func (r *runner) at(step string) error {
-	if r.hook == nil {
-		return nil
-	}
-	return r.hook(step)
-}
-
-func (r *runner) stdout() io.Writer {
-	if r.p.Stdout != nil {
-		return r.p.Stdout
-	}
-	return os.Stdout
-}
-
-// print writes res converted to the configuration's spec version.
-func (r *runner) print(res *types100.Result) error {
-	return cnicmd.Print(r.stdout(), res, r.cfg.CNIVersion)
-}
-
-func (r *runner) printStored(raw json.RawMessage) error {
-	return cnicmd.PrintStored(r.stdout(), raw, r.cfg.CNIVersion)
 }
 
 // pools reads the address source (outside any lock) and picks one pool
@@ -223,8 +171,8 @@ func (r *runner) printStored(raw json.RawMessage) error {
 func (r *runner) pools(maxAge time.Duration) ([]*ipam.Pool, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	if r.cfg.IPAM.Environment == config.EnvOverlay {
-		blocks, err := ipam.OverlayBlocks(ctx, r.cfg, maxAge, r.p.HTTPClient)
+	if r.Cfg.IPAM.Environment == config.EnvOverlay {
+		blocks, err := ipam.OverlayBlocks(ctx, r.Cfg, maxAge, r.p.HTTPClient)
 		if err != nil {
 			return nil, err
 		}
@@ -234,13 +182,13 @@ func (r *runner) pools(maxAge time.Duration) ([]*ipam.Pool, error) {
 		}
 		return out, nil
 	}
-	ifs, err := ipam.Source(ctx, r.cfg, maxAge, r.p.HTTPClient)
+	ifs, err := ipam.Source(ctx, r.Cfg, maxAge, r.p.HTTPClient)
 	if err != nil {
 		return nil, err
 	}
 	var out []*ipam.Pool
-	for _, fam := range r.cfg.IPAM.IPFamilies {
-		p, err := ipam.SelectPool(ifs, r.cfg, fam)
+	for _, fam := range r.Cfg.IPAM.IPFamilies {
+		p, err := ipam.SelectPool(ifs, r.Cfg, fam)
 		if err != nil {
 			return nil, config.Invalid("%v", err)
 		}
@@ -260,7 +208,7 @@ func (r *runner) allocate(f func(t *tx, pools []*ipam.Pool) error) ([]*ipam.Pool
 	r.mark("source")
 	err = r.locked(func(t *tx) error { return f(t, pools) })
 	var ex *ipam.ExhaustedError
-	if errors.As(err, &ex) && r.cfg.IPAM.Environment == config.EnvAzure {
+	if errors.As(err, &ex) && r.Cfg.IPAM.Environment == config.EnvAzure {
 		if pools, err = r.pools(0); err != nil {
 			return nil, err
 		}
@@ -295,7 +243,7 @@ func podAddress(ip string, pool *ipam.Pool, mode string) *net.IPNet {
 // (primary family first) with their gateways, routes and DNS.
 func (r *runner) resultFor(containerID, ifName, netnsPath, mode string, ips []*net.IPNet, gws []net.IP, br *network.Bridge) *types100.Result {
 	hostMAC, podMAC := network.MACs(containerID, ifName)
-	res := &types100.Result{CNIVersion: types100.ImplementedSpecVersion, DNS: r.cfg.DNS}
+	res := &types100.Result{CNIVersion: types100.ImplementedSpecVersion, DNS: r.Cfg.DNS}
 	if mode == network.ModeBridge && br != nil {
 		res.Interfaces = append(res.Interfaces, &types100.Interface{Name: br.Name, Mac: br.MAC.String()})
 	}
@@ -306,28 +254,12 @@ func (r *runner) resultFor(containerID, ifName, netnsPath, mode string, ips []*n
 	for i, ip := range ips {
 		res.IPs = append(res.IPs, &types100.IPConfig{Interface: &idx, Address: *ip, Gateway: gws[i]})
 	}
-	spec := network.Spec{Mode: mode, IPs: ips, Gateways: gws, ViaHost: r.cfg.RoutedViaHost}
+	spec := network.Spec{Mode: mode, IPs: ips, Gateways: gws, ViaHost: r.Cfg.RoutedViaHost}
 	if br != nil {
 		spec.HostIP = br.HostIP
 	}
 	res.Routes = network.ResultRoutes(spec)
 	return res
-}
-
-// prevResult decodes the prevResult of CHECK into the current types.
-func (r *runner) prevResult() (*types100.Result, error) {
-	if r.cfg.RawPrevResult == nil {
-		return nil, config.Invalid("prevResult: missing (CHECK needs the result of ADD)")
-	}
-	b, err := json.Marshal(r.cfg.RawPrevResult)
-	if err != nil {
-		return nil, err
-	}
-	res, err := version.NewResult(r.cfg.CNIVersion, b)
-	if err != nil {
-		return nil, types.NewError(types.ErrDecodingFailure, "prevResult: "+err.Error(), "")
-	}
-	return types100.NewResultFromResult(res)
 }
 
 // status answers STATUS for both plugins: the state files are readable
@@ -348,8 +280,8 @@ func (r *runner) status() error {
 	}
 	for _, pool := range pools {
 		free := is.Free(pool)
-		r.note(zap.Uint64("free"+pool.Family(), free))
-		r.note(zap.String("pool"+pool.Family(), pool.Name()))
+		r.Note(zap.Uint64("free"+pool.Family(), free))
+		r.Note(zap.String("pool"+pool.Family(), pool.Name()))
 		if free == 0 {
 			return types.NewError(ErrPluginNotAvailable, fmt.Sprintf("%s address pool %s has no free address (%d in use)", pool.Family(), pool.Name(), pool.Size()), "")
 		}

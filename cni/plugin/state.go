@@ -128,8 +128,8 @@ func (r *runner) lockedVnet(f func(t *tx) error) error { return r.lockedFiles(fa
 // recovering.
 func (r *runner) lockedFiles(withIPAM bool, f func(t *tx) error) error {
 	s := &cnicmd.State[*VnetState, *Endpoint]{
-		Log:         r.log,
-		Files:       cnicmd.Files{Vnet: r.paths.vnet, IPAM: r.paths.ipam, Lock: r.paths.lock, LockTimeout: time.Duration(r.cfg.LockTimeout)},
+		Log:         r.Log,
+		Files:       cnicmd.Files{Vnet: r.paths.vnet, IPAM: r.paths.ipam, Lock: r.paths.lock, LockTimeout: time.Duration(r.Cfg.LockTimeout)},
 		NeedVnet:    r.needVnet,
 		From:        "the kernel",
 		NewVnet:     newVnetState,
@@ -150,7 +150,7 @@ func (r *runner) lockedFiles(withIPAM bool, f func(t *tx) error) error {
 func (r *runner) allocateIn(t *tx, pools []*ipam.Pool) ([]*ipam.Allocation, error) {
 	var out []*ipam.Allocation
 	for _, pool := range pools {
-		al, changed, err := cnicmd.Allocate(t.IPAM, pool, r.cfg, r.p.Name, r.args.ContainerID, r.args.IfName, r.now)
+		al, changed, err := cnicmd.Allocate(t.IPAM, pool, r.Cfg, r.p.Name, r.Args.ContainerID, r.Args.IfName, r.now)
 		if err != nil {
 			return nil, err
 		}
@@ -170,18 +170,18 @@ func (r *runner) rebuildVnet() *VnetState {
 	if h == nil { // azure-vnet-ipam has no handle of its own
 		var err error
 		if h, err = netlinkHandle(); err != nil {
-			r.log.Error("cannot open netlink to rebuild state", zap.Error(err))
+			r.Log.Error("cannot open netlink to rebuild state", zap.Error(err))
 			return s
 		}
 		defer h.Close()
 	}
 	owned, err := network.ListOwned(h)
 	if err != nil {
-		r.log.Error("cannot list links to rebuild state", zap.Error(err))
+		r.Log.Error("cannot list links to rebuild state", zap.Error(err))
 		return s
 	}
 	for _, o := range owned {
-		ep := &Endpoint{ContainerID: o.ContainerID, IfName: o.IfName, Network: r.cfg.Name, Netns: o.Netns, Mode: o.Mode,
+		ep := &Endpoint{ContainerID: o.ContainerID, IfName: o.IfName, Network: r.Cfg.Name, Netns: o.Netns, Mode: o.Mode,
 			HostVeth: o.HostVeth, IP: network.JoinCIDRs(o.IPs), Status: StatusCommitted, Updated: time.Now()}
 		if o.Netns != "" {
 			ep.Result, _ = json.Marshal(r.resultFor(o.ContainerID, o.IfName, o.Netns, o.Mode, o.IPs, gatewaysFor(o.Mode, o.IPs), nil))

@@ -11,6 +11,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/open-acn/acn/cni/cnicmd"
 	"github.com/open-acn/acn/cni/config"
 	"github.com/open-acn/acn/cni/ipam"
 	"github.com/open-acn/acn/cni/store"
@@ -78,7 +79,7 @@ func FuzzStateFiles(f *testing.F) {
 			t.Fatal("released allocation still found")
 		}
 		if len(vs.Endpoints) > 0 {
-			r := &runner{log: zap.NewNop(), cfg: &config.NetConf{}}
+			r := &runner{Invocation: cnicmd.Invocation{Log: zap.NewNop(), Cfg: &config.NetConf{}}}
 			_ = r.rebuildIPAM(vs)
 		}
 	})

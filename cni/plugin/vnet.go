@@ -35,15 +35,15 @@ import (
 // GC completes or removes; the kernel objects carry the same identity in
 // their names and aliases, so nothing can leak unnoticed.
 func (r *runner) vnetAdd() error {
-	a, cfg := r.args, r.cfg
+	a, cfg := r.Args, r.Cfg
 	k := cnicmd.Key(a.ContainerID, a.IfName)
 
 	vs, _ := readVnet(r.paths)
 	if ep := vs.Endpoints[k]; ep != nil && ep.Status == StatusCommitted && ep.Result != nil && ep.Netns == a.Netns {
 		if _, err := r.nl.LinkByName(ep.HostVeth); err == nil {
-			r.note(zap.Bool("repeated", true))
+			r.Note(zap.Bool("repeated", true))
 			r.mark("stored-result")
-			return r.printStored(ep.Result)
+			return r.PrintStored(ep.Result)
 		}
 	}
 	r.mark("read-state")
@@ -68,7 +68,7 @@ func (r *runner) vnetAdd() error {
 		}
 		pending = Endpoint{
 			ContainerID: a.ContainerID, IfName: a.IfName, Network: cfg.Name, Netns: a.Netns,
-			PodName: r.podName, PodNamespace: r.podNamespace, Mode: cfg.Mode,
+			PodName: r.PodName, PodNamespace: r.PodNamespace, Mode: cfg.Mode,
 			HostVeth: network.HostVethName(a.ContainerID, a.IfName), IP: network.JoinCIDRs(podIPs),
 			Status: StatusPending, PID: os.Getpid(), Updated: r.now,
 		}
@@ -80,8 +80,8 @@ func (r *runner) vnetAdd() error {
 		return err
 	}
 	r.mark("allocate")
-	r.note(zap.String("ip", cnicmd.AllocatedIPs(allocs)))
-	if err := r.at("add:allocated"); err != nil {
+	r.Note(zap.String("ip", cnicmd.AllocatedIPs(allocs)))
+	if err := r.At("add:allocated"); err != nil {
 		return r.undoAdd(err)
 	}
 
@@ -96,13 +96,13 @@ func (r *runner) vnetAdd() error {
 	var br *network.Bridge
 	switch cfg.Mode {
 	case config.ModeBridge:
-		br, err = network.EnsureBridge(r.nl, cfg.Bridge, cfg.Master, r.paths.bridgeLock, r.paths.bridgePlan, r.hook)
+		br, err = network.EnsureBridge(r.nl, cfg.Bridge, cfg.Master, r.paths.bridgeLock, r.paths.bridgePlan, r.Hook)
 		if err != nil {
 			return r.undoAdd(err)
 		}
 		// A policy engine's FORWARD rules see bridged traffic only with this.
 		if err := network.EnsureBridgeNetfilter(); err != nil {
-			r.log.Warn("cannot enable bridge-nf-call-iptables", zap.Error(err))
+			r.Log.Warn("cannot enable bridge-nf-call-iptables", zap.Error(err))
 		}
 		spec.BridgeIndex, spec.HostIP, spec.MTU = br.Index, br.HostIP, br.MTU
 		for _, pool := range pools {
@@ -138,7 +138,7 @@ func (r *runner) vnetAdd() error {
 	}
 	r.mark("node")
 
-	if err := network.Setup(r.nl, spec, r.hook); err != nil {
+	if err := network.Setup(r.nl, spec, r.Hook); err != nil {
 		return r.undoAdd(err)
 	}
 	r.mark("netlink")
@@ -162,10 +162,10 @@ func (r *runner) vnetAdd() error {
 		return r.undoAdd(err)
 	}
 	r.mark("commit")
-	if err := r.at("add:committed"); err != nil {
+	if err := r.At("add:committed"); err != nil {
 		return err
 	}
-	return r.print(res)
+	return r.Print(res)
 }
 
 // snatRules are the overlay SNAT rules of the node's blocks: one per
@@ -173,8 +173,8 @@ func (r *runner) vnetAdd() error {
 func (r *runner) snatRules(pools []*ipam.Pool) []network.SNATRule {
 	var out []network.SNATRule
 	for _, p := range pools {
-		if r.cfg.IPAM.SNAT(p.Family()) {
-			out = append(out, network.SNATRule{Block: p.Subnet, Cluster: r.cfg.IPAM.ClusterCIDRFor(p.Family())})
+		if r.Cfg.IPAM.SNAT(p.Family()) {
+			out = append(out, network.SNATRule{Block: p.Subnet, Cluster: r.Cfg.IPAM.ClusterCIDRFor(p.Family())})
 		}
 	}
 	return out
@@ -183,16 +183,16 @@ func (r *runner) snatRules(pools []*ipam.Pool) []network.SNATRule {
 // undoAdd removes what a failed ADD made (veth, allocation, endpoint) and
 // returns the original error.
 func (r *runner) undoAdd(cause error) error {
-	a := r.args
+	a := r.Args
 	if _, err := network.Teardown(r.nl, a.ContainerID, a.IfName, a.Netns); err != nil {
-		r.log.Error("undo ADD: teardown", zap.Error(err))
+		r.Log.Error("undo ADD: teardown", zap.Error(err))
 	}
 	err := r.locked(func(t *tx) error {
 		t.Release(a.ContainerID, a.IfName)
 		return nil
 	})
 	if err != nil {
-		r.log.Error("undo ADD: release", zap.Error(err))
+		r.Log.Error("undo ADD: release", zap.Error(err))
 	}
 	return cause
 }
@@ -202,7 +202,7 @@ func (r *runner) undoAdd(cause error) error {
 // address and forget the endpoint. Unknown or half-created containers and
 // repeated DELs succeed.
 func (r *runner) vnetDel() error {
-	a := r.args
+	a := r.Args
 	k := cnicmd.Key(a.ContainerID, a.IfName)
 	vs, _ := readVnet(r.paths)
 	ep := vs.Endpoints[k]
@@ -214,9 +214,9 @@ func (r *runner) vnetDel() error {
 	if err != nil {
 		return err
 	}
-	r.note(zap.Bool("removedVeth", removed))
+	r.Note(zap.Bool("removedVeth", removed))
 	r.mark("netlink")
-	if err := r.at("del:kernel"); err != nil {
+	if err := r.At("del:kernel"); err != nil {
 		return err
 	}
 	// Skip the lock when neither file knows the container (a DEL of
@@ -228,7 +228,7 @@ func (r *runner) vnetDel() error {
 	}
 	err = r.locked(func(t *tx) error {
 		if rel := t.Release(a.ContainerID, a.IfName); len(rel) > 0 {
-			r.note(zap.String("released", rel[0].IP))
+			r.Note(zap.String("released", rel[0].IP))
 		}
 		return nil
 	})
@@ -236,14 +236,14 @@ func (r *runner) vnetDel() error {
 		return err
 	}
 	r.mark("release")
-	return r.at("del:released")
+	return r.At("del:released")
 }
 
 // vnetCheck is azure-vnet CHECK: the state knows the endpoint, IPAM holds
 // its address, and the kernel matches prevResult.
 func (r *runner) vnetCheck() error {
-	a, cfg := r.args, r.cfg
-	prev, err := r.prevResult()
+	a, cfg := r.Args, r.Cfg
+	prev, err := r.PrevResult()
 	if err != nil {
 		return err
 	}
@@ -325,9 +325,9 @@ func (r *runner) vnetCheck() error {
 // network that is not in the valid-attachments list goes, except pending
 // ones whose plugin process still runs (an ADD in flight).
 func (r *runner) vnetGC() error {
-	atts, ok := r.cfg.Attachments()
+	atts, ok := r.Cfg.Attachments()
 	if !ok {
-		r.note(zap.String("skipped", "no cni.dev/valid-attachments in the request"))
+		r.Note(zap.String("skipped", "no cni.dev/valid-attachments in the request"))
 		return nil
 	}
 	valid := map[string]bool{}
@@ -348,7 +348,7 @@ func (r *runner) vnetGC() error {
 	// Kernel first (no lock): endpoints in the state, then veths known
 	// only to the kernel (state lost or rebuilt).
 	for k, ep := range vs.Endpoints {
-		if valid[k] || ep.Network != r.cfg.Name || inFlight(ep) {
+		if valid[k] || ep.Network != r.Cfg.Name || inFlight(ep) {
 			continue
 		}
 		if ok, err := network.Teardown(r.nl, ep.ContainerID, ep.IfName, ""); err != nil {
@@ -360,7 +360,7 @@ func (r *runner) vnetGC() error {
 	for _, o := range owned {
 		k := cnicmd.Key(o.ContainerID, o.IfName)
 		ep := vs.Endpoints[k]
-		if valid[k] || inFlight(ep) || (ep != nil && ep.Network != r.cfg.Name) {
+		if valid[k] || inFlight(ep) || (ep != nil && ep.Network != r.Cfg.Name) {
 			continue
 		}
 		if err := network.DeleteLink(r.nl, o.HostVeth); err != nil {
@@ -370,13 +370,13 @@ func (r *runner) vnetGC() error {
 		}
 	}
 	r.mark("netlink")
-	if err := r.at("gc:kernel"); err != nil {
+	if err := r.At("gc:kernel"); err != nil {
 		return err
 	}
 	released := 0
 	err = r.locked(func(t *tx) error {
 		for k, ep := range t.Vnet.Endpoints {
-			if valid[k] || ep.Network != r.cfg.Name || inFlight(ep) {
+			if valid[k] || ep.Network != r.Cfg.Name || inFlight(ep) {
 				continue
 			}
 			delete(t.Vnet.Endpoints, k)
@@ -384,7 +384,7 @@ func (r *runner) vnetGC() error {
 		}
 		for _, al := range t.IPAM.Allocations {
 			k := cnicmd.Key(al.ContainerID, al.IfName)
-			if valid[k] || al.Network != r.cfg.Name || inFlight(t.Vnet.Endpoints[k]) {
+			if valid[k] || al.Network != r.Cfg.Name || inFlight(t.Vnet.Endpoints[k]) {
 				continue
 			}
 			released += len(t.IPAM.Release(al.ContainerID, al.IfName, time.Now()))
@@ -396,8 +396,8 @@ func (r *runner) vnetGC() error {
 		errs = append(errs, err)
 	}
 	r.mark("release")
-	r.note(zap.Int("removedVeths", removed))
-	r.note(zap.Int("releasedIPs", released))
+	r.Note(zap.Int("removedVeths", removed))
+	r.Note(zap.Int("releasedIPs", released))
 	if len(errs) > 0 {
 		return types.NewError(types.ErrInternal, fmt.Sprintf("GC: %d errors, first: %v", len(errs), errs[0]), "")
 	}

@@ -28,30 +28,30 @@ func (r *runner) ipamAdd() error {
 	if err != nil {
 		return err
 	}
-	r.note(zap.String("ip", alloc.IP))
-	if err := r.at("ipam:allocated"); err != nil {
+	r.Note(zap.String("ip", alloc.IP))
+	if err := r.At("ipam:allocated"); err != nil {
 		return err
 	}
-	return r.print(&types100.Result{
+	return r.Print(&types100.Result{
 		CNIVersion: types100.ImplementedSpecVersion,
 		IPs: []*types100.IPConfig{{
 			Address: net.IPNet{IP: net.ParseIP(alloc.IP).To4(), Mask: pool.Subnet.Mask},
 			Gateway: pool.Gateway,
 		}},
 		Routes: []*types.Route{{Dst: net.IPNet{IP: net.IPv4zero.To4(), Mask: net.CIDRMask(0, 32)}, GW: pool.Gateway}},
-		DNS:    r.cfg.DNS,
+		DNS:    r.Cfg.DNS,
 	})
 }
 
 // ipamDel releases the container interface's address; nothing held is fine.
 func (r *runner) ipamDel() error {
-	a := r.args
+	a := r.Args
 	if is, err := readIPAM(r.paths); err == nil && is.Find(a.ContainerID, a.IfName) == nil {
 		return nil
 	}
 	return r.locked(func(t *tx) error {
 		if rel := t.Release(a.ContainerID, a.IfName); len(rel) > 0 {
-			r.note(zap.String("released", rel[0].IP))
+			r.Note(zap.String("released", rel[0].IP))
 		}
 		return nil
 	})
@@ -60,8 +60,8 @@ func (r *runner) ipamDel() error {
 // ipamCheck verifies the addresses of prevResult are held by this
 // container interface.
 func (r *runner) ipamCheck() error {
-	a := r.args
-	prev, err := r.prevResult()
+	a := r.Args
+	prev, err := r.PrevResult()
 	if err != nil {
 		return err
 	}
@@ -73,23 +73,23 @@ func (r *runner) ipamCheck() error {
 	if len(als) == 0 {
 		return types.NewError(types.ErrUnknownContainer, fmt.Sprintf("no address allocated to container %s interface %s", a.ContainerID, a.IfName), "")
 	}
-	return cnicmd.CheckAllocated(prev.IPs, als, r.cfg.IPAM.IPFamilies)
+	return cnicmd.CheckAllocated(prev.IPs, als, r.Cfg.IPAM.IPFamilies)
 }
 
 // ipamGC releases every allocation of azure-vnet-ipam on this network not
 // in the valid list.
 func (r *runner) ipamGC() error {
-	atts, ok := r.cfg.Attachments()
+	atts, ok := r.Cfg.Attachments()
 	if !ok {
 		return nil
 	}
 	released := 0
 	err := r.locked(func(t *tx) error {
-		n, changed := cnicmd.ReleaseUnlisted(t.IPAM, r.cfg.Name, atts)
+		n, changed := cnicmd.ReleaseUnlisted(t.IPAM, r.Cfg.Name, atts)
 		released += n
 		t.DirtyIPAM = t.DirtyIPAM || changed
 		return nil
 	})
-	r.note(zap.Int("releasedIPs", released))
+	r.Note(zap.Int("releasedIPs", released))
 	return err
 }

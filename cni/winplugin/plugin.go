@@ -11,7 +11,6 @@ package winplugin
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -89,76 +88,59 @@ func About(name, ver string) string {
 
 // runner is the state of one invocation.
 type runner struct {
+	cnicmd.Invocation
 	p        *Plugin
-	cmd      string
-	cfg      *config.NetConf
 	win      *WinConf
-	args     *skel.CmdArgs
-	log      *zap.Logger
 	h        hns.HNS
 	paths    paths
 	needVnet bool
-	hook     failpoint.Hook
 	now      time.Time
-	notes    []zap.Field
-
-	podName, podNamespace string
 }
 
 func (p *Plugin) wrap(cmd string, f func(r *runner) error) func(*skel.CmdArgs) error {
 	return func(args *skel.CmdArgs) error {
 		start := time.Now()
-		r := &runner{p: p, cmd: cmd, args: args, h: p.HNS, now: start, needVnet: p.Name == config.VnetPlugin, hook: p.Hook}
-		if r.hook == nil {
-			r.hook = failpoint.FromEnv()
+		r := &runner{p: p, h: p.HNS, now: start, needVnet: p.Name == config.VnetPlugin}
+		r.Cmd, r.Args, r.Stdout, r.Hook = cmd, args, p.Stdout, p.Hook
+		if r.Hook == nil {
+			r.Hook = failpoint.FromEnv()
 		}
 		cfg, err := config.Parse(args.StdinData, p.Name)
 		if err == nil && p.Name == config.VnetPlugin {
-			r.cfg = cfg
+			r.Cfg = cfg
 			r.win, err = ParseWin(cfg)
 		} else if err == nil {
 			err = ipamOnly(cfg)
 		}
 		if err != nil {
-			r.log = p.logger(nil)
-			defer func() { _ = r.log.Sync() }()
+			r.Log = cnicmd.NewLogger(p.NewLogger, nil)
+			defer func() { _ = r.Log.Sync() }()
 			if cmd == "DEL" && p.Name == config.VnetPlugin {
 				// DEL always succeeds: what ADD made is found by the
 				// container ID alone (the endpoint's name).
-				r.log.Warn(cmd+": configuration rejected; removing the container's endpoint by name", zap.String("containerID", args.ContainerID), zap.Error(err))
+				r.Log.Warn(cmd+": configuration rejected; removing the container's endpoint by name", zap.String("containerID", args.ContainerID), zap.Error(err))
 				if derr := r.delByContainer(); derr != nil {
 					return toCNIError(derr, false)
 				}
 				return nil
 			}
-			r.log.Error(cmd, zap.String("containerID", args.ContainerID), zap.Error(err))
+			r.Log.Error(cmd, zap.String("containerID", args.ContainerID), zap.Error(err))
 			return err
 		}
-		r.cfg = cfg
-		r.log = p.logger(cfg)
-		defer func() { _ = r.log.Sync() }()
+		r.Cfg = cfg
+		r.Log = cnicmd.NewLogger(p.NewLogger, cfg)
+		defer func() { _ = r.Log.Sync() }()
 		r.paths = pathsOf(cfg)
-		r.podNamespace, r.podName = cnicmd.K8sArgs(args.Args)
+		r.PodNamespace, r.PodName = cnicmd.K8sArgs(args.Args)
 		err = f(r)
-		fields := []zap.Field{
-			zap.String("plugin", p.Name),
-			zap.String("containerID", args.ContainerID),
-			zap.String("ifName", args.IfName),
-			zap.String("netns", args.Netns),
-			zap.String("network", cfg.Name),
-			zap.String("cniVersion", cfg.CNIVersion),
-			zap.Duration("total", time.Since(start)),
-		}
-		if r.podName != "" {
-			fields = append(fields, zap.String("pod", r.podNamespace+"/"+r.podName))
-		}
-		fields = append(fields, r.notes...)
+		fields := append(r.LogFields(p.Name), zap.Duration("total", time.Since(start)))
+		fields = append(fields, r.Notes...)
 		if err != nil {
 			cerr := toCNIError(err, cfg.IPAM.Environment == config.EnvAzure)
-			r.log.Error(cmd, append(fields, zap.Uint("code", cerr.Code), zap.String("error", cerr.Msg))...)
+			r.Log.Error(cmd, append(fields, zap.Uint("code", cerr.Code), zap.String("error", cerr.Msg))...)
 			return cerr
 		}
-		r.log.Info(cmd, fields...)
+		r.Log.Info(cmd, fields...)
 		return nil
 	}
 }
@@ -167,15 +149,15 @@ func (p *Plugin) wrap(cmd string, f func(r *runner) error) func(*skel.CmdArgs) e
 // found by its name, the state in the state directory of the environment
 // (ACN_CNI_STATE_DIR) or the default one.
 func (r *runner) delByContainer() error {
-	a := r.args
+	a := r.Args
 	if _, err := r.removeEndpoint(hns.EndpointName(a.ContainerID, a.IfName)); err != nil {
 		return err
 	}
-	r.cfg = &config.NetConf{StateDir: os.Getenv(config.EnvStateDir), LockTimeout: config.Duration(config.DefaultLockTimeout)}
-	if r.cfg.StateDir == "" {
-		r.cfg.StateDir = config.DefaultStateDir
+	r.Cfg = &config.NetConf{StateDir: os.Getenv(config.EnvStateDir), LockTimeout: config.Duration(config.DefaultLockTimeout)}
+	if r.Cfg.StateDir == "" {
+		r.Cfg.StateDir = config.DefaultStateDir
 	}
-	r.paths = pathsOf(r.cfg)
+	r.paths = pathsOf(r.Cfg)
 	vs, _ := readVnet(r.paths)
 	is, ierr := readIPAM(r.paths)
 	if vs.Endpoints[cnicmd.Key(a.ContainerID, a.IfName)] == nil && ierr == nil && is.Find(a.ContainerID, a.IfName) == nil {
@@ -195,51 +177,16 @@ func ipamOnly(cfg *config.NetConf) error {
 	return nil
 }
 
-func (p *Plugin) logger(cfg *config.NetConf) *zap.Logger {
-	if p.NewLogger == nil {
-		return zap.NewNop()
-	}
-	if l := p.NewLogger(cfg); l != nil {
-		return l
-	}
-	return zap.NewNop()
-}
-
-func (r *runner) note(f zap.Field) { r.notes = append(r.notes, f) }
-
-func (r *runner) at(step string) error {
-	if r.hook == nil {
-		return nil
-	}
-	return r.hook(step)
-}
-
-func (r *runner) stdout() io.Writer {
-	if r.p.Stdout != nil {
-		return r.p.Stdout
-	}
-	return os.Stdout
-}
-
-// print writes res converted to the configuration's spec version.
-func (r *runner) print(res *types100.Result) error {
-	return cnicmd.Print(r.stdout(), res, r.cfg.CNIVersion)
-}
-
-func (r *runner) printStored(raw json.RawMessage) error {
-	return cnicmd.PrintStored(r.stdout(), raw, r.cfg.CNIVersion)
-}
-
 // pool reads the address source (outside any lock) and picks the IPv4
 // pool. maxAge < 0 uses the configured TTL; 0 forces a fresh query.
 func (r *runner) pool(maxAge time.Duration) (*ipam.Pool, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	ifs, err := ipam.Source(ctx, r.cfg, maxAge, r.p.HTTPClient)
+	ifs, err := ipam.Source(ctx, r.Cfg, maxAge, r.p.HTTPClient)
 	if err != nil {
 		return nil, err
 	}
-	p, err := ipam.SelectPool(ifs, r.cfg, config.IPv4)
+	p, err := ipam.SelectPool(ifs, r.Cfg, config.IPv4)
 	if err != nil {
 		return nil, config.Invalid("%v", err)
 	}
@@ -255,7 +202,7 @@ func (r *runner) allocate(f func(t *tx, pool *ipam.Pool) error) (*ipam.Pool, err
 	}
 	err = r.locked(func(t *tx) error { return f(t, pool) })
 	var ex *ipam.ExhaustedError
-	if errors.As(err, &ex) && r.cfg.IPAM.Environment == config.EnvAzure {
+	if errors.As(err, &ex) && r.Cfg.IPAM.Environment == config.EnvAzure {
 		if pool, err = r.pool(0); err != nil {
 			return nil, err
 		}
@@ -270,7 +217,7 @@ func (r *runner) allocate(f func(t *tx, pool *ipam.Pool) error) (*ipam.Pool, err
 var namespaceGUID = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
 
 func (r *runner) namespace() (string, error) {
-	ns := r.args.Netns
+	ns := r.Args.Netns
 	if !namespaceGUID.MatchString(ns) {
 		return "", types.NewError(types.ErrInvalidEnvironmentVariables,
 			fmt.Sprintf("CNI_NETNS %q: want the GUID of the pod's HNS namespace", ns), "")
@@ -281,7 +228,7 @@ func (r *runner) namespace() (string, error) {
 // checkIfName refuses interface names that would make the endpoint's
 // name ambiguous (see hns.EndpointName).
 func (r *runner) checkIfName() error {
-	if n := r.args.IfName; n == "" || strings.ContainsAny(n, "_/\\") || len(n) > 64 {
+	if n := r.Args.IfName; n == "" || strings.ContainsAny(n, "_/\\") || len(n) > 64 {
 		return types.NewError(types.ErrInvalidEnvironmentVariables,
 			fmt.Sprintf("CNI_IFNAME %q: want 1-64 characters without '_', '/' or '\\'", n), "")
 	}
@@ -311,22 +258,6 @@ func (r *runner) resultFor(ep *hns.Endpoint, nsID, ifName string) *types100.Resu
 	return res
 }
 
-// prevResult decodes the prevResult of CHECK into the current types.
-func (r *runner) prevResult() (*types100.Result, error) {
-	if r.cfg.RawPrevResult == nil {
-		return nil, config.Invalid("prevResult: missing (CHECK needs the result of ADD)")
-	}
-	b, err := json.Marshal(r.cfg.RawPrevResult)
-	if err != nil {
-		return nil, err
-	}
-	res, err := version.NewResult(r.cfg.CNIVersion, b)
-	if err != nil {
-		return nil, types.NewError(types.ErrDecodingFailure, "prevResult: "+err.Error(), "")
-	}
-	return types100.NewResultFromResult(res)
-}
-
 // status answers STATUS for both plugins: the state files are readable,
 // HNS answers, and the pool has a free address.
 func (r *runner) status() error {
@@ -334,7 +265,7 @@ func (r *runner) status() error {
 		if _, err := readVnet(r.paths); err != nil {
 			return types.NewError(cnicmd.ErrPluginNotAvailable, "endpoint state unreadable: "+err.Error(), "")
 		}
-		if _, err := r.h.NetworkByName(r.cfg.Name); err != nil && !errors.Is(err, hns.ErrNotFound) {
+		if _, err := r.h.NetworkByName(r.Cfg.Name); err != nil && !errors.Is(err, hns.ErrNotFound) {
 			return types.NewError(cnicmd.ErrPluginNotAvailable, "HNS: "+err.Error(), "")
 		}
 	}
@@ -347,7 +278,7 @@ func (r *runner) status() error {
 		return types.NewError(cnicmd.ErrPluginNotAvailable, "address source: "+err.Error(), "")
 	}
 	free := is.Free(pool)
-	r.note(zap.Uint64("free", free))
+	r.Note(zap.Uint64("free", free))
 	if free == 0 {
 		return types.NewError(cnicmd.ErrPluginNotAvailable, fmt.Sprintf("address pool %s has no free address (%d in use)", pool.Name(), pool.Size()), "")
 	}

@@ -101,8 +101,8 @@ type tx = cnicmd.Tx[*VnetState, *Endpoint]
 // so both stay in step.
 func (r *runner) locked(f func(t *tx) error) error {
 	s := &cnicmd.State[*VnetState, *Endpoint]{
-		Log:         r.log,
-		Files:       cnicmd.Files{Vnet: r.paths.vnet, IPAM: r.paths.ipam, Lock: r.paths.lock, LockTimeout: time.Duration(r.cfg.LockTimeout)},
+		Log:         r.Log,
+		Files:       cnicmd.Files{Vnet: r.paths.vnet, IPAM: r.paths.ipam, Lock: r.paths.lock, LockTimeout: time.Duration(r.Cfg.LockTimeout)},
 		NeedVnet:    r.needVnet,
 		From:        "HNS",
 		NewVnet:     newVnetState,
@@ -117,13 +117,13 @@ func (r *runner) locked(f func(t *tx) error) error {
 func (r *runner) rebuildVnet() *VnetState {
 	s := newVnetState()
 	s.Normalize()
-	nw, err := r.h.NetworkByName(r.cfg.Name)
+	nw, err := r.h.NetworkByName(r.Cfg.Name)
 	if err != nil {
 		return s
 	}
 	eps, err := r.h.Endpoints(nw.ID)
 	if err != nil {
-		r.log.Error("cannot list HNS endpoints to rebuild state", zap.Error(err))
+		r.Log.Error("cannot list HNS endpoints to rebuild state", zap.Error(err))
 		return s
 	}
 	for _, e := range eps {
@@ -131,7 +131,7 @@ func (r *runner) rebuildVnet() *VnetState {
 		if !ok {
 			continue
 		}
-		ep := &Endpoint{ContainerID: cid, IfName: ifName, Network: r.cfg.Name, Namespace: e.Namespace, HNSName: e.Name,
+		ep := &Endpoint{ContainerID: cid, IfName: ifName, Network: r.Cfg.Name, Namespace: e.Namespace, HNSName: e.Name,
 			HNSID: e.ID, IP: fmt.Sprintf("%s/%d", e.IP, e.PrefixLength), Status: StatusCommitted, Updated: time.Now()}
 		if e.Namespace != "" {
 			ep.Result, _ = json.Marshal(r.resultFor(e, e.Namespace, ifName))
@@ -160,7 +160,7 @@ func rebuildIPAM(vs *VnetState, vnet bool) *ipam.State {
 
 // allocateIn gives the invocation's container interface an address.
 func (r *runner) allocateIn(t *tx, pool *ipam.Pool) (*ipam.Allocation, error) {
-	al, changed, err := cnicmd.Allocate(t.IPAM, pool, r.cfg, r.p.Name, r.args.ContainerID, r.args.IfName, r.now)
+	al, changed, err := cnicmd.Allocate(t.IPAM, pool, r.Cfg, r.p.Name, r.Args.ContainerID, r.Args.IfName, r.now)
 	if err != nil {
 		return nil, err
 	}

@@ -34,7 +34,7 @@ import (
 // A crash after 3 leaves a pending endpoint (and maybe an HNS endpoint
 // with the derived name) that the retried ADD, DEL or GC removes.
 func (r *runner) vnetAdd() error {
-	a, cfg := r.args, r.cfg
+	a, cfg := r.Args, r.Cfg
 	if err := r.checkIfName(); err != nil {
 		return err
 	}
@@ -48,8 +48,8 @@ func (r *runner) vnetAdd() error {
 	vs, _ := readVnet(r.paths)
 	if ep := vs.Endpoints[k]; ep != nil && ep.Status == StatusCommitted && ep.Result != nil && strings.EqualFold(ep.Namespace, nsID) {
 		if e, err := r.h.EndpointByName(name); err == nil && e.ID == ep.HNSID && strings.EqualFold(e.Namespace, nsID) {
-			r.note(zap.Bool("repeated", true))
-			return r.printStored(ep.Result)
+			r.Note(zap.Bool("repeated", true))
+			return r.PrintStored(ep.Result)
 		}
 	}
 	policies, err := r.win.EndpointPolicies()
@@ -75,7 +75,7 @@ func (r *runner) vnetAdd() error {
 		ones, _ := pool.Subnet.Mask.Size()
 		pending = Endpoint{
 			ContainerID: a.ContainerID, IfName: a.IfName, Network: cfg.Name, Namespace: nsID,
-			PodName: r.podName, PodNamespace: r.podNamespace, HNSName: name,
+			PodName: r.PodName, PodNamespace: r.PodNamespace, HNSName: name,
 			IP: fmt.Sprintf("%s/%d", al.IP, ones), Status: StatusPending, PID: os.Getpid(), Updated: r.now,
 		}
 		t.Vnet.Endpoints[k] = &pending
@@ -85,8 +85,8 @@ func (r *runner) vnetAdd() error {
 	if err != nil {
 		return err
 	}
-	r.note(zap.String("ip", alloc.IP))
-	if err := r.at("add:allocated"); err != nil {
+	r.Note(zap.String("ip", alloc.IP))
+	if err := r.At("add:allocated"); err != nil {
 		return r.undoAdd(err)
 	}
 
@@ -94,7 +94,7 @@ func (r *runner) vnetAdd() error {
 	if err != nil {
 		return r.undoAdd(err)
 	}
-	if err := r.at("add:network"); err != nil {
+	if err := r.At("add:network"); err != nil {
 		return r.undoAdd(err)
 	}
 
@@ -110,7 +110,7 @@ func (r *runner) vnetAdd() error {
 	if err != nil {
 		return r.undoAdd(fmt.Errorf("create HNS endpoint %s: %w", name, err))
 	}
-	if err := r.at("add:endpoint"); err != nil {
+	if err := r.At("add:endpoint"); err != nil {
 		return r.undoAdd(err)
 	}
 	if err := r.h.AttachEndpoint(nsID, ep.ID); err != nil {
@@ -120,7 +120,7 @@ func (r *runner) vnetAdd() error {
 		return r.undoAdd(err)
 	}
 	ep.Namespace = nsID
-	if err := r.at("add:attached"); err != nil {
+	if err := r.At("add:attached"); err != nil {
 		return r.undoAdd(err)
 	}
 
@@ -142,10 +142,10 @@ func (r *runner) vnetAdd() error {
 	if err != nil {
 		return r.undoAdd(err)
 	}
-	if err := r.at("add:committed"); err != nil {
+	if err := r.At("add:committed"); err != nil {
 		return err
 	}
-	return r.print(res)
+	return r.Print(res)
 }
 
 // ensureNetwork finds the configuration's L2Bridge network by name or
@@ -155,7 +155,7 @@ func (r *runner) vnetAdd() error {
 // endpoints live on it, and it carries the node's VNet traffic.
 func (r *runner) ensureNetwork(pool *ipam.Pool) (*hns.Network, error) {
 	find := func() (*hns.Network, error) {
-		nw, err := r.h.NetworkByName(r.cfg.Name)
+		nw, err := r.h.NetworkByName(r.Cfg.Name)
 		if err != nil {
 			return nil, err
 		}
@@ -173,7 +173,7 @@ func (r *runner) ensureNetwork(pool *ipam.Pool) (*hns.Network, error) {
 	if !errors.Is(err, hns.ErrNotFound) {
 		return nw, err
 	}
-	lock, err := store.Acquire(r.paths.networkLock, time.Duration(r.cfg.LockTimeout))
+	lock, err := store.Acquire(r.paths.networkLock, time.Duration(r.Cfg.LockTimeout))
 	if err != nil {
 		return nil, err
 	}
@@ -182,13 +182,13 @@ func (r *runner) ensureNetwork(pool *ipam.Pool) (*hns.Network, error) {
 		return nw, err
 	}
 	nw, err = r.h.CreateNetwork(&hns.Network{
-		Name: r.cfg.Name, Type: hns.NetworkTypeL2Bridge, AdapterName: r.win.AdapterName,
+		Name: r.Cfg.Name, Type: hns.NetworkTypeL2Bridge, AdapterName: r.win.AdapterName,
 		Subnets: []hns.Subnet{{Prefix: pool.Subnet.String(), Gateway: pool.Gateway.String()}},
 	})
 	if err != nil {
-		return nil, fmt.Errorf("create HNS network %s: %w", r.cfg.Name, err)
+		return nil, fmt.Errorf("create HNS network %s: %w", r.Cfg.Name, err)
 	}
-	r.log.Info("created HNS network", zap.String("name", nw.Name), zap.String("id", nw.ID), zap.String("adapter", nw.AdapterName))
+	r.Log.Info("created HNS network", zap.String("name", nw.Name), zap.String("id", nw.ID), zap.String("adapter", nw.AdapterName))
 	return nw, nil
 }
 
@@ -215,12 +215,12 @@ func (r *runner) removeEndpoint(name string) (bool, error) {
 
 // undoAdd removes what a failed ADD made and returns the original error.
 func (r *runner) undoAdd(cause error) error {
-	a := r.args
+	a := r.Args
 	if _, err := r.removeEndpoint(hns.EndpointName(a.ContainerID, a.IfName)); err != nil {
-		r.log.Error("undo ADD: remove endpoint", zap.Error(err))
+		r.Log.Error("undo ADD: remove endpoint", zap.Error(err))
 	}
 	if err := r.locked(func(t *tx) error { t.Release(a.ContainerID, a.IfName); return nil }); err != nil {
-		r.log.Error("undo ADD: release", zap.Error(err))
+		r.Log.Error("undo ADD: release", zap.Error(err))
 	}
 	return cause
 }
@@ -230,13 +230,13 @@ func (r *runner) undoAdd(cause error) error {
 // endpoint. Unknown or half-created containers and repeated DELs succeed.
 // The network stays.
 func (r *runner) vnetDel() error {
-	a := r.args
+	a := r.Args
 	removed, err := r.removeEndpoint(hns.EndpointName(a.ContainerID, a.IfName))
 	if err != nil {
 		return err
 	}
-	r.note(zap.Bool("removedEndpoint", removed))
-	if err := r.at("del:hns"); err != nil {
+	r.Note(zap.Bool("removedEndpoint", removed))
+	if err := r.At("del:hns"); err != nil {
 		return err
 	}
 	vs, _ := readVnet(r.paths)
@@ -246,13 +246,13 @@ func (r *runner) vnetDel() error {
 	}
 	if err := r.locked(func(t *tx) error {
 		if rel := t.Release(a.ContainerID, a.IfName); len(rel) > 0 {
-			r.note(zap.String("released", rel[0].IP))
+			r.Note(zap.String("released", rel[0].IP))
 		}
 		return nil
 	}); err != nil {
 		return err
 	}
-	return r.at("del:released")
+	return r.At("del:released")
 }
 
 // vnetCheck is azure-vnet CHECK: the state knows the endpoint, IPAM holds
@@ -260,12 +260,12 @@ func (r *runner) vnetDel() error {
 // prevResult's address and gateway, the policies (others may be there
 // too: NetworkPolicy ACLs) and DNS the configuration asks for now.
 func (r *runner) vnetCheck() error {
-	a := r.args
+	a := r.Args
 	nsID, err := r.namespace()
 	if err != nil {
 		return err
 	}
-	prev, err := r.prevResult()
+	prev, err := r.PrevResult()
 	if err != nil {
 		return err
 	}
@@ -318,7 +318,7 @@ func (r *runner) vnetCheck() error {
 	if !hasPolicies(want, e.Policies) {
 		return failed("HNS endpoint %s has policies %s, missing some the configuration asks for: %s", e.Name, policyString(e.Policies), policyString(want))
 	}
-	if d := r.win.EndpointDNS(r.cfg); !reflect.DeepEqual(normDNS(d), normDNS(e.DNS)) {
+	if d := r.win.EndpointDNS(r.Cfg); !reflect.DeepEqual(normDNS(d), normDNS(e.DNS)) {
 		return failed("HNS endpoint %s has DNS %+v, the configuration asks for %+v", e.Name, e.DNS, d)
 	}
 	return nil
@@ -329,9 +329,9 @@ func (r *runner) vnetCheck() error {
 // except pending ones whose plugin process still runs. Endpoints of other
 // components on the network (names not ours) are left alone.
 func (r *runner) vnetGC() error {
-	atts, ok := r.cfg.Attachments()
+	atts, ok := r.Cfg.Attachments()
 	if !ok {
-		r.note(zap.String("skipped", "no cni.dev/valid-attachments in the request"))
+		r.Note(zap.String("skipped", "no cni.dev/valid-attachments in the request"))
 		return nil
 	}
 	valid := map[string]bool{}
@@ -343,7 +343,7 @@ func (r *runner) vnetGC() error {
 	// endpoint before it creates the HNS endpoint, so every endpoint
 	// listed here is either in the state read below or an orphan.
 	var listed []*hns.Endpoint
-	nw, err := r.h.NetworkByName(r.cfg.Name)
+	nw, err := r.h.NetworkByName(r.Cfg.Name)
 	switch {
 	case err == nil:
 		if listed, err = r.h.Endpoints(nw.ID); err != nil {
@@ -366,13 +366,13 @@ func (r *runner) vnetGC() error {
 			removed++
 		}
 	}
-	if err := r.at("gc:hns"); err != nil {
+	if err := r.At("gc:hns"); err != nil {
 		return err
 	}
 	released := 0
 	err = r.locked(func(t *tx) error {
 		for k, ep := range t.Vnet.Endpoints {
-			if valid[k] || ep.Network != r.cfg.Name || inFlight(ep) {
+			if valid[k] || ep.Network != r.Cfg.Name || inFlight(ep) {
 				continue
 			}
 			delete(t.Vnet.Endpoints, k)
@@ -380,7 +380,7 @@ func (r *runner) vnetGC() error {
 		}
 		for _, al := range t.IPAM.Allocations {
 			k := cnicmd.Key(al.ContainerID, al.IfName)
-			if valid[k] || al.Network != r.cfg.Name || al.Owner != config.VnetPlugin || inFlight(t.Vnet.Endpoints[k]) {
+			if valid[k] || al.Network != r.Cfg.Name || al.Owner != config.VnetPlugin || inFlight(t.Vnet.Endpoints[k]) {
 				continue
 			}
 			released += len(t.IPAM.Release(al.ContainerID, al.IfName, time.Now()))
@@ -391,8 +391,8 @@ func (r *runner) vnetGC() error {
 	if err != nil {
 		errs = append(errs, err)
 	}
-	r.note(zap.Int("removedEndpoints", removed))
-	r.note(zap.Int("releasedIPs", released))
+	r.Note(zap.Int("removedEndpoints", removed))
+	r.Note(zap.Int("releasedIPs", released))
 	if len(errs) > 0 {
 		return types.NewError(types.ErrInternal, fmt.Sprintf("GC: %d errors, first: %v", len(errs), errs[0]), "")
 	}
