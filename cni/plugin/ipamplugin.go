@@ -3,7 +3,6 @@
 package plugin
 
 import (
-	"fmt"
 	"net"
 
 	"github.com/containernetworking/cni/pkg/types"
@@ -48,53 +47,7 @@ func (r *runner) ipamAdd() error {
 	return r.Print(res)
 }
 
-// ipamDel releases the container interface's address; nothing held is fine.
-func (r *runner) ipamDel() error {
-	a := r.Args
-	is, err := readIPAM(r.paths)
-	if err == nil && is.Find(a.ContainerID, a.IfName) == nil {
-		return nil
-	}
-	return r.locked(func(t *tx) error {
-		if rel := t.Release(a.ContainerID, a.IfName); len(rel) > 0 {
-			r.Note(zap.String("released", rel[0].IP))
-		}
-		return nil
-	})
-}
-
-// ipamCheck verifies the addresses of prevResult are held by this
-// container interface.
-func (r *runner) ipamCheck() error {
-	a := r.Args
-	prev, err := r.PrevResult()
-	if err != nil {
-		return err
-	}
-	is, err := readIPAM(r.paths)
-	if err != nil {
-		return err
-	}
-	als := is.FindAll(a.ContainerID, a.IfName)
-	if len(als) == 0 {
-		return types.NewError(types.ErrUnknownContainer, fmt.Sprintf("no address allocated to container %s interface %s", a.ContainerID, a.IfName), "")
-	}
-	return cnicmd.CheckAllocated(prev.IPs, als, r.Cfg.IPAM.IPFamilies)
-}
-
-// ipamGC releases every allocation of this network not in the valid list.
-func (r *runner) ipamGC() error {
-	atts, ok := r.Cfg.Attachments()
-	if !ok {
-		return nil
-	}
-	released := 0
-	err := r.locked(func(t *tx) error {
-		n, changed := cnicmd.ReleaseUnlisted(t.IPAM, r.Cfg.Name, atts)
-		released += n
-		t.DirtyIPAM = t.DirtyIPAM || changed
-		return nil
-	})
-	r.Note(zap.Int("releasedIPs", released))
-	return err
-}
+// The other commands of azure-vnet-ipam have no platform in them.
+func (r *runner) ipamDel() error   { return cnicmd.IPAMDel(&r.Invocation, r.paths.ipam, r.locked) }
+func (r *runner) ipamCheck() error { return cnicmd.IPAMCheck(&r.Invocation, r.paths.ipam) }
+func (r *runner) ipamGC() error    { return cnicmd.IPAMGC(&r.Invocation, r.locked) }
