@@ -81,6 +81,11 @@ func TestNamesForgetWhatIsGone(t *testing.T) {
 				if len(d.Sets) != live || len(d.Policies) != live || len(d.Groups[policy.Ingress]) != live {
 					t.Fatalf("round %d: %d sets, %d policies, %d groups, want %d each", round, len(d.Sets), len(d.Policies), len(d.Groups[policy.Ingress]), live)
 				}
+				want := map[string]int{"sets": live, "policies": live, "groups": live, "names": 3 * live,
+					"setKernelObj": live, "policyNames": live, "groupNames": live, "setUsers": live}
+				if got := d.Sizes(); !maps.Equal(got, want) {
+					t.Fatalf("round %d: Sizes() = %v, want %v", round, got, want)
+				}
 			}
 		})
 	}

@@ -354,3 +354,6 @@ func cloneSet(s *Set) *Set {
 	}
 	return &c
 }
+
+// Len is the number of sets the manager holds as programmed.
+func (m *Manager) Len() int { return len(m.cur) }

@@ -51,7 +51,11 @@ type Dataplane struct {
 	// dispatch groups (the shared incremental core)
 	model   *dataplane.Desired[*kset, []*kchain]
 	grpObjs []*kchain
-	grpPols map[string]string // group chain -> its policies, for log lines
+	// grpPols: group chain -> its policies, for log lines; grpGone: the
+	// same for the groups that went away in the last recompute (their
+	// dispatch elements' removal is logged after it). Both follow the
+	// live groups, never the cluster's history.
+	grpPols, grpGone map[string]string
 }
 
 // delta is the element changes of one set not yet in the kernel.
@@ -92,7 +96,7 @@ func (d *Dataplane) reset() {
 	d.pending = map[string]*delta{}
 	d.model.Reset()
 	d.grpObjs = nil
-	d.grpPols = map[string]string{}
+	d.grpPols, d.grpGone = map[string]string{}, map[string]string{}
 }
 
 // ---- Apply ----
@@ -155,12 +159,17 @@ func (d *Dataplane) updateWant(desired *policy.State, changes *policy.Changes) e
 			delete(d.want.chains, kc.name)
 			d.dirtyChains[kc.name] = struct{}{}
 		}
-		if len(d.grpPols) > 4*len(d.grpObjs)+64 {
-			d.grpPols = map[string]string{}
-		}
+		prev := d.grpPols
+		d.grpPols = map[string]string{}
 		for _, dir := range []policy.Direction{policy.Ingress, policy.Egress} {
 			for _, g := range d.model.Groups[dir] {
 				d.grpPols[GroupChain(g)] = strings.Join(g.Policies, ",")
+			}
+		}
+		d.grpGone = map[string]string{}
+		for c, pols := range prev {
+			if _, ok := d.grpPols[c]; !ok {
+				d.grpGone[c] = pols
 			}
 		}
 		chains, maps := renderGroups(d.model.Groups, d.model.Last.Policies)
@@ -529,7 +538,10 @@ func (d *Dataplane) isolatedBy(e kelem) zap.Field {
 	if e.chain == "" {
 		return zap.Skip()
 	}
-	return zap.String("policies", d.grpPols[e.chain])
+	if pols, ok := d.grpPols[e.chain]; ok {
+		return zap.String("policies", pols)
+	}
+	return zap.String("policies", d.grpGone[e.chain])
 }
 
 func (d *Dataplane) logDiff(diff *objDiff) {
