@@ -14,7 +14,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -23,6 +22,7 @@ import (
 	"github.com/vishvananda/netns"
 
 	"github.com/open-acn/acn/internal/owned"
+	"github.com/open-acn/acn/internal/withnetns"
 )
 
 // Prefix starts the name of every namespace the tests create, so a leftover
@@ -156,30 +156,7 @@ func (n *NS) MustExec(t testing.TB, name string, args ...string) string {
 
 // Do runs f on a locked OS thread switched into the namespace and switches
 // back afterwards. Goroutines started by f do not inherit the namespace.
-func (n *NS) Do(f func() error) error {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		return err
-	}
-	defer orig.Close()
-	target, err := netns.GetFromPath(n.Path)
-	if err != nil {
-		return err
-	}
-	defer target.Close()
-	if err := netns.Set(target); err != nil {
-		return err
-	}
-	defer func() {
-		if err := netns.Set(orig); err != nil {
-			// The thread is in the wrong namespace; never hand it back to the runtime.
-			panic(fmt.Sprintf("netnstest: cannot return to original netns: %v", err))
-		}
-	}()
-	return f()
-}
+func (n *NS) Do(f func() error) error { return withnetns.Do(n.Path, f) }
 
 // Handle opens a netlink handle bound to the namespace (no thread switching).
 func (n *NS) Handle() (*netlink.Handle, error) {

@@ -5,10 +5,9 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
-	"runtime"
 	"strings"
 
-	"github.com/vishvananda/netns"
+	"github.com/open-acn/acn/internal/withnetns"
 )
 
 // Runner runs a tool (ipset, iptables-restore, ...) with stdin and returns
@@ -38,7 +37,7 @@ func (e Exec) Run(ctx context.Context, stdin []byte, name string, args ...string
 	if e.Netns == "" {
 		err = cmd.Run()
 	} else {
-		err = e.inNetns(cmd.Start)
+		err = withnetns.Do(e.Netns, cmd.Start)
 		if err == nil {
 			err = cmd.Wait()
 		}
@@ -47,27 +46,4 @@ func (e Exec) Run(ctx context.Context, stdin []byte, name string, args ...string
 		return out.Bytes(), fmt.Errorf("%s %s: %v: %s", name, strings.Join(args, " "), err, strings.TrimSpace(errb.String()))
 	}
 	return out.Bytes(), nil
-}
-
-func (e Exec) inNetns(f func() error) error {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		return err
-	}
-	defer orig.Close()
-	target, err := netns.GetFromPath(e.Netns)
-	if err != nil {
-		return err
-	}
-	defer target.Close()
-	if err := netns.Set(target); err != nil {
-		return err
-	}
-	ferr := f()
-	if err := netns.Set(orig); err != nil {
-		panic(fmt.Sprintf("dataplane: cannot return to the original netns: %v", err))
-	}
-	return ferr
 }
