@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/open-acn/acn/npm/dataplane"
+	"github.com/open-acn/acn/npm/flowlog"
 	"github.com/open-acn/acn/npm/ipset"
 	"github.com/open-acn/acn/npm/policy"
 )
@@ -18,6 +19,7 @@ type policyRules map[policy.Family]map[policy.Direction][]string
 // shared core (dataplane.Renderer).
 type renderer struct {
 	families []policy.Family
+	flowLog  dataplane.FlowLog
 	// hints, per batch: kernel set -> members patched (a set without an
 	// entry is compared in full)
 	hints map[string]map[string]struct{}
@@ -62,7 +64,7 @@ func (r *renderer) RenderPolicy(p *policy.Policy, sets map[string]*policy.Set) (
 		out[f] = map[policy.Direction][]string{}
 		for _, dir := range []policy.Direction{policy.Ingress, policy.Egress} {
 			if p.Isolates(dir) {
-				out[f][dir] = renderRules(f, p, dir, sets)
+				out[f][dir] = r.renderRules(f, p, dir, sets)
 			}
 		}
 	}
@@ -247,6 +249,7 @@ func (d *Dataplane) desiredChains(f policy.Family) map[string][]string {
 			"-A " + ChainMain + " -j " + ChainIngress,
 		},
 	}
+	d.r.flowChains(out)
 	for _, dir := range []policy.Direction{policy.Egress, policy.Ingress} {
 		trieChains(out, f, dir, d.trie[f][dir])
 		for _, g := range d.fgroups[f][dir] {
@@ -266,7 +269,14 @@ func (d *Dataplane) desiredChains(f policy.Family) map[string][]string {
 					gl = append(gl, "-A "+gc+body)
 				}
 			}
-			gl = append(gl, fmt.Sprintf("-A %s -m comment --comment %s -j DROP", gc, comment("default deny "+dir.String()+" for pods selected by "+strings.Join(g.Policies, ","))))
+			cm := comment("default deny " + dir.String() + " for pods selected by " + strings.Join(g.Policies, ","))
+			if d.groupLogsDeny(g) {
+				for _, body := range d.r.flowRules("", cm, flowlog.DenyID(g), "DROP") {
+					gl = append(gl, "-A "+gc+body)
+				}
+			} else {
+				gl = append(gl, fmt.Sprintf("-A %s -m comment --comment %s -j DROP", gc, cm))
+			}
 			out[gc] = gl
 		}
 	}
@@ -275,12 +285,14 @@ func (d *Dataplane) desiredChains(f policy.Family) map[string][]string {
 
 // renderRules renders the bodies of a policy's allow rules in one family
 // and direction; sets are the model sets they reference.
-func renderRules(f policy.Family, p *policy.Policy, dir policy.Direction, sets map[string]*policy.Set) []string {
+func (r *renderer) renderRules(f policy.Family, p *policy.Policy, dir policy.Direction, sets map[string]*policy.Set) []string {
 	var lines []string
 	peerDir := "src"
 	if dir == policy.Egress {
 		peerDir = "dst"
 	}
+	rd := r
+	logged := rd.flowLogging() && p.FlowLog.Allow()
 	for i, r := range p.Rules(dir) {
 		var peers []string
 		for _, pe := range r.Peers {
@@ -322,6 +334,10 @@ func renderRules(f policy.Family, p *policy.Policy, dir policy.Direction, sets m
 					if part != "" {
 						b.WriteString(" " + part)
 					}
+				}
+				if logged {
+					lines = append(lines, rd.flowRules(b.String(), cm, flowlog.RuleID(p.Key(), dir, i), "RETURN")...)
+					continue
 				}
 				fmt.Fprintf(&b, " -m comment --comment %s -j RETURN", cm)
 				lines = append(lines, b.String())
