@@ -14,6 +14,7 @@ import (
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
 
+	"github.com/open-acn/acn/npm/flowlog"
 	"github.com/open-acn/acn/npm/policy"
 )
 
@@ -102,6 +103,10 @@ func fingerprint(es []expr.Any) string {
 			fmt.Fprintf(&b, "lookup(%d,%d,%v,%s,%v)", v.SourceRegister, v.DestRegister, v.IsDestRegSet, v.SetName, v.Invert)
 		case *expr.Verdict:
 			fmt.Fprintf(&b, "verdict(%d,%s)", v.Kind, v.Chain)
+		case *expr.Log:
+			fmt.Fprintf(&b, "log(%d,%q)", v.Group, v.Data)
+		case *expr.Objref:
+			fmt.Fprintf(&b, "objref(%d,%s)", v.Type, v.Name)
 		case *expr.Payload:
 			fmt.Fprintf(&b, "payload(%d,%d,%d,%d,%d)", v.OperationType, v.DestRegister, v.Base, v.Offset, v.Len)
 		default:
@@ -233,7 +238,9 @@ func addrKey(a netip.Addr) []byte {
 }
 
 // renderGroups renders the group chains and the four dispatch maps.
-func renderGroups(groups map[policy.Direction][]*policy.Group, pols map[string]*policy.Policy) ([]*kchain, []*kset) {
+// logDeny, when not nil, renders a group's logged default deny (nil:
+// the group's denies are not logged).
+func renderGroups(groups map[policy.Direction][]*policy.Group, pols map[string]*policy.Policy, logDeny func(g *policy.Group, cm string) []krule) ([]*kchain, []*kset) {
 	var chains []*kchain
 	var maps []*kset
 	for _, dir := range []policy.Direction{policy.Ingress, policy.Egress} {
@@ -251,7 +258,12 @@ func renderGroups(groups map[policy.Direction][]*policy.Group, pols map[string]*
 				pc := PolicyChain(dir, k)
 				kc.rules = append(kc.rules, newRule("jump "+pc, "policy "+k, &expr.Verdict{Kind: expr.VerdictJump, Chain: pc}))
 			}
-			kc.rules = append(kc.rules, newRule("drop", "default deny "+dir.String()+" for pods selected by "+strings.Join(g.Policies, ","), &expr.Verdict{Kind: expr.VerdictDrop}))
+			cm := "default deny " + dir.String() + " for pods selected by " + strings.Join(g.Policies, ",")
+			if lr := logDeny; lr != nil && lr(g, cm) != nil {
+				kc.rules = append(kc.rules, lr(g, cm)...)
+			} else {
+				kc.rules = append(kc.rules, newRule("drop", cm, &expr.Verdict{Kind: expr.VerdictDrop}))
+			}
 			chains = append(chains, kc)
 			for _, a := range g.IPs {
 				m := byFam[policy.FamilyOf(a)]
@@ -384,7 +396,9 @@ func afterPrefix(p netip.Prefix) (netip.Addr, bool) {
 
 // renderPolicy renders a policy's chains (one per isolated direction).
 // sets gives the model sets the rules reference.
-func renderPolicy(p *policy.Policy, sets map[string]*policy.Set) []*kchain {
+// flow, when not nil, renders a logged allow rule from its match (see
+// flowlog.go).
+func renderPolicy(p *policy.Policy, sets map[string]*policy.Set, flow flowFunc) []*kchain {
 	var out []*kchain
 	for _, dir := range []policy.Direction{policy.Ingress, policy.Egress} {
 		if !p.Isolates(dir) {
@@ -392,7 +406,12 @@ func renderPolicy(p *policy.Policy, sets map[string]*policy.Set) []*kchain {
 		}
 		kc := &kchain{name: PolicyChain(dir, p.Key()), policy: p.Key(), rules: []krule{}}
 		for i, r := range p.Rules(dir) {
-			kc.rules = append(kc.rules, renderRule(p, dir, i, r, sets)...)
+			var fr func(match []expr.Any, text, cm string) []krule
+			if flow != nil {
+				id := flowlog.RuleID(p.Key(), dir, i)
+				fr = func(match []expr.Any, text, cm string) []krule { return flow(match, text, cm, id) }
+			}
+			kc.rules = append(kc.rules, renderRuleWith(p, dir, i, r, sets, fr)...)
 		}
 		out = append(out, kc)
 	}
@@ -408,6 +427,16 @@ type match struct {
 // renderRule renders one allow rule: one kernel rule per (peer, port)
 // combination of compatible families, each ending in accept.
 func renderRule(p *policy.Policy, dir policy.Direction, idx int, r policy.Rule, sets map[string]*policy.Set) []krule {
+	return renderRuleWith(p, dir, idx, r, sets, nil)
+}
+
+// flowFunc renders a logged verdict rule from its match, text, comment
+// and flow-log ID.
+type flowFunc func(match []expr.Any, text, cm, id string) []krule
+
+// renderRuleWith is renderRule; logged, when not nil, renders each kernel
+// rule from its match instead (flow logs).
+func renderRuleWith(p *policy.Policy, dir policy.Direction, idx int, r policy.Rule, sets map[string]*policy.Set, logged func(match []expr.Any, text, cm string) []krule) []krule {
 	peerSrc := dir == policy.Ingress
 	field := "daddr"
 	if peerSrc {
@@ -491,12 +520,16 @@ func renderRule(p *policy.Policy, dir policy.Direction, idx int, r policy.Rule, 
 			}
 			es = append(es, pe.exprs...)
 			es = append(es, po.exprs...)
-			es = append(es, &expr.Verdict{Kind: expr.VerdictAccept})
 			for _, t := range []string{pe.text, po.text} {
 				if t != "" {
 					txt = append(txt, t)
 				}
 			}
+			if logged != nil {
+				out = append(out, logged(es, strings.Join(txt, " "), cm)...)
+				continue
+			}
+			es = append(es, &expr.Verdict{Kind: expr.VerdictAccept})
 			txt = append(txt, "accept")
 			out = append(out, newRule(strings.Join(txt, " "), cm, es...))
 		}
