@@ -38,7 +38,7 @@ type fakeNft struct {
 	overLimit bool
 	logged    []string
 	dropped   uint64
-	txs     [][]string // committed transactions: one description per message
+	txs       [][]string // committed transactions: one description per message
 }
 
 type fakeTable struct {

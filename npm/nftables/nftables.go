@@ -32,8 +32,8 @@ type Options struct {
 
 // Dataplane programs a policy.State into the table `inet azure-npm`.
 type Dataplane struct {
-	mu     sync.Mutex
-	log    *zap.Logger
+	mu      sync.Mutex
+	log     *zap.Logger
 	nsPath  string
 	flowLog dataplane.FlowLog
 	dial    func() (conn, func(), error) // tests: a fake kernel instead of netlink
