@@ -45,6 +45,7 @@ import (
 
 	"github.com/open-acn/acn/npm/config"
 	"github.com/open-acn/acn/npm/dataplane"
+	"github.com/open-acn/acn/npm/flowlog"
 	"github.com/open-acn/acn/npm/policy"
 	"github.com/open-acn/acn/npm/translate"
 )
@@ -82,6 +83,11 @@ type Options struct {
 	Previous []dataplane.Dataplane
 	// Clock times the batching; nil is the real clock (tests pass a fake).
 	Clock clock.Clock
+	// FlowLogs starts the flow-log recorder (flowlog.go): Run sets it for
+	// the Linux dataplanes; FlowLogNetNS is the network namespace whose
+	// NFLOG group it reads ("" = the daemon's own).
+	FlowLogs     bool
+	FlowLogNetNS string
 }
 
 // Daemon is one running node agent.
@@ -137,6 +143,10 @@ type Daemon struct {
 	ready  atomic.Bool
 	synced atomic.Bool
 	addr   chan string
+
+	flowLogs     bool
+	flowLogNetNS string
+	flowIndex    *flowlog.Index
 }
 
 // translated is what the engine was given for a key: the object's
@@ -179,23 +189,26 @@ func New(opts Options) (*Daemon, error) {
 		return nil, errors.New("daemon: node name is empty: set --node-name, NODE_NAME or HOSTNAME")
 	}
 	d := &Daemon{
-		cfg:        opts.Config,
-		log:        opts.Logger,
-		client:     opts.Client,
-		dp:         opts.Dataplane,
-		prev:       opts.Previous,
-		metrics:    newMetrics(),
-		clock:      opts.Clock,
-		batching:   newBatching(opts.Config.BatchWindow.D()),
-		engine:     translate.NewEngine(translate.Options{NodeName: opts.Config.NodeName, Logger: opts.Logger}),
-		pending:    policy.NewChanges(),
-		seen:       map[string]time.Time{},
-		seenRV:     map[string]uint64{},
-		seq:        map[string]uint64{},
-		unapplied:  map[string]translated{},
-		appliedRV:  map[string]uint64{kindPod: 0, kindNamespace: 0, kindPolicy: 0},
-		appliedObj: map[string]uint64{},
-		addr:       make(chan string, 1),
+		cfg:          opts.Config,
+		log:          opts.Logger,
+		client:       opts.Client,
+		dp:           opts.Dataplane,
+		prev:         opts.Previous,
+		metrics:      newMetrics(),
+		clock:        opts.Clock,
+		batching:     newBatching(opts.Config.BatchWindow.D()),
+		engine:       translate.NewEngine(translate.Options{NodeName: opts.Config.NodeName, Logger: opts.Logger, FlowLog: flowLogDefault(opts.Config)}),
+		flowLogs:     opts.FlowLogs,
+		flowLogNetNS: opts.FlowLogNetNS,
+		flowIndex:    &flowlog.Index{},
+		pending:      policy.NewChanges(),
+		seen:         map[string]time.Time{},
+		seenRV:       map[string]uint64{},
+		seq:          map[string]uint64{},
+		unapplied:    map[string]translated{},
+		appliedRV:    map[string]uint64{kindPod: 0, kindNamespace: 0, kindPolicy: 0},
+		appliedObj:   map[string]uint64{},
+		addr:         make(chan string, 1),
 	}
 	d.view.Store(&view{status: Status{Node: opts.Config.NodeName, AppliedResourceVersions: maps.Clone(d.appliedRV)}, state: policy.NewState()})
 	d.queue = workqueue.NewTypedRateLimitingQueueWithConfig(
@@ -205,6 +218,12 @@ func New(opts Options) (*Daemon, error) {
 	d.podInf = d.factory.Core().V1().Pods().Informer()
 	d.nsInf = d.factory.Core().V1().Namespaces().Informer()
 	d.policyInf = d.factory.Networking().V1().NetworkPolicies().Informer()
+	if d.flowLogs {
+		// Flow-log lines name the pods behind addresses.
+		if err := d.podInf.AddIndexers(cache.Indexers{podIPIndex: podIPs}); err != nil {
+			return nil, err
+		}
+	}
 	// Keep only what translation needs (slim.go): every agent caches every
 	// object of the cluster, so full objects would dominate its memory.
 	for inf, transform := range map[cache.SharedIndexInformer]cache.TransformFunc{d.podInf: slimPod, d.nsInf: slimNamespace, d.policyInf: slimPolicy} {
@@ -258,7 +277,8 @@ func Run(ctx context.Context, cfg config.Config, logger *zap.Logger) error {
 			previous = append(previous, other)
 		}
 	}
-	d, err := New(Options{Config: cfg, Logger: logger, Client: client, Dataplane: dp, Previous: previous})
+	_, flowLogs := dp.(dataplane.FlowLogCounter)
+	d, err := New(Options{Config: cfg, Logger: logger, Client: client, Dataplane: dp, Previous: previous, FlowLogs: flowLogs})
 	if err != nil {
 		return err
 	}
@@ -324,6 +344,17 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}
 	}()
 
+	if d.flowLogs {
+		// Bound before the first transaction: every message of a rule it
+		// programs has a reader.
+		rec, err := d.startFlowLog()
+		if err != nil {
+			return err
+		}
+		defer rec.Close()
+		d.log.Info("flow logs", zap.String("default", d.cfg.FlowLog.Default), zap.Int("nflogGroup", d.cfg.FlowLog.NFLOGGroup),
+			zap.Int("ratePerSecond", d.cfg.FlowLog.RatePerSecond), zap.Int("burst", d.cfg.FlowLog.Burst), zap.String("file", d.cfg.FlowLog.File))
+	}
 	d.factory.Start(ctx.Done())
 	defer d.factory.Shutdown()
 	defer d.queue.ShutDown()
@@ -578,6 +609,7 @@ func (d *Daemon) translateKey(key string) translated {
 		}
 	case kindNamespace:
 		if n, ok := obj.(*corev1.Namespace); tr.present && ok {
+			d.checkFlowLogAnnotation(n)
 			d.engine.UpsertNamespace(n)
 		} else {
 			d.engine.DeleteNamespace(name)

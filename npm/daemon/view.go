@@ -39,6 +39,7 @@ func (d *Daemon) publish(programmed *policy.Changes) {
 			base = nil // the first transaction: copy the whole state once
 		}
 		v.state = base.CopyOnWrite(d.engine.State(), programmed)
+		d.flowIndex.Update(v.state) // indexed only when a flow-log message needs it
 	}
 	d.view.Store(v)
 }
