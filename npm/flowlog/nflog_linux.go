@@ -30,9 +30,8 @@ const (
 	nfulaCfgTimeout = 4
 	nfulaCfgQThresh = 5
 
-	nfulnlCfgCmdBind   = 1
-	nfulnlCfgCmdUnbind = 2
-	nfulnlCopyPacket   = 2
+	nfulnlCfgCmdBind = 1
+	nfulnlCopyPacket = 2
 
 	nfulaTimestamp = 3
 	nfulaPayload   = 9
@@ -84,7 +83,7 @@ func listenNFLOG(group uint16, nsPath string) (*nflogConn, error) {
 		{Type: nfulaCfgNLBufSz, Data: binary.BigEndian.AppendUint32(nil, 65536)},
 	} {
 		if err := n.config(a); err != nil {
-			n.Close()
+			c.Close()
 			return nil, fmt.Errorf("flowLog.nflogGroup %d: configure NFLOG group: %w", group, err)
 		}
 	}
@@ -105,11 +104,10 @@ func (n *nflogConn) config(a netlink.Attribute) error {
 	return err
 }
 
-// Close unbinds the group and closes the socket.
-func (n *nflogConn) Close() error {
-	_ = n.config(netlink.Attribute{Type: nfulaCfgCmd, Data: []byte{nfulnlCfgCmdUnbind}})
-	return n.c.Close()
-}
+// Close closes the socket, which unbinds the group (the kernel destroys
+// the socket's instances on release; an unbind message here would race
+// the reader blocked in Receive on the same socket).
+func (n *nflogConn) Close() error { return n.c.Close() }
 
 // errOverrun: the socket's buffer overflowed; messages were lost.
 var errOverrun = errors.New("nflog socket buffer overrun")
