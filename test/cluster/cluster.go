@@ -377,6 +377,10 @@ func (c *Cluster) SetDataplane(dataplane string) { c.cfg.Dataplane = dataplane }
 // NPMLog is the path of the node's azure-npm log.
 func (n *Node) NPMLog() string { return filepath.Join(n.c.Dir, n.Name, "azure-npm.log") }
 
+// NPMFlowLog is the path of the node's azure-npm flow log (flowLog.file),
+// unless NPMConfig sets flowLog.
+func (n *Node) NPMFlowLog() string { return filepath.Join(n.c.Dir, n.Name, "azure-npm-flows.log") }
+
 // NPMSocket is the path of the node's azure-npm local socket (/status,
 // /explain, pprof): each node's agent has its own, as each real node has
 // its own /run/azure-npm.
@@ -387,6 +391,10 @@ func (n *Node) NPMSocket() string { return filepath.Join(n.c.Dir, n.Name, "run",
 func (n *Node) StartNPM(ctx context.Context) error {
 	cfgFile := filepath.Join(n.c.Dir, n.Name, "npm.yaml")
 	cfg := npmConfig(n.c.cfg.NPMConfig)
+	if !strings.Contains("\n"+cfg, "\nflowLog:") {
+		// Each node's agent its own flow log, never the host's /var/log.
+		cfg += "flowLog:\n  file: " + n.NPMFlowLog() + "\n"
+	}
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
 		return err
 	}
@@ -602,6 +610,24 @@ func (c *Cluster) SetNamespaceLabels(ctx context.Context, name string, labels ma
 		l[k] = v
 	}
 	ns.Labels = l
+	ns, err = c.Client.CoreV1().Namespaces().Update(ctx, ns, metav1.UpdateOptions{})
+	if err != nil {
+		return Write{}, err
+	}
+	return Write{Key: "namespace//" + name, RV: rvOf(ns)}, nil
+}
+
+// AnnotateNamespace sets one annotation of a namespace (e.g. the flow-log
+// opt-in npm.open-acn.io/flow-log).
+func (c *Cluster) AnnotateNamespace(ctx context.Context, name, key, value string) (Write, error) {
+	ns, err := c.Client.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return Write{}, err
+	}
+	if ns.Annotations == nil {
+		ns.Annotations = map[string]string{}
+	}
+	ns.Annotations[key] = value
 	ns, err = c.Client.CoreV1().Namespaces().Update(ctx, ns, metav1.UpdateOptions{})
 	if err != nil {
 		return Write{}, err
