@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand"
 	"net/netip"
 	"slices"
 	"sort"
@@ -23,6 +24,7 @@ import (
 	"github.com/open-acn/acn/npm/nftables"
 	"github.com/open-acn/acn/npm/policy"
 	"github.com/open-acn/acn/npm/translate"
+	"github.com/open-acn/acn/npm/translate/translatetest"
 )
 
 // lines collects the recorder's output.
@@ -139,7 +141,7 @@ func TestKernelFlowLogs(t *testing.T) {
 					t.Errorf("%s -> %s:%d allowed=%v, want %v", s, d, port, got, ok)
 				}
 				for _, id := range dptest.ExpectedLogs(eng.State(), pk) {
-					want[fmt.Sprintf("%s %s->%s:%d", id, pk.Src, pk.Dst, port)]++
+					want[fmt.Sprintf("%s %s->%s %s/%d", id, pk.Src, pk.Dst, pk.Protocol, port)]++
 				}
 				probes++
 			}
@@ -249,15 +251,124 @@ func TestKernelFlowLogRateLimit(t *testing.T) {
 	}
 }
 
+// TestKernelFlowLogProperty: random worlds (translatetest) in which each
+// namespace gets a random annotation (none, deny, allow, both, malformed,
+// or the default all), programmed one after the other: every TCP, UDP
+// and SCTP probe between the pods and the off-cluster peer, in both
+// families, gives exactly the lines dptest.ExpectedLogs derives from
+// State.Evaluate's explanation (verdict, direction, policy, rule), and the
+// verdicts equal Evaluate's. The reader is restarted for every world.
+func TestKernelFlowLogProperty(t *testing.T) {
+	worlds := 4
+	if testing.Short() {
+		worlds = 2
+	}
+	modes := []string{"", "none", "deny", "allow", "allow,deny", "bogus"}
+	for _, kd := range dataplanes() {
+		t.Run(kd.name, func(t *testing.T) {
+			tp := dptest.NewTopo(t, dptest.Pods)
+			fl := dataplane.FlowLog{Group: 79, Rate: 10000, Burst: 10000}
+			dp := kd.make(t, tp.Node, fl)
+			ctx := context.Background()
+			r := rand.New(rand.NewSource(int64(len(kd.name))))
+			eng := translate.NewEngine(translate.Options{NodeName: dptest.NodeName, FlowLog: policy.FlowLogAll})
+			lineCount := 0
+			for c := 0; c < worlds; c++ {
+				w := translatetest.Random(r, translatetest.PropertyConfig(dptest.Pods))
+				for _, n := range w.Namespaces {
+					n = n.DeepCopy()
+					if m := modes[r.Intn(len(modes))]; m != "" {
+						n.Annotations = map[string]string{flowlog.Annotation: m}
+					}
+					eng.UpsertNamespace(n)
+				}
+				for _, p := range w.Pods {
+					eng.UpsertPod(p)
+				}
+				keep := map[string]bool{}
+				for _, p := range w.Policies {
+					eng.UpsertPolicy(p)
+					keep[p.Namespace+"/"+p.Name] = true
+				}
+				for k := range eng.State().Policies {
+					if !keep[k] {
+						ns, name, _ := strings.Cut(k, "/")
+						eng.DeletePolicy(ns, name)
+					}
+				}
+				ch := eng.TakeChanges()
+				if c%2 == 0 {
+					ch = nil
+				}
+				if err := dp.Apply(ctx, eng.State(), ch); err != nil {
+					t.Fatal(err)
+				}
+				st := eng.State().Clone()
+				tp.FlushConntrack(t)
+				idx := &flowlog.Index{}
+				idx.Update(st)
+				out := &lines{}
+				rec, err := flowlog.Start(flowlog.Options{Group: fl.Group, NetNSPath: tp.Node.Path, Out: out, Dedup: time.Hour, Index: idx})
+				if err != nil {
+					t.Fatal(err)
+				}
+				want := map[string]int{}
+				var mu sync.Mutex
+				var wg sync.WaitGroup
+				sem := make(chan struct{}, 32)
+				for src := -1; src < dptest.Pods; src++ {
+					for dst := -1; dst < dptest.Pods; dst++ {
+						for fam := 0; fam < 2 && src != dst; fam++ {
+							for _, pp := range translatetest.ProbePorts {
+								pk := policy.Packet{Src: netip.MustParseAddr(tp.Addr(src, fam)), Dst: netip.MustParseAddr(tp.Addr(dst, fam)), Protocol: policy.Protocol(pp.Proto), Port: uint16(pp.Port)}
+								ok := st.Evaluate(pk).Allowed
+								for _, id := range dptest.ExpectedLogs(st, pk) {
+									want[fmt.Sprintf("%s %s->%s %s/%d", id, pk.Src, pk.Dst, pk.Protocol, pk.Port)]++
+								}
+								wg.Add(1)
+								sem <- struct{}{}
+								go func(src int, pk policy.Packet, ok bool) {
+									defer wg.Done()
+									if got := tp.ProbeWant(src, pk.Dst.String(), pk.Protocol, int(pk.Port), ok); got != ok {
+										mu.Lock()
+										t.Errorf("world %d: %s -> %s %s/%d allowed=%v, Evaluate %v", c, pk.Src, pk.Dst, pk.Protocol, pk.Port, got, ok)
+										mu.Unlock()
+									}
+									<-sem
+								}(src, pk, ok)
+							}
+						}
+					}
+				}
+				wg.Wait()
+				got := waitLines(t, out, len(want))
+				for k := range got {
+					got[k] = 1 // the first line of a probe; retries of an allowed one are repeats
+				}
+				if !maps(got, want) {
+					t.Fatalf("world %d: logged lines differ from Evaluate's explanation:\n got  %v\n want %v\n%s", c, keys(got), keys(want), w)
+				}
+				checkAttribution(t, out.records(t), st)
+				lineCount += len(want)
+				rec.Close()
+			}
+			if lineCount == 0 {
+				t.Fatal("no line expected in any world: the test checks nothing")
+			}
+			t.Logf("%d worlds, %d lines as Evaluate explains", worlds, lineCount)
+		})
+	}
+}
+
 // waitLines waits until n lines arrived (or 3 s) and returns them keyed
-// "id src->dst:port".
+// "id src->dst PROTO/port".
 func waitLines(t testing.TB, out *lines, n int) map[string]int {
 	deadline := time.Now().Add(3 * time.Second)
 	for {
 		got := map[string]int{}
 		total := 0
 		for _, r := range out.records(t) {
-			got[fmt.Sprintf("%s %s->%s:%d", r.ID, r.Src, r.Dst, r.DstPort)] += r.Count
+			got[fmt.Sprintf("%s %s->%s %s/%d", r.ID, r.Src, r.Dst, r.Protocol, r.DstPort)] += r.Count
 			total++
 		}
 		if total >= n || time.Now().After(deadline) {
