@@ -104,17 +104,32 @@ type pending struct {
 // program holds it), opens the file and starts reading. Bind before the
 // dataplane's first transaction, so no message after readiness is lost.
 func Start(o Options) (*Recorder, error) {
+	c, err := listenNFLOG(o.Group, o.NetNSPath)
+	if err != nil {
+		return nil, err
+	}
+	r, err := newRecorder(o)
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	r.conn = c
+	go r.loop()
+	if r.o.Dedup > 0 {
+		go r.flushLoop()
+	}
+	return r, nil
+}
+
+// newRecorder is a Recorder without its socket: output, metrics, dedup.
+func newRecorder(o Options) (*Recorder, error) {
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
 	}
 	if o.Index == nil {
 		o.Index = &Index{}
 	}
-	c, err := listenNFLOG(o.Group, o.NetNSPath)
-	if err != nil {
-		return nil, err
-	}
-	r := &Recorder{o: o, conn: c, dedup: map[string]*pending{}, done: make(chan struct{}), closeOut: func() error { return nil }}
+	r := &Recorder{o: o, dedup: map[string]*pending{}, done: make(chan struct{}), closeOut: func() error { return nil }}
 	r.out = o.Out
 	if r.out == nil {
 		if o.File == "stderr" {
@@ -133,14 +148,10 @@ func Start(o Options) (*Recorder, error) {
 	if o.Registerer != nil {
 		for _, c := range []prometheus.Collector{r.verdicts, r.overruns, r.unknown, droppedCollector{r}} {
 			if err := o.Registerer.Register(c); err != nil {
-				r.Close()
+				_ = r.closeOut()
 				return nil, err
 			}
 		}
-	}
-	go r.loop()
-	if o.Dedup > 0 {
-		go r.flushLoop()
 	}
 	return r, nil
 }
