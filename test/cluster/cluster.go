@@ -86,6 +86,9 @@ type Config struct {
 	// NPMConfig is appended to each agent's configuration file (YAML
 	// lines, e.g. "batchWindow: 20ms"; a key given here wins).
 	NPMConfig string
+	// FlowLogDefault is the agents' flowLog.default (none when empty);
+	// each node's flow log is NPMFlowLog.
+	FlowLogDefault string
 	// Logf receives progress lines; nil = silent.
 	Logf func(format string, args ...any)
 }
@@ -393,7 +396,11 @@ func (n *Node) StartNPM(ctx context.Context) error {
 	cfg := npmConfig(n.c.cfg.NPMConfig)
 	if !strings.Contains("\n"+cfg, "\nflowLog:") {
 		// Each node's agent its own flow log, never the host's /var/log.
-		cfg += "flowLog:\n  file: " + n.NPMFlowLog() + "\n"
+		def := n.c.cfg.FlowLogDefault
+		if def == "" {
+			def = "none"
+		}
+		cfg += "flowLog:\n  default: " + def + "\n  file: " + n.NPMFlowLog() + "\n"
 	}
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
 		return err

@@ -9,7 +9,9 @@
 package main
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -23,6 +25,7 @@ import (
 
 	"github.com/open-acn/acn/internal/benchfmt"
 	"github.com/open-acn/acn/internal/owned"
+	"github.com/open-acn/acn/npm/flowlog"
 	"github.com/open-acn/acn/test/cluster"
 	"github.com/open-acn/acn/test/e2e"
 )
@@ -37,15 +40,16 @@ func main() {
 	casesFile := fs.String("cases", "", "YAML/JSON file of cases (cyclonus TestCase format) instead of the generated ones")
 	only := fs.String("only", "", "comma-separated case numbers (1-based) to run")
 	timeout := fs.Duration("probe-timeout", 400*time.Millisecond, "timeout of one probe")
+	flowLog := fs.String("flow-log", "deny", "the agents' flowLog.default (none, deny, all); the run ends with a summary of each node's flow log")
 	_ = fs.Parse(os.Args[1:]) // ExitOnError: never returns an error
 	// Interrupted (SIGINT, SIGTERM, stdout closed), the run stops and
 	// removes every namespace, process and directory it made.
 	owned.Main(func(ctx context.Context) error {
-		return run(ctx, *dataplanes, *nodes, *cni, *casesFile, *only, *timeout)
+		return run(ctx, *dataplanes, *nodes, *cni, *casesFile, *only, *timeout, *flowLog)
 	})
 }
 
-func run(ctx context.Context, dataplanes string, nodes int, cni, casesFile, only string, timeout time.Duration) error {
+func run(ctx context.Context, dataplanes string, nodes int, cni, casesFile, only string, timeout time.Duration, flowLog string) error {
 	var cases []*generator.TestCase
 	if casesFile != "" {
 		var err error
@@ -72,7 +76,7 @@ func run(ctx context.Context, dataplanes string, nodes int, cni, casesFile, only
 		if ctx.Err() != nil {
 			break
 		}
-		line, ok := runOne(ctx, dp, nodes, cni, cases, onlyIdx, timeout)
+		line, ok := runOne(ctx, dp, nodes, cni, cases, onlyIdx, timeout, flowLog)
 		summary = append(summary, line)
 		failed = failed || !ok
 	}
@@ -86,14 +90,14 @@ func run(ctx context.Context, dataplanes string, nodes int, cni, casesFile, only
 	return ctx.Err()
 }
 
-func runOne(ctx context.Context, dataplane string, nodes int, cni string, cases []*generator.TestCase, only []int, timeout time.Duration) (string, bool) {
+func runOne(ctx context.Context, dataplane string, nodes int, cni string, cases []*generator.TestCase, only []int, timeout time.Duration, flowLog string) (string, bool) {
 	fmt.Printf("== %s dataplane, %d nodes, %s CNI mode\n", dataplane, nodes, cni)
 	dir, err := owned.MkdirTemp("", "acn-e2e-")
 	if err != nil {
 		return fmt.Sprintf("%s: 0 passed, 1 failed", dataplane), false
 	}
 	defer owned.RemoveDir(dir)
-	c, err := cluster.New(ctx, cluster.Config{Nodes: nodes, CNIMode: cni, Dataplane: dataplane, Dir: dir,
+	c, err := cluster.New(ctx, cluster.Config{Nodes: nodes, CNIMode: cni, Dataplane: dataplane, Dir: dir, FlowLogDefault: flowLog,
 		Logf: func(f string, a ...any) { fmt.Printf(f+"\n", a...) }})
 	if err != nil {
 		fmt.Println("cluster:", err)
@@ -119,5 +123,40 @@ func runOne(ctx context.Context, dataplane string, nodes int, cni string, cases 
 	for _, f := range rep.Failures {
 		fmt.Printf("%s: failed %s\n", dataplane, f)
 	}
+	for _, n := range c.Nodes {
+		flowSummary(dataplane, n.Name, n.NPMFlowLog())
+	}
 	return fmt.Sprintf("%s: %d passed, %d failed", dataplane, rep.Passed, rep.Failed), rep.Failed == 0 && err == nil
+}
+
+// flowSummary prints what a node's flow log holds: attempts per verdict,
+// how many were attributed to a policy rule, and a few denied ones.
+func flowSummary(dataplane, node, path string) {
+	f, err := os.Open(path)
+	if err != nil {
+		fmt.Printf("%s: %s flow log: %v\n", dataplane, node, err)
+		return
+	}
+	defer f.Close()
+	count := map[string]int{}
+	unattributed := 0
+	var examples []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var r flowlog.Record
+		if json.Unmarshal(sc.Bytes(), &r) != nil {
+			continue
+		}
+		count[r.Verdict] += r.Count
+		if r.Policy == "" {
+			unattributed++
+		} else if r.Verdict == "deny" && !r.Repeat && len(examples) < 3 {
+			examples = append(examples, flowlog.Format(r))
+		}
+	}
+	fmt.Printf("%s: %s flow log: %d denied and %d allowed attempts logged (%d lines without a known policy)\n", dataplane, node, count["deny"], count["allow"], unattributed)
+	for _, e := range examples {
+		fmt.Printf("    %s\n", e)
+	}
 }
