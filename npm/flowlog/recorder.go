@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -91,7 +93,8 @@ type Recorder struct {
 	dropLast uint64
 	dropSum  uint64
 
-	done chan struct{}
+	done    chan struct{}
+	closing atomic.Bool
 }
 
 type pending struct {
@@ -133,7 +136,7 @@ func newRecorder(o Options) (*Recorder, error) {
 	r.out = o.Out
 	if r.out == nil {
 		if o.File == "stderr" {
-			r.out = zapWriter{}
+			r.out = os.Stderr
 		} else {
 			lj := &lumberjack.Logger{Filename: o.File, MaxSize: o.MaxSizeMB, MaxBackups: o.MaxBackups}
 			r.out, r.closeOut = lj, lj.Close
@@ -156,12 +159,9 @@ func newRecorder(o Options) (*Recorder, error) {
 	return r, nil
 }
 
-type zapWriter struct{}
-
-func (zapWriter) Write(b []byte) (int, error) { return fmt.Print(string(b)) }
-
 // Close stops reading, writes the pending repeat counts and closes the file.
 func (r *Recorder) Close() error {
+	r.closing.Store(true)
 	err := r.conn.Close()
 	<-r.done
 	r.flush(time.Time{})
@@ -193,7 +193,10 @@ func (r *Recorder) loop() {
 			continue
 		}
 		if err != nil {
-			return // closed
+			if !r.closing.Load() {
+				r.o.Logger.Error("flow log: reading the NFLOG group failed; no more flow-log lines until the agent restarts", zap.Error(err))
+			}
+			return
 		}
 		for _, p := range ps {
 			r.handle(p)
