@@ -285,13 +285,12 @@ func (d *Dataplane) desiredChains(f policy.Family) map[string][]string {
 
 // renderRules renders the bodies of a policy's allow rules in one family
 // and direction; sets are the model sets they reference.
-func (r *renderer) renderRules(f policy.Family, p *policy.Policy, dir policy.Direction, sets map[string]*policy.Set) []string {
+func (rd *renderer) renderRules(f policy.Family, p *policy.Policy, dir policy.Direction, sets map[string]*policy.Set) []string {
 	var lines []string
 	peerDir := "src"
 	if dir == policy.Egress {
 		peerDir = "dst"
 	}
-	rd := r
 	logged := rd.flowLogging() && p.FlowLog.Allow()
 	for i, r := range p.Rules(dir) {
 		var peers []string
