@@ -113,6 +113,7 @@ type Daemon struct {
 	engine     *translate.Engine
 	batching   *batching             // the worker's only
 	pending    *policy.Changes       // changes not yet applied (a failed transaction)
+	enforced   dataplane.Enforced    // what of the engine's state the kernel holds (policies applying to local pods)
 	unapplied  map[string]translated // keys fed to the engine since the last successful transaction
 	appliedRV  map[string]uint64     // kind -> highest resourceVersion enforced
 	generation uint64                // successful transactions
@@ -460,13 +461,18 @@ func (d *Daemon) processBatch(ctx context.Context, batch []string) {
 		d.unapplied[key] = d.translateKey(key)
 	}
 	d.pending.Merge(d.engine.TakeChanges())
-	if d.pending.Empty() && !force && d.ready.Load() {
+	// The kernel gets only what applies to this node's pods: an event that
+	// changes only policies and sets no local pod uses costs no transaction
+	// (the view, which explain reads, still follows it).
+	state, changes := d.enforced.Project(d.engine.State(), d.pending)
+	if changes.Empty() && !force && d.ready.Load() {
 		d.markApplied(time.Now())
-		d.publish(nil)
+		d.publish(d.pending)
+		d.pending = policy.NewChanges()
 		return
 	}
 	start := time.Now()
-	err := d.dp.Apply(ctx, d.engine.State(), d.pending)
+	err := d.dp.Apply(ctx, state, changes)
 	elapsed := time.Since(start)
 	d.metrics.applyLatency.Observe(elapsed.Seconds())
 	if err != nil {
@@ -479,6 +485,7 @@ func (d *Daemon) processBatch(ctx context.Context, batch []string) {
 		return
 	}
 	d.queue.Forget(applyRetryKey)
+	d.enforced.Commit()
 	programmed := d.pending
 	d.pending = policy.NewChanges()
 	d.lastErr = ""
@@ -688,6 +695,9 @@ func (d *Daemon) Status() Status {
 // sizes is Status.Sizes; d.mu is held (publish).
 func (d *Daemon) sizes() map[string]int {
 	sz := d.engine.Sizes()
+	for k, v := range d.enforced.Sizes() {
+		sz["daemon."+k] = v
+	}
 	sz["daemon.unapplied"] = len(d.unapplied)
 	sz["daemon.appliedObjects"] = len(d.appliedObj)
 	sz["daemon.pending.sets"] = len(d.pending.Sets)
