@@ -107,6 +107,10 @@ type Config struct {
 	// FlowLogDefault is the agents' flowLog.default (none when empty);
 	// each node's flow log is NPMFlowLog.
 	FlowLogDefault string
+	// NPMReadyTimeout bounds StartNPM's wait for /readyz (informers
+	// synced, first full program); default 60s. A cluster of hundreds of
+	// thousands of API objects needs longer.
+	NPMReadyTimeout time.Duration
 	// Logf receives progress lines; nil = silent.
 	Logf func(format string, args ...any)
 }
@@ -582,7 +586,11 @@ func (n *Node) StartNPM(ctx context.Context) error {
 		stderr.Close()
 		close(done)
 	}(n.npmDone)
-	deadline := time.Now().Add(60 * time.Second)
+	timeout := n.c.cfg.NPMReadyTimeout
+	if timeout == 0 {
+		timeout = 60 * time.Second
+	}
+	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
 		select {
 		case <-n.npmDone:
@@ -597,7 +605,7 @@ func (n *Node) StartNPM(ctx context.Context) error {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return fmt.Errorf("%s: azure-npm not ready after 60s", n.Name)
+	return fmt.Errorf("%s: azure-npm not ready after %s", n.Name, timeout)
 }
 
 // npmConfig is the agents' configuration: fast reconcile and batches,
