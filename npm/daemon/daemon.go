@@ -114,6 +114,7 @@ type Daemon struct {
 	batching   *batching             // the worker's only
 	pending    *policy.Changes       // changes not yet applied (a failed transaction)
 	enforced   dataplane.Enforced    // what of the engine's state the kernel holds (policies applying to local pods)
+	force      bool                  // a control key asks for a transaction even without changes
 	unapplied  map[string]translated // keys fed to the engine since the last successful transaction
 	appliedRV  map[string]uint64     // kind -> highest resourceVersion enforced
 	generation uint64                // successful transactions
@@ -427,21 +428,29 @@ func (d *Daemon) worker(ctx context.Context) {
 			return
 		}
 		batch := []string{key}
-		if w := d.batching.delay(d.clock.Now()); w > 0 {
-			select {
-			case <-d.clock.After(w):
-			case <-ctx.Done():
+		// Translate first: a key that changes nothing the kernel holds
+		// (most events of other nodes' pods) is finished at once, and
+		// neither waits for nor widens the batching window, which only
+		// paces kernel transactions.
+		if d.translateBatch(batch) {
+			if w := d.batching.delay(d.clock.Now()); w > 0 {
+				select {
+				case <-d.clock.After(w):
+				case <-ctx.Done():
+				}
 			}
-		}
-		for d.queue.Len() > 0 {
-			k, shutdown := d.queue.Get()
-			if shutdown {
-				break
+			first := len(batch)
+			for d.queue.Len() > 0 {
+				k, shutdown := d.queue.Get()
+				if shutdown {
+					break
+				}
+				batch = append(batch, k)
 			}
-			batch = append(batch, k)
+			d.translateBatch(batch[first:])
+			d.applyBatch(ctx, len(batch))
+			d.batching.done(d.clock.Now())
 		}
-		d.processBatch(ctx, batch)
-		d.batching.done(d.clock.Now())
 		for _, k := range batch {
 			d.queue.Done(k)
 		}
@@ -449,13 +458,23 @@ func (d *Daemon) worker(ctx context.Context) {
 	}
 }
 
+// processBatch translates keys and programs the result in one transaction.
 func (d *Daemon) processBatch(ctx context.Context, batch []string) {
+	if d.translateBatch(batch) {
+		d.applyBatch(ctx, len(batch))
+	}
+}
+
+// translateBatch feeds keys to the engine and says whether a transaction
+// is needed. When none is (the changes touch nothing the kernel holds), the
+// keys are enforced as they are: they are marked applied and the view
+// follows them.
+func (d *Daemon) translateBatch(keys []string) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	force := false
-	for _, key := range batch {
+	for _, key := range keys {
 		if isControlKey(key) {
-			force = true
+			d.force = true
 			continue
 		}
 		d.unapplied[key] = d.translateKey(key)
@@ -464,13 +483,28 @@ func (d *Daemon) processBatch(ctx context.Context, batch []string) {
 	// The kernel gets only what applies to this node's pods: an event that
 	// changes only policies and sets no local pod uses costs no transaction
 	// (the view, which explain reads, still follows it).
+	if _, changes := d.enforced.Project(d.engine.State(), d.pending); changes.Empty() && !d.force && d.ready.Load() {
+		d.markApplied(time.Now())
+		d.publish(d.pending)
+		d.pending = policy.NewChanges()
+		return false
+	}
+	return true
+}
+
+// applyBatch programs what translateBatch left pending in one transaction.
+func (d *Daemon) applyBatch(ctx context.Context, objects int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	state, changes := d.enforced.Project(d.engine.State(), d.pending)
-	if changes.Empty() && !force && d.ready.Load() {
+	if changes.Empty() && !d.force && d.ready.Load() {
+		// Changed back while the batch waited.
 		d.markApplied(time.Now())
 		d.publish(d.pending)
 		d.pending = policy.NewChanges()
 		return
 	}
+	d.force = false
 	start := time.Now()
 	err := d.dp.Apply(ctx, state, changes)
 	elapsed := time.Since(start)
@@ -479,7 +513,7 @@ func (d *Daemon) processBatch(ctx context.Context, batch []string) {
 		d.metrics.applyFailures.Inc()
 		d.lastErr = err.Error()
 		d.log.Error("dataplane transaction failed; keeping the changes and retrying with backoff",
-			zap.Error(err), zap.Int("objects", len(batch)), zap.Duration("took", elapsed))
+			zap.Error(err), zap.Int("objects", objects), zap.Duration("took", elapsed))
 		d.queue.AddRateLimited(applyRetryKey)
 		d.publish(nil)
 		return
