@@ -115,6 +115,8 @@ type Daemon struct {
 	pending    *policy.Changes       // changes not yet applied (a failed transaction)
 	enforced   dataplane.Enforced    // what of the engine's state the kernel holds (policies applying to local pods)
 	force      bool                  // a control key asks for a transaction even without changes
+	sizesAt    time.Time             // when the view's Status.Sizes were counted
+	sizesStale atomic.Bool           // the view's Status.Sizes predate a batch
 	unapplied  map[string]translated // keys fed to the engine since the last successful transaction
 	appliedRV  map[string]uint64     // kind -> highest resourceVersion enforced
 	generation uint64                // successful transactions
@@ -377,9 +379,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.queue.Add(initialSyncKey)
 
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
 	go func() { defer wg.Done(); d.worker(ctx) }()
 	go func() { defer wg.Done(); d.reconcileLoop(ctx) }()
+	go func() { defer wg.Done(); d.refreshSizes(ctx) }()
 	<-ctx.Done()
 	d.queue.ShutDown()
 	wg.Wait()
@@ -485,7 +488,7 @@ func (d *Daemon) translateBatch(keys []string) bool {
 	// (the view, which explain reads, still follows it).
 	if _, changes := d.enforced.Project(d.engine.State(), d.pending); changes.Empty() && !d.force && d.ready.Load() {
 		d.markApplied(time.Now())
-		d.publish(d.pending)
+		d.publishView(d.pending, false)
 		d.pending = policy.NewChanges()
 		return false
 	}

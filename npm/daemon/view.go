@@ -1,8 +1,10 @@
 package daemon
 
 import (
+	"context"
 	"maps"
 	"sync"
+	"time"
 
 	"github.com/open-acn/acn/npm/dataplane"
 	"github.com/open-acn/acn/npm/policy"
@@ -26,11 +28,27 @@ type view struct {
 // publish makes the current status, and the state when changes were just
 // programmed (changes non-nil), visible to queries. Called by the worker
 // with mu held.
-func (d *Daemon) publish(programmed *policy.Changes) {
+func (d *Daemon) publish(programmed *policy.Changes) { d.publishView(programmed, true) }
+
+// sizesEvery bounds how often a batch that made no transaction recounts
+// Status.Sizes: the count walks every map the engine keeps, O(cluster),
+// and was a quarter of the agent's CPU when every remote pod event did it.
+const sizesEvery = time.Second
+
+// publishView is publish; without recount, Status.Sizes is reused when
+// counted less than sizesEvery ago (refreshSizes recounts them later).
+func (d *Daemon) publishView(programmed *policy.Changes, recount bool) {
 	prev := d.view.Load()
+	sizes := prev.status.Sizes
+	if recount || sizes == nil || time.Since(d.sizesAt) >= sizesEvery {
+		sizes, d.sizesAt = d.sizes(), time.Now()
+		d.sizesStale.Store(false)
+	} else {
+		d.sizesStale.Store(true)
+	}
 	v := &view{
 		status: Status{Node: d.cfg.NodeName, Ready: d.ready.Load(), Generation: d.generation,
-			AppliedResourceVersions: maps.Clone(d.appliedRV), LastError: d.lastErr, Sizes: d.sizes()},
+			AppliedResourceVersions: maps.Clone(d.appliedRV), LastError: d.lastErr, Sizes: sizes},
 		state: prev.state,
 	}
 	if programmed != nil {
@@ -62,4 +80,23 @@ func (d *Daemon) objects(v *view, key string) []dataplane.Object {
 		v.objects.Store(key, objs)
 	}
 	return objs
+}
+
+// refreshSizes recounts Status.Sizes every sizesEvery while a batch left
+// them stale, so they are never older than that once the node is quiet.
+func (d *Daemon) refreshSizes(ctx context.Context) {
+	t := time.NewTicker(sizesEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if d.sizesStale.Load() {
+			d.mu.Lock()
+			d.publish(nil)
+			d.mu.Unlock()
+		}
+	}
 }
