@@ -486,13 +486,20 @@ func (d *Daemon) translateBatch(keys []string) bool {
 	// The kernel gets only what applies to this node's pods: an event that
 	// changes only policies and sets no local pod uses costs no transaction
 	// (the view, which explain reads, still follows it).
-	if _, changes := d.enforced.Project(d.engine.State(), d.pending); changes.Empty() && !d.force && d.ready.Load() {
+	if !d.force && d.ready.Load() && (d.enforced.Unchanged(d.pending) || d.noChanges()) {
 		d.markApplied(time.Now())
 		d.publishView(d.pending, false)
 		d.pending = policy.NewChanges()
 		return false
 	}
 	return true
+}
+
+// noChanges projects the pending changes: true when they leave the
+// kernel as it is.
+func (d *Daemon) noChanges() bool {
+	_, changes := d.enforced.Project(d.engine.State(), d.pending)
+	return changes.Empty()
 }
 
 // applyBatch programs what translateBatch left pending in one transaction.

@@ -19,6 +19,8 @@ import "github.com/open-acn/acn/npm/policy"
 // transaction, so a failed one is projected again with what follows.
 type Enforced struct {
 	applied, next projection
+	// ahead: the last Project named changes no Commit has recorded yet.
+	ahead bool
 }
 
 type projection struct {
@@ -100,7 +102,24 @@ func (e *Enforced) Project(st *policy.State, ch *policy.Changes) (*policy.State,
 	}
 	flip(pols, e.applied.policies, nc.Policies, nil)
 	flip(sets, e.applied.sets, nc.Sets, nc.Members)
+	e.ahead = !nc.Empty()
 	return &out, nc
+}
+
+// Unchanged reports, in O(changed sets), that Project would narrow ch to
+// nothing: no endpoint or policy changed, every changed set is one the
+// kernel does not hold, and nothing projected earlier awaits a Commit. The
+// common case of a remote pod event then costs no projection.
+func (e *Enforced) Unchanged(ch *policy.Changes) bool {
+	if ch == nil || e.ahead || e.applied.sets == nil || len(ch.Endpoints) > 0 || len(ch.Policies) > 0 {
+		return false
+	}
+	for id := range ch.Sets {
+		if _, ok := e.applied.sets[id]; ok {
+			return false
+		}
+	}
+	return true
 }
 
 func (e *Enforced) inPolicies(k string) bool {
@@ -115,7 +134,7 @@ func (e *Enforced) inApplied(id string) bool {
 }
 
 // Commit records the last Project's result as programmed.
-func (e *Enforced) Commit() { e.applied = e.next }
+func (e *Enforced) Commit() { e.applied, e.ahead = e.next, false }
 
 // Sizes are the entries of its maps (for /status sizes).
 func (e *Enforced) Sizes() map[string]int {

@@ -116,3 +116,54 @@ func TestEnforcedKeepsWhatLocalPodsUse(t *testing.T) {
 		t.Errorf("leaving sets %v", got)
 	}
 }
+
+// TestEnforcedUnchangedAgreesWithProject: Unchanged is a shortcut of
+// Project, never saying "nothing" where Project would name something.
+func TestEnforcedUnchangedAgreesWithProject(t *testing.T) {
+	var e Enforced
+	st := enforcedWorld()
+	if e.Unchanged(policy.NewChanges()) {
+		t.Error("before the first Commit nothing is known to be programmed")
+	}
+	e.Project(st, nil)
+	e.Commit()
+	ch := func(sets, policies, endpoints []string) *policy.Changes {
+		c := policy.NewChanges()
+		for _, id := range sets {
+			c.Sets[id] = struct{}{}
+		}
+		for _, k := range policies {
+			c.Policies[k] = struct{}{}
+		}
+		for _, k := range endpoints {
+			c.Endpoints[k] = struct{}{}
+		}
+		return c
+	}
+	for _, tc := range []struct {
+		name      string
+		ch        *policy.Changes
+		unchanged bool
+	}{
+		{"a set only a remote policy uses", ch([]string{"b"}, nil, nil), true},
+		{"a set the kernel holds", ch([]string{"b", "a"}, nil, nil), false},
+		{"a policy", ch(nil, []string{"ns/remote"}, nil), false},
+		{"an endpoint", ch(nil, nil, []string{"ns/pod"}), false},
+		{"nothing", policy.NewChanges(), true},
+	} {
+		got := e.Unchanged(tc.ch)
+		if got != tc.unchanged {
+			t.Errorf("%s: Unchanged %v, want %v", tc.name, got, tc.unchanged)
+		}
+		if _, p := e.Project(st, tc.ch); got && !p.Empty() {
+			t.Errorf("%s: Unchanged, but Project names %+v", tc.name, p)
+		}
+		e.Commit() // the transaction succeeded
+	}
+	// A projection that named changes and was not committed: not unchanged.
+	st.Endpoints["ns/pod"].Egress = []string{"ns/remote"}
+	e.Project(st, ch(nil, nil, []string{"ns/pod"}))
+	if e.Unchanged(ch([]string{"b"}, nil, nil)) {
+		t.Error("set b entered the projection (not committed yet): a change of b is not nothing")
+	}
+}
