@@ -485,10 +485,11 @@ func (d *Daemon) translateBatch(keys []string) bool {
 	d.pending.Merge(d.engine.TakeChanges())
 	// The kernel gets only what applies to this node's pods: an event that
 	// changes only policies and sets no local pod uses costs no transaction
-	// (the view, which explain reads, still follows it).
+	// and leaves the view (the programmed state, which explain reads) as it
+	// is.
 	if !d.force && d.ready.Load() && (d.enforced.Unchanged(d.pending) || d.noChanges()) {
 		d.markApplied(time.Now())
-		d.publishView(d.pending, false)
+		d.publishView(nil, nil, false)
 		d.pending = policy.NewChanges()
 		return false
 	}
@@ -510,7 +511,7 @@ func (d *Daemon) applyBatch(ctx context.Context, objects int) {
 	if changes.Empty() && !d.force && d.ready.Load() {
 		// Changed back while the batch waited.
 		d.markApplied(time.Now())
-		d.publish(d.pending)
+		d.publish(nil)
 		d.pending = policy.NewChanges()
 		return
 	}
@@ -530,7 +531,6 @@ func (d *Daemon) applyBatch(ctx context.Context, objects int) {
 	}
 	d.queue.Forget(applyRetryKey)
 	d.enforced.Commit()
-	programmed := d.pending
 	d.pending = policy.NewChanges()
 	d.lastErr = ""
 	d.generation++
@@ -549,7 +549,9 @@ func (d *Daemon) applyBatch(ctx context.Context, objects int) {
 			}
 		}
 	}
-	d.publish(programmed)
+	// The view is what the kernel now holds: the projection, not the
+	// engine's every policy and set.
+	d.publishView(state, changes, true)
 }
 
 // markApplied records, for every key translated since the last successful

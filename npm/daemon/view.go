@@ -28,16 +28,17 @@ type view struct {
 // publish makes the current status, and the state when changes were just
 // programmed (changes non-nil), visible to queries. Called by the worker
 // with mu held.
-func (d *Daemon) publish(programmed *policy.Changes) { d.publishView(programmed, true) }
+func (d *Daemon) publish(programmed *policy.Changes) { d.publishView(nil, programmed, true) }
 
 // sizesEvery bounds how often a batch that made no transaction recounts
 // Status.Sizes: the count walks every map the engine keeps, O(cluster),
 // and was a quarter of the agent's CPU when every remote pod event did it.
 const sizesEvery = time.Second
 
-// publishView is publish; without recount, Status.Sizes is reused when
-// counted less than sizesEvery ago (refreshSizes recounts them later).
-func (d *Daemon) publishView(programmed *policy.Changes, recount bool) {
+// publishView is publish of the programmed state (nil: the engine's);
+// without recount, Status.Sizes is reused when counted less than
+// sizesEvery ago (refreshSizes recounts them later).
+func (d *Daemon) publishView(programmedState *policy.State, programmed *policy.Changes, recount bool) {
 	prev := d.view.Load()
 	sizes := prev.status.Sizes
 	if recount || sizes == nil || time.Since(d.sizesAt) >= sizesEvery {
@@ -56,7 +57,10 @@ func (d *Daemon) publishView(programmed *policy.Changes, recount bool) {
 		if prev.status.Generation == 0 {
 			base = nil // the first transaction: copy the whole state once
 		}
-		v.state = base.CopyOnWrite(d.engine.State(), programmed)
+		if programmedState == nil {
+			programmedState = d.engine.State()
+		}
+		v.state = base.CopyOnWrite(programmedState, programmed)
 		d.flowIndex.Update(v.state) // indexed only when a flow-log message needs it
 	}
 	d.view.Store(v)

@@ -31,6 +31,21 @@ type projection struct {
 // changed; the result shares its objects) and ch narrowed to it (nil when
 // ch is nil: anything may have changed).
 func (e *Enforced) Project(st *policy.State, ch *policy.Changes) (*policy.State, *policy.Changes) {
+	out, pols, sets := narrow(st)
+	e.next = projection{policies: pols, sets: sets}
+	if ch == nil {
+		return out, nil
+	}
+	return out, e.changes(ch, pols, sets)
+}
+
+// Narrow is the part of st a node enforces (what Project returns).
+func Narrow(st *policy.State) *policy.State {
+	out, _, _ := narrow(st)
+	return out
+}
+
+func narrow(st *policy.State) (*policy.State, map[string]struct{}, map[string]struct{}) {
 	pols := map[string]struct{}{}
 	for _, ep := range st.Endpoints {
 		for _, d := range []policy.Direction{policy.Ingress, policy.Egress} {
@@ -61,10 +76,12 @@ func (e *Enforced) Project(st *policy.State, ch *policy.Changes) (*policy.State,
 	for id := range out.Sets {
 		sets[id] = struct{}{}
 	}
-	e.next = projection{policies: pols, sets: sets}
-	if ch == nil {
-		return &out, nil
-	}
+	return &out, pols, sets
+}
+
+// changes narrows ch to the projection (pols, sets), adding what entered
+// or left it since the last Commit.
+func (e *Enforced) changes(ch *policy.Changes, pols, sets map[string]struct{}) *policy.Changes {
 	nc := policy.NewChanges()
 	for k := range ch.Endpoints {
 		nc.Endpoints[k] = struct{}{}
@@ -103,7 +120,7 @@ func (e *Enforced) Project(st *policy.State, ch *policy.Changes) (*policy.State,
 	flip(pols, e.applied.policies, nc.Policies, nil)
 	flip(sets, e.applied.sets, nc.Sets, nc.Members)
 	e.ahead = !nc.Empty()
-	return &out, nc
+	return nc
 }
 
 // Unchanged reports, in O(changed sets), that Project would narrow ch to
