@@ -470,8 +470,8 @@ func (d *Daemon) processBatch(ctx context.Context, batch []string) {
 
 // translateBatch feeds keys to the engine and says whether a transaction
 // is needed. When none is (the changes touch nothing the kernel holds), the
-// keys are enforced as they are: they are marked applied and the view
-// follows them.
+// keys are enforced as they are: they are marked applied, and the view
+// (what the kernel holds) stays as it is.
 func (d *Daemon) translateBatch(keys []string) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
