@@ -71,12 +71,13 @@ const (
 	ChainIngress = "ingress"
 
 	// PriorityEgress and PriorityIngress are the base chains' priorities
-	// on the forward hook: after kube-proxy's nftables filter chains
-	// (DNAT priority - 10 = -110) and before the iptables filter table
-	// (iptables-nft's and legacy's FORWARD at 0), like the iptables
-	// dataplane's jump as the first rule of FORWARD. DNAT (prerouting,
-	// -100) has already happened, SNAT (postrouting, 100) has not: the
-	// forward hook sees the real pod addresses in both directions.
+	// on the forward hook: before kube-proxy's nftables filter-forward
+	// chain (priority filter, 0) and the iptables filter table
+	// (iptables-nft's and legacy's FORWARD at 0). An accept in any of
+	// those ends only its own base chain, so their order cannot open
+	// anything. DNAT (prerouting, -100) has already happened, SNAT
+	// (postrouting, 100) has not: the forward hook sees the real pod
+	// addresses in both directions.
 	PriorityEgress  = -10
 	PriorityIngress = -5
 
