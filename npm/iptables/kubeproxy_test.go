@@ -105,3 +105,14 @@ func TestKernelFilterLayoutWindowAndMigration(t *testing.T) {
 		}
 	})
 }
+
+// TestKernelNodeTraffic: dptest.RunNodeTraffic on both backends (the
+// node reaches its pods; pod -> node is egress, enforced on mangle INPUT).
+func TestKernelNodeTraffic(t *testing.T) {
+	requireTools(t)
+	forEachBackend(t, func(t *testing.T, mode Mode) {
+		dptest.RunNodeTraffic(t, func(t testing.TB, node *netnstest.NS) dataplane.Dataplane {
+			return newDataplane(t, node, mode, nil)
+		})
+	})
+}

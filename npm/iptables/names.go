@@ -28,6 +28,10 @@ const (
 	ChainPrefix = "ACN-NPM"
 	// ChainMain is jumped to from mangle FORWARD (its first rule).
 	ChainMain = "ACN-NPM"
+	// ChainInput is jumped to from mangle INPUT (its first rule): the
+	// egress policies of local pods for their traffic to the node itself
+	// (pod -> a node address), which never crosses FORWARD.
+	ChainInput = "ACN-NPM-INPUT"
 	// ChainIngress dispatches by destination local pod (one set match per
 	// dispatch group) to the group's ingress chain.
 	ChainIngress = "ACN-NPM-INGRESS"
@@ -57,8 +61,9 @@ const JumpComment = "acn-npm network policy"
 type hook struct{ builtin, target string }
 
 // hooks are NPM's entry points: FORWARD (pod traffic routed or bridged
-// through the node: both directions).
-var hooks = []hook{{"FORWARD", ChainMain}}
+// through the node: both directions) and INPUT (local pods' egress to the
+// node's own addresses).
+var hooks = []hook{{"FORWARD", ChainMain}, {"INPUT", ChainInput}}
 
 func famDigit(f policy.Family) string {
 	if f == policy.IPv6 {

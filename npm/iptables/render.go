@@ -248,8 +248,22 @@ func (d *Dataplane) desiredChains(f policy.Family) map[string][]string {
 			"-A " + ChainMain + " -j " + ChainEgress,
 			"-A " + ChainMain + " -j " + ChainIngress,
 		},
+		// Traffic to the node itself: only the egress of its source pod
+		// (the destination is the node, which no policy selects).
+		ChainInput: {
+			"-A " + ChainInput + " -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN",
+		},
 	}
 	d.r.flowChains(out)
+	if f == policy.IPv6 {
+		// Router and neighbour solicitations and advertisements: a pod's
+		// address resolution with its node is the link working, not
+		// traffic a policy speaks of.
+		for _, typ := range []int{133, 134, 135, 136} {
+			out[ChainInput] = append(out[ChainInput], fmt.Sprintf("-A %s -p ipv6-icmp -m icmp6 --icmpv6-type %d -m comment --comment %s -j RETURN", ChainInput, typ, comment("neighbour discovery with the node")))
+		}
+	}
+	out[ChainInput] = append(out[ChainInput], "-A "+ChainInput+" -j "+ChainEgress)
 	for _, dir := range []policy.Direction{policy.Egress, policy.Ingress} {
 		trieChains(out, f, dir, d.trie[f][dir])
 		for _, g := range d.fgroups[f][dir] {

@@ -24,3 +24,10 @@ func TestKernelKubeProxyCannotPrecede(t *testing.T) {
 		})
 	}
 }
+
+// TestKernelNodeTraffic: dptest.RunNodeTraffic (the node reaches its
+// pods; pod -> node is egress, enforced on the input hook).
+func TestKernelNodeTraffic(t *testing.T) {
+	netnstest.RequireRoot(t)
+	dptest.RunNodeTraffic(t, newDP)
+}

@@ -28,6 +28,12 @@
 //	    ip daddr vmap @ingress4
 //	    ip6 daddr vmap @ingress6
 //	  }
+//	  chain input {    # hook input priority filter - 10 (-10): pod -> its node
+//	    ct state established,related accept
+//	    meta nfproto ipv6 icmpv6 type 133-136 accept   # neighbour discovery
+//	    ip saddr vmap @egress4
+//	    ip6 saddr vmap @egress6
+//	  }
 //	  chain gi-<group> { jump pi-<policy>; jump pi-<policy>; ... drop }  # pods isolated by the same policies
 //	  chain ge-<group> { jump pe-<policy>; ...; drop }
 //	  chain pi-<policy> { <peer/port matches> accept; ... }            # a policy's ingress allow rules
@@ -69,6 +75,10 @@ const (
 	// ChainIngress is the base chain evaluating ingress (by destination
 	// local pod), hooked on forward at PriorityIngress, after egress.
 	ChainIngress = "ingress"
+	// ChainInput is the base chain evaluating the egress of local pods
+	// to the node itself (pod -> a node address: the input hook, never
+	// forward), hooked on input at PriorityInput, with the egress maps.
+	ChainInput = "input"
 
 	// PriorityEgress and PriorityIngress are the base chains' priorities
 	// on the forward hook: before kube-proxy's nftables filter-forward
@@ -80,6 +90,9 @@ const (
 	// addresses in both directions.
 	PriorityEgress  = -10
 	PriorityIngress = -5
+	// PriorityInput: on the input hook, before kube-proxy's filter-input
+	// (0) and the iptables filter INPUT (0), after DNAT (-100).
+	PriorityInput = -10
 
 	// Dispatch verdict maps: local pod IP -> goto group chain.
 	MapIngress4 = "ingress4"

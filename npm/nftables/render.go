@@ -69,10 +69,11 @@ func elemID(key []byte, end bool) string {
 	return string(key)
 }
 
-// kchain is a chain with its rules; hook is set for the two base chains.
+// kchain is a chain with its rules; base chains have a hook and priority.
 type kchain struct {
 	name   string
 	base   bool
+	input  bool // a base chain on the input hook (else forward)
 	prio   int32
 	policy string // policy key it implements ("" for dispatch/base chains), for logs
 	rules  []krule
@@ -211,16 +212,20 @@ var (
 func baseChains() []*kchain {
 	var out []*kchain
 	for _, c := range []struct {
-		name string
-		prio int32
-		dir  policy.Direction
-	}{{ChainEgress, PriorityEgress, policy.Egress}, {ChainIngress, PriorityIngress, policy.Ingress}} {
+		name  string
+		prio  int32
+		dir   policy.Direction
+		input bool
+	}{{ChainEgress, PriorityEgress, policy.Egress, false}, {ChainIngress, PriorityIngress, policy.Ingress, false}, {ChainInput, PriorityInput, policy.Egress, true}} {
 		field := "daddr"
 		if c.dir == policy.Egress {
 			field = "saddr"
 		}
-		kc := &kchain{name: c.name, base: true, prio: c.prio}
+		kc := &kchain{name: c.name, base: true, input: c.input, prio: c.prio}
 		kc.rules = append(kc.rules, newRule("ct state established,related accept", "only new connections are evaluated", ctEstablished()...))
+		if c.input {
+			kc.rules = append(kc.rules, ndExempt())
+		}
 		for _, f := range policy.Families {
 			m := DispatchMap(c.dir, f)
 			es := append(nfproto(f), addr(f, c.dir == policy.Egress, 1),
@@ -230,6 +235,21 @@ func baseChains() []*kchain {
 		out = append(out, kc)
 	}
 	return out
+}
+
+// ndExempt accepts IPv6 router and neighbour solicitations and
+// advertisements (ICMPv6 types 133-136) on the input hook: a pod's address
+// resolution with its node is the link working, not traffic a policy
+// speaks of, and an egress policy must not cut the pod off its gateway.
+func ndExempt() krule {
+	return newRule("meta nfproto ipv6 meta l4proto ipv6-icmp icmpv6 type 133-136 accept", "neighbour discovery with the node",
+		append(nfproto(policy.IPv6),
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_ICMPV6}},
+			&expr.Payload{OperationType: expr.PayloadLoad, DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1},
+			&expr.Cmp{Op: expr.CmpOpGte, Register: 1, Data: []byte{133}},
+			&expr.Cmp{Op: expr.CmpOpLte, Register: 1, Data: []byte{136}},
+			&expr.Verdict{Kind: expr.VerdictAccept})...)
 }
 
 func addrKey(a netip.Addr) []byte {
