@@ -329,7 +329,11 @@ func parseRule(l string) rule {
 			n := arg()
 			r.sets = append(r.sets, setMatch{n, strings.Split(arg(), ",")})
 		case "--ctstate":
-			arg()
+			// ESTABLISHED/RELATED never match a new connection; "!
+			// DNAT" matches every traced packet (none is DNATed).
+			if v := arg(); v == "DNAT" && fs[i-2] == "!" {
+				continue
+			}
 			r.ctstate = true
 		case "-j", "-g":
 			r.goTo = fs[i] == "-g"

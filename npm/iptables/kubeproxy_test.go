@@ -116,3 +116,13 @@ func TestKernelNodeTraffic(t *testing.T) {
 		})
 	})
 }
+
+// TestKernelNodePortCluster: dptest.RunNodePortCluster on both backends.
+func TestKernelNodePortCluster(t *testing.T) {
+	requireTools(t)
+	forEachBackend(t, func(t *testing.T, mode Mode) {
+		dptest.RunNodePortCluster(t, func(t testing.TB, node *netnstest.NS) dataplane.Dataplane {
+			return newDataplane(t, node, mode, nil)
+		})
+	})
+}

@@ -75,6 +75,11 @@ func famDigit(f policy.Family) string {
 // SetName is the kernel name of a model set in one family.
 func SetName(f policy.Family, id string) string { return SetPrefix + famDigit(f) + "-" + id }
 
+// RemoteSetName is the set of the addresses of Remote endpoints (pods of
+// other nodes backing NodePort/LoadBalancer services): traffic to them not
+// DNATed by this node skips ingress evaluation here.
+func RemoteSetName(f policy.Family) string { return SetPrefix + famDigit(f) + "-remote" }
+
 // GroupSetName is the kernel set of the local pod IPs of a dispatch group.
 func GroupSetName(f policy.Family, g *policy.Group) string {
 	d := "gi"

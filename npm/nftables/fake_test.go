@@ -534,7 +534,11 @@ func ruleText(r *gnft.Rule) string {
 				out = append(out, fmt.Sprintf("meta %v", v.Key))
 			}
 		case *expr.Ct:
-			out = append(out, "ct state established,related")
+			if v.Key == expr.CtKeySTATUS {
+				out = append(out, "ct status & dnat == 0")
+			} else {
+				out = append(out, "ct state established,related")
+			}
 			i += 2 // bitwise, cmp
 		case *expr.Payload:
 			if l, ok := next(1).(*expr.Lookup); ok {

@@ -31,3 +31,11 @@ func TestKernelNodeTraffic(t *testing.T) {
 	netnstest.RequireRoot(t)
 	dptest.RunNodeTraffic(t, newDP)
 }
+
+// TestKernelNodePortCluster: dptest.RunNodePortCluster (NodePort with
+// externalTrafficPolicy Cluster, backends on the receiving and another
+// node, ipBlock policies decided by the original client).
+func TestKernelNodePortCluster(t *testing.T) {
+	netnstest.RequireRoot(t)
+	dptest.RunNodePortCluster(t, newDP)
+}

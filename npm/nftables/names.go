@@ -25,6 +25,8 @@
 //	  }
 //	  chain ingress {  # hook forward priority filter - 5 (-5)
 //	    ct state established,related accept
+//	    ct status & dnat == 0 ip daddr @remote4 accept   # pods of other nodes: only DNATed traffic
+//	    ct status & dnat == 0 ip6 daddr @remote6 accept
 //	    ip daddr vmap @ingress4
 //	    ip6 daddr vmap @ingress6
 //	  }
@@ -99,6 +101,13 @@ const (
 	MapIngress6 = "ingress6"
 	MapEgress4  = "egress4"
 	MapEgress6  = "egress6"
+
+	// Remote4 and Remote6 hold the addresses of Remote endpoints (pods of
+	// other nodes backing NodePort/LoadBalancer services): the ingress
+	// chain accepts traffic to them that this node did not DNAT (their
+	// own node decides it).
+	Remote4 = "remote4"
+	Remote6 = "remote6"
 
 	// Per dispatch group (pods isolated by the same policy list): jump to
 	// each policy's chain, then drop.

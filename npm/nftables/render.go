@@ -226,6 +226,11 @@ func baseChains() []*kchain {
 		if c.input {
 			kc.rules = append(kc.rules, ndExempt())
 		}
+		if c.dir == policy.Ingress {
+			for _, f := range policy.Families {
+				kc.rules = append(kc.rules, remoteSkip(f))
+			}
+		}
 		for _, f := range policy.Families {
 			m := DispatchMap(c.dir, f)
 			es := append(nfproto(f), addr(f, c.dir == policy.Egress, 1),
@@ -233,6 +238,49 @@ func baseChains() []*kchain {
 			kc.rules = append(kc.rules, newRule(fmt.Sprintf("%s %s vmap @%s", famName(f), field, m), c.dir.String()+" dispatch by local pod", es...))
 		}
 		out = append(out, kc)
+	}
+	return out
+}
+
+// remoteSkip accepts, in the ingress chain, traffic to a Remote endpoint
+// that this node did not DNAT: a pod of another node is enforced here only
+// for the NodePort/LoadBalancer traffic this node translated to it (see
+// "Services" in npm/README.md).
+func remoteSkip(f policy.Family) krule {
+	m := RemoteSetName(f)
+	return newRule(fmt.Sprintf("ct status & dnat == 0 %s daddr @%s accept", famName(f), m), "ingress of pods on other nodes: only for traffic DNATed here",
+		append(nfproto(f),
+			&expr.Ct{Register: 1, Key: expr.CtKeySTATUS},
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+				Mask: binaryutil.NativeEndian.PutUint32(ctStatusDNAT),
+				Xor:  binaryutil.NativeEndian.PutUint32(0)},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(0)},
+			addr(f, false, 1),
+			&expr.Lookup{SourceRegister: 1, SetName: m},
+			&expr.Verdict{Kind: expr.VerdictAccept})...)
+}
+
+// ctStatusDNAT is IPS_DST_NAT of the conntrack status bits.
+const ctStatusDNAT = 1 << 5
+
+// RemoteSetName is the set of Remote endpoint addresses of a family.
+func RemoteSetName(f policy.Family) string {
+	if f == policy.IPv6 {
+		return Remote6
+	}
+	return Remote4
+}
+
+// remoteSets renders the sets of Remote endpoint addresses of both families.
+func remoteSets(st *policy.State) []*kset {
+	var out []*kset
+	for _, f := range policy.Families {
+		ks := &kset{name: RemoteSetName(f), comment: "pods of other nodes backing NodePort/LoadBalancer services", keyType: addrType(f), elems: map[string]kelem{}}
+		for _, a := range st.RemoteIPs(f) {
+			k := addrKey(a)
+			ks.elems[elemID(k, false)] = kelem{key: k}
+		}
+		out = append(out, ks)
 	}
 	return out
 }
