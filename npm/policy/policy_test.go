@@ -82,7 +82,7 @@ func TestEvaluateAndGroups(t *testing.T) {
 		p    Packet
 		want bool
 	}{
-		{Packet{Src: addr("203.0.113.9"), Dst: addr("10.0.9.1"), Protocol: UDP, Port: 55}, true},             // not DNATed here: its node decides
+		{Packet{Src: addr("203.0.113.9"), Dst: addr("10.0.9.1"), Protocol: UDP, Port: 55}, true},              // not DNATed here: its node decides
 		{Packet{Src: addr("203.0.113.9"), Dst: addr("10.0.9.1"), Protocol: UDP, Port: 55, DNAT: true}, false}, // the client is not in 192.168/16
 		{Packet{Src: addr("192.168.1.1"), Dst: addr("10.0.9.1"), Protocol: UDP, Port: 55, DNAT: true}, true},
 	} {
