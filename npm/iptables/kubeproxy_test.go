@@ -126,3 +126,14 @@ func TestKernelNodePortCluster(t *testing.T) {
 		})
 	})
 }
+
+// TestKernelRealKubeProxy: the real kube-proxy binary (iptables mode, the
+// nft backend as Debian's `iptables` is) in the node namespace against a
+// test API server, killed, cleaned up and restarted with NPM restarted in
+// both orders, under probe loops (dptest.RunRealKubeProxy).
+func TestKernelRealKubeProxy(t *testing.T) {
+	requireTools(t)
+	dptest.RunRealKubeProxy(t, func(t testing.TB, node *netnstest.NS) dataplane.Dataplane {
+		return newDataplane(t, node, ModeNFT, nil)
+	}, "iptables", 2)
+}
