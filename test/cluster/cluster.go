@@ -13,6 +13,11 @@
 //	       exactly as the DaemonSet would run it
 //	pod-*  one namespace per pod running podserver (TCP/UDP echo, raw SCTP)
 //
+// With Config.KubeProxy, every node also runs the real kube-proxy (iptables
+// or nftables mode) in its namespace, and the control plane runs
+// kube-controller-manager's EndpointSlice controller, so Services reach the
+// pods the harness marks Ready (kubeproxy.go, services.go).
+//
 // Where the Azure fabric routes a node's pod addresses to it, the harness
 // adds the same routes (transparent mode); in bridge mode pods are on the
 // VNet's L2 segment. In overlay mode node-i's pods get 10.244.i.x from the
@@ -83,6 +88,11 @@ type Config struct {
 	// RealNodes configures the API server for real kubelets
 	// (kubetest.Options.Nodes); test/realcluster builds on this cluster.
 	RealNodes bool
+	// KubeProxy runs kube-proxy in this mode ("iptables" or "nftables")
+	// in every node's namespace, and kube-controller-manager's
+	// EndpointSlice controller in the control plane, so Services work
+	// (kubeproxy.go); "" = no Services.
+	KubeProxy string
 	// NPMConfig is appended to each agent's configuration file (YAML
 	// lines, e.g. "batchWindow: 20ms"; a key given here wins).
 	NPMConfig string
@@ -104,6 +114,7 @@ type Cluster struct {
 	Nodes  []*Node
 
 	ownDir bool // Dir was made by New (Close removes it)
+	svc    *services // Config.KubeProxy's processes (nil without)
 
 	mu   sync.Mutex
 	pods map[string]*Pod // "ns/name"
@@ -228,6 +239,11 @@ func New(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 			}
 		}
 	}
+	if cfg.KubeProxy != "" {
+		if err := c.startServices(ctx); err != nil {
+			return nil, err
+		}
+	}
 	if !cfg.NoNPM {
 		for _, n := range c.Nodes {
 			if err := n.StartNPM(ctx); err != nil {
@@ -341,7 +357,7 @@ func (c *Cluster) overlayNode(ctx context.Context, n *Node, plugin map[string]an
 	plugin["ipam"] = map[string]any{
 		"type":        "azure-vnet-ipam",
 		"environment": "overlay",
-		"clusterCIDR": "10.244.0.0/16",
+		"clusterCIDR": overlayClusterCIDR,
 		"kubeconfig":  c.API.Kubeconfig,
 		"nodeName":    n.Name,
 	}
@@ -698,7 +714,13 @@ func (c *Cluster) CreatePodWithIP(ctx context.Context, node *Node, namespace, na
 		_ = p.NS.Delete()
 		return nil, Write{}, err
 	}
-	kpod.Status = corev1.PodStatus{Phase: corev1.PodRunning, PodIP: ip.String(), PodIPs: []corev1.PodIP{{IP: ip.String()}}}
+	// Ready, as kubelet would report a pod whose server answers: the
+	// EndpointSlice controller publishes only ready pods to kube-proxy.
+	now := metav1.Now()
+	kpod.Status = corev1.PodStatus{Phase: corev1.PodRunning, PodIP: ip.String(), PodIPs: []corev1.PodIP{{IP: ip.String()}},
+		HostIP: node.IP.String(), StartTime: &now, Conditions: []corev1.PodCondition{
+			{Type: corev1.PodReady, Status: corev1.ConditionTrue, LastTransitionTime: now},
+			{Type: corev1.ContainersReady, Status: corev1.ConditionTrue, LastTransitionTime: now}}}
 	kpod, err = c.Client.CoreV1().Pods(namespace).UpdateStatus(ctx, kpod, metav1.UpdateOptions{})
 	if err != nil {
 		return nil, Write{}, err
@@ -920,6 +942,13 @@ func (c *Cluster) Matrix(pods []*Pod, port int, proto string, timeout time.Durat
 // Probe reports whether a new connection from pod src to dst:port over
 // proto gets through within timeout.
 func (c *Cluster) Probe(src *Pod, dst netip.Addr, port int, proto string, timeout time.Duration) bool {
+	return c.ProbeTo(src, nil, dst, port, proto, timeout)
+}
+
+// ProbeTo is Probe to dst, an address that leads to the pod dstPod (a
+// Service's): an SCTP INIT counts as through when dstPod's server sees it.
+// A nil dstPod is the pod whose address is dst.
+func (c *Cluster) ProbeTo(src, dstPod *Pod, dst netip.Addr, port int, proto string, timeout time.Duration) bool {
 	addr := net.JoinHostPort(dst.String(), strconv.Itoa(port))
 	ok := false
 	switch proto {
@@ -930,14 +959,15 @@ func (c *Cluster) Probe(src *Pod, dst netip.Addr, port int, proto string, timeou
 		port := src.udpPorts.Next()
 		_ = src.NS.Do(func() error { ok = probe.UDPRoundTripFrom(port, addr, payload, timeout); return nil })
 	case probe.SCTP:
-		c.mu.Lock()
-		var dstPod *Pod
-		for _, p := range c.pods {
-			if p.IP == dst {
-				dstPod = p
+		if dstPod == nil {
+			c.mu.Lock()
+			for _, p := range c.pods {
+				if p.IP == dst {
+					dstPod = p
+				}
 			}
+			c.mu.Unlock()
 		}
-		c.mu.Unlock()
 		if dstPod == nil {
 			return false
 		}
@@ -956,6 +986,7 @@ func (c *Cluster) Probe(src *Pod, dst netip.Addr, port int, proto string, timeou
 
 // Close stops every process and removes every namespace and file.
 func (c *Cluster) Close() {
+	c.stopServices()
 	for _, n := range c.Nodes {
 		n.StopNPM(false)
 	}
@@ -1008,6 +1039,9 @@ func (c *Cluster) DeleteNamespace(ctx context.Context, name string) ([]Write, er
 			return nil, err
 		}
 		writes = append(writes, w)
+	}
+	if err := c.deleteServices(ctx, name); err != nil {
+		return nil, err
 	}
 	nps, err := c.Client.NetworkingV1().NetworkPolicies(name).List(ctx, metav1.ListOptions{})
 	if err != nil {
