@@ -113,7 +113,7 @@ type Cluster struct {
 	Client kubernetes.Interface
 	Nodes  []*Node
 
-	ownDir bool // Dir was made by New (Close removes it)
+	ownDir bool      // Dir was made by New (Close removes it)
 	svc    *services // Config.KubeProxy's processes (nil without)
 
 	mu   sync.Mutex
