@@ -88,7 +88,7 @@ func TestServicesThroughKubeProxy(t *testing.T) {
 				t.Fatal(err)
 			}
 			start := time.Now()
-			if err := c.WaitServicesProgrammed(ctx, map[string][]Backend{"x/" + svc.Name: {{IP: pods[0].IP, Port: 80}}}, 30*time.Second); err != nil {
+			if err := c.WaitServicesProgrammed(ctx, []ServiceBackend{PodServiceBackend(svc, pods[0])}, 30*time.Second); err != nil {
 				t.Fatal(err)
 			}
 			t.Logf("service %s programmed on every node %s after creation", svc.Spec.ClusterIP, time.Since(start).Round(time.Millisecond))

@@ -74,48 +74,38 @@ func (c *Cluster) ServiceClusterIP(ctx context.Context, namespace, name string) 
 	return netip.ParseAddr(svc.Spec.ClusterIP)
 }
 
-// Backend is one endpoint a Service must reach: a pod address and the
-// port (the Service's target port) it serves.
-type Backend struct {
-	IP   netip.Addr
-	Port int32
+// HasServices reports whether the cluster runs kube-proxy (Config.KubeProxy).
+func (c *Cluster) HasServices() bool { return c.svc != nil }
+
+// ServiceBackend is one endpoint of one Service port that kube-proxy
+// must reach.
+type ServiceBackend struct {
+	Namespace, Service string
+	ClusterIP          string
+	PortName           string
+	Protocol           corev1.Protocol
+	IP                 netip.Addr // the pod's
+	Port               int32      // the pod's (target port)
+}
+
+// PodServiceBackend is the first port of a PodService leading to pod p.
+func PodServiceBackend(svc *corev1.Service, p *Pod) ServiceBackend {
+	sp := svc.Spec.Ports[0]
+	return ServiceBackend{Namespace: svc.Namespace, Service: svc.Name, ClusterIP: svc.Spec.ClusterIP, PortName: sp.Name,
+		Protocol: sp.Protocol, IP: p.IP, Port: sp.Port}
 }
 
 // WaitServicesProgrammed waits until every node's kube-proxy has
-// programmed every Service of want (namespace/name → the backends it must
-// reach): its ClusterIP, and a DNAT to each backend, appear in the node's
-// kube-proxy rules. EndpointSlice controller and kube-proxy work
-// asynchronously from the writes; a probe before this would test their
-// latency, not the policy.
-func (c *Cluster) WaitServicesProgrammed(ctx context.Context, want map[string][]Backend, timeout time.Duration) error {
+// programmed every backend of want: the Service's ClusterIP and its DNAT
+// to the backend appear in the node's kube-proxy rules. The EndpointSlice
+// controller and kube-proxy work asynchronously from the writes (and
+// kube-proxy syncs at most once a second); a probe before this would test
+// their latency, not the policy.
+func (c *Cluster) WaitServicesProgrammed(ctx context.Context, want []ServiceBackend, timeout time.Duration) error {
 	if c.svc == nil || len(want) == 0 {
 		return nil
 	}
 	deadline := time.Now().Add(timeout)
-	type target struct {
-		clusterIP string
-		dnats     []string
-	}
-	var targets []target
-	for key, backends := range want {
-		ns, name, _ := strings.Cut(key, "/")
-		var ip netip.Addr
-		for {
-			var err error
-			if ip, err = c.ServiceClusterIP(ctx, ns, name); err == nil {
-				break
-			}
-			if time.Now().After(deadline) {
-				return fmt.Errorf("service %s: %w", key, err)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-		t := target{clusterIP: ip.String()}
-		for _, b := range backends {
-			t.dnats = append(t.dnats, c.dnatText(b))
-		}
-		targets = append(targets, t)
-	}
 	for _, n := range c.Nodes {
 		for {
 			rules, err := n.KubeProxyRules()
@@ -123,17 +113,12 @@ func (c *Cluster) WaitServicesProgrammed(ctx context.Context, want map[string][]
 			if err != nil {
 				missing = err.Error()
 			}
-			for _, t := range targets {
+			for _, b := range want {
 				if missing != "" {
 					break
 				}
-				if !strings.Contains(rules, t.clusterIP) {
-					missing = "ClusterIP " + t.clusterIP
-				}
-				for _, d := range t.dnats {
-					if missing == "" && !strings.Contains(rules, d) {
-						missing = fmt.Sprintf("%q (service %s)", d, t.clusterIP)
-					}
+				if !strings.Contains(rules, b.ClusterIP) || !c.programmed(rules, b) {
+					missing = fmt.Sprintf("%s/%s (%s) -> %s:%d", b.Namespace, b.Service, b.ClusterIP, b.IP, b.Port)
 				}
 			}
 			if missing == "" {
@@ -152,10 +137,20 @@ func (c *Cluster) WaitServicesProgrammed(ctx context.Context, want map[string][]
 	return nil
 }
 
-// dnatText is how a DNAT to a backend reads in kube-proxy's rules.
-func (c *Cluster) dnatText(b Backend) string {
+// programmed reports whether kube-proxy's rules hold the DNAT of b: in
+// iptables mode a KUBE-SEP rule commented "ns/svc:port" with
+// --to-destination; in nftables mode the endpoint chain named
+// ns/svc/proto/port__ip/port.
+func (c *Cluster) programmed(rules string, b ServiceBackend) bool {
 	if c.cfg.KubeProxy == KubeProxyNFTables {
-		return fmt.Sprintf("dnat to %s:%d", b.IP, b.Port)
+		return strings.Contains(rules, fmt.Sprintf("%s/%s/%s/%s__%s/%d", b.Namespace, b.Service, strings.ToLower(string(b.Protocol)), b.PortName, b.IP, b.Port))
 	}
-	return fmt.Sprintf("--to-destination %s:%d", b.IP, b.Port)
+	comment := fmt.Sprintf("%q", fmt.Sprintf("%s/%s:%s", b.Namespace, b.Service, b.PortName))
+	dnat := fmt.Sprintf("--to-destination %s:%d", b.IP, b.Port)
+	for _, line := range strings.Split(rules, "\n") {
+		if strings.Contains(line, comment) && strings.Contains(line, dnat) {
+			return true
+		}
+	}
+	return false
 }

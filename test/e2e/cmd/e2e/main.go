@@ -1,11 +1,16 @@
 //go:build linux
 
 // Command e2e runs the NetworkPolicy conformance cases on a simulated
-// multi-node cluster, once per dataplane, and ends with one
-// "DATAPLANE: N passed, M failed" line per dataplane.
+// multi-node cluster, once per configuration (kube-proxy mode x NPM
+// dataplane x probe mode), and ends with one "CONFIGURATION: N passed,
+// M failed" line per configuration.
 //
 //	go run ./test/e2e/cmd/e2e [--dataplanes iptables,nftables] [--nodes 2]
+//	    [--kube-proxy none|iptables|nftables,...] [--probe-modes pod-ip,service-ip]
 //	    [--cni transparent|bridge|overlay] [--cases FILE] [--only 1,2,3]
+//
+// With kube-proxy, every pod has a Service and both probe modes run on the
+// same cluster, each step probed once per mode.
 package main
 
 import (
@@ -16,6 +21,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -40,16 +46,41 @@ func main() {
 	casesFile := fs.String("cases", "", "YAML/JSON file of cases (cyclonus TestCase format) instead of the generated ones")
 	only := fs.String("only", "", "comma-separated case numbers (1-based) to run")
 	timeout := fs.Duration("probe-timeout", 400*time.Millisecond, "timeout of one probe")
-	flowLog := fs.String("flow-log", "deny", "the agents' flowLog.default (none, deny, all); the run ends with a summary of each node's flow log")
+	kubeProxy := fs.String("kube-proxy", "none", "comma-separated kube-proxy modes to run a cluster with: none, iptables, nftables")
+	probeModes := fs.String("probe-modes", "pod-ip", "comma-separated probe modes (cyclonus's): pod-ip, service-ip (needs kube-proxy)")
 	_ = fs.Parse(os.Args[1:]) // ExitOnError: never returns an error
+	var modes []generator.ProbeMode
+	for _, m := range strings.Split(*probeModes, ",") {
+		switch generator.ProbeMode(m) {
+		case e2e.ProbeModePodIP, e2e.ProbeModeServiceIP:
+			modes = append(modes, generator.ProbeMode(m))
+		default:
+			fmt.Fprintf(os.Stderr, "e2e: --probe-modes: %q is not pod-ip or service-ip\n", m)
+			os.Exit(2)
+		}
+	}
+	var proxies []string
+	for _, kp := range strings.Split(*kubeProxy, ",") {
+		switch kp {
+		case "none", cluster.KubeProxyIPTables, cluster.KubeProxyNFTables:
+			proxies = append(proxies, kp)
+		default:
+			fmt.Fprintf(os.Stderr, "e2e: --kube-proxy: %q is not none, iptables or nftables\n", kp)
+			os.Exit(2)
+		}
+		if kp == "none" && slices.Contains(modes, e2e.ProbeModeServiceIP) {
+			fmt.Fprintln(os.Stderr, "e2e: --probe-modes service-ip needs --kube-proxy iptables or nftables")
+			os.Exit(2)
+		}
+	}
 	// Interrupted (SIGINT, SIGTERM, stdout closed), the run stops and
 	// removes every namespace, process and directory it made.
 	owned.Main(func(ctx context.Context) error {
-		return run(ctx, *dataplanes, *nodes, *cni, *casesFile, *only, *timeout, *flowLog)
+		return run(ctx, *dataplanes, *nodes, *cni, *casesFile, *only, *timeout, proxies, modes)
 	})
 }
 
-func run(ctx context.Context, dataplanes string, nodes int, cni, casesFile, only string, timeout time.Duration, flowLog string) error {
+func run(ctx context.Context, dataplanes string, nodes int, cni, casesFile, only string, timeout time.Duration, proxies []string, modes []generator.ProbeMode) error {
 	var cases []*generator.TestCase
 	if casesFile != "" {
 		var err error
@@ -72,13 +103,15 @@ func run(ctx context.Context, dataplanes string, nodes int, cni, casesFile, only
 	}
 	var summary []string
 	failed := false
-	for _, dp := range strings.Split(dataplanes, ",") {
-		if ctx.Err() != nil {
-			break
+	for _, kp := range proxies {
+		for _, dp := range strings.Split(dataplanes, ",") {
+			if ctx.Err() != nil {
+				break
+			}
+			lines, ok := runOne(ctx, config{kubeProxy: kp, dataplane: dp, nodes: nodes, cni: cni, modes: modes}, cases, onlyIdx, timeout)
+			summary = append(summary, lines...)
+			failed = failed || !ok
 		}
-		line, ok := runOne(ctx, dp, nodes, cni, cases, onlyIdx, timeout, flowLog)
-		summary = append(summary, line)
-		failed = failed || !ok
 	}
 	fmt.Println()
 	for _, l := range summary {
@@ -90,24 +123,54 @@ func run(ctx context.Context, dataplanes string, nodes int, cni, casesFile, only
 	return ctx.Err()
 }
 
-func runOne(ctx context.Context, dataplane string, nodes int, cni string, cases []*generator.TestCase, only []int, timeout time.Duration, flowLog string) (string, bool) {
-	fmt.Printf("== %s dataplane, %d nodes, %s CNI mode\n", dataplane, nodes, cni)
+// config is one cluster of the run.
+type config struct {
+	kubeProxy, dataplane string
+	nodes                int
+	cni                  string
+	modes                []generator.ProbeMode
+}
+
+// label names a configuration in the summary: the dataplane alone
+// without kube-proxy (as before Services were part of the run).
+func (c config) label(mode generator.ProbeMode) string {
+	if c.kubeProxy == "none" {
+		return c.dataplane
+	}
+	return fmt.Sprintf("kube-proxy %s, npm %s, %s", c.kubeProxy, c.dataplane, mode)
+}
+
+func (c config) failedAll() []string {
+	var out []string
+	for _, m := range c.modes {
+		out = append(out, fmt.Sprintf("%s: 0 passed, 1 failed", c.label(m)))
+	}
+	return out
+}
+
+func runOne(ctx context.Context, cfg config, cases []*generator.TestCase, only []int, timeout time.Duration) ([]string, bool) {
+	dataplane := cfg.dataplane
+	kp := cfg.kubeProxy
+	if kp == "none" {
+		kp = ""
+	}
+	fmt.Printf("== %s dataplane, kube-proxy %s, %d nodes, %s CNI mode, probe modes %v\n", dataplane, cfg.kubeProxy, cfg.nodes, cfg.cni, cfg.modes)
 	dir, err := owned.MkdirTemp("", "acn-e2e-")
 	if err != nil {
-		return fmt.Sprintf("%s: 0 passed, 1 failed", dataplane), false
+		return cfg.failedAll(), false
 	}
 	defer owned.RemoveDir(dir)
-	c, err := cluster.New(ctx, cluster.Config{Nodes: nodes, CNIMode: cni, Dataplane: dataplane, Dir: dir, FlowLogDefault: flowLog,
+	c, err := cluster.New(ctx, cluster.Config{Nodes: cfg.nodes, CNIMode: cfg.cni, Dataplane: dataplane, KubeProxy: kp, Dir: dir,
 		Logf: func(f string, a ...any) { fmt.Printf(f+"\n", a...) }})
 	if err != nil {
 		fmt.Println("cluster:", err)
-		return fmt.Sprintf("%s: 0 passed, 1 failed", dataplane), false
+		return cfg.failedAll(), false
 	}
 	defer c.Close()
-	r, err := e2e.NewRunner(ctx, c, e2e.Options{Cases: cases, Only: only, ProbeTimeout: timeout})
+	r, err := e2e.NewRunner(ctx, c, e2e.Options{Cases: cases, Only: only, ProbeTimeout: timeout, ProbeModes: cfg.modes})
 	if err != nil {
 		fmt.Println("base layout:", err)
-		return fmt.Sprintf("%s: 0 passed, 1 failed", dataplane), false
+		return cfg.failedAll(), false
 	}
 	rep, err := r.Run(ctx, dataplane)
 	if err != nil {
@@ -119,14 +182,16 @@ func runOne(ctx context.Context, dataplane string, nodes int, cni string, cases 
 	}
 	sort.Float64s(ms)
 	fmt.Printf("%s: wall %.1fs; step enforcement on every node: p50 %.1f ms, p99 %.1f ms, max %.1f ms over %d steps\n",
-		dataplane, rep.Wall.Seconds(), benchfmt.Percentile(ms, 50), benchfmt.Percentile(ms, 99), benchfmt.Percentile(ms, 100), len(ms))
-	for _, f := range rep.Failures {
-		fmt.Printf("%s: failed %s\n", dataplane, f)
+		cfg.label(cfg.modes[0]), rep.Wall.Seconds(), benchfmt.Percentile(ms, 50), benchfmt.Percentile(ms, 99), benchfmt.Percentile(ms, 100), len(ms))
+	var lines []string
+	for _, m := range cfg.modes {
+		mr := rep.Modes[m]
+		for _, f := range mr.Failures {
+			fmt.Printf("%s: failed %s\n", cfg.label(m), f)
+		}
+		lines = append(lines, fmt.Sprintf("%s: %d passed, %d failed", cfg.label(m), mr.Passed, mr.Failed))
 	}
-	for _, n := range c.Nodes {
-		flowSummary(dataplane, n.Name, n.NPMFlowLog())
-	}
-	return fmt.Sprintf("%s: %d passed, %d failed", dataplane, rep.Passed, rep.Failed), rep.Failed == 0 && err == nil
+	return lines, rep.Failed == 0 && err == nil
 }
 
 // flowSummary prints what a node's flow log holds: attempts per verdict,
