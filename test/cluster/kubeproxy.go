@@ -143,6 +143,7 @@ func (d *daemon) stop(kill bool) {
 type services struct {
 	kcm     *daemon
 	proxies map[int]*daemon // by node index
+	outside *Outside        // made on first use (outside.go)
 }
 
 // KubeProxyToolsMissing names the Kubernetes binaries Config.KubeProxy needs that
@@ -321,6 +322,9 @@ func (c *Cluster) stopServices() {
 		n.StopKubeProxy(false)
 	}
 	c.svc.kcm.stop(false)
+	if c.svc.outside != nil {
+		_ = c.svc.outside.NS.Delete()
+	}
 }
 
 // KubeProxyRules is the node's kube-proxy state in its kernel: the nat

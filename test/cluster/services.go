@@ -86,6 +86,9 @@ type ServiceBackend struct {
 	Protocol           corev1.Protocol
 	IP                 netip.Addr // the pod's
 	Port               int32      // the pod's (target port)
+	// Also must appear in the rules too (a NodePort, a load-balancer
+	// address).
+	Also []string
 }
 
 // PodServiceBackend is the first port of a PodService leading to pod p.
@@ -119,6 +122,11 @@ func (c *Cluster) WaitServicesProgrammed(ctx context.Context, want []ServiceBack
 				}
 				if !strings.Contains(rules, b.ClusterIP) || !c.programmed(rules, b) {
 					missing = fmt.Sprintf("%s/%s (%s) -> %s:%d", b.Namespace, b.Service, b.ClusterIP, b.IP, b.Port)
+				}
+				for _, a := range b.Also {
+					if missing == "" && !strings.Contains(rules, a) {
+						missing = fmt.Sprintf("%s/%s: %s", b.Namespace, b.Service, a)
+					}
 				}
 			}
 			if missing == "" {

@@ -191,7 +191,27 @@ func runOne(ctx context.Context, cfg config, cases []*generator.TestCase, only [
 		}
 		lines = append(lines, fmt.Sprintf("%s: %d passed, %d failed", cfg.label(m), mr.Passed, mr.Failed))
 	}
-	return lines, rep.Failed == 0 && err == nil
+	ok := rep.Failed == 0 && err == nil
+	if cfg.kubeProxy != "none" && ctx.Err() == nil {
+		line, extOK := external(ctx, c, cfg)
+		lines = append(lines, line)
+		ok = ok && extOK
+	}
+	return lines, ok
+}
+
+// external probes NodePort and LoadBalancer Services from the outside host
+// and prints the table.
+func external(ctx context.Context, c *cluster.Cluster, cfg config) (string, bool) {
+	label := fmt.Sprintf("kube-proxy %s, npm %s, NodePort/LoadBalancer from outside", cfg.kubeProxy, cfg.dataplane)
+	rows, err := e2e.External(ctx, c, time.Second)
+	if err != nil {
+		fmt.Println("external traffic:", err)
+		return label + ": 0 rows as expected, 1 not (error)", false
+	}
+	fmt.Println()
+	bad := e2e.RenderExternal(rows, fmt.Sprintf("kp %s, npm %s", cfg.kubeProxy, cfg.dataplane), os.Stdout)
+	return fmt.Sprintf("%s: %d rows as expected, %d not", label, len(rows)-bad, bad), bad == 0
 }
 
 // flowSummary prints what a node's flow log holds: attempts per verdict,
