@@ -5,6 +5,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -157,15 +158,9 @@ func External(ctx context.Context, c *cluster.Cluster, timeout time.Duration) ([
 // RenderExternal prints the rows as a table, each prefixed by label
 // (kube-proxy mode, dataplane), and returns how many differ from the
 // expectation.
-func RenderExternal(rows []ExternalRow, label string, out interface{ Write([]byte) (int, error) }) int {
+func RenderExternal(rows []ExternalRow, label string, out io.Writer) int {
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "configuration\tservice\tclient (ipBlock)\texternalTrafficPolicy\tbackend on\texpected\tobserved\t")
-	verdict := func(ok bool) string {
-		if ok {
-			return "allowed"
-		}
-		return "blocked"
-	}
 	bad := 0
 	for _, r := range rows {
 		mark := ""

@@ -197,7 +197,25 @@ func runOne(ctx context.Context, cfg config, cases []*generator.TestCase, only [
 		lines = append(lines, line)
 		ok = ok && extOK
 	}
+	if ctx.Err() == nil {
+		line, ntOK := nodeTraffic(ctx, c, cfg)
+		lines = append(lines, line)
+		ok = ok && ntOK
+	}
 	return lines, ok
+}
+
+// nodeTraffic probes between nodes and pods and prints the table.
+func nodeTraffic(ctx context.Context, c *cluster.Cluster, cfg config) (string, bool) {
+	label := fmt.Sprintf("kube-proxy %s, npm %s, node traffic", cfg.kubeProxy, cfg.dataplane)
+	checks, err := e2e.NodeTraffic(ctx, c, time.Second)
+	if err != nil {
+		fmt.Println("node traffic:", err)
+		return label + ": 0 probes as expected, 1 not (error)", false
+	}
+	fmt.Println()
+	bad := e2e.RenderChecks(checks, fmt.Sprintf("kp %s, npm %s", cfg.kubeProxy, cfg.dataplane), os.Stdout)
+	return fmt.Sprintf("%s: %d probes as expected, %d not", label, len(checks)-bad, bad), bad == 0
 }
 
 // external probes NodePort and LoadBalancer Services from the outside host
