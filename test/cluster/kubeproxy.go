@@ -335,3 +335,15 @@ func (n *Node) KubeProxyRules() (string, error) {
 	}
 	return n.NS.Exec("iptables-save", "-t", "nat")
 }
+
+// KubeProxyCleanup runs `kube-proxy --cleanup` in the node's namespace
+// (kube-proxy stopped): it removes every rule, chain and jump kube-proxy
+// made there, so its next start inserts them afresh, as on a rebooted
+// node or a new kube-proxy version.
+func (n *Node) KubeProxyCleanup() error {
+	if n.KubeProxyRunning() {
+		return fmt.Errorf("%s: kube-proxy runs; stop it before its cleanup", n.Name)
+	}
+	_, err := n.NS.Exec(filepath.Join(kubetest.ToolsDir(), "kube-proxy"), "--cleanup", "--v=0")
+	return err
+}

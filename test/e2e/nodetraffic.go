@@ -109,7 +109,9 @@ func NodeTraffic(ctx context.Context, c *cluster.Cluster, timeout time.Duration)
 		return nil, err
 	}
 	at := func(ip netip.Addr, port int) netip.AddrPort { return netip.AddrPortFrom(ip, uint16(port)) }
-	podTo := func(src *cluster.Pod, dst netip.Addr, port int) bool { return c.Probe(src, dst, port, probe.TCP, timeout) }
+	podTo := func(src *cluster.Pod, dst netip.Addr, port int) bool {
+		return c.Probe(src, dst, port, probe.TCP, timeout)
+	}
 	checks := []Check{
 		{What: "pod -> its own node's address, egress allows pods only", Observed: podTo(pods["client"], n0.IP, nodeListenPort)},
 		{What: "pod -> another node's address, egress allows pods only", Observed: podTo(pods["client"], n1.IP, nodeListenPort)},

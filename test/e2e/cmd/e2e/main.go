@@ -202,7 +202,35 @@ func runOne(ctx context.Context, cfg config, cases []*generator.TestCase, only [
 		lines = append(lines, line)
 		ok = ok && ntOK
 	}
+	if cfg.kubeProxy != "none" && ctx.Err() == nil {
+		line, rsOK := restarts(ctx, c, cfg)
+		lines = append(lines, line)
+		ok = ok && rsOK
+	}
 	return lines, ok
+}
+
+// restarts runs the probe loop across kube-proxy and azure-npm restarts
+// and prints the table.
+func restarts(ctx context.Context, c *cluster.Cluster, cfg config) (string, bool) {
+	label := fmt.Sprintf("kube-proxy %s, npm %s, restarts", cfg.kubeProxy, cfg.dataplane)
+	phases, err := e2e.Restarts(ctx, c, 300*time.Millisecond)
+	fmt.Println()
+	leaks := e2e.RenderRestarts(phases, fmt.Sprintf("kp %s, npm %s", cfg.kubeProxy, cfg.dataplane), os.Stdout)
+	probes := 0
+	var window time.Duration
+	for _, ph := range phases {
+		for _, n := range ph.Probes {
+			probes += n
+		}
+		window = max(window, ph.Window)
+	}
+	line := fmt.Sprintf("%s: %d denied probes, %d got through, longest window %s", label, probes, leaks, window.Round(time.Millisecond))
+	if err != nil {
+		fmt.Println("restarts:", err)
+		line += " (error: " + err.Error() + ")"
+	}
+	return line, leaks == 0 && err == nil
 }
 
 // nodeTraffic probes between nodes and pods and prints the table.
