@@ -709,7 +709,7 @@ func (c *Cluster) CreatePodWithIP(ctx context.Context, node *Node, namespace, na
 		return nil, Write{}, err
 	}
 	p.IP = ip
-	if err := p.startServer(c.cfg.BinDir); err != nil {
+	if err := p.startServer(c.cfg.BinDir, ports); err != nil {
 		_ = node.cniDel(ctx, p)
 		_ = p.NS.Delete()
 		return nil, Write{}, err
@@ -865,8 +865,22 @@ func (n *Node) cniDel(ctx context.Context, p *Pod) error {
 	})
 }
 
-func (p *Pod) startServer(binDir string) error {
-	cmd := exec.Command("ip", "netns", "exec", p.NS.Name, filepath.Join(binDir, "podserver"))
+// startServer runs podserver on the pod's TCP and UDP ports (its default,
+// 80 and 81, when ports has none of a protocol).
+func (p *Pod) startServer(binDir string, ports []ContainerPort) error {
+	args := []string{"netns", "exec", p.NS.Name, filepath.Join(binDir, "podserver")}
+	for flag, proto := range map[string]corev1.Protocol{"--tcp": corev1.ProtocolTCP, "--udp": corev1.ProtocolUDP} {
+		var list []string
+		for _, cp := range ports {
+			if cp.Protocol == proto {
+				list = append(list, strconv.Itoa(int(cp.Port)))
+			}
+		}
+		if len(list) > 0 {
+			args = append(args, flag, strings.Join(list, ","))
+		}
+	}
+	cmd := exec.Command("ip", args...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return err

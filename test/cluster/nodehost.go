@@ -4,9 +4,11 @@ package cluster
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
+	"path/filepath"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -76,4 +78,15 @@ func (c *Cluster) CreateHostNetworkPod(ctx context.Context, node *Node, namespac
 		return Write{}, err
 	}
 	return Write{Key: "pod/" + namespace + "/" + name, RV: rvOf(kpod)}, nil
+}
+
+// CleanupNPM runs `azure-npm cleanup` for the current dataplane in the
+// node's namespace (azure-npm stopped): every kernel object the agent made
+// there is removed, as on a node it is uninstalled from.
+func (n *Node) CleanupNPM() error {
+	if n.NPMPid() != 0 {
+		return fmt.Errorf("%s: azure-npm runs; stop it before its cleanup", n.Name)
+	}
+	_, err := n.NS.Exec(filepath.Join(n.c.cfg.BinDir, "azure-npm"), "cleanup", "--dataplane", n.c.cfg.Dataplane, "--log-file", "stderr")
+	return err
 }
