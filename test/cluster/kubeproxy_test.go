@@ -7,45 +7,12 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"os/exec"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/open-acn/acn/internal/netnstest"
 	"github.com/open-acn/acn/internal/probe"
 )
-
-// rootNetnsState is what kube-proxy could change in the machine's root
-// network namespace if it ran there, or wrote a global setting: the
-// iptables and nftables rules, and the sysctls it writes.
-func rootNetnsState(t *testing.T) string {
-	t.Helper()
-	var b strings.Builder
-	for _, argv := range [][]string{{"iptables-save"}, {"ip6tables-save"}, {"nft", "list", "ruleset"}} {
-		out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput()
-		if err != nil {
-			t.Fatalf("%v: %v: %s", argv, err, out)
-		}
-		// iptables-save stamps its output with the time and counters.
-		for _, line := range strings.Split(string(out), "\n") {
-			if strings.HasPrefix(line, "#") {
-				continue
-			}
-			if strings.HasPrefix(line, ":") {
-				line, _, _ = strings.Cut(line, " [")
-			}
-			b.WriteString(line + "\n")
-		}
-	}
-	for _, f := range []string{"/proc/sys/net/ipv4/conf/all/route_localnet", "/proc/sys/net/netfilter/nf_conntrack_max",
-		"/sys/module/nf_conntrack/parameters/hashsize", "/proc/sys/net/netfilter/nf_conntrack_tcp_timeout_established",
-		"/proc/sys/net/netfilter/nf_conntrack_tcp_timeout_close_wait", "/proc/sys/net/ipv4/ip_forward"} {
-		data, _ := os.ReadFile(f)
-		fmt.Fprintf(&b, "%s=%s", f, data)
-	}
-	return b.String()
-}
 
 // TestServicesThroughKubeProxy runs kube-proxy in each mode on a two-node
 // cluster: a ClusterIP Service gets its endpoints from the Ready pod
@@ -57,7 +24,10 @@ func TestServicesThroughKubeProxy(t *testing.T) {
 	if m := KubeProxyToolsMissing(); len(m) > 0 {
 		netnstest.Skip(t, "%v not built: run `make tools-node`", m)
 	}
-	before := rootNetnsState(t)
+	before, err := RootNetnsState()
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, mode := range []string{KubeProxyIPTables, KubeProxyNFTables} {
 		t.Run(mode, func(t *testing.T) {
 			ctx := context.Background()
@@ -119,7 +89,10 @@ func TestServicesThroughKubeProxy(t *testing.T) {
 			}
 		})
 	}
-	if after := rootNetnsState(t); after != before {
+	if after, err := RootNetnsState(); err != nil || after != before {
+		if err != nil {
+			t.Fatal(err)
+		}
 		t.Errorf("the root network namespace changed:\nbefore:\n%s\nafter:\n%s", before, after)
 	}
 }

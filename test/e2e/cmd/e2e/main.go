@@ -103,6 +103,10 @@ func run(ctx context.Context, dataplanes string, nodes int, cni, casesFile, only
 	}
 	var summary []string
 	failed := false
+	// Every namespace the run makes is its own; the machine's root network
+	// namespace must be the same afterwards (kube-proxy runs only in the
+	// nodes').
+	rootBefore, rootErr := cluster.RootNetnsState()
 	for _, kp := range proxies {
 		for _, dp := range strings.Split(dataplanes, ",") {
 			if ctx.Err() != nil {
@@ -111,6 +115,15 @@ func run(ctx context.Context, dataplanes string, nodes int, cni, casesFile, only
 			lines, ok := runOne(ctx, config{kubeProxy: kp, dataplane: dp, nodes: nodes, cni: cni, modes: modes}, cases, onlyIdx, timeout)
 			summary = append(summary, lines...)
 			failed = failed || !ok
+		}
+	}
+	if rootErr == nil {
+		if after, err := cluster.RootNetnsState(); err != nil || after != rootBefore {
+			fmt.Printf("the root network namespace changed during the run (%v):\nbefore:\n%s\nafter:\n%s\n", err, rootBefore, after)
+			summary = append(summary, "root network namespace: CHANGED")
+			failed = true
+		} else {
+			summary = append(summary, "root network namespace: unchanged (iptables, ip6tables, nftables, kube-proxy's sysctls)")
 		}
 	}
 	fmt.Println()
