@@ -32,6 +32,7 @@ import (
 
 	"github.com/open-acn/acn/internal/benchfmt"
 	"github.com/open-acn/acn/internal/owned"
+	"github.com/open-acn/acn/internal/probe"
 	"github.com/open-acn/acn/internal/scaleworld"
 	"github.com/open-acn/acn/test/cluster"
 )
@@ -44,7 +45,7 @@ func main() {
 	policies := flag.Int("policies", 1000, "policies in the cluster")
 	namespaces := flag.Int("namespaces", 100, "namespaces")
 	dur := flag.Duration("duration", time.Second, "duration of each connection-rate run")
-	rounds := flag.Int("rounds", 5, "alternated with/without-NPM runs (medians reported)")
+	rounds := flag.Int("rounds", 9, "alternated with/without-NPM runs (medians reported)")
 	binDir := flag.String("bin", "out", "directory of the azure-npm (and CNI) binaries")
 	flag.Parse()
 	owned.Main(func(ctx context.Context) error {
@@ -137,7 +138,7 @@ func runProxy(ctx context.Context, kp string, dataplanes []string, nPods, nPolic
 		return float64(n.Load()) / dur.Seconds()
 	}
 	reachable := func() bool {
-		return c.ProbeTo(client, server, vip.Addr(), int(vip.Port()), "tcp", time.Second)
+		return c.ProbeTo(client, server, vip.Addr(), int(vip.Port()), probe.TCP, time.Second)
 	}
 	// No policy admits app-9/tier web to the server.
 	intruder, _, err := c.CreatePod(ctx, node, "ns0", "intruder", map[string]string{"app": "app-9", "tier": "web"}, http)
@@ -145,7 +146,7 @@ func runProxy(ctx context.Context, kp string, dataplanes []string, nPods, nPolic
 		return nil, err
 	}
 	intruderThrough := func() bool {
-		return c.ProbeTo(intruder, server, vip.Addr(), int(vip.Port()), "tcp", 500*time.Millisecond)
+		return c.ProbeTo(intruder, server, vip.Addr(), int(vip.Port()), probe.TCP, 500*time.Millisecond)
 	}
 	var rs []benchfmt.Result
 	for _, dp := range dataplanes {
