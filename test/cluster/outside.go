@@ -23,6 +23,9 @@ var (
 	OutsideAllowedPrefix = netip.MustParsePrefix("203.0.113.0/24")
 	OutsideDeniedPrefix  = netip.MustParsePrefix("198.51.100.0/24")
 	LoadBalancerPrefix   = netip.MustParsePrefix("192.0.2.0/24")
+	// NodeSubnet holds the nodes' (and the control plane's) VNet
+	// addresses and no pod's.
+	NodeSubnet = netip.MustParsePrefix("10.224.0.0/24")
 )
 
 // Outside is a host that is not a pod and not a node: an on-premises

@@ -98,11 +98,16 @@ func TestServicesFromOutsideNodesAndRestarts(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(rows) != 16 {
-				t.Errorf("%d NodePort/LoadBalancer rows, want 16", len(rows))
+			if len(rows) != 32 {
+				t.Errorf("%d NodePort/LoadBalancer rows, want 32", len(rows))
 			}
-			if bad := RenderExternal(rows, dp, &out); bad > 0 {
+			if bad, _ := RenderExternal(rows, dp, &out); bad > 0 {
 				t.Errorf("%d NodePort/LoadBalancer rows differ from NetworkPolicy's meaning", bad)
+			}
+			for _, r := range rows {
+				if r.Client == "denied" && r.Observed {
+					t.Errorf("the denied client got through: %+v", r)
+				}
 			}
 			checks, err := NodeTraffic(ctx, c, time.Second)
 			if err != nil {
