@@ -47,6 +47,7 @@ func main() {
 	only := fs.String("only", "", "comma-separated case numbers (1-based) to run")
 	timeout := fs.Duration("probe-timeout", 400*time.Millisecond, "timeout of one probe")
 	kubeProxy := fs.String("kube-proxy", "none", "comma-separated kube-proxy modes to run a cluster with: none, iptables, nftables")
+	binDir := fs.String("bin", "", "directory of azure-npm, azure-vnet, azure-vnet-ipam and podserver (default <module root>/out)")
 	probeModes := fs.String("probe-modes", "pod-ip", "comma-separated probe modes (cyclonus's): pod-ip, service-ip (needs kube-proxy)")
 	_ = fs.Parse(os.Args[1:]) // ExitOnError: never returns an error
 	var modes []generator.ProbeMode
@@ -76,11 +77,11 @@ func main() {
 	// Interrupted (SIGINT, SIGTERM, stdout closed), the run stops and
 	// removes every namespace, process and directory it made.
 	owned.Main(func(ctx context.Context) error {
-		return run(ctx, *dataplanes, *nodes, *cni, *casesFile, *only, *timeout, proxies, modes)
+		return run(ctx, *dataplanes, *nodes, *cni, *casesFile, *only, *timeout, proxies, modes, *binDir)
 	})
 }
 
-func run(ctx context.Context, dataplanes string, nodes int, cni, casesFile, only string, timeout time.Duration, proxies []string, modes []generator.ProbeMode) error {
+func run(ctx context.Context, dataplanes string, nodes int, cni, casesFile, only string, timeout time.Duration, proxies []string, modes []generator.ProbeMode, binDir string) error {
 	var cases []*generator.TestCase
 	if casesFile != "" {
 		var err error
@@ -112,7 +113,7 @@ func run(ctx context.Context, dataplanes string, nodes int, cni, casesFile, only
 			if ctx.Err() != nil {
 				break
 			}
-			lines, ok := runOne(ctx, config{kubeProxy: kp, dataplane: dp, nodes: nodes, cni: cni, modes: modes}, cases, onlyIdx, timeout)
+			lines, ok := runOne(ctx, config{kubeProxy: kp, dataplane: dp, nodes: nodes, cni: cni, modes: modes, binDir: binDir}, cases, onlyIdx, timeout)
 			summary = append(summary, lines...)
 			failed = failed || !ok
 		}
@@ -142,6 +143,7 @@ type config struct {
 	nodes                int
 	cni                  string
 	modes                []generator.ProbeMode
+	binDir               string
 }
 
 // label names a configuration in the summary: the dataplane alone
@@ -173,7 +175,7 @@ func runOne(ctx context.Context, cfg config, cases []*generator.TestCase, only [
 		return cfg.failedAll(), false
 	}
 	defer owned.RemoveDir(dir)
-	c, err := cluster.New(ctx, cluster.Config{Nodes: cfg.nodes, CNIMode: cfg.cni, Dataplane: dataplane, KubeProxy: kp, Dir: dir,
+	c, err := cluster.New(ctx, cluster.Config{Nodes: cfg.nodes, CNIMode: cfg.cni, Dataplane: dataplane, KubeProxy: kp, Dir: dir, BinDir: cfg.binDir,
 		Logf: func(f string, a ...any) { fmt.Printf(f+"\n", a...) }})
 	if err != nil {
 		fmt.Println("cluster:", err)
