@@ -18,9 +18,9 @@ import (
 // cyclonus's (and the upstream NetworkPolicy e2e's) "s-<namespace>-<pod>".
 func PodServiceName(namespace, pod string) string { return fmt.Sprintf("s-%s-%s", namespace, pod) }
 
-// PodService is a ClusterIP Service selecting the pod by the labels it was
-// created with, one port per container port (named and numbered as
-// cyclonus's service-port-<proto>-<port>, target port the same number).
+// PodService is a ClusterIP Service for one pod, selecting it by
+// selector, one port per container port (named and numbered as cyclonus's
+// service-port-<proto>-<port>, target port the same number).
 func PodService(namespace, pod string, selector map[string]string, ports []ContainerPort) *corev1.Service {
 	svc := &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: PodServiceName(namespace, pod)},

@@ -146,15 +146,37 @@ func NewRunner(ctx context.Context, c *cluster.Cluster, opts Options) (*Runner, 
 	return r, nil
 }
 
+// ServiceLabel is the label a pod's Service selects it by on a cluster
+// with kube-proxy. The harness keeps it on the pod whatever labels a case
+// sets, and hides it from the oracle: no case's policy names it, so it
+// changes no policy's meaning, and a case that relabels a pod does not take
+// it out of its Service (cyclonus selects by the labels the pod was created
+// with, which a relabel can drop: its service-IP probes would then test
+// kube-proxy's reject of a Service without endpoints, not the policy).
+const ServiceLabel = "acn-e2e-service"
+
+// podLabels are the labels the harness gives a pod a case labels with l.
+func (r *Runner) podLabels(ns, name string, l map[string]string) map[string]string {
+	if !r.c.HasServices() {
+		return l
+	}
+	out := maps.Clone(l)
+	if out == nil {
+		out = map[string]string{}
+	}
+	out[ServiceLabel] = cluster.PodServiceName(ns, name)
+	return out
+}
+
 // createPod creates a pod and, on a cluster with kube-proxy, its Service
-// selecting it by the labels it is created with (cyclonus's, which keeps
-// the selector when a case relabels the pod). It returns what to wait for.
+// (selecting it by ServiceLabel). It returns what to wait for.
 func (r *Runner) createPod(ctx context.Context, node *cluster.Node, ns, name string, labels map[string]string) (cluster.Write, []cluster.ServiceBackend, error) {
-	p, w, err := r.c.CreatePod(ctx, node, ns, name, labels, cluster.DefaultPorts())
+	p, w, err := r.c.CreatePod(ctx, node, ns, name, r.podLabels(ns, name, labels), cluster.DefaultPorts())
 	if err != nil || !r.c.HasServices() {
 		return w, nil, err
 	}
-	svc, err := r.c.CreateService(ctx, cluster.PodService(ns, name, labels, cluster.DefaultPorts()))
+	svcName := cluster.PodServiceName(ns, name)
+	svc, err := r.c.CreateService(ctx, cluster.PodService(ns, name, map[string]string{ServiceLabel: svcName}, cluster.DefaultPorts()))
 	if err != nil {
 		return w, nil, fmt.Errorf("service of %s/%s: %w", ns, name, err)
 	}
@@ -221,7 +243,9 @@ func (r *Runner) resources(ctx context.Context) (*probe.Resources, error) {
 		if err != nil {
 			return nil, err
 		}
-		pp := probe.NewPod(p.Namespace, p.Name, kp.Labels, p.IP.String(), containers)
+		labels := maps.Clone(kp.Labels)
+		delete(labels, ServiceLabel)
+		pp := probe.NewPod(p.Namespace, p.Name, labels, p.IP.String(), containers)
 		if r.c.HasServices() {
 			vip, err := r.c.ServiceClusterIP(ctx, p.Namespace, cluster.PodServiceName(p.Namespace, p.Name))
 			if err != nil {
@@ -391,7 +415,7 @@ func (r *Runner) apply(ctx context.Context, st *caseState, actions []*generator.
 			err = add(w, err)
 		case a.SetPodLabels != nil:
 			sp := a.SetPodLabels
-			err = add(r.c.SetPodLabels(ctx, sp.Namespace, sp.Pod, sp.Labels))
+			err = add(r.c.SetPodLabels(ctx, sp.Namespace, sp.Pod, r.podLabels(sp.Namespace, sp.Pod, sp.Labels)))
 		case a.DeletePod != nil:
 			err = add(r.deletePod(ctx, a.DeletePod.Namespace, a.DeletePod.Pod))
 		case a.ReadNetworkPolicies != nil:
@@ -474,7 +498,7 @@ func (r *Runner) reset(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if want := map[string]string{"pod": p.Name}; !maps.Equal(kp.Labels, want) {
+		if want := r.podLabels(p.Namespace, p.Name, map[string]string{"pod": p.Name}); !maps.Equal(kp.Labels, want) {
 			w, err := r.c.SetPodLabels(ctx, p.Namespace, p.Name, want)
 			if err != nil {
 				return err
