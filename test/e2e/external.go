@@ -175,12 +175,8 @@ func External(ctx context.Context, c *cluster.Cluster, timeout time.Duration) ([
 						if client == "denied" {
 							from = o.Denied
 						}
-						row := ExternalRow{Type: typ, Policy: pol, Client: client, ETP: etp, Backend: where, Expected: client == "allowed"}
-						if etp == corev1.ServiceExternalTrafficPolicyLocal && where == "other node" {
-							row.Expected = false
-							row.Why = "no local endpoint: kube-proxy drops it; a cloud LB health check keeps traffic off this node"
-						}
-						row.FailClosed = etp == corev1.ServiceExternalTrafficPolicyCluster && where == "other node" && pol == PolicyClientOnly
+						row := ExternalRow{Type: typ, Policy: pol, Client: client, ETP: etp, Backend: where}
+						row.Expected, row.Why, row.FailClosed = expectExternal(pol, client, etp, where)
 						row.Observed = o.TCPConnect(from, dst, timeout)
 						rows = append(rows, row)
 					}
@@ -189,6 +185,19 @@ func External(ctx context.Context, c *cluster.Cluster, timeout time.Duration) ([
 		}
 	}
 	return rows, nil
+}
+
+// expectExternal is what NetworkPolicy means for a row: the client's own
+// address decides. With Local and the backend on another node kube-proxy
+// drops the packet (no local endpoint), whatever the policy; with Cluster,
+// the backend on another node and a policy that does not admit the node
+// subnet, blocking the allowed client is the documented fail-closed case.
+func expectExternal(policy, client string, etp corev1.ServiceExternalTrafficPolicy, where string) (expected bool, why string, failClosed bool) {
+	if etp == corev1.ServiceExternalTrafficPolicyLocal && where == "other node" {
+		return false, "no local endpoint: kube-proxy drops it; a cloud LB health check keeps traffic off this node", false
+	}
+	failClosed = etp == corev1.ServiceExternalTrafficPolicyCluster && where == "other node" && policy == PolicyClientOnly && client == "allowed"
+	return client == "allowed", "", failClosed
 }
 
 // RenderExternal prints the rows as a table, each prefixed by label
