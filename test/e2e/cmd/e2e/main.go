@@ -47,6 +47,7 @@ func main() {
 	only := fs.String("only", "", "comma-separated case numbers (1-based) to run")
 	timeout := fs.Duration("probe-timeout", 400*time.Millisecond, "timeout of one probe")
 	kubeProxy := fs.String("kube-proxy", "none", "comma-separated kube-proxy modes to run a cluster with: none, iptables, nftables")
+	flowLog := fs.String("flow-log", "deny", "the agents' flowLog.default (none, deny, all); each cluster's run ends with a summary of each node's flow log")
 	binDir := fs.String("bin", "", "directory of azure-npm, azure-vnet, azure-vnet-ipam and podserver (default <module root>/out)")
 	probeModes := fs.String("probe-modes", "pod-ip", "comma-separated probe modes (cyclonus's): pod-ip, service-ip (needs kube-proxy)")
 	_ = fs.Parse(os.Args[1:]) // ExitOnError: never returns an error
@@ -77,11 +78,11 @@ func main() {
 	// Interrupted (SIGINT, SIGTERM, stdout closed), the run stops and
 	// removes every namespace, process and directory it made.
 	owned.Main(func(ctx context.Context) error {
-		return run(ctx, *dataplanes, *nodes, *cni, *casesFile, *only, *timeout, proxies, modes, *binDir)
+		return run(ctx, *dataplanes, *nodes, *cni, *casesFile, *only, *timeout, proxies, modes, *binDir, *flowLog)
 	})
 }
 
-func run(ctx context.Context, dataplanes string, nodes int, cni, casesFile, only string, timeout time.Duration, proxies []string, modes []generator.ProbeMode, binDir string) error {
+func run(ctx context.Context, dataplanes string, nodes int, cni, casesFile, only string, timeout time.Duration, proxies []string, modes []generator.ProbeMode, binDir, flowLog string) error {
 	var cases []*generator.TestCase
 	if casesFile != "" {
 		var err error
@@ -113,7 +114,7 @@ func run(ctx context.Context, dataplanes string, nodes int, cni, casesFile, only
 			if ctx.Err() != nil {
 				break
 			}
-			lines, ok := runOne(ctx, config{kubeProxy: kp, dataplane: dp, nodes: nodes, cni: cni, modes: modes, binDir: binDir}, cases, onlyIdx, timeout)
+			lines, ok := runOne(ctx, config{kubeProxy: kp, dataplane: dp, nodes: nodes, cni: cni, modes: modes, binDir: binDir, flowLog: flowLog}, cases, onlyIdx, timeout)
 			summary = append(summary, lines...)
 			failed = failed || !ok
 		}
@@ -144,6 +145,7 @@ type config struct {
 	cni                  string
 	modes                []generator.ProbeMode
 	binDir               string
+	flowLog              string
 }
 
 // label names a configuration in the summary: the dataplane alone
@@ -175,7 +177,7 @@ func runOne(ctx context.Context, cfg config, cases []*generator.TestCase, only [
 		return cfg.failedAll(), false
 	}
 	defer owned.RemoveDir(dir)
-	c, err := cluster.New(ctx, cluster.Config{Nodes: cfg.nodes, CNIMode: cfg.cni, Dataplane: dataplane, KubeProxy: kp, Dir: dir, BinDir: cfg.binDir,
+	c, err := cluster.New(ctx, cluster.Config{Nodes: cfg.nodes, CNIMode: cfg.cni, Dataplane: dataplane, KubeProxy: kp, Dir: dir, BinDir: cfg.binDir, FlowLogDefault: cfg.flowLog,
 		Logf: func(f string, a ...any) { fmt.Printf(f+"\n", a...) }})
 	if err != nil {
 		fmt.Println("cluster:", err)
@@ -207,6 +209,9 @@ func runOne(ctx context.Context, cfg config, cases []*generator.TestCase, only [
 		lines = append(lines, fmt.Sprintf("%s: %d passed, %d failed", cfg.label(m), mr.Passed, mr.Failed))
 	}
 	ok := rep.Failed == 0 && err == nil
+	for _, n := range c.Nodes {
+		flowSummary(dataplane, n.Name, n.NPMFlowLog())
+	}
 	if cfg.kubeProxy != "none" && ctx.Err() == nil {
 		line, extOK := external(ctx, c, cfg)
 		lines = append(lines, line)
