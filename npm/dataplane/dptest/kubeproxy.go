@@ -295,31 +295,7 @@ func RunKubeProxy(t *testing.T, newDP NewDataplane, mode KubeProxyMode, restarts
 		t.Fatalf("NPM restarted after kube-proxy %s: NodePort %d let a denied client reach pod0", mode, DeniedNodePort)
 	}
 	// Both restarted over and over, in both orders, under probe loops.
-	var done atomic.Bool
-	var leaks, opens, nDenied, nOpen atomic.Int64
-	var wg sync.WaitGroup
-	for w := 0; w < 4; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for !done.Load() {
-				nDenied.Add(1)
-				if tp.NodePortProbe(DeniedNodePort, 30*time.Millisecond) {
-					leaks.Add(1)
-				}
-			}
-		}()
-	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for !done.Load() {
-			nOpen.Add(1)
-			if tp.NodePortProbe(OpenNodePort, probeTimeout) {
-				opens.Add(1)
-			}
-		}
-	}()
+	stop := tp.NodePortProbeLoops(probeTimeout)
 	for i := 0; i < restarts; i++ {
 		if i%2 == 0 {
 			kp.Restart(t)
@@ -330,15 +306,49 @@ func RunKubeProxy(t *testing.T, newDP NewDataplane, mode KubeProxyMode, restarts
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	done.Store(true)
-	wg.Wait()
+	n := stop()
 	t.Logf("kube-proxy %s: %d restarts of each daemon; %d new connections to the denied NodePort, %d got through; %d of %d to the open NodePort got through",
-		mode, restarts, nDenied.Load(), leaks.Load(), opens.Load(), nOpen.Load())
-	if leaks.Load() > 0 {
-		t.Errorf("kube-proxy %s: %d of %d new connections to pod0 through NodePort %d got through during restarts (window open)", mode, leaks.Load(), nDenied.Load(), DeniedNodePort)
+		mode, restarts, n.Denied, n.Leaks, n.Opens, n.Open)
+	if n.Leaks > 0 {
+		t.Errorf("kube-proxy %s: %d of %d new connections to pod0 through NodePort %d got through during restarts (window open)", mode, n.Leaks, n.Denied, DeniedNodePort)
 	}
-	if opens.Load() == 0 {
+	if n.Opens == 0 {
 		t.Errorf("kube-proxy %s: no connection to the open NodePort got through during restarts: the probe loop proves nothing", mode)
 	}
-	return nDenied.Load()
+	return n.Denied
+}
+
+// NodePortCounts are what NodePortProbeLoops counted.
+type NodePortCounts struct {
+	Denied, Leaks int64 // new connections to DeniedNodePort, and those that got through
+	Open, Opens   int64 // new connections to OpenNodePort, and those that got through
+}
+
+// NodePortProbeLoops probes DeniedNodePort from four loops (30 ms each)
+// and OpenNodePort from one (openTimeout) until stop is called.
+func (tp *Topo) NodePortProbeLoops(openTimeout time.Duration) (stop func() NodePortCounts) {
+	var done atomic.Bool
+	var leaks, opens, nDenied, nOpen atomic.Int64
+	var wg sync.WaitGroup
+	loop := func(n, hit *atomic.Int64, port int, timeout time.Duration) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for !done.Load() {
+				n.Add(1)
+				if tp.NodePortProbe(port, timeout) {
+					hit.Add(1)
+				}
+			}
+		}()
+	}
+	for w := 0; w < 4; w++ {
+		loop(&nDenied, &leaks, DeniedNodePort, 30*time.Millisecond)
+	}
+	loop(&nOpen, &opens, OpenNodePort, openTimeout)
+	return func() NodePortCounts {
+		done.Store(true)
+		wg.Wait()
+		return NodePortCounts{Denied: nDenied.Load(), Leaks: leaks.Load(), Open: nOpen.Load(), Opens: opens.Load()}
+	}
 }

@@ -7,8 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -143,31 +141,7 @@ func RunRealKubeProxy(t *testing.T, newDP NewDataplane, mode string, restarts in
 	if tp.NodePortProbe(DeniedNodePort, probeTimeout) {
 		t.Fatalf("kube-proxy %s started after NPM: a denied client reached pod0 through NodePort %d", mode, DeniedNodePort)
 	}
-	var done atomic.Bool
-	var leaks, nDenied, opens, nOpen atomic.Int64
-	var wg sync.WaitGroup
-	for w := 0; w < 4; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for !done.Load() {
-				nDenied.Add(1)
-				if tp.NodePortProbe(DeniedNodePort, 30*time.Millisecond) {
-					leaks.Add(1)
-				}
-			}
-		}()
-	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for !done.Load() {
-			nOpen.Add(1)
-			if tp.NodePortProbe(OpenNodePort, probeTimeout) {
-				opens.Add(1)
-			}
-		}
-	}()
+	stop := tp.NodePortProbeLoops(probeTimeout)
 	for i := 0; i < restarts; i++ {
 		kp.stop(true)
 		if i%2 == 0 {
@@ -179,14 +153,13 @@ func RunRealKubeProxy(t *testing.T, newDP NewDataplane, mode string, restarts in
 		}
 		waitOpen("a restart")
 	}
-	done.Store(true)
-	wg.Wait()
+	n := stop()
 	t.Logf("real kube-proxy %s: %d restarts (kill, --cleanup, start) with NPM restarted before or after; %d new connections to the denied NodePort, %d got through; %d of %d to the open NodePort got through",
-		mode, restarts, nDenied.Load(), leaks.Load(), opens.Load(), nOpen.Load())
-	if leaks.Load() > 0 {
-		t.Errorf("real kube-proxy %s: %d of %d new connections of a denied client reached pod0 through NodePort %d", mode, leaks.Load(), nDenied.Load(), DeniedNodePort)
+		mode, restarts, n.Denied, n.Leaks, n.Opens, n.Open)
+	if n.Leaks > 0 {
+		t.Errorf("real kube-proxy %s: %d of %d new connections of a denied client reached pod0 through NodePort %d", mode, n.Leaks, n.Denied, DeniedNodePort)
 	}
-	if opens.Load() == 0 {
+	if n.Opens == 0 {
 		t.Errorf("real kube-proxy %s: the open NodePort never answered during the loop", mode)
 	}
 }
