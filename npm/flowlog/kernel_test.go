@@ -285,27 +285,7 @@ func TestKernelFlowLogProperty(t *testing.T) {
 			}
 			for c := 0; c < worlds; c++ {
 				w := translatetest.Random(r, translatetest.PropertyConfig(dptest.Pods))
-				for _, n := range w.Namespaces {
-					n = n.DeepCopy()
-					if m := modes[r.Intn(len(modes))]; m != "" {
-						n.Annotations = map[string]string{flowlog.Annotation: m}
-					}
-					eng.UpsertNamespace(n)
-				}
-				for _, p := range w.Pods {
-					eng.UpsertPod(p)
-				}
-				keep := map[string]bool{}
-				for _, p := range w.Policies {
-					eng.UpsertPolicy(p)
-					keep[p.Namespace+"/"+p.Name] = true
-				}
-				for k := range eng.State().Policies {
-					if !keep[k] {
-						ns, name, _ := strings.Cut(k, "/")
-						eng.DeletePolicy(ns, name)
-					}
-				}
+				dptest.LoadFlowLogWorld(eng, r, w, modes)
 				ch := eng.TakeChanges()
 				if c%2 == 0 {
 					ch = nil

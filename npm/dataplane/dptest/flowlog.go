@@ -74,27 +74,7 @@ func RunTracedFlowLog(t *testing.T, newT NewTraced, trace func(policy.Packet) (b
 	eng := translate.NewEngine(translate.Options{NodeName: NodeName, FlowLog: policy.FlowLogAll})
 	for c := 0; c < worlds; c++ {
 		w := translatetest.Random(r, translatetest.PropertyConfig(pods))
-		for _, n := range w.Namespaces {
-			n = n.DeepCopy()
-			if m := flowLogModes[r.Intn(len(flowLogModes))]; m != "" {
-				n.Annotations = map[string]string{flowlog.Annotation: m}
-			}
-			eng.UpsertNamespace(n)
-		}
-		for _, p := range w.Pods {
-			eng.UpsertPod(p)
-		}
-		keep := map[string]bool{}
-		for _, p := range w.Policies {
-			eng.UpsertPolicy(p)
-			keep[p.Namespace+"/"+p.Name] = true
-		}
-		for k := range eng.State().Policies {
-			if !keep[k] {
-				ns, name, _ := strings.Cut(k, "/")
-				eng.DeletePolicy(ns, name)
-			}
-		}
+		LoadFlowLogWorld(eng, r, w, flowLogModes)
 		ch := eng.TakeChanges()
 		if c%2 == 0 {
 			ch = nil
@@ -144,4 +124,32 @@ func RunGoldenFlowLog(t *testing.T, newT NewTraced) {
 		t.Fatal(err)
 	}
 	Golden(t, "golden/flowlog.txt", tr.Dump())
+}
+
+// LoadFlowLogWorld puts world w into eng in place of the previous one:
+// its namespaces, each annotated with a flow-log mode drawn from modes
+// ("" leaves it unannotated), its pods, and its policies, deleting the
+// policies w no longer has.
+func LoadFlowLogWorld(eng *translate.Engine, r *rand.Rand, w translatetest.World, modes []string) {
+	for _, n := range w.Namespaces {
+		n = n.DeepCopy()
+		if m := modes[r.Intn(len(modes))]; m != "" {
+			n.Annotations = map[string]string{flowlog.Annotation: m}
+		}
+		eng.UpsertNamespace(n)
+	}
+	for _, p := range w.Pods {
+		eng.UpsertPod(p)
+	}
+	keep := map[string]bool{}
+	for _, p := range w.Policies {
+		eng.UpsertPolicy(p)
+		keep[p.Namespace+"/"+p.Name] = true
+	}
+	for k := range eng.State().Policies {
+		if !keep[k] {
+			ns, name, _ := strings.Cut(k, "/")
+			eng.DeletePolicy(ns, name)
+		}
+	}
 }
