@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"fmt"
 	"testing"
 	"time"
 
@@ -144,22 +143,7 @@ func TestEventsThatChangeNoKernelObjectNeitherWaitNorWidenTheWindow(t *testing.T
 	applies := func() int { _, n, _ := dp.last(); return n }
 	clk.Step(time.Second)
 	ctx := context.Background()
-	var keys []string
-	for i := 0; i < 5; i++ {
-		p := pod("other", fmt.Sprintf("batch%d", i), "node-b", fmt.Sprintf("10.0.1.%d", 10+i), map[string]string{"app": "batch"})
-		if _, err := client.CoreV1().Pods("other").Create(ctx, p, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		keys = append(keys, "pod/other/"+p.Name)
-	}
-	eventually(t, "5 remote events enforced without the clock moving", func() bool {
-		for _, k := range keys {
-			if o := h.d.Object(k); !o.Present || o.Pending {
-				return false
-			}
-		}
-		return true
-	})
+	createRemotePods(t, h, "5 remote events enforced without the clock moving")
 	if clk.HasWaiters() || applies() != 1 {
 		t.Fatalf("remote-only events: worker waiting %v, %d transactions (want none waiting, 1: the initial sync)", clk.HasWaiters(), applies())
 	}

@@ -470,22 +470,7 @@ func TestRemoteEventsOfUnusedSetsCostNoTransaction(t *testing.T) {
 		t.Fatalf("kernel holds policies %v with %d members, want only prod/web-from-client, empty", pols, members)
 	}
 	ctx := context.Background()
-	var keys []string
-	for i := 0; i < 5; i++ {
-		p := pod("other", fmt.Sprintf("batch%d", i), "node-b", fmt.Sprintf("10.0.1.%d", 10+i), map[string]string{"app": "batch"})
-		if _, err := client.CoreV1().Pods("other").Create(ctx, p, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		keys = append(keys, "pod/other/"+p.Name)
-	}
-	eventually(t, "remote pods reported enforced", func() bool {
-		for _, k := range keys {
-			if o := h.d.Object(k); !o.Present || o.Pending {
-				return false
-			}
-		}
-		return true
-	})
+	createRemotePods(t, h, "remote pods reported enforced")
 	dp.mu.Lock()
 	got := dp.applies - applies
 	dp.mu.Unlock()
@@ -513,4 +498,28 @@ func TestRemoteEventsOfUnusedSetsCostNoTransaction(t *testing.T) {
 	if got != 1 {
 		t.Errorf("a remote pod joining a set a local pod's policy uses took %d transactions, want 1", got)
 	}
+}
+
+// createRemotePods creates five pods of namespace "other" on another node
+// (node-b) and waits, reporting what as the condition, until the daemon
+// reports each of them enforced.
+func createRemotePods(t *testing.T, h *harness, what string) {
+	t.Helper()
+	ctx := context.Background()
+	var keys []string
+	for i := 0; i < 5; i++ {
+		p := pod("other", fmt.Sprintf("batch%d", i), "node-b", fmt.Sprintf("10.0.1.%d", 10+i), map[string]string{"app": "batch"})
+		if _, err := h.client.CoreV1().Pods("other").Create(ctx, p, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, "pod/other/"+p.Name)
+	}
+	eventually(t, what, func() bool {
+		for _, k := range keys {
+			if o := h.d.Object(k); !o.Present || o.Pending {
+				return false
+			}
+		}
+		return true
+	})
 }
