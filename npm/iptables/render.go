@@ -255,19 +255,16 @@ func (d *Dataplane) desiredChains(f policy.Family) map[string][]string {
 			// with goto); no match: default deny. No packet marks.
 			gc := GroupChain(g)
 			if d.retiring[g.ID] {
-				if old, ok := d.chains[f][gc]; ok {
-					out[gc] = old
+				for _, c := range []string{gc, NextTierChain(g)} {
+					if old, ok := d.chains[f][c]; ok {
+						out[c] = old
+					}
 				}
 				continue
 			}
-			var gl []string
-			for _, k := range g.Policies {
-				for _, body := range d.want.Policies[k][f][dir] {
-					gl = append(gl, "-A "+gc+body)
-				}
+			for c, lines := range d.groupChains(f, dir, g) {
+				out[c] = lines
 			}
-			gl = append(gl, fmt.Sprintf("-A %s -m comment --comment %s -j DROP", gc, comment("default deny "+dir.String()+" for pods selected by "+strings.Join(g.Policies, ","))))
-			out[gc] = gl
 		}
 	}
 	return out
@@ -315,6 +312,10 @@ func renderRules(f policy.Family, p *policy.Policy, dir policy.Direction, sets m
 			ports = []pm{{}}
 		}
 		cm := comment(fmt.Sprintf("%s %s rule %d: %s", p.Key(), dir, i, r.Comment))
+		if p.Tier.Cluster() {
+			cm = comment(fmt.Sprintf("%s %s %s %s", p.Key(), p.Tier, r.Action, r.Comment))
+		}
+		verdict := ruleVerdict(p.Tier, r.Action)
 		for _, pe := range peers {
 			for _, po := range ports {
 				var b strings.Builder
@@ -323,7 +324,7 @@ func renderRules(f policy.Family, p *policy.Policy, dir policy.Direction, sets m
 						b.WriteString(" " + part)
 					}
 				}
-				fmt.Fprintf(&b, " -m comment --comment %s -j RETURN", cm)
+				fmt.Fprintf(&b, " -m comment --comment %s %s", cm, verdict)
 				lines = append(lines, b.String())
 			}
 		}

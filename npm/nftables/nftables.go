@@ -145,6 +145,9 @@ func (d *Dataplane) updateWant(desired *policy.State, changes *policy.Changes) e
 			delete(d.want.chains, PolicyChain(dir, k))
 			d.dirtyChains[PolicyChain(dir, k)] = struct{}{}
 		}
+		if p := d.model.Last.Policies[k]; p != nil && p.Tier == policy.TierAdmin {
+			continue // inlined into the group chains (tiers.go)
+		}
 		for _, kc := range d.model.Policies[k] {
 			d.want.chains[kc.name] = kc
 			d.dirtyChains[kc.name] = struct{}{}
@@ -172,7 +175,7 @@ func (d *Dataplane) updateWant(desired *policy.State, changes *policy.Changes) e
 				d.grpGone[c] = pols
 			}
 		}
-		chains, maps := renderGroups(d.model.Groups, d.model.Last.Policies)
+		chains, maps := renderGroups(d.model.Groups, d.model.Last.Policies, d.model.Policies)
 		d.grpObjs = chains
 		for _, kc := range chains {
 			d.want.chains[kc.name] = kc
@@ -188,7 +191,7 @@ func (d *Dataplane) updateWant(desired *policy.State, changes *policy.Changes) e
 			d.dirtyChains[kc.name] = struct{}{}
 		}
 		if d.want.sets[MapIngress4] == nil {
-			_, maps := renderGroups(nil, nil)
+			_, maps := renderGroups(nil, nil, nil)
 			for _, m := range maps {
 				d.patchMap(m)
 			}
@@ -228,7 +231,9 @@ func (r renderer) RenderPolicy(p *policy.Policy, sets map[string]*policy.Set) ([
 	return kcs, names
 }
 
-func (r renderer) GroupNames(g *policy.Group) []string { return []string{GroupChain(g)} }
+func (r renderer) GroupNames(g *policy.Group) []string {
+	return []string{GroupChain(g), NextTierChain(g)}
+}
 
 // patchMap makes the dispatch map of want equal to m, in place.
 func (d *Dataplane) patchMap(m *kset) {

@@ -233,7 +233,9 @@ func addrKey(a netip.Addr) []byte {
 }
 
 // renderGroups renders the group chains and the four dispatch maps.
-func renderGroups(groups map[policy.Direction][]*policy.Group, pols map[string]*policy.Policy) ([]*kchain, []*kset) {
+// rendered holds each policy's rendered chains (the Admin tier's rules
+// are inlined into the group chains, see tiers.go).
+func renderGroups(groups map[policy.Direction][]*policy.Group, pols map[string]*policy.Policy, rendered map[string][]*kchain) ([]*kchain, []*kset) {
 	var chains []*kchain
 	var maps []*kset
 	for _, dir := range []policy.Direction{policy.Ingress, policy.Egress} {
@@ -243,16 +245,7 @@ func renderGroups(groups map[policy.Direction][]*policy.Group, pols map[string]*
 		}
 		for _, g := range groups[dir] {
 			gc := GroupChain(g)
-			kc := &kchain{name: gc, policy: strings.Join(g.Policies, ",")}
-			for _, k := range g.Policies {
-				if pols[k] == nil {
-					continue
-				}
-				pc := PolicyChain(dir, k)
-				kc.rules = append(kc.rules, newRule("jump "+pc, "policy "+k, &expr.Verdict{Kind: expr.VerdictJump, Chain: pc}))
-			}
-			kc.rules = append(kc.rules, newRule("drop", "default deny "+dir.String()+" for pods selected by "+strings.Join(g.Policies, ","), &expr.Verdict{Kind: expr.VerdictDrop}))
-			chains = append(chains, kc)
+			chains = append(chains, groupChains(dir, g, pols, rendered)...)
 			for _, a := range g.IPs {
 				m := byFam[policy.FamilyOf(a)]
 				k := addrKey(a)
@@ -473,6 +466,9 @@ func renderRule(p *policy.Policy, dir policy.Direction, idx int, r policy.Rule, 
 		ports = []match{{}}
 	}
 	cm := fmt.Sprintf("%s %s rule %d: %s", p.Key(), dir, idx, r.Comment)
+	if p.Tier.Cluster() {
+		cm = fmt.Sprintf("%s %s %s %s", p.Key(), p.Tier, r.Action, r.Comment)
+	}
 	var out []krule
 	for _, pe := range peers {
 		for _, po := range ports {
@@ -491,13 +487,14 @@ func renderRule(p *policy.Policy, dir policy.Direction, idx int, r policy.Rule, 
 			}
 			es = append(es, pe.exprs...)
 			es = append(es, po.exprs...)
-			es = append(es, &expr.Verdict{Kind: expr.VerdictAccept})
+			v, vt := ruleVerdict(p.Tier, r.Action)
+			es = append(es, v)
 			for _, t := range []string{pe.text, po.text} {
 				if t != "" {
 					txt = append(txt, t)
 				}
 			}
-			txt = append(txt, "accept")
+			txt = append(txt, vt)
 			out = append(out, newRule(strings.Join(txt, " "), cm, es...))
 		}
 	}
