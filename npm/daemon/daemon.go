@@ -38,10 +38,13 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/clock"
+	cnpclient "sigs.k8s.io/network-policy-api/pkg/client/clientset/versioned"
+	cnpinformers "sigs.k8s.io/network-policy-api/pkg/client/informers/externalversions"
 
 	"github.com/open-acn/acn/npm/config"
 	"github.com/open-acn/acn/npm/dataplane"
@@ -75,6 +78,8 @@ type Options struct {
 	Logger    *zap.Logger
 	Client    kubernetes.Interface
 	Dataplane dataplane.Dataplane
+	// ClusterPolicyClient serves ClusterNetworkPolicies; nil: not enforced.
+	ClusterPolicyClient cnpclient.Interface
 	// Previous are the other dataplanes of this platform: once the first
 	// full sync is programmed, their leftovers are removed (a node switched
 	// from iptables to nftables keeps no iptables rules). Never before:
@@ -98,7 +103,10 @@ type Daemon struct {
 	podInf    cache.SharedIndexInformer
 	nsInf     cache.SharedIndexInformer
 	policyInf cache.SharedIndexInformer
-	queue     workqueue.TypedRateLimitingInterface[string]
+	// ClusterNetworkPolicies (clusterpolicy.go); nil when not served
+	cnpFactory cnpinformers.SharedInformerFactory
+	cnpInf     cache.SharedIndexInformer
+	queue      workqueue.TypedRateLimitingInterface[string]
 
 	// mu guards the engine, the dataplane and everything below: the
 	// worker and reconcile never run concurrently. Queries never wait for
@@ -193,7 +201,7 @@ func New(opts Options) (*Daemon, error) {
 		seenRV:     map[string]uint64{},
 		seq:        map[string]uint64{},
 		unapplied:  map[string]translated{},
-		appliedRV:  map[string]uint64{kindPod: 0, kindNamespace: 0, kindPolicy: 0},
+		appliedRV:  map[string]uint64{kindPod: 0, kindNamespace: 0, kindPolicy: 0, kindClusterPolicy: 0},
 		appliedObj: map[string]uint64{},
 		addr:       make(chan string, 1),
 	}
@@ -225,6 +233,9 @@ func New(opts Options) (*Daemon, error) {
 			return nil, err
 		}
 	}
+	if err := d.setupClusterPolicies(opts.ClusterPolicyClient); err != nil {
+		return nil, err
+	}
 	return d, nil
 }
 
@@ -241,7 +252,11 @@ func Run(ctx context.Context, cfg config.Config, logger *zap.Logger) error {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(gcPercent)
 	}
-	client, err := newClient(cfg.Kubeconfig)
+	client, restCfg, err := newClient(cfg.Kubeconfig)
+	if err != nil {
+		return err
+	}
+	cnpClient, err := newClusterPolicyClient(restCfg, logger)
 	if err != nil {
 		return err
 	}
@@ -258,7 +273,7 @@ func Run(ctx context.Context, cfg config.Config, logger *zap.Logger) error {
 			previous = append(previous, other)
 		}
 	}
-	d, err := New(Options{Config: cfg, Logger: logger, Client: client, Dataplane: dp, Previous: previous})
+	d, err := New(Options{Config: cfg, Logger: logger, Client: client, ClusterPolicyClient: cnpClient, Dataplane: dp, Previous: previous})
 	if err != nil {
 		return err
 	}
@@ -278,12 +293,12 @@ func Cleanup(ctx context.Context, cfg config.Config, logger *zap.Logger) error {
 	return nil
 }
 
-func newClient(kubeconfig string) (kubernetes.Interface, error) {
+func newClient(kubeconfig string) (kubernetes.Interface, *rest.Config, error) {
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()
 	rules.ExplicitPath = kubeconfig
 	restCfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
 	if err != nil {
-		return nil, fmt.Errorf("kubernetes client configuration: %w", err)
+		return nil, nil, fmt.Errorf("kubernetes client configuration: %w", err)
 	}
 	restCfg.UserAgent = "azure-npm"
 	restCfg.QPS, restCfg.Burst = 50, 100
@@ -291,7 +306,8 @@ func newClient(kubeconfig string) (kubernetes.Interface, error) {
 	// and leaves a fraction of the garbage behind.
 	restCfg.ContentType = "application/vnd.kubernetes.protobuf"
 	restCfg.AcceptContentTypes = "application/vnd.kubernetes.protobuf,application/json"
-	return kubernetes.NewForConfig(restCfg)
+	c, err := kubernetes.NewForConfig(restCfg)
+	return c, restCfg, err
 }
 
 // Addr returns the HTTP listen address once Run has bound it.
@@ -326,12 +342,19 @@ func (d *Daemon) Run(ctx context.Context) error {
 
 	d.factory.Start(ctx.Done())
 	defer d.factory.Shutdown()
+	if d.cnpFactory != nil {
+		d.cnpFactory.Start(ctx.Done())
+		defer d.cnpFactory.Shutdown()
+	}
 	defer d.queue.ShutDown()
 	d.log.Info("waiting for informers to sync")
 	// The handlers' registrations, not just the informers: the first
 	// transaction must carry every listed object, so every initial add must
 	// have reached the queue before initialSyncKey.
 	synced := []cache.InformerSynced{d.podInf.HasSynced, d.nsInf.HasSynced, d.policyInf.HasSynced}
+	if d.cnpInf != nil {
+		synced = append(synced, d.cnpInf.HasSynced)
+	}
 	for _, r := range d.registrations {
 		synced = append(synced, r.HasSynced)
 	}
@@ -529,6 +552,11 @@ func (d *Daemon) store(kind string) cache.Store {
 		return d.podInf.GetStore()
 	case kindNamespace:
 		return d.nsInf.GetStore()
+	case kindClusterPolicy:
+		if d.cnpInf != nil {
+			return d.cnpInf.GetStore()
+		}
+		return cache.NewStore(cache.MetaNamespaceKeyFunc)
 	default:
 		return d.policyInf.GetStore()
 	}
@@ -588,6 +616,11 @@ func (d *Daemon) translateKey(key string) translated {
 		} else {
 			d.engine.DeletePolicy(ns, name)
 		}
+	case kindClusterPolicy:
+		if !tr.present {
+			obj = nil
+		}
+		d.translateClusterPolicy(name, obj)
 	}
 	return tr
 }
