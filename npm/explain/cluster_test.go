@@ -40,7 +40,7 @@ func TestExplainNamesClusterNetworkPolicyAndRule(t *testing.T) {
 		allow bool
 		want  []string
 	}{
-		{81, false, []string{"DENIED", "denied by ClusterNetworkPolicy/guard (Admin tier, priority 7), Deny rule: ingress rule 0 \"no-81\""}},
+		{81, false, []string{"DENIED", "denied by ClusterNetworkPolicy/guard (Admin tier, priority 7), Deny rule: ingress rule 0 (no-81)"}},
 		{80, false, []string{"DENIED", "Admin tier ClusterNetworkPolicy/guard passed it on to the NetworkPolicy tier", "denied: no rule of"}},
 	} {
 		resp, err := Evaluate("node", st, nil, Request{From: "10.0.0.2", To: "10.0.0.1", Port: c.port, Protocol: "TCP"}, nil)

@@ -132,7 +132,7 @@ func compileClusterRule(dir policy.Direction, idx int, name string, action cnpv1
 	rule.Name = name
 	label := fmt.Sprintf("%s rule %d", dir, idx)
 	if name != "" {
-		label += fmt.Sprintf(" %q", name)
+		label += " (" + name + ")"
 	}
 	// failOpenPeer: a peer we cannot enforce. Accept: it matches nothing;
 	// Deny/Pass: the whole rule matches everything.

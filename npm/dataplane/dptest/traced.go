@@ -87,7 +87,7 @@ func RunGolden(t *testing.T, newT NewTraced) {
 	for _, c := range Cases() {
 		t.Run(c.Name, func(t *testing.T) {
 			tr := newT(t)
-			e := tp.Engine(c.Policies...)
+			e := tp.EngineFor(c)
 			if err := tr.Dataplane.Apply(context.Background(), e.State(), nil); err != nil {
 				t.Fatal(err)
 			}
