@@ -4,10 +4,9 @@ import (
 	"bytes"
 	"os"
 	"os/exec"
-	"strings"
 	"path/filepath"
+	"strings"
 	"testing"
-
 )
 
 // TestClusterNetworkPolicyCRDFromModule: the CRDs shipped under
