@@ -509,7 +509,9 @@ func (d *Dataplane) Objects(key string) []dataplane.Object {
 		if !p.Isolates(dir) {
 			continue
 		}
-		add(dataplane.Object{Kind: "chain", Name: PolicyChain(dir, key), Comment: fmt.Sprintf("%s rules of %s (table inet %s)", dir, key, TableName)})
+		if p.Tier != policy.TierAdmin { // Admin rules live in the group chains (tiers.go)
+			add(dataplane.Object{Kind: "chain", Name: PolicyChain(dir, key), Comment: fmt.Sprintf("%s rules of %s (table inet %s)", dir, key, TableName)})
+		}
 		for _, g := range d.model.Groups[dir] {
 			for _, k := range g.Policies {
 				if k != key {
