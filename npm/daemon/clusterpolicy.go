@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"go.uber.org/zap"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
@@ -16,7 +18,14 @@ import (
 // version of sigs.k8s.io/network-policy-api v0.3.0) come through the
 // typed clientset and informer of that module. Their keys are
 // "clusternetworkpolicy//name".
-const kindClusterPolicy = "clusternetworkpolicy"
+//
+// With them comes a Node informer (read-only, slimmed to labels and
+// addresses): a ClusterNetworkPolicy `nodes` peer matches the addresses of
+// the Nodes it selects. Keys "node//name".
+const (
+	kindClusterPolicy = "clusternetworkpolicy"
+	kindNode          = "node"
+)
 
 // newClusterPolicyClient returns the ClusterNetworkPolicy client, or nil
 // (with a warning) when the API server does not serve the CRD: the agent
@@ -63,9 +72,42 @@ func (d *Daemon) setupClusterPolicies(client cnpclient.Interface) error {
 		return err
 	}
 	d.registrations = append(d.registrations, reg)
-	return d.cnpInf.SetWatchErrorHandler(func(_ *cache.Reflector, err error) {
-		d.log.Warn("watch failed; keeping the last programmed state and reconnecting with backoff", zap.String("kind", kindClusterPolicy), zap.Error(err))
-	})
+	d.nodeInf = d.factory.Core().V1().Nodes().Informer()
+	if err := d.nodeInf.SetTransform(slimNode); err != nil {
+		return err
+	}
+	if reg, err = d.nodeInf.AddEventHandler(d.handler(kindNode)); err != nil {
+		return err
+	}
+	d.registrations = append(d.registrations, reg)
+	for kind, inf := range map[string]cache.SharedIndexInformer{kindClusterPolicy: d.cnpInf, kindNode: d.nodeInf} {
+		kind := kind
+		if err := inf.SetWatchErrorHandler(func(_ *cache.Reflector, err error) {
+			d.log.Warn("watch failed; keeping the last programmed state and reconnecting with backoff", zap.String("kind", kind), zap.Error(err))
+		}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// slimNode keeps what translation reads: name, labels, addresses.
+func slimNode(obj interface{}) (interface{}, error) {
+	n, ok := obj.(*corev1.Node)
+	if !ok {
+		return obj, nil
+	}
+	return &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n.Name, Labels: n.Labels, ResourceVersion: n.ResourceVersion, UID: n.UID},
+		Status: corev1.NodeStatus{Addresses: n.Status.Addresses}}, nil
+}
+
+// translateNode feeds one Node (nil: deleted) to the engine.
+func (d *Daemon) translateNode(name string, obj interface{}) {
+	if n, ok := obj.(*corev1.Node); ok && n != nil {
+		d.engine.UpsertNode(n)
+		return
+	}
+	d.engine.DeleteNode(name)
 }
 
 // slimClusterPolicy drops what translation never reads.

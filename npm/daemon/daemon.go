@@ -106,6 +106,7 @@ type Daemon struct {
 	// ClusterNetworkPolicies (clusterpolicy.go); nil when not served
 	cnpFactory cnpinformers.SharedInformerFactory
 	cnpInf     cache.SharedIndexInformer
+	nodeInf    cache.SharedIndexInformer // with cnpInf (nodes peers)
 	queue      workqueue.TypedRateLimitingInterface[string]
 
 	// mu guards the engine, the dataplane and everything below: the
@@ -201,7 +202,7 @@ func New(opts Options) (*Daemon, error) {
 		seenRV:     map[string]uint64{},
 		seq:        map[string]uint64{},
 		unapplied:  map[string]translated{},
-		appliedRV:  map[string]uint64{kindPod: 0, kindNamespace: 0, kindPolicy: 0, kindClusterPolicy: 0},
+		appliedRV:  map[string]uint64{kindPod: 0, kindNamespace: 0, kindPolicy: 0, kindClusterPolicy: 0, kindNode: 0},
 		appliedObj: map[string]uint64{},
 		addr:       make(chan string, 1),
 	}
@@ -353,7 +354,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	// have reached the queue before initialSyncKey.
 	synced := []cache.InformerSynced{d.podInf.HasSynced, d.nsInf.HasSynced, d.policyInf.HasSynced}
 	if d.cnpInf != nil {
-		synced = append(synced, d.cnpInf.HasSynced)
+		synced = append(synced, d.cnpInf.HasSynced, d.nodeInf.HasSynced)
 	}
 	for _, r := range d.registrations {
 		synced = append(synced, r.HasSynced)
@@ -552,9 +553,10 @@ func (d *Daemon) store(kind string) cache.Store {
 		return d.podInf.GetStore()
 	case kindNamespace:
 		return d.nsInf.GetStore()
-	case kindClusterPolicy:
-		if d.cnpInf != nil {
-			return d.cnpInf.GetStore()
+	case kindClusterPolicy, kindNode:
+		inf := map[string]cache.SharedIndexInformer{kindClusterPolicy: d.cnpInf, kindNode: d.nodeInf}[kind]
+		if inf != nil {
+			return inf.GetStore()
 		}
 		return cache.NewStore(cache.MetaNamespaceKeyFunc)
 	default:
@@ -616,11 +618,15 @@ func (d *Daemon) translateKey(key string) translated {
 		} else {
 			d.engine.DeletePolicy(ns, name)
 		}
-	case kindClusterPolicy:
+	case kindClusterPolicy, kindNode:
 		if !tr.present {
 			obj = nil
 		}
-		d.translateClusterPolicy(name, obj)
+		if kind == kindNode {
+			d.translateNode(name, obj)
+		} else {
+			d.translateClusterPolicy(name, obj)
+		}
 	}
 	return tr
 }

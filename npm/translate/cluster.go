@@ -19,9 +19,10 @@ import (
 // of a namespace × pod selector, a networks peer one ipBlock set per CIDR,
 // a named port a (pod IP, protocol, port) set per protocol.
 //
-// Fail closed, as the API requires: a peer or protocol this translator
-// does not implement — an empty one (a field of a newer API version),
-// nodes, domainNames — makes an Accept rule match nothing through it and a
+// A nodes peer is the set of the addresses of the Nodes it selects
+// (nodes.go). Fail closed, as the API requires: a peer or protocol this
+// translator does not implement — an empty one (a field of a newer API
+// version), domainNames — makes an Accept rule match nothing through it and a
 // Deny or Pass rule match everything. Each is reported as a problem. An
 // object that cannot be translated at all (a bad selector, CIDR, tier,
 // action or port) denies all traffic of its subjects in both directions at
@@ -187,7 +188,14 @@ func compileClusterRule(dir policy.Direction, idx int, name string, action cnpv1
 			}
 			anyNonPod = true
 		case p.nodes != nil:
-			failed(fmt.Sprintf("peer %d: nodes peers are not supported", j))
+			ss, err := nodeSetSpec(p.nodes)
+			if err != nil {
+				return rule, false, nil, fmt.Errorf("peer %d: %w", j, err)
+			}
+			addSet(ss)
+			rule.Peers = append(rule.Peers, policy.Peer{SetID: ss.id})
+			desc = append(desc, ss.readable)
+			anyNonPod = true
 		default:
 			failed(fmt.Sprintf("peer %d: domainNames (FQDN) peers are not supported", j))
 		}

@@ -39,6 +39,10 @@ type Engine struct {
 	polByNS    map[string]map[string]*compiled
 	// cluster-wide policies (ClusterNetworkPolicy) by key
 	clusterPols map[string]*compiled
+	// nodes (their labels and addresses) and the sets of node addresses
+	// (ClusterNetworkPolicy nodes peers), see nodes.go
+	nodes    map[string]*nodeInfo
+	nodeSets map[string]*setEntry
 
 	state   *policy.State
 	changes *policy.Changes
@@ -106,6 +110,7 @@ type setSpec struct {
 	kind              policy.SetKind
 	sels              []string        // SetIP: one selector; SetIPPort: scope selectors
 	static            []policy.Member // SetNet
+	nodeSel           labels.Selector // SetIP of node addresses (ClusterNetworkPolicy nodes peer)
 	portName          string          // SetIPPort
 	proto             policy.Protocol // SetIPPort
 }
@@ -143,6 +148,8 @@ func NewEngine(opts Options) *Engine {
 		selCluster:  map[string]*selector{},
 		polByNS:     map[string]map[string]*compiled{},
 		clusterPols: map[string]*compiled{},
+		nodes:       map[string]*nodeInfo{},
+		nodeSets:    map[string]*setEntry{},
 		state:       policy.NewState(),
 		changes:     policy.NewChanges(),
 		full:        map[string]bool{},
@@ -520,6 +527,9 @@ func (e *Engine) refSet(spec setSpec) {
 			se.count[m]++
 			se.set.Members[m] = struct{}{}
 		}
+		if spec.nodeSel != nil {
+			e.refNodeSet(se)
+		}
 		for _, k := range spec.sels {
 			s := e.selectors[k]
 			if s == nil {
@@ -552,6 +562,7 @@ func (e *Engine) unrefSet(id string) {
 			}
 		}
 		delete(e.sets, id)
+		delete(e.nodeSets, id)
 		delete(e.state.Sets, id)
 		e.fullChange(id)
 	}
@@ -777,7 +788,7 @@ func (e *Engine) Sizes() map[string]int {
 	sz := map[string]int{
 		"engine.pods": len(e.pods), "engine.namespaces": len(e.namespaces), "engine.policies": len(e.policies),
 		"engine.selectors": len(e.selectors), "engine.sets": len(e.sets), "engine.selectorsByNamespace": len(e.selByNS),
-		"engine.clusterSelectors": len(e.selCluster), "engine.policiesByNamespace": len(e.polByNS), "engine.clusterPolicies": len(e.clusterPols), "engine.fullChanges": len(e.full),
+		"engine.clusterSelectors": len(e.selCluster), "engine.policiesByNamespace": len(e.polByNS), "engine.clusterPolicies": len(e.clusterPols), "engine.nodes": len(e.nodes), "engine.nodeSets": len(e.nodeSets), "engine.fullChanges": len(e.full),
 		"engine.state.sets": len(e.state.Sets), "engine.state.policies": len(e.state.Policies), "engine.state.endpoints": len(e.state.Endpoints),
 	}
 	for _, n := range e.namespaces {

@@ -47,6 +47,8 @@ type Snapshot struct {
 	Policies   []*networkingv1.NetworkPolicy
 	// ClusterPolicies are ClusterNetworkPolicies (policy.networking.k8s.io/v1beta1).
 	ClusterPolicies []*cnpv1.ClusterNetworkPolicy
+	// Nodes supply the addresses of ClusterNetworkPolicy nodes peers.
+	Nodes []*corev1.Node
 }
 
 // Translate computes the desired state of the node from a snapshot. It is
@@ -58,6 +60,9 @@ func Translate(s Snapshot, opts Options) *policy.State {
 	}
 	for _, p := range s.Pods {
 		e.UpsertPod(p)
+	}
+	for _, n := range s.Nodes {
+		e.UpsertNode(n)
 	}
 	for _, np := range s.Policies {
 		e.UpsertPolicy(np)
