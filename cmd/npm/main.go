@@ -188,7 +188,7 @@ func parseExplain(args []string, out io.Writer) (*explain.Request, string, error
 func status(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("azure-npm status", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	object := fs.String("object", "", "one object: pod/NAMESPACE/NAME, policy/NAMESPACE/NAME or namespace//NAME")
+	object := fs.String("object", "", "one object: pod/NAMESPACE/NAME, policy/NAMESPACE/NAME, namespace//NAME, clusternetworkpolicy//NAME or node//NAME")
 	socket := socketFlag(fs)
 	if help, err := parseFlags(fs, args, out); help || err != nil {
 		return err
