@@ -47,7 +47,7 @@ func (c *Cluster) RunConformance(ctx context.Context, bin, features, skip string
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return UpstreamResult{}, err
 	}
-	args := []string{"--net=" + c.CP.Path, "--", bin, "-test.v", "-test.run", "TestConformance", "-test.timeout", "90m",
+	args := []string{"--net=" + c.CP.Path, "--", bin, "-test.v", "-test.run", "^TestConformance$", "-test.timeout", "90m",
 		"-supported-features=" + features, "-report-output=" + filepath.Join(dir, "report.yaml"),
 		"-organization=open-acn", "-project=azure-npm", "-url=https://github.com/open-acn/acn", "-version=" + c.cfg.Dataplane}
 	if skip != "" {
