@@ -60,8 +60,8 @@ func e2e(args []string, out io.Writer) error {
 			fmt.Fprintln(out, line)
 			lines = append(lines, line)
 			if conf.ran {
-				cl := fmt.Sprintf("network-policy-api %s conformance (features %s, skipped %q), azure-vnet %s, azure-npm %s: %d passed, %d failed",
-					realcluster.ConformanceVersion, realcluster.ConformanceFeatures, conf.skip, cni, dp, conf.res.Passed, conf.res.Failed)
+				cl := fmt.Sprintf("network-policy-api %s conformance (features %s, skipped %q), azure-vnet %s, azure-npm %s: %d passed, %d failed %v, %d failed only on SCTP probes (no SCTP sockets here)",
+					realcluster.ConformanceVersion, realcluster.ConformanceFeatures, conf.skip, cni, dp, conf.res.Passed, conf.res.Failed, conf.res.FailedTests, conf.res.SCTPOnly)
 				if conf.err != nil {
 					cl += ": " + conf.err.Error()
 				}
@@ -107,7 +107,7 @@ type conformanceRun struct {
 	enabled   bool
 	bin, skip string
 	ran       bool
-	res       realcluster.UpstreamResult
+	res       realcluster.ConformanceResult
 	err       error
 }
 
