@@ -174,6 +174,15 @@ func TestManifestsOnAPIServer(t *testing.T) {
 		if err != nil {
 			t.Fatalf("kubectl apply rbac.yaml: %v\n%s", err, out)
 		}
+		// kubectl auth can-i resolves a resource by discovery: the
+		// ClusterNetworkPolicy CRD (which deploy/npm installs) must be served.
+		crd := filepath.Join(dir, "network-policy-api", "standard", crdFile)
+		if out, err := runKubectl(t, k, kc, nil, "apply", "--server-side", "-f", crd); err != nil {
+			t.Fatalf("kubectl apply the CRD: %v\n%s", err, out)
+		}
+		if out, err := runKubectl(t, k, kc, nil, "wait", "--for=condition=established", "--timeout=60s", "crd/clusternetworkpolicies.policy.networking.k8s.io"); err != nil {
+			t.Fatalf("CRD not established: %v\n%s", err, out)
+		}
 		const sa = "system:serviceaccount:kube-system:azure-npm"
 		canI := func(verb, resource string, extra ...string) bool {
 			args := append([]string{"auth", "can-i", verb, resource, "--as=" + sa}, extra...)
