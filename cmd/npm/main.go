@@ -28,6 +28,7 @@ import (
 	"github.com/open-acn/acn/npm/config"
 	"github.com/open-acn/acn/npm/daemon"
 	"github.com/open-acn/acn/npm/explain"
+	"github.com/open-acn/acn/npm/flowlog"
 	"github.com/open-acn/acn/npm/localsock"
 )
 
@@ -56,6 +57,7 @@ commands:
   start     run the node agent (see: azure-npm start --help)
   explain   ask the running agent whether traffic is allowed, and why
   status    print what the running agent enforces (one object with --object)
+  flows     print the flow log: connections allowed or denied, by policy and rule
   cleanup   remove every kernel object azure-npm created
   version   print the version`
 
@@ -92,6 +94,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return explain.Query(ctx, socket, *req, out)
 	case "status":
 		return status(ctx, args[1:], out)
+	case "flows":
+		return flows(ctx, args[1:], out)
 	}
 	return usageError{fmt.Errorf("unknown command %q\n%s", args[0], usage)}
 }
@@ -182,6 +186,36 @@ func parseExplain(args []string, out io.Writer) (*explain.Request, string, error
 		return nil, "", usageError{err}
 	}
 	return &req, *socket, nil
+}
+
+// flows prints the flow log human-readably.
+func flows(ctx context.Context, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("azure-npm flows", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	follow := fs.Bool("follow", false, "wait for new lines, like tail -f")
+	fs.BoolVar(follow, "f", false, "shorthand for --follow")
+	ns := fs.String("namespace", "", "only connections of this namespace (policy, source or destination pod)")
+	verdict := fs.String("verdict", "", "only allow or deny")
+	file := fs.String("file", "", "the flow log (default: flowLog.file of --config, else "+config.DefaultFlowLogFile+")")
+	cfgPath := fs.String("config", "", "the agent's config file, for flowLog.file")
+	if help, err := parseFlags(fs, args, out); help || err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+	}
+	if *verdict != "" && *verdict != "allow" && *verdict != "deny" {
+		return usageError{fmt.Errorf("--verdict %q: want allow or deny", *verdict)}
+	}
+	path := *file
+	if path == "" {
+		cfg, err := config.Load(*cfgPath)
+		if err != nil {
+			return usageError{err}
+		}
+		path = cfg.FlowLog.File
+	}
+	return flowlog.Print(ctx, path, flowlog.Filter{Namespace: *ns, Verdict: *verdict}, *follow, out)
 }
 
 // status prints the agent's /status (or one object's) as JSON.

@@ -16,6 +16,16 @@ func TestCommandLine(t *testing.T) {
 	if err := os.WriteFile(badCfg, []byte("nope: 1\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	flows := filepath.Join(dir, "flows.log")
+	if err := os.WriteFile(flows, []byte(`{"time":"2026-01-02T03:04:05Z","verdict":"deny","direction":"ingress","namespace":"x","policy":"x/deny-b","description":"no rule of x/deny-b allows it","protocol":"TCP","src":"10.0.0.3","srcPod":"x/a","dst":"10.0.0.2","dstPort":80,"dstPod":"x/b","count":1}
+{"time":"2026-01-02T03:04:06Z","verdict":"allow","direction":"egress","namespace":"y","policy":"y/out","rule":0,"description":"to any peer on 53/UDP","protocol":"UDP","src":"10.0.0.4","dst":"10.0.0.9","dstPort":53,"count":1}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	flowsCfg := filepath.Join(dir, "npm.yaml")
+	if err := os.WriteFile(flowsCfg, []byte("flowLog:\n  file: "+flows+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	cases := []struct {
 		name      string
 		args      []string
@@ -40,6 +50,10 @@ func TestCommandLine(t *testing.T) {
 		{"status without an agent", []string{"status", "--socket", filepath.Join(dir, "none.sock")}, false, "", "no agent socket at " + filepath.Join(dir, "none.sock")},
 		{"status extra argument", []string{"status", "pods"}, true, "", `unexpected argument "pods"`},
 		{"status help", []string{"status", "--help"}, false, "-object", ""},
+		{"flows denied", []string{"flows", "--file", flows, "--verdict", "deny"}, false, "DENY  ingress x/a 10.0.0.3 -> x/b 10.0.0.2:80/TCP  x/deny-b default deny: no rule of x/deny-b allows it", ""},
+		{"flows by namespace, file from the config", []string{"flows", "--config", flowsCfg, "--namespace", "y"}, false, "ALLOW egress  10.0.0.4 -> 10.0.0.9:53/UDP  y/out rule 0: to any peer on 53/UDP", ""},
+		{"flows bad verdict", []string{"flows", "--verdict", "drop"}, true, "", `--verdict "drop": want allow or deny`},
+		{"flows without a file", []string{"flows", "--file", filepath.Join(dir, "none.log")}, false, "", "no such file"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

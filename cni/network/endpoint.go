@@ -236,6 +236,9 @@ func Setup(h *netlink.Handle, s Spec, hook Hook) (err error) {
 	if pl, err := podH.LinkByName(s.IfName); err == nil {
 		waitOperUp(podH, pl.Attrs().Index, time.Second)
 	}
+	if s.hasV6() {
+		waitIPv6Local(h, podH, s, veth.Index, time.Second)
+	}
 	if err := hook.at("add:host"); err != nil {
 		return err
 	}
@@ -255,6 +258,54 @@ func waitOperUp(h *netlink.Handle, index int, max time.Duration) {
 		}
 		time.Sleep(200 * time.Microsecond)
 	}
+}
+
+// waitIPv6Local waits (at most max) until every IPv6 address ADD
+// configured is local to the kernel: the pod's addresses in the pod, and
+// in transparent mode the gateway fe80::1 on the host veth. An IPv6
+// address is listed (and, with nodad, not tentative) the moment it is
+// added, but the kernel inserts its route in the local table, which makes
+// it accept packets addressed to it, only when its duplicate address
+// detection completes, and that runs from a work queue that needs the
+// RTNL lock even without DAD. Until then packets to the address are
+// dropped: without this wait the pod's first IPv6 packet (or its answer)
+// was lost to the 1 s retransmit in a few percent of ADDs on a busy node,
+// where RTNL is contended. It gives up silently, as waitOperUp.
+func waitIPv6Local(h, podH *netlink.Handle, s Spec, hostIndex int, max time.Duration) {
+	type local struct {
+		h   *netlink.Handle
+		ip  net.IP
+		oif int // 0: any link
+	}
+	var want []local
+	for _, ip := range s.IPs {
+		if !isV4(ip.IP) {
+			want = append(want, local{podH, ip.IP, 0})
+		}
+	}
+	if s.Mode == ModeTransparent {
+		want = append(want, local{h, TransparentGateway6, hostIndex})
+	}
+	deadline := time.Now().Add(max)
+	pause := 100 * time.Microsecond
+	for _, w := range want {
+		for !isLocal6(w.h, w.ip, w.oif) && time.Now().Before(deadline) {
+			time.Sleep(pause)
+			pause = min(2*pause, 2*time.Millisecond)
+		}
+	}
+}
+
+// isLocal6 says whether the local table of h's namespace has ip (on link
+// oif, unless 0).
+func isLocal6(h *netlink.Handle, ip net.IP, oif int) bool {
+	filter := &netlink.Route{Table: unix.RT_TABLE_LOCAL, Dst: &net.IPNet{IP: ip, Mask: net.CIDRMask(128, 128)}, LinkIndex: oif}
+	mask := uint64(netlink.RT_FILTER_TABLE | netlink.RT_FILTER_DST)
+	if oif != 0 {
+		mask |= netlink.RT_FILTER_OIF
+	}
+	routes, err := h.RouteListFiltered(netlink.FAMILY_V6, filter, mask)
+	return err == nil && len(routes) > 0
 }
 
 // configurePod sets the pod end's address, state, routes and (transparent)

@@ -4,6 +4,7 @@ package plugin_test
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"strings"
 	"testing"
@@ -210,6 +211,60 @@ func TestIPv6UsableAtOnce(t *testing.T) {
 			n.mustDel(l, p)
 		})
 	}
+}
+
+// TestIPv6LocalWhenAddReturns: when ADD returns, the kernel accepts packets
+// for the pod's IPv6 address in the pod and (transparent) for the gateway
+// fe80::1 on the host veth: both are in their namespace's local table. The
+// kernel adds those routes only when the address's (skipped) duplicate
+// address detection completes, from a work queue; without waiting for it,
+// a quarter of ADDs returned before, and the pod's first IPv6 packet or
+// its answer could be dropped.
+func TestIPv6LocalWhenAddReturns(t *testing.T) {
+	for _, mode := range []string{"transparent", "bridge"} {
+		t.Run(mode, func(t *testing.T) {
+			const pods = 12
+			n := newNode(t, pods)
+			l := n.list("1.1.0", withFamilies(n.netConf(mode, nil), []string{"IPv4", "IPv6"}))
+			nodeH := n.handle()
+			for i := 0; i < pods; i++ {
+				p := n.newPod(fmt.Sprintf("local6-%s-%d", mode, i))
+				r := n.mustAdd(l, p)
+				h, err := p.ns.Handle()
+				if err != nil {
+					t.Fatal(err)
+				}
+				missing := notLocal6(t, h, r.IPs[1].Address.IP, 0)
+				h.Close()
+				if mode == "transparent" {
+					veth, err := nodeH.LinkByName(network.HostVethName(p.id, "eth0"))
+					if err != nil {
+						t.Fatal(err)
+					}
+					missing = append(missing, notLocal6(t, nodeH, network.TransparentGateway6, veth.Attrs().Index)...)
+				}
+				if len(missing) > 0 {
+					t.Errorf("pod %d: not yet local when ADD returned: %v", i, missing)
+				}
+			}
+		})
+	}
+}
+
+// notLocal6 returns ip (as a one-element list) unless h's local table has
+// it (on link oif, unless 0).
+func notLocal6(t *testing.T, h *netlink.Handle, ip net.IP, oif int) []string {
+	t.Helper()
+	routes, err := h.RouteListFiltered(netlink.FAMILY_V6, &netlink.Route{Table: unix.RT_TABLE_LOCAL}, netlink.RT_FILTER_TABLE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range routes {
+		if r.Dst != nil && r.Dst.IP.Equal(ip) && (oif == 0 || r.LinkIndex == oif) {
+			return nil
+		}
+	}
+	return []string{ip.String()}
 }
 
 // TestDualStackAllOrNothing: with one IPv6 address for many IPv4 ones,

@@ -70,6 +70,33 @@ type Config struct {
 	HNSSCTP bool `json:"hnsSCTP"`
 	// Log is where rule changes and events are logged.
 	Log LogConfig `json:"log"`
+	// FlowLog is the per-connection flow log (Linux dataplanes).
+	FlowLog FlowLogConfig `json:"flowLog"`
+}
+
+// FlowLogConfig configures flow logs: which namespaces log which verdicts
+// by default (the namespace annotation npm.open-acn.io/flow-log
+// overrides it), the kernel's NFLOG group and per-node rate limit, and the
+// file the daemon writes one JSON line per connection attempt to.
+type FlowLogConfig struct {
+	// Default is none, deny or all: the mode of a namespace without the
+	// annotation.
+	Default string `json:"default"`
+	// RatePerSecond and Burst bound the log messages the kernel sends per
+	// second (per node and address family); what the limit drops is counted
+	// (npm_flow_log_dropped_total), and the verdict never depends on it.
+	RatePerSecond int `json:"ratePerSecond"`
+	Burst         int `json:"burst"`
+	// NFLOGGroup is the netlink log group the kernel sends to and the
+	// daemon reads; no other program on the node may bind it.
+	NFLOGGroup int `json:"nflogGroup"`
+	// File is the flow log (rotated by size like the main log).
+	File       string `json:"file"`
+	MaxSizeMB  int    `json:"maxSizeMB"`
+	MaxBackups int    `json:"maxBackups"`
+	// DedupWindow: identical attempts (same pods, port, verdict and rule)
+	// within it are one line with a count.
+	DedupWindow Duration `json:"dedupWindow"`
 }
 
 // LogConfig mirrors logs.Config with file-friendly keys.
@@ -110,8 +137,21 @@ func Default() Config {
 			MaxSizeMB:  100,
 			MaxBackups: 5,
 		},
+		FlowLog: FlowLogConfig{
+			Default:       "none",
+			RatePerSecond: 100,
+			Burst:         200,
+			NFLOGGroup:    100,
+			File:          DefaultFlowLogFile,
+			MaxSizeMB:     100,
+			MaxBackups:    5,
+			DedupWindow:   Duration(5 * time.Second),
+		},
 	}
 }
+
+// DefaultFlowLogFile is the flow log's default path.
+const DefaultFlowLogFile = "/var/log/azure-npm-flows.log"
 
 // Load returns Default() with the file at path (JSON or YAML) merged onto
 // it: a key missing from the file keeps its default. Unknown keys are an
@@ -212,6 +252,7 @@ func (c Config) Validate() error {
 	if err := c.Log.Logs().Validate(); err != nil {
 		errs = append(errs, err)
 	}
+	errs = append(errs, c.FlowLog.validate(c.Dataplane)...)
 	return errors.Join(errs...)
 }
 
@@ -268,4 +309,51 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	}
 	*d = Duration(v)
 	return nil
+}
+
+// Bounds of the flow-log settings: the kernel's limit match takes a rate
+// up to 10,000/s here (beyond that a log line per connection is not a log
+// but a firehose) and NFLOG groups are 16 bits.
+const (
+	maxFlowLogRate  = 10000
+	maxFlowLogBurst = 100000
+)
+
+func (f FlowLogConfig) validate(dataplane string) []error {
+	var errs []error
+	switch f.Default {
+	case "none", "deny", "all":
+	default:
+		errs = append(errs, fmt.Errorf("flowLog.default %q: want none, deny or all", f.Default))
+	}
+	if f.Default != "none" && dataplane == DataplaneHNS {
+		errs = append(errs, fmt.Errorf("flowLog.default %q: flow logs need a Linux dataplane (iptables or nftables), not %q", f.Default, dataplane))
+	}
+	if f.RatePerSecond < 1 || f.RatePerSecond > maxFlowLogRate {
+		errs = append(errs, fmt.Errorf("flowLog.ratePerSecond %d: must be between 1 and %d", f.RatePerSecond, maxFlowLogRate))
+	}
+	if f.Burst < 1 || f.Burst > maxFlowLogBurst {
+		errs = append(errs, fmt.Errorf("flowLog.burst %d: must be between 1 and %d", f.Burst, maxFlowLogBurst))
+	}
+	if f.NFLOGGroup < 0 || f.NFLOGGroup > 65535 {
+		errs = append(errs, fmt.Errorf("flowLog.nflogGroup %d: must be between 0 and 65535", f.NFLOGGroup))
+	}
+	switch {
+	case dataplane == DataplaneHNS:
+		// no flow logs on Windows: the file is never opened
+	case f.File == "":
+		errs = append(errs, errors.New("flowLog.file must not be empty"))
+	case f.File != "stderr" && !strings.HasPrefix(f.File, "/"):
+		errs = append(errs, fmt.Errorf("flowLog.file %q: want an absolute path (e.g. %s)", f.File, DefaultFlowLogFile))
+	}
+	if f.MaxSizeMB < 1 {
+		errs = append(errs, fmt.Errorf("flowLog.maxSizeMB %d: must be at least 1", f.MaxSizeMB))
+	}
+	if f.MaxBackups < 0 {
+		errs = append(errs, fmt.Errorf("flowLog.maxBackups %d: must not be negative", f.MaxBackups))
+	}
+	if f.DedupWindow.D() < 0 || f.DedupWindow.D() > time.Minute {
+		errs = append(errs, fmt.Errorf("flowLog.dedupWindow %s: must be between 0 and 1m", f.DedupWindow.D()))
+	}
+	return errs
 }

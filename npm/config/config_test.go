@@ -132,3 +132,41 @@ func TestResolveNodeName(t *testing.T) {
 		t.Fatalf("an explicit name must be kept: %q", c.NodeName)
 	}
 }
+
+func TestFlowLogConfig(t *testing.T) {
+	c, err := Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := c.FlowLog; f.Default != "none" || f.RatePerSecond != 100 || f.Burst != 200 || f.NFLOGGroup != 100 || f.File != "/var/log/azure-npm-flows.log" || f.DedupWindow.D() != 5*time.Second {
+		t.Errorf("flow log defaults: %+v", f)
+	}
+	path := filepath.Join(t.TempDir(), "npm.yaml")
+	if err := os.WriteFile(path, []byte("flowLog:\n  default: deny\n  ratePerSecond: 50\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, err = Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.FlowLog.Default != "deny" || c.FlowLog.RatePerSecond != 50 || c.FlowLog.Burst != 200 {
+		t.Errorf("merged flow log: %+v", c.FlowLog)
+	}
+	for _, tc := range []struct {
+		set  func(*FlowLogConfig)
+		want string
+	}{
+		{func(f *FlowLogConfig) { f.Default = "allow" }, `flowLog.default "allow": want none, deny or all`},
+		{func(f *FlowLogConfig) { f.RatePerSecond = 0 }, "flowLog.ratePerSecond 0"},
+		{func(f *FlowLogConfig) { f.Burst = -1 }, "flowLog.burst -1"},
+		{func(f *FlowLogConfig) { f.NFLOGGroup = 70000 }, "flowLog.nflogGroup 70000"},
+		{func(f *FlowLogConfig) { f.File = "flows.log" }, `flowLog.file "flows.log": want an absolute path`},
+		{func(f *FlowLogConfig) { f.DedupWindow = Duration(time.Hour) }, "flowLog.dedupWindow 1h0m0s"},
+	} {
+		c := Default()
+		tc.set(&c.FlowLog)
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("want error containing %q, got %v", tc.want, err)
+		}
+	}
+}

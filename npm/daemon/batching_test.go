@@ -2,9 +2,11 @@ package daemon
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
+	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
 	testingclock "k8s.io/utils/clock/testing"
@@ -118,4 +120,52 @@ func TestWorkerAppliesAtOnceWhenIdleAndBatchesWhenBusy(t *testing.T) {
 	}
 	clk.Step(20 * time.Millisecond)
 	eventually(t, "the batched event programmed once the window passed", func() bool { return applies() == 3 })
+}
+
+// TestEventsThatChangeNoKernelObjectNeitherWaitNorWidenTheWindow: events of
+// other nodes' pods that change only sets no local pod's policy uses are
+// enforced at once, however close together, and do not make the next
+// kernel-changing event wait: the window paces transactions only.
+func TestEventsThatChangeNoKernelObjectNeitherWaitNorWidenTheWindow(t *testing.T) {
+	sel := func(ns, name, target, peer string) *networkingv1.NetworkPolicy {
+		return &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+			Spec: networkingv1.NetworkPolicySpec{PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{"app": target}},
+				Ingress: []networkingv1.NetworkPolicyIngressRule{{From: []networkingv1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": peer}}}}}}}}
+	}
+	client := fake.NewSimpleClientset(ns("prod", nil), ns("other", nil),
+		pod("prod", "web", "node-a", "10.0.0.5", map[string]string{"app": "web"}),
+		sel("prod", "web-from-client", "web", "client"), sel("other", "db-from-batch", "db", "batch"))
+	dp := &recordingDataplane{}
+	clk := testingclock.NewFakeClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	cfg := testConfig()
+	cfg.BatchWindow = config.Duration(20 * time.Millisecond)
+	h := startWithClock(t, cfg, client, dp, clk)
+	eventually(t, "ready", h.d.Ready)
+	applies := func() int { _, n, _ := dp.last(); return n }
+	clk.Step(time.Second)
+	ctx := context.Background()
+	var keys []string
+	for i := 0; i < 5; i++ {
+		p := pod("other", fmt.Sprintf("batch%d", i), "node-b", fmt.Sprintf("10.0.1.%d", 10+i), map[string]string{"app": "batch"})
+		if _, err := client.CoreV1().Pods("other").Create(ctx, p, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, "pod/other/"+p.Name)
+	}
+	eventually(t, "5 remote events enforced without the clock moving", func() bool {
+		for _, k := range keys {
+			if o := h.d.Object(k); !o.Present || o.Pending {
+				return false
+			}
+		}
+		return true
+	})
+	if clk.HasWaiters() || applies() != 1 {
+		t.Fatalf("remote-only events: worker waiting %v, %d transactions (want none waiting, 1: the initial sync)", clk.HasWaiters(), applies())
+	}
+	// Same fake instant: a remote client joins the local policy's set.
+	if _, err := client.CoreV1().Pods("prod").Create(ctx, pod("prod", "client", "node-b", "10.0.1.30", map[string]string{"app": "client"}), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the kernel-changing event programmed at once (the window was not widened)", func() bool { return applies() == 2 })
 }

@@ -48,6 +48,7 @@ import (
 
 	"github.com/open-acn/acn/npm/config"
 	"github.com/open-acn/acn/npm/dataplane"
+	"github.com/open-acn/acn/npm/flowlog"
 	"github.com/open-acn/acn/npm/policy"
 	"github.com/open-acn/acn/npm/translate"
 )
@@ -87,6 +88,11 @@ type Options struct {
 	Previous []dataplane.Dataplane
 	// Clock times the batching; nil is the real clock (tests pass a fake).
 	Clock clock.Clock
+	// FlowLogs starts the flow-log recorder (flowlog.go): Run sets it for
+	// the Linux dataplanes; FlowLogNetNS is the network namespace whose
+	// NFLOG group it reads ("" = the daemon's own).
+	FlowLogs     bool
+	FlowLogNetNS string
 }
 
 // Daemon is one running node agent.
@@ -116,6 +122,10 @@ type Daemon struct {
 	engine     *translate.Engine
 	batching   *batching             // the worker's only
 	pending    *policy.Changes       // changes not yet applied (a failed transaction)
+	enforced   dataplane.Enforced    // what of the engine's state the kernel holds (policies applying to local pods)
+	force      bool                  // a control key asks for a transaction even without changes
+	sizesAt    time.Time             // when the view's Status.Sizes were counted
+	sizesStale atomic.Bool           // the view's Status.Sizes predate a batch
 	unapplied  map[string]translated // keys fed to the engine since the last successful transaction
 	appliedRV  map[string]uint64     // kind -> highest resourceVersion enforced
 	generation uint64                // successful transactions
@@ -146,6 +156,10 @@ type Daemon struct {
 	ready  atomic.Bool
 	synced atomic.Bool
 	addr   chan string
+
+	flowLogs     bool
+	flowLogNetNS string
+	flowIndex    *flowlog.Index
 }
 
 // translated is what the engine was given for a key: the object's
@@ -188,23 +202,26 @@ func New(opts Options) (*Daemon, error) {
 		return nil, errors.New("daemon: node name is empty: set --node-name, NODE_NAME or HOSTNAME")
 	}
 	d := &Daemon{
-		cfg:        opts.Config,
-		log:        opts.Logger,
-		client:     opts.Client,
-		dp:         opts.Dataplane,
-		prev:       opts.Previous,
-		metrics:    newMetrics(),
-		clock:      opts.Clock,
-		batching:   newBatching(opts.Config.BatchWindow.D()),
-		engine:     translate.NewEngine(translate.Options{NodeName: opts.Config.NodeName, Logger: opts.Logger}),
-		pending:    policy.NewChanges(),
-		seen:       map[string]time.Time{},
-		seenRV:     map[string]uint64{},
-		seq:        map[string]uint64{},
-		unapplied:  map[string]translated{},
-		appliedRV:  map[string]uint64{kindPod: 0, kindNamespace: 0, kindPolicy: 0, kindClusterPolicy: 0, kindNode: 0},
-		appliedObj: map[string]uint64{},
-		addr:       make(chan string, 1),
+		cfg:          opts.Config,
+		log:          opts.Logger,
+		client:       opts.Client,
+		dp:           opts.Dataplane,
+		prev:         opts.Previous,
+		metrics:      newMetrics(),
+		clock:        opts.Clock,
+		batching:     newBatching(opts.Config.BatchWindow.D()),
+		engine:       translate.NewEngine(translate.Options{NodeName: opts.Config.NodeName, Logger: opts.Logger, FlowLog: flowLogDefault(opts.Config)}),
+		flowLogs:     opts.FlowLogs,
+		flowLogNetNS: opts.FlowLogNetNS,
+		flowIndex:    &flowlog.Index{},
+		pending:      policy.NewChanges(),
+		seen:         map[string]time.Time{},
+		seenRV:       map[string]uint64{},
+		seq:          map[string]uint64{},
+		unapplied:    map[string]translated{},
+		appliedRV:    map[string]uint64{kindPod: 0, kindNamespace: 0, kindPolicy: 0, kindClusterPolicy: 0, kindNode: 0},
+		appliedObj:   map[string]uint64{},
+		addr:         make(chan string, 1),
 	}
 	d.view.Store(&view{status: Status{Node: opts.Config.NodeName, AppliedResourceVersions: maps.Clone(d.appliedRV)}, state: policy.NewState()})
 	d.queue = workqueue.NewTypedRateLimitingQueueWithConfig(
@@ -214,6 +231,12 @@ func New(opts Options) (*Daemon, error) {
 	d.podInf = d.factory.Core().V1().Pods().Informer()
 	d.nsInf = d.factory.Core().V1().Namespaces().Informer()
 	d.policyInf = d.factory.Networking().V1().NetworkPolicies().Informer()
+	if d.flowLogs {
+		// Flow-log lines name the pods behind addresses.
+		if err := d.podInf.AddIndexers(cache.Indexers{podIPIndex: podIPs}); err != nil {
+			return nil, err
+		}
+	}
 	// Keep only what translation needs (slim.go): every agent caches every
 	// object of the cluster, so full objects would dominate its memory.
 	for inf, transform := range map[cache.SharedIndexInformer]cache.TransformFunc{d.podInf: slimPod, d.nsInf: slimNamespace, d.policyInf: slimPolicy} {
@@ -274,7 +297,8 @@ func Run(ctx context.Context, cfg config.Config, logger *zap.Logger) error {
 			previous = append(previous, other)
 		}
 	}
-	d, err := New(Options{Config: cfg, Logger: logger, Client: client, ClusterPolicyClient: cnpClient, Dataplane: dp, Previous: previous})
+	_, flowLogs := dp.(dataplane.FlowLogCounter)
+	d, err := New(Options{Config: cfg, Logger: logger, Client: client, ClusterPolicyClient: cnpClient, Dataplane: dp, Previous: previous, FlowLogs: flowLogs})
 	if err != nil {
 		return err
 	}
@@ -341,6 +365,17 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}
 	}()
 
+	if d.flowLogs {
+		// Bound before the first transaction: every message of a rule it
+		// programs has a reader.
+		rec, err := d.startFlowLog()
+		if err != nil {
+			return err
+		}
+		defer rec.Close()
+		d.log.Info("flow logs", zap.String("default", d.cfg.FlowLog.Default), zap.Int("nflogGroup", d.cfg.FlowLog.NFLOGGroup),
+			zap.Int("ratePerSecond", d.cfg.FlowLog.RatePerSecond), zap.Int("burst", d.cfg.FlowLog.Burst), zap.String("file", d.cfg.FlowLog.File))
+	}
 	d.factory.Start(ctx.Done())
 	defer d.factory.Shutdown()
 	if d.cnpFactory != nil {
@@ -368,9 +403,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.queue.Add(initialSyncKey)
 
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
 	go func() { defer wg.Done(); d.worker(ctx) }()
 	go func() { defer wg.Done(); d.reconcileLoop(ctx) }()
+	go func() { defer wg.Done(); d.refreshSizes(ctx) }()
 	<-ctx.Done()
 	d.queue.ShutDown()
 	wg.Wait()
@@ -419,21 +455,29 @@ func (d *Daemon) worker(ctx context.Context) {
 			return
 		}
 		batch := []string{key}
-		if w := d.batching.delay(d.clock.Now()); w > 0 {
-			select {
-			case <-d.clock.After(w):
-			case <-ctx.Done():
+		// Translate first: a key that changes nothing the kernel holds
+		// (most events of other nodes' pods) is finished at once, and
+		// neither waits for nor widens the batching window, which only
+		// paces kernel transactions.
+		if d.translateBatch(batch) {
+			if w := d.batching.delay(d.clock.Now()); w > 0 {
+				select {
+				case <-d.clock.After(w):
+				case <-ctx.Done():
+				}
 			}
-		}
-		for d.queue.Len() > 0 {
-			k, shutdown := d.queue.Get()
-			if shutdown {
-				break
+			first := len(batch)
+			for d.queue.Len() > 0 {
+				k, shutdown := d.queue.Get()
+				if shutdown {
+					break
+				}
+				batch = append(batch, k)
 			}
-			batch = append(batch, k)
+			d.translateBatch(batch[first:])
+			d.applyBatch(ctx, len(batch))
+			d.batching.done(d.clock.Now())
 		}
-		d.processBatch(ctx, batch)
-		d.batching.done(d.clock.Now())
 		for _, k := range batch {
 			d.queue.Done(k)
 		}
@@ -441,38 +485,76 @@ func (d *Daemon) worker(ctx context.Context) {
 	}
 }
 
+// processBatch translates keys and programs the result in one transaction.
 func (d *Daemon) processBatch(ctx context.Context, batch []string) {
+	if d.translateBatch(batch) {
+		d.applyBatch(ctx, len(batch))
+	}
+}
+
+// translateBatch feeds keys to the engine and says whether a transaction
+// is needed. When none is (the changes touch nothing the kernel holds), the
+// keys are enforced as they are: they are marked applied, and the view
+// (what the kernel holds) stays as it is.
+func (d *Daemon) translateBatch(keys []string) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	force := false
-	for _, key := range batch {
+	for _, key := range keys {
 		if isControlKey(key) {
-			force = true
+			d.force = true
 			continue
 		}
 		d.unapplied[key] = d.translateKey(key)
 	}
 	d.pending.Merge(d.engine.TakeChanges())
-	if d.pending.Empty() && !force && d.ready.Load() {
+	// The kernel gets only what applies to this node's pods: an event that
+	// changes only policies and sets no local pod uses costs no transaction
+	// and leaves the view (the programmed state, which explain reads) as it
+	// is.
+	if !d.force && d.ready.Load() && (d.enforced.Unchanged(d.pending) || d.noChanges()) {
+		d.markApplied(time.Now())
+		d.publishView(nil, nil, false)
+		d.pending = policy.NewChanges()
+		return false
+	}
+	return true
+}
+
+// noChanges projects the pending changes: true when they leave the
+// kernel as it is.
+func (d *Daemon) noChanges() bool {
+	_, changes := d.enforced.Project(d.engine.State(), d.pending)
+	return changes.Empty()
+}
+
+// applyBatch programs what translateBatch left pending in one transaction.
+func (d *Daemon) applyBatch(ctx context.Context, objects int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	state, changes := d.enforced.Project(d.engine.State(), d.pending)
+	if changes.Empty() && !d.force && d.ready.Load() {
+		// Changed back while the batch waited.
 		d.markApplied(time.Now())
 		d.publish(nil)
+		d.pending = policy.NewChanges()
 		return
 	}
+	d.force = false
 	start := time.Now()
-	err := d.dp.Apply(ctx, d.engine.State(), d.pending)
+	err := d.dp.Apply(ctx, state, changes)
 	elapsed := time.Since(start)
 	d.metrics.applyLatency.Observe(elapsed.Seconds())
 	if err != nil {
 		d.metrics.applyFailures.Inc()
 		d.lastErr = err.Error()
 		d.log.Error("dataplane transaction failed; keeping the changes and retrying with backoff",
-			zap.Error(err), zap.Int("objects", len(batch)), zap.Duration("took", elapsed))
+			zap.Error(err), zap.Int("objects", objects), zap.Duration("took", elapsed))
 		d.queue.AddRateLimited(applyRetryKey)
 		d.publish(nil)
 		return
 	}
 	d.queue.Forget(applyRetryKey)
-	programmed := d.pending
+	d.enforced.Commit()
 	d.pending = policy.NewChanges()
 	d.lastErr = ""
 	d.generation++
@@ -491,7 +573,9 @@ func (d *Daemon) processBatch(ctx context.Context, batch []string) {
 			}
 		}
 	}
-	d.publish(programmed)
+	// The view is what the kernel now holds: the projection, not the
+	// engine's every policy and set.
+	d.publishView(state, changes, true)
 }
 
 // markApplied records, for every key translated since the last successful
@@ -608,6 +692,7 @@ func (d *Daemon) translateKey(key string) translated {
 		}
 	case kindNamespace:
 		if n, ok := obj.(*corev1.Namespace); tr.present && ok {
+			d.checkFlowLogAnnotation(n)
 			d.engine.UpsertNamespace(n)
 		} else {
 			d.engine.DeleteNamespace(name)
@@ -695,6 +780,9 @@ func (d *Daemon) Status() Status {
 // sizes is Status.Sizes; d.mu is held (publish).
 func (d *Daemon) sizes() map[string]int {
 	sz := d.engine.Sizes()
+	for k, v := range d.enforced.Sizes() {
+		sz["daemon."+k] = v
+	}
 	sz["daemon.unapplied"] = len(d.unapplied)
 	sz["daemon.appliedObjects"] = len(d.appliedObj)
 	sz["daemon.pending.sets"] = len(d.pending.Sets)

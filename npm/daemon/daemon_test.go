@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -35,6 +37,8 @@ type recordingDataplane struct {
 	applies   int
 	failNext  int
 	endpoints []map[string]policy.Endpoint // endpoint copies per successful Apply
+	policies  []string                     // policy keys of the last successful Apply
+	members   int                          // set members of the last successful Apply
 	repairs   int
 	cleanups  int
 }
@@ -52,6 +56,11 @@ func (r *recordingDataplane) Apply(_ context.Context, st *policy.State, _ *polic
 		eps[k] = *e
 	}
 	r.endpoints = append(r.endpoints, eps)
+	r.policies = slices.Sorted(maps.Keys(st.Policies))
+	r.members = 0
+	for _, s := range st.Sets {
+		r.members += len(s.Members)
+	}
 	return nil
 }
 func (r *recordingDataplane) Reconcile(context.Context) (int, error) {
@@ -433,4 +442,75 @@ func TestStatusSizesFollowTheCluster(t *testing.T) {
 		sz := h.d.Status().Sizes
 		return sz["engine.pods"] == 0 && sz["engine.policies"] == 0 && sz["engine.state.endpoints"] == 0 && sz["engine.selectors"] == 0
 	})
+}
+
+// TestRemoteEventsOfUnusedSetsCostNoTransaction: the kernel holds only the
+// policies that apply to the node's pods and their sets. Pods of another
+// node joining a set that only a policy of other pods uses change nothing
+// there: no transaction, yet they are reported enforced and explain knows
+// them; a remote pod joining a set a local pod's policy uses is one
+// transaction.
+func TestRemoteEventsOfUnusedSetsCostNoTransaction(t *testing.T) {
+	from := func(ns, name, target, peer string) *networkingv1.NetworkPolicy {
+		return &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+			Spec: networkingv1.NetworkPolicySpec{PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{"app": target}},
+				Ingress: []networkingv1.NetworkPolicyIngressRule{{From: []networkingv1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": peer}}}}}}}}
+	}
+	client := fake.NewSimpleClientset(ns("prod", nil), ns("other", nil),
+		pod("prod", "web", "node-a", "10.0.0.5", map[string]string{"app": "web"}),
+		pod("other", "db", "node-b", "10.0.1.5", map[string]string{"app": "db"}),
+		from("prod", "web-from-client", "web", "client"), from("other", "db-from-batch", "db", "batch"))
+	dp := &recordingDataplane{}
+	h := start(t, client, dp)
+	eventually(t, "ready", h.d.Ready)
+	dp.mu.Lock()
+	applies, pols, members := dp.applies, dp.policies, dp.members
+	dp.mu.Unlock()
+	if !slices.Equal(pols, []string{"prod/web-from-client"}) || members != 0 {
+		t.Fatalf("kernel holds policies %v with %d members, want only prod/web-from-client, empty", pols, members)
+	}
+	ctx := context.Background()
+	var keys []string
+	for i := 0; i < 5; i++ {
+		p := pod("other", fmt.Sprintf("batch%d", i), "node-b", fmt.Sprintf("10.0.1.%d", 10+i), map[string]string{"app": "batch"})
+		if _, err := client.CoreV1().Pods("other").Create(ctx, p, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, "pod/other/"+p.Name)
+	}
+	eventually(t, "remote pods reported enforced", func() bool {
+		for _, k := range keys {
+			if o := h.d.Object(k); !o.Present || o.Pending {
+				return false
+			}
+		}
+		return true
+	})
+	dp.mu.Lock()
+	got := dp.applies - applies
+	dp.mu.Unlock()
+	if got != 0 {
+		t.Errorf("5 remote pods joining a set no local pod's policy uses took %d transactions, want 0", got)
+	}
+	// Batches without a transaction do not recount the sizes (O(cluster));
+	// they follow within about a second.
+	eventually(t, "sizes count the remote pods", func() bool { return h.d.Status().Sizes["engine.pods"] == 7 })
+	code, body := h.getLocal(t, "/explain?from=other/batch0&to=other/db&port=80")
+	if code != 200 || !strings.Contains(body, `"src":"10.0.1.10"`) {
+		t.Errorf("explain must know the new remote pod: %d %s", code, body)
+	}
+	if _, err := client.CoreV1().Pods("prod").Create(ctx, pod("prod", "client", "node-b", "10.0.1.30", map[string]string{"app": "client"}), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the local policy's set gets the remote client", func() bool {
+		dp.mu.Lock()
+		defer dp.mu.Unlock()
+		return dp.members == 1
+	})
+	dp.mu.Lock()
+	got = dp.applies - applies
+	dp.mu.Unlock()
+	if got != 1 {
+		t.Errorf("a remote pod joining a set a local pod's policy uses took %d transactions, want 1", got)
+	}
 }

@@ -20,6 +20,6 @@ func init() {
 		if cfg.IPTablesBackend == "auto" {
 			mode = iptables.ModeAuto
 		}
-		return iptables.New(context.Background(), iptables.Options{Logger: logger, Mode: mode})
+		return iptables.New(context.Background(), iptables.Options{Logger: logger, Mode: mode, FlowLog: kernelFlowLog(cfg)})
 	}
 }

@@ -17,6 +17,6 @@ import (
 // dataplane, and vice versa.
 func init() {
 	dataplaneFactories[config.DataplaneNFTables] = func(cfg config.Config, logger *zap.Logger) (dataplane.Dataplane, error) {
-		return nftables.New(nftables.Options{Logger: logger})
+		return nftables.New(nftables.Options{Logger: logger, FlowLog: kernelFlowLog(cfg)})
 	}
 }

@@ -23,6 +23,8 @@ type metrics struct {
 	events           *prometheus.CounterVec
 	explainQueries   prometheus.Counter
 	invalidResources *prometheus.CounterVec
+	// invalidAnnotations counts malformed flow-log annotations.
+	invalidAnnotations prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -66,6 +68,7 @@ func newMetrics() *metrics {
 		invalidResources: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "npm", Name: "invalid_objects_total",
 			Help: "Objects the informers delivered that could not be decoded."}, []string{"kind"}),
 	}
+	m.invalidAnnotations = c("flow_log_invalid_annotations_total", "Namespace flow-log annotations that could not be parsed (the namespace keeps flowLog.default).")
 	r.MustRegister(m.applyLatency, m.enforceLatency, m.events, m.invalidResources)
 	return m
 }

@@ -6,6 +6,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/open-acn/acn/npm/flowlog"
 )
 
 // cachedPod is what the pod informer keeps per pod of the cluster: only
@@ -105,7 +107,11 @@ func slimNamespace(obj interface{}) (interface{}, error) {
 	if !ok {
 		return obj, nil
 	}
-	return &corev1.Namespace{ObjectMeta: slimMeta(ns.ObjectMeta)}, nil
+	m := slimMeta(ns.ObjectMeta)
+	if v, ok := ns.Annotations[flowlog.Annotation]; ok {
+		m.Annotations = map[string]string{flowlog.Annotation: v} // the one annotation translation reads
+	}
+	return &corev1.Namespace{ObjectMeta: m}, nil
 }
 
 func slimPolicy(obj interface{}) (interface{}, error) {

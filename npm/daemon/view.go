@@ -1,8 +1,10 @@
 package daemon
 
 import (
+	"context"
 	"maps"
 	"sync"
+	"time"
 
 	"github.com/open-acn/acn/npm/dataplane"
 	"github.com/open-acn/acn/npm/policy"
@@ -26,11 +28,28 @@ type view struct {
 // publish makes the current status, and the state when changes were just
 // programmed (changes non-nil), visible to queries. Called by the worker
 // with mu held.
-func (d *Daemon) publish(programmed *policy.Changes) {
+func (d *Daemon) publish(programmed *policy.Changes) { d.publishView(nil, programmed, true) }
+
+// sizesEvery bounds how often a batch that made no transaction recounts
+// Status.Sizes: the count walks every map the engine keeps, O(cluster),
+// and was a quarter of the agent's CPU when every remote pod event did it.
+const sizesEvery = time.Second
+
+// publishView is publish of the programmed state (nil: the engine's);
+// without recount, Status.Sizes is reused when counted less than
+// sizesEvery ago (refreshSizes recounts them later).
+func (d *Daemon) publishView(programmedState *policy.State, programmed *policy.Changes, recount bool) {
 	prev := d.view.Load()
+	sizes := prev.status.Sizes
+	if recount || sizes == nil || time.Since(d.sizesAt) >= sizesEvery {
+		sizes, d.sizesAt = d.sizes(), time.Now()
+		d.sizesStale.Store(false)
+	} else {
+		d.sizesStale.Store(true)
+	}
 	v := &view{
 		status: Status{Node: d.cfg.NodeName, Ready: d.ready.Load(), Generation: d.generation,
-			AppliedResourceVersions: maps.Clone(d.appliedRV), LastError: d.lastErr, Sizes: d.sizes()},
+			AppliedResourceVersions: maps.Clone(d.appliedRV), LastError: d.lastErr, Sizes: sizes},
 		state: prev.state,
 	}
 	if programmed != nil {
@@ -38,7 +57,11 @@ func (d *Daemon) publish(programmed *policy.Changes) {
 		if prev.status.Generation == 0 {
 			base = nil // the first transaction: copy the whole state once
 		}
-		v.state = base.CopyOnWrite(d.engine.State(), programmed)
+		if programmedState == nil {
+			programmedState = d.engine.State()
+		}
+		v.state = base.CopyOnWrite(programmedState, programmed)
+		d.flowIndex.Update(v.state) // indexed only when a flow-log message needs it
 	}
 	d.view.Store(v)
 }
@@ -61,4 +84,23 @@ func (d *Daemon) objects(v *view, key string) []dataplane.Object {
 		v.objects.Store(key, objs)
 	}
 	return objs
+}
+
+// refreshSizes recounts Status.Sizes every sizesEvery while a batch left
+// them stale, so they are never older than that once the node is quiet.
+func (d *Daemon) refreshSizes(ctx context.Context) {
+	t := time.NewTicker(sizesEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if d.sizesStale.Load() {
+			d.mu.Lock()
+			d.publish(nil)
+			d.mu.Unlock()
+		}
+	}
 }

@@ -50,3 +50,26 @@ type Object struct {
 	Family  policy.Family
 	Comment string // what it is, in words
 }
+
+// FlowLog configures the kernel side of flow logs in a Linux dataplane: a
+// log action (NFLOG group Group) on the allow rules of policies with
+// policy.FlowLogAllow and on the default deny of dispatch groups whose
+// policies have policy.FlowLogDeny, each carrying the deciding rule's
+// flowlog ID, behind one rate limit per node (and address family) of Rate
+// messages per second with Burst. Rate 0 disables flow logs: no log
+// rules at all, whatever the policies ask.
+type FlowLog struct {
+	Group uint16
+	Rate  int
+	Burst int
+}
+
+// Enabled reports whether flow logs are programmed.
+func (f FlowLog) Enabled() bool { return f.Rate > 0 }
+
+// FlowLogCounter is implemented by dataplanes that program flow logs: the
+// log messages the rate limit suppressed since the kernel objects counting
+// them were created (they restart from 0 when the table is replaced).
+type FlowLogCounter interface {
+	FlowLogDropped(ctx context.Context) (uint64, error)
+}

@@ -145,7 +145,7 @@ func direction(st *policy.State, objects func(string) []dataplane.Object, dv pol
 		out.Tier, out.Action = dv.Tier.String(), dv.Action.String()
 		if p := st.Policies[dv.Policy]; p != nil && dv.Rule < len(p.Rules(d)) {
 			r := p.Rules(d)[dv.Rule]
-			out.Rule = describeRule(r)
+			out.Rule = r.Describe()
 			out.Priority = p.Priority
 		}
 	}
@@ -164,22 +164,6 @@ func direction(st *policy.State, objects func(string) []dataplane.Object, dv pol
 		}
 	}
 	return out
-}
-
-func describeRule(r policy.Rule) string {
-	peers := r.Comment
-	if peers == "" {
-		peers = "any peer"
-	}
-	ports := "any port"
-	if len(r.Ports) > 0 {
-		var ps []string
-		for _, p := range r.Ports {
-			ps = append(ps, p.String())
-		}
-		ports = strings.Join(ps, ", ")
-	}
-	return peers + " on " + ports
 }
 
 func resolveEndpoint(s string, resolve Resolver) (netip.Addr, error) {
@@ -237,7 +221,7 @@ func printDir(w io.Writer, title string, d Direction) {
 	case d.Allowed:
 		fmt.Fprintf(w, "  %s: %s allowed by %s, rule: %s\n", title, d.Endpoint, d.Policy, d.Rule)
 	default:
-		fmt.Fprintf(w, "  %s: %s denied: no rule of %s allows it\n", title, d.Endpoint, strings.Join(d.Policies, ", "))
+		fmt.Fprintf(w, "  %s: %s denied: %s\n", title, d.Endpoint, policy.DescribeDeny(d.Policies))
 	}
 	for _, o := range d.Objects {
 		fam := ""

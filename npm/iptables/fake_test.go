@@ -29,6 +29,10 @@ type fakeKernel struct {
 	calls  []string // "ipset restore", "iptables-restore", "ip6tables-restore", "ipset destroy"...
 	// after, when set, runs after every call that changed something.
 	after func(call string)
+	// overLimit: every hashlimit bucket is empty (flow-log rate limit
+	// exceeded); logged collects the NFLOG prefixes of the last trace.
+	overLimit bool
+	logged    []string
 }
 
 func newFakeKernel() *fakeKernel {
@@ -183,7 +187,7 @@ func (k *fakeKernel) save(f policy.Family) string {
 	return b.String()
 }
 
-var builtinTargets = map[string]bool{"RETURN": true, "DROP": true, "ACCEPT": true}
+var builtinTargets = map[string]bool{"RETURN": true, "DROP": true, "ACCEPT": true, "NFLOG": true}
 
 // restore applies an iptables-restore --noflush script to a copy of the
 // table and keeps it only if every line is valid at COMMIT.
@@ -267,6 +271,8 @@ type rule struct {
 	ctstate bool // -m conntrack --ctstate RELATED,ESTABLISHED: never matches a new connection
 	target  string
 	goTo    bool
+	limited bool   // -m hashlimit --hashlimit-above: matches only over the limit
+	prefix  string // NFLOG --nflog-prefix
 }
 
 // fields splits a rule line, keeping a quoted comment as one field.
@@ -317,6 +323,13 @@ func parseRule(l string) rule {
 		case "-j", "-g":
 			r.goTo = fs[i] == "-g"
 			r.target = arg()
+		case "--hashlimit-above":
+			arg()
+			r.limited = true
+		case "--hashlimit-burst", "--hashlimit-name", "--nflog-group":
+			arg()
+		case "--nflog-prefix":
+			r.prefix = arg()
 		case "-m", "--comment":
 			arg()
 		}
@@ -357,7 +370,7 @@ func (k *fakeKernel) inSet(m setMatch, p policy.Packet) bool {
 }
 
 func (k *fakeKernel) matches(r rule, p policy.Packet) bool {
-	if r.ctstate || (r.proto != "" && r.proto != p.Protocol.Lower()) {
+	if r.ctstate || (r.proto != "" && r.proto != p.Protocol.Lower()) || (r.limited && !k.overLimit) {
 		return false
 	}
 	if r.dport[1] != 0 && (int(p.Port) < r.dport[0] || int(p.Port) > r.dport[1]) {
@@ -375,6 +388,7 @@ func (k *fakeKernel) matches(r rule, p policy.Packet) bool {
 func (k *fakeKernel) allowed(p policy.Packet) bool {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	k.logged = nil
 	t := k.chains[policy.FamilyOf(p.Dst)]
 	type frame struct {
 		chain string
@@ -406,6 +420,8 @@ func (k *fakeKernel) allowed(p policy.Packet) bool {
 			}
 		case "DROP":
 			return false
+		case "NFLOG":
+			k.logged = append(k.logged, r.prefix) // not a verdict: go on
 		case "RETURN":
 			stack = stack[:len(stack)-1]
 			if len(stack) == 0 {
@@ -420,6 +436,14 @@ func (k *fakeKernel) allowed(p policy.Packet) bool {
 		}
 	}
 	return true
+}
+
+// trace is allowed plus the NFLOG prefixes the packet was logged with.
+func (k *fakeKernel) trace(p policy.Packet) (bool, []string) {
+	ok := k.allowed(p)
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return ok, k.logged
 }
 
 // dump prints both families' tables and the sets as iptables-save and

@@ -38,6 +38,8 @@ type Options struct {
 	Mode Mode
 	// Families to program; default IPv4 and IPv6.
 	Families []policy.Family
+	// FlowLog programs flow logs (flowlog.go); the zero value disables them.
+	FlowLog dataplane.FlowLog
 }
 
 // Dataplane programs a policy.State with iptables-restore and ipset.
@@ -83,7 +85,7 @@ func New(ctx context.Context, o Options) (*Dataplane, error) {
 		o.Families = policy.Families
 	}
 	d := &Dataplane{run: o.Runner, log: o.Logger, mode: o.Mode, families: o.Families, sets: ipset.New(o.Runner, o.Logger, SetPrefix)}
-	d.r = &renderer{families: o.Families}
+	d.r = &renderer{families: o.Families, flowLog: o.FlowLog}
 	d.want = dataplane.NewDesired[*ipset.Set, policyRules](d.r)
 	d.reset()
 	if d.mode == ModeAuto {

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/open-acn/acn/npm/dataplane"
+	"github.com/open-acn/acn/npm/flowlog"
 	"github.com/open-acn/acn/npm/ipset"
 	"github.com/open-acn/acn/npm/policy"
 )
@@ -18,6 +19,7 @@ type policyRules map[policy.Family]map[policy.Direction][]string
 // shared core (dataplane.Renderer).
 type renderer struct {
 	families []policy.Family
+	flowLog  dataplane.FlowLog
 	// hints, per batch: kernel set -> members patched (a set without an
 	// entry is compared in full)
 	hints map[string]map[string]struct{}
@@ -62,7 +64,7 @@ func (r *renderer) RenderPolicy(p *policy.Policy, sets map[string]*policy.Set) (
 		out[f] = map[policy.Direction][]string{}
 		for _, dir := range []policy.Direction{policy.Ingress, policy.Egress} {
 			if p.Isolates(dir) {
-				out[f][dir] = renderRules(f, p, dir, sets)
+				out[f][dir] = r.renderRules(f, p, dir, sets)
 			}
 		}
 	}
@@ -247,6 +249,7 @@ func (d *Dataplane) desiredChains(f policy.Family) map[string][]string {
 			"-A " + ChainMain + " -j " + ChainIngress,
 		},
 	}
+	d.r.flowChains(out)
 	for _, dir := range []policy.Direction{policy.Egress, policy.Ingress} {
 		trieChains(out, f, dir, d.trie[f][dir])
 		for _, g := range d.fgroups[f][dir] {
@@ -272,7 +275,7 @@ func (d *Dataplane) desiredChains(f policy.Family) map[string][]string {
 
 // renderRules renders the bodies of a policy's allow rules in one family
 // and direction; sets are the model sets they reference.
-func renderRules(f policy.Family, p *policy.Policy, dir policy.Direction, sets map[string]*policy.Set) []string {
+func (rd *renderer) renderRules(f policy.Family, p *policy.Policy, dir policy.Direction, sets map[string]*policy.Set) []string {
 	var lines []string
 	peerDir := "src"
 	if dir == policy.Egress {
@@ -316,6 +319,15 @@ func renderRules(f policy.Family, p *policy.Policy, dir policy.Direction, sets m
 			cm = comment(fmt.Sprintf("%s %s %s %s", p.Key(), p.Tier, r.Action, r.Comment))
 		}
 		verdict := ruleVerdict(p.Tier, r.Action)
+		// id: the flow-log ID when this rule's verdict is logged; tgt its
+		// verdict target (a Pass is no verdict: never logged).
+		id, tgt := "", "RETURN"
+		if allow, ok := flowlog.Logged(p, r.Action); ok && rd.flowLogging() {
+			id = flowlog.PolicyRuleID(p, dir, i, allow)
+			if !allow {
+				tgt = "DROP"
+			}
+		}
 		for _, pe := range peers {
 			for _, po := range ports {
 				var b strings.Builder
@@ -323,6 +335,10 @@ func renderRules(f policy.Family, p *policy.Policy, dir policy.Direction, sets m
 					if part != "" {
 						b.WriteString(" " + part)
 					}
+				}
+				if id != "" {
+					lines = append(lines, rd.flowRules(b.String(), cm, id, tgt)...)
+					continue
 				}
 				fmt.Fprintf(&b, " -m comment --comment %s %s", cm, verdict)
 				lines = append(lines, b.String())

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/open-acn/acn/npm/flowlog"
 	"github.com/open-acn/acn/npm/policy"
 )
 
@@ -91,7 +92,14 @@ func (d *Dataplane) groupChains(f policy.Family, dir policy.Direction, g *policy
 		}
 	}
 	if np {
-		lines = append(lines, fmt.Sprintf("-A %s -m comment --comment %s -j DROP", chain, comment("default deny "+dir.String()+" for pods selected by "+strings.Join(g.Policies, ","))))
+		cm := comment("default deny " + dir.String() + " for pods selected by " + strings.Join(g.Policies, ","))
+		if d.groupLogsDeny(g) {
+			for _, body := range d.r.flowRules("", cm, flowlog.DenyID(g), "DROP") {
+				lines = append(lines, "-A "+chain+body)
+			}
+		} else {
+			lines = append(lines, fmt.Sprintf("-A %s -m comment --comment %s -j DROP", chain, cm))
+		}
 	}
 	if lines == nil {
 		lines = []string{}

@@ -250,3 +250,31 @@ func TestClusterPolicyRuleLogs(t *testing.T) {
 		return d
 	})
 }
+
+// TestFlowLogTracer: with flow logs programmed, every probe of random
+// worlds is logged with exactly the IDs State.Evaluate's explanation names
+// (none where the namespace did not opt in), the verdicts are unchanged,
+// and over the rate limit nothing is logged and the verdict still equals
+// Evaluate.
+func TestFlowLogTracer(t *testing.T) {
+	k := newFakeKernel()
+	newT := func(t testing.TB) dptest.Traced {
+		d, err := New(context.Background(), Options{Runner: k, FlowLog: dptest.FlowLogTest})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return dptest.Traced{Dataplane: d, Allowed: k.allowed, Dump: k.dump}
+	}
+	dptest.RunGoldenFlowLog(t, func(t testing.TB) dptest.Traced {
+		k := newFakeKernel()
+		d, err := New(context.Background(), Options{Runner: k, FlowLog: dptest.FlowLogTest})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return dptest.Traced{Dataplane: d, Allowed: k.allowed, Dump: k.dump}
+	})
+	n := dptest.RunTracedFlowLog(t, newT, k.trace, 30, 7, false)
+	t.Logf("%d probes logged as Evaluate explains", n)
+	k.overLimit = true
+	dptest.RunTracedFlowLog(t, newT, k.trace, 5, 8, true)
+}

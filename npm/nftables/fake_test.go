@@ -32,12 +32,19 @@ type fakeNft struct {
 	mu      sync.Mutex
 	cur     *fakeTable // nil: no table
 	pending []fakeOp
-	txs     [][]string // committed transactions: one description per message
+	// overLimit: the flow-log limit object is exhausted; logged are the
+	// log prefixes of the last trace; dropped counts the packets that
+	// passed the counter object.
+	overLimit bool
+	logged    []string
+	dropped   uint64
+	txs       [][]string // committed transactions: one description per message
 }
 
 type fakeTable struct {
 	sets   map[string]*fakeSet
 	chains map[string]*fakeChain
+	objs   map[string]bool // stateful objects by name
 }
 
 type fakeSet struct {
@@ -67,7 +74,7 @@ func (t *fakeTable) clone() *fakeTable {
 	if t == nil {
 		return nil
 	}
-	c := &fakeTable{sets: map[string]*fakeSet{}, chains: map[string]*fakeChain{}}
+	c := &fakeTable{sets: map[string]*fakeSet{}, chains: map[string]*fakeChain{}, objs: maps.Clone(t.objs)}
 	for n, s := range t.sets {
 		c.sets[n] = &fakeSet{set: s.set, elems: maps.Clone(s.elems)}
 	}
@@ -129,6 +136,9 @@ func (f *fakeNft) Flush() error {
 					}
 					if v, ok := e.(*expr.Lookup); ok && t.sets[v.SetName] == nil {
 						return fmt.Errorf("fake nft: chain %s looks up missing set %s", ch.chain.Name, v.SetName)
+					}
+					if v, ok := e.(*expr.Objref); ok && !t.objs[v.Name] {
+						return fmt.Errorf("fake nft: chain %s references missing object %s", ch.chain.Name, v.Name)
 					}
 				}
 			}
@@ -296,6 +306,31 @@ func (f *fakeNft) FlushChain(c *gnft.Chain) {
 		ch.rules = nil
 		return nil
 	})
+}
+
+func (f *fakeNft) AddObj(o gnft.Obj) gnft.Obj {
+	no := o.(*gnft.NamedObj)
+	f.queue("add object "+no.Name, func(t **fakeTable) error {
+		if err := needTable(t); err != nil {
+			return err
+		}
+		if (*t).objs == nil {
+			(*t).objs = map[string]bool{}
+		}
+		(*t).objs[no.Name] = true // without NLM_F_EXCL: an existing one is kept
+		return nil
+	})
+	return o
+}
+
+func (f *fakeNft) GetObject(o gnft.Obj) (gnft.Obj, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	no := o.(*gnft.NamedObj)
+	if f.cur == nil || !f.cur.objs[no.Name] {
+		return nil, fmt.Errorf("no object %s", no.Name)
+	}
+	return &gnft.NamedObj{Table: no.Table, Name: no.Name, Type: no.Type, Obj: &expr.Counter{Packets: f.dropped}}, nil
 }
 
 func (f *fakeNft) AddRule(r *gnft.Rule) *gnft.Rule {
@@ -506,6 +541,14 @@ func ruleText(r *gnft.Rule) string {
 				continue
 			}
 			out = append(out, fmt.Sprintf("payload %+v", *v))
+		case *expr.Objref:
+			kind := "limit"
+			if v.Type == unix.NFT_OBJECT_COUNTER {
+				kind = "counter"
+			}
+			out = append(out, fmt.Sprintf("%s name %q", kind, v.Name))
+		case *expr.Log:
+			out = append(out, fmt.Sprintf("log prefix %q group %d", v.Data, v.Group))
 		case *expr.Verdict:
 			switch v.Kind {
 			case expr.VerdictAccept:
@@ -585,7 +628,7 @@ func inSet(s *fakeSet, regs []byte, src int) (gnft.SetElement, bool) {
 
 // evalRule runs a rule's expressions; it returns the verdict (nil: no
 // match or no verdict).
-func (t *fakeTable) evalRule(r *gnft.Rule, pk packet) *expr.Verdict {
+func (t *fakeTable) evalRule(f *fakeNft, r *gnft.Rule, pk packet) *expr.Verdict {
 	regs := make([]byte, 96)
 	load := func(reg uint32, b []byte) {
 		o := regOff(reg)
@@ -631,6 +674,15 @@ func (t *fakeTable) evalRule(r *gnft.Rule, pk packet) *expr.Verdict {
 			if v.IsDestRegSet {
 				return &expr.Verdict{Kind: expr.VerdictGoto, Chain: el.VerdictData.Chain}
 			}
+		case *expr.Objref:
+			switch {
+			case v.Type == unix.NFT_OBJECT_LIMIT && !f.overLimit:
+				return nil // within the limit (rate over): no match
+			case v.Type == unix.NFT_OBJECT_COUNTER:
+				f.dropped++
+			}
+		case *expr.Log:
+			f.logged = append(f.logged, string(v.Data))
 		case *expr.Verdict:
 			return v
 		default:
@@ -646,6 +698,7 @@ func (t *fakeTable) evalRule(r *gnft.Rule, pk packet) *expr.Verdict {
 func (f *fakeNft) allowed(p policy.Packet) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.logged = nil
 	t := f.cur
 	if t == nil {
 		return true
@@ -671,7 +724,7 @@ func (f *fakeNft) allowed(p policy.Packet) bool {
 				stack = stack[:len(stack)-1] // end of a chain: return (base: policy accept)
 				continue
 			}
-			v := t.evalRule(top.chain.rules[top.pos], pk)
+			v := t.evalRule(f, top.chain.rules[top.pos], pk)
 			top.pos++
 			if v == nil {
 				continue
@@ -691,6 +744,14 @@ func (f *fakeNft) allowed(p policy.Packet) bool {
 		}
 	}
 	return true
+}
+
+// trace is allowed plus the log prefixes the packet was logged with.
+func (f *fakeNft) trace(p policy.Packet) (bool, []string) {
+	ok := f.allowed(p)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return ok, f.logged
 }
 
 var _ = netip.Addr{}

@@ -69,6 +69,8 @@ type conn interface {
 	DelChain(*gnft.Chain)
 	FlushChain(*gnft.Chain)
 	AddRule(*gnft.Rule) *gnft.Rule
+	AddObj(gnft.Obj) gnft.Obj
+	GetObject(gnft.Obj) (gnft.Obj, error)
 	Flush() error
 }
 
@@ -398,10 +400,11 @@ func (s *kset) sameType(o *kset) bool {
 
 // tx is one netlink transaction being built.
 type tx struct {
-	c conn
+	c    conn
+	objs []gnft.Obj // stateful objects rules may reference (flowlog.go)
 }
 
-func newTx(c conn) *tx { return &tx{c: c} }
+func newTx(c conn, objs []gnft.Obj) *tx { return &tx{c: c, objs: objs} }
 
 func (t *tx) flush() error { return t.c.Flush() }
 
@@ -445,6 +448,9 @@ func (t *tx) replaceTable(want *objects) {
 // then removals (references before the objects they reference).
 func (t *tx) apply(d *objDiff) {
 	t.c.AddTable(table)
+	for _, o := range t.objs {
+		t.c.AddObj(o) // no-op when it exists
+	}
 	gs := map[string]*gnft.Set{}
 	for _, sd := range d.sets {
 		s := sd.want

@@ -25,14 +25,17 @@ type Options struct {
 	// switching the calling thread; empty means the current namespace (the
 	// daemon runs inside the node's namespace).
 	NetNSPath string
+	// FlowLog programs flow logs (flowlog.go); the zero value disables them.
+	FlowLog dataplane.FlowLog
 }
 
 // Dataplane programs a policy.State into the table `inet azure-npm`.
 type Dataplane struct {
-	mu     sync.Mutex
-	log    *zap.Logger
-	nsPath string
-	dial   func() (conn, func(), error) // tests: a fake kernel instead of netlink
+	mu      sync.Mutex
+	log     *zap.Logger
+	nsPath  string
+	flowLog dataplane.FlowLog
+	dial    func() (conn, func(), error) // tests: a fake kernel instead of netlink
 
 	// started: the first Apply replaced the previous run's table.
 	started bool
@@ -82,7 +85,7 @@ func New(o Options) (*Dataplane, error) {
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
 	}
-	d := &Dataplane{log: o.Logger, nsPath: o.NetNSPath}
+	d := &Dataplane{log: o.Logger, nsPath: o.NetNSPath, flowLog: o.FlowLog}
 	d.model = dataplane.NewDesired[*kset, []*kchain](renderer{d})
 	d.reset()
 	return d, nil
@@ -175,7 +178,7 @@ func (d *Dataplane) updateWant(desired *policy.State, changes *policy.Changes) e
 				d.grpGone[c] = pols
 			}
 		}
-		chains, maps := renderGroups(d.model.Groups, d.model.Last.Policies, d.model.Policies)
+		chains, maps := renderGroups(d.model.Groups, d.model.Last.Policies, d.model.Policies, d.logDeny())
 		d.grpObjs = chains
 		for _, kc := range chains {
 			d.want.chains[kc.name] = kc
@@ -191,7 +194,7 @@ func (d *Dataplane) updateWant(desired *policy.State, changes *policy.Changes) e
 			d.dirtyChains[kc.name] = struct{}{}
 		}
 		if d.want.sets[MapIngress4] == nil {
-			_, maps := renderGroups(nil, nil, nil)
+			_, maps := renderGroups(nil, nil, nil, nil)
 			for _, m := range maps {
 				d.patchMap(m)
 			}
@@ -223,7 +226,11 @@ func (r renderer) PatchMember(ks dataplane.KernelSet[*kset], m policy.Member, ad
 }
 
 func (r renderer) RenderPolicy(p *policy.Policy, sets map[string]*policy.Set) ([]*kchain, []string) {
-	kcs := renderPolicy(p, sets)
+	var flow flowFunc
+	if r.d.flowLogging() {
+		flow = r.d.flowRules
+	}
+	kcs := renderPolicy(p, sets, flow)
 	names := make([]string, len(kcs))
 	for i, kc := range kcs {
 		names[i] = kc.name
@@ -317,7 +324,7 @@ func (d *Dataplane) replace(ctx context.Context) error {
 	}
 	diff := diffObjects(old, d.want, nil, nil, nil)
 	d.logDiff(diff)
-	tx := newTx(c)
+	tx := newTx(c, d.flowObjs())
 	if old.table || blind {
 		tx.replaceTable(d.want)
 	} else {
@@ -404,7 +411,7 @@ func (d *Dataplane) sync(ctx context.Context, readBack bool) (int, error) {
 		return 0, nil
 	}
 	d.logDiff(diff)
-	tx := newTx(c)
+	tx := newTx(c, d.flowObjs())
 	if diff.recreate {
 		// An object of ours has a shape we cannot change in place (a set's
 		// type, a base chain's hook): replace the whole table atomically.
@@ -466,7 +473,7 @@ func (d *Dataplane) Cleanup(ctx context.Context) error {
 	if !exists {
 		return nil
 	}
-	tx := newTx(c)
+	tx := newTx(c, d.flowObjs())
 	tx.deleteTable()
 	if err := tx.flush(); err != nil {
 		return fmt.Errorf("nftables: delete table %s: %w", TableName, err)

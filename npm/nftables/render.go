@@ -14,6 +14,7 @@ import (
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
 
+	"github.com/open-acn/acn/npm/flowlog"
 	"github.com/open-acn/acn/npm/policy"
 )
 
@@ -102,6 +103,10 @@ func fingerprint(es []expr.Any) string {
 			fmt.Fprintf(&b, "lookup(%d,%d,%v,%s,%v)", v.SourceRegister, v.DestRegister, v.IsDestRegSet, v.SetName, v.Invert)
 		case *expr.Verdict:
 			fmt.Fprintf(&b, "verdict(%d,%s)", v.Kind, v.Chain)
+		case *expr.Log:
+			fmt.Fprintf(&b, "log(%d,%q)", v.Group, v.Data)
+		case *expr.Objref:
+			fmt.Fprintf(&b, "objref(%d,%s)", v.Type, v.Name)
 		case *expr.Payload:
 			fmt.Fprintf(&b, "payload(%d,%d,%d,%d,%d)", v.OperationType, v.DestRegister, v.Base, v.Offset, v.Len)
 		default:
@@ -234,8 +239,10 @@ func addrKey(a netip.Addr) []byte {
 
 // renderGroups renders the group chains and the four dispatch maps.
 // rendered holds each policy's rendered chains (the Admin tier's rules
-// are inlined into the group chains, see tiers.go).
-func renderGroups(groups map[policy.Direction][]*policy.Group, pols map[string]*policy.Policy, rendered map[string][]*kchain) ([]*kchain, []*kset) {
+// are inlined into the group chains, see tiers.go). logDeny, when not
+// nil, renders a group's logged default deny (nil: the group's denies are
+// not logged).
+func renderGroups(groups map[policy.Direction][]*policy.Group, pols map[string]*policy.Policy, rendered map[string][]*kchain, logDeny func(g *policy.Group, cm string) []krule) ([]*kchain, []*kset) {
 	var chains []*kchain
 	var maps []*kset
 	for _, dir := range []policy.Direction{policy.Ingress, policy.Egress} {
@@ -245,7 +252,7 @@ func renderGroups(groups map[policy.Direction][]*policy.Group, pols map[string]*
 		}
 		for _, g := range groups[dir] {
 			gc := GroupChain(g)
-			chains = append(chains, groupChains(dir, g, pols, rendered)...)
+			chains = append(chains, groupChains(dir, g, pols, rendered, logDeny)...)
 			for _, a := range g.IPs {
 				m := byFam[policy.FamilyOf(a)]
 				k := addrKey(a)
@@ -377,7 +384,9 @@ func afterPrefix(p netip.Prefix) (netip.Addr, bool) {
 
 // renderPolicy renders a policy's chains (one per isolated direction).
 // sets gives the model sets the rules reference.
-func renderPolicy(p *policy.Policy, sets map[string]*policy.Set) []*kchain {
+// flow, when not nil, renders a logged verdict rule from its match (see
+// flowlog.go).
+func renderPolicy(p *policy.Policy, sets map[string]*policy.Set, flow flowFunc) []*kchain {
 	var out []*kchain
 	for _, dir := range []policy.Direction{policy.Ingress, policy.Egress} {
 		if !p.Isolates(dir) {
@@ -385,7 +394,15 @@ func renderPolicy(p *policy.Policy, sets map[string]*policy.Set) []*kchain {
 		}
 		kc := &kchain{name: PolicyChain(dir, p.Key()), policy: p.Key(), rules: []krule{}}
 		for i, r := range p.Rules(dir) {
-			kc.rules = append(kc.rules, renderRule(p, dir, i, r, sets)...)
+			var fr func(match []expr.Any, text, cm string) []krule
+			if allow, ok := flowlog.Logged(p, r.Action); ok && flow != nil {
+				id, v := flowlog.PolicyRuleID(p, dir, i, allow), expr.VerdictAccept
+				if !allow {
+					v = expr.VerdictDrop
+				}
+				fr = func(match []expr.Any, text, cm string) []krule { return flow(match, text, cm, id, v) }
+			}
+			kc.rules = append(kc.rules, renderRuleWith(p, dir, i, r, sets, fr)...)
 		}
 		out = append(out, kc)
 	}
@@ -401,6 +418,16 @@ type match struct {
 // renderRule renders one allow rule: one kernel rule per (peer, port)
 // combination of compatible families, each ending in accept.
 func renderRule(p *policy.Policy, dir policy.Direction, idx int, r policy.Rule, sets map[string]*policy.Set) []krule {
+	return renderRuleWith(p, dir, idx, r, sets, nil)
+}
+
+// flowFunc renders a logged verdict rule from its match, text, comment,
+// flow-log ID and verdict.
+type flowFunc func(match []expr.Any, text, cm, id string, v expr.VerdictKind) []krule
+
+// renderRuleWith is renderRule; logged, when not nil, renders each kernel
+// rule from its match instead (flow logs).
+func renderRuleWith(p *policy.Policy, dir policy.Direction, idx int, r policy.Rule, sets map[string]*policy.Set, logged func(match []expr.Any, text, cm string) []krule) []krule {
 	peerSrc := dir == policy.Ingress
 	field := "daddr"
 	if peerSrc {
@@ -488,12 +515,16 @@ func renderRule(p *policy.Policy, dir policy.Direction, idx int, r policy.Rule, 
 			es = append(es, pe.exprs...)
 			es = append(es, po.exprs...)
 			v, vt := ruleVerdict(p.Tier, r.Action)
-			es = append(es, v)
 			for _, t := range []string{pe.text, po.text} {
 				if t != "" {
 					txt = append(txt, t)
 				}
 			}
+			if logged != nil {
+				out = append(out, logged(es, strings.Join(txt, " "), cm)...)
+				continue
+			}
+			es = append(es, v)
 			txt = append(txt, vt)
 			out = append(out, newRule(strings.Join(txt, " "), cm, es...))
 		}

@@ -60,7 +60,7 @@ func ruleVerdict(t policy.Tier, a policy.Action) (*expr.Verdict, string) {
 }
 
 // groupChains renders the chain (and next-tier chain) of one group.
-func groupChains(dir policy.Direction, g *policy.Group, pols map[string]*policy.Policy, rendered map[string][]*kchain) []*kchain {
+func groupChains(dir policy.Direction, g *policy.Group, pols map[string]*policy.Policy, rendered map[string][]*kchain, logDeny func(g *policy.Group, cm string) []krule) []*kchain {
 	gc, next := GroupChain(g), NextTierChain(g)
 	desc := strings.Join(g.Policies, ",")
 	adminRules := func(k string) []krule {
@@ -114,7 +114,12 @@ func groupChains(dir policy.Direction, g *policy.Group, pols map[string]*policy.
 		out = append(out, cur)
 	}
 	if np {
-		cur.rules = append(cur.rules, newRule("drop", "default deny "+dir.String()+" for pods selected by "+desc, &expr.Verdict{Kind: expr.VerdictDrop}))
+		cm := "default deny " + dir.String() + " for pods selected by " + desc
+		if lr := logDeny; lr != nil && lr(g, cm) != nil {
+			cur.rules = append(cur.rules, lr(g, cm)...)
+		} else {
+			cur.rules = append(cur.rules, newRule("drop", cm, &expr.Verdict{Kind: expr.VerdictDrop}))
+		}
 	}
 	return out
 }

@@ -176,3 +176,39 @@ func TestClusterPolicyRuleLogs(t *testing.T) {
 		return d
 	})
 }
+
+// TestFlowLogTracer: with flow logs programmed, every probe of random
+// worlds is logged with exactly the IDs State.Evaluate's explanation names
+// (none where the namespace did not opt in), verdicts unchanged; over the
+// rate limit nothing is logged, the verdicts still equal Evaluate and the
+// counter object counts every suppressed message.
+func TestFlowLogTracer(t *testing.T) {
+	newT := func(k *fakeNft) dptest.NewTraced {
+		return func(t testing.TB) dptest.Traced {
+			d, err := New(Options{FlowLog: dptest.FlowLogTest})
+			if err != nil {
+				t.Fatal(err)
+			}
+			d.dial = k.dial
+			return dptest.Traced{Dataplane: d, Allowed: k.allowed, Dump: k.dump}
+		}
+	}
+	dptest.RunGoldenFlowLog(t, newT(&fakeNft{}))
+	k := &fakeNft{}
+	n := dptest.RunTracedFlowLog(t, newT(k), k.trace, 30, 7, false)
+	t.Logf("%d probes logged as Evaluate explains", n)
+	if k.dropped != 0 {
+		t.Errorf("within the limit, %d messages counted as dropped", k.dropped)
+	}
+	k = &fakeNft{overLimit: true}
+	var tr dptest.Traced
+	wrap := func(t testing.TB) dptest.Traced { tr = newT(k)(t); return tr }
+	dptest.RunTracedFlowLog(t, wrap, k.trace, 5, 8, true)
+	if k.dropped == 0 {
+		t.Error("over the limit, nothing counted as dropped")
+	}
+	got, err := tr.Dataplane.(*Dataplane).FlowLogDropped(context.Background())
+	if err != nil || got != k.dropped {
+		t.Errorf("FlowLogDropped = %d, %v; the counter object holds %d", got, err, k.dropped)
+	}
+}

@@ -80,7 +80,7 @@ func EqualPolicy(a, b *Policy) bool {
 		return a == b
 	}
 	return a.Namespace == b.Namespace && a.Name == b.Name && a.Tier == b.Tier && a.Priority == b.Priority && a.Selector == b.Selector &&
-		a.Ingress == b.Ingress && a.Egress == b.Egress && a.Error == b.Error &&
+		a.Ingress == b.Ingress && a.Egress == b.Egress && a.Error == b.Error && a.FlowLog == b.FlowLog &&
 		rulesEqual(a.IngressRules, b.IngressRules) && rulesEqual(a.EgressRules, b.EgressRules)
 }
 

@@ -274,6 +274,9 @@ type Policy struct {
 	IngressRules []Rule
 	EgressRules  []Rule
 	Error        string // non-empty: untranslatable, fails closed
+	// FlowLog: the verdicts on its pods logged per connection (from its
+	// namespace's annotation, else the configured default).
+	FlowLog FlowLog
 }
 
 // Key is "namespace/name", or "ClusterNetworkPolicy/name".

@@ -331,6 +331,9 @@ func (e *Engine) UpsertClusterPolicy(cnp *cnpv1.ClusterNetworkPolicy) []string {
 			e.log.Error("cluster network policy rule failed closed", zap.String("policy", key), zap.String("tier", string(cnp.Spec.Tier)), zap.String("reason", p))
 		}
 	}
+	// A cluster-scoped policy has no namespace annotation: it logs in the
+	// node's default flow-log mode (flowLog.default).
+	c.pol.FlowLog = e.opts.FlowLog
 	e.install(key, c, sels)
 	return problems
 }

@@ -11,6 +11,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
+	"github.com/open-acn/acn/npm/flowlog"
 	"github.com/open-acn/acn/npm/policy"
 )
 
@@ -75,10 +76,11 @@ func (p *podInfo) port(key string) (uint16, bool) {
 }
 
 type nsInfo struct {
-	name   string
-	labels labels.Set
-	known  bool
-	pods   map[string]*podInfo
+	name    string
+	labels  labels.Set
+	known   bool
+	pods    map[string]*podInfo
+	flowLog policy.FlowLog // its policies' flow-log mode
 }
 
 // selector is a pod selector within a namespace scope, shared by every
@@ -176,7 +178,7 @@ func (e *Engine) TakeChanges() *policy.Changes {
 func (e *Engine) nsFor(name string) *nsInfo {
 	n := e.namespaces[name]
 	if n == nil {
-		n = &nsInfo{name: name, labels: labels.Set{NamespaceNameLabel: name}, pods: map[string]*podInfo{}}
+		n = &nsInfo{name: name, labels: labels.Set{NamespaceNameLabel: name}, pods: map[string]*podInfo{}, flowLog: e.opts.FlowLog}
 		e.namespaces[name] = n
 	}
 	return n
@@ -190,6 +192,10 @@ func (e *Engine) UpsertNamespace(ns *corev1.Namespace) {
 		l[k] = v
 	}
 	l[NamespaceNameLabel] = ns.Name
+	// A malformed annotation leaves the namespace at the default; the
+	// daemon logs and counts it (flowlog.NamespaceMode's error).
+	fl, _ := flowlog.NamespaceMode(ns.Annotations, e.opts.FlowLog)
+	e.setFlowLog(n, fl)
 	changed := !n.known || !labels.Equals(l, n.labels)
 	n.known = true
 	if !changed {
@@ -209,12 +215,30 @@ func (e *Engine) DeleteNamespace(name string) {
 	n.known = false
 	old := n.labels
 	n.labels = labels.Set{NamespaceNameLabel: name}
+	e.setFlowLog(n, e.opts.FlowLog)
 	if len(n.pods) == 0 {
 		delete(e.namespaces, name)
 		return
 	}
 	if !labels.Equals(old, n.labels) {
 		e.refreshNamespace(n)
+	}
+}
+
+// setFlowLog changes a namespace's flow-log mode and with it its policies'
+// (a policy object is shared with readers of earlier states, so it is
+// replaced, never modified).
+func (e *Engine) setFlowLog(n *nsInfo, fl policy.FlowLog) {
+	if n.flowLog == fl {
+		return
+	}
+	n.flowLog = fl
+	for key, c := range e.polByNS[n.name] {
+		p := c.pol.Clone()
+		p.FlowLog = fl
+		c.pol = p
+		e.state.Policies[key] = p
+		e.changes.Policies[key] = struct{}{}
 	}
 }
 
@@ -581,6 +605,10 @@ func (e *Engine) UpsertPolicy(np *networkingv1.NetworkPolicy) {
 		e.log.Error("network policy cannot be translated; failing closed for the pods it selects",
 			zap.String("policy", key), zap.String("reason", err.Error()))
 		c, sels = failClosed(np, err)
+	}
+	c.pol.FlowLog = e.opts.FlowLog
+	if n := e.namespaces[np.Namespace]; n != nil {
+		c.pol.FlowLog = n.flowLog
 	}
 	e.install(key, c, sels)
 }

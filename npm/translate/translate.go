@@ -38,6 +38,10 @@ type Options struct {
 	// Logger receives one error line per policy that fails closed, and
 	// debug lines for engine events. nil means zap.NewNop().
 	Logger *zap.Logger
+	// FlowLog is the flow-log mode of a namespace without the
+	// flowlog.Annotation (flowLog.default); every policy carries its
+	// namespace's mode (policy.Policy.FlowLog).
+	FlowLog policy.FlowLog
 }
 
 // Snapshot is the full set of objects the translation depends on.

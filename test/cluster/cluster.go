@@ -18,8 +18,15 @@
 // VNet's L2 segment. In overlay mode node-i's pods get 10.244.i.x from the
 // block in its Node object's spec.podCIDRs (read by azure-vnet with the
 // admin kubeconfig), cluster CIDR 10.244.0.0/16, and the harness routes
-// every block via its node in the nodes and the VNet. Nothing outside these namespaces is touched, and Close
-// removes them all.
+// every block via its node in the nodes and the VNet.
+//
+// With IPFamily ipv6 or dual the VNet also carries fd00:224::/64 (gateway
+// fd00:224::1, node-i fd00:224::(10+i)) and pods get IPv6 addresses:
+// fd00:224::(i+1):x from the interfaces file's IPv6 subnet (transparent,
+// bridge), or in overlay from the Node's second block fd00:10:244::i:0/120
+// of the cluster CIDR fd00:10:244::/56. Nodes and the control plane keep
+// their IPv4 addresses (the API server is reached over IPv4). Nothing
+// outside these namespaces is touched, and Close removes them all.
 package cluster
 
 import (
@@ -35,6 +42,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -59,6 +67,13 @@ const (
 	vnetPrefix  = "10.224.0.0/16"
 	vnetGateway = "10.224.0.1"
 	cpAddress   = "10.224.0.2"
+	// IPv6 of the VNet (a ULA: the documentation prefix is a range the
+	// plugins refuse).
+	vnetPrefix6  = "fd00:224::/64"
+	vnetGateway6 = "fd00:224::1"
+	cpAddress6   = "fd00:224::2"
+	overlayCIDR  = "10.244.0.0/16"
+	overlayCIDR6 = "fd00:10:244::/56"
 	// PodsPerNode addresses are listed in each node's interfaces file.
 	PodsPerNode = 48
 	// NPMPort is azure-npm's network listener (metricsAddr :10091 on every
@@ -73,6 +88,9 @@ type Config struct {
 	Nodes     int    // default 2
 	CNIMode   string // "transparent" (default), "bridge" or "overlay"
 	Dataplane string // azure-npm --dataplane; default iptables
+	// IPFamily of the pods: "ipv4" (default), "ipv6" or "dual" (both,
+	// IPv4 first).
+	IPFamily string
 	// BinDir holds azure-vnet, azure-vnet-ipam, azure-npm and podserver;
 	// default <module root>/out.
 	BinDir string
@@ -86,6 +104,13 @@ type Config struct {
 	// NPMConfig is appended to each agent's configuration file (YAML
 	// lines, e.g. "batchWindow: 20ms"; a key given here wins).
 	NPMConfig string
+	// FlowLogDefault is the agents' flowLog.default (none when empty);
+	// each node's flow log is NPMFlowLog.
+	FlowLogDefault string
+	// NPMReadyTimeout bounds StartNPM's wait for /readyz (informers
+	// synced, first full program); default 60s. A cluster of hundreds of
+	// thousands of API objects needs longer.
+	NPMReadyTimeout time.Duration
 	// Logf receives progress lines; nil = silent.
 	Logf func(format string, args ...any)
 }
@@ -113,14 +138,18 @@ type Node struct {
 	NS        *netnstest.NS
 	IP        netip.Addr
 	PodPrefix netip.Prefix
-	confList  *libcni.NetworkConfigList
-	conf      map[string]any // the conflist, to derive per-pod variants
-	cni       *libcni.CNIConfig
-	npm       *exec.Cmd
-	npmDone   chan struct{}
-	http      *http.Client // dials from inside the node's namespace
-	local     *http.Client // azure-npm's local socket
-	c         *Cluster
+	// IP6 and PodPrefix6 are the node's IPv6 address and pod range (the
+	// cluster's pods have IPv6).
+	IP6        netip.Addr
+	PodPrefix6 netip.Prefix
+	confList   *libcni.NetworkConfigList
+	conf       map[string]any // the conflist, to derive per-pod variants
+	cni        *libcni.CNIConfig
+	npm        *exec.Cmd
+	npmDone    chan struct{}
+	http       *http.Client // dials from inside the node's namespace
+	local      *http.Client // azure-npm's local socket
+	c          *Cluster
 }
 
 // Pod is one pod: a namespace plumbed by the CNI, running podserver.
@@ -128,7 +157,8 @@ type Pod struct {
 	Namespace, Name string
 	Node            *Node
 	NS              *netnstest.NS
-	IP              netip.Addr
+	IP              netip.Addr   // the first of IPs
+	IPs             []netip.Addr // one per family of the cluster, in its order
 	ContainerID     string
 	server          *exec.Cmd
 	mu              sync.Mutex
@@ -140,6 +170,54 @@ type Pod struct {
 
 // Key is "namespace/name".
 func (p *Pod) Key() string { return p.Namespace + "/" + p.Name }
+
+// IPFor is the pod's address of family ("IPv4" or "IPv6"); invalid when
+// the pod has none.
+func (p *Pod) IPFor(family string) netip.Addr {
+	for _, ip := range p.IPs {
+		if familyOf(ip) == family {
+			return ip
+		}
+	}
+	return netip.Addr{}
+}
+
+func familyOf(ip netip.Addr) string {
+	if ip.Unmap().Is4() {
+		return IPv4
+	}
+	return IPv6
+}
+
+// Families, as the plugins' ipam.ipFamilies and Kubernetes name them.
+const (
+	IPv4 = "IPv4"
+	IPv6 = "IPv6"
+)
+
+// ParseIPFamily checks an IPFamily value ("" is ipv4).
+func ParseIPFamily(s string) (string, error) {
+	switch s {
+	case "", "ipv4":
+		return "ipv4", nil
+	case "ipv6", "dual":
+		return s, nil
+	}
+	return "", fmt.Errorf("IP family %q: want ipv4, ipv6 or dual", s)
+}
+
+// Families are the pods' families, in the order of their addresses.
+func (c *Cluster) Families() []string {
+	switch c.cfg.IPFamily {
+	case "ipv6":
+		return []string{IPv6}
+	case "dual":
+		return []string{IPv4, IPv6}
+	}
+	return []string{IPv4}
+}
+
+func (c *Cluster) hasV6() bool { return c.cfg.IPFamily == "ipv6" || c.cfg.IPFamily == "dual" }
 
 func (c *Cluster) logf(format string, args ...any) {
 	if c.cfg.Logf != nil {
@@ -157,6 +235,9 @@ func New(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 	}
 	if cfg.Dataplane == "" {
 		cfg.Dataplane = "iptables"
+	}
+	if cfg.IPFamily, err = ParseIPFamily(cfg.IPFamily); err != nil {
+		return nil, err
 	}
 	if cfg.BinDir == "" {
 		cfg.BinDir = filepath.Join(kubetest.ModuleRoot(), "out")
@@ -180,6 +261,9 @@ func New(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 	if c.VNet, err = netnstest.Create("vnet"); err != nil {
 		return nil, err
 	}
+	if err := c.noDAD(c.VNet); err != nil {
+		return nil, err
+	}
 	for _, cmd := range [][]string{
 		{"ip", "link", "add", "br0", "type", "bridge"},
 		{"ip", "addr", "add", vnetGateway + "/16", "dev", "br0"},
@@ -190,10 +274,20 @@ func New(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 			return nil, err
 		}
 	}
+	if c.hasV6() {
+		for _, cmd := range [][]string{
+			{"ip", "addr", "add", vnetGateway6 + "/64", "dev", "br0", "nodad"},
+			{"sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"},
+		} {
+			if _, err := c.VNet.Exec(cmd[0], cmd[1:]...); err != nil {
+				return nil, err
+			}
+		}
+	}
 	if c.CP, err = netnstest.Create("cp"); err != nil {
 		return nil, err
 	}
-	if err := c.attach(c.CP, "cp", cpAddress); err != nil {
+	if err := c.attach(c.CP, "cp", cpAddress, cpAddress6); err != nil {
 		return nil, err
 	}
 	if c.API, err = kubetest.Start(ctx, kubetest.Options{Dir: filepath.Join(c.Dir, "apiserver"), NetNS: c.CP, Address: cpAddress, Nodes: cfg.RealNodes}); err != nil {
@@ -223,6 +317,19 @@ func New(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 			if _, err := c.VNet.Exec("ip", "route", "add", n.PodPrefix.String(), "via", n.IP.String()); err != nil {
 				return nil, err
 			}
+			if !c.hasV6() {
+				continue
+			}
+			for _, m := range c.Nodes {
+				if m != n {
+					if _, err := n.NS.Exec("ip", "-6", "route", "add", m.PodPrefix6.String(), "via", m.IP6.String()); err != nil {
+						return nil, err
+					}
+				}
+			}
+			if _, err := c.VNet.Exec("ip", "-6", "route", "add", n.PodPrefix6.String(), "via", n.IP6.String()); err != nil {
+				return nil, err
+			}
 		}
 	}
 	if !cfg.NoNPM {
@@ -232,34 +339,68 @@ func New(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 			}
 		}
 	}
-	c.logf("cluster of %d nodes (%s mode, %s dataplane) ready in %.1fs", cfg.Nodes, cfg.CNIMode, cfg.Dataplane, time.Since(start).Seconds())
+	c.logf("cluster of %d nodes (%s mode, %s dataplane, pods %s) ready in %.1fs", cfg.Nodes, cfg.CNIMode, cfg.Dataplane, strings.Join(c.Families(), "+"), time.Since(start).Seconds())
 	return c, nil
 }
 
-// attach connects ns to the VNet bridge with eth0 = addr/16.
-func (c *Cluster) attach(ns *netnstest.NS, peer, addr string) error {
+// noDAD turns duplicate address detection off in a new namespace of the
+// fabric (before its links exist) when pods have IPv6. The links' own
+// link-local addresses would otherwise stay tentative for a second or
+// more after the cluster is built, and a node forwarding a pod's packet
+// to another node (transparent, overlay) cannot send the neighbour
+// solicitation for that node without a usable link-local source (the
+// kernel drops it): the first IPv6 packet between nodes was lost to the
+// 1 s retransmit. A real node's NIC is up long before its pods.
+func (c *Cluster) noDAD(ns *netnstest.NS) error {
+	if !c.hasV6() {
+		return nil
+	}
+	_, err := ns.Exec("sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0")
+	return err
+}
+
+// attach connects ns to the VNet bridge with eth0 = addr/16 and, when
+// pods have IPv6, addr6/64.
+func (c *Cluster) attach(ns *netnstest.NS, peer, addr, addr6 string) error {
+	if err := c.noDAD(ns); err != nil {
+		return err
+	}
 	if err := netnstest.LinkNS(ns, "eth0", addr+"/16", c.VNet, peer, ""); err != nil {
 		return err
 	}
 	if _, err := c.VNet.Exec("ip", "link", "set", peer, "master", "br0"); err != nil {
 		return err
 	}
-	_, err := ns.Exec("ip", "route", "add", "default", "via", vnetGateway)
-	return err
+	cmds := [][]string{{"ip", "route", "add", "default", "via", vnetGateway}}
+	if c.hasV6() {
+		// No DAD: the addresses are unique by construction, and a
+		// tentative address would delay the node's first second.
+		cmds = append(cmds, []string{"ip", "addr", "add", addr6 + "/64", "dev", "eth0", "nodad"},
+			[]string{"ip", "-6", "route", "add", "default", "via", vnetGateway6})
+	}
+	for _, cmd := range cmds {
+		if _, err := ns.Exec(cmd[0], cmd[1:]...); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (c *Cluster) addNode(ctx context.Context, i int) (*Node, error) {
 	n := &Node{Name: fmt.Sprintf("node-%d", i), Index: i, c: c,
-		IP:        netip.MustParseAddr(fmt.Sprintf("10.224.0.%d", 10+i)),
-		PodPrefix: netip.MustParsePrefix(fmt.Sprintf("10.224.%d.0/24", i+1))}
+		IP:         netip.MustParseAddr(fmt.Sprintf("10.224.0.%d", 10+i)),
+		PodPrefix:  netip.MustParsePrefix(fmt.Sprintf("10.224.%d.0/24", i+1)),
+		IP6:        netip.MustParseAddr(fmt.Sprintf("fd00:224::%x", 10+i)),
+		PodPrefix6: netip.MustParsePrefix(fmt.Sprintf("fd00:224::%x:0/112", i+1))}
 	var err error
 	if c.cfg.CNIMode == "overlay" {
 		n.PodPrefix = netip.MustParsePrefix(fmt.Sprintf("10.244.%d.0/24", i))
+		n.PodPrefix6 = netip.MustParsePrefix(fmt.Sprintf("fd00:10:244::%x:0/120", i))
 	}
 	if n.NS, err = netnstest.Create("node" + strconv.Itoa(i)); err != nil {
 		return nil, err
 	}
-	if err := c.attach(n.NS, fmt.Sprintf("n%d", i), n.IP.String()); err != nil {
+	if err := c.attach(n.NS, fmt.Sprintf("n%d", i), n.IP.String(), n.IP6.String()); err != nil {
 		return nil, err
 	}
 	dir := filepath.Join(c.Dir, n.Name)
@@ -276,9 +417,17 @@ func (c *Cluster) addNode(ctx context.Context, i int) (*Node, error) {
 	for k := 0; k < PodsPerNode; k++ {
 		addrs = append(addrs, map[string]any{"Address": fmt.Sprintf("10.224.%d.%d", i+1, 10+k)})
 	}
+	subnets := []any{map[string]any{"Prefix": vnetPrefix, "IPAddresses": addrs}}
+	if c.hasV6() {
+		addrs6 := []map[string]any{{"Address": n.IP6.String(), "IsPrimary": true}}
+		for k := 0; k < PodsPerNode; k++ {
+			addrs6 = append(addrs6, map[string]any{"Address": fmt.Sprintf("fd00:224::%x:%x", i+1, 10+k)})
+		}
+		subnets = append(subnets, map[string]any{"Prefix": vnetPrefix6, "IPAddresses": addrs6})
+	}
 	ifaces := map[string]any{"Interfaces": []any{map[string]any{
 		"MacAddress": strings.TrimSpace(mac), "IsPrimary": true,
-		"IPSubnets": []any{map[string]any{"Prefix": vnetPrefix, "IPAddresses": addrs}},
+		"IPSubnets": subnets,
 	}}}
 	ifFile := filepath.Join(dir, "interfaces.json")
 	if err := writeJSON(ifFile, ifaces); err != nil {
@@ -300,6 +449,9 @@ func (c *Cluster) addNode(ctx context.Context, i int) (*Node, error) {
 				"interfacesFile": ifFile,
 			},
 		}},
+	}
+	if c.cfg.IPFamily != "ipv4" {
+		conf["plugins"].([]any)[0].(map[string]any)["ipam"].(map[string]any)["ipFamilies"] = c.Families()
 	}
 	if c.cfg.CNIMode == "overlay" {
 		if err := c.overlayNode(ctx, n, conf["plugins"].([]any)[0].(map[string]any)); err != nil {
@@ -329,19 +481,31 @@ func (c *Cluster) addNode(ctx context.Context, i int) (*Node, error) {
 // overlayNode registers the node's Node object with its pod block and
 // points azure-vnet's IPAM at it (overlay mode).
 func (c *Cluster) overlayNode(ctx context.Context, n *Node, plugin map[string]any) error {
+	var blocks, cidrs []string
+	for _, f := range c.Families() {
+		if f == IPv4 {
+			blocks, cidrs = append(blocks, n.PodPrefix.String()), append(cidrs, overlayCIDR)
+		} else {
+			blocks, cidrs = append(blocks, n.PodPrefix6.String()), append(cidrs, overlayCIDR6)
+		}
+	}
 	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n.Name},
-		Spec: corev1.NodeSpec{PodCIDR: n.PodPrefix.String(), PodCIDRs: []string{n.PodPrefix.String()}}}
+		Spec: corev1.NodeSpec{PodCIDR: blocks[0], PodCIDRs: blocks}}
 	if _, err := c.Client.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{}); err != nil {
 		return fmt.Errorf("node object %s: %w", n.Name, err)
 	}
 	plugin["mode"] = "transparent"
-	plugin["ipam"] = map[string]any{
+	ipam := map[string]any{
 		"type":        "azure-vnet-ipam",
 		"environment": "overlay",
-		"clusterCIDR": "10.244.0.0/16",
+		"clusterCIDR": strings.Join(cidrs, ","),
 		"kubeconfig":  c.API.Kubeconfig,
 		"nodeName":    n.Name,
 	}
+	if c.cfg.IPFamily != "ipv4" {
+		ipam["ipFamilies"] = c.Families()
+	}
+	plugin["ipam"] = ipam
 	return nil
 }
 
@@ -377,6 +541,10 @@ func (c *Cluster) SetDataplane(dataplane string) { c.cfg.Dataplane = dataplane }
 // NPMLog is the path of the node's azure-npm log.
 func (n *Node) NPMLog() string { return filepath.Join(n.c.Dir, n.Name, "azure-npm.log") }
 
+// NPMFlowLog is the path of the node's azure-npm flow log (flowLog.file),
+// unless NPMConfig sets flowLog.
+func (n *Node) NPMFlowLog() string { return filepath.Join(n.c.Dir, n.Name, "azure-npm-flows.log") }
+
 // NPMSocket is the path of the node's azure-npm local socket (/status,
 // /explain, pprof): each node's agent has its own, as each real node has
 // its own /run/azure-npm.
@@ -387,6 +555,14 @@ func (n *Node) NPMSocket() string { return filepath.Join(n.c.Dir, n.Name, "run",
 func (n *Node) StartNPM(ctx context.Context) error {
 	cfgFile := filepath.Join(n.c.Dir, n.Name, "npm.yaml")
 	cfg := npmConfig(n.c.cfg.NPMConfig)
+	if !strings.Contains("\n"+cfg, "\nflowLog:") {
+		// Each node's agent its own flow log, never the host's /var/log.
+		def := n.c.cfg.FlowLogDefault
+		if def == "" {
+			def = "none"
+		}
+		cfg += "flowLog:\n  default: " + def + "\n  file: " + n.NPMFlowLog() + "\n"
+	}
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
 		return err
 	}
@@ -410,7 +586,11 @@ func (n *Node) StartNPM(ctx context.Context) error {
 		stderr.Close()
 		close(done)
 	}(n.npmDone)
-	deadline := time.Now().Add(60 * time.Second)
+	timeout := n.c.cfg.NPMReadyTimeout
+	if timeout == 0 {
+		timeout = 60 * time.Second
+	}
+	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
 		select {
 		case <-n.npmDone:
@@ -425,7 +605,7 @@ func (n *Node) StartNPM(ctx context.Context) error {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return fmt.Errorf("%s: azure-npm not ready after 60s", n.Name)
+	return fmt.Errorf("%s: azure-npm not ready after %s", n.Name, timeout)
 }
 
 // npmConfig is the agents' configuration: fast reconcile and batches,
@@ -609,6 +789,24 @@ func (c *Cluster) SetNamespaceLabels(ctx context.Context, name string, labels ma
 	return Write{Key: "namespace//" + name, RV: rvOf(ns)}, nil
 }
 
+// AnnotateNamespace sets one annotation of a namespace (e.g. the flow-log
+// opt-in npm.open-acn.io/flow-log).
+func (c *Cluster) AnnotateNamespace(ctx context.Context, name, key, value string) (Write, error) {
+	ns, err := c.Client.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return Write{}, err
+	}
+	if ns.Annotations == nil {
+		ns.Annotations = map[string]string{}
+	}
+	ns.Annotations[key] = value
+	ns, err = c.Client.CoreV1().Namespaces().Update(ctx, ns, metav1.UpdateOptions{})
+	if err != nil {
+		return Write{}, err
+	}
+	return Write{Key: "namespace//" + name, RV: rvOf(ns)}, nil
+}
+
 // ContainerPort is a port the pod declares (named like cyclonus's
 // serve-80-tcp).
 type ContainerPort struct {
@@ -654,18 +852,20 @@ func (c *Cluster) CreatePodWithIP(ctx context.Context, node *Node, namespace, na
 	if p.NS, err = netnstest.Create("pod"); err != nil {
 		return nil, Write{}, err
 	}
-	ip, err = node.cniAdd(ctx, p, ip)
-	if err != nil {
+	if p.IPs, err = node.cniAdd(ctx, p, ip); err != nil {
 		_ = p.NS.Delete()
 		return nil, Write{}, err
 	}
-	p.IP = ip
+	p.IP = p.IPs[0]
 	if err := p.startServer(c.cfg.BinDir); err != nil {
 		_ = node.cniDel(ctx, p)
 		_ = p.NS.Delete()
 		return nil, Write{}, err
 	}
-	kpod.Status = corev1.PodStatus{Phase: corev1.PodRunning, PodIP: ip.String(), PodIPs: []corev1.PodIP{{IP: ip.String()}}}
+	kpod.Status = corev1.PodStatus{Phase: corev1.PodRunning, PodIP: p.IP.String()}
+	for _, ip := range p.IPs {
+		kpod.Status.PodIPs = append(kpod.Status.PodIPs, corev1.PodIP{IP: ip.String()})
+	}
 	kpod, err = c.Client.CoreV1().Pods(namespace).UpdateStatus(ctx, kpod, metav1.UpdateOptions{})
 	if err != nil {
 		return nil, Write{}, err
@@ -761,8 +961,9 @@ func (n *Node) runtimeConf(p *Pod) *libcni.RuntimeConf {
 }
 
 // cniAdd runs ADD in the node's namespace (the plugin inherits the
-// namespace of the thread that starts it) and returns the pod's IPv4.
-func (n *Node) cniAdd(ctx context.Context, p *Pod, requested netip.Addr) (netip.Addr, error) {
+// namespace of the thread that starts it) and returns the pod's
+// addresses, in the result's order (the cluster's families).
+func (n *Node) cniAdd(ctx context.Context, p *Pod, requested netip.Addr) ([]netip.Addr, error) {
 	list := n.confList
 	if requested.IsValid() {
 		data, _ := json.Marshal(n.conf)
@@ -773,10 +974,10 @@ func (n *Node) cniAdd(ctx context.Context, p *Pod, requested netip.Addr) (netip.
 		data, _ = json.Marshal(conf)
 		var err error
 		if list, err = libcni.ConfListFromBytes(data); err != nil {
-			return netip.Addr{}, err
+			return nil, err
 		}
 	}
-	var ip netip.Addr
+	var ips []netip.Addr
 	err := n.NS.Do(func() error {
 		res, err := n.cni.AddNetworkList(ctx, list, n.runtimeConf(p))
 		if err != nil {
@@ -788,17 +989,22 @@ func (n *Node) cniAdd(ctx context.Context, p *Pod, requested netip.Addr) (netip.
 				Address string `json:"address"`
 			} `json:"ips"`
 		}
-		if err := json.Unmarshal(data, &parsed); err != nil || len(parsed.IPs) == 0 {
-			return fmt.Errorf("CNI ADD %s: no IP in result %s", p.Key(), data)
+		if err := json.Unmarshal(data, &parsed); err != nil || len(parsed.IPs) != len(n.c.Families()) {
+			return fmt.Errorf("CNI ADD %s: want one IP per family %v in result %s", p.Key(), n.c.Families(), data)
 		}
-		pfx, err := netip.ParsePrefix(parsed.IPs[0].Address)
-		if err != nil {
-			return err
+		for i, rip := range parsed.IPs {
+			pfx, err := netip.ParsePrefix(rip.Address)
+			if err != nil {
+				return err
+			}
+			if f := familyOf(pfx.Addr()); f != n.c.Families()[i] {
+				return fmt.Errorf("CNI ADD %s: address %d is %s, want %v in result %s", p.Key(), i, f, n.c.Families(), data)
+			}
+			ips = append(ips, pfx.Addr())
 		}
-		ip = pfx.Addr()
 		return nil
 	})
-	return ip, err
+	return ips, err
 }
 
 func (n *Node) cniDel(ctx context.Context, p *Pod) error {
@@ -900,7 +1106,7 @@ func (c *Cluster) Probe(src *Pod, dst netip.Addr, port int, proto string, timeou
 		c.mu.Lock()
 		var dstPod *Pod
 		for _, p := range c.pods {
-			if p.IP == dst {
+			if slices.Contains(p.IPs, dst) {
 				dstPod = p
 			}
 		}

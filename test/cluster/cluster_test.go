@@ -4,6 +4,8 @@ package cluster
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,10 +17,10 @@ import (
 
 func TestTwoNodeClusterEnforcesDenyAll(t *testing.T) {
 	Require(t)
-	for _, mode := range []string{"transparent", "bridge"} {
-		t.Run(mode, func(t *testing.T) {
+	for _, tc := range []struct{ mode, family string }{{"transparent", "ipv4"}, {"bridge", "ipv4"}, {"transparent", "dual"}, {"overlay", "ipv6"}} {
+		t.Run(tc.mode+"-"+tc.family, func(t *testing.T) {
 			ctx := context.Background()
-			c, err := New(ctx, Config{CNIMode: mode, Logf: t.Logf})
+			c, err := New(ctx, Config{CNIMode: tc.mode, IPFamily: tc.family, Logf: t.Logf})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -39,7 +41,25 @@ func TestTwoNodeClusterEnforcesDenyAll(t *testing.T) {
 			if _, err := c.WaitEnforced(ctx, writes, 30*time.Second); err != nil {
 				t.Fatal(err)
 			}
-			matrix := func() map[[2]int]bool { return c.Matrix(pods, 80, probe.TCP, 500*time.Millisecond) }
+			for _, p := range pods {
+				if len(p.IPs) != len(c.Families()) {
+					t.Fatalf("pod %s has %v, want one address per family %v", p.Key(), p.IPs, c.Families())
+				}
+			}
+			// Every ordered pair over each family, keyed "family [src dst]".
+			matrix := func() map[string]bool {
+				m := map[string]bool{}
+				for _, f := range c.Families() {
+					for i, s := range pods {
+						for j, d := range pods {
+							if i != j {
+								m[fmt.Sprintf("%s %v", f, [2]int{i, j})] = c.Probe(s, d.IPFor(f), 80, probe.TCP, 500*time.Millisecond)
+							}
+						}
+					}
+				}
+				return m
+			}
 			for k, ok := range matrix() {
 				if !ok {
 					t.Errorf("before any policy %v must connect", k)
@@ -56,16 +76,21 @@ func TestTwoNodeClusterEnforcesDenyAll(t *testing.T) {
 			}
 			t.Logf("deny-b enforced on every node in %s", took)
 			for k, ok := range matrix() {
-				want := k[1] != 1
+				want := !strings.HasSuffix(k, " 1]")
 				if ok != want {
 					t.Errorf("with deny-b, %v connected=%v want %v", k, ok, want)
 				}
 			}
-			if !c.Probe(pods[2], pods[0].IP, 80, probe.UDP, 500*time.Millisecond) || !c.Probe(pods[2], pods[0].IP, 81, probe.SCTP, 500*time.Millisecond) {
-				t.Error("UDP and SCTP to an unselected pod across nodes must pass")
-			}
-			if c.Probe(pods[2], pods[1].IP, 81, probe.SCTP, 500*time.Millisecond) {
-				t.Error("SCTP to the denied pod across nodes must be dropped")
+			for _, f := range c.Families() {
+				if !c.Probe(pods[2], pods[0].IPFor(f), 80, probe.UDP, 500*time.Millisecond) || !c.Probe(pods[2], pods[0].IPFor(f), 81, probe.SCTP, 500*time.Millisecond) {
+					t.Errorf("%s: UDP and SCTP to an unselected pod across nodes must pass", f)
+				}
+				if c.Probe(pods[2], pods[1].IPFor(f), 81, probe.SCTP, 500*time.Millisecond) {
+					t.Errorf("%s: SCTP to the denied pod across nodes must be dropped", f)
+				}
+				if c.Probe(pods[0], pods[1].IPFor(f), 80, probe.TCP, 500*time.Millisecond) {
+					t.Errorf("%s: TCP to the denied pod on the same node must be dropped", f)
+				}
 			}
 		})
 	}

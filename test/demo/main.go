@@ -26,6 +26,7 @@ import (
 
 	"github.com/open-acn/acn/internal/owned"
 	"github.com/open-acn/acn/internal/probe"
+	"github.com/open-acn/acn/npm/flowlog"
 	"github.com/open-acn/acn/test/cluster"
 )
 
@@ -117,6 +118,11 @@ func run(ctx context.Context, outDir string, keep bool) error {
 	before := c.Matrix(live, 80, probe.TCP, 500*time.Millisecond)
 	printMatrix(live, before, nil)
 
+	step("opting namespace demo in to flow logs of denied connections (annotation %s=deny)", flowlog.Annotation)
+	if _, err := c.AnnotateNamespace(ctx, "demo", flowlog.Annotation, "deny"); err != nil {
+		return err
+	}
+
 	step("applying deploy/examples/%s", strings.Join(policyFiles, " and deploy/examples/"))
 	writes = nil
 	var names []string
@@ -144,6 +150,17 @@ func run(ctx context.Context, outDir string, keep bool) error {
 	after := c.Matrix(live, 80, probe.TCP, 500*time.Millisecond)
 	printMatrix(live, after, before)
 
+	step("the denied attempts in the flow logs, with policy and rule (azure-npm flows --verdict deny, on each node)")
+	time.Sleep(300 * time.Millisecond) // the last attempts' lines reach the files
+	for _, n := range c.Nodes {
+		cmd := exec.CommandContext(ctx, filepath.Join(bin, "azure-npm"), "flows", "--verdict", "deny", "--file", n.NPMFlowLog())
+		outp, err := cmd.CombinedOutput()
+		fmt.Printf("    %s $ azure-npm flows --verdict deny\n%s", n.Name, indent(string(outp), "    "))
+		if err != nil {
+			return fmt.Errorf("flows: %w", err)
+		}
+	}
+
 	step("what azure-npm logged for these policies (%s)", c.Nodes[1].NPMLog())
 	printLog(c.Nodes[1].NPMLog(), names, 14)
 
@@ -169,6 +186,7 @@ func run(ctx context.Context, outDir string, keep bool) error {
 		fmt.Printf("    %s status --socket %s\n", filepath.Join(bin, "azure-npm"), c.Nodes[1].NPMSocket())
 		fmt.Printf("    ip netns exec %s iptables-save | grep AZURE-NPM\n", c.Nodes[1].NS.Name)
 		fmt.Printf("    tail -f %s\n", c.Nodes[1].NPMLog())
+		fmt.Printf("    %s flows --follow --file %s\n", filepath.Join(bin, "azure-npm"), c.Nodes[1].NPMFlowLog())
 		<-ctx.Done()
 	}
 	return nil

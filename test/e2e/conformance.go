@@ -4,7 +4,8 @@
 // (test/cluster): the 230 cases of cyclonus's generator (or cases from a
 // file), pods spread across nodes, real TCP/UDP/SCTP probes between pod
 // namespaces, and cyclonus's matcher (input corrected, internal/policyoracle)
-// as the judge.
+// as the judge. On a dual-stack cluster every case runs once per family,
+// probing the pods' addresses of that family.
 package e2e
 
 import (
@@ -45,6 +46,9 @@ type Options struct {
 	Cases []*generator.TestCase
 	// Only runs the cases with these indexes (0-based) of Cases; nil = all.
 	Only []int
+	// Families to probe over, each a pass over the cases ("IPv4",
+	// "IPv6"); nil = every family of the cluster's pods.
+	Families []string
 	// ProbeTimeout bounds one probe (a denied probe costs this long).
 	ProbeTimeout time.Duration
 	// Workers probe in parallel.
@@ -53,8 +57,9 @@ type Options struct {
 	Out io.Writer
 }
 
-// Report is the outcome of a run.
+// Report is the outcome of a run over one family.
 type Report struct {
+	Family         string
 	Passed, Failed int
 	Failures       []string
 	// StepEnforce are the times from the last API write of a step until
@@ -84,6 +89,9 @@ func NewRunner(ctx context.Context, c *cluster.Cluster, opts Options) (*Runner, 
 	if opts.Out == nil {
 		opts.Out = os.Stdout
 	}
+	if opts.Families == nil {
+		opts.Families = c.Families()
+	}
 	r := &Runner{c: c, opts: opts, out: opts.Out, podNode: map[string]int{}}
 	i := 0
 	var writes []cluster.Write
@@ -109,11 +117,73 @@ func NewRunner(ctx context.Context, c *cluster.Cluster, opts Options) (*Runner, 
 	return r, nil
 }
 
-// GeneratedCases are cyclonus's 230 cases, built around the IP of pod z/c
-// (the generator derives its ipBlock CIDRs from it, as cyclonus does).
+// GeneratedCases are cyclonus's 230 cases for the pods' first family.
 func (r *Runner) GeneratedCases() []*generator.TestCase {
+	return r.GeneratedCasesFor(r.c.Families()[0])
+}
+
+// GeneratedCasesFor are cyclonus's 230 cases for probes over family,
+// built around z/c's address of that family: the generator derives its
+// ipBlock CIDRs from it, as cyclonus does (an IPv6 address gives /120
+// with a /124 except where an IPv4 one gives /24 and /28). The few CIDRs
+// it writes literally (0.0.0.0/0 to allow every address, 0.0.0.0/31 to
+// match none of the pods) become their IPv6 counterparts (::/0, ::/127).
+func (r *Runner) GeneratedCasesFor(family string) []*generator.TestCase {
 	zc := r.c.Pod("z", "c")
-	return generator.NewTestCaseGenerator(false, zc.IP.String(), BaseNamespaces, nil, nil).GenerateTestCases()
+	cases := generator.NewTestCaseGenerator(false, zc.IPFor(family).String(), BaseNamespaces, nil, nil).GenerateTestCases()
+	if family == cluster.IPv6 {
+		for _, tc := range cases {
+			for _, st := range tc.Steps {
+				for _, a := range st.Actions {
+					// Copies: the generator shares some ipBlocks
+					// between cases (package variables).
+					switch {
+					case a.CreatePolicy != nil:
+						a.CreatePolicy.Policy = ipv6Blocks(a.CreatePolicy.Policy)
+					case a.UpdatePolicy != nil:
+						a.UpdatePolicy.Policy = ipv6Blocks(a.UpdatePolicy.Policy)
+					}
+				}
+			}
+		}
+	}
+	return cases
+}
+
+// ipv6Blocks returns a copy of np whose literal IPv4 ipBlocks of the zero
+// address (0.0.0.0/n) are the IPv6 zero address with as many host bits
+// (::/0 for /0): what the generator writes for IPv4 without a pod's
+// address.
+func ipv6Blocks(np *networkingv1.NetworkPolicy) *networkingv1.NetworkPolicy {
+	np = np.DeepCopy()
+	conv := func(cidr string) string {
+		p, err := netip.ParsePrefix(cidr)
+		if err != nil || !p.Addr().Is4() || !p.Addr().IsUnspecified() {
+			return cidr
+		}
+		bits := 0
+		if p.Bits() > 0 {
+			bits = 128 - (32 - p.Bits())
+		}
+		return netip.PrefixFrom(netip.IPv6Unspecified(), bits).String()
+	}
+	peers := func(ps []networkingv1.NetworkPolicyPeer) {
+		for i := range ps {
+			if b := ps[i].IPBlock; b != nil {
+				b.CIDR = conv(b.CIDR)
+				for j := range b.Except {
+					b.Except[j] = conv(b.Except[j])
+				}
+			}
+		}
+	}
+	for i := range np.Spec.Ingress {
+		peers(np.Spec.Ingress[i].From)
+	}
+	for i := range np.Spec.Egress {
+		peers(np.Spec.Egress[i].To)
+	}
+	return np
 }
 
 // caseState is what a case changed, to drive probes and the reset.
@@ -121,8 +191,9 @@ type caseState struct {
 	policies []*networkingv1.NetworkPolicy
 }
 
-// resources is cyclonus's view of the cluster as it is now.
-func (r *Runner) resources(ctx context.Context) (*probe.Resources, error) {
+// resources is cyclonus's view of the cluster as it is now, each pod with
+// its address of family.
+func (r *Runner) resources(ctx context.Context, family string) (*probe.Resources, error) {
 	res := &probe.Resources{Namespaces: map[string]map[string]string{}}
 	nss, err := r.c.Client.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
 	if err != nil {
@@ -150,7 +221,7 @@ func (r *Runner) resources(ctx context.Context) (*probe.Resources, error) {
 		if err != nil {
 			return nil, err
 		}
-		res.Pods = append(res.Pods, probe.NewPod(p.Namespace, p.Name, kp.Labels, p.IP.String(), containers))
+		res.Pods = append(res.Pods, probe.NewPod(p.Namespace, p.Name, kp.Labels, p.IPFor(family).String(), containers))
 	}
 	return res, nil
 }
@@ -183,7 +254,8 @@ func (rr *realRunner) RunJobs(jobs []*probe.Job) []*probe.JobResult {
 	return results
 }
 
-// RunCase executes one case and reports whether it passed.
+// RunCase executes one case, probing over rep.Family, and reports whether
+// it passed.
 func (r *Runner) RunCase(ctx context.Context, tc *generator.TestCase, rep *Report) (bool, error) {
 	st := &caseState{}
 	defer func() {
@@ -191,7 +263,7 @@ func (r *Runner) RunCase(ctx context.Context, tc *generator.TestCase, rep *Repor
 			fmt.Fprintf(r.out, "  reset failed: %v\n", err)
 		}
 	}()
-	initial, err := r.resources(ctx)
+	initial, err := r.resources(ctx, rep.Family)
 	if err != nil {
 		return false, err
 	}
@@ -208,7 +280,7 @@ func (r *Runner) RunCase(ctx context.Context, tc *generator.TestCase, rep *Repor
 			return false, fmt.Errorf("step %d: %w", si+1, err)
 		}
 		enforce = append(enforce, took)
-		res, err := r.resources(ctx)
+		res, err := r.resources(ctx, rep.Family)
 		if err != nil {
 			return false, err
 		}
@@ -221,7 +293,7 @@ func (r *Runner) RunCase(ctx context.Context, tc *generator.TestCase, rep *Repor
 	rep.StepEnforce = append(rep.StepEnforce, enforce...)
 	passed := result.Passed(true)
 	if !passed {
-		fmt.Fprintf(r.out, "--- expected (oracle) vs observed for %q:\n", tc.Description)
+		fmt.Fprintf(r.out, "--- expected (oracle) vs observed over %s for %q:\n", rep.Family, tc.Description)
 		for i, sr := range result.Steps {
 			fmt.Fprintf(r.out, "step %d expected:\n%s\nobserved:\n%s\ndifferences:\n%s\n", i+1,
 				sr.SimulatedProbe.RenderTable(), sr.LastKubeProbe().RenderTable(), sr.LastComparison().RenderSuccessTable())
@@ -380,13 +452,29 @@ func (r *Runner) reset(ctx context.Context) error {
 	return err
 }
 
-// Run executes the cases and prints one line per case, the failures'
-// truth tables, and a final "N passed, M failed" line prefixed by label.
-func (r *Runner) Run(ctx context.Context, label string) (*Report, error) {
+// Run executes the cases once per family of Options.Families, printing
+// one line per case and the failures' truth tables, and returns one
+// report per family, in that order.
+func (r *Runner) Run(ctx context.Context) ([]*Report, error) {
+	var reps []*Report
+	for _, f := range r.opts.Families {
+		if err := ctx.Err(); err != nil {
+			return reps, err
+		}
+		rep, err := r.runFamily(ctx, f)
+		reps = append(reps, rep)
+		if err != nil {
+			return reps, err
+		}
+	}
+	return reps, nil
+}
+
+func (r *Runner) runFamily(ctx context.Context, family string) (*Report, error) {
 	start := time.Now()
 	cases := r.opts.Cases
 	if cases == nil {
-		cases = r.GeneratedCases()
+		cases = r.GeneratedCasesFor(family)
 	}
 	idx := r.opts.Only
 	if idx == nil {
@@ -394,7 +482,7 @@ func (r *Runner) Run(ctx context.Context, label string) (*Report, error) {
 			idx = append(idx, i)
 		}
 	}
-	rep := &Report{}
+	rep := &Report{Family: family}
 	for _, i := range idx {
 		if i >= len(cases) {
 			continue
@@ -410,7 +498,7 @@ func (r *Runner) Run(ctx context.Context, label string) (*Report, error) {
 		} else {
 			rep.Passed++
 		}
-		fmt.Fprintf(r.out, "%s #%d %s (%d steps, %.1fs) [%s]\n", status, i+1, tc.Description, len(tc.Steps), time.Since(t0).Seconds(), strings.Join(tc.Tags.Keys(), ","))
+		fmt.Fprintf(r.out, "%s %s #%d %s (%d steps, %.1fs) [%s]\n", status, family, i+1, tc.Description, len(tc.Steps), time.Since(t0).Seconds(), strings.Join(tc.Tags.Keys(), ","))
 		if err != nil {
 			fmt.Fprintf(r.out, "  error: %v\n", err)
 		}

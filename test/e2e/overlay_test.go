@@ -42,12 +42,5 @@ func TestConformanceOverlaySmoke(t *testing.T) {
 		only = append(only, i)
 	}
 	r.opts.Only = only
-	rep, err := r.Run(ctx, "iptables")
-	t.Log("\n" + out.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if rep.Failed > 0 || rep.Passed != len(only) {
-		t.Fatalf("%d passed, %d failed of %d: %v", rep.Passed, rep.Failed, len(only), rep.Failures)
-	}
+	checkRun(t, r, &out, len(only), 1)
 }

@@ -185,10 +185,40 @@ func run(out string, seq, par, perWorker int) error {
 	for i, tg := range targets {
 		results = append(results, samples[i].results(tg, par)...)
 	}
+	results = append(results, dualStackRatios(targets, samples)...)
 	benchfmt.PrintTable(os.Stdout, results)
 	load, _ := os.ReadFile("/proc/loadavg")
 	fmt.Printf("(%d CPUs, load average %s)\n", runtime.NumCPU(), strings.Join(strings.Fields(string(load))[:3], " "))
 	return benchfmt.WriteJSON(out, results)
+}
+
+// dualStackRatios compares, per azure-vnet mode, the dual-stack ADD with
+// the IPv4-only one of the same run (sequential p50 and p99): what a
+// second family costs, independent of the machine's load.
+func dualStackRatios(targets []target, samples []*sampleSet) []benchfmt.Result {
+	v4 := map[string]*sampleSet{}
+	for i, tg := range targets {
+		if tg.plugin == "azure-vnet" && tg.families == "IPv4" {
+			v4[tg.mode] = samples[i]
+		}
+	}
+	var rs []benchfmt.Result
+	for i, tg := range targets {
+		base := v4[tg.mode]
+		if tg.plugin != "azure-vnet" || tg.families == "IPv4" || base == nil {
+			continue
+		}
+		for _, p := range []float64{50, 99} {
+			ref := benchfmt.Percentile(base.addSeq, p)
+			if ref <= 0 {
+				continue
+			}
+			rs = append(rs, benchfmt.Result{Name: fmt.Sprintf("cni_dualstack_add_ratio_p%.0f", p),
+				Value: round2(benchfmt.Percentile(samples[i].addSeq, p) / ref), Unit: "x",
+				Params: map[string]string{"plugin": tg.plugin, "mode": tg.mode, "families": tg.families, "concurrency": "1", "versus": "IPv4"}})
+		}
+	}
+	return rs
 }
 
 type pod struct {

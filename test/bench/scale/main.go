@@ -83,6 +83,9 @@ func run(ctx context.Context, out string, cfg config) error {
 	defer owned.RemoveDir(dir)
 	bin, _ := filepath.Abs(cfg.bin)
 	c, err := cluster.New(ctx, cluster.Config{Nodes: 1, NoNPM: true, BinDir: bin, Dir: dir,
+		// The list of every pod of the cluster comes first: at 150,000
+		// pods on this shared VM that alone can take minutes.
+		NPMReadyTimeout: 60*time.Second + time.Duration(cfg.world.Pods/1000)*2*time.Second,
 		// The product's reconcile interval, not the harness's 5s: a kernel
 		// read-back every 5s would dominate the CPU measured.
 		NPMConfig: fmt.Sprintf("batchWindow: %s\nreconcileInterval: 60s\n", cfg.batchWindow)})
