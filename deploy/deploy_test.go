@@ -207,7 +207,7 @@ func TestManifestsOnAPIServer(t *testing.T) {
 			}
 			time.Sleep(200 * time.Millisecond)
 		}
-		for _, res := range []string{"pods", "namespaces", "nodes", "networkpolicies.networking.k8s.io", "clusternetworkpolicies.policy.networking.k8s.io"} {
+		for _, res := range []string{"pods", "namespaces", "nodes", "networkpolicies.networking.k8s.io", "clusternetworkpolicies.policy.networking.k8s.io", "services", "endpointslices.discovery.k8s.io"} {
 			for _, verb := range []string{"get", "list", "watch"} {
 				if !canI(verb, res, "--all-namespaces") {
 					t.Errorf("azure-npm cannot %s %s cluster-wide", verb, res)
@@ -222,7 +222,7 @@ func TestManifestsOnAPIServer(t *testing.T) {
 			{"delete", "networkpolicies.networking.k8s.io"},
 			{"create", "clusternetworkpolicies.policy.networking.k8s.io"}, {"update", "clusternetworkpolicies.policy.networking.k8s.io/status"},
 			{"delete", "namespaces"}, {"create", "namespaces"},
-			{"update", "nodes"}, {"patch", "nodes/status"}, {"list", "services"}, {"list", "endpointslices.discovery.k8s.io"},
+			{"update", "nodes"}, {"patch", "nodes/status"}, {"create", "services"}, {"update", "services"}, {"delete", "endpointslices.discovery.k8s.io"},
 			{"create", "events"}, {"create", "leases.coordination.k8s.io"},
 			{"list", "daemonsets.apps"}, {"create", "serviceaccounts/token"},
 			{"impersonate", "serviceaccounts"}, {"escalate", "clusterroles.rbac.authorization.k8s.io"},
@@ -230,7 +230,7 @@ func TestManifestsOnAPIServer(t *testing.T) {
 		}
 		for _, d := range denied {
 			if canI(d[0], d[1], "--all-namespaces") {
-				t.Errorf("azure-npm can %s %s: the ClusterRole grants more than get/list/watch on pods, namespaces, networkpolicies", d[0], d[1])
+				t.Errorf("azure-npm can %s %s: the ClusterRole grants more than get/list/watch on pods, namespaces, nodes, networkpolicies, clusternetworkpolicies, services, endpointslices", d[0], d[1])
 			}
 			if canI(d[0], d[1], "-n", "kube-system") {
 				t.Errorf("azure-npm can %s %s in kube-system", d[0], d[1])
@@ -248,7 +248,7 @@ func TestManifestsOnAPIServer(t *testing.T) {
 			"selfsubjectaccessreviews.authorization.k8s.io": true,
 			"selfsubjectrulesreviews.authorization.k8s.io":  true,
 		}
-		ours := map[string]bool{"pods": true, "namespaces": true, "nodes": true, "networkpolicies.networking.k8s.io": true, "clusternetworkpolicies.policy.networking.k8s.io": true}
+		ours := map[string]bool{"pods": true, "namespaces": true, "nodes": true, "networkpolicies.networking.k8s.io": true, "clusternetworkpolicies.policy.networking.k8s.io": true, "services": true, "endpointslices.discovery.k8s.io": true}
 		seen := map[string]bool{}
 		for _, line := range strings.Split(out, "\n")[1:] {
 			// Resources  Non-Resource URLs  Resource Names  [verb verb ...]

@@ -4,7 +4,8 @@
 //
 // Data flow:
 //
-//	informers (pods, namespaces, policies)
+//	informers (pods, namespaces, policies; services and endpoint slices
+//	for the backends of externally reachable services, services.go)
 //	   └─ event handlers: enqueue "kind/ns/name", remember when it was seen
 //	work queue (deduplicating, rate-limited retries)
 //	   └─ one worker: start at once when idle, or wait out an adaptive
@@ -113,6 +114,8 @@ type Daemon struct {
 	cnpFactory cnpinformers.SharedInformerFactory
 	cnpInf     cache.SharedIndexInformer
 	nodeInf    cache.SharedIndexInformer // with cnpInf (nodes peers)
+	svcInf     cache.SharedIndexInformer // services.go
+	sliceInf   cache.SharedIndexInformer
 	queue      workqueue.TypedRateLimitingInterface[string]
 
 	// mu guards the engine, the dataplane and everything below: the
@@ -130,6 +133,9 @@ type Daemon struct {
 	appliedRV  map[string]uint64     // kind -> highest resourceVersion enforced
 	generation uint64                // successful transactions
 	lastErr    string
+	// backendsDirty: a Service or EndpointSlice changed in this batch;
+	// the external backends are recomputed before the transaction.
+	backendsDirty bool
 
 	// view is what /status and /explain read (see publish).
 	view atomic.Pointer[view]
@@ -237,14 +243,19 @@ func New(opts Options) (*Daemon, error) {
 			return nil, err
 		}
 	}
-	// Keep only what translation needs (slim.go): every agent caches every
-	// object of the cluster, so full objects would dominate its memory.
-	for inf, transform := range map[cache.SharedIndexInformer]cache.TransformFunc{d.podInf: slimPod, d.nsInf: slimNamespace, d.policyInf: slimPolicy} {
+	d.svcInf = d.factory.Core().V1().Services().Informer()
+	d.sliceInf = d.factory.Discovery().V1().EndpointSlices().Informer()
+	// Keep only what translation needs (slim.go, services.go): every agent
+	// caches every object of the cluster, so full objects would dominate
+	// its memory.
+	for inf, transform := range map[cache.SharedIndexInformer]cache.TransformFunc{d.podInf: slimPod, d.nsInf: slimNamespace, d.policyInf: slimPolicy,
+		d.svcInf: slimService, d.sliceInf: slimEndpointSlice} {
 		if err := inf.SetTransform(transform); err != nil {
 			return nil, err
 		}
 	}
-	for kind, inf := range map[string]cache.SharedIndexInformer{kindPod: d.podInf, kindNamespace: d.nsInf, kindPolicy: d.policyInf} {
+	for kind, inf := range map[string]cache.SharedIndexInformer{kindPod: d.podInf, kindNamespace: d.nsInf, kindPolicy: d.policyInf,
+		kindService: d.svcInf, kindEndpointSlice: d.sliceInf} {
 		reg, err := inf.AddEventHandler(d.handler(kind))
 		if err != nil {
 			return nil, err
@@ -387,7 +398,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	// The handlers' registrations, not just the informers: the first
 	// transaction must carry every listed object, so every initial add must
 	// have reached the queue before initialSyncKey.
-	synced := []cache.InformerSynced{d.podInf.HasSynced, d.nsInf.HasSynced, d.policyInf.HasSynced}
+	synced := []cache.InformerSynced{d.podInf.HasSynced, d.nsInf.HasSynced, d.policyInf.HasSynced, d.svcInf.HasSynced, d.sliceInf.HasSynced}
 	if d.cnpInf != nil {
 		synced = append(synced, d.cnpInf.HasSynced, d.nodeInf.HasSynced)
 	}
@@ -505,6 +516,10 @@ func (d *Daemon) translateBatch(keys []string) bool {
 			continue
 		}
 		d.unapplied[key] = d.translateKey(key)
+	}
+	if d.backendsDirty {
+		d.engine.SetExternalBackends(d.externalBackends())
+		d.backendsDirty = false
 	}
 	d.pending.Merge(d.engine.TakeChanges())
 	// The kernel gets only what applies to this node's pods: an event that
@@ -643,6 +658,10 @@ func (d *Daemon) store(kind string) cache.Store {
 			return inf.GetStore()
 		}
 		return cache.NewStore(cache.MetaNamespaceKeyFunc)
+	case kindService:
+		return d.svcInf.GetStore()
+	case kindEndpointSlice:
+		return d.sliceInf.GetStore()
 	default:
 		return d.policyInf.GetStore()
 	}
@@ -712,6 +731,8 @@ func (d *Daemon) translateKey(key string) translated {
 		} else {
 			d.translateClusterPolicy(name, obj)
 		}
+	case kindService, kindEndpointSlice:
+		d.backendsDirty = true
 	}
 	return tr
 }

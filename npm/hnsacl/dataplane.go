@@ -193,7 +193,11 @@ func (d *Dataplane) Apply(ctx context.Context, desired *policy.State, changes *p
 		}
 	}
 	for k := range dirty {
-		if e := desired.Endpoints[k]; e != nil {
+		// Remote endpoints (pods of other nodes backing NodePort and
+		// LoadBalancer services) have no HNS endpoint here: HNS ACLs sit
+		// on the local endpoints only, so the receiving-node check of the
+		// Linux dataplanes has no Windows counterpart.
+		if e := desired.Endpoints[k]; e != nil && !e.Remote {
 			d.renders[k] = d.r.render(e)
 		} else {
 			delete(d.renders, k)

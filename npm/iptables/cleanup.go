@@ -13,14 +13,16 @@ import (
 	"github.com/open-acn/acn/npm/policy"
 )
 
-// Cleanup implements dataplane.Dataplane: it removes NPM's jump, chains
-// and sets from both backends.
+// Cleanup implements dataplane.Dataplane: it removes NPM's jumps, chains
+// and sets from both backends (and from the table earlier versions used).
 func (d *Dataplane) Cleanup(ctx context.Context) error {
 	var errs []string
 	for _, m := range []Mode{ModeNFT, ModeLegacy} {
 		for _, f := range d.families {
-			if err := d.removeChains(ctx, m, f); err != nil {
-				errs = append(errs, err.Error())
+			for _, table := range []string{Table, LegacyTable} {
+				if err := d.removeChains(ctx, m, f, table); err != nil {
+					errs = append(errs, err.Error())
+				}
 			}
 		}
 	}
@@ -43,21 +45,37 @@ func (d *Dataplane) cleanupOther(ctx context.Context) {
 		other = ModeNFT
 	}
 	for _, f := range d.families {
-		if err := d.removeChains(ctx, other, f); err != nil {
-			d.log.Warn("cannot clean the other iptables backend", zap.String("backend", string(other)), zap.Error(err))
+		for _, table := range []string{Table, LegacyTable} {
+			if err := d.removeChains(ctx, other, f, table); err != nil {
+				d.log.Warn("cannot clean the other iptables backend", zap.String("backend", string(other)), zap.Error(err))
+			}
 		}
 	}
 }
 
-func (d *Dataplane) removeChains(ctx context.Context, m Mode, f policy.Family) error {
-	out, err := d.save(ctx, m, f)
-	if err != nil {
-		return nil // backend not usable here: nothing of ours in it
+// cleanupLegacyTable removes what an earlier version left in the filter
+// table of the backend in use. It runs after this process's first
+// transaction is in force, so the node is never without NPM's rules.
+func (d *Dataplane) cleanupLegacyTable(ctx context.Context) {
+	for _, f := range d.families {
+		if err := d.removeChains(ctx, d.mode, f, LegacyTable); err != nil {
+			d.log.Warn("cannot remove NPM's chains from the filter table", zap.Error(err))
+		}
 	}
-	chains, fwd := parseSave(out)
+}
+
+func (d *Dataplane) removeChains(ctx context.Context, m Mode, f policy.Family, table string) error {
+	out, err := d.save(ctx, m, f, table)
+	if err != nil {
+		return nil // backend (or table) not usable here: nothing of ours in it
+	}
+	chains, builtins := parseSave(out, table)
 	var b bytes.Buffer
-	b.WriteString("*filter\n")
-	dels := deleteJumps(fwd)
+	b.WriteString("*" + table + "\n")
+	var dels []string
+	for _, c := range slices.Sorted(maps.Keys(builtins)) {
+		dels = append(dels, deleteJumps(builtins[c])...)
+	}
 	n := len(dels)
 	for _, l := range dels {
 		b.WriteString(l + "\n")
@@ -74,6 +92,6 @@ func (d *Dataplane) removeChains(ctx context.Context, m Mode, f policy.Family) e
 	if n == 0 {
 		return nil
 	}
-	d.log.Info("removing NPM chains", zap.String("backend", string(m)), zap.String("family", famName(f)), zap.Int("chains", len(names)))
+	d.log.Info("removing NPM chains", zap.String("backend", string(m)), zap.String("family", famName(f)), zap.String("table", table), zap.Int("chains", len(names)))
 	return d.restore(ctx, m, f, b.Bytes())
 }

@@ -18,13 +18,14 @@ import (
 
 // fakeKernel is a dataplane.Runner standing in for ipset and the nft
 // backend of iptables (the legacy tools are "not installed"). It keeps
-// the filter table of both families and the ipsets, applies restore
+// NPM's table (mangle) of both families and the ipsets (the filter table
+// is empty), applies restore
 // scripts with the kernel's checks (a rule may only name existing chains
 // and sets; a set in use cannot be destroyed; iptables-restore is all or
 // nothing), records every call, and traces packets through what it holds.
 type fakeKernel struct {
 	mu     sync.Mutex
-	chains map[policy.Family]map[string][]string // chain -> rule lines ("-A CHAIN ..."), FORWARD included
+	chains map[policy.Family]map[string][]string // chain -> rule lines ("-A CHAIN ..."), the built-in chains included
 	sets   map[string]*ipset.Set
 	calls  []string // "ipset restore", "iptables-restore", "ip6tables-restore", "ipset destroy"...
 	// after, when set, runs after every call that changed something.
@@ -35,10 +36,15 @@ type fakeKernel struct {
 	logged    []string
 }
 
+var fakeBuiltins = []string{"PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"}
+
 func newFakeKernel() *fakeKernel {
 	k := &fakeKernel{chains: map[policy.Family]map[string][]string{}, sets: map[string]*ipset.Set{}}
 	for _, f := range policy.Families {
-		k.chains[f] = map[string][]string{"FORWARD": nil}
+		k.chains[f] = map[string][]string{}
+		for _, c := range fakeBuiltins {
+			k.chains[f][c] = nil
+		}
 	}
 	return k
 }
@@ -63,6 +69,8 @@ func (k *fakeKernel) Run(_ context.Context, stdin []byte, name string, args ...s
 		err = k.ipsetRestore("destroy " + args[1] + "\n")
 	case strings.Contains(name, "-legacy-"):
 		err = fmt.Errorf("%s: not installed", name)
+	case strings.HasSuffix(name, "-nft-save") && slices.Contains(args, LegacyTable):
+		out = []byte("*" + LegacyTable + "\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n")
 	case strings.HasSuffix(name, "-nft-save"):
 		out = []byte(k.save(famOfTool(name)))
 	case strings.HasSuffix(name, "-nft-restore"):
@@ -171,10 +179,13 @@ func (k *fakeKernel) ipsetRestore(script string) error {
 
 func (k *fakeKernel) save(f policy.Family) string {
 	var b strings.Builder
-	b.WriteString("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n")
+	b.WriteString("*" + Table + "\n")
+	for _, c := range fakeBuiltins {
+		b.WriteString(":" + c + " ACCEPT [0:0]\n")
+	}
 	names := slices.Sorted(maps.Keys(k.chains[f]))
 	for _, c := range names {
-		if c != "FORWARD" {
+		if !slices.Contains(fakeBuiltins, c) {
 			b.WriteString(":" + c + " - [0:0]\n")
 		}
 	}
@@ -200,7 +211,7 @@ func (k *fakeKernel) restore(f policy.Family, script string) error {
 		fail := func(why string) error { return fmt.Errorf("iptables-restore line %d %q: %s", i+1, l, why) }
 		fs := strings.Fields(l)
 		switch {
-		case l == "*filter" || l == "COMMIT":
+		case l == "*"+Table || l == "COMMIT":
 		case strings.HasPrefix(l, ":"):
 			t[fs[0][1:]] = nil // declared: created, or flushed
 		case len(fs) >= 2 && (fs[0] == "-A" || fs[0] == "-D" || fs[0] == "-I" || fs[0] == "-X"):
@@ -318,7 +329,11 @@ func parseRule(l string) rule {
 			n := arg()
 			r.sets = append(r.sets, setMatch{n, strings.Split(arg(), ",")})
 		case "--ctstate":
-			arg()
+			// ESTABLISHED/RELATED never match a new connection; "!
+			// DNAT" matches every traced packet (none is DNATed).
+			if v := arg(); v == "DNAT" && fs[i-2] == "!" {
+				continue
+			}
 			r.ctstate = true
 		case "-j", "-g":
 			r.goTo = fs[i] == "-g"

@@ -85,7 +85,7 @@ func (d *Dataplane) FlowLogDropped(ctx context.Context) (uint64, error) {
 			if f == policy.IPv6 {
 				bin = "ip6tables-" + string(d.mode)
 			}
-			out, err := d.run.Run(ctx, nil, bin, "-w", "5", "-t", "filter", "-L", c, "-x", "-v", "-n")
+			out, err := d.run.Run(ctx, nil, bin, "-w", "5", "-t", Table, "-L", c, "-x", "-v", "-n")
 			if err != nil {
 				return n, err
 			}

@@ -67,6 +67,9 @@ type Dataplane struct {
 	// kernel names of the group and trie sets
 	dispatchSets map[string]struct{}
 	retiring     map[string]bool // IDs of groups kept one batch after they disappeared
+	// legacyCleaned: this process removed an earlier version's chains
+	// from the filter table (once, after its first transaction).
+	legacyCleaned bool
 }
 
 var _ dataplane.Dataplane = (*Dataplane)(nil)
@@ -147,6 +150,7 @@ func Detect(ctx context.Context, run dataplane.Runner) Mode {
 
 // Apply implements dataplane.Dataplane.
 func (d *Dataplane) Apply(ctx context.Context, desired *policy.State, changes *policy.Changes) error {
+	first := false
 	if !d.loaded {
 		if err := d.load(ctx); err != nil {
 			return fmt.Errorf("read kernel state: %w", err)
@@ -154,6 +158,7 @@ func (d *Dataplane) Apply(ctx context.Context, desired *policy.State, changes *p
 		d.cleanupOther(ctx)
 		d.loaded = true
 		changes = nil
+		first = !d.legacyCleaned
 	}
 	d.r.hints = map[string]map[string]struct{}{}
 	dirtySets, err := d.update(desired, changes)
@@ -167,12 +172,17 @@ func (d *Dataplane) Apply(ctx context.Context, desired *policy.State, changes *p
 		// The kernel may differ from the desired state: re-read it and
 		// diff in full at the next Apply.
 		d.loaded = false
+		return err
 	}
-	return err
+	if first {
+		d.cleanupLegacyTable(ctx)
+		d.legacyCleaned = true
+	}
+	return nil
 }
 
 // RuleCount is the number of rules NPM has programmed (its chains' rules
-// and the FORWARD jumps), both families: the npm_rules gauge.
+// and the jumps from the built-in chains), both families: the npm_rules gauge.
 func (d *Dataplane) RuleCount() int {
 	n := 0
 	for _, f := range d.families {
@@ -180,7 +190,7 @@ func (d *Dataplane) RuleCount() int {
 			n += len(lines)
 		}
 		if d.loaded && d.jumpFix[f] == nil {
-			n++
+			n += len(hooks)
 		}
 	}
 	return n

@@ -156,15 +156,17 @@ func (d *Dataplane) programChains(ctx context.Context, f policy.Family, mu *sync
 		d.logRuleDiff(f, c, have[c], nil)
 		d.log.Info("iptables chain deleted", zap.String("chain", c), zap.String("family", famName(f)))
 	}
-	if jump != nil {
-		n++
-		d.log.Info("iptables rule added", zap.String("family", famName(f)), zap.String("rule", jumpRule()))
+	for _, l := range jump {
+		if strings.HasPrefix(l, "-I ") {
+			n++
+			d.log.Info("iptables rule added", zap.String("family", famName(f)), zap.String("table", Table), zap.String("rule", l))
+		}
 	}
 	if n == 0 {
 		return 0, nil
 	}
 	var b bytes.Buffer
-	b.WriteString("*filter\n")
+	b.WriteString("*" + Table + "\n")
 	for _, l := range decl {
 		b.WriteString(l + "\n")
 	}

@@ -42,7 +42,7 @@ func newDataplane(t testing.TB, node *netnstest.NS, mode Mode, log *zap.Logger) 
 }
 
 func save(t testing.TB, node *netnstest.NS, mode Mode, fam string) string {
-	out, err := runner(node).Run(context.Background(), nil, fam+"-"+string(mode)+"-save", "-t", "filter")
+	out, err := runner(node).Run(context.Background(), nil, fam+"-"+string(mode)+"-save", "-t", Table)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,14 +191,14 @@ func TestKernelReconcileRepairsDrift(t *testing.T) {
 			}
 		}
 		for _, c := range [][]string{
-			{ipt, "-D", "FORWARD", "-m", "comment", "--comment", JumpComment, "-j", ChainMain},
-			{ipt, "-F", ChainIngress},
-			{ipt, "-F", GroupChain(g)},
-			{ipt, "-F", pc},
-			{ipt, "-X", pc},
+			{ipt, "-t", Table, "-D", "FORWARD", "-m", "comment", "--comment", JumpComment, "-j", ChainMain},
+			{ipt, "-t", Table, "-F", ChainIngress},
+			{ipt, "-t", Table, "-F", GroupChain(g)},
+			{ipt, "-t", Table, "-F", pc},
+			{ipt, "-t", Table, "-X", pc},
 			{"ipset", "destroy", groupSet},
 			{"ipset", "del", peerSet, tp.IPs[1][0]},
-			{ipt, "-A", ChainEgress, "-j", "ACCEPT"},
+			{ipt, "-t", Table, "-A", ChainEgress, "-j", "ACCEPT"},
 		} {
 			tp.Node.MustExec(t, c[0], c[1:]...)
 		}

@@ -181,6 +181,13 @@ func (d *Dataplane) updateDispatch(dirty map[string]struct{}) {
 				}
 				sets[n] = ks
 			}
+			if dir == policy.Ingress {
+				rs := &ipset.Set{Name: RemoteSetName(f), Type: ipset.HashIP, Family: famName(f), Comment: "pods of other nodes backing NodePort/LoadBalancer services", Members: map[string]struct{}{}, Rank: remoteRank}
+				for _, a := range d.want.Last.RemoteIPs(f) {
+					rs.Members[a.String()] = struct{}{}
+				}
+				sets[rs.Name] = rs
+			}
 			for n, s := range sets {
 				d.wantSets[n] = s
 				d.dispatchSets[n] = struct{}{}
@@ -192,8 +199,13 @@ func (d *Dataplane) updateDispatch(dirty map[string]struct{}) {
 }
 
 // groupRank is the ipset.Set.Rank of group sets: filled before, emptied
-// after the trie's union sets (whose rank is their depth).
+// after the trie's union sets (whose rank is their depth + 2).
 const groupRank = 1000
+
+// remoteRank is the Rank of the Remote endpoints' set: filled after the
+// trie and group sets (a remote backend's DNATed traffic is dispatched to
+// its group before it stops skipping ingress evaluation), emptied first.
+const remoteRank = 1
 
 func (d *Dataplane) hasRetiring() bool { return len(d.retiring) > 0 }
 
@@ -246,10 +258,29 @@ func (d *Dataplane) desiredChains(f policy.Family) map[string][]string {
 		ChainMain: {
 			"-A " + ChainMain + " -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN",
 			"-A " + ChainMain + " -j " + ChainEgress,
+			// A Remote endpoint's ingress is decided here only for
+			// traffic this node DNATed to it (NodePort/LoadBalancer: the
+			// client's address is still the source; see "Services" in
+			// npm/README.md); other traffic to it is its node's to decide.
+			"-A " + ChainMain + " -m set --match-set " + RemoteSetName(f) + " dst -m conntrack ! --ctstate DNAT -m comment --comment " + comment("ingress of pods on other nodes: only for traffic DNATed here") + " -j RETURN",
 			"-A " + ChainMain + " -j " + ChainIngress,
+		},
+		// Traffic to the node itself: only the egress of its source pod
+		// (the destination is the node, which no policy selects).
+		ChainInput: {
+			"-A " + ChainInput + " -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN",
 		},
 	}
 	d.r.flowChains(out)
+	if f == policy.IPv6 {
+		// Router and neighbour solicitations and advertisements: a pod's
+		// address resolution with its node is the link working, not
+		// traffic a policy speaks of.
+		for _, typ := range []int{133, 134, 135, 136} {
+			out[ChainInput] = append(out[ChainInput], fmt.Sprintf("-A %s -p ipv6-icmp -m icmp6 --icmpv6-type %d -m comment --comment %s -j RETURN", ChainInput, typ, comment("neighbour discovery with the node")))
+		}
+	}
+	out[ChainInput] = append(out[ChainInput], "-A "+ChainInput+" -j "+ChainEgress)
 	for _, dir := range []policy.Direction{policy.Egress, policy.Ingress} {
 		trieChains(out, f, dir, d.trie[f][dir])
 		for _, g := range d.fgroups[f][dir] {

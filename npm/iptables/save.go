@@ -10,19 +10,20 @@ import (
 	"github.com/open-acn/acn/npm/policy"
 )
 
-// parseSave parses iptables-save output: NPM's chains (their rules as
-// iptables-save prints them) and the rules of FORWARD, in the filter table.
-func parseSave(out []byte) (chains map[string][]string, forward []string) {
-	chains = map[string][]string{}
+// parseSave parses iptables-save output of one table: NPM's chains (their
+// rules as iptables-save prints them) and the rules of the built-in chains
+// NPM jumps from (hooks).
+func parseSave(out []byte, table string) (chains map[string][]string, builtins map[string][]string) {
+	chains, builtins = map[string][]string{}, map[string][]string{}
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	inFilter := false
+	inTable := false
 	for sc.Scan() {
 		l := sc.Text()
 		switch {
 		case strings.HasPrefix(l, "*"):
-			inFilter = l == "*filter"
-		case !inFilter:
+			inTable = l == "*"+table
+		case !inTable:
 		case strings.HasPrefix(l, ":"+ChainPrefix):
 			name := strings.Fields(l[1:])[0]
 			if _, ok := chains[name]; !ok {
@@ -35,40 +36,52 @@ func parseSave(out []byte) (chains map[string][]string, forward []string) {
 			}
 			if strings.HasPrefix(f[1], ChainPrefix) {
 				chains[f[1]] = append(chains[f[1]], l)
-			} else if f[1] == "FORWARD" {
-				forward = append(forward, l)
+			} else if isBuiltin(f[1]) {
+				builtins[f[1]] = append(builtins[f[1]], l)
 			}
 		}
 	}
-	return chains, forward
+	return chains, builtins
 }
 
-// jumpRule is NPM's rule in FORWARD as iptables-save prints it.
-func jumpRule() string {
-	return fmt.Sprintf("-A FORWARD -m comment --comment %q -j %s", JumpComment, ChainMain)
+func isBuiltin(c string) bool {
+	switch c {
+	case "PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING":
+		return true
+	}
+	return false
 }
 
-// jumpPlaced: exactly one NPM jump, before any kube-proxy KUBE-FORWARD jump.
-func jumpPlaced(forward []string) bool {
-	pos, n, kube := -1, 0, -1
-	for i, l := range forward {
-		if strings.HasSuffix(l, "-j "+ChainMain) {
+// jumpRule is NPM's rule in a built-in chain as iptables-save prints it.
+func jumpRule(h hook) string {
+	return fmt.Sprintf("-A %s -m comment --comment %q -j %s", h.builtin, JumpComment, h.target)
+}
+
+// isNPMJump: a rule of a built-in chain jumping to one of NPM's chains.
+func isNPMJump(l string) bool {
+	i := strings.LastIndex(l, " -j ")
+	return i >= 0 && strings.HasPrefix(l[i+len(" -j "):], ChainPrefix)
+}
+
+// jumpPlaced: the hook's chain has exactly one NPM jump, its own, and it is
+// the first rule. In mangle nothing of kube-proxy's precedes it; first
+// place also keeps any other agent's ACCEPT in mangle from coming before it.
+func jumpPlaced(h hook, rules []string) bool {
+	n := 0
+	for _, l := range rules {
+		if isNPMJump(l) {
 			n++
-			pos = i
-		}
-		if kube < 0 && strings.Contains(l, "-j KUBE-") {
-			kube = i
 		}
 	}
-	return n == 1 && (kube < 0 || pos < kube)
+	return n == 1 && len(rules) > 0 && norm(rules[0]) == norm(jumpRule(h))
 }
 
 // deleteJumps returns the restore lines deleting NPM's jumps among the
-// FORWARD rules.
-func deleteJumps(forward []string) []string {
+// rules of built-in chains.
+func deleteJumps(rules []string) []string {
 	var out []string
-	for _, l := range forward {
-		if strings.HasSuffix(l, "-j "+ChainMain) {
+	for _, l := range rules {
+		if isNPMJump(l) {
 			out = append(out, "-D"+strings.TrimPrefix(l, "-A"))
 		}
 	}
@@ -81,21 +94,24 @@ func (d *Dataplane) load(ctx context.Context) error {
 		return err
 	}
 	for _, f := range d.families {
-		out, err := d.save(ctx, d.mode, f)
+		out, err := d.save(ctx, d.mode, f, Table)
 		if err != nil {
 			return err
 		}
-		chains, fwd := parseSave(out)
+		chains, builtins := parseSave(out, Table)
 		d.chains[f] = chains
 		d.jumpFix[f] = nil
-		if !jumpPlaced(fwd) {
-			// Remove any misplaced copies, then insert first in FORWARD.
-			d.jumpFix[f] = append(deleteJumps(fwd), "-I FORWARD 1"+strings.TrimPrefix(jumpRule(), "-A FORWARD"))
+		for _, h := range hooks {
+			if !jumpPlaced(h, builtins[h.builtin]) {
+				// Remove any misplaced copies, then insert first.
+				d.jumpFix[f] = append(d.jumpFix[f], deleteJumps(builtins[h.builtin])...)
+				d.jumpFix[f] = append(d.jumpFix[f], "-I "+h.builtin+" 1"+strings.TrimPrefix(jumpRule(h), "-A "+h.builtin))
+			}
 		}
 	}
 	return nil
 }
 
-func (d *Dataplane) save(ctx context.Context, m Mode, f policy.Family) ([]byte, error) {
-	return d.run.Run(ctx, nil, tool(m, f, "save"), "-t", "filter")
+func (d *Dataplane) save(ctx context.Context, m Mode, f policy.Family, table string) ([]byte, error) {
+	return d.run.Run(ctx, nil, tool(m, f, "save"), "-t", table)
 }

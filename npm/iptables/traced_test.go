@@ -188,7 +188,7 @@ func TestNamesDoNotGrowWithChurn(t *testing.T) {
 }
 
 // TestRuleCountIsWhatTheKernelHolds: RuleCount (the npm_rules gauge) is
-// the number of rules in NPM's chains plus the FORWARD jumps, both
+// the number of rules in NPM's chains plus the FORWARD and INPUT jumps, both
 // families, as the kernel holds them — after programming, after a change,
 // and after a read-back.
 func TestRuleCountIsWhatTheKernelHolds(t *testing.T) {
@@ -200,7 +200,7 @@ func TestRuleCountIsWhatTheKernelHolds(t *testing.T) {
 		for _, f := range policy.Families {
 			for c, lines := range k.chains[f] {
 				for _, l := range lines {
-					if strings.HasPrefix(c, ChainPrefix) || strings.HasSuffix(l, "-j "+ChainMain) {
+					if strings.HasPrefix(c, ChainPrefix) || isNPMJump(l) {
 						n++
 					}
 				}

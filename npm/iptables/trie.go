@@ -106,7 +106,7 @@ func trieSets(sets map[string]*ipset.Set, f policy.Family, dir policy.Direction,
 			continue
 		}
 		name := TrieSetName(f, dir, n.path+"1")
-		s := &ipset.Set{Name: name, Type: ipset.HashIP, Family: famName(f), Comment: fmt.Sprintf("dispatch trie %s node %s1", dir, n.path), Members: map[string]struct{}{}, Rank: len(n.path) + 1}
+		s := &ipset.Set{Name: name, Type: ipset.HashIP, Family: famName(f), Comment: fmt.Sprintf("dispatch trie %s node %s1", dir, n.path), Members: map[string]struct{}{}, Rank: len(n.path) + 2}
 		for _, g := range n.ones {
 			for _, a := range g.IPs {
 				if policy.FamilyOf(a) == f {

@@ -453,7 +453,11 @@ func (f *fakeNft) dump() string {
 		ch := f.cur.chains[n]
 		fmt.Fprintf(&b, "\tchain %s {\n", n)
 		if ch.chain.Hooknum != nil {
-			fmt.Fprintf(&b, "\t\ttype filter hook forward priority %d; policy accept;\n", *ch.chain.Priority)
+			hook := "forward"
+			if *ch.chain.Hooknum == *gnft.ChainHookInput {
+				hook = "input"
+			}
+			fmt.Fprintf(&b, "\t\ttype filter hook %s priority %d; policy accept;\n", hook, *ch.chain.Priority)
 		}
 		for _, r := range ch.rules {
 			b.WriteString("\t\t" + ruleText(r) + "\n")
@@ -506,6 +510,13 @@ func ruleText(r *gnft.Rule) string {
 			case v.Key == expr.MetaKeyL4PROTO && c != nil:
 				proto := protoName(c.Data[0])
 				i++
+				if p, ok := next(1).(*expr.Payload); ok && p.Base == expr.PayloadBaseTransportHeader && p.Offset == 0 {
+					c1, _ := next(2).(*expr.Cmp)
+					c2, _ := next(3).(*expr.Cmp)
+					out = append(out, fmt.Sprintf("icmpv6 type %d-%d", c1.Data[0], c2.Data[0]))
+					i += 3
+					continue
+				}
 				if p, ok := next(1).(*expr.Payload); ok && p.Base == expr.PayloadBaseTransportHeader {
 					c1, _ := next(2).(*expr.Cmp)
 					c2, _ := next(3).(*expr.Cmp)
@@ -523,7 +534,11 @@ func ruleText(r *gnft.Rule) string {
 				out = append(out, fmt.Sprintf("meta %v", v.Key))
 			}
 		case *expr.Ct:
-			out = append(out, "ct state established,related")
+			if v.Key == expr.CtKeySTATUS {
+				out = append(out, "ct status & dnat == 0")
+			} else {
+				out = append(out, "ct state established,related")
+			}
 			i += 2 // bitwise, cmp
 		case *expr.Payload:
 			if l, ok := next(1).(*expr.Lookup); ok {
@@ -705,7 +720,7 @@ func (f *fakeNft) allowed(p policy.Packet) bool {
 	}
 	var bases []*fakeChain
 	for _, ch := range t.chains {
-		if ch.chain.Hooknum != nil {
+		if ch.chain.Hooknum != nil && *ch.chain.Hooknum == *gnft.ChainHookForward {
 			bases = append(bases, ch)
 		}
 	}

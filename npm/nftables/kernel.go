@@ -140,8 +140,11 @@ func readKernel(c conn) (*objects, error) {
 		if ch.Priority != nil {
 			kc.prio = int32(*ch.Priority)
 		}
-		if kc.base && (*ch.Hooknum != *gnft.ChainHookForward || ch.Type != gnft.ChainTypeFilter) {
-			kc.prio = -1 << 30 // a hook we never create: differs
+		if kc.base {
+			kc.input = *ch.Hooknum == *gnft.ChainHookInput
+			if (!kc.input && *ch.Hooknum != *gnft.ChainHookForward) || ch.Type != gnft.ChainTypeFilter {
+				kc.prio = -1 << 30 // a hook we never create: differs
+			}
 		}
 		rules, err := c.GetRules(table, ch)
 		if err != nil {
@@ -361,7 +364,7 @@ func diffObjects(have, want *objects, setNames, chainNames map[string]struct{}, 
 		case w == nil:
 			d.chains = append(d.chains, &chainDiff{name: n, del: true, have: h})
 		default:
-			if h.base != w.base || h.prio != w.prio {
+			if h.base != w.base || h.input != w.input || h.prio != w.prio {
 				d.recreate = true
 				d.chains = append(d.chains, &chainDiff{name: n, want: w, have: h})
 				continue
@@ -430,6 +433,9 @@ func gchain(c *kchain) *gnft.Chain {
 	if c.base {
 		accept := gnft.ChainPolicyAccept
 		ch.Type, ch.Hooknum, ch.Priority, ch.Policy = gnft.ChainTypeFilter, gnft.ChainHookForward, gnft.ChainPriorityRef(gnft.ChainPriority(c.prio)), &accept
+		if c.input {
+			ch.Hooknum = gnft.ChainHookInput
+		}
 	}
 	return ch
 }

@@ -25,8 +25,16 @@
 //	  }
 //	  chain ingress {  # hook forward priority filter - 5 (-5)
 //	    ct state established,related accept
+//	    ct status & dnat == 0 ip daddr @remote4 accept   # pods of other nodes: only DNATed traffic
+//	    ct status & dnat == 0 ip6 daddr @remote6 accept
 //	    ip daddr vmap @ingress4
 //	    ip6 daddr vmap @ingress6
+//	  }
+//	  chain input {    # hook input priority filter - 10 (-10): pod -> its node
+//	    ct state established,related accept
+//	    meta nfproto ipv6 icmpv6 type 133-136 accept   # neighbour discovery
+//	    ip saddr vmap @egress4
+//	    ip6 saddr vmap @egress6
 //	  }
 //	  chain gi-<group> { jump pi-<policy>; jump pi-<policy>; ... drop }  # pods isolated by the same policies
 //	  chain ge-<group> { jump pe-<policy>; ...; drop }
@@ -69,22 +77,37 @@ const (
 	// ChainIngress is the base chain evaluating ingress (by destination
 	// local pod), hooked on forward at PriorityIngress, after egress.
 	ChainIngress = "ingress"
+	// ChainInput is the base chain evaluating the egress of local pods
+	// to the node itself (pod -> a node address: the input hook, never
+	// forward), hooked on input at PriorityInput, with the egress maps.
+	ChainInput = "input"
 
 	// PriorityEgress and PriorityIngress are the base chains' priorities
-	// on the forward hook: after kube-proxy's nftables filter chains
-	// (DNAT priority - 10 = -110) and before the iptables filter table
-	// (iptables-nft's and legacy's FORWARD at 0), like the iptables
-	// dataplane's jump as the first rule of FORWARD. DNAT (prerouting,
-	// -100) has already happened, SNAT (postrouting, 100) has not: the
-	// forward hook sees the real pod addresses in both directions.
+	// on the forward hook: before kube-proxy's nftables filter-forward
+	// chain (priority filter, 0) and the iptables filter table
+	// (iptables-nft's and legacy's FORWARD at 0). An accept in any of
+	// those ends only its own base chain, so their order cannot open
+	// anything. DNAT (prerouting, -100) has already happened, SNAT
+	// (postrouting, 100) has not: the forward hook sees the real pod
+	// addresses in both directions.
 	PriorityEgress  = -10
 	PriorityIngress = -5
+	// PriorityInput: on the input hook, before kube-proxy's filter-input
+	// (0) and the iptables filter INPUT (0), after DNAT (-100).
+	PriorityInput = -10
 
 	// Dispatch verdict maps: local pod IP -> goto group chain.
 	MapIngress4 = "ingress4"
 	MapIngress6 = "ingress6"
 	MapEgress4  = "egress4"
 	MapEgress6  = "egress6"
+
+	// Remote4 and Remote6 hold the addresses of Remote endpoints (pods of
+	// other nodes backing NodePort/LoadBalancer services): the ingress
+	// chain accepts traffic to them that this node did not DNAT (their
+	// own node decides it).
+	Remote4 = "remote4"
+	Remote6 = "remote6"
 
 	// Per dispatch group (pods isolated by the same policy list): jump to
 	// each policy's chain, then drop.

@@ -187,6 +187,9 @@ func (d *Dataplane) updateWant(desired *policy.State, changes *policy.Changes) e
 		for _, m := range maps {
 			d.patchMap(m)
 		}
+		for _, m := range remoteSets(d.model.Last) {
+			d.patchMap(m)
+		}
 	}
 	if _, ok := d.want.chains[ChainEgress]; !ok {
 		for _, kc := range baseChains() {
@@ -195,7 +198,7 @@ func (d *Dataplane) updateWant(desired *policy.State, changes *policy.Changes) e
 		}
 		if d.want.sets[MapIngress4] == nil {
 			_, maps := renderGroups(nil, nil, nil, nil)
-			for _, m := range maps {
+			for _, m := range append(maps, remoteSets(policy.NewState())...) {
 				d.patchMap(m)
 			}
 		}

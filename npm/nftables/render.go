@@ -69,10 +69,11 @@ func elemID(key []byte, end bool) string {
 	return string(key)
 }
 
-// kchain is a chain with its rules; hook is set for the two base chains.
+// kchain is a chain with its rules; base chains have a hook and priority.
 type kchain struct {
 	name   string
 	base   bool
+	input  bool // a base chain on the input hook (else forward)
 	prio   int32
 	policy string // policy key it implements ("" for dispatch/base chains), for logs
 	rules  []krule
@@ -211,16 +212,25 @@ var (
 func baseChains() []*kchain {
 	var out []*kchain
 	for _, c := range []struct {
-		name string
-		prio int32
-		dir  policy.Direction
-	}{{ChainEgress, PriorityEgress, policy.Egress}, {ChainIngress, PriorityIngress, policy.Ingress}} {
+		name  string
+		prio  int32
+		dir   policy.Direction
+		input bool
+	}{{ChainEgress, PriorityEgress, policy.Egress, false}, {ChainIngress, PriorityIngress, policy.Ingress, false}, {ChainInput, PriorityInput, policy.Egress, true}} {
 		field := "daddr"
 		if c.dir == policy.Egress {
 			field = "saddr"
 		}
-		kc := &kchain{name: c.name, base: true, prio: c.prio}
+		kc := &kchain{name: c.name, base: true, input: c.input, prio: c.prio}
 		kc.rules = append(kc.rules, newRule("ct state established,related accept", "only new connections are evaluated", ctEstablished()...))
+		if c.input {
+			kc.rules = append(kc.rules, ndExempt())
+		}
+		if c.dir == policy.Ingress {
+			for _, f := range policy.Families {
+				kc.rules = append(kc.rules, remoteSkip(f))
+			}
+		}
 		for _, f := range policy.Families {
 			m := DispatchMap(c.dir, f)
 			es := append(nfproto(f), addr(f, c.dir == policy.Egress, 1),
@@ -230,6 +240,64 @@ func baseChains() []*kchain {
 		out = append(out, kc)
 	}
 	return out
+}
+
+// remoteSkip accepts, in the ingress chain, traffic to a Remote endpoint
+// that this node did not DNAT: a pod of another node is enforced here only
+// for the NodePort/LoadBalancer traffic this node translated to it (see
+// "Services" in npm/README.md).
+func remoteSkip(f policy.Family) krule {
+	m := RemoteSetName(f)
+	return newRule(fmt.Sprintf("ct status & dnat == 0 %s daddr @%s accept", famName(f), m), "ingress of pods on other nodes: only for traffic DNATed here",
+		append(nfproto(f),
+			&expr.Ct{Register: 1, Key: expr.CtKeySTATUS},
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+				Mask: binaryutil.NativeEndian.PutUint32(ctStatusDNAT),
+				Xor:  binaryutil.NativeEndian.PutUint32(0)},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(0)},
+			addr(f, false, 1),
+			&expr.Lookup{SourceRegister: 1, SetName: m},
+			&expr.Verdict{Kind: expr.VerdictAccept})...)
+}
+
+// ctStatusDNAT is IPS_DST_NAT of the conntrack status bits.
+const ctStatusDNAT = 1 << 5
+
+// RemoteSetName is the set of Remote endpoint addresses of a family.
+func RemoteSetName(f policy.Family) string {
+	if f == policy.IPv6 {
+		return Remote6
+	}
+	return Remote4
+}
+
+// remoteSets renders the sets of Remote endpoint addresses of both families.
+func remoteSets(st *policy.State) []*kset {
+	var out []*kset
+	for _, f := range policy.Families {
+		ks := &kset{name: RemoteSetName(f), comment: "pods of other nodes backing NodePort/LoadBalancer services", keyType: addrType(f), elems: map[string]kelem{}}
+		for _, a := range st.RemoteIPs(f) {
+			k := addrKey(a)
+			ks.elems[elemID(k, false)] = kelem{key: k}
+		}
+		out = append(out, ks)
+	}
+	return out
+}
+
+// ndExempt accepts IPv6 router and neighbour solicitations and
+// advertisements (ICMPv6 types 133-136) on the input hook: a pod's address
+// resolution with its node is the link working, not traffic a policy
+// speaks of, and an egress policy must not cut the pod off its gateway.
+func ndExempt() krule {
+	return newRule("meta nfproto ipv6 meta l4proto ipv6-icmp icmpv6 type 133-136 accept", "neighbour discovery with the node",
+		append(nfproto(policy.IPv6),
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_ICMPV6}},
+			&expr.Payload{OperationType: expr.PayloadLoad, DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1},
+			&expr.Cmp{Op: expr.CmpOpGte, Register: 1, Data: []byte{133}},
+			&expr.Cmp{Op: expr.CmpOpLte, Register: 1, Data: []byte{136}},
+			&expr.Verdict{Kind: expr.VerdictAccept})...)
 }
 
 func addrKey(a netip.Addr) []byte {

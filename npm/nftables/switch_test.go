@@ -41,7 +41,7 @@ func TestKernelSwitchDataplanes(t *testing.T) {
 	}
 	tp.Check(t, dptest.BasicExpect[:6])
 	leftovers := func() string {
-		save := tp.Node.MustExec(t, "iptables-nft-save", "-t", "filter") + tp.Node.MustExec(t, "ip6tables-nft-save", "-t", "filter")
+		save := tp.Node.MustExec(t, "iptables-nft-save") + tp.Node.MustExec(t, "ip6tables-nft-save")
 		sets := tp.Node.MustExec(t, "ipset", "list", "-n")
 		out := ""
 		if strings.Contains(save, iptables.ChainPrefix) {

@@ -10,6 +10,10 @@ type Packet struct {
 	Src, Dst netip.Addr
 	Protocol Protocol
 	Port     uint16 // destination port
+	// DNAT: this node translated the destination (a NodePort or
+	// LoadBalancer packet kube-proxy sent to Dst); Src is the original
+	// client. Only such packets are evaluated against Remote endpoints.
+	DNAT bool
 }
 
 // DirVerdict is the decision of one direction.
@@ -42,7 +46,8 @@ type Verdict struct {
 
 // Evaluate decides a packet from the model alone, as every dataplane must:
 // the reference semantics of the model, used by `explain` and tests. Only
-// endpoints of this node are isolated; other addresses are open.
+// endpoints of this node are isolated (and Remote endpoints for packets
+// the node DNATed); other addresses are open.
 func (s *State) Evaluate(p Packet) Verdict {
 	byIP := map[netip.Addr]*Endpoint{}
 	for _, e := range s.Endpoints {
@@ -52,7 +57,11 @@ func (s *State) Evaluate(p Packet) Verdict {
 	}
 	v := Verdict{}
 	v.Egress = s.evalDir(byIP[p.Src.Unmap()], Egress, p)
-	v.Ingress = s.evalDir(byIP[p.Dst.Unmap()], Ingress, p)
+	dst := byIP[p.Dst.Unmap()]
+	if dst != nil && dst.Remote && !p.DNAT {
+		dst = nil // its own node decides
+	}
+	v.Ingress = s.evalDir(dst, Ingress, p)
 	v.Allowed = v.Egress.Allowed && v.Ingress.Allowed
 	return v
 }

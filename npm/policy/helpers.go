@@ -112,7 +112,25 @@ func EqualEndpoint(a, b *Endpoint) bool {
 		return a == b
 	}
 	return a.Namespace == b.Namespace && a.Name == b.Name && slices.Equal(a.IPs, b.IPs) &&
-		slices.Equal(a.Ingress, b.Ingress) && slices.Equal(a.Egress, b.Egress)
+		slices.Equal(a.Ingress, b.Ingress) && slices.Equal(a.Egress, b.Egress) && a.Remote == b.Remote
+}
+
+// RemoteIPs are the addresses of the Remote endpoints of family f, sorted:
+// dataplanes enforce their ingress only on traffic the node DNATed.
+func (s *State) RemoteIPs(f Family) []netip.Addr {
+	var out []netip.Addr
+	for _, e := range s.Endpoints {
+		if !e.Remote {
+			continue
+		}
+		for _, a := range e.IPs {
+			if FamilyOf(a) == f {
+				out = append(out, a)
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b netip.Addr) int { return a.Compare(b) })
+	return out
 }
 
 // EqualSet reports whether two sets have the same identity and members.

@@ -314,6 +314,13 @@ type Endpoint struct {
 	IPs       []netip.Addr
 	Ingress   []string
 	Egress    []string
+	// Remote: a pod of another node that backs a NodePort or LoadBalancer
+	// service (externalTrafficPolicy Cluster). This node enforces its
+	// ingress policies (Egress is empty) only on traffic this node DNATed
+	// to it, by the original client address, before kube-proxy's SNAT
+	// hides it from the pod's own node. Other traffic to it is its own
+	// node's to decide.
+	Remote bool
 }
 
 // Key is "namespace/name".

@@ -50,19 +50,19 @@ func TestEvaluateAndGroups(t *testing.T) {
 		p    Packet
 		want bool
 	}{
-		{Packet{addr("10.0.0.2"), addr("10.0.0.1"), TCP, 8080}, true},
-		{Packet{addr("10.0.0.2"), addr("10.0.0.1"), TCP, 80}, false},
-		{Packet{addr("10.0.0.9"), addr("10.0.0.1"), TCP, 8080}, false},
-		{Packet{addr("192.168.3.3"), addr("10.0.0.1"), UDP, 55}, true},
-		{Packet{addr("192.168.3.3"), addr("10.0.0.1"), UDP, 61}, false},
-		{Packet{addr("10.0.0.3"), addr("10.0.0.9"), TCP, 1}, false}, // db egress isolated, no rules
-		{Packet{addr("10.0.0.9"), addr("10.0.0.8"), TCP, 1}, true},  // no endpoint involved
+		{Packet{Src: addr("10.0.0.2"), Dst: addr("10.0.0.1"), Protocol: TCP, Port: 8080}, true},
+		{Packet{Src: addr("10.0.0.2"), Dst: addr("10.0.0.1"), Protocol: TCP, Port: 80}, false},
+		{Packet{Src: addr("10.0.0.9"), Dst: addr("10.0.0.1"), Protocol: TCP, Port: 8080}, false},
+		{Packet{Src: addr("192.168.3.3"), Dst: addr("10.0.0.1"), Protocol: UDP, Port: 55}, true},
+		{Packet{Src: addr("192.168.3.3"), Dst: addr("10.0.0.1"), Protocol: UDP, Port: 61}, false},
+		{Packet{Src: addr("10.0.0.3"), Dst: addr("10.0.0.9"), Protocol: TCP, Port: 1}, false}, // db egress isolated, no rules
+		{Packet{Src: addr("10.0.0.9"), Dst: addr("10.0.0.8"), Protocol: TCP, Port: 1}, true},  // no endpoint involved
 	} {
 		if got := s.Evaluate(c.p); got.Allowed != c.want {
 			t.Errorf("%+v: allowed %v, want %v (%+v)", c.p, got.Allowed, c.want, got)
 		}
 	}
-	if v := s.Evaluate(Packet{addr("10.0.0.2"), addr("10.0.0.1"), TCP, 8080}); v.Ingress.Policy != "a/p" || v.Ingress.Rule != 0 {
+	if v := s.Evaluate(Packet{Src: addr("10.0.0.2"), Dst: addr("10.0.0.1"), Protocol: TCP, Port: 8080}); v.Ingress.Policy != "a/p" || v.Ingress.Rule != 0 {
 		t.Errorf("deciding rule not named: %+v", v.Ingress)
 	}
 	gi := s.Groups(Ingress)
@@ -74,5 +74,31 @@ func TestEvaluateAndGroups(t *testing.T) {
 	}
 	if d := Diff(s, s.Clone()); !d.Empty() {
 		t.Errorf("clone differs: %+v", d)
+	}
+	// A Remote endpoint (a pod of another node backing a NodePort): its
+	// ingress is decided here only for packets this node DNATed.
+	s.Endpoints["a/far"] = &Endpoint{Namespace: "a", Name: "far", IPs: []netip.Addr{addr("10.0.9.1"), addr("fd00::91")}, Ingress: []string{"a/p"}, Remote: true}
+	for _, c := range []struct {
+		p    Packet
+		want bool
+	}{
+		{Packet{Src: addr("203.0.113.9"), Dst: addr("10.0.9.1"), Protocol: UDP, Port: 55}, true},              // not DNATed here: its node decides
+		{Packet{Src: addr("203.0.113.9"), Dst: addr("10.0.9.1"), Protocol: UDP, Port: 55, DNAT: true}, false}, // the client is not in 192.168/16
+		{Packet{Src: addr("192.168.1.1"), Dst: addr("10.0.9.1"), Protocol: UDP, Port: 55, DNAT: true}, true},
+	} {
+		if got := s.Evaluate(c.p); got.Allowed != c.want {
+			t.Errorf("remote endpoint: %+v: allowed %v, want %v (%+v)", c.p, got.Allowed, c.want, got)
+		}
+	}
+	if r := s.RemoteIPs(IPv4); len(r) != 1 || r[0] != addr("10.0.9.1") {
+		t.Errorf("RemoteIPs(IPv4) = %v", r)
+	}
+	if r := s.RemoteIPs(IPv6); len(r) != 1 || r[0] != addr("fd00::91") {
+		t.Errorf("RemoteIPs(IPv6) = %v", r)
+	}
+	c := s.Clone()
+	c.Endpoints["a/far"].Remote = false
+	if EqualEndpoint(s.Endpoints["a/far"], c.Endpoints["a/far"]) {
+		t.Errorf("EqualEndpoint ignores Remote")
 	}
 }

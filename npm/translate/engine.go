@@ -45,6 +45,11 @@ type Engine struct {
 	nodes    map[string]*nodeInfo
 	nodeSets map[string]*setEntry
 
+	// extBackends: keys of pods backing a NodePort or LoadBalancer service
+	// with externalTrafficPolicy Cluster (SetExternalBackends); those on
+	// other nodes become Remote endpoints.
+	extBackends map[string]struct{}
+
 	state   *policy.State
 	changes *policy.Changes
 	full    map[string]bool // set IDs changed arbitrarily in the current change record
@@ -703,7 +708,7 @@ func (e *Engine) refreshTargets(old, cur *compiled) {
 			continue
 		}
 		for k, p := range s.pods {
-			if p.local && !seen[k] {
+			if (p.local || e.isExtBackend(k)) && !seen[k] {
 				seen[k] = true
 				e.refreshEndpoint(p)
 			}
@@ -733,9 +738,42 @@ func (e *Engine) refreshTargets(old, cur *compiled) {
 	}
 }
 
-// refreshEndpoint recomputes one local pod's endpoint.
+func contains(l []string, s string) bool {
+	i := sort.SearchStrings(l, s)
+	return i < len(l) && l[i] == s
+}
+
+// SetExternalBackends replaces the set of pods (keys "namespace/name")
+// that back a NodePort or LoadBalancer service with externalTrafficPolicy
+// Cluster. Such a pod on another node becomes a Remote endpoint (ingress
+// only), so this node enforces its ingress policies on the traffic it
+// receives for it and DNATs to it, by the client's address, before
+// kube-proxy's SNAT to this node's address hides the client from the
+// pod's node. The caller owns keys no more after the call.
+func (e *Engine) SetExternalBackends(keys map[string]struct{}) {
+	old := e.extBackends
+	e.extBackends = keys
+	for _, m := range []map[string]struct{}{old, keys} {
+		for k := range m {
+			_, was := old[k]
+			_, is := keys[k]
+			if p := e.pods[k]; p != nil && was != is && !p.local {
+				e.refreshEndpoint(p)
+			}
+		}
+	}
+}
+
+func (e *Engine) isExtBackend(key string) bool {
+	_, ok := e.extBackends[key]
+	return ok
+}
+
+// refreshEndpoint recomputes one pod's endpoint (local pods, and Remote
+// endpoints for external service backends on other nodes).
 func (e *Engine) refreshEndpoint(p *podInfo) {
-	if !p.local {
+	remote := !p.local && e.isExtBackend(p.key)
+	if !p.local && !remote {
 		e.setEndpoint(p, nil)
 		return
 	}
@@ -752,7 +790,7 @@ func (e *Engine) refreshEndpoint(p *podInfo) {
 				in = append(in, k)
 				npIn = npIn || np
 			}
-			if c.pol.Egress {
+			if c.pol.Egress && !remote {
 				eg = append(eg, k)
 				npEg = npEg || np
 			}
@@ -767,7 +805,7 @@ func (e *Engine) refreshEndpoint(p *podInfo) {
 	}
 	e.state.Order(in)
 	e.state.Order(eg)
-	e.setEndpoint(p, &policy.Endpoint{Namespace: p.ns, Name: p.name, IPs: append([]netip.Addr(nil), p.ips...), Ingress: in, Egress: eg})
+	e.setEndpoint(p, &policy.Endpoint{Namespace: p.ns, Name: p.name, IPs: append([]netip.Addr(nil), p.ips...), Ingress: in, Egress: eg, Remote: remote})
 }
 
 func (e *Engine) setEndpoint(p *podInfo, ep *policy.Endpoint) {

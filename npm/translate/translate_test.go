@@ -92,7 +92,7 @@ policy a/p ingress=true egress=true
 `,
 		},
 		{
-			name: "podSelector peer is same-namespace; namespaceSelector peer; both together",
+			name: "podSelector peer is same-namespace; namespaceSelector peer; both together; the host-network a/host (app=web) is never a peer",
 			pols: []*networkingv1.NetworkPolicy{np("a", "p", networkingv1.NetworkPolicySpec{PodSelector: *sel("app", "db"),
 				Ingress: []networkingv1.NetworkPolicyIngressRule{{From: []networkingv1.NetworkPolicyPeer{
 					{PodSelector: sel("app", "web")},

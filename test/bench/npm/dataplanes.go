@@ -108,12 +108,12 @@ func iptablesCounts(ctx context.Context, ns *netnstest.NS, add adder) {
 	run := dataplane.Exec{Netns: ns.Path}
 	rules, sets, members := 0, 0, 0
 	for _, t := range []string{"iptables-nft-save", "ip6tables-nft-save", "iptables-legacy-save", "ip6tables-legacy-save"} {
-		b, err := run.Run(ctx, nil, t, "-t", "filter")
+		b, err := run.Run(ctx, nil, t, "-t", iptables.Table)
 		if err != nil {
 			continue
 		}
 		for _, l := range strings.Split(string(b), "\n") {
-			if strings.HasPrefix(l, "-A "+iptables.ChainPrefix) || (strings.HasPrefix(l, "-A FORWARD") && strings.Contains(l, iptables.ChainMain)) {
+			if strings.HasPrefix(l, "-A ") && strings.Contains(l, iptables.ChainPrefix) {
 				rules++
 			}
 		}
