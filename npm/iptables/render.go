@@ -274,10 +274,17 @@ func (d *Dataplane) desiredChains(f policy.Family) map[string][]string {
 	d.r.flowChains(out)
 	if f == policy.IPv6 {
 		// Router and neighbour solicitations and advertisements: a pod's
-		// address resolution with its node is the link working, not
-		// traffic a policy speaks of.
-		for _, typ := range []int{133, 134, 135, 136} {
-			out[ChainInput] = append(out[ChainInput], fmt.Sprintf("-A %s -p ipv6-icmp -m icmp6 --icmpv6-type %d -m comment --comment %s -j RETURN", ChainInput, typ, comment("neighbour discovery with the node")))
+		// address resolution with its node, and with the pods of its
+		// segment in bridge mode (bridged through FORWARD), is the link
+		// working, not traffic a policy speaks of (as ARP for IPv4,
+		// which iptables never sees).
+		for _, c := range []string{ChainMain, ChainInput} {
+			var nd []string
+			for _, typ := range []int{133, 134, 135, 136} {
+				nd = append(nd, fmt.Sprintf("-A %s -p ipv6-icmp -m icmp6 --icmpv6-type %d -m comment --comment %s -j RETURN", c, typ, comment("neighbour discovery")))
+			}
+			// After the first rule (established RETURN).
+			out[c] = append(out[c][:1], append(nd, out[c][1:]...)...)
 		}
 	}
 	out[ChainInput] = append(out[ChainInput], "-A "+ChainInput+" -j "+ChainEgress)

@@ -223,9 +223,9 @@ func baseChains() []*kchain {
 		}
 		kc := &kchain{name: c.name, base: true, input: c.input, prio: c.prio}
 		kc.rules = append(kc.rules, newRule("ct state established,related accept", "only new connections are evaluated", ctEstablished()...))
-		if c.input {
-			kc.rules = append(kc.rules, ndExempt())
-		}
+		// Every hook: in bridge mode pods of one segment resolve each
+		// other's addresses through the forward hook.
+		kc.rules = append(kc.rules, ndExempt())
 		if c.dir == policy.Ingress {
 			for _, f := range policy.Families {
 				kc.rules = append(kc.rules, remoteSkip(f))
@@ -286,11 +286,12 @@ func remoteSets(st *policy.State) []*kset {
 }
 
 // ndExempt accepts IPv6 router and neighbour solicitations and
-// advertisements (ICMPv6 types 133-136) on the input hook: a pod's address
-// resolution with its node is the link working, not traffic a policy
-// speaks of, and an egress policy must not cut the pod off its gateway.
+// advertisements (ICMPv6 types 133-136) on every hook: a pod's address
+// resolution with its node and (bridge mode) with the pods of its segment
+// is the link working, not traffic a policy speaks of (as ARP for IPv4),
+// and a policy must not cut the pod off its gateway or its neighbours.
 func ndExempt() krule {
-	return newRule("meta nfproto ipv6 meta l4proto ipv6-icmp icmpv6 type 133-136 accept", "neighbour discovery with the node",
+	return newRule("meta nfproto ipv6 meta l4proto ipv6-icmp icmpv6 type 133-136 accept", "neighbour discovery",
 		append(nfproto(policy.IPv6),
 			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
 			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_ICMPV6}},
