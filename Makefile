@@ -83,8 +83,8 @@ tools: ## build etcd, kube-apiserver and kubectl into out/tools (cached)
 tools-node: ## also kubelet, kube-proxy, kube-controller-manager, kube-scheduler, agnhost (cached)
 	./hack/build-tools.sh control node
 
-tools-e2e: ## also the upstream e2e.test and ginkgo (cached)
-	./hack/build-tools.sh control node e2e
+tools-e2e: ## also the upstream e2e.test and ginkgo, and the network-policy-api conformance suite (cached)
+	./hack/build-tools.sh control node e2e npapi
 
 deps: ## install system packages and Go modules (idempotent)
 	./hack/deps.sh

@@ -174,6 +174,15 @@ func TestManifestsOnAPIServer(t *testing.T) {
 		if err != nil {
 			t.Fatalf("kubectl apply rbac.yaml: %v\n%s", err, out)
 		}
+		// kubectl auth can-i resolves a resource by discovery: the
+		// ClusterNetworkPolicy CRD (which deploy/npm installs) must be served.
+		crd := filepath.Join(dir, "network-policy-api", "standard", crdFile)
+		if out, err := runKubectl(t, k, kc, nil, "apply", "--server-side", "-f", crd); err != nil {
+			t.Fatalf("kubectl apply the CRD: %v\n%s", err, out)
+		}
+		if out, err := runKubectl(t, k, kc, nil, "wait", "--for=condition=established", "--timeout=60s", "crd/clusternetworkpolicies.policy.networking.k8s.io"); err != nil {
+			t.Fatalf("CRD not established: %v\n%s", err, out)
+		}
 		const sa = "system:serviceaccount:kube-system:azure-npm"
 		canI := func(verb, resource string, extra ...string) bool {
 			args := append([]string{"auth", "can-i", verb, resource, "--as=" + sa}, extra...)
@@ -198,7 +207,7 @@ func TestManifestsOnAPIServer(t *testing.T) {
 			}
 			time.Sleep(200 * time.Millisecond)
 		}
-		for _, res := range []string{"pods", "namespaces", "networkpolicies.networking.k8s.io", "services", "endpointslices.discovery.k8s.io"} {
+		for _, res := range []string{"pods", "namespaces", "nodes", "networkpolicies.networking.k8s.io", "clusternetworkpolicies.policy.networking.k8s.io", "services", "endpointslices.discovery.k8s.io"} {
 			for _, verb := range []string{"get", "list", "watch"} {
 				if !canI(verb, res, "--all-namespaces") {
 					t.Errorf("azure-npm cannot %s %s cluster-wide", verb, res)
@@ -211,8 +220,9 @@ func TestManifestsOnAPIServer(t *testing.T) {
 			{"get", "secrets"}, {"list", "secrets"}, {"get", "configmaps"},
 			{"create", "networkpolicies.networking.k8s.io"}, {"update", "networkpolicies.networking.k8s.io"},
 			{"delete", "networkpolicies.networking.k8s.io"},
+			{"create", "clusternetworkpolicies.policy.networking.k8s.io"}, {"update", "clusternetworkpolicies.policy.networking.k8s.io/status"},
 			{"delete", "namespaces"}, {"create", "namespaces"},
-			{"list", "nodes"}, {"get", "nodes"}, {"create", "services"}, {"update", "services"}, {"delete", "endpointslices.discovery.k8s.io"},
+			{"update", "nodes"}, {"patch", "nodes/status"}, {"create", "services"}, {"update", "services"}, {"delete", "endpointslices.discovery.k8s.io"},
 			{"create", "events"}, {"create", "leases.coordination.k8s.io"},
 			{"list", "daemonsets.apps"}, {"create", "serviceaccounts/token"},
 			{"impersonate", "serviceaccounts"}, {"escalate", "clusterroles.rbac.authorization.k8s.io"},
@@ -220,7 +230,7 @@ func TestManifestsOnAPIServer(t *testing.T) {
 		}
 		for _, d := range denied {
 			if canI(d[0], d[1], "--all-namespaces") {
-				t.Errorf("azure-npm can %s %s: the ClusterRole grants more than get/list/watch on pods, namespaces, networkpolicies, services, endpointslices", d[0], d[1])
+				t.Errorf("azure-npm can %s %s: the ClusterRole grants more than get/list/watch on pods, namespaces, nodes, networkpolicies, clusternetworkpolicies, services, endpointslices", d[0], d[1])
 			}
 			if canI(d[0], d[1], "-n", "kube-system") {
 				t.Errorf("azure-npm can %s %s in kube-system", d[0], d[1])
@@ -238,7 +248,7 @@ func TestManifestsOnAPIServer(t *testing.T) {
 			"selfsubjectaccessreviews.authorization.k8s.io": true,
 			"selfsubjectrulesreviews.authorization.k8s.io":  true,
 		}
-		ours := map[string]bool{"pods": true, "namespaces": true, "networkpolicies.networking.k8s.io": true, "services": true, "endpointslices.discovery.k8s.io": true}
+		ours := map[string]bool{"pods": true, "namespaces": true, "nodes": true, "networkpolicies.networking.k8s.io": true, "clusternetworkpolicies.policy.networking.k8s.io": true, "services": true, "endpointslices.discovery.k8s.io": true}
 		seen := map[string]bool{}
 		for _, line := range strings.Split(out, "\n")[1:] {
 			// Resources  Non-Resource URLs  Resource Names  [verb verb ...]

@@ -12,6 +12,8 @@
 #            agnhost (the real cluster, make cluster-real)
 #   e2e      e2e.test (the upstream suite) and the ginkgo CLI that runs it
 #            in parallel (make e2e-real)
+#   npapi    npapi-conformance.test: the conformance suite of
+#            sigs.k8s.io/network-policy-api (hack/tools/npapi; make e2e-real)
 # The slow builds run at nice 19 so they do not starve concurrent tests.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -68,11 +70,18 @@ build_e2e() {
   stamp kube > "$out/.e2e.stamp"
 }
 
+build_npapi() {
+  cached npapi npapi npapi-conformance.test && return
+  echo "building the network-policy-api conformance suite (cold: ~3 minutes)..." >&2
+  (cd "$root/hack/tools/npapi" && GOFLAGS=-mod=mod nice -n 19 go test -c -trimpath -o "$out/npapi-conformance.test" sigs.k8s.io/network-policy-api/conformance)
+  stamp npapi > "$out/.npapi.stamp"
+}
+
 groups=("$@")
 ((${#groups[@]})) || groups=(control)
 for g in "${groups[@]}"; do
   case "$g" in
-    control|node|e2e) "build_$g" ;;
-    *) echo "build-tools: unknown group $g (control, node, e2e)" >&2; exit 2 ;;
+    control|node|e2e|npapi) "build_$g" ;;
+    *) echo "build-tools: unknown group $g (control, node, e2e, npapi)" >&2; exit 2 ;;
   esac
 done

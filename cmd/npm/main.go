@@ -222,7 +222,7 @@ func flows(ctx context.Context, args []string, out io.Writer) error {
 func status(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("azure-npm status", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	object := fs.String("object", "", "one object: pod/NAMESPACE/NAME, policy/NAMESPACE/NAME or namespace//NAME")
+	object := fs.String("object", "", "one object: pod/NAMESPACE/NAME, policy/NAMESPACE/NAME, namespace//NAME, clusternetworkpolicy//NAME or node//NAME")
 	socket := socketFlag(fs)
 	if help, err := parseFlags(fs, args, out); help || err != nil {
 		return err

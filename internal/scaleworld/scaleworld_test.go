@@ -2,7 +2,10 @@ package scaleworld
 
 import (
 	"reflect"
+	"strings"
 	"testing"
+
+	"github.com/open-acn/acn/npm/translate"
 )
 
 func TestBuildSizesAndLocality(t *testing.T) {
@@ -89,5 +92,36 @@ func TestBuildClusterIsDeterministicAndSized(t *testing.T) {
 	}
 	if reflect.DeepEqual(a, BuildCluster(ClusterConfig{Seed: 8, Nodes: 50, Pods: 3000, Namespaces: 40, Policies: 500, Node: "node-0"})) {
 		t.Fatal("another seed built the same world")
+	}
+}
+
+// TestClusterPoliciesTranslate: every benchmark ClusterNetworkPolicy
+// translates completely (nothing failed closed) and selects local pods.
+func TestClusterPoliciesTranslate(t *testing.T) {
+	w := Build(Config{Pods: 2000, Namespaces: 20, Policies: 100, Local: 100, Node: "n", RandomLocal: true})
+	e := translate.NewEngine(translate.Options{NodeName: "n"})
+	for _, n := range w.Namespaces {
+		e.UpsertNamespace(n)
+	}
+	for _, p := range w.Pods {
+		e.UpsertPod(p)
+	}
+	cps := ClusterPolicies(100)
+	for _, c := range cps {
+		if probs := e.UpsertClusterPolicy(c); probs != nil {
+			t.Fatalf("%s: %v", c.Name, probs)
+		}
+	}
+	under := 0
+	for _, ep := range e.State().Endpoints {
+		for _, k := range append(append([]string(nil), ep.Ingress...), ep.Egress...) {
+			if strings.HasPrefix(k, "ClusterNetworkPolicy/") {
+				under++
+				break
+			}
+		}
+	}
+	if len(cps) != 100 || under == 0 {
+		t.Fatalf("%d policies, %d local pods under one", len(cps), under)
 	}
 }

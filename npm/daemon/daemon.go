@@ -39,10 +39,13 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/clock"
+	cnpclient "sigs.k8s.io/network-policy-api/pkg/client/clientset/versioned"
+	cnpinformers "sigs.k8s.io/network-policy-api/pkg/client/informers/externalversions"
 
 	"github.com/open-acn/acn/npm/config"
 	"github.com/open-acn/acn/npm/dataplane"
@@ -77,6 +80,8 @@ type Options struct {
 	Logger    *zap.Logger
 	Client    kubernetes.Interface
 	Dataplane dataplane.Dataplane
+	// ClusterPolicyClient serves ClusterNetworkPolicies; nil: not enforced.
+	ClusterPolicyClient cnpclient.Interface
 	// Previous are the other dataplanes of this platform: once the first
 	// full sync is programmed, their leftovers are removed (a node switched
 	// from iptables to nftables keeps no iptables rules). Never before:
@@ -105,9 +110,13 @@ type Daemon struct {
 	podInf    cache.SharedIndexInformer
 	nsInf     cache.SharedIndexInformer
 	policyInf cache.SharedIndexInformer
-	svcInf    cache.SharedIndexInformer // services.go
-	sliceInf  cache.SharedIndexInformer
-	queue     workqueue.TypedRateLimitingInterface[string]
+	// ClusterNetworkPolicies (clusterpolicy.go); nil when not served
+	cnpFactory cnpinformers.SharedInformerFactory
+	cnpInf     cache.SharedIndexInformer
+	nodeInf    cache.SharedIndexInformer // with cnpInf (nodes peers)
+	svcInf     cache.SharedIndexInformer // services.go
+	sliceInf   cache.SharedIndexInformer
+	queue      workqueue.TypedRateLimitingInterface[string]
 
 	// mu guards the engine, the dataplane and everything below: the
 	// worker and reconcile never run concurrently. Queries never wait for
@@ -216,7 +225,7 @@ func New(opts Options) (*Daemon, error) {
 		seenRV:       map[string]uint64{},
 		seq:          map[string]uint64{},
 		unapplied:    map[string]translated{},
-		appliedRV:    map[string]uint64{kindPod: 0, kindNamespace: 0, kindPolicy: 0},
+		appliedRV:    map[string]uint64{kindPod: 0, kindNamespace: 0, kindPolicy: 0, kindClusterPolicy: 0, kindNode: 0},
 		appliedObj:   map[string]uint64{},
 		addr:         make(chan string, 1),
 	}
@@ -259,6 +268,9 @@ func New(opts Options) (*Daemon, error) {
 			return nil, err
 		}
 	}
+	if err := d.setupClusterPolicies(opts.ClusterPolicyClient); err != nil {
+		return nil, err
+	}
 	return d, nil
 }
 
@@ -275,7 +287,11 @@ func Run(ctx context.Context, cfg config.Config, logger *zap.Logger) error {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(gcPercent)
 	}
-	client, err := newClient(cfg.Kubeconfig)
+	client, restCfg, err := newClient(cfg.Kubeconfig)
+	if err != nil {
+		return err
+	}
+	cnpClient, err := newClusterPolicyClient(restCfg, logger)
 	if err != nil {
 		return err
 	}
@@ -293,7 +309,7 @@ func Run(ctx context.Context, cfg config.Config, logger *zap.Logger) error {
 		}
 	}
 	_, flowLogs := dp.(dataplane.FlowLogCounter)
-	d, err := New(Options{Config: cfg, Logger: logger, Client: client, Dataplane: dp, Previous: previous, FlowLogs: flowLogs})
+	d, err := New(Options{Config: cfg, Logger: logger, Client: client, ClusterPolicyClient: cnpClient, Dataplane: dp, Previous: previous, FlowLogs: flowLogs})
 	if err != nil {
 		return err
 	}
@@ -313,12 +329,12 @@ func Cleanup(ctx context.Context, cfg config.Config, logger *zap.Logger) error {
 	return nil
 }
 
-func newClient(kubeconfig string) (kubernetes.Interface, error) {
+func newClient(kubeconfig string) (kubernetes.Interface, *rest.Config, error) {
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()
 	rules.ExplicitPath = kubeconfig
 	restCfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
 	if err != nil {
-		return nil, fmt.Errorf("kubernetes client configuration: %w", err)
+		return nil, nil, fmt.Errorf("kubernetes client configuration: %w", err)
 	}
 	restCfg.UserAgent = "azure-npm"
 	restCfg.QPS, restCfg.Burst = 50, 100
@@ -326,7 +342,8 @@ func newClient(kubeconfig string) (kubernetes.Interface, error) {
 	// and leaves a fraction of the garbage behind.
 	restCfg.ContentType = "application/vnd.kubernetes.protobuf"
 	restCfg.AcceptContentTypes = "application/vnd.kubernetes.protobuf,application/json"
-	return kubernetes.NewForConfig(restCfg)
+	c, err := kubernetes.NewForConfig(restCfg)
+	return c, restCfg, err
 }
 
 // Addr returns the HTTP listen address once Run has bound it.
@@ -372,12 +389,19 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	d.factory.Start(ctx.Done())
 	defer d.factory.Shutdown()
+	if d.cnpFactory != nil {
+		d.cnpFactory.Start(ctx.Done())
+		defer d.cnpFactory.Shutdown()
+	}
 	defer d.queue.ShutDown()
 	d.log.Info("waiting for informers to sync")
 	// The handlers' registrations, not just the informers: the first
 	// transaction must carry every listed object, so every initial add must
 	// have reached the queue before initialSyncKey.
 	synced := []cache.InformerSynced{d.podInf.HasSynced, d.nsInf.HasSynced, d.policyInf.HasSynced, d.svcInf.HasSynced, d.sliceInf.HasSynced}
+	if d.cnpInf != nil {
+		synced = append(synced, d.cnpInf.HasSynced, d.nodeInf.HasSynced)
+	}
 	for _, r := range d.registrations {
 		synced = append(synced, r.HasSynced)
 	}
@@ -628,6 +652,12 @@ func (d *Daemon) store(kind string) cache.Store {
 		return d.podInf.GetStore()
 	case kindNamespace:
 		return d.nsInf.GetStore()
+	case kindClusterPolicy, kindNode:
+		inf := map[string]cache.SharedIndexInformer{kindClusterPolicy: d.cnpInf, kindNode: d.nodeInf}[kind]
+		if inf != nil {
+			return inf.GetStore()
+		}
+		return cache.NewStore(cache.MetaNamespaceKeyFunc)
 	case kindService:
 		return d.svcInf.GetStore()
 	case kindEndpointSlice:
@@ -691,6 +721,15 @@ func (d *Daemon) translateKey(key string) translated {
 			d.engine.UpsertPolicy(np)
 		} else {
 			d.engine.DeletePolicy(ns, name)
+		}
+	case kindClusterPolicy, kindNode:
+		if !tr.present {
+			obj = nil
+		}
+		if kind == kindNode {
+			d.translateNode(name, obj)
+		} else {
+			d.translateClusterPolicy(name, obj)
 		}
 	case kindService, kindEndpointSlice:
 		d.backendsDirty = true

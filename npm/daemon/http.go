@@ -83,13 +83,13 @@ func validKey(key string) error {
 	ns, name, ok2 := strings.Cut(rest, "/")
 	switch {
 	case !ok || !ok2 || name == "" || strings.Contains(name, "/"):
-		return fmt.Errorf("object %q: want pod/NAMESPACE/NAME, policy/NAMESPACE/NAME or namespace//NAME", key)
-	case kind == kindNamespace && ns != "":
-		return fmt.Errorf("object %q: a namespace has no namespace: namespace//NAME", key)
+		return fmt.Errorf("object %q: want pod/NAMESPACE/NAME, policy/NAMESPACE/NAME, namespace//NAME, clusternetworkpolicy//NAME or node//NAME", key)
+	case (kind == kindNamespace || kind == kindClusterPolicy || kind == kindNode) && ns != "":
+		return fmt.Errorf("object %q: a %s has no namespace: %s//NAME", key, kind, kind)
 	case (kind == kindPod || kind == kindPolicy) && ns == "":
 		return fmt.Errorf("object %q: %s/NAMESPACE/NAME needs the namespace", key, kind)
-	case kind != kindPod && kind != kindPolicy && kind != kindNamespace:
-		return fmt.Errorf("object %q: kind %q: want pod, policy or namespace", key, kind)
+	case kind != kindPod && kind != kindPolicy && kind != kindNamespace && kind != kindClusterPolicy && kind != kindNode:
+		return fmt.Errorf("object %q: kind %q: want pod, policy, namespace, clusternetworkpolicy or node", key, kind)
 	}
 	return nil
 }

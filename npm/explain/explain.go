@@ -85,9 +85,16 @@ type Direction struct {
 	Isolated bool     `json:"isolated"`
 	Allowed  bool     `json:"allowed"`
 	Policies []string `json:"policies,omitempty"` // policies isolating the endpoint
-	Policy   string   `json:"policy,omitempty"`   // the policy whose rule allowed it
+	Policy   string   `json:"policy,omitempty"`   // the policy whose rule decided
 	Rule     string   `json:"rule,omitempty"`     // that rule, in words
-	Objects  []Object `json:"objects,omitempty"`  // kernel objects implementing the policies
+	// Tier (Admin, NetworkPolicy, Baseline), Priority and Action (Accept,
+	// Deny, Pass) of the deciding rule; Passed: the Admin-tier
+	// ClusterNetworkPolicy whose Pass rule handed the decision on.
+	Tier     string   `json:"tier,omitempty"`
+	Priority int32    `json:"priority,omitempty"`
+	Action   string   `json:"action,omitempty"`
+	Passed   string   `json:"passed,omitempty"`
+	Objects  []Object `json:"objects,omitempty"` // kernel objects implementing the policies
 }
 
 // Object is a kernel object implementing a policy.
@@ -133,11 +140,13 @@ func Evaluate(node string, st *policy.State, objects func(policyKey string) []da
 }
 
 func direction(st *policy.State, objects func(string) []dataplane.Object, dv policy.DirVerdict, d policy.Direction) Direction {
-	out := Direction{Endpoint: dv.Endpoint, Isolated: dv.Isolated, Allowed: dv.Allowed, Policies: dv.Policies, Policy: dv.Policy}
+	out := Direction{Endpoint: dv.Endpoint, Isolated: dv.Isolated, Allowed: dv.Allowed, Policies: dv.Policies, Policy: dv.Policy, Passed: dv.Passed}
 	if dv.Policy != "" {
+		out.Tier, out.Action = dv.Tier.String(), dv.Action.String()
 		if p := st.Policies[dv.Policy]; p != nil && dv.Rule < len(p.Rules(d)) {
 			r := p.Rules(d)[dv.Rule]
 			out.Rule = r.Describe()
+			out.Priority = p.Priority
 		}
 	}
 	if objects != nil {
@@ -196,13 +205,19 @@ func Print(w io.Writer, r Response) {
 }
 
 func printDir(w io.Writer, title string, d Direction) {
-	switch {
-	case d.Endpoint == "":
+	if d.Endpoint == "" {
 		fmt.Fprintf(w, "  %s: not a policy-selected pod on this node: not filtered here\n", title)
 		return
+	}
+	if d.Passed != "" {
+		fmt.Fprintf(w, "  %s: %s: Admin tier %s passed it on to the NetworkPolicy tier\n", title, d.Endpoint, d.Passed)
+	}
+	switch {
+	case d.Policy != "" && d.Tier != "" && d.Tier != policy.TierNetworkPolicy.String():
+		verdict := map[string]string{"Accept": "accepted", "Deny": "denied", "Pass": "passed on to the default (allowed)"}[d.Action]
+		fmt.Fprintf(w, "  %s: %s %s by %s (%s tier, priority %d), %s rule: %s\n", title, d.Endpoint, verdict, d.Policy, d.Tier, d.Priority, d.Action, d.Rule)
 	case !d.Isolated:
-		fmt.Fprintf(w, "  %s: %s is selected by no policy in this direction: open\n", title, d.Endpoint)
-		return
+		fmt.Fprintf(w, "  %s: %s: no policy decides in this direction: open\n", title, d.Endpoint)
 	case d.Allowed:
 		fmt.Fprintf(w, "  %s: %s allowed by %s, rule: %s\n", title, d.Endpoint, d.Policy, d.Rule)
 	default:

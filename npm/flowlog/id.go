@@ -20,9 +20,10 @@ import (
 //	g  the default deny of a dispatch group (the local pods isolated by the
 //	   same policies): hash = the group's ID, no rule
 //
-// Reserved for ClusterNetworkPolicy rules (tier and rule attributed the
-// same way): a (Admin tier) and b (Baseline tier), hash = policy.Hash of
-// the policy's name, rule = its index.
+//	a  a ClusterNetworkPolicy Admin-tier Accept or Deny rule,
+//	b  a ClusterNetworkPolicy Baseline-tier rule: hash = policy.Hash of
+//	   the policy's key, rule = its index (an Admin Pass is no verdict and
+//	   is not logged; the tier after it logs)
 type ID struct {
 	Allow     bool
 	Direction policy.Direction
@@ -37,8 +38,8 @@ type Kind byte
 const (
 	KindRule     Kind = 'n' // a NetworkPolicy allow rule
 	KindGroup    Kind = 'g' // a dispatch group's default deny
-	KindAdmin    Kind = 'a' // a ClusterNetworkPolicy Admin-tier rule (reserved)
-	KindBaseline Kind = 'b' // a ClusterNetworkPolicy Baseline-tier rule (reserved)
+	KindAdmin    Kind = 'a' // a ClusterNetworkPolicy Admin-tier rule
+	KindBaseline Kind = 'b' // a ClusterNetworkPolicy Baseline-tier rule
 )
 
 const idPrefix = "acn:"
@@ -49,6 +50,37 @@ const HashLen = 12
 // RuleID is the ID of an allow rule of a NetworkPolicy.
 func RuleID(policyKey string, d policy.Direction, rule int) string {
 	return ID{Allow: true, Direction: d, Kind: KindRule, Hash: policy.Hash(policyKey, HashLen), Rule: rule}.String()
+}
+
+// PolicyRuleID is the ID of rule of p in direction d with the verdict
+// allow (see Logged): KindRule for a NetworkPolicy, KindAdmin or
+// KindBaseline for a ClusterNetworkPolicy.
+func PolicyRuleID(p *policy.Policy, d policy.Direction, rule int, allow bool) string {
+	if !p.Tier.Cluster() {
+		return RuleID(p.Key(), d, rule)
+	}
+	k := KindAdmin
+	if p.Tier == policy.TierBaseline {
+		k = KindBaseline
+	}
+	return ID{Allow: allow, Direction: d, Kind: k, Hash: policy.Hash(p.Key(), HashLen), Rule: rule}.String()
+}
+
+// Logged reports whether a rule of p with action a is logged under p's
+// flow-log mode, and whether its verdict is an allow. A NetworkPolicy
+// rule allows; an Admin Pass decides nothing (the next tier does) and is
+// never logged; a Baseline Pass leaves the default, allow.
+func Logged(p *policy.Policy, a policy.Action) (allow, ok bool) {
+	if !p.Tier.Cluster() {
+		return true, p.FlowLog.Allow()
+	}
+	switch {
+	case a == policy.ActionPass && p.Tier == policy.TierAdmin:
+		return false, false
+	case a == policy.ActionDeny:
+		return false, p.FlowLog.Deny()
+	}
+	return true, p.FlowLog.Allow()
 }
 
 // DenyID is the ID of the default deny of a dispatch group.

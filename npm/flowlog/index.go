@@ -48,7 +48,12 @@ func index(st *policy.State) map[string]Attribution {
 				continue
 			}
 			for i, r := range p.Rules(d) {
-				m[RuleID(k, d, i)] = Attribution{Policy: k, Policies: []string{k}, Rule: i, Description: r.Describe(), Namespace: p.Namespace}
+				allow, _ := Logged(p, r.Action)
+				desc := r.Describe()
+				if p.Tier.Cluster() {
+					desc = p.Tier.String() + " " + r.Action.String() + ": " + desc
+				}
+				m[PolicyRuleID(p, d, i, allow)] = Attribution{Policy: k, Policies: []string{k}, Rule: i, Description: desc, Namespace: p.Namespace}
 			}
 		}
 	}

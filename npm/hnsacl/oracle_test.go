@@ -36,7 +36,7 @@ func dumpFake(f *Fake) string {
 // HNS and programs it.
 func programWorld(t *testing.T, w translatetest.World, local func(*corev1.Pod) bool, o Options) (*policy.State, *Fake) {
 	t.Helper()
-	st := translate.Translate(translate.Snapshot{Pods: w.Pods, Namespaces: w.Namespaces, Policies: w.Policies}, translate.Options{IsLocal: local})
+	st := translate.Translate(translate.Snapshot{Pods: w.Pods, Namespaces: w.Namespaces, Policies: w.Policies, ClusterPolicies: w.ClusterPolicies}, translate.Options{IsLocal: local})
 	f := NewFake()
 	f.MaxACLsPerCall = 7
 	f.MaxSetsPerCall = 7

@@ -353,23 +353,29 @@ func (r *renderer) render(e *policy.Endpoint) *epRender {
 		}
 	}
 	for _, d := range []policy.Direction{policy.Ingress, policy.Egress} {
-		keys := append([]string(nil), e.Policies(d)...)
+		keys := append([]string(nil), e.Policies(d)...) // evaluation order
 		if len(keys) == 0 {
 			continue
 		}
-		sort.Strings(keys)
 		dir := In
 		if d == policy.Egress {
 			dir = Out
 		}
 		var sels []string
+		isolated := false // a NetworkPolicy isolates this direction
 		for _, k := range keys {
-			if pol := r.st.Policies[k]; pol != nil {
+			pol := r.st.Policies[k]
+			if pol == nil || !pol.Tier.Cluster() {
+				isolated = true
+			}
+			if pol != nil {
 				sels = append(sels, k+": "+pol.Selector)
 			}
 		}
 		selected := strings.Join(sels, "; ")
-		add(ACL{Action: Block, Direction: dir, Priority: PriorityBlock}, keys, selected, "default deny "+d.String()+" of isolated pod")
+		if isolated {
+			add(ACL{Action: Block, Direction: dir, Priority: PriorityBlock}, keys, selected, "default deny "+d.String()+" of isolated pod")
+		}
 		if d == policy.Ingress && len(r.hostIPs) > 0 {
 			var hs []string
 			for _, h := range r.hostIPs {
@@ -377,6 +383,7 @@ func (r *renderer) render(e *policy.Endpoint) *epRender {
 			}
 			add(ACL{Action: Allow, Direction: In, Priority: PriorityHost, RemoteAddresses: strings.Join(hs, ",")}, keys, selected, "node health probes")
 		}
+		tiers := newTierPriorities()
 		for _, k := range keys {
 			pol := r.st.Policies[k]
 			if pol == nil {
@@ -386,18 +393,22 @@ func (r *renderer) render(e *policy.Endpoint) *epRender {
 				r.fail(k, e.Key(), "translation failed ("+pol.Error+"): the selected pods stay isolated with no allows from this policy")
 			}
 			for ri, rule := range pol.Rules(d) {
+				action, prio, ok := tiers.next(r, e, pol, d, ri, rule)
+				if !ok {
+					continue
+				}
 				specs := r.ports(e, pol, ri, d, rule)
 				var targets []target
 				for _, ps := range specs {
 					if ps.remote != nil {
-						add(r.acl(dir, ps, ps.remote), []string{k}, pol.Selector, rule.Comment, ps.remote)
+						add(r.acl(dir, ps, ps.remote).with(action, prio), []string{k}, pol.Selector, rule.Comment, ps.remote)
 						continue
 					}
 					if targets == nil {
 						targets = r.peerTargets(rule)
 					}
 					for _, t := range targets {
-						add(r.acl(dir, ps, t), []string{k}, pol.Selector, rule.Comment, t)
+						add(r.acl(dir, ps, t).with(action, prio), []string{k}, pol.Selector, rule.Comment, t)
 					}
 				}
 			}

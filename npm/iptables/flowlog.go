@@ -59,13 +59,13 @@ func (r *renderer) flowChains(out map[string][]string) {
 }
 
 // groupLogsDeny reports whether a group's default deny is logged: some of
-// its policies' namespaces log denies.
+// its NetworkPolicies' namespaces log denies (the default deny is theirs).
 func (d *Dataplane) groupLogsDeny(g *policy.Group) bool {
 	if !d.r.flowLogging() {
 		return false
 	}
 	for _, k := range g.Policies {
-		if p := d.want.Last.Policies[k]; p != nil && p.FlowLog.Deny() {
+		if p := d.want.Last.Policies[k]; p != nil && !p.Tier.Cluster() && p.FlowLog.Deny() {
 			return true
 		}
 	}

@@ -214,6 +214,9 @@ func (d *Dataplane) Objects(key string) []dataplane.Object {
 						out = append(out,
 							dataplane.Object{Kind: "chain", Name: GroupChain(g), Family: f, Comment: fmt.Sprintf("%s rules of %s (dispatch group of %s)", dir, key, strings.Join(g.Policies, ","))},
 							dataplane.Object{Kind: "set", Name: GroupSetName(f, g), Family: f, Comment: "local pods isolated by " + strings.Join(g.Policies, ",")})
+						if _, ok := d.chains[f][NextTierChain(g)]; ok {
+							out = append(out, dataplane.Object{Kind: "chain", Name: NextTierChain(g), Family: f, Comment: "NetworkPolicy and Baseline tiers of the dispatch group (target of its Admin Pass rules)"})
+						}
 					}
 				}
 			}

@@ -296,26 +296,16 @@ func (d *Dataplane) desiredChains(f policy.Family) map[string][]string {
 			// with goto); no match: default deny. No packet marks.
 			gc := GroupChain(g)
 			if d.retiring[g.ID] {
-				if old, ok := d.chains[f][gc]; ok {
-					out[gc] = old
+				for _, c := range []string{gc, NextTierChain(g)} {
+					if old, ok := d.chains[f][c]; ok {
+						out[c] = old
+					}
 				}
 				continue
 			}
-			var gl []string
-			for _, k := range g.Policies {
-				for _, body := range d.want.Policies[k][f][dir] {
-					gl = append(gl, "-A "+gc+body)
-				}
+			for c, lines := range d.groupChains(f, dir, g) {
+				out[c] = lines
 			}
-			cm := comment("default deny " + dir.String() + " for pods selected by " + strings.Join(g.Policies, ","))
-			if d.groupLogsDeny(g) {
-				for _, body := range d.r.flowRules("", cm, flowlog.DenyID(g), "DROP") {
-					gl = append(gl, "-A "+gc+body)
-				}
-			} else {
-				gl = append(gl, fmt.Sprintf("-A %s -m comment --comment %s -j DROP", gc, cm))
-			}
-			out[gc] = gl
 		}
 	}
 	return out
@@ -329,7 +319,6 @@ func (rd *renderer) renderRules(f policy.Family, p *policy.Policy, dir policy.Di
 	if dir == policy.Egress {
 		peerDir = "dst"
 	}
-	logged := rd.flowLogging() && p.FlowLog.Allow()
 	for i, r := range p.Rules(dir) {
 		var peers []string
 		for _, pe := range r.Peers {
@@ -364,6 +353,19 @@ func (rd *renderer) renderRules(f policy.Family, p *policy.Policy, dir policy.Di
 			ports = []pm{{}}
 		}
 		cm := comment(fmt.Sprintf("%s %s rule %d: %s", p.Key(), dir, i, r.Comment))
+		if p.Tier.Cluster() {
+			cm = comment(fmt.Sprintf("%s %s %s %s", p.Key(), p.Tier, r.Action, r.Comment))
+		}
+		verdict := ruleVerdict(p.Tier, r.Action)
+		// id: the flow-log ID when this rule's verdict is logged; tgt its
+		// verdict target (a Pass is no verdict: never logged).
+		id, tgt := "", "RETURN"
+		if allow, ok := flowlog.Logged(p, r.Action); ok && rd.flowLogging() {
+			id = flowlog.PolicyRuleID(p, dir, i, allow)
+			if !allow {
+				tgt = "DROP"
+			}
+		}
 		for _, pe := range peers {
 			for _, po := range ports {
 				var b strings.Builder
@@ -372,11 +374,11 @@ func (rd *renderer) renderRules(f policy.Family, p *policy.Policy, dir policy.Di
 						b.WriteString(" " + part)
 					}
 				}
-				if logged {
-					lines = append(lines, rd.flowRules(b.String(), cm, flowlog.RuleID(p.Key(), dir, i), "RETURN")...)
+				if id != "" {
+					lines = append(lines, rd.flowRules(b.String(), cm, id, tgt)...)
 					continue
 				}
-				fmt.Fprintf(&b, " -m comment --comment %s -j RETURN", cm)
+				fmt.Fprintf(&b, " -m comment --comment %s %s", cm, verdict)
 				lines = append(lines, b.String())
 			}
 		}

@@ -11,6 +11,9 @@ import (
 
 	networkingv1 "k8s.io/api/networking/v1"
 
+	"go.uber.org/zap"
+
+	"github.com/open-acn/acn/npm/dataplane"
 	"github.com/open-acn/acn/npm/dataplane/dptest"
 	"github.com/open-acn/acn/npm/policy"
 	"github.com/open-acn/acn/npm/translate/translatetest"
@@ -234,6 +237,18 @@ func TestRuleCountIsWhatTheKernelHolds(t *testing.T) {
 	if n, err := d2.Reconcile(ctx); err != nil || n != 0 {
 		t.Fatalf("reconcile after the restart: %d, %v", n, err)
 	}
+}
+
+// TestClusterPolicyRuleLogs: one line per rule change names the
+// ClusterNetworkPolicy and its tier.
+func TestClusterPolicyRuleLogs(t *testing.T) {
+	dptest.RunClusterPolicyLogs(t, func(t testing.TB, log *zap.Logger) dataplane.Dataplane {
+		d, err := New(context.Background(), Options{Runner: newFakeKernel(), Logger: log})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	})
 }
 
 // TestFlowLogTracer: with flow logs programmed, every probe of random

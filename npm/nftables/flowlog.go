@@ -76,10 +76,10 @@ func (d *Dataplane) flowRules(match []expr.Any, text, cm, id string, v expr.Verd
 }
 
 // groupLogsDeny reports whether a group's default deny is logged: some of
-// its policies' namespaces log denies.
+// its NetworkPolicies' namespaces log denies (the default deny is theirs).
 func groupLogsDeny(g *policy.Group, pols map[string]*policy.Policy) bool {
 	for _, k := range g.Policies {
-		if p := pols[k]; p != nil && p.FlowLog.Deny() {
+		if p := pols[k]; p != nil && !p.Tier.Cluster() && p.FlowLog.Deny() {
 			return true
 		}
 	}

@@ -9,7 +9,6 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/google/nftables/expr"
 	"go.uber.org/zap"
 
 	"github.com/open-acn/acn/npm/dataplane"
@@ -149,6 +148,9 @@ func (d *Dataplane) updateWant(desired *policy.State, changes *policy.Changes) e
 			delete(d.want.chains, PolicyChain(dir, k))
 			d.dirtyChains[PolicyChain(dir, k)] = struct{}{}
 		}
+		if p := d.model.Last.Policies[k]; p != nil && p.Tier == policy.TierAdmin {
+			continue // inlined into the group chains (tiers.go)
+		}
 		for _, kc := range d.model.Policies[k] {
 			d.want.chains[kc.name] = kc
 			d.dirtyChains[kc.name] = struct{}{}
@@ -176,7 +178,7 @@ func (d *Dataplane) updateWant(desired *policy.State, changes *policy.Changes) e
 				d.grpGone[c] = pols
 			}
 		}
-		chains, maps := renderGroups(d.model.Groups, d.model.Last.Policies, d.logDeny())
+		chains, maps := renderGroups(d.model.Groups, d.model.Last.Policies, d.model.Policies, d.logDeny())
 		d.grpObjs = chains
 		for _, kc := range chains {
 			d.want.chains[kc.name] = kc
@@ -195,7 +197,7 @@ func (d *Dataplane) updateWant(desired *policy.State, changes *policy.Changes) e
 			d.dirtyChains[kc.name] = struct{}{}
 		}
 		if d.want.sets[MapIngress4] == nil {
-			_, maps := renderGroups(nil, nil, nil)
+			_, maps := renderGroups(nil, nil, nil, nil)
 			for _, m := range append(maps, remoteSets(policy.NewState())...) {
 				d.patchMap(m)
 			}
@@ -228,10 +230,8 @@ func (r renderer) PatchMember(ks dataplane.KernelSet[*kset], m policy.Member, ad
 
 func (r renderer) RenderPolicy(p *policy.Policy, sets map[string]*policy.Set) ([]*kchain, []string) {
 	var flow flowFunc
-	if r.d.flowLogging() && p.FlowLog.Allow() {
-		flow = func(match []expr.Any, text, cm, id string) []krule {
-			return r.d.flowRules(match, text, cm, id, expr.VerdictAccept)
-		}
+	if r.d.flowLogging() {
+		flow = r.d.flowRules
 	}
 	kcs := renderPolicy(p, sets, flow)
 	names := make([]string, len(kcs))
@@ -241,7 +241,9 @@ func (r renderer) RenderPolicy(p *policy.Policy, sets map[string]*policy.Set) ([
 	return kcs, names
 }
 
-func (r renderer) GroupNames(g *policy.Group) []string { return []string{GroupChain(g)} }
+func (r renderer) GroupNames(g *policy.Group) []string {
+	return []string{GroupChain(g), NextTierChain(g)}
+}
 
 // patchMap makes the dispatch map of want equal to m, in place.
 func (d *Dataplane) patchMap(m *kset) {
@@ -517,7 +519,9 @@ func (d *Dataplane) Objects(key string) []dataplane.Object {
 		if !p.Isolates(dir) {
 			continue
 		}
-		add(dataplane.Object{Kind: "chain", Name: PolicyChain(dir, key), Comment: fmt.Sprintf("%s rules of %s (table inet %s)", dir, key, TableName)})
+		if p.Tier != policy.TierAdmin { // Admin rules live in the group chains (tiers.go)
+			add(dataplane.Object{Kind: "chain", Name: PolicyChain(dir, key), Comment: fmt.Sprintf("%s rules of %s (table inet %s)", dir, key, TableName)})
+		}
 		for _, g := range d.model.Groups[dir] {
 			for _, k := range g.Policies {
 				if k != key {

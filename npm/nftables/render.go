@@ -307,9 +307,11 @@ func addrKey(a netip.Addr) []byte {
 }
 
 // renderGroups renders the group chains and the four dispatch maps.
-// logDeny, when not nil, renders a group's logged default deny (nil:
-// the group's denies are not logged).
-func renderGroups(groups map[policy.Direction][]*policy.Group, pols map[string]*policy.Policy, logDeny func(g *policy.Group, cm string) []krule) ([]*kchain, []*kset) {
+// rendered holds each policy's rendered chains (the Admin tier's rules
+// are inlined into the group chains, see tiers.go). logDeny, when not
+// nil, renders a group's logged default deny (nil: the group's denies are
+// not logged).
+func renderGroups(groups map[policy.Direction][]*policy.Group, pols map[string]*policy.Policy, rendered map[string][]*kchain, logDeny func(g *policy.Group, cm string) []krule) ([]*kchain, []*kset) {
 	var chains []*kchain
 	var maps []*kset
 	for _, dir := range []policy.Direction{policy.Ingress, policy.Egress} {
@@ -319,21 +321,7 @@ func renderGroups(groups map[policy.Direction][]*policy.Group, pols map[string]*
 		}
 		for _, g := range groups[dir] {
 			gc := GroupChain(g)
-			kc := &kchain{name: gc, policy: strings.Join(g.Policies, ",")}
-			for _, k := range g.Policies {
-				if pols[k] == nil {
-					continue
-				}
-				pc := PolicyChain(dir, k)
-				kc.rules = append(kc.rules, newRule("jump "+pc, "policy "+k, &expr.Verdict{Kind: expr.VerdictJump, Chain: pc}))
-			}
-			cm := "default deny " + dir.String() + " for pods selected by " + strings.Join(g.Policies, ",")
-			if lr := logDeny; lr != nil && lr(g, cm) != nil {
-				kc.rules = append(kc.rules, lr(g, cm)...)
-			} else {
-				kc.rules = append(kc.rules, newRule("drop", cm, &expr.Verdict{Kind: expr.VerdictDrop}))
-			}
-			chains = append(chains, kc)
+			chains = append(chains, groupChains(dir, g, pols, rendered, logDeny)...)
 			for _, a := range g.IPs {
 				m := byFam[policy.FamilyOf(a)]
 				k := addrKey(a)
@@ -465,7 +453,7 @@ func afterPrefix(p netip.Prefix) (netip.Addr, bool) {
 
 // renderPolicy renders a policy's chains (one per isolated direction).
 // sets gives the model sets the rules reference.
-// flow, when not nil, renders a logged allow rule from its match (see
+// flow, when not nil, renders a logged verdict rule from its match (see
 // flowlog.go).
 func renderPolicy(p *policy.Policy, sets map[string]*policy.Set, flow flowFunc) []*kchain {
 	var out []*kchain
@@ -476,9 +464,12 @@ func renderPolicy(p *policy.Policy, sets map[string]*policy.Set, flow flowFunc) 
 		kc := &kchain{name: PolicyChain(dir, p.Key()), policy: p.Key(), rules: []krule{}}
 		for i, r := range p.Rules(dir) {
 			var fr func(match []expr.Any, text, cm string) []krule
-			if flow != nil {
-				id := flowlog.RuleID(p.Key(), dir, i)
-				fr = func(match []expr.Any, text, cm string) []krule { return flow(match, text, cm, id) }
+			if allow, ok := flowlog.Logged(p, r.Action); ok && flow != nil {
+				id, v := flowlog.PolicyRuleID(p, dir, i, allow), expr.VerdictAccept
+				if !allow {
+					v = expr.VerdictDrop
+				}
+				fr = func(match []expr.Any, text, cm string) []krule { return flow(match, text, cm, id, v) }
 			}
 			kc.rules = append(kc.rules, renderRuleWith(p, dir, i, r, sets, fr)...)
 		}
@@ -499,9 +490,9 @@ func renderRule(p *policy.Policy, dir policy.Direction, idx int, r policy.Rule, 
 	return renderRuleWith(p, dir, idx, r, sets, nil)
 }
 
-// flowFunc renders a logged verdict rule from its match, text, comment
-// and flow-log ID.
-type flowFunc func(match []expr.Any, text, cm, id string) []krule
+// flowFunc renders a logged verdict rule from its match, text, comment,
+// flow-log ID and verdict.
+type flowFunc func(match []expr.Any, text, cm, id string, v expr.VerdictKind) []krule
 
 // renderRuleWith is renderRule; logged, when not nil, renders each kernel
 // rule from its match instead (flow logs).
@@ -571,6 +562,9 @@ func renderRuleWith(p *policy.Policy, dir policy.Direction, idx int, r policy.Ru
 		ports = []match{{}}
 	}
 	cm := fmt.Sprintf("%s %s rule %d: %s", p.Key(), dir, idx, r.Comment)
+	if p.Tier.Cluster() {
+		cm = fmt.Sprintf("%s %s %s %s", p.Key(), p.Tier, r.Action, r.Comment)
+	}
 	var out []krule
 	for _, pe := range peers {
 		for _, po := range ports {
@@ -589,6 +583,7 @@ func renderRuleWith(p *policy.Policy, dir policy.Direction, idx int, r policy.Ru
 			}
 			es = append(es, pe.exprs...)
 			es = append(es, po.exprs...)
+			v, vt := ruleVerdict(p.Tier, r.Action)
 			for _, t := range []string{pe.text, po.text} {
 				if t != "" {
 					txt = append(txt, t)
@@ -598,8 +593,8 @@ func renderRuleWith(p *policy.Policy, dir policy.Direction, idx int, r policy.Ru
 				out = append(out, logged(es, strings.Join(txt, " "), cm)...)
 				continue
 			}
-			es = append(es, &expr.Verdict{Kind: expr.VerdictAccept})
-			txt = append(txt, "accept")
+			es = append(es, v)
+			txt = append(txt, vt)
 			out = append(out, newRule(strings.Join(txt, " "), cm, es...))
 		}
 	}

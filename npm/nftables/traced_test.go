@@ -9,6 +9,9 @@ import (
 
 	networkingv1 "k8s.io/api/networking/v1"
 
+	"go.uber.org/zap"
+
+	"github.com/open-acn/acn/npm/dataplane"
 	"github.com/open-acn/acn/npm/dataplane/dptest"
 	"github.com/open-acn/acn/npm/translate/translatetest"
 )
@@ -159,6 +162,19 @@ func TestRuleCountIsWhatTheKernelHolds(t *testing.T) {
 	if n := kernelRules(); d2.RuleCount() != n {
 		t.Fatalf("a new process: RuleCount %d, the kernel holds %d rules", d2.RuleCount(), n)
 	}
+}
+
+// TestClusterPolicyRuleLogs: one line per rule change names the
+// ClusterNetworkPolicy and its tier.
+func TestClusterPolicyRuleLogs(t *testing.T) {
+	dptest.RunClusterPolicyLogs(t, func(t testing.TB, log *zap.Logger) dataplane.Dataplane {
+		d, err := New(Options{Logger: log})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.dial = (&fakeNft{}).dial
+		return d
+	})
 }
 
 // TestFlowLogTracer: with flow logs programmed, every probe of random

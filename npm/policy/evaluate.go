@@ -2,7 +2,7 @@ package policy
 
 import (
 	"net/netip"
-	"sort"
+	"strings"
 )
 
 // Packet is the first packet of a connection, for Evaluate.
@@ -19,10 +19,20 @@ type Packet struct {
 // DirVerdict is the decision of one direction.
 type DirVerdict struct {
 	Endpoint string // local endpoint evaluated ("" when the address is not a local selected pod)
-	Isolated bool   // some policy isolates the endpoint in this direction
+	Isolated bool   // some NetworkPolicy isolates the endpoint in this direction
 	Allowed  bool
-	Policy   string // first policy (sorted) whose rule allowed it
-	Rule     int    // index of that rule
+	// Policy is the policy whose rule decided ("" when no rule decided:
+	// the NetworkPolicy tier's default deny, or the default allow), Rule
+	// the index of that rule, Tier and Action its tier and action.
+	Policy string
+	Rule   int
+	Tier   Tier
+	Action Action
+	// Passed is the Admin policy whose Pass rule handed the decision on
+	// to the NetworkPolicy tier ("" when none did).
+	Passed string
+	// Policies lists every policy applying to the endpoint in this
+	// direction, in evaluation order.
 	Policies []string
 }
 
@@ -56,6 +66,7 @@ func (s *State) Evaluate(p Packet) Verdict {
 	return v
 }
 
+// evalDir walks the tiers (see Tier) for endpoint e in direction d.
 func (s *State) evalDir(e *Endpoint, d Direction, p Packet) DirVerdict {
 	dv := DirVerdict{Allowed: true}
 	if e == nil {
@@ -63,28 +74,69 @@ func (s *State) evalDir(e *Endpoint, d Direction, p Packet) DirVerdict {
 	}
 	dv.Endpoint = e.Key()
 	pols := append([]string(nil), e.Policies(d)...)
-	sort.Strings(pols)
+	s.Order(pols)
 	dv.Policies = pols
-	if len(pols) == 0 {
-		return dv
-	}
-	dv.Isolated = true
-	dv.Allowed = false
 	peer := p.Src
 	if d == Egress {
 		peer = p.Dst
 	}
+	peer = peer.Unmap()
+	decide := func(k string, pol *Policy, i int, a Action) DirVerdict {
+		dv.Policy, dv.Rule, dv.Tier, dv.Action = k, i, pol.Tier, a
+		dv.Allowed = a != ActionDeny
+		return dv
+	}
+	skip := map[Tier]bool{} // a tier skipped by a Pass
+	npAllowed := false
 	for _, k := range pols {
 		pol := s.Policies[k]
 		if pol == nil {
+			// a NetworkPolicy the state lacks isolates (fail closed)
+			dv.Isolated = dv.Isolated || !strings.HasPrefix(k, ClusterPolicyKeyPrefix)
+			continue
+		}
+		if !pol.Isolates(d) {
+			continue
+		}
+		if pol.Tier == TierBaseline && dv.Isolated {
+			break // the NetworkPolicy tier decided
+		}
+		if skip[pol.Tier] {
+			continue
+		}
+		if pol.Tier == TierNetworkPolicy {
+			dv.Isolated = true
+			if npAllowed {
+				continue
+			}
+			for i, r := range pol.Rules(d) {
+				if s.ruleMatches(r, peer, p) {
+					npAllowed = true
+					dv.Policy, dv.Rule, dv.Tier, dv.Action = k, i, TierNetworkPolicy, ActionAllow
+					break
+				}
+			}
 			continue
 		}
 		for i, r := range pol.Rules(d) {
-			if s.ruleMatches(r, peer.Unmap(), p) {
-				dv.Allowed, dv.Policy, dv.Rule = true, k, i
-				return dv
+			if !s.ruleMatches(r, peer, p) {
+				continue
 			}
+			if r.Action != ActionPass {
+				return decide(k, pol, i, r.Action)
+			}
+			skip[pol.Tier] = true
+			if pol.Tier == TierAdmin {
+				dv.Passed = k
+			} else {
+				// Baseline Pass: the default (allow) decides.
+				dv.Policy, dv.Rule, dv.Tier, dv.Action = k, i, pol.Tier, ActionPass
+			}
+			break
 		}
+	}
+	if dv.Isolated {
+		dv.Allowed = npAllowed
 	}
 	return dv
 }

@@ -60,7 +60,7 @@ func cloneRules(rs []Rule) []Rule {
 	}
 	out := make([]Rule, len(rs))
 	for i, r := range rs {
-		out[i] = Rule{Comment: r.Comment, Peers: append([]Peer(nil), r.Peers...), Ports: append([]Port(nil), r.Ports...)}
+		out[i] = Rule{Comment: r.Comment, Action: r.Action, Name: r.Name, Peers: append([]Peer(nil), r.Peers...), Ports: append([]Port(nil), r.Ports...)}
 	}
 	return out
 }
@@ -79,7 +79,7 @@ func EqualPolicy(a, b *Policy) bool {
 	if a == nil || b == nil {
 		return a == b
 	}
-	return a.Namespace == b.Namespace && a.Name == b.Name && a.Selector == b.Selector &&
+	return a.Namespace == b.Namespace && a.Name == b.Name && a.Tier == b.Tier && a.Priority == b.Priority && a.Selector == b.Selector &&
 		a.Ingress == b.Ingress && a.Egress == b.Egress && a.Error == b.Error && a.FlowLog == b.FlowLog &&
 		rulesEqual(a.IngressRules, b.IngressRules) && rulesEqual(a.EgressRules, b.EgressRules)
 }
@@ -187,7 +187,7 @@ func diffKeys[V any](a, b map[string]*V, equal func(x, y *V) bool, out map[strin
 type Group struct {
 	ID        string // stable hash of Direction + Policies
 	Direction Direction
-	Policies  []string // sorted policy keys
+	Policies  []string // policy keys in evaluation order (as the endpoints list them)
 	Endpoints []string // sorted endpoint keys
 	IPs       []netip.Addr
 }

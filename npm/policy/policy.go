@@ -247,6 +247,10 @@ type Rule struct {
 	Peers   []Peer
 	Ports   []Port
 	Comment string
+	// Action of a ClusterNetworkPolicy rule (NetworkPolicy rules allow).
+	Action Action
+	// Name of a ClusterNetworkPolicy rule (may be empty).
+	Name string
 }
 
 // Policy is the translation of one NetworkPolicy. A policy isolates the
@@ -254,9 +258,16 @@ type Rule struct {
 // that direction are the only allows it contributes. A policy whose
 // translation failed has Error set and no rules: it still isolates the pods
 // it selects (fail closed) in both directions.
+//
+// A ClusterNetworkPolicy is a Policy too, with Tier Admin or Baseline, its
+// Priority and no Namespace; its rules carry actions (see Tier for the
+// order of evaluation). Ingress/Egress then say whether it has rules of
+// that direction (a direction without rules is not affected by it).
 type Policy struct {
 	Namespace    string
 	Name         string
+	Tier         Tier
+	Priority     int32
 	Selector     string // human-readable target selector
 	Ingress      bool   // isolates selected pods for ingress
 	Egress       bool   // isolates selected pods for egress
@@ -268,8 +279,13 @@ type Policy struct {
 	FlowLog FlowLog
 }
 
-// Key is "namespace/name".
-func (p *Policy) Key() string { return p.Namespace + "/" + p.Name }
+// Key is "namespace/name", or "ClusterNetworkPolicy/name".
+func (p *Policy) Key() string {
+	if p.Tier.Cluster() {
+		return ClusterPolicyKey(p.Name)
+	}
+	return p.Namespace + "/" + p.Name
+}
 
 // Rules returns the rules of one direction.
 func (p *Policy) Rules(d Direction) []Rule {
@@ -288,9 +304,10 @@ func (p *Policy) Isolates(d Direction) bool {
 }
 
 // Endpoint is a pod hosted on this node that at least one policy selects.
-// Ingress/Egress list the keys (namespace/name, sorted) of the policies
-// isolating it in that direction; an empty list means that direction is
-// open.
+// Ingress/Egress list the keys of the policies applying to it in that
+// direction in evaluation order (State.Order: Admin tier by priority, the
+// NetworkPolicies sorted by key, Baseline tier by priority); an empty list
+// means that direction is open.
 type Endpoint struct {
 	Namespace string
 	Name      string

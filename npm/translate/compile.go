@@ -146,6 +146,12 @@ func compile(np *networkingv1.NetworkPolicy) (*compiled, []selSpec, error) {
 			pol.EgressRules = append(pol.EgressRules, rule)
 		}
 	}
+	return c, c.finish(sels, sets), nil
+}
+
+// finish records the selectors and sets a compiled policy references
+// (sorted) and returns the selectors to register.
+func (c *compiled) finish(sels map[string]selSpec, sets map[string]setSpec) []selSpec {
 	out := make([]selSpec, 0, len(sels))
 	for _, s := range sels {
 		out = append(out, s)
@@ -156,7 +162,7 @@ func compile(np *networkingv1.NetworkPolicy) (*compiled, []selSpec, error) {
 		c.sets = append(c.sets, s)
 	}
 	sort.Slice(c.sets, func(i, j int) bool { return c.sets[i].id < c.sets[j].id })
-	return c, out, nil
+	return out
 }
 
 func compileRule(ns string, dir policy.Direction, peers []networkingv1.NetworkPolicyPeer, ports []networkingv1.NetworkPolicyPort,

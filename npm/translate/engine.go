@@ -38,6 +38,12 @@ type Engine struct {
 	selByNS    map[string]map[string]*selector
 	selCluster map[string]*selector
 	polByNS    map[string]map[string]*compiled
+	// cluster-wide policies (ClusterNetworkPolicy) by key
+	clusterPols map[string]*compiled
+	// nodes (their labels and addresses) and the sets of node addresses
+	// (ClusterNetworkPolicy nodes peers), see nodes.go
+	nodes    map[string]*nodeInfo
+	nodeSets map[string]*setEntry
 
 	// extBackends: keys of pods backing a NodePort or LoadBalancer service
 	// with externalTrafficPolicy Cluster (SetExternalBackends); those on
@@ -111,6 +117,7 @@ type setSpec struct {
 	kind              policy.SetKind
 	sels              []string        // SetIP: one selector; SetIPPort: scope selectors
 	static            []policy.Member // SetNet
+	nodeSel           labels.Selector // SetIP of node addresses (ClusterNetworkPolicy nodes peer)
 	portName          string          // SetIPPort
 	proto             policy.Protocol // SetIPPort
 }
@@ -137,19 +144,22 @@ func NewEngine(opts Options) *Engine {
 		log = zap.NewNop()
 	}
 	return &Engine{
-		opts:       opts,
-		log:        log,
-		pods:       map[string]*podInfo{},
-		namespaces: map[string]*nsInfo{},
-		policies:   map[string]*compiled{},
-		selectors:  map[string]*selector{},
-		sets:       map[string]*setEntry{},
-		selByNS:    map[string]map[string]*selector{},
-		selCluster: map[string]*selector{},
-		polByNS:    map[string]map[string]*compiled{},
-		state:      policy.NewState(),
-		changes:    policy.NewChanges(),
-		full:       map[string]bool{},
+		opts:        opts,
+		log:         log,
+		pods:        map[string]*podInfo{},
+		namespaces:  map[string]*nsInfo{},
+		policies:    map[string]*compiled{},
+		selectors:   map[string]*selector{},
+		sets:        map[string]*setEntry{},
+		selByNS:     map[string]map[string]*selector{},
+		selCluster:  map[string]*selector{},
+		polByNS:     map[string]map[string]*compiled{},
+		clusterPols: map[string]*compiled{},
+		nodes:       map[string]*nodeInfo{},
+		nodeSets:    map[string]*setEntry{},
+		state:       policy.NewState(),
+		changes:     policy.NewChanges(),
+		full:        map[string]bool{},
 	}
 }
 
@@ -546,6 +556,9 @@ func (e *Engine) refSet(spec setSpec) {
 			se.count[m]++
 			se.set.Members[m] = struct{}{}
 		}
+		if spec.nodeSel != nil {
+			e.refNodeSet(se)
+		}
 		for _, k := range spec.sels {
 			s := e.selectors[k]
 			if s == nil {
@@ -578,6 +591,7 @@ func (e *Engine) unrefSet(id string) {
 			}
 		}
 		delete(e.sets, id)
+		delete(e.nodeSets, id)
 		delete(e.state.Sets, id)
 		e.fullChange(id)
 	}
@@ -601,6 +615,12 @@ func (e *Engine) UpsertPolicy(np *networkingv1.NetworkPolicy) {
 	if n := e.namespaces[np.Namespace]; n != nil {
 		c.pol.FlowLog = n.flowLog
 	}
+	e.install(key, c, sels)
+}
+
+// install makes c (with the selectors it references) the compiled version
+// of policy key, replacing the previous one.
+func (e *Engine) install(key string, c *compiled, sels []selSpec) {
 	old := e.policies[key]
 	// Reference the new selectors and sets before releasing the old ones so
 	// shared ones are not recomputed.
@@ -611,10 +631,14 @@ func (e *Engine) UpsertPolicy(np *networkingv1.NetworkPolicy) {
 		e.refSet(s)
 	}
 	e.policies[key] = c
-	if e.polByNS[np.Namespace] == nil {
-		e.polByNS[np.Namespace] = map[string]*compiled{}
+	if c.pol.Tier.Cluster() {
+		e.clusterPols[key] = c
+	} else {
+		if e.polByNS[c.pol.Namespace] == nil {
+			e.polByNS[c.pol.Namespace] = map[string]*compiled{}
+		}
+		e.polByNS[c.pol.Namespace][key] = c
 	}
-	e.polByNS[np.Namespace][key] = c
 	if old != nil {
 		for _, k := range old.sels {
 			e.unrefSelector(k)
@@ -631,16 +655,23 @@ func (e *Engine) UpsertPolicy(np *networkingv1.NetworkPolicy) {
 }
 
 // DeletePolicy removes a NetworkPolicy.
-func (e *Engine) DeletePolicy(namespace, name string) {
-	key := podKey(namespace, name)
+func (e *Engine) DeletePolicy(namespace, name string) { e.uninstall(podKey(namespace, name)) }
+
+// uninstall removes the policy key.
+func (e *Engine) uninstall(key string) {
 	old := e.policies[key]
 	if old == nil {
 		return
 	}
 	delete(e.policies, key)
-	delete(e.polByNS[namespace], key)
-	if len(e.polByNS[namespace]) == 0 {
-		delete(e.polByNS, namespace)
+	if old.pol.Tier.Cluster() {
+		delete(e.clusterPols, key)
+	} else {
+		namespace := old.pol.Namespace
+		delete(e.polByNS[namespace], key)
+		if len(e.polByNS[namespace]) == 0 {
+			delete(e.polByNS, namespace)
+		}
 	}
 	delete(e.state.Policies, key)
 	e.changes.Policies[key] = struct{}{}
@@ -686,15 +717,22 @@ func (e *Engine) refreshTargets(old, cur *compiled) {
 	// A pod that left the selector: its endpoint still lists the policy.
 	if old != nil {
 		k := old.pol.Key()
-		if n := e.namespaces[old.pol.Namespace]; n != nil {
-			for ek, p := range n.pods {
-				ep := e.state.Endpoints[ek]
-				if seen[ek] || ep == nil {
-					continue
-				}
-				if contains(ep.Ingress, k) || contains(ep.Egress, k) {
-					e.refreshEndpoint(p)
-				}
+		stale := func(ek string) {
+			ep := e.state.Endpoints[ek]
+			if seen[ek] || ep == nil {
+				return
+			}
+			if slices.Contains(ep.Ingress, k) || slices.Contains(ep.Egress, k) {
+				e.refreshEndpoint(e.pods[ek])
+			}
+		}
+		if old.pol.Tier.Cluster() {
+			for ek := range e.state.Endpoints {
+				stale(ek)
+			}
+		} else if n := e.namespaces[old.pol.Namespace]; n != nil {
+			for ek := range n.pods {
+				stale(ek)
 			}
 		}
 	}
@@ -740,24 +778,33 @@ func (e *Engine) refreshEndpoint(p *podInfo) {
 		return
 	}
 	var in, eg []string
-	for k, c := range e.polByNS[p.ns] {
-		s := e.selectors[c.target]
-		if s == nil || s.pods[p.key] == nil {
-			continue
-		}
-		if c.pol.Ingress {
-			in = append(in, k)
-		}
-		if c.pol.Egress && !remote {
-			eg = append(eg, k)
+	npIn, npEg := false, false
+	for _, m := range []map[string]*compiled{e.polByNS[p.ns], e.clusterPols} {
+		for k, c := range m {
+			s := e.selectors[c.target]
+			if s == nil || s.pods[p.key] == nil {
+				continue
+			}
+			np := !c.pol.Tier.Cluster()
+			if c.pol.Ingress {
+				in = append(in, k)
+				npIn = npIn || np
+			}
+			if c.pol.Egress && !remote {
+				eg = append(eg, k)
+				npEg = npEg || np
+			}
 		}
 	}
+	// A NetworkPolicy isolating the pod decides for that direction: the
+	// Baseline tier is never consulted, so it is left out (fewer groups).
+	in, eg = withoutBaseline(e.state, in, npIn), withoutBaseline(e.state, eg, npEg)
 	if len(in) == 0 && len(eg) == 0 {
 		e.setEndpoint(p, nil)
 		return
 	}
-	sort.Strings(in)
-	sort.Strings(eg)
+	e.state.Order(in)
+	e.state.Order(eg)
 	e.setEndpoint(p, &policy.Endpoint{Namespace: p.ns, Name: p.name, IPs: append([]netip.Addr(nil), p.ips...), Ingress: in, Egress: eg, Remote: remote})
 }
 
@@ -807,7 +854,7 @@ func (e *Engine) Sizes() map[string]int {
 	sz := map[string]int{
 		"engine.pods": len(e.pods), "engine.namespaces": len(e.namespaces), "engine.policies": len(e.policies),
 		"engine.selectors": len(e.selectors), "engine.sets": len(e.sets), "engine.selectorsByNamespace": len(e.selByNS),
-		"engine.clusterSelectors": len(e.selCluster), "engine.policiesByNamespace": len(e.polByNS), "engine.fullChanges": len(e.full),
+		"engine.clusterSelectors": len(e.selCluster), "engine.policiesByNamespace": len(e.polByNS), "engine.clusterPolicies": len(e.clusterPols), "engine.nodes": len(e.nodes), "engine.nodeSets": len(e.nodeSets), "engine.fullChanges": len(e.full),
 		"engine.state.sets": len(e.state.Sets), "engine.state.policies": len(e.state.Policies), "engine.state.endpoints": len(e.state.Endpoints),
 	}
 	for _, n := range e.namespaces {

@@ -20,6 +20,7 @@ package translate
 import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	cnpv1 "sigs.k8s.io/network-policy-api/apis/v1beta1"
 
 	"go.uber.org/zap"
 
@@ -48,6 +49,10 @@ type Snapshot struct {
 	Pods       []*corev1.Pod
 	Namespaces []*corev1.Namespace
 	Policies   []*networkingv1.NetworkPolicy
+	// ClusterPolicies are ClusterNetworkPolicies (policy.networking.k8s.io/v1beta1).
+	ClusterPolicies []*cnpv1.ClusterNetworkPolicy
+	// Nodes supply the addresses of ClusterNetworkPolicy nodes peers.
+	Nodes []*corev1.Node
 }
 
 // Translate computes the desired state of the node from a snapshot. It is
@@ -60,8 +65,14 @@ func Translate(s Snapshot, opts Options) *policy.State {
 	for _, p := range s.Pods {
 		e.UpsertPod(p)
 	}
+	for _, n := range s.Nodes {
+		e.UpsertNode(n)
+	}
 	for _, np := range s.Policies {
 		e.UpsertPolicy(np)
+	}
+	for _, cnp := range s.ClusterPolicies {
+		e.UpsertClusterPolicy(cnp)
 	}
 	return e.State().Clone()
 }

@@ -18,6 +18,10 @@ import (
 const (
 	PauseImage   = "registry.k8s.io/pause:3.10.1"
 	AgnhostImage = "registry.k8s.io/e2e-test-images/agnhost:2.59"
+	// ConformanceAgnhostImage is the tag the network-policy-api
+	// conformance manifests name: the same agnhost, plus a /bin/bash shim
+	// (test/images/shellshim) for their `/bin/bash -c` commands.
+	ConformanceAgnhostImage = "registry.k8s.io/e2e-test-images/agnhost:2.45"
 )
 
 // TestImages builds the pause and agnhost image tarballs into dir, from
@@ -29,10 +33,13 @@ func TestImages(root, toolsDir, dir string) ([]string, error) {
 		return nil, err
 	}
 	pause := filepath.Join(dir, "pause")
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", pause, "./test/images/pause")
-	cmd.Dir, cmd.Env = root, append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("build pause: %v: %s", err, out)
+	shell := filepath.Join(dir, "bash")
+	for bin, pkg := range map[string]string{pause: "./test/images/pause", shell: "./test/images/shellshim"} {
+		cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", bin, pkg)
+		cmd.Dir, cmd.Env = root, append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("build %s: %v: %s", pkg, err, out)
+		}
 	}
 	agnhost := filepath.Join(toolsDir, "agnhost")
 	if _, err := os.Stat(agnhost); err != nil {
@@ -42,19 +49,27 @@ func TestImages(root, toolsDir, dir string) ([]string, error) {
 		file, ref, bin string
 		entrypoint     []string
 		cmd            []string
+		extra          map[string]string
 	}{
-		{"pause.tar", PauseImage, pause, []string{"/pause"}, nil},
+		{"pause.tar", PauseImage, pause, []string{"/pause"}, nil, nil},
 		// As upstream's agnhost image: the binary at /agnhost, pause by default.
-		{"agnhost.tar", AgnhostImage, agnhost, []string{"/agnhost"}, []string{"pause"}},
+		{"agnhost.tar", AgnhostImage, agnhost, []string{"/agnhost"}, []string{"pause"}, nil},
+		{"agnhost-conformance.tar", ConformanceAgnhostImage, agnhost, []string{"/agnhost"}, []string{"pause"}, map[string]string{"/bin/bash": shell}},
 	}
 	var files []string
 	for _, im := range images {
 		file := filepath.Join(dir, im.file)
 		files = append(files, file)
-		if newer(file, im.bin) {
+		content := map[string]string{"/" + filepath.Base(im.bin): im.bin}
+		fresh := newer(file, im.bin)
+		for p, src := range im.extra {
+			content[p] = src
+			fresh = fresh && newer(file, src)
+		}
+		if fresh {
 			continue
 		}
-		if err := writeImage(file, im.ref, map[string]string{"/" + filepath.Base(im.bin): im.bin}, im.entrypoint, im.cmd); err != nil {
+		if err := writeImage(file, im.ref, content, im.entrypoint, im.cmd); err != nil {
 			return nil, fmt.Errorf("image %s: %w", im.ref, err)
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	cnpv1 "sigs.k8s.io/network-policy-api/apis/v1beta1"
 
 	"github.com/open-acn/acn/npm/policy"
 	"github.com/open-acn/acn/npm/translate"
@@ -33,8 +34,11 @@ type Expect struct {
 
 // Case is one cluster state and the decisions the kernel must make.
 type Case struct {
-	Name     string
-	Policies []*networkingv1.NetworkPolicy
+	Name            string
+	Policies        []*networkingv1.NetworkPolicy
+	ClusterPolicies []*cnpv1.ClusterNetworkPolicy
+	// NoOracle says why the oracle cannot check the case's table ("": it can).
+	NoOracle string
 	Expect   []Expect
 }
 
@@ -151,7 +155,7 @@ var BasicExpect = []Expect{
 // Cases is the shared table: every semantic of the NPM core issue that a
 // kernel must enforce, in both families.
 func Cases() []Case {
-	return []Case{
+	return append([]Case{
 		{Name: "named-port-udp-sctp-ipblock-egress", Policies: BasicPolicies(), Expect: BasicExpect},
 		{Name: "default-deny-ingress-namespace",
 			Policies: []*networkingv1.NetworkPolicy{np("a", "deny", networkingv1.NetworkPolicySpec{PolicyTypes: ingressOnly})},
@@ -262,5 +266,5 @@ func Cases() []Case {
 				},
 			})},
 			Expect: []Expect{{2, 0, sctpP, 80, true}, {-1, 0, sctpP, 80, true}, {2, 0, udpP, 53, true}, {2, 0, tcpP, 80, false}, {1, 0, tcpP, 81, false}}},
-	}
+	}, ClusterCases()...)
 }

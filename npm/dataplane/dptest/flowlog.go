@@ -22,8 +22,9 @@ var FlowLogTest = dataplane.FlowLog{Group: 77, Rate: 10000, Burst: 10000}
 
 // ExpectedLogs are the flow-log IDs the kernel must log for the first
 // packet of a connection, from State.Evaluate's explanation: the egress
-// decision at the source (its allowing rule, or its group's default deny)
-// when the source's policies log that verdict, then — only if egress
+// decision at the source (the deciding ClusterNetworkPolicy rule, its
+// allowing rule, or its group's default deny) when the deciding policy —
+// for a default deny, one of the NetworkPolicies — logs that verdict, then — only if egress
 // allowed it — the ingress decision at the destination likewise.
 func ExpectedLogs(st *policy.State, p policy.Packet) []string {
 	v := st.Evaluate(p)
@@ -32,6 +33,17 @@ func ExpectedLogs(st *policy.State, p policy.Packet) []string {
 		d  policy.Direction
 		dv policy.DirVerdict
 	}{{policy.Egress, v.Egress}, {policy.Ingress, v.Ingress}} {
+		if pol := st.Policies[dv.dv.Policy]; pol != nil && pol.Tier.Cluster() {
+			// a ClusterNetworkPolicy rule decided (a Baseline Pass: the
+			// default allow, attributed to that rule)
+			if allow, ok := flowlog.Logged(pol, pol.Rules(dv.d)[dv.dv.Rule].Action); ok {
+				out = append(out, flowlog.PolicyRuleID(pol, dv.d, dv.dv.Rule, allow))
+			}
+			if !dv.dv.Allowed {
+				break
+			}
+			continue
+		}
 		if !dv.dv.Isolated {
 			continue
 		}
@@ -43,7 +55,7 @@ func ExpectedLogs(st *policy.State, p policy.Packet) []string {
 		}
 		deny := false
 		for _, k := range dv.dv.Policies {
-			if pol := st.Policies[k]; pol != nil && pol.FlowLog.Deny() {
+			if pol := st.Policies[k]; pol != nil && !pol.Tier.Cluster() && pol.FlowLog.Deny() {
 				deny = true
 			}
 		}
@@ -70,10 +82,15 @@ func RunTracedFlowLog(t *testing.T, newT NewTraced, trace func(policy.Packet) (b
 	tr := newT(t)
 	ctx := context.Background()
 	r := rand.New(rand.NewSource(seed))
+	rc := rand.New(rand.NewSource(seed + 1))
 	checked, logged := 0, 0
 	eng := translate.NewEngine(translate.Options{NodeName: NodeName, FlowLog: policy.FlowLogAll})
 	for c := 0; c < worlds; c++ {
 		w := translatetest.Random(r, translatetest.PropertyConfig(pods))
+		// ClusterNetworkPolicies (logged in the default mode, all) from a
+		// generator of their own, so the NetworkPolicy worlds of a seed
+		// stay what they were.
+		w.ClusterPolicies = translatetest.RandomCluster(rc, translatetest.ClusterConfig{Policies: 3, Networks: translatetest.PropertyConfig(pods).CIDRs})
 		LoadFlowLogWorld(eng, r, w, flowLogModes)
 		ch := eng.TakeChanges()
 		if c%2 == 0 {
@@ -128,7 +145,7 @@ func RunGoldenFlowLog(t *testing.T, newT NewTraced) {
 
 // LoadFlowLogWorld puts world w into eng in place of the previous one:
 // its namespaces, each annotated with a flow-log mode drawn from modes
-// ("" leaves it unannotated), its pods, and its policies, deleting the
+// ("" leaves it unannotated), its pods, its NetworkPolicies and ClusterNetworkPolicies, deleting the
 // policies w no longer has.
 func LoadFlowLogWorld(eng *translate.Engine, r *rand.Rand, w translatetest.World, modes []string) {
 	for _, n := range w.Namespaces {
@@ -146,10 +163,19 @@ func LoadFlowLogWorld(eng *translate.Engine, r *rand.Rand, w translatetest.World
 		eng.UpsertPolicy(p)
 		keep[p.Namespace+"/"+p.Name] = true
 	}
+	for _, p := range w.ClusterPolicies {
+		eng.UpsertClusterPolicy(p)
+		keep[policy.ClusterPolicyKey(p.Name)] = true
+	}
 	for k := range eng.State().Policies {
-		if !keep[k] {
-			ns, name, _ := strings.Cut(k, "/")
-			eng.DeletePolicy(ns, name)
+		if keep[k] {
+			continue
 		}
+		if name, ok := strings.CutPrefix(k, policy.ClusterPolicyKeyPrefix); ok {
+			eng.DeleteClusterPolicy(name)
+			continue
+		}
+		ns, name, _ := strings.Cut(k, "/")
+		eng.DeletePolicy(ns, name)
 	}
 }

@@ -87,7 +87,7 @@ func RunGolden(t *testing.T, newT NewTraced) {
 	for _, c := range Cases() {
 		t.Run(c.Name, func(t *testing.T) {
 			tr := newT(t)
-			e := tp.Engine(c.Policies...)
+			e := tp.EngineFor(c)
 			if err := tr.Dataplane.Apply(context.Background(), e.State(), nil); err != nil {
 				t.Fatal(err)
 			}
@@ -126,6 +126,7 @@ func RunTracedProperty(t *testing.T, newT NewTraced, worlds int, seed int64) int
 	tr := newT(t)
 	ctx := context.Background()
 	r := rand.New(rand.NewSource(seed))
+	rc := rand.New(rand.NewSource(seed + 1))
 	checked := 0
 	eng := translate.NewEngine(translate.Options{NodeName: NodeName})
 	for c := 0; c < worlds; c++ {
@@ -142,11 +143,22 @@ func RunTracedProperty(t *testing.T, newT NewTraced, worlds int, seed int64) int
 			eng.UpsertPolicy(p)
 			keep[p.Namespace+"/"+p.Name] = true
 		}
+		// ClusterNetworkPolicies from a generator of their own, so the
+		// NetworkPolicy worlds of a seed stay what they were.
+		for _, p := range translatetest.RandomCluster(rc, translatetest.ClusterConfig{Policies: 4, Networks: translatetest.PropertyConfig(pods).CIDRs}) {
+			eng.UpsertClusterPolicy(p)
+			keep[policy.ClusterPolicyKey(p.Name)] = true
+		}
 		for k := range eng.State().Policies {
-			if !keep[k] {
-				ns, name, _ := strings.Cut(k, "/")
-				eng.DeletePolicy(ns, name)
+			if keep[k] {
+				continue
 			}
+			if name, ok := strings.CutPrefix(k, policy.ClusterPolicyKeyPrefix); ok {
+				eng.DeleteClusterPolicy(name)
+				continue
+			}
+			ns, name, _ := strings.Cut(k, "/")
+			eng.DeletePolicy(ns, name)
 		}
 		ch := eng.TakeChanges()
 		if full {

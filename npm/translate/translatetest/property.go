@@ -85,5 +85,9 @@ func (w World) String() string {
 		spec, _ := json.Marshal(p.Spec) // not %+v: it prints pointers
 		fmt.Fprintf(&b, "policy %s/%s %s\n", p.Namespace, p.Name, spec)
 	}
+	for _, p := range w.ClusterPolicies {
+		spec, _ := json.Marshal(p.Spec)
+		fmt.Fprintf(&b, "clusternetworkpolicy %s %s\n", p.Name, spec)
+	}
 	return b.String()
 }

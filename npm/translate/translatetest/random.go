@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	cnpv1 "sigs.k8s.io/network-policy-api/apis/v1beta1"
 )
 
 // World is a random cluster.
@@ -19,6 +20,8 @@ type World struct {
 	Namespaces []*corev1.Namespace
 	Pods       []*corev1.Pod
 	Policies   []*networkingv1.NetworkPolicy
+	// ClusterPolicies: RandomCluster's, when a test adds them.
+	ClusterPolicies []*cnpv1.ClusterNetworkPolicy
 }
 
 // Config shapes a random world.

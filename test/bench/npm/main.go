@@ -37,6 +37,7 @@ import (
 	"github.com/open-acn/acn/internal/scaleworld"
 	"github.com/open-acn/acn/npm/dataplane"
 	"github.com/open-acn/acn/npm/translate"
+	cnpv1 "sigs.k8s.io/network-policy-api/apis/v1beta1"
 )
 
 var (
@@ -51,6 +52,7 @@ var (
 	connRounds = flag.Int("conn-rounds", 9, "alternated with/without-policy connection-rate runs (medians reported)")
 	mode       = flag.String("backend", "", "iptables dataplane: backend nft, legacy or empty to detect")
 	trace      = flag.Bool("trace", false, "iptables dataplane: print the duration of every tool invocation")
+	cnps       = flag.Int("cluster-policies", 100, "ClusterNetworkPolicies of the second pass (0: none): cold programming and events at -local pods beside the rows without them")
 	cpuprof    = flag.String("cpuprofile", "", "CPU profiles to FILE.<dataplane>.cold.<local pods> (cold programming) and FILE.<dataplane>.events (incremental events)")
 )
 
@@ -147,6 +149,9 @@ func run(ctx context.Context, b *bench, add adder) {
 				addL("npm_event_"+k.name+"_to_kernel_p99", benchfmt.Percentile(lat[k.name], 99), "ms", "event", k.what, "target", "<=50")
 			}
 		}
+		if nLocal == *local && *cnps > 0 {
+			clusterPass(ctx, b, w, addL)
+		}
 		t2 := time.Now()
 		n, err := d.Reconcile(ctx)
 		if err != nil {
@@ -229,6 +234,17 @@ var eventKinds = []struct{ name, what string }{
 // incremental measures event → kernel: the engine update plus the Apply of
 // its changes, returned. n events of each kind, interleaved.
 func incremental(ctx context.Context, e *translate.Engine, d dataplane.Dataplane, w *scaleworld.World, n int) map[string][]float64 {
+	return incrementalWith(ctx, e, d, w, n, nil)
+}
+
+// incrementalWith is incremental plus, when cnps is set, a fifth kind:
+// a ClusterNetworkPolicy's priority moves and its first rule's action
+// flips (Deny/Pass).
+func incrementalWith(ctx context.Context, e *translate.Engine, d dataplane.Dataplane, w *scaleworld.World, n int, cnps []*cnpv1.ClusterNetworkPolicy) map[string][]float64 {
+	kinds := eventKinds
+	if cnps != nil {
+		kinds = append(append([]struct{ name, what string }(nil), eventKinds...), cnpEventKind)
+	}
 	r := rand.New(rand.NewSource(1))
 	var locals []*corev1.Pod
 	for _, p := range w.Pods {
@@ -238,8 +254,25 @@ func incremental(ctx context.Context, e *translate.Engine, d dataplane.Dataplane
 	}
 	lat := map[string][]float64{}
 	next := *pods
-	for i := 0; i < n*len(eventKinds); i++ {
-		kind := eventKinds[i%len(eventKinds)].name
+	for i := 0; i < n*len(kinds); i++ {
+		kind := kinds[i%len(kinds)].name
+		if kind == cnpEventKind.name {
+			c := cnps[r.Intn(len(cnps))].DeepCopy()
+			c.Spec.Priority = int32(len(cnps) + i)
+			for j := range c.Spec.Ingress[:min(1, len(c.Spec.Ingress))] {
+				c.Spec.Ingress[j].Action = flip(c.Spec.Ingress[j].Action)
+			}
+			for j := range c.Spec.Egress[:min(1, len(c.Spec.Egress))] {
+				c.Spec.Egress[j].Action = flip(c.Spec.Egress[j].Action)
+			}
+			t0 := time.Now()
+			e.UpsertClusterPolicy(c)
+			if err := d.Apply(ctx, e.State(), e.TakeChanges()); err != nil {
+				die(err)
+			}
+			lat[kind] = append(lat[kind], ms(time.Since(t0)))
+			continue
+		}
 		name, ip := fmt.Sprintf("new%d", i), scaleworld.PodIP(next)
 		var p *corev1.Pod
 		switch kind {
@@ -380,4 +413,53 @@ func connRate(ctx context.Context, b *bench) (bare, base, with float64) {
 	}
 	_ = d.Cleanup(ctx)
 	return bare, benchfmt.Percentile(bs, 50), benchfmt.Percentile(ws, 50)
+}
+
+var cnpEventKind = struct{ name, what string }{"cnp_update", "a ClusterNetworkPolicy's priority and first rule's action change"}
+
+func flip(a cnpv1.ClusterNetworkPolicyRuleAction) cnpv1.ClusterNetworkPolicyRuleAction {
+	if a == cnpv1.ClusterNetworkPolicyRuleActionDeny {
+		return cnpv1.ClusterNetworkPolicyRuleActionPass
+	}
+	return cnpv1.ClusterNetworkPolicyRuleActionDeny
+}
+
+// clusterPass programs the same world plus -cluster-policies
+// ClusterNetworkPolicies (scaleworld.ClusterPolicies) into a fresh node
+// and measures cold programming and event → kernel, rows npm_cnp_* with
+// param cluster_policies, beside the rows of the world without them.
+func clusterPass(ctx context.Context, b *bench, w *scaleworld.World, add adder) {
+	cps := scaleworld.ClusterPolicies(*cnps)
+	n := fmt.Sprint(len(cps))
+	addC := func(name string, v float64, unit string, kv ...string) {
+		add(name, v, unit, append([]string{"cluster_policies", n}, kv...)...)
+	}
+	t0 := time.Now()
+	e := translate.NewEngine(translate.Options{NodeName: node})
+	feed(e, w)
+	for _, c := range cps {
+		e.UpsertClusterPolicy(c)
+	}
+	tTranslate := time.Since(t0)
+	st := e.State()
+	e.TakeChanges()
+	ns := mustNS(b.name + "-cnp")
+	defer func() { _ = ns.Delete() }()
+	d := b.newDP(ctx, ns)
+	t1 := time.Now()
+	if err := d.Apply(ctx, st, nil); err != nil {
+		die(err)
+	}
+	tApply := time.Since(t1)
+	addC("npm_cnp_translate_full", ms(tTranslate), "ms")
+	addC("npm_cnp_cold_program", ms(tApply), "ms", append([]string{"target", b.coldTarget}, b.coldParams(d)...)...)
+	b.counts(ctx, ns, func(name string, v float64, unit string, kv ...string) {
+		addC("npm_cnp_"+strings.TrimPrefix(name, "npm_"), v, unit, kv...)
+	})
+	lat := incrementalWith(ctx, e, d, w, *events, cps)
+	for _, k := range append(append([]struct{ name, what string }(nil), eventKinds...), cnpEventKind) {
+		addC("npm_cnp_event_"+k.name+"_to_kernel_p50", benchfmt.Percentile(lat[k.name], 50), "ms", "event", k.what)
+		addC("npm_cnp_event_"+k.name+"_to_kernel_p99", benchfmt.Percentile(lat[k.name], 99), "ms", "event", k.what, "target", "<=50")
+	}
+	_ = d.Cleanup(ctx)
 }
