@@ -12,6 +12,8 @@ import (
 	cnpv1 "sigs.k8s.io/network-policy-api/apis/v1beta1"
 	cnpclient "sigs.k8s.io/network-policy-api/pkg/client/clientset/versioned"
 	cnpinformers "sigs.k8s.io/network-policy-api/pkg/client/informers/externalversions"
+
+	"github.com/open-acn/acn/npm/flowlog"
 )
 
 // ClusterNetworkPolicies (policy.networking.k8s.io/v1beta1, the newest API
@@ -110,10 +112,15 @@ func (d *Daemon) translateNode(name string, obj interface{}) {
 	d.engine.DeleteNode(name)
 }
 
-// slimClusterPolicy drops what translation never reads.
+// slimClusterPolicy drops what translation never reads: every annotation
+// but the flow-log one.
 func slimClusterPolicy(obj interface{}) (interface{}, error) {
 	if p, ok := obj.(*cnpv1.ClusterNetworkPolicy); ok {
+		v, logged := p.Annotations[flowlog.Annotation]
 		p.ManagedFields, p.Annotations = nil, nil
+		if logged {
+			p.Annotations = map[string]string{flowlog.Annotation: v}
+		}
 		p.Status = cnpv1.ClusterNetworkPolicyStatus{}
 	}
 	return obj, nil
@@ -129,6 +136,7 @@ func (d *Daemon) translateClusterPolicy(name string, obj interface{}) {
 		d.engine.DeleteClusterPolicy(name)
 		return
 	}
+	d.checkFlowLogAnnotation(kindClusterPolicy, p.Name, p.Annotations)
 	if problems := d.engine.UpsertClusterPolicy(p); len(problems) > 0 {
 		d.metrics.invalidResources.WithLabelValues(kindClusterPolicy).Inc()
 	}

@@ -711,7 +711,7 @@ func (d *Daemon) translateKey(key string) translated {
 		}
 	case kindNamespace:
 		if n, ok := obj.(*corev1.Namespace); tr.present && ok {
-			d.checkFlowLogAnnotation(n)
+			d.checkFlowLogAnnotation(kindNamespace, n.Name, n.Annotations)
 			d.engine.UpsertNamespace(n)
 		} else {
 			d.engine.DeleteNamespace(name)

@@ -5,7 +5,6 @@ import (
 	"net/netip"
 
 	"go.uber.org/zap"
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/open-acn/acn/npm/config"
@@ -72,12 +71,13 @@ func (d *Daemon) startFlowLog() (*flowlog.Recorder, error) {
 }
 
 // checkFlowLogAnnotation logs and counts a malformed flow-log annotation
-// (the engine leaves such a namespace at the default).
-func (d *Daemon) checkFlowLogAnnotation(ns *corev1.Namespace) {
-	if _, err := flowlog.NamespaceMode(ns.Annotations, flowLogDefault(d.cfg)); err != nil {
+// of a namespace or ClusterNetworkPolicy (the engine leaves such an object
+// at the default).
+func (d *Daemon) checkFlowLogAnnotation(kind, name string, annotations map[string]string) {
+	if _, err := flowlog.Mode(annotations, flowLogDefault(d.cfg)); err != nil {
 		d.metrics.invalidAnnotations.Inc()
-		d.log.Warn("namespace flow-log annotation ignored; the namespace keeps flowLog.default",
-			zap.String("namespace", ns.Name), zap.String("default", d.cfg.FlowLog.Default), zap.Error(err))
+		d.log.Warn("flow-log annotation ignored; the object keeps flowLog.default",
+			zap.String("kind", kind), zap.String("name", name), zap.String("default", d.cfg.FlowLog.Default), zap.Error(err))
 	}
 }
 

@@ -68,7 +68,7 @@ func newMetrics() *metrics {
 		invalidResources: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "npm", Name: "invalid_objects_total",
 			Help: "Objects the informers delivered that could not be decoded."}, []string{"kind"}),
 	}
-	m.invalidAnnotations = c("flow_log_invalid_annotations_total", "Namespace flow-log annotations that could not be parsed (the namespace keeps flowLog.default).")
+	m.invalidAnnotations = c("flow_log_invalid_annotations_total", "Flow-log annotations of namespaces and ClusterNetworkPolicies that could not be parsed (the object keeps flowLog.default).")
 	r.MustRegister(m.applyLatency, m.enforceLatency, m.events, m.invalidResources)
 	return m
 }

@@ -12,8 +12,9 @@ import (
 	"github.com/open-acn/acn/npm/policy"
 )
 
-// Annotation opts a namespace in or out: "deny", "allow", "allow,deny"
-// (= "all") or "none". A namespace without it gets flowLog.default.
+// Annotation opts a namespace or a ClusterNetworkPolicy in or out: "deny",
+// "allow", "allow,deny" (= "all") or "none". An object without it gets
+// flowLog.default.
 const Annotation = "npm.open-acn.io/flow-log"
 
 // ParseDefault parses the config default: none, deny or all.
@@ -53,9 +54,10 @@ func ParseAnnotation(s string) (policy.FlowLog, error) {
 	return f, nil
 }
 
-// NamespaceMode is the mode of a namespace with these annotations: the
-// annotation's, or def when it is absent or malformed (err says why).
-func NamespaceMode(annotations map[string]string, def policy.FlowLog) (policy.FlowLog, error) {
+// Mode is the mode of a namespace or ClusterNetworkPolicy with these
+// annotations: the annotation's, or def when it is absent or malformed
+// (err says why).
+func Mode(annotations map[string]string, def policy.FlowLog) (policy.FlowLog, error) {
 	v, ok := annotations[Annotation]
 	if !ok {
 		return def, nil

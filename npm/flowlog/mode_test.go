@@ -29,10 +29,10 @@ func TestParseAnnotation(t *testing.T) {
 		}
 	}
 	def := policy.FlowLogDeny
-	if m, err := NamespaceMode(nil, def); m != def || err != nil {
+	if m, err := Mode(nil, def); m != def || err != nil {
 		t.Errorf("no annotation: %v %v", m, err)
 	}
-	if m, err := NamespaceMode(map[string]string{Annotation: "bogus"}, def); m != def || err == nil {
+	if m, err := Mode(map[string]string{Annotation: "bogus"}, def); m != def || err == nil {
 		t.Errorf("malformed annotation: %v %v, want the default and an error", m, err)
 	}
 	for _, s := range []string{"none", "deny", "all"} {

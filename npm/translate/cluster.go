@@ -9,6 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	cnpv1 "sigs.k8s.io/network-policy-api/apis/v1beta1"
 
+	"github.com/open-acn/acn/npm/flowlog"
 	"github.com/open-acn/acn/npm/policy"
 )
 
@@ -331,9 +332,10 @@ func (e *Engine) UpsertClusterPolicy(cnp *cnpv1.ClusterNetworkPolicy) []string {
 			e.log.Error("cluster network policy rule failed closed", zap.String("policy", key), zap.String("tier", string(cnp.Spec.Tier)), zap.String("reason", p))
 		}
 	}
-	// A cluster-scoped policy has no namespace annotation: it logs in the
-	// node's default flow-log mode (flowLog.default).
-	c.pol.FlowLog = e.opts.FlowLog
+	// A cluster-scoped policy has no namespace: its own annotation, set by
+	// the administrator who owns it, decides what it logs, else
+	// flowLog.default (a malformed one: the daemon logs and counts it).
+	c.pol.FlowLog, _ = flowlog.Mode(cnp.Annotations, e.opts.FlowLog)
 	e.install(key, c, sels)
 	return problems
 }

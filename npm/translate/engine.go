@@ -198,8 +198,8 @@ func (e *Engine) UpsertNamespace(ns *corev1.Namespace) {
 	}
 	l[NamespaceNameLabel] = ns.Name
 	// A malformed annotation leaves the namespace at the default; the
-	// daemon logs and counts it (flowlog.NamespaceMode's error).
-	fl, _ := flowlog.NamespaceMode(ns.Annotations, e.opts.FlowLog)
+	// daemon logs and counts it (flowlog.Mode's error).
+	fl, _ := flowlog.Mode(ns.Annotations, e.opts.FlowLog)
 	e.setFlowLog(n, fl)
 	changed := !n.known || !labels.Equals(l, n.labels)
 	n.known = true

@@ -4,6 +4,8 @@ import (
 	"testing"
 
 	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	cnpv1 "sigs.k8s.io/network-policy-api/apis/v1beta1"
 
 	"github.com/open-acn/acn/npm/flowlog"
 	"github.com/open-acn/acn/npm/policy"
@@ -52,4 +54,37 @@ func TestFlowLogFollowsNamespace(t *testing.T) {
 	want("none", policy.FlowLogNone, policy.FlowLogDeny, "a/p")
 	e.DeleteNamespace("a")
 	want("namespace deleted", policy.FlowLogDeny, policy.FlowLogDeny, "a/p")
+}
+
+// TestFlowLogFollowsClusterPolicyAnnotation: a ClusterNetworkPolicy logs
+// by its own annotation (its administrator's choice), else by the default;
+// a malformed one falls back to the default.
+func TestFlowLogFollowsClusterPolicyAnnotation(t *testing.T) {
+	e := NewEngine(Options{NodeName: "n1", FlowLog: policy.FlowLogDeny})
+	cnp := &cnpv1.ClusterNetworkPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "guard"},
+		Spec: cnpv1.ClusterNetworkPolicySpec{
+			Tier: cnpv1.AdminTier, Priority: 10,
+			Subject: cnpv1.ClusterNetworkPolicySubject{Namespaces: &metav1.LabelSelector{}},
+		},
+	}
+	for _, c := range []struct {
+		annotation string // "-": none
+		want       policy.FlowLog
+	}{
+		{"-", policy.FlowLogDeny},
+		{"all", policy.FlowLogAll},
+		{"allow", policy.FlowLogAllow},
+		{"none", policy.FlowLogNone},
+		{"sometimes", policy.FlowLogDeny},
+	} {
+		p := cnp.DeepCopy()
+		if c.annotation != "-" {
+			p.Annotations = map[string]string{flowlog.Annotation: c.annotation}
+		}
+		e.UpsertClusterPolicy(p)
+		if got := e.State().Policies[policy.ClusterPolicyKey("guard")].FlowLog; got != c.want {
+			t.Errorf("annotation %q: flow log %v, want %v", c.annotation, got, c.want)
+		}
+	}
 }
