@@ -25,9 +25,9 @@ const (
 	// ConformanceBinary is the test binary's name in the tools directory.
 	ConformanceBinary = "npapi-conformance.test"
 	// ConformanceFeatures: the standard channel (ClusterNetworkPolicy)
-	// and the experimental feature azure-npm implements (named ports;
-	// node peers are not implemented).
-	ConformanceFeatures = "ClusterNetworkPolicy,ClusterNetworkPolicyNamedPorts"
+	// and the experimental features azure-npm implements (named ports,
+	// egress to node peers).
+	ConformanceFeatures = "ClusterNetworkPolicy,ClusterNetworkPolicyNamedPorts,ClusterNetworkPolicyEgressNodePeers"
 	// ConformanceSkip leaves out the SCTP tests: this kernel has no SCTP
 	// sockets, so their servers cannot listen. Other tests probe SCTP too;
 	// ParseGoTest counts those failing only on SCTP probes apart.
