@@ -6,8 +6,9 @@ import (
 	"context"
 	"math/rand"
 	"slices"
-	"strings"
 	"testing"
+
+	corev1 "k8s.io/api/core/v1"
 
 	"github.com/open-acn/acn/npm/dataplane"
 	"github.com/open-acn/acn/npm/flowlog"
@@ -143,39 +144,17 @@ func RunGoldenFlowLog(t *testing.T, newT NewTraced) {
 	Golden(t, "golden/flowlog.txt", tr.Dump())
 }
 
-// LoadFlowLogWorld puts world w into eng in place of the previous one:
-// its namespaces, each annotated with a flow-log mode drawn from modes
-// ("" leaves it unannotated), its pods, its NetworkPolicies and ClusterNetworkPolicies, deleting the
-// policies w no longer has.
+// LoadFlowLogWorld is LoadWorld with each of w's namespaces annotated
+// with a flow-log mode drawn from modes ("" leaves it unannotated).
 func LoadFlowLogWorld(eng *translate.Engine, r *rand.Rand, w translatetest.World, modes []string) {
-	for _, n := range w.Namespaces {
+	annotated := make([]*corev1.Namespace, len(w.Namespaces))
+	for i, n := range w.Namespaces {
 		n = n.DeepCopy()
 		if m := modes[r.Intn(len(modes))]; m != "" {
 			n.Annotations = map[string]string{flowlog.Annotation: m}
 		}
-		eng.UpsertNamespace(n)
+		annotated[i] = n
 	}
-	for _, p := range w.Pods {
-		eng.UpsertPod(p)
-	}
-	keep := map[string]bool{}
-	for _, p := range w.Policies {
-		eng.UpsertPolicy(p)
-		keep[p.Namespace+"/"+p.Name] = true
-	}
-	for _, p := range w.ClusterPolicies {
-		eng.UpsertClusterPolicy(p)
-		keep[policy.ClusterPolicyKey(p.Name)] = true
-	}
-	for k := range eng.State().Policies {
-		if keep[k] {
-			continue
-		}
-		if name, ok := strings.CutPrefix(k, policy.ClusterPolicyKeyPrefix); ok {
-			eng.DeleteClusterPolicy(name)
-			continue
-		}
-		ns, name, _ := strings.Cut(k, "/")
-		eng.DeletePolicy(ns, name)
-	}
+	w.Namespaces = annotated
+	LoadWorld(eng, w)
 }

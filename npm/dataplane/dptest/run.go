@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -351,23 +350,7 @@ func RunProperty(t *testing.T, newDP NewDataplane, o Options) {
 			eng = translate.NewEngine(translate.Options{NodeName: NodeName})
 		}
 		// The engine moves to the new world (incrementally, on odd cases).
-		for _, n := range w.Namespaces {
-			eng.UpsertNamespace(n)
-		}
-		for _, p := range w.Pods {
-			eng.UpsertPod(p)
-		}
-		keep := map[string]bool{}
-		for _, p := range w.Policies {
-			eng.UpsertPolicy(p)
-			keep[p.Namespace+"/"+p.Name] = true
-		}
-		for k := range eng.State().Policies {
-			if !keep[k] {
-				ns, name, _ := strings.Cut(k, "/")
-				eng.DeletePolicy(ns, name)
-			}
-		}
+		LoadWorld(eng, w)
 		if full {
 			eng.TakeChanges()
 		} else if err := d.Apply(ctx, eng.State(), eng.TakeChanges()); err != nil {

@@ -132,34 +132,10 @@ func RunTracedProperty(t *testing.T, newT NewTraced, worlds int, seed int64) int
 	for c := 0; c < worlds; c++ {
 		w := translatetest.Random(r, translatetest.PropertyConfig(pods))
 		full := c%2 == 0
-		for _, n := range w.Namespaces {
-			eng.UpsertNamespace(n)
-		}
-		for _, p := range w.Pods {
-			eng.UpsertPod(p)
-		}
-		keep := map[string]bool{}
-		for _, p := range w.Policies {
-			eng.UpsertPolicy(p)
-			keep[p.Namespace+"/"+p.Name] = true
-		}
 		// ClusterNetworkPolicies from a generator of their own, so the
 		// NetworkPolicy worlds of a seed stay what they were.
-		for _, p := range translatetest.RandomCluster(rc, translatetest.ClusterConfig{Policies: 4, Networks: translatetest.PropertyConfig(pods).CIDRs}) {
-			eng.UpsertClusterPolicy(p)
-			keep[policy.ClusterPolicyKey(p.Name)] = true
-		}
-		for k := range eng.State().Policies {
-			if keep[k] {
-				continue
-			}
-			if name, ok := strings.CutPrefix(k, policy.ClusterPolicyKeyPrefix); ok {
-				eng.DeleteClusterPolicy(name)
-				continue
-			}
-			ns, name, _ := strings.Cut(k, "/")
-			eng.DeletePolicy(ns, name)
-		}
+		w.ClusterPolicies = translatetest.RandomCluster(rc, translatetest.ClusterConfig{Policies: 4, Networks: translatetest.PropertyConfig(pods).CIDRs})
+		LoadWorld(eng, w)
 		ch := eng.TakeChanges()
 		if full {
 			ch = nil
