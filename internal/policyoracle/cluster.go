@@ -54,22 +54,8 @@ type ClusterOracle struct {
 
 // NewCluster builds the oracle over a world.
 func NewCluster(namespaces []*corev1.Namespace, pods []*corev1.Pod, nps []*networkingv1.NetworkPolicy, cnps []*cnpv1.ClusterNetworkPolicy) *ClusterOracle {
-	o := &ClusterOracle{nps: suffixNamedPorts(CorrectInput(nps)), ns: map[string]map[string]string{}, byIP: map[string]*corev1.Pod{}}
-	for _, n := range namespaces {
-		l := map[string]string{NamespaceNameLabel: n.Name}
-		for k, v := range n.Labels {
-			l[k] = v
-		}
-		o.ns[n.Name] = l
-	}
-	for _, p := range pods {
-		for _, ip := range p.Status.PodIPs {
-			o.byIP[ip.IP] = p
-		}
-		if p.Status.PodIP != "" {
-			o.byIP[p.Status.PodIP] = p
-		}
-	}
+	o := &ClusterOracle{nps: suffixNamedPorts(CorrectInput(nps))}
+	o.ns, o.byIP = indexWorld(namespaces, pods)
 	sorted := append([]*cnpv1.ClusterNetworkPolicy(nil), cnps...)
 	sort.SliceStable(sorted, func(i, j int) bool {
 		a, b := sorted[i], sorted[j]

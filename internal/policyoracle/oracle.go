@@ -100,23 +100,31 @@ type Oracle struct {
 
 // New builds an oracle over namespaces, pods (with IPs) and policies.
 func New(namespaces []*corev1.Namespace, pods []*corev1.Pod, policies []*networkingv1.NetworkPolicy) *Oracle {
-	o := &Oracle{m: matcher.BuildNetworkPolicies(false, CorrectInput(policies)), ns: map[string]map[string]string{}, byIP: map[string]*corev1.Pod{}}
+	o := &Oracle{m: matcher.BuildNetworkPolicies(false, CorrectInput(policies))}
+	o.ns, o.byIP = indexWorld(namespaces, pods)
+	return o
+}
+
+// indexWorld indexes namespaces' labels (with the name label the oracle
+// matches namespaceSelectors on) and pods by each of their IPs.
+func indexWorld(namespaces []*corev1.Namespace, pods []*corev1.Pod) (map[string]map[string]string, map[string]*corev1.Pod) {
+	ns, byIP := map[string]map[string]string{}, map[string]*corev1.Pod{}
 	for _, n := range namespaces {
 		l := map[string]string{NamespaceNameLabel: n.Name}
 		for k, v := range n.Labels {
 			l[k] = v
 		}
-		o.ns[n.Name] = l
+		ns[n.Name] = l
 	}
 	for _, p := range pods {
 		for _, ip := range p.Status.PodIPs {
-			o.byIP[ip.IP] = p
+			byIP[ip.IP] = p
 		}
 		if p.Status.PodIP != "" {
-			o.byIP[p.Status.PodIP] = p
+			byIP[p.Status.PodIP] = p
 		}
 	}
-	return o
+	return ns, byIP
 }
 
 func (o *Oracle) peer(ip string) *matcher.TrafficPeer {
