@@ -1,9 +1,11 @@
-// Package ipset manages the kernel ipsets of NPM with `ipset restore`:
-// every batch of creations and member changes is one `ipset restore`
-// invocation; sets whose members change wholesale are filled under a
-// temporary name and swapped in (`swap`), never flushed and refilled; sets
-// no longer referenced are destroyed in a separate, later step (after the
-// iptables rules that referenced them are gone).
+// Package ipset manages the kernel ipsets of NPM: every batch of
+// creations and member changes is one list of commands (ops.go), written
+// over netlink when it is small (a pod event's few members: no process at
+// all) and as one `ipset restore` when it is large (a full sync); sets
+// whose members change wholesale are filled under a temporary name and
+// swapped in (`swap`), never flushed and refilled; sets no longer
+// referenced are destroyed in a separate, later step (after the iptables
+// rules that referenced them are gone).
 //
 // The manager remembers what it programmed; Load reads the kernel's state
 // back (`ipset save`) so the next Sync repairs any drift and replaces a
@@ -61,6 +63,7 @@ type Set struct {
 type Manager struct {
 	Prefix string
 	run    dataplane.Runner
+	w      Writer // nil: every batch is an `ipset restore`
 	log    *zap.Logger
 	cur    map[string]*Set
 }
@@ -70,7 +73,7 @@ func New(run dataplane.Runner, log *zap.Logger, prefix string) *Manager {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &Manager{Prefix: prefix, run: run, log: log, cur: map[string]*Set{}}
+	return &Manager{Prefix: prefix, run: run, w: writerFor(run), log: log, cur: map[string]*Set{}}
 }
 
 // Current returns the programmed set (nil if none); do not modify it.
@@ -131,7 +134,7 @@ type Result struct {
 	Unreferenced                     []string
 }
 
-// Sync makes the kernel sets equal to desired in one `ipset restore`.
+// Sync makes the kernel sets equal to desired in one batch of commands.
 // Only the sets named in dirty are compared (nil: all). Managed sets that
 // are not desired are returned in Unreferenced for a later Destroy (after
 // the rules referencing them are gone); they are not touched now.
@@ -157,10 +160,10 @@ type SyncOptions struct {
 func (m *Manager) SyncOpts(ctx context.Context, desired map[string]*Set, o SyncOptions) (Result, error) {
 	dirty, hints := o.Dirty, o.Hints
 	var res Result
-	var b bytes.Buffer
+	var ops []Op
 	type memberOp struct {
-		rank      int
-		set, line string
+		rank int
+		op   Op
 	}
 	var adds, dels []memberOp
 	type pending struct {
@@ -189,7 +192,7 @@ func (m *Manager) SyncOpts(ctx context.Context, desired map[string]*Set, o SyncO
 			return res, fmt.Errorf("ipset %s exists as %s/%s, want %s/%s (name collision?)", n, have.Type, have.Family, want.Type, want.Family)
 		}
 		if have == nil {
-			fmt.Fprintf(&b, "create %s %s family %s maxelem %d -exist\n", n, want.Type, want.Family, MaxElem)
+			ops = append(ops, Op{Cmd: OpCreate, Set: n, Type: want.Type, Family: want.Family})
 			m.log.Info("ipset created", zap.String("set", n), zap.String("type", want.Type), zap.String("family", want.Family), zap.String("selector", want.Comment))
 			res.Created++
 			res.Changed++
@@ -200,7 +203,7 @@ func (m *Manager) SyncOpts(ctx context.Context, desired map[string]*Set, o SyncO
 				continue
 			}
 			for _, mem := range slices.Sorted(maps.Keys(want.Members)) {
-				adds = append(adds, memberOp{want.Rank, n, fmt.Sprintf("add %s %s -exist\n", n, mem)})
+				adds = append(adds, memberOp{want.Rank, Op{Cmd: OpAdd, Set: n, Member: mem}})
 				m.log.Info("ipset member added", zap.String("set", n), zap.String("member", mem), zap.String("selector", want.Comment))
 			}
 			res.Added += len(want.Members)
@@ -229,11 +232,11 @@ func (m *Manager) SyncOpts(ctx context.Context, desired map[string]*Set, o SyncO
 			// Wholesale change: fill a temporary set and swap it in, so the
 			// set is never seen half-updated or empty.
 			tmp := tmpName(want.Name)
-			fmt.Fprintf(&b, "create %s %s family %s maxelem %d -exist\nflush %s\n", tmp, want.Type, want.Family, MaxElem, tmp)
+			ops = append(ops, Op{Cmd: OpCreate, Set: tmp, Type: want.Type, Family: want.Family}, Op{Cmd: OpFlush, Set: tmp})
 			for _, mem := range slices.Sorted(maps.Keys(want.Members)) {
-				fmt.Fprintf(&b, "add %s %s -exist\n", tmp, mem)
+				ops = append(ops, Op{Cmd: OpAdd, Set: tmp, Member: mem})
 			}
-			fmt.Fprintf(&b, "swap %s %s\ndestroy %s\n", tmp, want.Name, tmp)
+			ops = append(ops, Op{Cmd: OpSwap, Set: tmp, Other: want.Name}, Op{Cmd: OpDestroy, Set: tmp})
 			m.log.Info("ipset swapped", zap.String("set", want.Name), zap.Int("members", len(want.Members)), zap.String("selector", want.Comment))
 			res.Swapped++
 			commit = append(commit, pending{set: want, swapped: true, add: add, del: del})
@@ -241,10 +244,10 @@ func (m *Manager) SyncOpts(ctx context.Context, desired map[string]*Set, o SyncO
 		}
 		// Additions first: a member moving between sets is never in neither.
 		for _, mem := range add {
-			adds = append(adds, memberOp{want.Rank, want.Name, fmt.Sprintf("add %s %s -exist\n", want.Name, mem)})
+			adds = append(adds, memberOp{want.Rank, Op{Cmd: OpAdd, Set: want.Name, Member: mem}})
 		}
 		for _, mem := range del {
-			dels = append(dels, memberOp{want.Rank, want.Name, fmt.Sprintf("del %s %s -exist\n", want.Name, mem)})
+			dels = append(dels, memberOp{want.Rank, Op{Cmd: OpDel, Set: want.Name, Member: mem}})
 		}
 		commit = append(commit, pending{set: want, add: add, del: del})
 	}
@@ -253,10 +256,10 @@ func (m *Manager) SyncOpts(ctx context.Context, desired map[string]*Set, o SyncO
 	sort.SliceStable(adds, func(i, j int) bool { return adds[i].rank > adds[j].rank })
 	sort.SliceStable(dels, func(i, j int) bool { return dels[i].rank < dels[j].rank })
 	for _, op := range adds {
-		b.WriteString(op.line)
+		ops = append(ops, op.op)
 	}
 	for _, op := range dels {
-		b.WriteString(op.line)
+		ops = append(ops, op.op)
 	}
 	for n := range m.cur {
 		if _, ok := desired[n]; !ok {
@@ -264,13 +267,11 @@ func (m *Manager) SyncOpts(ctx context.Context, desired map[string]*Set, o SyncO
 		}
 	}
 	sort.Strings(res.Unreferenced)
-	if b.Len() > 0 {
-		if _, err := m.run.Run(ctx, b.Bytes(), "ipset", "restore"); err != nil {
-			// Part of the script may have been applied: forget what we
-			// believe so the next Sync re-reads the kernel.
-			_ = m.Load(ctx)
-			return res, err
-		}
+	if err := m.write(ctx, ops); err != nil {
+		// Part of the batch may have been applied: forget what we
+		// believe so the next Sync re-reads the kernel.
+		_ = m.Load(ctx)
+		return res, err
 	}
 	for _, p := range commit {
 		have := m.cur[p.set.Name]
@@ -296,11 +297,11 @@ func (m *Manager) Destroy(ctx context.Context, names []string) (int, error) {
 	if len(names) == 0 {
 		return 0, nil
 	}
-	var b bytes.Buffer
-	for _, n := range names {
-		fmt.Fprintf(&b, "destroy %s\n", n)
+	ops := make([]Op, len(names))
+	for i, n := range names {
+		ops[i] = Op{Cmd: OpDestroy, Set: n}
 	}
-	if _, err := m.run.Run(ctx, b.Bytes(), "ipset", "restore"); err == nil {
+	if err := m.write(ctx, ops); err == nil {
 		for _, n := range names {
 			m.log.Info("ipset destroyed", zap.String("set", n), zap.String("selector", m.comment(n)))
 			delete(m.cur, n)
@@ -311,11 +312,11 @@ func (m *Manager) Destroy(ctx context.Context, names []string) (int, error) {
 	var errs []string
 	done := 0
 	for _, n := range names {
-		if _, err := m.run.Run(ctx, nil, "ipset", "destroy", n); err != nil {
+		if err := m.write(ctx, []Op{{Cmd: OpDestroy, Set: n}}); err != nil {
 			switch {
-			case strings.Contains(err.Error(), "does not exist"):
+			case isNotExist(err):
 				delete(m.cur, n)
-			case strings.Contains(err.Error(), "in use"):
+			case isInUse(err):
 				m.log.Debug("ipset still referenced; destroyed later", zap.String("set", n))
 			default:
 				errs = append(errs, err.Error())

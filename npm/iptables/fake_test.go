@@ -90,6 +90,36 @@ func (k *fakeKernel) Run(_ context.Context, stdin []byte, name string, args ...s
 	return out, err
 }
 
+// WriteIPSet models ipset's netlink interface (ipset.Writer): each op is
+// one kernel request, applied (and checked) as the same line of `ipset
+// restore` would be, and the after hook runs after each, so the gap tests
+// see every intermediate state. A batch is one recorded call, "ipset
+// netlink" ("ipset destroy" when it only destroys).
+func (k *fakeKernel) WriteIPSet(_ context.Context, ops []ipset.Op) error {
+	call := "ipset destroy"
+	for _, o := range ops {
+		if o.Cmd != ipset.OpDestroy {
+			call = "ipset netlink"
+		}
+	}
+	k.mu.Lock()
+	k.calls = append(k.calls, call)
+	k.mu.Unlock()
+	for _, o := range ops {
+		k.mu.Lock()
+		err := k.ipsetRestore(o.Line())
+		after := k.after
+		k.mu.Unlock()
+		if err != nil {
+			return err
+		}
+		if after != nil {
+			after(call)
+		}
+	}
+	return nil
+}
+
 func famOfTool(name string) policy.Family {
 	if strings.HasPrefix(name, "ip6") {
 		return policy.IPv6
