@@ -470,13 +470,16 @@ func (d *Daemon) worker(ctx context.Context) {
 		// (most events of other nodes' pods) is finished at once, and
 		// neither waits for nor widens the batching window, which only
 		// paces kernel transactions.
+		t0 := time.Now()
 		if d.translateBatch(batch) {
+			t1 := time.Now()
 			if w := d.batching.delay(d.clock.Now()); w > 0 {
 				select {
 				case <-d.clock.After(w):
 				case <-ctx.Done():
 				}
 			}
+			t2 := time.Now()
 			first := len(batch)
 			for d.queue.Len() > 0 {
 				k, shutdown := d.queue.Get()
@@ -486,6 +489,8 @@ func (d *Daemon) worker(ctx context.Context) {
 				batch = append(batch, k)
 			}
 			d.translateBatch(batch[first:])
+			d.metrics.batchPhase.WithLabelValues("wait").Observe(t2.Sub(t1).Seconds())
+			d.metrics.batchPhase.WithLabelValues("translate").Observe((t1.Sub(t0) + time.Since(t2)).Seconds())
 			d.applyBatch(ctx, len(batch))
 			d.batching.done(d.clock.Now())
 		}
@@ -559,6 +564,8 @@ func (d *Daemon) applyBatch(ctx context.Context, objects int) {
 	err := d.dp.Apply(ctx, state, changes)
 	elapsed := time.Since(start)
 	d.metrics.applyLatency.Observe(elapsed.Seconds())
+	d.metrics.batchPhase.WithLabelValues("apply").Observe(elapsed.Seconds())
+	defer func() { d.metrics.batchPhase.WithLabelValues("publish").Observe(time.Since(start.Add(elapsed)).Seconds()) }()
 	if err != nil {
 		d.metrics.applyFailures.Inc()
 		d.lastErr = err.Error()

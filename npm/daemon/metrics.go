@@ -15,6 +15,7 @@ type metrics struct {
 	failClosedPolicies                                             prometheus.Gauge
 
 	applyLatency     prometheus.Histogram
+	batchPhase       *prometheus.HistogramVec
 	enforceLatency   *prometheus.HistogramVec
 	applyFailures    prometheus.Counter
 	applies          prometheus.Counter
@@ -56,6 +57,12 @@ func newMetrics() *metrics {
 		failClosedPolicies: g("fail_closed_policies", "Policies that could not be translated and deny for the pods they select."),
 		applyLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "npm", Name: "apply_duration_seconds",
 			Help: "Time of one dataplane transaction (Apply).", Buckets: buckets}),
+		// Where an event's time goes, per batch: waiting in the batching
+		// window, translation (engine update and projection), the
+		// dataplane transaction, and publishing the view and status.
+		batchPhase: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "npm", Name: "batch_phase_seconds",
+			Help: "Time of each phase of a batch that programmed the kernel: wait (batching window), translate, apply (the dataplane transaction), publish.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18)}, []string{"phase"}),
 		enforceLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "npm", Name: "event_to_enforced_seconds",
 			Help: "Time from an informer event to the kernel enforcing it.", Buckets: buckets}, []string{"kind"}),
 		applyFailures:   c("apply_failures_total", "Dataplane transactions that failed (and were retried)."),
@@ -69,6 +76,6 @@ func newMetrics() *metrics {
 			Help: "Objects the informers delivered that could not be decoded."}, []string{"kind"}),
 	}
 	m.invalidAnnotations = c("flow_log_invalid_annotations_total", "Flow-log annotations of namespaces and ClusterNetworkPolicies that could not be parsed (the object keeps flowLog.default).")
-	r.MustRegister(m.applyLatency, m.enforceLatency, m.events, m.invalidResources)
+	r.MustRegister(m.applyLatency, m.batchPhase, m.enforceLatency, m.events, m.invalidResources)
 	return m
 }

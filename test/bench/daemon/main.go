@@ -116,6 +116,10 @@ func measureDataplane(ctx context.Context, c *cluster.Cluster, node *cluster.Nod
 
 	measure := func(kind, queries string, f func(i int) (cluster.Write, error)) error {
 		var lat []float64
+		before, err := readPhases(node)
+		if err != nil {
+			return fmt.Errorf("metrics: %w", err)
+		}
 		for i := 0; i < samples; i++ {
 			wr, err := f(i)
 			if err != nil {
@@ -141,6 +145,27 @@ func measureDataplane(ctx context.Context, c *cluster.Cluster, node *cluster.Nod
 		rs = append(rs,
 			benchfmt.Result{Name: "npm_event_to_enforced_p50", Value: benchfmt.Percentile(lat, 50), Unit: "ms", Params: p},
 			benchfmt.Result{Name: "npm_event_to_enforced_p99", Value: benchfmt.Percentile(lat, 99), Unit: "ms", Params: p})
+		// Where the time went, from the agent's histograms: the mean of
+		// each phase per kernel transaction of the round, and the agent's
+		// own event->enforced mean (from the informer event, so the rest
+		// of the p50 above is the API server's watch and the polling).
+		after, err := readPhases(node)
+		if err != nil {
+			return fmt.Errorf("metrics: %w", err)
+		}
+		_, tx := after.meanMs(before, "apply")
+		for _, phase := range []string{"wait", "translate", "apply", "publish"} {
+			mean, _ := after.meanMs(before, phase)
+			pp := map[string]string{"phase": phase, "transactions": strconv.Itoa(int(tx))}
+			for k, v := range p {
+				pp[k] = v
+			}
+			rs = append(rs, benchfmt.Result{Name: "npm_event_phase_mean", Value: mean, Unit: "ms", Params: pp})
+		}
+		agentKind := map[string]string{"pod_add": "pod", "label_change": "pod", "policy_add": "policy"}[kind]
+		if mean, n := after.meanMs(before, "enforced/"+agentKind); n > 0 {
+			rs = append(rs, benchfmt.Result{Name: "npm_event_agent_to_enforced_mean", Value: mean, Unit: "ms", Params: p})
+		}
 		return nil
 	}
 	// round measures the three kinds of events; objects are named by
