@@ -565,7 +565,9 @@ func (d *Daemon) applyBatch(ctx context.Context, objects int) {
 	elapsed := time.Since(start)
 	d.metrics.applyLatency.Observe(elapsed.Seconds())
 	d.metrics.batchPhase.WithLabelValues("apply").Observe(elapsed.Seconds())
-	defer func() { d.metrics.batchPhase.WithLabelValues("publish").Observe(time.Since(start.Add(elapsed)).Seconds()) }()
+	defer func() {
+		d.metrics.batchPhase.WithLabelValues("publish").Observe(time.Since(start.Add(elapsed)).Seconds())
+	}()
 	if err != nil {
 		d.metrics.applyFailures.Inc()
 		d.lastErr = err.Error()

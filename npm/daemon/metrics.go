@@ -61,7 +61,7 @@ func newMetrics() *metrics {
 		// window, translation (engine update and projection), the
 		// dataplane transaction, and publishing the view and status.
 		batchPhase: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "npm", Name: "batch_phase_seconds",
-			Help: "Time of each phase of a batch that programmed the kernel: wait (batching window), translate, apply (the dataplane transaction), publish.",
+			Help:    "Time of each phase of a batch that programmed the kernel: wait (batching window), translate, apply (the dataplane transaction), publish.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18)}, []string{"phase"}),
 		enforceLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "npm", Name: "event_to_enforced_seconds",
 			Help: "Time from an informer event to the kernel enforcing it.", Buckets: buckets}, []string{"kind"}),
