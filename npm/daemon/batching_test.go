@@ -18,6 +18,7 @@ func TestBatchingPolicy(t *testing.T) {
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	type step struct {
 		arrive     time.Duration // first key of the batch taken, after t0
+		backlog    bool          // other keys were queued then
 		took       time.Duration // transaction time
 		wantDelay  time.Duration
 		wantWindow time.Duration // after delay
@@ -27,26 +28,26 @@ func TestBatchingPolicy(t *testing.T) {
 		max   time.Duration
 		steps []step
 	}{
-		{"first event applies at once", 20 * ms, []step{{0, ms, 0, ms}}},
-		{"idle events apply at once and keep the window small", 20 * ms, []step{
-			{0, ms, 0, ms}, {10 * ms, ms, 0, ms}, {20 * ms, ms, 0, ms}, {100 * ms, 3 * ms, 0, ms},
+		{"first event applies at once", 20 * ms, []step{{0, false, ms, 0, ms}}},
+		{"events without a backlog apply at once, however close together", 20 * ms, []step{
+			{0, false, ms, 0, ms}, {ms, false, ms, 0, ms}, {2 * ms, false, 0, 0, ms}, {2 * ms, false, 3 * ms, 0, ms},
 		}},
-		{"events queueing up widen the window up to the maximum", 20 * ms, []step{
-			{0, ms, 0, ms},
-			{ms, 0, ms, 2 * ms},         // 1 ms after the end: wait out 1 ms, window 2
-			{2 * ms, 0, 2 * ms, 4 * ms}, // waited to 2 ms, ended at 2 ms: next key at once
-			{4 * ms, 0, 4 * ms, 8 * ms},
-			{8 * ms, 0, 8 * ms, 16 * ms},
-			{16 * ms, 0, 16 * ms, 20 * ms},
-			{32 * ms, 0, 20 * ms, 20 * ms}, // capped
+		{"a backlog widens the window up to the maximum", 20 * ms, []step{
+			{0, false, ms, 0, ms},
+			{ms, true, 0, 2 * ms, 2 * ms},     // right after the end: wait out the doubled window
+			{2 * ms, true, 0, 4 * ms, 4 * ms}, // taken at 3 ms (the previous wait)
+			{7 * ms, true, 0, 8 * ms, 8 * ms},
+			{15 * ms, true, 0, 16 * ms, 16 * ms},
+			{31 * ms, true, 0, 20 * ms, 20 * ms}, // capped
+			{time.Second, true, 0, 0, 20 * ms},   // the window passed long ago: at once
 		}},
-		{"the window shrinks back when events stop queueing", 20 * ms, []step{
-			{0, 0, 0, ms}, {0, 0, ms, 2 * ms}, {ms, 0, 2 * ms, 4 * ms}, {3 * ms, 0, 4 * ms, 8 * ms},
-			{time.Second, 0, 0, 4 * ms}, {2 * time.Second, 0, 0, 2 * ms}, {3 * time.Second, 0, 0, ms}, {4 * time.Second, 0, 0, ms},
+		{"the window shrinks back when the backlog is gone", 20 * ms, []step{
+			{0, true, 0, 0, 2 * ms}, {0, true, 0, 4 * ms, 4 * ms}, {2 * ms, true, 0, 8 * ms, 8 * ms},
+			{6 * ms, false, 0, 0, 4 * ms}, {6 * ms, false, 0, 0, 2 * ms}, {6 * ms, false, 0, 0, ms}, {6 * ms, false, 0, 0, ms},
 		}},
-		{"window 0 never waits", 0, []step{{0, 0, 0, 0}, {0, 0, 0, 0}, {0, 0, 0, 0}}},
+		{"window 0 never waits", 0, []step{{0, true, 0, 0, 0}, {0, true, 0, 0, 0}, {0, false, 0, 0, 0}}},
 		{"a maximum below the minimum step is the window", 500 * time.Microsecond, []step{
-			{0, 0, 0, 500 * time.Microsecond}, {0, 0, 500 * time.Microsecond, 500 * time.Microsecond},
+			{0, true, 0, 0, 500 * time.Microsecond}, {0, true, 0, 500 * time.Microsecond, 500 * time.Microsecond},
 		}},
 	}
 	for _, tt := range tests {
@@ -57,9 +58,9 @@ func TestBatchingPolicy(t *testing.T) {
 				if at := t0.Add(s.arrive); at.After(clock) {
 					clock = at
 				}
-				got := b.delay(clock)
+				got := b.delay(clock, s.backlog)
 				if got != s.wantDelay || b.window != s.wantWindow {
-					t.Fatalf("step %d (key at +%v): delay %v window %v, want delay %v window %v", i, clock.Sub(t0), got, b.window, s.wantDelay, s.wantWindow)
+					t.Fatalf("step %d (key at +%v, backlog %v): delay %v window %v, want delay %v window %v", i, clock.Sub(t0), s.backlog, got, b.window, s.wantDelay, s.wantWindow)
 				}
 				clock = clock.Add(got + s.took)
 				b.done(clock)
@@ -68,17 +69,18 @@ func TestBatchingPolicy(t *testing.T) {
 	}
 }
 
-// TestSustainedLoadBoundsTransactions: a key every 100µs for a second
-// (10,000 events) yields about one transaction per maximum window.
+// TestSustainedLoadBoundsTransactions: keys every 100µs for a second
+// (10,000 events), so there is always a backlog, yield about one
+// transaction per maximum window.
 func TestSustainedLoadBoundsTransactions(t *testing.T) {
 	b := newBatching(20 * time.Millisecond)
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	end := now.Add(time.Second)
 	transactions := 0
 	for now.Before(end) {
-		now = now.Add(b.delay(now))
+		now = now.Add(b.delay(now, true))
 		transactions++
-		now = now.Add(100 * time.Microsecond) // the transaction, during which the next key arrives
+		now = now.Add(100 * time.Microsecond) // the transaction, during which the next keys arrive
 		b.done(now)
 	}
 	if transactions > 60 {
@@ -86,10 +88,12 @@ func TestSustainedLoadBoundsTransactions(t *testing.T) {
 	}
 }
 
-// TestWorkerAppliesAtOnceWhenIdleAndBatchesWhenBusy drives the real worker
-// with a fake clock: an event on an idle node is programmed without the
-// clock moving; one that follows a transaction inside the window waits for it.
-func TestWorkerAppliesAtOnceWhenIdleAndBatchesWhenBusy(t *testing.T) {
+// TestWorkerAppliesAtOnceWithoutBacklogAndBatchesABacklog drives the real
+// worker with a fake clock: events that find nothing else queued are
+// programmed without the clock moving, even right after a transaction (a
+// closed loop never waits); events that queued up behind a slow
+// transaction wait for the window and share one transaction.
+func TestWorkerAppliesAtOnceWithoutBacklogAndBatchesABacklog(t *testing.T) {
 	client := fake.NewSimpleClientset(ns("prod", nil), denyAll("prod"))
 	dp := &recordingDataplane{}
 	clk := testingclock.NewFakeClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
@@ -101,24 +105,44 @@ func TestWorkerAppliesAtOnceWhenIdleAndBatchesWhenBusy(t *testing.T) {
 	if n := applies(); n != 1 {
 		t.Fatalf("initial sync: %d transactions, want 1 (at once, no wait)", n)
 	}
-
-	clk.Step(time.Second) // idle
-	if _, err := client.CoreV1().Pods("prod").Create(context.Background(), pod("prod", "a", "node-a", "10.0.0.5", map[string]string{"app": "a"}), metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
+	ctx := context.Background()
+	create := func(name, ip string) {
+		t.Helper()
+		if _, err := client.CoreV1().Pods("prod").Create(ctx, pod("prod", name, "node-a", ip, map[string]string{"app": name}), metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
 	}
-	eventually(t, "the idle event programmed without the clock moving", func() bool { return applies() == 2 })
+	create("a", "10.0.0.5")
+	eventually(t, "an event programmed without the clock moving", func() bool { return applies() == 2 })
+	// Same fake instant, right after that transaction: no backlog, no wait.
+	create("b", "10.0.0.6")
+	eventually(t, "the next event of a closed loop programmed at once", func() bool { return applies() == 3 })
 
-	// Same fake instant: inside the window of the transaction just made.
-	if _, err := client.CoreV1().Pods("prod").Create(context.Background(), pod("prod", "b", "node-a", "10.0.0.6", map[string]string{"app": "b"}), metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, "the worker waiting on the window", clk.HasWaiters)
+	// A slow transaction: two events queue up behind it.
+	hold := make(chan struct{})
+	dp.mu.Lock()
+	dp.hold = hold
+	dp.mu.Unlock()
+	create("c", "10.0.0.7")
+	eventually(t, "the worker in the slow transaction", func() bool { return applies() == 3 && h.d.queue.Len() == 0 && dp.holding(hold) })
+	create("d", "10.0.0.8")
+	create("e", "10.0.0.9")
+	eventually(t, "two events queued", func() bool { return h.d.queue.Len() == 2 })
+	dp.mu.Lock()
+	dp.hold = nil
+	dp.mu.Unlock()
+	hold <- struct{}{}
+	eventually(t, "the worker waiting on the window with the backlog", clk.HasWaiters)
 	time.Sleep(50 * time.Millisecond)
-	if n := applies(); n != 2 {
-		t.Fatalf("the event inside the window was programmed before the window passed (%d transactions)", n)
+	if n := applies(); n != 4 {
+		t.Fatalf("the backlog was programmed before the window passed (%d transactions, want 4)", n)
 	}
 	clk.Step(20 * time.Millisecond)
-	eventually(t, "the batched event programmed once the window passed", func() bool { return applies() == 3 })
+	eventually(t, "the backlog programmed in one transaction once the window passed", func() bool { return applies() == 5 })
+	time.Sleep(50 * time.Millisecond)
+	if n := applies(); n != 5 {
+		t.Fatalf("%d transactions, want 5: the two queued events share one", n)
+	}
 }
 
 // TestEventsThatChangeNoKernelObjectNeitherWaitNorWidenTheWindow: events of

@@ -8,8 +8,9 @@
 //	for the backends of externally reachable services, services.go)
 //	   └─ event handlers: enqueue "kind/ns/name", remember when it was seen
 //	work queue (deduplicating, rate-limited retries)
-//	   └─ one worker: start at once when idle, or wait out an adaptive
-//	      window (up to BatchWindow) while events queue up (batching.go),
+//	   └─ one worker: start at once unless other events are already
+//	      queued, then wait out an adaptive window (up to BatchWindow)
+//	      while the backlog lasts (batching.go),
 //	      drain the queue, apply every key to the translate.Engine, then
 //	      dataplane.Apply(state, changes) once
 //	kernel (ipset+iptables / nftables / HNS)
@@ -121,18 +122,18 @@ type Daemon struct {
 	// mu guards the engine, the dataplane and everything below: the
 	// worker and reconcile never run concurrently. Queries never wait for
 	// it: they read view.
-	mu         sync.Mutex
-	engine     *translate.Engine
-	batching   *batching             // the worker's only
-	pending    *policy.Changes       // changes not yet applied (a failed transaction)
-	enforced   dataplane.Enforced    // what of the engine's state the kernel holds (policies applying to local pods)
-	force      bool                  // a control key asks for a transaction even without changes
-	sizesAt    time.Time             // when the view's Status.Sizes were counted
-	sizesStale atomic.Bool           // the view's Status.Sizes predate a batch
-	unapplied  map[string]translated // keys fed to the engine since the last successful transaction
-	appliedRV  map[string]uint64     // kind -> highest resourceVersion enforced
-	generation uint64                // successful transactions
-	lastErr    string
+	mu          sync.Mutex
+	engine      *translate.Engine
+	batching    *batching             // the worker's only
+	pending     *policy.Changes       // changes not yet applied (a failed transaction)
+	enforced    dataplane.Enforced    // what of the engine's state the kernel holds (policies applying to local pods)
+	force       bool                  // a control key asks for a transaction even without changes
+	sizesStale  atomic.Bool           // the view's Status.Sizes predate a batch
+	gaugesStale atomic.Bool           // the gauges predate a transaction
+	unapplied   map[string]translated // keys fed to the engine since the last successful transaction
+	appliedRV   map[string]uint64     // kind -> highest resourceVersion enforced
+	generation  uint64                // successful transactions
+	lastErr     string
 	// backendsDirty: a Service or EndpointSlice changed in this batch;
 	// the external backends are recomputed before the transaction.
 	backendsDirty bool
@@ -473,7 +474,7 @@ func (d *Daemon) worker(ctx context.Context) {
 		t0 := time.Now()
 		if d.translateBatch(batch) {
 			t1 := time.Now()
-			if w := d.batching.delay(d.clock.Now()); w > 0 {
+			if w := d.batching.delay(d.clock.Now(), d.queue.Len() > 0); w > 0 {
 				select {
 				case <-d.clock.After(w):
 				case <-ctx.Done():
@@ -584,8 +585,16 @@ func (d *Daemon) applyBatch(ctx context.Context, objects int) {
 	d.generation++
 	d.metrics.applies.Inc()
 	d.markApplied(time.Now())
-	d.updateGauges()
-	if !d.ready.Load() {
+	// The gauges and Status.Sizes walk the engine's maps (O(cluster)):
+	// counted once a second by refreshSizes, not in every transaction,
+	// where they held up the next event.
+	first := !d.ready.Load()
+	if first {
+		d.updateGauges()
+	} else {
+		d.gaugesStale.Store(true)
+	}
+	if first {
 		st := d.engine.Stats()
 		d.log.Info("first full sync programmed; ready", zap.Duration("took", elapsed), zap.Int("policies", st.Policies),
 			zap.Int("pods", st.Pods), zap.Int("endpoints", st.Endpoints), zap.Int("sets", st.Sets), zap.Int("members", st.Members))
@@ -599,7 +608,7 @@ func (d *Daemon) applyBatch(ctx context.Context, objects int) {
 	}
 	// The view is what the kernel now holds: the projection, not the
 	// engine's every policy and set.
-	d.publishView(state, changes, true)
+	d.publishView(state, changes, first)
 }
 
 // markApplied records, for every key translated since the last successful

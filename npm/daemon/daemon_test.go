@@ -41,11 +41,32 @@ type recordingDataplane struct {
 	members   int                          // set members of the last successful Apply
 	repairs   int
 	cleanups  int
+	// hold, when set, makes Apply wait for a value on it first (a slow
+	// transaction, during which events queue up).
+	hold chan struct{}
+	held chan struct{} // the hold an Apply is waiting on
+}
+
+// holding reports whether an Apply is waiting on hold.
+func (r *recordingDataplane) holding(hold chan struct{}) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.held == hold
 }
 
 func (r *recordingDataplane) Apply(_ context.Context, st *policy.State, _ *policy.Changes) error {
 	r.mu.Lock()
+	hold := r.hold
+	r.mu.Unlock()
+	if hold != nil {
+		r.mu.Lock()
+		r.held = hold
+		r.mu.Unlock()
+		<-hold
+	}
+	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.held = nil
 	r.applies++
 	if r.failNext > 0 {
 		r.failNext--

@@ -79,9 +79,10 @@ func TestNetworkListenerServesOnlyHealthAndMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	allowed := map[string]map[string]bool{
-		"kind": {kindPod: true, kindNamespace: true, kindPolicy: true},
-		"op":   {"add": true, "update": true, "delete": true},
-		"le":   nil, // histogram buckets: numbers
+		"kind":  {kindPod: true, kindNamespace: true, kindPolicy: true},
+		"op":    {"add": true, "update": true, "delete": true},
+		"phase": {"wait": true, "translate": true, "apply": true, "publish": true},
+		"le":    nil, // histogram buckets: numbers
 	}
 	labelled := 0
 	for name, mf := range families {

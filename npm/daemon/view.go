@@ -30,19 +30,20 @@ type view struct {
 // with mu held.
 func (d *Daemon) publish(programmed *policy.Changes) { d.publishView(nil, programmed, true) }
 
-// sizesEvery bounds how often a batch that made no transaction recounts
-// Status.Sizes: the count walks every map the engine keeps, O(cluster),
-// and was a quarter of the agent's CPU when every remote pod event did it.
+// sizesEvery is how often refreshSizes recounts Status.Sizes after
+// batches left them stale: the count walks every map the engine keeps,
+// O(cluster); it was a quarter of the agent's CPU when every remote pod
+// event did it, and held up the next event when every transaction did.
 const sizesEvery = time.Second
 
 // publishView is publish of the programmed state (nil: the engine's);
-// without recount, Status.Sizes is reused when counted less than
-// sizesEvery ago (refreshSizes recounts them later).
+// without recount, Status.Sizes is reused (refreshSizes recounts them
+// within sizesEvery).
 func (d *Daemon) publishView(programmedState *policy.State, programmed *policy.Changes, recount bool) {
 	prev := d.view.Load()
 	sizes := prev.status.Sizes
-	if recount || sizes == nil || time.Since(d.sizesAt) >= sizesEvery {
-		sizes, d.sizesAt = d.sizes(), time.Now()
+	if recount || sizes == nil {
+		sizes = d.sizes()
 		d.sizesStale.Store(false)
 	} else {
 		d.sizesStale.Store(true)
@@ -86,8 +87,9 @@ func (d *Daemon) objects(v *view, key string) []dataplane.Object {
 	return objs
 }
 
-// refreshSizes recounts Status.Sizes every sizesEvery while a batch left
-// them stale, so they are never older than that once the node is quiet.
+// refreshSizes recounts Status.Sizes and the gauges every sizesEvery
+// while a batch left them stale, so they are never older than that once
+// the node is quiet.
 func (d *Daemon) refreshSizes(ctx context.Context) {
 	t := time.NewTicker(sizesEvery)
 	defer t.Stop()
@@ -97,9 +99,14 @@ func (d *Daemon) refreshSizes(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if d.sizesStale.Load() {
+		if d.sizesStale.Load() || d.gaugesStale.Load() {
 			d.mu.Lock()
-			d.publish(nil)
+			if d.gaugesStale.Swap(false) {
+				d.updateGauges()
+			}
+			if d.sizesStale.Load() {
+				d.publish(nil)
+			}
 			d.mu.Unlock()
 		}
 	}
