@@ -53,8 +53,9 @@ type Config struct {
 	// ReconcileInterval is how often kernel state is read back and drift repaired.
 	ReconcileInterval Duration `json:"reconcileInterval"`
 	// BatchWindow bounds how long events are coalesced into one kernel
-	// transaction: an event on an idle node is applied at once, the window
-	// grows up to BatchWindow only while events queue up (daemon/batching.go).
+	// transaction: an event that finds nothing else queued is applied at
+	// once, the window grows up to BatchWindow only while events queue up
+	// (daemon/batching.go).
 	BatchWindow Duration `json:"batchWindow"`
 	// ResyncPeriod of the informers; 0 disables periodic resync.
 	ResyncPeriod Duration `json:"resyncPeriod"`
