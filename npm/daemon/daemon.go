@@ -133,6 +133,7 @@ type Daemon struct {
 	unapplied   map[string]translated // keys fed to the engine since the last successful transaction
 	appliedRV   map[string]uint64     // kind -> highest resourceVersion enforced
 	generation  uint64                // successful transactions
+	dpCalls     uint64                // Apply and Reconcile calls (a kernel reading older than one is stale)
 	lastErr     string
 	// backendsDirty: a Service or EndpointSlice changed in this batch;
 	// the external backends are recomputed before the transaction.
@@ -561,6 +562,7 @@ func (d *Daemon) applyBatch(ctx context.Context, objects int) {
 		return
 	}
 	d.force = false
+	d.dpCalls++
 	start := time.Now()
 	err := d.dp.Apply(ctx, state, changes)
 	elapsed := time.Since(start)
@@ -791,9 +793,34 @@ func (d *Daemon) reconcileLoop(ctx context.Context) {
 }
 
 func (d *Daemon) reconcileOnce(ctx context.Context) int {
-	d.mu.Lock()
+	// The kernel read-back (tens of milliseconds) runs without the lock
+	// when the dataplane can, so events are not held up by it; it is used
+	// only if no transaction ran meanwhile.
+	var reading dataplane.KernelReading
+	kr, canRead := d.dp.(dataplane.KernelReader)
+	if canRead {
+		d.mu.Lock()
+		calls := d.dpCalls
+		d.mu.Unlock()
+		r, err := kr.ReadKernel(ctx)
+		d.mu.Lock()
+		if err == nil && d.dpCalls == calls {
+			reading = r
+		}
+	} else {
+		d.mu.Lock()
+	}
 	defer d.mu.Unlock()
-	repairs, err := d.dp.Reconcile(ctx)
+	d.dpCalls++
+	start := time.Now()
+	var repairs int
+	var err error
+	if reading != nil {
+		repairs, err = kr.ReconcileRead(ctx, reading)
+	} else {
+		repairs, err = d.dp.Reconcile(ctx)
+	}
+	d.metrics.reconcileLatency.Observe(time.Since(start).Seconds())
 	if err != nil {
 		d.metrics.reconcileErrors.Inc()
 		d.log.Error("reconcile failed", zap.Error(err))

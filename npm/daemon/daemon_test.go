@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -168,8 +169,15 @@ func startWith(t *testing.T, cfg config.Config, client kubernetes.Interface, dp 
 
 func startWithClock(t *testing.T, cfg config.Config, client kubernetes.Interface, dp *recordingDataplane, clk clock.Clock, previous ...dataplane.Dataplane) *harness {
 	t.Helper()
+	return startDataplane(t, cfg, client, dp, dp, clk, previous...)
+}
+
+// startDataplane runs the daemon over impl, a dataplane built around the
+// recording one (dp).
+func startDataplane(t *testing.T, cfg config.Config, client kubernetes.Interface, impl dataplane.Dataplane, dp *recordingDataplane, clk clock.Clock, previous ...dataplane.Dataplane) *harness {
+	t.Helper()
 	cfg.SocketPath = filepath.Join(t.TempDir(), "run", "npm.sock")
-	d, err := New(Options{Config: cfg, Logger: zaptest.NewLogger(t), Client: client, Dataplane: dp, Previous: previous, Clock: clk})
+	d, err := New(Options{Config: cfg, Logger: zaptest.NewLogger(t), Client: client, Dataplane: impl, Previous: previous, Clock: clk})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -333,6 +341,63 @@ func TestFailedTransactionIsRetriedNotDropped(t *testing.T) {
 		o := h.d.Object("policy/prod/deny-all")
 		return o.Present && !o.Pending
 	})
+}
+
+// readingDataplane is a recordingDataplane that reads the kernel back
+// outside the daemon's lock (dataplane.KernelReader); gate, when set,
+// holds ReadKernel until it receives.
+type readingDataplane struct {
+	*recordingDataplane
+	gate                       chan struct{}
+	reads, fromReading, locked atomic.Int32
+}
+
+func (r *readingDataplane) ReadKernel(context.Context) (dataplane.KernelReading, error) {
+	if r.gate != nil {
+		<-r.gate
+	}
+	return r.reads.Add(1), nil
+}
+
+func (r *readingDataplane) ReconcileRead(ctx context.Context, _ dataplane.KernelReading) (int, error) {
+	r.fromReading.Add(1)
+	return r.recordingDataplane.Reconcile(ctx)
+}
+
+func (r *readingDataplane) Reconcile(ctx context.Context) (int, error) {
+	r.locked.Add(1)
+	return r.recordingDataplane.Reconcile(ctx)
+}
+
+// TestReconcileReadsTheKernelWithoutHoldingUpEvents: a dataplane that can
+// read the kernel back on its own has it read outside the lock: an event
+// is programmed while the read-back is still running, and then the (now
+// stale) reading is not used — Reconcile reads again under the lock. With
+// no transaction in between, the reading is used.
+func TestReconcileReadsTheKernelWithoutHoldingUpEvents(t *testing.T) {
+	client := fake.NewSimpleClientset(ns("prod", nil), denyAll("prod"))
+	rec := &recordingDataplane{}
+	dp := &readingDataplane{recordingDataplane: rec}
+	h := startDataplane(t, testConfig(), client, dp, rec, nil)
+	eventually(t, "ready", h.d.Ready)
+	ctx := context.Background()
+	if h.d.reconcileOnce(ctx); dp.fromReading.Load() != 1 || dp.locked.Load() != 0 {
+		t.Fatalf("quiet node: %d reconciles from the reading, %d locked, want 1, 0", dp.fromReading.Load(), dp.locked.Load())
+	}
+	dp.gate = make(chan struct{})
+	done := make(chan struct{})
+	go func() { h.d.reconcileOnce(ctx); close(done) }()
+	applies := func() int { _, n, _ := rec.last(); return n }
+	before := applies()
+	if _, err := client.CoreV1().Pods("prod").Create(ctx, pod("prod", "a", "node-a", "10.0.0.5", nil), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "an event programmed while the kernel is being read back", func() bool { return applies() == before+1 })
+	dp.gate <- struct{}{}
+	<-done
+	if dp.fromReading.Load() != 1 || dp.locked.Load() != 1 {
+		t.Fatalf("after a transaction during the read-back: %d reconciles from a reading, %d locked, want 1, 1 (the stale reading unused)", dp.fromReading.Load(), dp.locked.Load())
+	}
 }
 
 func TestDriftRepairsAreCounted(t *testing.T) {

@@ -15,6 +15,7 @@ type metrics struct {
 	failClosedPolicies                                             prometheus.Gauge
 
 	applyLatency     prometheus.Histogram
+	reconcileLatency prometheus.Histogram
 	batchPhase       *prometheus.HistogramVec
 	enforceLatency   *prometheus.HistogramVec
 	applyFailures    prometheus.Counter
@@ -63,6 +64,8 @@ func newMetrics() *metrics {
 		batchPhase: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "npm", Name: "batch_phase_seconds",
 			Help:    "Time of each phase of a batch that programmed the kernel: wait (batching window), translate, apply (the dataplane transaction), publish.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18)}, []string{"phase"}),
+		reconcileLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "npm", Name: "reconcile_duration_seconds",
+			Help: "Time the worker was held up by a reconcile (the kernel read-back runs before, without holding it, when the dataplane can).", Buckets: buckets}),
 		enforceLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "npm", Name: "event_to_enforced_seconds",
 			Help: "Time from an informer event to the kernel enforcing it.", Buckets: buckets}, []string{"kind"}),
 		applyFailures:   c("apply_failures_total", "Dataplane transactions that failed (and were retried)."),
@@ -76,6 +79,6 @@ func newMetrics() *metrics {
 			Help: "Objects the informers delivered that could not be decoded."}, []string{"kind"}),
 	}
 	m.invalidAnnotations = c("flow_log_invalid_annotations_total", "Flow-log annotations of namespaces and ClusterNetworkPolicies that could not be parsed (the object keeps flowLog.default).")
-	r.MustRegister(m.applyLatency, m.batchPhase, m.enforceLatency, m.events, m.invalidResources)
+	r.MustRegister(m.applyLatency, m.reconcileLatency, m.batchPhase, m.enforceLatency, m.events, m.invalidResources)
 	return m
 }

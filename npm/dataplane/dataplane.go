@@ -73,3 +73,24 @@ func (f FlowLog) Enabled() bool { return f.Rate > 0 }
 type FlowLogCounter interface {
 	FlowLogDropped(ctx context.Context) (uint64, error)
 }
+
+// KernelReader is implemented by dataplanes whose Reconcile can read the
+// kernel back without holding up Apply. A read-back of iptables-save and
+// ipset save (or of a whole nftables table) takes tens of milliseconds on
+// a loaded node; an event arriving meanwhile would wait for it.
+//
+// ReadKernel touches no state of the dataplane and may run concurrently
+// with Apply. ReconcileRead repairs drift like Reconcile, from that
+// reading; it is serialised with Apply like every other call, and the
+// caller must give it only a reading that began after the dataplane's
+// last Apply, Reconcile or Cleanup returned and before any other began
+// (otherwise it calls Reconcile, which reads the kernel itself).
+// ReconcileRead may still read again itself when its own repairs make the
+// reading stale.
+type KernelReader interface {
+	ReadKernel(ctx context.Context) (KernelReading, error)
+	ReconcileRead(ctx context.Context, r KernelReading) (repairs int, err error)
+}
+
+// KernelReading is a dataplane's read-back of the kernel (opaque).
+type KernelReading any

@@ -84,18 +84,32 @@ func (m *Manager) Names() []string { return slices.Sorted(maps.Keys(m.cur)) }
 
 // Load replaces the manager's idea of the kernel with `ipset save` output.
 func (m *Manager) Load(ctx context.Context) error {
+	cur, err := m.Read(ctx)
+	if cur != nil {
+		m.Install(cur) // what could be parsed, even on an error
+	}
+	return err
+}
+
+// Read reads the managed sets from the kernel (`ipset save`) without
+// changing the manager: it may run while another goroutine syncs.
+func (m *Manager) Read(ctx context.Context) (map[string]*Set, error) {
 	out, err := m.run.Run(ctx, nil, "ipset", "save")
 	if err != nil {
-		return err
+		return nil, err
 	}
-	cur, err := ParseSave(out, m.Prefix)
+	return ParseSave(out, m.Prefix)
+}
+
+// Install makes a Read the manager's idea of the kernel (Load is Read and
+// Install). The sets are the manager's afterwards.
+func (m *Manager) Install(cur map[string]*Set) {
 	for n, s := range cur {
 		if old := m.cur[n]; old != nil {
 			s.Comment = old.Comment
 		}
 	}
 	m.cur = cur
-	return err
 }
 
 // ParseSave reads `ipset save` output: the sets named prefix* with their

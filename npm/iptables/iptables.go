@@ -72,7 +72,10 @@ type Dataplane struct {
 	legacyCleaned bool
 }
 
-var _ dataplane.Dataplane = (*Dataplane)(nil)
+var (
+	_ dataplane.Dataplane    = (*Dataplane)(nil)
+	_ dataplane.KernelReader = (*Dataplane)(nil)
+)
 
 // New detects the backend (unless forced) and returns the dataplane. It
 // does not touch the kernel; the first Apply reads the kernel state and

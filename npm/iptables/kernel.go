@@ -3,6 +3,7 @@ package iptables
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"maps"
 	"slices"
 	"sort"
@@ -11,6 +12,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/open-acn/acn/npm/dataplane"
 	"github.com/open-acn/acn/npm/ipset"
 	"github.com/open-acn/acn/npm/policy"
 )
@@ -231,7 +233,25 @@ func (d *Dataplane) logRuleDiff(f policy.Family, chain string, old, cur []string
 
 // Reconcile implements dataplane.Dataplane: it re-reads iptables-save and
 // ipset save and rewrites whatever differs from the last applied state.
-func (d *Dataplane) Reconcile(ctx context.Context) (int, error) {
+func (d *Dataplane) Reconcile(ctx context.Context) (int, error) { return d.reconcile(ctx, nil) }
+
+// ReadKernel implements dataplane.KernelReader: iptables-save and ipset
+// save, read without touching the dataplane's state.
+func (d *Dataplane) ReadKernel(ctx context.Context) (dataplane.KernelReading, error) {
+	return d.read(ctx)
+}
+
+// ReconcileRead implements dataplane.KernelReader.
+func (d *Dataplane) ReconcileRead(ctx context.Context, r dataplane.KernelReading) (int, error) {
+	rd, ok := r.(*reading)
+	if !ok {
+		return 0, fmt.Errorf("iptables: reconcile from a reading of type %T", r)
+	}
+	return d.reconcile(ctx, rd)
+}
+
+// reconcile is Reconcile from a reading (nil: read the kernel now).
+func (d *Dataplane) reconcile(ctx context.Context, rd *reading) (int, error) {
 	if d.trie[d.families[0]] == nil {
 		// Nothing applied yet (or since Cleanup): there is no desired
 		// state to repair towards; the first Apply replaces the kernel's.
@@ -242,10 +262,15 @@ func (d *Dataplane) Reconcile(ctx context.Context) (int, error) {
 		if err := d.Apply(ctx, d.want.Last, policy.NewChanges()); err != nil {
 			return 0, err
 		}
+		rd = nil // the reading predates that transaction
 	}
-	if err := d.load(ctx); err != nil {
-		return 0, err
+	if rd == nil {
+		var err error
+		if rd, err = d.read(ctx); err != nil {
+			return 0, err
+		}
 	}
+	d.install(rd)
 	d.loaded = true
 	n, err := d.program(ctx, nil, nil)
 	if n > 0 {

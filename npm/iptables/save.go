@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/open-acn/acn/npm/ipset"
 	"github.com/open-acn/acn/npm/policy"
 )
 
@@ -88,17 +89,46 @@ func deleteJumps(rules []string) []string {
 	return out
 }
 
-// load reads the kernel state (both tools) into the "programmed" maps.
-func (d *Dataplane) load(ctx context.Context) error {
-	if err := d.sets.Load(ctx); err != nil {
-		return err
+// reading is a read-back of the kernel (both tools): what load installs
+// as the "programmed" state.
+type reading struct {
+	sets  map[string]*ipset.Set
+	saves map[policy.Family][]byte // iptables-save of Table per family
+}
+
+// read reads the kernel back; it changes nothing of d, so it may run
+// while Apply does (ReadKernel).
+func (d *Dataplane) read(ctx context.Context) (*reading, error) {
+	sets, err := d.sets.Read(ctx)
+	if err != nil {
+		return nil, err
 	}
+	r := &reading{sets: sets, saves: map[policy.Family][]byte{}}
 	for _, f := range d.families {
 		out, err := d.save(ctx, d.mode, f, Table)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		chains, builtins := parseSave(out, Table)
+		r.saves[f] = out
+	}
+	return r, nil
+}
+
+// load reads the kernel state (both tools) into the "programmed" maps.
+func (d *Dataplane) load(ctx context.Context) error {
+	r, err := d.read(ctx)
+	if err != nil {
+		return err
+	}
+	d.install(r)
+	return nil
+}
+
+// install makes a reading the "programmed" state.
+func (d *Dataplane) install(r *reading) {
+	d.sets.Install(r.sets)
+	for _, f := range d.families {
+		chains, builtins := parseSave(r.saves[f], Table)
 		d.chains[f] = chains
 		d.jumpFix[f] = nil
 		for _, h := range hooks {
@@ -109,7 +139,6 @@ func (d *Dataplane) load(ctx context.Context) error {
 			}
 		}
 	}
-	return nil
 }
 
 func (d *Dataplane) save(ctx context.Context, m Mode, f policy.Family, table string) ([]byte, error) {

@@ -278,3 +278,10 @@ func TestFlowLogTracer(t *testing.T) {
 	k.overLimit = true
 	dptest.RunTracedFlowLog(t, newT, k.trace, 5, 8, true)
 }
+
+// TestReconcileFromReading: drift found by a reading taken outside the
+// daemon's lock is repaired like Reconcile's own read-back.
+func TestReconcileFromReading(t *testing.T) {
+	k := newFakeKernel()
+	dptest.RunReconcileFromReading(t, newTraced(t, k), newTraced(t, k))
+}

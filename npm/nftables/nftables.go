@@ -77,7 +77,10 @@ func newObjects() *objects {
 	return &objects{sets: map[string]*kset{}, chains: map[string]*kchain{}}
 }
 
-var _ dataplane.Dataplane = (*Dataplane)(nil)
+var (
+	_ dataplane.Dataplane    = (*Dataplane)(nil)
+	_ dataplane.KernelReader = (*Dataplane)(nil)
+)
 
 // New returns the dataplane. It does not touch the kernel: the first Apply
 // replaces whatever a previous run left in the table, in one transaction.
@@ -382,6 +385,12 @@ func (d *Dataplane) committed(sets, chains map[string]struct{}) {
 // everything after a read-back (readBack). It returns the number of objects
 // it changed.
 func (d *Dataplane) sync(ctx context.Context, readBack bool) (int, error) {
+	return d.syncFrom(ctx, readBack, nil)
+}
+
+// syncFrom is sync, with the read-back (when one is due) taken from
+// reading unless it is nil.
+func (d *Dataplane) syncFrom(ctx context.Context, readBack bool, reading *objects) (int, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
@@ -392,9 +401,11 @@ func (d *Dataplane) sync(ctx context.Context, readBack bool) (int, error) {
 	defer done()
 	all := readBack || d.have == nil
 	if all {
-		h, err := readKernel(c)
-		if err != nil {
-			return 0, fmt.Errorf("nftables: read table %s: %w", TableName, err)
+		h := reading
+		if h == nil {
+			if h, err = readKernel(c); err != nil {
+				return 0, fmt.Errorf("nftables: read table %s: %w", TableName, err)
+			}
 		}
 		d.have = h
 	}
@@ -448,6 +459,42 @@ func (d *Dataplane) Reconcile(ctx context.Context) (int, error) {
 		return 0, nil // nothing applied yet: the first Apply replaces the table
 	}
 	n, err := d.sync(ctx, true)
+	if n > 0 && err == nil {
+		d.log.Warn("nftables drift repaired", zap.Int("objects", n))
+	}
+	return n, err
+}
+
+// ReadKernel implements dataplane.KernelReader: the whole table, read
+// over a connection of its own without touching the dataplane's state.
+func (d *Dataplane) ReadKernel(ctx context.Context) (dataplane.KernelReading, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	c, done, err := d.open()
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	o, err := readKernel(c)
+	if err != nil {
+		return nil, fmt.Errorf("nftables: read table %s: %w", TableName, err)
+	}
+	return o, nil
+}
+
+// ReconcileRead implements dataplane.KernelReader.
+func (d *Dataplane) ReconcileRead(ctx context.Context, r dataplane.KernelReading) (int, error) {
+	o, ok := r.(*objects)
+	if !ok {
+		return 0, fmt.Errorf("nftables: reconcile from a reading of type %T", r)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.started {
+		return 0, nil
+	}
+	n, err := d.syncFrom(ctx, true, o)
 	if n > 0 && err == nil {
 		d.log.Warn("nftables drift repaired", zap.Int("objects", n))
 	}

@@ -212,3 +212,10 @@ func TestFlowLogTracer(t *testing.T) {
 		t.Errorf("FlowLogDropped = %d, %v; the counter object holds %d", got, err, k.dropped)
 	}
 }
+
+// TestReconcileFromReading: drift found by a reading taken outside the
+// daemon's lock is repaired like Reconcile's own read-back.
+func TestReconcileFromReading(t *testing.T) {
+	k := &fakeNft{}
+	dptest.RunReconcileFromReading(t, newTraced(t, k), newTraced(t, k))
+}

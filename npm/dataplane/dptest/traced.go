@@ -154,3 +154,45 @@ func RunTracedProperty(t *testing.T, newT NewTraced, worlds int, seed int64) int
 	}
 	return checked
 }
+
+// RunReconcileFromReading: someone else rewrites the kernel (second, a
+// dataplane over the same fake kernel, programs another state); a reading
+// of the kernel taken afterwards (dataplane.KernelReader, outside any
+// lock in the daemon) makes first's ReconcileRead put back exactly what
+// first programmed, and a fresh reading then finds nothing to repair.
+func RunReconcileFromReading(t *testing.T, first, second Traced) {
+	ctx := context.Background()
+	kr, ok := first.Dataplane.(dataplane.KernelReader)
+	if !ok {
+		t.Fatalf("%T does not read the kernel back on its own", first.Dataplane)
+	}
+	tp := Addresses(Pods)
+	e := tp.Engine(BasicPolicies()...)
+	if err := first.Dataplane.Apply(ctx, e.State(), e.TakeChanges()); err != nil {
+		t.Fatal(err)
+	}
+	want := first.Dump()
+	other := tp.Engine(BasicPolicies()[:1]...)
+	if err := second.Dataplane.Apply(ctx, other.State(), nil); err != nil {
+		t.Fatal(err)
+	}
+	if first.Dump() == want {
+		t.Fatal("the second dataplane changed nothing: no drift to repair")
+	}
+	r, err := kr.ReadKernel(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := kr.ReconcileRead(ctx, r); err != nil || n == 0 {
+		t.Fatalf("reconcile from the reading: %d repairs, %v; want some", n, err)
+	}
+	if got := first.Dump(); got != want {
+		t.Errorf("after the repair the kernel differs from what was programmed:\n%s", lineDiff(want, got))
+	}
+	if r, err = kr.ReadKernel(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := kr.ReconcileRead(ctx, r); err != nil || n != 0 {
+		t.Fatalf("second reconcile from a reading: %d repairs, %v; want none", n, err)
+	}
+}
