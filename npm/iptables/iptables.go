@@ -67,6 +67,10 @@ type Dataplane struct {
 	// kernel names of the group and trie sets
 	dispatchSets map[string]struct{}
 	retiring     map[string]bool // IDs of groups kept one batch after they disappeared
+	// chainsDirty: the desired chains may differ from the programmed ones
+	// (a policy, group or retiring group changed, or the kernel was read
+	// back); false, program renders no chain.
+	chainsDirty bool
 	// legacyCleaned: this process removed an earlier version's chains
 	// from the filter table (once, after its first transaction).
 	legacyCleaned bool

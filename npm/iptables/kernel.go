@@ -53,6 +53,9 @@ func (d *Dataplane) program(ctx context.Context, dirtySets map[string]struct{}, 
 	var wg sync.WaitGroup
 	var mu sync.Mutex // guards d.chains / d.jumpFix / d.loaded
 	for i, f := range d.families {
+		if !d.chainsDirty && d.jumpFix[f] == nil {
+			continue
+		}
 		wg.Add(1)
 		go func(i int, f policy.Family) {
 			defer wg.Done()
@@ -66,6 +69,7 @@ func (d *Dataplane) program(ctx context.Context, dirtySets map[string]struct{}, 
 			return changed, errs[i]
 		}
 	}
+	d.chainsDirty = false
 	// Phase 3: dispatch set members, leaves first for additions and root
 	// first for deletions (ipset.Set.Rank).
 	var dispDirty map[string]struct{}

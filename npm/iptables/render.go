@@ -99,6 +99,12 @@ func (d *Dataplane) update(desired *policy.State, changes *policy.Changes) (map[
 		}
 	}
 	dirty := dl.Sets
+	// Rules change only with policies, groups (the trie) or retiring
+	// groups; a batch of member changes alone (most pod events) leaves
+	// every chain as it is and is not rendered at all.
+	if dl.Full || len(dl.Policies) > 0 || dl.Groups || d.hasRetiring() {
+		d.chainsDirty = true
+	}
 	if dl.Groups || d.hasRetiring() {
 		d.updateDispatch(dirty)
 	}

@@ -126,6 +126,7 @@ func (d *Dataplane) load(ctx context.Context) error {
 
 // install makes a reading the "programmed" state.
 func (d *Dataplane) install(r *reading) {
+	d.chainsDirty = true
 	d.sets.Install(r.sets)
 	for _, f := range d.families {
 		chains, builtins := parseSave(r.saves[f], Table)

@@ -285,3 +285,32 @@ func TestReconcileFromReading(t *testing.T) {
 	k := newFakeKernel()
 	dptest.RunReconcileFromReading(t, newTraced(t, k), newTraced(t, k))
 }
+
+// TestMemberChangesStartNoProcess: a pod of another node joining a peer set
+// changes set members only: the batch is netlink requests, no ipset or
+// iptables-restore process, and its new member is allowed at once.
+func TestMemberChangesStartNoProcess(t *testing.T) {
+	k := newFakeKernel()
+	tr := newTraced(t, k)
+	tp := dptest.Addresses(dptest.Pods)
+	e := tp.Engine(dptest.BasicPolicies()...)
+	ctx := context.Background()
+	if err := tr.Dataplane.Apply(ctx, e.State(), e.TakeChanges()); err != nil {
+		t.Fatal(err)
+	}
+	probe := policy.Packet{Src: netip.MustParseAddr("10.9.200.2"), Dst: netip.MustParseAddr(tp.Addr(0, 0)), Protocol: policy.TCP, Port: 80}
+	if k.allowed(probe) {
+		t.Fatal("an unknown address is allowed to pod0 before it is a peer")
+	}
+	k.calls = nil
+	e.UpsertPod(translatetest.Pod("a", "remote-cli", "other-node", map[string]string{"app": "cli"}, []string{"10.9.200.2", "fd09:0:200::2"}))
+	if err := tr.Dataplane.Apply(ctx, e.State(), e.TakeChanges()); err != nil {
+		t.Fatal(err)
+	}
+	if len(k.calls) != 1 || k.calls[0] != "ipset netlink" {
+		t.Errorf("a peer joining a set made the calls %v, want [ipset netlink]", k.calls)
+	}
+	if !k.allowed(probe) {
+		t.Error("the new peer is not allowed to pod0")
+	}
+}
