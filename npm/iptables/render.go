@@ -99,14 +99,17 @@ func (d *Dataplane) update(desired *policy.State, changes *policy.Changes) (map[
 		}
 	}
 	dirty := dl.Sets
-	// Rules change only with policies, groups (the trie) or retiring
-	// groups; a batch of member changes alone (most pod events) leaves
-	// every chain as it is and is not rendered at all.
-	if dl.Full || len(dl.Policies) > 0 || dl.Groups || d.hasRetiring() {
+	// Rules change only with policies or the list of groups (the trie's
+	// shape, each group's policies, retiring groups); a batch of member
+	// changes alone (most pod events, a pod joining an existing group)
+	// leaves every chain as it is and renders none.
+	if dl.Full || len(dl.Policies) > 0 {
 		d.chainsDirty = true
 	}
 	if dl.Groups || d.hasRetiring() {
-		d.updateDispatch(dirty)
+		if d.updateDispatch(dirty) {
+			d.chainsDirty = true
+		}
 	}
 	if dl.Full {
 		return nil, nil
@@ -115,8 +118,10 @@ func (d *Dataplane) update(desired *policy.State, changes *policy.Changes) (map[
 }
 
 // updateDispatch recomputes the groups of each family, the trie and their
-// sets, marking the dispatch sets dirty.
-func (d *Dataplane) updateDispatch(dirty map[string]struct{}) {
+// sets, marking the dispatch sets dirty, and reports whether the list of
+// groups changed (then chains may have).
+func (d *Dataplane) updateDispatch(dirty map[string]struct{}) bool {
+	before := d.groupShape()
 	for n := range d.dispatchSets {
 		delete(d.wantSets, n)
 		dirty[n] = struct{}{}
@@ -202,6 +207,23 @@ func (d *Dataplane) updateDispatch(dirty map[string]struct{}) {
 		}
 	}
 	d.retiring = newRetiring
+	return d.groupShape() != before
+}
+
+// groupShape is everything of the groups the chains are rendered from:
+// per family and direction, each group's ID, policies and whether it is
+// retiring.
+func (d *Dataplane) groupShape() string {
+	var b strings.Builder
+	for _, f := range d.families {
+		for _, dir := range []policy.Direction{policy.Ingress, policy.Egress} {
+			fmt.Fprintf(&b, "%d/%d:", f, dir)
+			for _, g := range d.fgroups[f][dir] {
+				fmt.Fprintf(&b, "%s=%s,%v;", g.ID, strings.Join(g.Policies, ","), d.retiring[g.ID])
+			}
+		}
+	}
+	return b.String()
 }
 
 // groupRank is the ipset.Set.Rank of group sets: filled before, emptied
