@@ -59,6 +59,8 @@ type Dataplane struct {
 	// dispatch elements' removal is logged after it). Both follow the
 	// live groups, never the cluster's history.
 	grpPols, grpGone map[string]string
+	// grpShape: groupShape of the groups grpObjs were rendered for
+	grpShape string
 }
 
 // delta is the element changes of one set not yet in the kernel.
@@ -103,6 +105,7 @@ func (d *Dataplane) reset() {
 	d.model.Reset()
 	d.grpObjs = nil
 	d.grpPols, d.grpGone = map[string]string{}, map[string]string{}
+	d.grpShape = ""
 }
 
 // ---- Apply ----
@@ -164,29 +167,16 @@ func (d *Dataplane) updateWant(desired *policy.State, changes *policy.Changes) e
 	}
 	// groups -> group chains (which jump to the policies' chains), dispatch maps
 	if dl.Groups || len(dl.Policies) > 0 {
-		for _, kc := range d.grpObjs {
-			delete(d.want.chains, kc.name)
-			d.dirtyChains[kc.name] = struct{}{}
+		// The group chains follow the policies and the list of groups
+		// (IDs and policies), not their members: a pod joining or leaving
+		// an existing group only changes the dispatch maps.
+		shape := groupShape(d.model.Groups)
+		withChains := dl.Full || len(dl.Policies) > 0 || shape != d.grpShape
+		d.grpShape = shape
+		if withChains {
+			d.renderGroupChains()
 		}
-		prev := d.grpPols
-		d.grpPols = map[string]string{}
-		for _, dir := range []policy.Direction{policy.Ingress, policy.Egress} {
-			for _, g := range d.model.Groups[dir] {
-				d.grpPols[GroupChain(g)] = strings.Join(g.Policies, ",")
-			}
-		}
-		d.grpGone = map[string]string{}
-		for c, pols := range prev {
-			if _, ok := d.grpPols[c]; !ok {
-				d.grpGone[c] = pols
-			}
-		}
-		chains, maps := renderGroups(d.model.Groups, d.model.Last.Policies, d.model.Policies, d.logDeny())
-		d.grpObjs = chains
-		for _, kc := range chains {
-			d.want.chains[kc.name] = kc
-			d.dirtyChains[kc.name] = struct{}{}
-		}
+		_, maps := renderGroups(d.model.Groups, nil, nil, nil, false)
 		for _, m := range maps {
 			d.patchMap(m)
 		}
@@ -200,7 +190,7 @@ func (d *Dataplane) updateWant(desired *policy.State, changes *policy.Changes) e
 			d.dirtyChains[kc.name] = struct{}{}
 		}
 		if d.want.sets[MapIngress4] == nil {
-			_, maps := renderGroups(nil, nil, nil, nil)
+			_, maps := renderGroups(nil, nil, nil, nil, false)
 			for _, m := range append(maps, remoteSets(policy.NewState())...) {
 				d.patchMap(m)
 			}
@@ -676,4 +666,45 @@ func (d *Dataplane) logDiff(diff *objDiff) {
 			d.log.Info("nftables chain deleted", zap.String("chain", c.name), zap.String("policy", c.policy))
 		}
 	}
+}
+
+// renderGroupChains renders every group chain anew (the policies or the
+// list of groups changed) and marks them dirty.
+func (d *Dataplane) renderGroupChains() {
+	for _, kc := range d.grpObjs {
+		delete(d.want.chains, kc.name)
+		d.dirtyChains[kc.name] = struct{}{}
+	}
+	prev := d.grpPols
+	d.grpPols = map[string]string{}
+	for _, dir := range []policy.Direction{policy.Ingress, policy.Egress} {
+		for _, g := range d.model.Groups[dir] {
+			d.grpPols[GroupChain(g)] = strings.Join(g.Policies, ",")
+		}
+	}
+	d.grpGone = map[string]string{}
+	for c, pols := range prev {
+		if _, ok := d.grpPols[c]; !ok {
+			d.grpGone[c] = pols
+		}
+	}
+	chains, _ := renderGroups(d.model.Groups, d.model.Last.Policies, d.model.Policies, d.logDeny(), true)
+	d.grpObjs = chains
+	for _, kc := range chains {
+		d.want.chains[kc.name] = kc
+		d.dirtyChains[kc.name] = struct{}{}
+	}
+}
+
+// groupShape is what the group chains are rendered from besides the
+// policies: per direction, each group's ID and policies.
+func groupShape(groups map[policy.Direction][]*policy.Group) string {
+	var b strings.Builder
+	for _, dir := range []policy.Direction{policy.Ingress, policy.Egress} {
+		fmt.Fprintf(&b, "%d:", dir)
+		for _, g := range groups[dir] {
+			b.WriteString(g.ID + "=" + strings.Join(g.Policies, ",") + ";")
+		}
+	}
+	return b.String()
 }

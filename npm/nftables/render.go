@@ -311,7 +311,7 @@ func addrKey(a netip.Addr) []byte {
 // are inlined into the group chains, see tiers.go). logDeny, when not
 // nil, renders a group's logged default deny (nil: the group's denies are
 // not logged).
-func renderGroups(groups map[policy.Direction][]*policy.Group, pols map[string]*policy.Policy, rendered map[string][]*kchain, logDeny func(g *policy.Group, cm string) []krule) ([]*kchain, []*kset) {
+func renderGroups(groups map[policy.Direction][]*policy.Group, pols map[string]*policy.Policy, rendered map[string][]*kchain, logDeny func(g *policy.Group, cm string) []krule, withChains bool) ([]*kchain, []*kset) {
 	var chains []*kchain
 	var maps []*kset
 	for _, dir := range []policy.Direction{policy.Ingress, policy.Egress} {
@@ -321,7 +321,9 @@ func renderGroups(groups map[policy.Direction][]*policy.Group, pols map[string]*
 		}
 		for _, g := range groups[dir] {
 			gc := GroupChain(g)
-			chains = append(chains, groupChains(dir, g, pols, rendered, logDeny)...)
+			if withChains {
+				chains = append(chains, groupChains(dir, g, pols, rendered, logDeny)...)
+			}
 			for _, a := range g.IPs {
 				m := byFam[policy.FamilyOf(a)]
 				k := addrKey(a)
