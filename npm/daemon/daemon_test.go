@@ -345,15 +345,17 @@ func TestFailedTransactionIsRetriedNotDropped(t *testing.T) {
 
 // readingDataplane is a recordingDataplane that reads the kernel back
 // outside the daemon's lock (dataplane.KernelReader); gate, when set,
-// holds ReadKernel until it receives.
+// holds ReadKernel until it receives, after it has said on started that
+// the read-back began.
 type readingDataplane struct {
 	*recordingDataplane
-	gate                       chan struct{}
+	gate, started              chan struct{}
 	reads, fromReading, locked atomic.Int32
 }
 
 func (r *readingDataplane) ReadKernel(context.Context) (dataplane.KernelReading, error) {
 	if r.gate != nil {
+		r.started <- struct{}{}
 		<-r.gate
 	}
 	return r.reads.Add(1), nil
@@ -384,9 +386,10 @@ func TestReconcileReadsTheKernelWithoutHoldingUpEvents(t *testing.T) {
 	if h.d.reconcileOnce(ctx); dp.fromReading.Load() != 1 || dp.locked.Load() != 0 {
 		t.Fatalf("quiet node: %d reconciles from the reading, %d locked, want 1, 0", dp.fromReading.Load(), dp.locked.Load())
 	}
-	dp.gate = make(chan struct{})
+	dp.gate, dp.started = make(chan struct{}), make(chan struct{})
 	done := make(chan struct{})
 	go func() { h.d.reconcileOnce(ctx); close(done) }()
+	<-dp.started // the event must come after the read-back began
 	applies := func() int { _, n, _ := rec.last(); return n }
 	before := applies()
 	if _, err := client.CoreV1().Pods("prod").Create(ctx, pod("prod", "a", "node-a", "10.0.0.5", nil), metav1.CreateOptions{}); err != nil {
