@@ -375,6 +375,24 @@ func (c *Cluster) noDAD(ns *netnstest.NS) error {
 	return err
 }
 
+// forward turns routing on in a node's namespace, as on every Kubernetes
+// node (kubeadm's preflight requires it; cloud node images set it), not
+// only once the CNI plugin has plumbed the node's first pod. A node that
+// runs no pod still forwards: kube-proxy DNATs a NodePort or
+// load-balancer packet it receives to a pod of another node
+// (externalTrafficPolicy Cluster), and without forwarding the kernel
+// drops it after the DNAT, before any policy sees it. The node's IPv6
+// default route is static, so forwarding's effect on router
+// advertisements does not matter here.
+func (c *Cluster) forward(ns *netnstest.NS) error {
+	args := []string{"-qw", "net.ipv4.ip_forward=1"}
+	if c.hasV6() {
+		args = append(args, "net.ipv6.conf.all.forwarding=1")
+	}
+	_, err := ns.Exec("sysctl", args...)
+	return err
+}
+
 // attach connects ns to the VNet bridge with eth0 = addr/16 and, when
 // pods have IPv6, addr6/64.
 func (c *Cluster) attach(ns *netnstest.NS, peer, addr, addr6 string) error {
@@ -417,6 +435,9 @@ func (c *Cluster) addNode(ctx context.Context, i int) (*Node, error) {
 		return nil, err
 	}
 	if err := c.attach(n.NS, fmt.Sprintf("n%d", i), n.IP.String(), n.IP6.String()); err != nil {
+		return nil, err
+	}
+	if err := c.forward(n.NS); err != nil {
 		return nil, err
 	}
 	dir := filepath.Join(c.Dir, n.Name)
