@@ -760,7 +760,7 @@ func (n *Node) ObjectEnforced(key string, rv uint64) (bool, error) {
 
 // Write is one API change whose enforcement a step waits for.
 type Write struct {
-	Key string // "pod/ns/name", "namespace//name", "policy/ns/name"
+	Key string // "pod/ns/name", "namespace//name", "policy/ns/name", "endpointslice/ns/name", ...
 	RV  uint64 // resourceVersion written; 0 = deleted
 }
 

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -62,6 +63,49 @@ func (c *Cluster) deleteServices(ctx context.Context, namespace string) error {
 		}
 	}
 	return c.Client.DiscoveryV1().EndpointSlices(namespace).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{})
+}
+
+// ServiceWrites are the Service and its EndpointSlices as the API server
+// holds them now, for WaitEnforced: azure-npm watches both (a pod backing
+// an externally reachable Service with externalTrafficPolicy Cluster is a
+// Remote endpoint of every node, npm/daemon/services.go). Called after
+// WaitServicesProgrammed, the slices hold the endpoints kube-proxy
+// programmed.
+func (c *Cluster) ServiceWrites(ctx context.Context, namespace, name string) ([]Write, error) {
+	svc, err := c.Client.CoreV1().Services(namespace).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return nil, err
+	}
+	writes := []Write{{Key: "service/" + namespace + "/" + name, RV: rvOf(svc)}}
+	slices, err := c.Client.DiscoveryV1().EndpointSlices(namespace).List(ctx, metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=" + name})
+	if err != nil {
+		return nil, err
+	}
+	for i := range slices.Items {
+		writes = append(writes, Write{Key: "endpointslice/" + namespace + "/" + slices.Items[i].Name, RV: rvOf(&slices.Items[i])})
+	}
+	return writes, nil
+}
+
+// WaitServicesSeen waits until every node's azure-npm enforces the
+// Services of want and their EndpointSlices as they are now (call it after
+// WaitServicesProgrammed).
+func (c *Cluster) WaitServicesSeen(ctx context.Context, want []ServiceBackend, timeout time.Duration) error {
+	var writes []Write
+	done := map[string]bool{}
+	for _, b := range want {
+		if done[b.Namespace+"/"+b.Service] {
+			continue
+		}
+		done[b.Namespace+"/"+b.Service] = true
+		w, err := c.ServiceWrites(ctx, b.Namespace, b.Service)
+		if err != nil {
+			return err
+		}
+		writes = append(writes, w...)
+	}
+	_, err := c.WaitEnforced(ctx, writes, timeout)
+	return err
 }
 
 // ServiceClusterIP is a Service's ClusterIP (invalid when it has none or

@@ -150,6 +150,13 @@ func External(ctx context.Context, c *cluster.Cluster, timeout time.Duration) ([
 	if err := c.WaitServicesProgrammed(ctx, backends, time.Minute); err != nil {
 		return nil, err
 	}
+	// Every node's azure-npm must have seen the Services and their
+	// EndpointSlices too, not only the pods and policies: the receiving
+	// node decides a Cluster backend on another node by the client only
+	// once that backend is its Remote endpoint.
+	if err := c.WaitServicesSeen(ctx, backends, time.Minute); err != nil {
+		return nil, err
+	}
 	var rows []ExternalRow
 	for _, typ := range []corev1.ServiceType{corev1.ServiceTypeNodePort, corev1.ServiceTypeLoadBalancer} {
 		for _, pol := range []string{PolicyClientOnly, PolicyClientNodes} {

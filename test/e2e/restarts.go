@@ -112,6 +112,9 @@ func Restarts(ctx context.Context, c *cluster.Cluster, timeout time.Duration) ([
 	if err := c.WaitServicesProgrammed(ctx, backends, time.Minute); err != nil {
 		return nil, err
 	}
+	if err := c.WaitServicesSeen(ctx, backends, time.Minute); err != nil {
+		return nil, err
+	}
 	cl := svcs[corev1.ServiceExternalTrafficPolicyCluster]
 	vip := netip.MustParseAddr(cl.Spec.ClusterIP)
 	nodePort := uint16(cl.Spec.Ports[0].NodePort)
