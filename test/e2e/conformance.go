@@ -23,6 +23,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mattfenwick/cyclonus/pkg/connectivity"
@@ -55,6 +56,13 @@ type Options struct {
 	Families []string
 	// ProbeTimeout bounds one probe (a denied probe costs this long).
 	ProbeTimeout time.Duration
+	// RetryTimeout bounds the one retry of a probe the oracle allows but
+	// that was blocked (default 2 s): up to 96 probes run at once, and on
+	// a loaded machine a connection or an SCTP INIT to an unrestricted pod
+	// sometimes misses the short timeout. A probe the oracle denies is
+	// never retried, so no leak can hide behind a retry; a kernel that
+	// really blocks an allowed connection blocks the retry too.
+	RetryTimeout time.Duration
 	// Workers probe in parallel.
 	Workers int
 	// Out receives per-case lines and failure tables.
@@ -82,6 +90,10 @@ type Report struct {
 	// every node's azure-npm enforced it.
 	StepEnforce []time.Duration
 	Wall        time.Duration
+	// Retried counts the probes the oracle allows that were blocked at
+	// first and probed once more (RetryTimeout); Recovered those that got
+	// through the second time. A probe the oracle denies is never retried.
+	Retried, Recovered int
 }
 
 // ModeReport is the outcome of a run in one probe mode.
@@ -104,6 +116,9 @@ type Runner struct {
 func NewRunner(ctx context.Context, c *cluster.Cluster, opts Options) (*Runner, error) {
 	if opts.ProbeTimeout == 0 {
 		opts.ProbeTimeout = 400 * time.Millisecond
+	}
+	if opts.RetryTimeout == 0 {
+		opts.RetryTimeout = 2 * time.Second
 	}
 	if opts.Workers == 0 {
 		opts.Workers = 48
@@ -333,6 +348,9 @@ func (r *Runner) resources(ctx context.Context, family string) (*probe.Resources
 // namespaces.
 type realRunner struct {
 	r *Runner
+	// oracle decides which blocked probes are retried (allowed ones).
+	oracle             *matcher.Policy
+	retried, recovered *atomic.Int64
 }
 
 func (rr *realRunner) RunJobs(jobs []*probe.Job) []*probe.JobResult {
@@ -350,8 +368,17 @@ func (rr *realRunner) RunJobs(jobs []*probe.Job) []*probe.JobResult {
 			dstPod := rr.r.c.Pod(job.ToNamespace, toName)
 			// ToHost: the pod's address or its Service's, by probe mode.
 			dst, err := netip.ParseAddr(job.ToHost)
-			if src != nil && dstPod != nil && err == nil && rr.r.c.ProbeTo(src, dstPod, dst, job.ResolvedPort, string(job.Protocol), rr.r.opts.ProbeTimeout) {
-				conn = probe.ConnectivityAllowed
+			if src != nil && dstPod != nil && err == nil {
+				through := rr.r.c.ProbeTo(src, dstPod, dst, job.ResolvedPort, string(job.Protocol), rr.r.opts.ProbeTimeout)
+				if !through && rr.oracle.IsTrafficAllowed(job.Traffic()).IsAllowed() {
+					rr.retried.Add(1)
+					if through = rr.r.c.ProbeTo(src, dstPod, dst, job.ResolvedPort, string(job.Protocol), rr.r.opts.RetryTimeout); through {
+						rr.recovered.Add(1)
+					}
+				}
+				if through {
+					conn = probe.ConnectivityAllowed
+				}
 			}
 			results[i] = &probe.JobResult{Job: job, Combined: conn}
 		}(i, job)
@@ -379,6 +406,8 @@ func (r *Runner) RunCase(ctx context.Context, tc *generator.TestCase, rep *Repor
 	}
 	jb := &probe.JobBuilder{TimeoutSeconds: 1}
 	var enforce []time.Duration
+	var retried, recovered atomic.Int64
+	defer func() { rep.Retried += int(retried.Load()); rep.Recovered += int(recovered.Load()) }()
 	for si, step := range tc.Steps {
 		writes, svcs, err := r.apply(ctx, st, step.Actions)
 		if err != nil {
@@ -411,7 +440,8 @@ func (r *Runner) RunCase(ctx context.Context, tc *generator.TestCase, rep *Repor
 				cfg.Mode = m
 				sim := probe.NewSimulatedRunner(oracle, jb).RunProbeForConfig(&cfg, res)
 				sr := connectivity.NewStepResult(sim, oracle, st.policies)
-				sr.AddKubeProbe((&probe.Runner{JobRunner: &realRunner{r: r}, JobBuilder: jb}).RunProbeForConfig(&cfg, res))
+				real := &realRunner{r: r, oracle: oracle, retried: &retried, recovered: &recovered}
+				sr.AddKubeProbe((&probe.Runner{JobRunner: real, JobBuilder: jb}).RunProbeForConfig(&cfg, res))
 				srs[i] = sr
 			}()
 		}

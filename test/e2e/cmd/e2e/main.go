@@ -213,8 +213,8 @@ func runOne(ctx context.Context, cfg config, cases []*generator.TestCase, only [
 			ms = append(ms, float64(d.Microseconds())/1000)
 		}
 		sort.Float64s(ms)
-		fmt.Printf("%s: wall %.1fs; step enforcement on every node: p50 %.1f ms, p99 %.1f ms, max %.1f ms over %d steps\n",
-			cfg.label(cfg.modes[0], rep.Family), rep.Wall.Seconds(), benchfmt.Percentile(ms, 50), benchfmt.Percentile(ms, 99), benchfmt.Percentile(ms, 100), len(ms))
+		fmt.Printf("%s: wall %.1fs; step enforcement on every node: p50 %.1f ms, p99 %.1f ms, max %.1f ms over %d steps; %d allowed probes blocked at first and retried, %d then through\n",
+			cfg.label(cfg.modes[0], rep.Family), rep.Wall.Seconds(), benchfmt.Percentile(ms, 50), benchfmt.Percentile(ms, 99), benchfmt.Percentile(ms, 100), len(ms), rep.Retried, rep.Recovered)
 		for _, m := range cfg.modes {
 			mr := rep.Modes[m]
 			for _, f := range mr.Failures {
