@@ -18,6 +18,11 @@ WIN_ARCHIVE := $(OUT)/azure-vnet-cni-windows-amd64-$(VERSION).zip
 LINUX_CONFLISTS := $(filter-out %-windows.conflist,$(wildcard deploy/cni/*.conflist))
 TEST_TIMEOUT ?= 20m
 E2E_DATAPLANES ?= iptables,nftables
+# make e2e: kube-proxy modes (one cluster each, with every dataplane) and
+# cyclonus probe modes (each step probed in both on the same cluster);
+# make e2e-services runs every kube-proxy mode.
+E2E_KUBE_PROXY ?= iptables
+E2E_PROBE_MODES ?= pod-ip,service-ip
 E2E_REAL_DATAPLANES ?= iptables,nftables
 E2E_REAL_CNI ?= transparent
 E2E_REAL_PROCS ?= 3
@@ -30,7 +35,7 @@ FUZZ_TARGETS ?= $(shell ./hack/fuzz-targets.sh)
 
 IMAGES := azure-npm azure-cni
 
-.PHONY: help version all podserver azure-npm azure-vnet azure-vnet-ipam azure-cni-install azure-cni-plugins azure-cni-plugins-windows images test e2e bench bench-scale demo deps lint clean cluster-up cluster-down tools tools-node tools-e2e cluster-real cluster-real-down e2e-real fuzz interrupt-test soak
+.PHONY: help version all podserver azure-npm azure-vnet azure-vnet-ipam azure-cni-install azure-cni-plugins azure-cni-plugins-windows images test e2e e2e-services bench bench-scale demo deps lint clean cluster-up cluster-down tools tools-node tools-e2e cluster-real cluster-real-down e2e-real fuzz interrupt-test soak
 
 version: ## print the version every output is named and tagged with
 	@echo $(VERSION)
@@ -92,8 +97,11 @@ deps: ## install system packages and Go modules (idempotent)
 test: tools-node all podserver images ## run every test (needs root for the kernel tests; CI is root)
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 
-e2e: tools all podserver ## all 230 cyclonus conformance cases on a simulated 2-node cluster, per dataplane
-	$(GO) run ./test/e2e/cmd/e2e --dataplanes $(E2E_DATAPLANES) 2>&1 | tee -i $(OUT)/e2e.log; exit $${PIPESTATUS[0]}
+e2e: tools-node all podserver ## all 230 cyclonus cases (pod-IP and Service-IP probes) on a simulated 2-node cluster with kube-proxy, per dataplane; NodePort/LoadBalancer, node-traffic and restart tables
+	$(GO) run ./test/e2e/cmd/e2e --dataplanes $(E2E_DATAPLANES) --kube-proxy $(E2E_KUBE_PROXY) --probe-modes $(E2E_PROBE_MODES) 2>&1 | tee -i $(OUT)/e2e.log; exit $${PIPESTATUS[0]}
+
+e2e-services: ## make e2e on every kube-proxy mode (iptables and nftables) x dataplane x probe mode (long)
+	$(MAKE) e2e E2E_KUBE_PROXY=iptables,nftables
 
 fuzz: ## run every fuzz target for FUZZTIME each (default 60s); a crash's input lands in the package's testdata/fuzz
 	@set -e; for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; name=$${t##*:}; \

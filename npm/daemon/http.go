@@ -77,19 +77,22 @@ func (d *Daemon) serveStatus(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, d.Object(key))
 }
 
-// validKey checks an object key of /status?object=.
+// validKey checks an object key of /status?object=. Services and
+// EndpointSlices are watched too (their Remote endpoints, services.go):
+// a caller can wait until a slice's version is enforced.
 func validKey(key string) error {
 	kind, rest, ok := strings.Cut(key, "/")
 	ns, name, ok2 := strings.Cut(rest, "/")
+	namespaced := kind == kindPod || kind == kindPolicy || kind == kindService || kind == kindEndpointSlice
 	switch {
 	case !ok || !ok2 || name == "" || strings.Contains(name, "/"):
-		return fmt.Errorf("object %q: want pod/NAMESPACE/NAME, policy/NAMESPACE/NAME, namespace//NAME, clusternetworkpolicy//NAME or node//NAME", key)
+		return fmt.Errorf("object %q: want pod/NAMESPACE/NAME, policy/NAMESPACE/NAME, service/NAMESPACE/NAME, endpointslice/NAMESPACE/NAME, namespace//NAME, clusternetworkpolicy//NAME or node//NAME", key)
 	case (kind == kindNamespace || kind == kindClusterPolicy || kind == kindNode) && ns != "":
 		return fmt.Errorf("object %q: a %s has no namespace: %s//NAME", key, kind, kind)
-	case (kind == kindPod || kind == kindPolicy) && ns == "":
+	case namespaced && ns == "":
 		return fmt.Errorf("object %q: %s/NAMESPACE/NAME needs the namespace", key, kind)
-	case kind != kindPod && kind != kindPolicy && kind != kindNamespace && kind != kindClusterPolicy && kind != kindNode:
-		return fmt.Errorf("object %q: kind %q: want pod, policy, namespace, clusternetworkpolicy or node", key, kind)
+	case !namespaced && kind != kindNamespace && kind != kindClusterPolicy && kind != kindNode:
+		return fmt.Errorf("object %q: kind %q: want pod, policy, service, endpointslice, namespace, clusternetworkpolicy or node", key, kind)
 	}
 	return nil
 }

@@ -2,6 +2,8 @@ package daemon
 
 import (
 	"context"
+	"net/http"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -81,4 +83,18 @@ func TestExternalBackendsFollowServices(t *testing.T) {
 		_, ok := eps["a/far"]
 		return st.Present && !st.Pending && !ok
 	})
+	// The local socket answers for Services and EndpointSlices as for the
+	// other kinds: a caller waits on the slice's version being enforced.
+	for target, want := range map[string]string{
+		"/status?object=endpointslice/a/web-x": `"present":true`,
+		"/status?object=service/a/web":         `"present":true`,
+		"/status?object=service/a/nope":        `"present":false`,
+	} {
+		if code, body := h.getLocal(t, target); code != http.StatusOK || !strings.Contains(body, want) {
+			t.Errorf("socket GET %s = %d %q, want 200 saying %s", target, code, body, want)
+		}
+	}
+	if code, body := h.getLocal(t, "/status?object=endpointslice//web-x"); code != http.StatusBadRequest || !strings.Contains(body, "needs the namespace") {
+		t.Errorf("an endpointslice without namespace = %d %q, want 400", code, body)
+	}
 }

@@ -13,6 +13,11 @@
 //	       exactly as the DaemonSet would run it
 //	pod-*  one namespace per pod running podserver (TCP/UDP echo, raw SCTP)
 //
+// With Config.KubeProxy, every node also runs the real kube-proxy (iptables
+// or nftables mode) in its namespace, and the control plane runs
+// kube-controller-manager's EndpointSlice controller, so Services reach the
+// pods the harness marks Ready (kubeproxy.go, services.go).
+//
 // Where the Azure fabric routes a node's pod addresses to it, the harness
 // adds the same routes (transparent mode); in bridge mode pods are on the
 // VNet's L2 segment. In overlay mode node-i's pods get 10.244.i.x from the
@@ -101,6 +106,11 @@ type Config struct {
 	// RealNodes configures the API server for real kubelets
 	// (kubetest.Options.Nodes); test/realcluster builds on this cluster.
 	RealNodes bool
+	// KubeProxy runs kube-proxy in this mode ("iptables" or "nftables")
+	// in every node's namespace, and kube-controller-manager's
+	// EndpointSlice controller in the control plane, so Services work
+	// (kubeproxy.go); "" = no Services.
+	KubeProxy string
 	// NPMConfig is appended to each agent's configuration file (YAML
 	// lines, e.g. "batchWindow: 20ms"; a key given here wins).
 	NPMConfig string
@@ -125,7 +135,8 @@ type Cluster struct {
 	Client kubernetes.Interface
 	Nodes  []*Node
 
-	ownDir bool // Dir was made by New (Close removes it)
+	ownDir bool      // Dir was made by New (Close removes it)
+	svc    *services // Config.KubeProxy's processes (nil without)
 
 	mu   sync.Mutex
 	pods map[string]*Pod // "ns/name"
@@ -332,6 +343,11 @@ func New(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 			}
 		}
 	}
+	if cfg.KubeProxy != "" {
+		if err := c.startServices(ctx); err != nil {
+			return nil, err
+		}
+	}
 	if !cfg.NoNPM {
 		for _, n := range c.Nodes {
 			if err := n.StartNPM(ctx); err != nil {
@@ -356,6 +372,24 @@ func (c *Cluster) noDAD(ns *netnstest.NS) error {
 		return nil
 	}
 	_, err := ns.Exec("sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0")
+	return err
+}
+
+// forward turns routing on in a node's namespace, as on every Kubernetes
+// node (kubeadm's preflight requires it; cloud node images set it), not
+// only once the CNI plugin has plumbed the node's first pod. A node that
+// runs no pod still forwards: kube-proxy DNATs a NodePort or
+// load-balancer packet it receives to a pod of another node
+// (externalTrafficPolicy Cluster), and without forwarding the kernel
+// drops it after the DNAT, before any policy sees it. The node's IPv6
+// default route is static, so forwarding's effect on router
+// advertisements does not matter here.
+func (c *Cluster) forward(ns *netnstest.NS) error {
+	args := []string{"-qw", "net.ipv4.ip_forward=1"}
+	if c.hasV6() {
+		args = append(args, "net.ipv6.conf.all.forwarding=1")
+	}
+	_, err := ns.Exec("sysctl", args...)
 	return err
 }
 
@@ -401,6 +435,9 @@ func (c *Cluster) addNode(ctx context.Context, i int) (*Node, error) {
 		return nil, err
 	}
 	if err := c.attach(n.NS, fmt.Sprintf("n%d", i), n.IP.String(), n.IP6.String()); err != nil {
+		return nil, err
+	}
+	if err := c.forward(n.NS); err != nil {
 		return nil, err
 	}
 	dir := filepath.Join(c.Dir, n.Name)
@@ -723,7 +760,7 @@ func (n *Node) ObjectEnforced(key string, rv uint64) (bool, error) {
 
 // Write is one API change whose enforcement a step waits for.
 type Write struct {
-	Key string // "pod/ns/name", "namespace//name", "policy/ns/name"
+	Key string // "pod/ns/name", "namespace//name", "policy/ns/name", "endpointslice/ns/name", ...
 	RV  uint64 // resourceVersion written; 0 = deleted
 }
 
@@ -857,12 +894,18 @@ func (c *Cluster) CreatePodWithIP(ctx context.Context, node *Node, namespace, na
 		return nil, Write{}, err
 	}
 	p.IP = p.IPs[0]
-	if err := p.startServer(c.cfg.BinDir); err != nil {
+	if err := p.startServer(c.cfg.BinDir, ports); err != nil {
 		_ = node.cniDel(ctx, p)
 		_ = p.NS.Delete()
 		return nil, Write{}, err
 	}
-	kpod.Status = corev1.PodStatus{Phase: corev1.PodRunning, PodIP: p.IP.String()}
+	// Ready, as kubelet would report a pod whose server answers: the
+	// EndpointSlice controller publishes only ready pods to kube-proxy.
+	now := metav1.Now()
+	kpod.Status = corev1.PodStatus{Phase: corev1.PodRunning, PodIP: p.IP.String(),
+		HostIP: node.IP.String(), StartTime: &now, Conditions: []corev1.PodCondition{
+			{Type: corev1.PodReady, Status: corev1.ConditionTrue, LastTransitionTime: now},
+			{Type: corev1.ContainersReady, Status: corev1.ConditionTrue, LastTransitionTime: now}}}
 	for _, ip := range p.IPs {
 		kpod.Status.PodIPs = append(kpod.Status.PodIPs, corev1.PodIP{IP: ip.String()})
 	}
@@ -1016,8 +1059,22 @@ func (n *Node) cniDel(ctx context.Context, p *Pod) error {
 	})
 }
 
-func (p *Pod) startServer(binDir string) error {
-	cmd := exec.Command("ip", "netns", "exec", p.NS.Name, filepath.Join(binDir, "podserver"))
+// startServer runs podserver on the pod's TCP and UDP ports (its default,
+// 80 and 81, when ports has none of a protocol).
+func (p *Pod) startServer(binDir string, ports []ContainerPort) error {
+	args := []string{"netns", "exec", p.NS.Name, filepath.Join(binDir, "podserver")}
+	for flag, proto := range map[string]corev1.Protocol{"--tcp": corev1.ProtocolTCP, "--udp": corev1.ProtocolUDP} {
+		var list []string
+		for _, cp := range ports {
+			if cp.Protocol == proto {
+				list = append(list, strconv.Itoa(int(cp.Port)))
+			}
+		}
+		if len(list) > 0 {
+			args = append(args, flag, strings.Join(list, ","))
+		}
+	}
+	cmd := exec.Command("ip", args...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return err
@@ -1093,6 +1150,13 @@ func (c *Cluster) Matrix(pods []*Pod, port int, proto string, timeout time.Durat
 // Probe reports whether a new connection from pod src to dst:port over
 // proto gets through within timeout.
 func (c *Cluster) Probe(src *Pod, dst netip.Addr, port int, proto string, timeout time.Duration) bool {
+	return c.ProbeTo(src, nil, dst, port, proto, timeout)
+}
+
+// ProbeTo is Probe to dst, an address that leads to the pod dstPod (a
+// Service's): an SCTP INIT counts as through when dstPod's server sees it.
+// A nil dstPod is the pod whose address is dst.
+func (c *Cluster) ProbeTo(src, dstPod *Pod, dst netip.Addr, port int, proto string, timeout time.Duration) bool {
 	addr := net.JoinHostPort(dst.String(), strconv.Itoa(port))
 	ok := false
 	switch proto {
@@ -1103,14 +1167,15 @@ func (c *Cluster) Probe(src *Pod, dst netip.Addr, port int, proto string, timeou
 		port := src.udpPorts.Next()
 		_ = src.NS.Do(func() error { ok = probe.UDPRoundTripFrom(port, addr, payload, timeout); return nil })
 	case probe.SCTP:
-		c.mu.Lock()
-		var dstPod *Pod
-		for _, p := range c.pods {
-			if slices.Contains(p.IPs, dst) {
-				dstPod = p
+		if dstPod == nil {
+			c.mu.Lock()
+			for _, p := range c.pods {
+				if slices.Contains(p.IPs, dst) {
+					dstPod = p
+				}
 			}
+			c.mu.Unlock()
 		}
-		c.mu.Unlock()
 		if dstPod == nil {
 			return false
 		}
@@ -1129,6 +1194,7 @@ func (c *Cluster) Probe(src *Pod, dst netip.Addr, port int, proto string, timeou
 
 // Close stops every process and removes every namespace and file.
 func (c *Cluster) Close() {
+	c.stopServices()
 	for _, n := range c.Nodes {
 		n.StopNPM(false)
 	}
@@ -1181,6 +1247,9 @@ func (c *Cluster) DeleteNamespace(ctx context.Context, name string) ([]Write, er
 			return nil, err
 		}
 		writes = append(writes, w)
+	}
+	if err := c.deleteServices(ctx, name); err != nil {
+		return nil, err
 	}
 	nps, err := c.Client.NetworkingV1().NetworkPolicies(name).List(ctx, metav1.ListOptions{})
 	if err != nil {

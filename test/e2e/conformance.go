@@ -5,7 +5,11 @@
 // file), pods spread across nodes, real TCP/UDP/SCTP probes between pod
 // namespaces, and cyclonus's matcher (input corrected, internal/policyoracle)
 // as the judge. On a dual-stack cluster every case runs once per family,
-// probing the pods' addresses of that family.
+// probing the pods' addresses of that family. On a cluster with kube-proxy
+// every pod also gets a Service
+// (cyclonus's s-<namespace>-<pod>, as the upstream e2e makes), and each
+// step is probed in every probe mode asked for: to the pod's address
+// (pod-ip) and to its Service's ClusterIP (service-ip).
 package e2e
 
 import (
@@ -19,6 +23,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mattfenwick/cyclonus/pkg/connectivity"
@@ -51,21 +56,50 @@ type Options struct {
 	Families []string
 	// ProbeTimeout bounds one probe (a denied probe costs this long).
 	ProbeTimeout time.Duration
+	// RetryTimeout bounds the one retry of a probe the oracle allows but
+	// that was blocked (default 2 s): up to 96 probes run at once, and on
+	// a loaded machine a connection or an SCTP INIT to an unrestricted pod
+	// sometimes misses the short timeout. A probe the oracle denies is
+	// never retried, so no leak can hide behind a retry; a kernel that
+	// really blocks an allowed connection blocks the retry too.
+	RetryTimeout time.Duration
 	// Workers probe in parallel.
 	Workers int
 	// Out receives per-case lines and failure tables.
 	Out io.Writer
+	// ProbeModes are cyclonus's probe modes each step is probed in:
+	// ProbeModePodIP and ProbeModeServiceIP (which needs a cluster with
+	// kube-proxy); default pod-ip only.
+	ProbeModes []generator.ProbeMode
 }
 
-// Report is the outcome of a run over one family.
+// Probe modes (cyclonus's names).
+const (
+	ProbeModePodIP     = generator.ProbeModePodIP
+	ProbeModeServiceIP = generator.ProbeModeServiceIP
+)
+
+// Report is the outcome of a run: every count is over (case, probe mode)
+// pairs; Modes has them per probe mode.
 type Report struct {
 	Family         string
 	Passed, Failed int
 	Failures       []string
+	Modes          map[generator.ProbeMode]*ModeReport
 	// StepEnforce are the times from the last API write of a step until
 	// every node's azure-npm enforced it.
 	StepEnforce []time.Duration
 	Wall        time.Duration
+	// Retried counts the probes the oracle allows that were blocked at
+	// first and probed once more (RetryTimeout); Recovered those that got
+	// through the second time. A probe the oracle denies is never retried.
+	Retried, Recovered int
+}
+
+// ModeReport is the outcome of a run in one probe mode.
+type ModeReport struct {
+	Passed, Failed int
+	Failures       []string
 }
 
 // Runner drives one cluster through cases.
@@ -83,6 +117,9 @@ func NewRunner(ctx context.Context, c *cluster.Cluster, opts Options) (*Runner, 
 	if opts.ProbeTimeout == 0 {
 		opts.ProbeTimeout = 400 * time.Millisecond
 	}
+	if opts.RetryTimeout == 0 {
+		opts.RetryTimeout = 2 * time.Second
+	}
 	if opts.Workers == 0 {
 		opts.Workers = 48
 	}
@@ -92,9 +129,24 @@ func NewRunner(ctx context.Context, c *cluster.Cluster, opts Options) (*Runner, 
 	if opts.Families == nil {
 		opts.Families = c.Families()
 	}
+	if len(opts.ProbeModes) == 0 {
+		opts.ProbeModes = []generator.ProbeMode{ProbeModePodIP}
+	}
+	for _, m := range opts.ProbeModes {
+		switch m {
+		case ProbeModePodIP:
+		case ProbeModeServiceIP:
+			if !c.HasServices() {
+				return nil, fmt.Errorf("probe mode %s needs a cluster with kube-proxy", m)
+			}
+		default:
+			return nil, fmt.Errorf("probe mode %q: want %s or %s", m, ProbeModePodIP, ProbeModeServiceIP)
+		}
+	}
 	r := &Runner{c: c, opts: opts, out: opts.Out, podNode: map[string]int{}}
 	i := 0
 	var writes []cluster.Write
+	var svcs []cluster.ServiceBackend
 	for _, ns := range BaseNamespaces {
 		w, err := c.CreateNamespace(ctx, ns, map[string]string{"ns": ns})
 		if err != nil {
@@ -104,17 +156,74 @@ func NewRunner(ctx context.Context, c *cluster.Cluster, opts Options) (*Runner, 
 		for _, p := range BasePods {
 			r.podNode[ns+"/"+p] = i % len(c.Nodes)
 			i++
-			_, w, err := c.CreatePod(ctx, c.Nodes[r.podNode[ns+"/"+p]], ns, p, map[string]string{"pod": p}, cluster.DefaultPorts())
+			w, sb, err := r.createPod(ctx, c.Nodes[r.podNode[ns+"/"+p]], ns, p, map[string]string{"pod": p})
 			if err != nil {
 				return nil, err
 			}
 			writes = append(writes, w)
+			svcs = append(svcs, sb...)
 		}
 	}
-	if _, err := c.WaitEnforced(ctx, writes, time.Minute); err != nil {
+	if err := r.wait(ctx, writes, svcs, time.Minute); err != nil {
 		return nil, err
 	}
 	return r, nil
+}
+
+// ServiceLabel is the label a pod's Service selects it by on a cluster
+// with kube-proxy. The harness keeps it on the pod whatever labels a case
+// sets, and hides it from the oracle: no case's policy names it, so it
+// changes no policy's meaning, and a case that relabels a pod does not take
+// it out of its Service (cyclonus selects by the labels the pod was created
+// with, which a relabel can drop: its service-IP probes would then test
+// kube-proxy's reject of a Service without endpoints, not the policy).
+const ServiceLabel = "acn-e2e-service"
+
+// podLabels are the labels the harness gives a pod a case labels with l.
+func (r *Runner) podLabels(ns, name string, l map[string]string) map[string]string {
+	if !r.c.HasServices() {
+		return l
+	}
+	out := maps.Clone(l)
+	if out == nil {
+		out = map[string]string{}
+	}
+	out[ServiceLabel] = cluster.PodServiceName(ns, name)
+	return out
+}
+
+// createPod creates a pod and, on a cluster with kube-proxy, its Service
+// (selecting it by ServiceLabel). It returns what to wait for.
+func (r *Runner) createPod(ctx context.Context, node *cluster.Node, ns, name string, labels map[string]string) (cluster.Write, []cluster.ServiceBackend, error) {
+	p, w, err := r.c.CreatePod(ctx, node, ns, name, r.podLabels(ns, name, labels), cluster.DefaultPorts())
+	if err != nil || !r.c.HasServices() {
+		return w, nil, err
+	}
+	svcName := cluster.PodServiceName(ns, name)
+	svc, err := r.c.CreateService(ctx, cluster.PodService(ns, name, map[string]string{ServiceLabel: svcName}, cluster.DefaultPorts()))
+	if err != nil {
+		return w, nil, fmt.Errorf("service of %s/%s: %w", ns, name, err)
+	}
+	return w, []cluster.ServiceBackend{cluster.PodServiceBackend(svc, p)}, nil
+}
+
+// deletePod deletes a pod and its Service.
+func (r *Runner) deletePod(ctx context.Context, ns, name string) (cluster.Write, error) {
+	if r.c.HasServices() {
+		if err := r.c.DeleteService(ctx, ns, cluster.PodServiceName(ns, name)); err != nil {
+			return cluster.Write{}, err
+		}
+	}
+	return r.c.DeletePod(ctx, ns, name)
+}
+
+// wait waits until every node's azure-npm enforces writes and every
+// node's kube-proxy reaches the new Services' pods.
+func (r *Runner) wait(ctx context.Context, writes []cluster.Write, svcs []cluster.ServiceBackend, timeout time.Duration) error {
+	if _, err := r.c.WaitEnforced(ctx, writes, timeout); err != nil {
+		return err
+	}
+	return r.c.WaitServicesProgrammed(ctx, svcs, timeout)
 }
 
 // GeneratedCases are cyclonus's 230 cases for the pods' first family.
@@ -191,8 +300,7 @@ type caseState struct {
 	policies []*networkingv1.NetworkPolicy
 }
 
-// resources is cyclonus's view of the cluster as it is now, each pod with
-// its address of family.
+// resources is cyclonus's view of the cluster as it is now.
 func (r *Runner) resources(ctx context.Context, family string) (*probe.Resources, error) {
 	res := &probe.Resources{Namespaces: map[string]map[string]string{}}
 	nss, err := r.c.Client.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
@@ -221,7 +329,17 @@ func (r *Runner) resources(ctx context.Context, family string) (*probe.Resources
 		if err != nil {
 			return nil, err
 		}
-		res.Pods = append(res.Pods, probe.NewPod(p.Namespace, p.Name, kp.Labels, p.IPFor(family).String(), containers))
+		labels := maps.Clone(kp.Labels)
+		delete(labels, ServiceLabel)
+		pp := probe.NewPod(p.Namespace, p.Name, labels, p.IPFor(family).String(), containers)
+		if r.c.HasServices() {
+			vip, err := r.c.ServiceClusterIP(ctx, p.Namespace, cluster.PodServiceName(p.Namespace, p.Name))
+			if err != nil {
+				return nil, fmt.Errorf("service of %s: %w", p.Key(), err)
+			}
+			pp.ServiceIP = vip.String()
+		}
+		res.Pods = append(res.Pods, pp)
 	}
 	return res, nil
 }
@@ -230,6 +348,9 @@ func (r *Runner) resources(ctx context.Context, family string) (*probe.Resources
 // namespaces.
 type realRunner struct {
 	r *Runner
+	// oracle decides which blocked probes are retried (allowed ones).
+	oracle             *matcher.Policy
+	retried, recovered *atomic.Int64
 }
 
 func (rr *realRunner) RunJobs(jobs []*probe.Job) []*probe.JobResult {
@@ -243,9 +364,21 @@ func (rr *realRunner) RunJobs(jobs []*probe.Job) []*probe.JobResult {
 			defer func() { <-sem; wg.Done() }()
 			conn := probe.ConnectivityBlocked
 			src := rr.r.c.Pod(job.FromNamespace, job.FromPod)
-			dst, err := netip.ParseAddr(job.ToIP)
-			if src != nil && err == nil && rr.r.c.Probe(src, dst, job.ResolvedPort, string(job.Protocol), rr.r.opts.ProbeTimeout) {
-				conn = probe.ConnectivityAllowed
+			_, toName, _ := strings.Cut(job.ToKey, "/")
+			dstPod := rr.r.c.Pod(job.ToNamespace, toName)
+			// ToHost: the pod's address or its Service's, by probe mode.
+			dst, err := netip.ParseAddr(job.ToHost)
+			if src != nil && dstPod != nil && err == nil {
+				through := rr.r.c.ProbeTo(src, dstPod, dst, job.ResolvedPort, string(job.Protocol), rr.r.opts.ProbeTimeout)
+				if !through && rr.oracle.IsTrafficAllowed(job.Traffic()).IsAllowed() {
+					rr.retried.Add(1)
+					if through = rr.r.c.ProbeTo(src, dstPod, dst, job.ResolvedPort, string(job.Protocol), rr.r.opts.RetryTimeout); through {
+						rr.recovered.Add(1)
+					}
+				}
+				if through {
+					conn = probe.ConnectivityAllowed
+				}
 			}
 			results[i] = &probe.JobResult{Job: job, Combined: conn}
 		}(i, job)
@@ -254,9 +387,9 @@ func (rr *realRunner) RunJobs(jobs []*probe.Job) []*probe.JobResult {
 	return results
 }
 
-// RunCase executes one case, probing over rep.Family, and reports whether
-// it passed.
-func (r *Runner) RunCase(ctx context.Context, tc *generator.TestCase, rep *Report) (bool, error) {
+// RunCase executes one case, probing each step in every probe mode, and
+// reports per mode whether it passed.
+func (r *Runner) RunCase(ctx context.Context, tc *generator.TestCase, rep *Report) (map[generator.ProbeMode]bool, error) {
 	st := &caseState{}
 	defer func() {
 		if err := r.reset(ctx); err != nil {
@@ -265,35 +398,67 @@ func (r *Runner) RunCase(ctx context.Context, tc *generator.TestCase, rep *Repor
 	}()
 	initial, err := r.resources(ctx, rep.Family)
 	if err != nil {
-		return false, err
+		return nil, err
 	}
-	result := &connectivity.Result{InitialResources: initial, TestCase: tc}
+	results := map[generator.ProbeMode]*connectivity.Result{}
+	for _, m := range r.opts.ProbeModes {
+		results[m] = &connectivity.Result{InitialResources: initial, TestCase: tc}
+	}
 	jb := &probe.JobBuilder{TimeoutSeconds: 1}
 	var enforce []time.Duration
+	var retried, recovered atomic.Int64
+	defer func() { rep.Retried += int(retried.Load()); rep.Recovered += int(recovered.Load()) }()
 	for si, step := range tc.Steps {
-		writes, err := r.apply(ctx, st, step.Actions)
+		writes, svcs, err := r.apply(ctx, st, step.Actions)
 		if err != nil {
-			return false, fmt.Errorf("step %d: %w", si+1, err)
+			return nil, fmt.Errorf("step %d: %w", si+1, err)
 		}
+		t0 := time.Now()
 		took, err := r.c.WaitEnforced(ctx, writes, 30*time.Second)
 		if err != nil {
-			return false, fmt.Errorf("step %d: %w", si+1, err)
+			return nil, fmt.Errorf("step %d: %w", si+1, err)
 		}
 		enforce = append(enforce, took)
+		if err := r.c.WaitServicesProgrammed(ctx, svcs, 30*time.Second-time.Since(t0)); err != nil {
+			return nil, fmt.Errorf("step %d: %w", si+1, err)
+		}
 		res, err := r.resources(ctx, rep.Family)
 		if err != nil {
-			return false, err
+			return nil, err
 		}
 		oracle := matcher.BuildNetworkPolicies(true, policyoracle.CorrectInput(st.policies))
-		sim := probe.NewSimulatedRunner(oracle, jb).RunProbeForConfig(step.Probe, res)
-		sr := connectivity.NewStepResult(sim, oracle, st.policies)
-		sr.AddKubeProbe((&probe.Runner{JobRunner: &realRunner{r: r}, JobBuilder: jb}).RunProbeForConfig(step.Probe, res))
-		result.Steps = append(result.Steps, sr)
+		// The modes probe at the same time: a probe mostly waits (a denied
+		// one for its whole timeout), so overlapping them halves the wall
+		// time of a step.
+		srs := make([]*connectivity.StepResult, len(r.opts.ProbeModes))
+		var wg sync.WaitGroup
+		for i, m := range r.opts.ProbeModes {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				cfg := *step.Probe
+				cfg.Mode = m
+				sim := probe.NewSimulatedRunner(oracle, jb).RunProbeForConfig(&cfg, res)
+				sr := connectivity.NewStepResult(sim, oracle, st.policies)
+				real := &realRunner{r: r, oracle: oracle, retried: &retried, recovered: &recovered}
+				sr.AddKubeProbe((&probe.Runner{JobRunner: real, JobBuilder: jb}).RunProbeForConfig(&cfg, res))
+				srs[i] = sr
+			}()
+		}
+		wg.Wait()
+		for i, m := range r.opts.ProbeModes {
+			results[m].Steps = append(results[m].Steps, srs[i])
+		}
 	}
 	rep.StepEnforce = append(rep.StepEnforce, enforce...)
-	passed := result.Passed(true)
-	if !passed {
-		fmt.Fprintf(r.out, "--- expected (oracle) vs observed over %s for %q:\n", rep.Family, tc.Description)
+	passed := map[generator.ProbeMode]bool{}
+	for _, m := range r.opts.ProbeModes {
+		result := results[m]
+		passed[m] = result.Passed(true)
+		if passed[m] {
+			continue
+		}
+		fmt.Fprintf(r.out, "--- expected (oracle) vs observed over %s for %q, probe mode %s:\n", rep.Family, tc.Description, m)
 		for i, sr := range result.Steps {
 			fmt.Fprintf(r.out, "step %d expected:\n%s\nobserved:\n%s\ndifferences:\n%s\n", i+1,
 				sr.SimulatedProbe.RenderTable(), sr.LastKubeProbe().RenderTable(), sr.LastComparison().RenderSuccessTable())
@@ -307,8 +472,9 @@ func (r *Runner) RunCase(ctx context.Context, tc *generator.TestCase, rep *Repor
 }
 
 // apply performs a step's actions and returns the writes to wait for.
-func (r *Runner) apply(ctx context.Context, st *caseState, actions []*generator.Action) ([]cluster.Write, error) {
+func (r *Runner) apply(ctx context.Context, st *caseState, actions []*generator.Action) ([]cluster.Write, []cluster.ServiceBackend, error) {
 	var writes []cluster.Write
+	var svcs []cluster.ServiceBackend
 	add := func(w cluster.Write, err error) error {
 		if err == nil {
 			writes = append(writes, w)
@@ -344,29 +510,32 @@ func (r *Runner) apply(ctx context.Context, st *caseState, actions []*generator.
 			cp := a.CreatePod
 			node := r.c.Nodes[len(r.c.Pods())%len(r.c.Nodes)]
 			var w cluster.Write
-			_, w, err = r.c.CreatePod(ctx, node, cp.Namespace, cp.Pod, cp.Labels, cluster.DefaultPorts())
+			var sb []cluster.ServiceBackend
+			w, sb, err = r.createPod(ctx, node, cp.Namespace, cp.Pod, cp.Labels)
+			svcs = append(svcs, sb...)
 			err = add(w, err)
 		case a.SetPodLabels != nil:
 			sp := a.SetPodLabels
-			err = add(r.c.SetPodLabels(ctx, sp.Namespace, sp.Pod, sp.Labels))
+			err = add(r.c.SetPodLabels(ctx, sp.Namespace, sp.Pod, r.podLabels(sp.Namespace, sp.Pod, sp.Labels)))
 		case a.DeletePod != nil:
-			err = add(r.c.DeletePod(ctx, a.DeletePod.Namespace, a.DeletePod.Pod))
+			err = add(r.deletePod(ctx, a.DeletePod.Namespace, a.DeletePod.Pod))
 		case a.ReadNetworkPolicies != nil:
 			// Nothing to do: the harness already knows the policies.
 		default:
 			err = fmt.Errorf("unsupported action %+v", a)
 		}
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
-	return writes, nil
+	return writes, svcs, nil
 }
 
 // reset returns the cluster to the base layout, touching only what a case
 // changed, and waits until every node enforces it.
 func (r *Runner) reset(ctx context.Context) error {
 	var writes []cluster.Write
+	var svcs []cluster.ServiceBackend
 	base := map[string]bool{}
 	for _, ns := range BaseNamespaces {
 		base[ns] = true
@@ -419,7 +588,7 @@ func (r *Runner) reset(ctx context.Context) error {
 	for _, p := range r.c.Pods() {
 		existing[p.Key()] = true
 		if _, isBase := r.podNode[p.Key()]; !isBase {
-			w, err := r.c.DeletePod(ctx, p.Namespace, p.Name)
+			w, err := r.deletePod(ctx, p.Namespace, p.Name)
 			if err != nil {
 				return err
 			}
@@ -430,7 +599,7 @@ func (r *Runner) reset(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if want := map[string]string{"pod": p.Name}; !maps.Equal(kp.Labels, want) {
+		if want := r.podLabels(p.Namespace, p.Name, map[string]string{"pod": p.Name}); !maps.Equal(kp.Labels, want) {
 			w, err := r.c.SetPodLabels(ctx, p.Namespace, p.Name, want)
 			if err != nil {
 				return err
@@ -441,15 +610,15 @@ func (r *Runner) reset(ctx context.Context) error {
 	for key, node := range r.podNode {
 		if !existing[key] {
 			ns, name, _ := strings.Cut(key, "/")
-			_, w, err := r.c.CreatePod(ctx, r.c.Nodes[node], ns, name, map[string]string{"pod": name}, cluster.DefaultPorts())
+			w, sb, err := r.createPod(ctx, r.c.Nodes[node], ns, name, map[string]string{"pod": name})
 			if err != nil {
 				return err
 			}
 			writes = append(writes, w)
+			svcs = append(svcs, sb...)
 		}
 	}
-	_, err = r.c.WaitEnforced(ctx, writes, time.Minute)
-	return err
+	return r.wait(ctx, writes, svcs, time.Minute)
 }
 
 // Run executes the cases once per family of Options.Families, printing
@@ -482,23 +651,38 @@ func (r *Runner) runFamily(ctx context.Context, family string) (*Report, error) 
 			idx = append(idx, i)
 		}
 	}
-	rep := &Report{Family: family}
+	rep := &Report{Family: family, Modes: map[generator.ProbeMode]*ModeReport{}}
+	for _, m := range r.opts.ProbeModes {
+		rep.Modes[m] = &ModeReport{}
+	}
 	for _, i := range idx {
 		if i >= len(cases) {
 			continue
 		}
 		tc := cases[i]
 		t0 := time.Now()
-		ok, err := r.RunCase(ctx, tc, rep)
-		status := "PASS"
-		if err != nil || !ok {
-			status = "FAIL"
-			rep.Failed++
-			rep.Failures = append(rep.Failures, fmt.Sprintf("#%d %s", i+1, tc.Description))
-		} else {
-			rep.Passed++
+		passed, err := r.RunCase(ctx, tc, rep)
+		var status []string
+		for _, m := range r.opts.ProbeModes {
+			mr := rep.Modes[m]
+			st := "PASS"
+			if err != nil || !passed[m] {
+				st = "FAIL"
+				rep.Failed++
+				mr.Failed++
+				f := fmt.Sprintf("#%d %s", i+1, tc.Description)
+				rep.Failures = append(rep.Failures, f+" ("+string(m)+")")
+				mr.Failures = append(mr.Failures, f)
+			} else {
+				rep.Passed++
+				mr.Passed++
+			}
+			status = append(status, st)
+			if len(r.opts.ProbeModes) > 1 {
+				status[len(status)-1] += "(" + string(m) + ")"
+			}
 		}
-		fmt.Fprintf(r.out, "%s %s #%d %s (%d steps, %.1fs) [%s]\n", status, family, i+1, tc.Description, len(tc.Steps), time.Since(t0).Seconds(), strings.Join(tc.Tags.Keys(), ","))
+		fmt.Fprintf(r.out, "%s %s #%d %s (%d steps, %.1fs) [%s]\n", strings.Join(status, " "), family, i+1, tc.Description, len(tc.Steps), time.Since(t0).Seconds(), strings.Join(tc.Tags.Keys(), ","))
 		if err != nil {
 			fmt.Fprintf(r.out, "  error: %v\n", err)
 		}

@@ -294,27 +294,13 @@ serializeImagePulls: false
 		"--hostname-override="+n.Name, "--node-ip="+n.IP.String(), "--v=1")
 }
 
-// StartKubeProxy starts kube-proxy in mode (iptables or nftables).
+// StartKubeProxy starts kube-proxy in mode (iptables or nftables), with
+// the simulated cluster's configuration (cluster.KubeProxyConfig).
 // clusterCIDR is the VNet (pods and nodes): traffic from pods to a
 // ClusterIP keeps its pod source address, which policies match on.
-// Conntrack limits are left alone: they are global, not per namespace.
 func (n *Node) StartKubeProxy(mode string) error {
 	conf := filepath.Join(n.dir, "kube-proxy.yaml")
-	yaml := fmt.Sprintf(`apiVersion: kubeproxy.config.k8s.io/v1alpha1
-kind: KubeProxyConfiguration
-clientConnection:
-  kubeconfig: %s
-hostnameOverride: %s
-mode: %s
-clusterCIDR: %s
-metricsBindAddress: 127.0.0.1:10249
-healthzBindAddress: 127.0.0.1:10256
-conntrack:
-  maxPerCore: 0
-  min: 0
-  tcpEstablishedTimeout: 0s
-  tcpCloseWaitTimeout: 0s
-`, n.c.API.Kubeconfig, n.Name, mode, VNetPrefix)
+	yaml := cluster.KubeProxyConfig(cluster.KubeProxyParams{Kubeconfig: n.c.API.Kubeconfig, NodeName: n.Name, Mode: mode, ClusterCIDR: VNetPrefix})
 	if err := os.WriteFile(conf, []byte(yaml), 0o644); err != nil {
 		return err
 	}
