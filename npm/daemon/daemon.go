@@ -38,7 +38,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/informers"
+	coreinformers "k8s.io/client-go/informers/core/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
@@ -145,10 +147,13 @@ type Daemon struct {
 	// evMu guards what the event handlers record. It is not mu: a handler
 	// must never wait for a transaction (seconds on a cold start), or the
 	// informers stall and the event times come out late.
-	evMu   sync.Mutex
-	seen   map[string]time.Time // key -> first unapplied event time
-	seenRV map[string]uint64    // key -> resourceVersion of its latest event
-	seq    map[string]uint64    // key -> events received (tells whether one came after translation)
+	evMu sync.Mutex
+	// events: keys with an event not yet enforced (one map, not one per
+	// field: at the start it holds every object of the cluster)
+	events map[string]eventRecord
+	// eventsPeak is the largest len(events) since the map was made: Go
+	// maps never shrink, so once it is mostly empty it is made again.
+	eventsPeak int
 	// appliedObj is the enforcement record behind /status?object=: key ->
 	// resourceVersion enforced; absent = not present (or deleted). One
 	// entry per object of the cluster, ~110 bytes each (15.5 MiB at 150,000
@@ -168,6 +173,15 @@ type Daemon struct {
 	flowLogs     bool
 	flowLogNetNS string
 	flowIndex    *flowlog.Index
+	podIPs       *podsByIP // with flow logs
+}
+
+// eventRecord is what the handlers recorded for a key whose latest event
+// is not enforced yet.
+type eventRecord struct {
+	first time.Time // the first unapplied event
+	rv    uint64    // resourceVersion of the latest event
+	seq   uint64    // events received (tells whether one came after translation)
 }
 
 // translated is what the engine was given for a key: the object's
@@ -223,9 +237,7 @@ func New(opts Options) (*Daemon, error) {
 		flowLogNetNS: opts.FlowLogNetNS,
 		flowIndex:    &flowlog.Index{},
 		pending:      policy.NewChanges(),
-		seen:         map[string]time.Time{},
-		seenRV:       map[string]uint64{},
-		seq:          map[string]uint64{},
+		events:       map[string]eventRecord{},
 		unapplied:    map[string]translated{},
 		appliedRV:    map[string]uint64{kindPod: 0, kindNamespace: 0, kindPolicy: 0, kindClusterPolicy: 0, kindNode: 0},
 		appliedObj:   map[string]uint64{},
@@ -236,14 +248,22 @@ func New(opts Options) (*Daemon, error) {
 		workqueue.NewTypedItemExponentialFailureRateLimiter[string](50*time.Millisecond, 30*time.Second),
 		workqueue.TypedRateLimitingQueueConfig[string]{Name: "azure-npm"})
 	d.factory = informers.NewSharedInformerFactory(opts.Client, d.cfg.ResyncPeriod.D())
-	d.podInf = d.factory.Core().V1().Pods().Informer()
+	// Without the factory's namespace index: nothing looks pods up by
+	// namespace in the informer (the engine indexes them itself), and the
+	// index is one more entry per pod of the cluster.
+	d.podInf = d.factory.InformerFor(&corev1.Pod{}, func(c kubernetes.Interface, resync time.Duration) cache.SharedIndexInformer {
+		return coreinformers.NewPodInformer(c, metav1.NamespaceAll, resync, cache.Indexers{})
+	})
 	d.nsInf = d.factory.Core().V1().Namespaces().Informer()
 	d.policyInf = d.factory.Networking().V1().NetworkPolicies().Informer()
 	if d.flowLogs {
 		// Flow-log lines name the pods behind addresses.
-		if err := d.podInf.AddIndexers(cache.Indexers{podIPIndex: podIPs}); err != nil {
+		d.podIPs = newPodsByIP()
+		reg, err := d.podInf.AddEventHandler(d.podIPs.handler())
+		if err != nil {
 			return nil, err
 		}
+		d.registrations = append(d.registrations, reg)
 	}
 	d.svcInf = d.factory.Core().V1().Services().Informer()
 	d.sliceInf = d.factory.Discovery().V1().EndpointSlices().Informer()
@@ -397,6 +417,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	defer d.queue.ShutDown()
 	d.log.Info("waiting for informers to sync")
+	// The worker translates while the informers list (at 150,000 pods
+	// the list and the translation each take seconds, and need not take
+	// them one after the other); it programs nothing before they synced.
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); d.worker(ctx) }()
+	defer func() { d.queue.ShutDown(); wg.Wait() }()
 	// The handlers' registrations, not just the informers: the first
 	// transaction must carry every listed object, so every initial add must
 	// have reached the queue before initialSyncKey.
@@ -415,9 +442,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.log.Info("informers synced", zap.Int("queued", d.queue.Len()))
 	d.queue.Add(initialSyncKey)
 
-	var wg sync.WaitGroup
-	wg.Add(3)
-	go func() { defer wg.Done(); d.worker(ctx) }()
+	wg.Add(2)
 	go func() { defer wg.Done(); d.reconcileLoop(ctx) }()
 	go func() { defer wg.Done(); d.refreshSizes(ctx) }()
 	<-ctx.Done()
@@ -442,13 +467,14 @@ func (d *Daemon) handler(kind string) cache.ResourceEventHandler {
 		rv, _ := strconv.ParseUint(m.GetResourceVersion(), 10, 64)
 		d.metrics.events.WithLabelValues(kind, op).Inc()
 		d.evMu.Lock()
-		if _, ok := d.seen[key]; !ok {
-			d.seen[key] = time.Now()
+		ev, ok := d.events[key]
+		if !ok {
+			ev.first = time.Now()
 		}
-		if rv > d.seenRV[key] {
-			d.seenRV[key] = rv
-		}
-		d.seq[key]++
+		ev.rv = max(ev.rv, rv)
+		ev.seq++
+		d.events[key] = ev
+		d.eventsPeak = max(d.eventsPeak, len(d.events))
 		d.evMu.Unlock()
 		d.queue.Add(key)
 	}
@@ -468,6 +494,23 @@ func (d *Daemon) worker(ctx context.Context) {
 			return
 		}
 		batch := []string{key}
+		if !d.synced.Load() {
+			// Informers still listing: translate what is queued, program
+			// nothing. The keys stay unapplied (and pending) until the
+			// first transaction, after initialSyncKey.
+			for d.queue.Len() > 0 {
+				k, shutdown := d.queue.Get()
+				if shutdown {
+					break
+				}
+				batch = append(batch, k)
+			}
+			d.translateBatch(batch)
+			for _, k := range batch {
+				d.queue.Done(k)
+			}
+			continue
+		}
 		// Translate first: a key that changes nothing the kernel holds
 		// (most events of other nodes' pods) is finished at once, and
 		// neither waits for nor widens the batching window, which only
@@ -602,6 +645,11 @@ func (d *Daemon) applyBatch(ctx context.Context, objects int) {
 			zap.Int("pods", st.Pods), zap.Int("endpoints", st.Endpoints), zap.Int("sets", st.Sets), zap.Int("members", st.Members))
 		d.ready.Store(true)
 		d.metrics.ready.Set(1)
+		// The start's garbage (the listed objects as decoded, the first
+		// batch's bookkeeping) is gone now: give its pages back to the
+		// OS at once rather than over minutes, so the RSS is what the agent
+		// keeps. One full GC, once, off the worker's path.
+		go debug.FreeOSMemory()
 		for _, other := range d.prev {
 			if err := other.Cleanup(ctx); err != nil {
 				d.log.Warn("could not remove another dataplane's leftovers", zap.Error(err))
@@ -630,21 +678,25 @@ func (d *Daemon) markApplied(now time.Time) {
 		if tr.eventRV > d.appliedRV[kind] {
 			d.appliedRV[kind] = tr.eventRV
 		}
-		if d.seq[key] != tr.seq {
+		ev, ok := d.events[key]
+		if ev.seq != tr.seq {
 			continue // a newer event arrived after the read
 		}
-		if t, ok := d.seen[key]; ok {
-			d.metrics.enforceLatency.WithLabelValues(kind).Observe(now.Sub(t).Seconds())
+		if ok {
+			d.metrics.enforceLatency.WithLabelValues(kind).Observe(now.Sub(ev.first).Seconds())
 		}
-		delete(d.seen, key)
-		delete(d.seenRV, key)
-		delete(d.seq, key)
+		delete(d.events, key)
 	}
-	if len(d.seq) == 0 {
-		// Go maps never shrink: after the initial sync these held an entry
-		// per object of the cluster (2.6 MiB per 10,000 pods in pprof), and
-		// would keep the buckets for good.
-		d.seen, d.seenRV, d.seq = map[string]time.Time{}, map[string]uint64{}, map[string]uint64{}
+	if len(d.events) <= d.eventsPeak/8 && d.eventsPeak > 64 {
+		// Go maps never shrink: after the initial sync this held an entry
+		// per object of the cluster (~100 bytes each), and would keep the
+		// buckets for good, though a few keys stay pending under churn.
+		// (Not maps.Clone: it keeps the old map's size.)
+		fresh := make(map[string]eventRecord, len(d.events))
+		for k, v := range d.events {
+			fresh[k] = v
+		}
+		d.events, d.eventsPeak = fresh, len(fresh)
 	}
 	d.unapplied = map[string]translated{}
 }
@@ -702,7 +754,7 @@ func (d *Daemon) Object(key string) ObjectStatus {
 	d.evMu.Lock()
 	defer d.evMu.Unlock()
 	rv, ok := d.appliedObj[key]
-	_, pending := d.seen[key]
+	_, pending := d.events[key]
 	return ObjectStatus{Key: key, Present: ok, ResourceVersion: rv, Pending: pending}
 }
 
@@ -713,7 +765,8 @@ func (d *Daemon) translateKey(key string) translated {
 	// Count the events first: one arriving after this point is newer than
 	// what the store gives us below, and keeps the key pending.
 	d.evMu.Lock()
-	tr := translated{seq: d.seq[key], eventRV: d.seenRV[key]}
+	ev := d.events[key]
+	tr := translated{seq: ev.seq, eventRV: ev.rv}
 	d.evMu.Unlock()
 	obj, exists, _ := d.store(kind).GetByKey(storeKey)
 	if exists {
@@ -855,9 +908,7 @@ func (d *Daemon) sizes() map[string]int {
 	sz["daemon.pending.policies"] = len(d.pending.Policies)
 	sz["daemon.pending.endpoints"] = len(d.pending.Endpoints)
 	d.evMu.Lock()
-	sz["daemon.seen"] = len(d.seen)
-	sz["daemon.seenResourceVersions"] = len(d.seenRV)
-	sz["daemon.eventCounts"] = len(d.seq)
+	sz["daemon.events"] = len(d.events)
 	d.evMu.Unlock()
 	if ds, ok := d.dp.(interface{ Sizes() map[string]int }); ok {
 		for k, v := range ds.Sizes() {

@@ -8,21 +8,26 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/open-acn/acn/npm/flowlog"
+	"github.com/open-acn/acn/npm/labelset"
 )
 
 // cachedPod is what the pod informer keeps per pod of the cluster: only
 // what translation reads. Every azure-npm caches every pod (a selector can
 // name any of them), so this is the agent's largest cost: a corev1.Pod is
-// 1,168 bytes before any of its contents and each container 408 more; this
-// is about a quarter of that, and nothing else of the pod is kept.
+// 1,168 bytes before any of its contents and each container 408 more, and
+// even an ObjectMeta alone is ~280 bytes; a cachedPod is ~170 bytes plus
+// its labels (a labelset.Set: one slice of interned strings, not a map),
+// and nothing else of the pod is kept.
 type cachedPod struct {
-	metav1.ObjectMeta // name, namespace, resourceVersion, labels only
-	nodeName          string
-	hostNetwork       bool
-	phase             corev1.PodPhase
-	podIP             string
-	podIPs            []string // status.podIPs beyond podIP
-	ports             []namedPort
+	name, namespace string // namespace interned
+	resourceVersion string
+	labels          labelset.Set
+	nodeName        string // interned
+	hostNetwork     bool
+	phase           corev1.PodPhase
+	podIP           string
+	podIPs          []string // status.podIPs beyond podIP
+	ports           []namedPort
 }
 
 // namedPort is a named container port (unnamed ones cannot be referenced
@@ -42,9 +47,19 @@ func (p *cachedPod) DeepCopyObject() runtime.Object {
 	return &c
 }
 
+// GetObjectMeta makes cachedPod a metav1.ObjectMetaAccessor, which
+// meta.Accessor (the informer's key function, the event handlers) accepts:
+// a short-lived ObjectMeta of the name, namespace and resourceVersion,
+// built per call rather than kept per pod. It has no labels: nothing that
+// reads metadata through it needs them (translation reads pod()), and
+// building a map per event would be the informer's largest garbage.
+func (p *cachedPod) GetObjectMeta() metav1.Object {
+	return &metav1.ObjectMeta{Name: p.name, Namespace: p.namespace, ResourceVersion: p.resourceVersion}
+}
+
 // pod rebuilds the corev1.Pod translation reads (a short-lived copy).
 func (p *cachedPod) pod() *corev1.Pod {
-	pod := &corev1.Pod{ObjectMeta: p.ObjectMeta}
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: p.name, Namespace: p.namespace, ResourceVersion: p.resourceVersion, Labels: p.labels.Map()}}
 	pod.Spec.NodeName, pod.Spec.HostNetwork = p.nodeName, p.hostNetwork
 	pod.Status.Phase, pod.Status.PodIP = p.phase, p.podIP
 	if p.podIP != "" {
@@ -70,12 +85,10 @@ func slimPod(obj interface{}) (interface{}, error) {
 		return obj, nil // DeletedFinalStateUnknown and friends pass through
 	}
 	c := &cachedPod{
-		ObjectMeta: metav1.ObjectMeta{
-			Name: pod.Name, Namespace: pod.Namespace,
-			ResourceVersion: pod.ResourceVersion, Labels: pod.Labels,
-		},
-		nodeName: pod.Spec.NodeName, hostNetwork: pod.Spec.HostNetwork,
-		phase: pod.Status.Phase, podIP: pod.Status.PodIP,
+		name: pod.Name, namespace: labelset.Intern(pod.Namespace), resourceVersion: pod.ResourceVersion,
+		labels:   labelset.New(pod.Labels),
+		nodeName: labelset.Intern(pod.Spec.NodeName), hostNetwork: pod.Spec.HostNetwork,
+		phase: corev1.PodPhase(labelset.Intern(string(pod.Status.Phase))), podIP: pod.Status.PodIP,
 	}
 	for _, ip := range pod.Status.PodIPs {
 		if ip.IP != pod.Status.PodIP {
@@ -87,7 +100,7 @@ func slimPod(obj interface{}) (interface{}, error) {
 		for _, ctr := range cs {
 			for _, cp := range ctr.Ports {
 				if cp.Name != "" {
-					c.ports = append(c.ports, namedPort{name: cp.Name, port: cp.ContainerPort, protocol: cp.Protocol})
+					c.ports = append(c.ports, namedPort{name: labelset.Intern(cp.Name), port: cp.ContainerPort, protocol: corev1.Protocol(labelset.Intern(string(cp.Protocol)))})
 				}
 			}
 		}

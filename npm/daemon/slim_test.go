@@ -21,6 +21,8 @@ func TestSlimPodTranslatesLikeTheFullPod(t *testing.T) {
 	full := func(name, node, ip string, mut func(*corev1.Pod)) *corev1.Pod {
 		p := pod("prod", name, node, ip, map[string]string{"app": name})
 		p.Annotations = map[string]string{"big": "annotation"}
+		p.ResourceVersion = "42"
+		p.Labels["tier"] = "web"
 		p.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubelet"}}
 		p.Spec.Containers[0].Env = []corev1.EnvVar{{Name: "A", Value: "b"}}
 		p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}
@@ -69,8 +71,11 @@ func TestSlimPodTranslatesLikeTheFullPod(t *testing.T) {
 			t.Fatal(err)
 		}
 		c := obj.(*cachedPod)
-		if c.Annotations != nil || c.ManagedFields != nil || c.UID != "" {
-			t.Errorf("%s: cached pod keeps metadata translation never reads: %+v", p.Name, c.ObjectMeta)
+		if m := c.GetObjectMeta(); m.GetName() != p.Name || m.GetNamespace() != p.Namespace || m.GetResourceVersion() != p.ResourceVersion {
+			t.Errorf("%s: cached pod's metadata %+v, want the pod's name, namespace and resourceVersion", p.Name, m)
+		}
+		if key, err := cache.MetaNamespaceKeyFunc(c); err != nil || key != p.Namespace+"/"+p.Name {
+			t.Errorf("%s: informer key %q, %v", p.Name, key, err)
 		}
 		fromSlim.UpsertPod(c.pod())
 	}
