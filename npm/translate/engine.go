@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/open-acn/acn/npm/flowlog"
+	"github.com/open-acn/acn/npm/labelset"
 	"github.com/open-acn/acn/npm/policy"
 )
 
@@ -57,7 +58,7 @@ type Engine struct {
 
 type podInfo struct {
 	key, ns, name string
-	labels        labels.Set
+	labels        labelset.Set // compact: the engine keeps one per pod of the cluster
 	ips           []netip.Addr
 	local         bool
 	ports         []podPort // named ports, first of each name/protocol; nil when none
@@ -123,11 +124,21 @@ type setSpec struct {
 }
 
 type setEntry struct {
-	spec    setSpec
-	refs    int
-	set     *policy.Set
-	contrib map[string][]policy.Member // pod key -> members it contributes
-	count   map[policy.Member]int
+	spec setSpec
+	refs int
+	set  *policy.Set
+	// contrib: pod key -> the pod whose members (its addresses, with the
+	// port for a SetIPPort) the set holds. A pointer to the pod's own
+	// immutable podInfo, not a slice of members per pod and set: the
+	// engine keeps one entry per member of every set of the cluster.
+	contrib map[string]*podInfo
+	// nodeContrib: node key -> members (ClusterNetworkPolicy nodes peers)
+	nodeContrib map[string][]policy.Member
+	// extra counts the contributors of a member beyond its first (a member
+	// is in set.Members while it has one): almost every member has exactly
+	// one, so a count per member would be an entry per member of every set
+	// for nothing.
+	extra map[policy.Member]int
 }
 
 type compiled struct {
@@ -272,10 +283,7 @@ func (e *Engine) UpsertPod(pod *corev1.Pod) {
 	} else {
 		local = e.opts.NodeName != "" && pod.Spec.NodeName == e.opts.NodeName
 	}
-	np := &podInfo{key: key, ns: pod.Namespace, name: pod.Name, labels: make(labels.Set, len(pod.Labels)), ips: ips, local: local}
-	for k, v := range pod.Labels {
-		np.labels[k] = v
-	}
+	np := &podInfo{key: key, ns: pod.Namespace, name: pod.Name, labels: labelset.New(pod.Labels), ips: ips, local: local}
 	for _, cs := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
 		for _, c := range cs {
 			for _, cp := range c.Ports {
@@ -308,7 +316,7 @@ func isTerminal(p *corev1.Pod) bool {
 }
 
 func podEqual(a, b *podInfo) bool {
-	return a.local == b.local && labels.Equals(a.labels, b.labels) && sameAddrPorts(a, b)
+	return a.local == b.local && a.labels.Equal(b.labels) && sameAddrPorts(a, b)
 }
 
 func podIPs(p *corev1.Pod) []netip.Addr {
@@ -392,6 +400,14 @@ func (e *Engine) refreshPod(p *podInfo, n *nsInfo, old *podInfo) {
 			for id, se := range s.deps {
 				affected[id] = se
 			}
+		} else if now && old != p {
+			// Same members, new version of the pod: the sets point to
+			// it, so the old version (its old labels) is not kept.
+			for _, se := range s.deps {
+				if se.contrib[p.key] != nil {
+					se.contrib[p.key] = p
+				}
+			}
 		}
 	})
 	for _, se := range affected {
@@ -406,11 +422,14 @@ func sameAddrPorts(a, b *podInfo) bool {
 
 // ---- sets ----
 
-func (e *Engine) contribution(se *setEntry, p *podInfo) []policy.Member {
-	var port uint16
+// contribution is p when it contributes members to se (it is selected,
+// and has the port of a SetIPPort), else nil.
+func (e *Engine) contribution(se *setEntry, p *podInfo) *podInfo {
+	if len(p.ips) == 0 {
+		return nil
+	}
 	if se.spec.kind == policy.SetIPPort {
-		var ok bool
-		if port, ok = p.port(se.spec.portName + "/" + string(se.spec.proto)); !ok {
+		if _, ok := p.port(se.spec.portName + "/" + string(se.spec.proto)); !ok {
 			return nil
 		}
 	}
@@ -422,6 +441,22 @@ func (e *Engine) contribution(se *setEntry, p *podInfo) []policy.Member {
 	if !selected {
 		return nil
 	}
+	return p
+}
+
+// members are the members pod p contributes to se when selected: its
+// addresses, with the named port for a SetIPPort (none without it).
+func (se *setEntry) members(p *podInfo) []policy.Member {
+	if p == nil {
+		return nil
+	}
+	var port uint16
+	if se.spec.kind == policy.SetIPPort {
+		var ok bool
+		if port, ok = p.port(se.spec.portName + "/" + string(se.spec.proto)); !ok {
+			return nil
+		}
+	}
 	out := make([]policy.Member, len(p.ips))
 	for i, a := range p.ips {
 		out[i] = policy.AddrMember(a)
@@ -432,41 +467,83 @@ func (e *Engine) contribution(se *setEntry, p *podInfo) []policy.Member {
 	return out
 }
 
-// setContrib replaces the members pod key contributes to a set.
-func (e *Engine) setContrib(se *setEntry, key string, ms []policy.Member) {
+// setContrib makes p (nil: none) the contributor of pod key to a set.
+func (e *Engine) setContrib(se *setEntry, key string, p *podInfo) {
 	old := se.contrib[key]
-	if len(old) == 0 && len(ms) == 0 {
+	if old == p {
 		return
 	}
+	if p == nil {
+		delete(se.contrib, key)
+	} else {
+		se.contrib[key] = p
+	}
+	e.replaceMembers(se, se.members(old), se.members(p))
+}
+
+// setNodeContrib replaces the members node key contributes to a set.
+func (e *Engine) setNodeContrib(se *setEntry, key string, ms []policy.Member) {
+	old := se.nodeContrib[key]
+	if len(ms) == 0 {
+		delete(se.nodeContrib, key)
+	} else {
+		if se.nodeContrib == nil {
+			se.nodeContrib = map[string][]policy.Member{}
+		}
+		se.nodeContrib[key] = ms
+	}
+	e.replaceMembers(se, old, ms)
+}
+
+// replaceMembers releases one contributor's old members and holds its
+// new ones.
+func (e *Engine) replaceMembers(se *setEntry, old, ms []policy.Member) {
 	if slices.Equal(old, ms) {
 		return
 	}
 	changed := false
 	for _, m := range old {
-		se.count[m]--
-		if se.count[m] <= 0 {
-			delete(se.count, m)
-			delete(se.set.Members, m)
+		if se.release(m) {
 			changed = true
 			e.hint(se.spec.id, m)
 		}
 	}
 	for _, m := range ms {
-		se.count[m]++
-		if se.count[m] == 1 {
-			se.set.Members[m] = struct{}{}
+		if se.hold(m) {
 			changed = true
 			e.hint(se.spec.id, m)
 		}
 	}
-	if len(ms) == 0 {
-		delete(se.contrib, key)
-	} else {
-		se.contrib[key] = ms
-	}
 	if changed {
 		e.changes.Sets[se.spec.id] = struct{}{}
 	}
+}
+
+// hold adds a contributor of m; true when m is new in the set.
+func (se *setEntry) hold(m policy.Member) bool {
+	if _, ok := se.set.Members[m]; ok {
+		se.extra[m]++
+		return false
+	}
+	se.set.Members[m] = struct{}{}
+	return true
+}
+
+// release removes a contributor of m; true when m left the set.
+func (se *setEntry) release(m policy.Member) bool {
+	if n := se.extra[m]; n > 0 {
+		if n == 1 {
+			delete(se.extra, m)
+		} else {
+			se.extra[m] = n - 1
+		}
+		return false
+	}
+	if _, ok := se.set.Members[m]; !ok {
+		return false
+	}
+	delete(se.set.Members, m)
+	return true
 }
 
 // hint records a member that may have changed in a set, unless the set
@@ -547,14 +624,13 @@ func (e *Engine) unrefSelector(key string) {
 func (e *Engine) refSet(spec setSpec) {
 	se := e.sets[spec.id]
 	if se == nil {
-		se = &setEntry{spec: spec, contrib: map[string][]policy.Member{}, count: map[policy.Member]int{},
+		se = &setEntry{spec: spec, contrib: map[string]*podInfo{}, extra: map[policy.Member]int{},
 			set: &policy.Set{ID: spec.id, Kind: spec.kind, Key: spec.key, Comment: spec.readable, Members: map[policy.Member]struct{}{}}}
 		e.sets[spec.id] = se
 		e.state.Sets[spec.id] = se.set
 		e.fullChange(spec.id)
 		for _, m := range spec.static {
-			se.count[m]++
-			se.set.Members[m] = struct{}{}
+			se.hold(m)
 		}
 		if spec.nodeSel != nil {
 			e.refNodeSet(se)
@@ -569,8 +645,8 @@ func (e *Engine) refSet(spec setSpec) {
 				if _, done := se.contrib[p.key]; done {
 					continue
 				}
-				if ms := e.contribution(se, p); len(ms) > 0 {
-					e.setContrib(se, p.key, ms)
+				if c := e.contribution(se, p); c != nil {
+					e.setContrib(se, p.key, c)
 				}
 			}
 		}
@@ -871,8 +947,8 @@ func (e *Engine) Sizes() map[string]int {
 		sz["engine.selectorDeps"] += len(s.deps)
 	}
 	for _, se := range e.sets {
-		sz["engine.setContributions"] += len(se.contrib)
-		sz["engine.setMemberCounts"] += len(se.count)
+		sz["engine.setContributions"] += len(se.contrib) + len(se.nodeContrib)
+		sz["engine.setExtraContributors"] += len(se.extra)
 	}
 	return sz
 }
