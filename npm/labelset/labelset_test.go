@@ -1,9 +1,8 @@
 package labelset
 
 import (
-	"runtime"
+	"fmt"
 	"testing"
-	"unique"
 	"unsafe"
 
 	"k8s.io/apimachinery/pkg/labels"
@@ -68,17 +67,24 @@ func TestInternSharesOneCopy(t *testing.T) {
 	if unsafe.StringData(a) == unsafe.StringData(b) {
 		t.Fatal("test strings share memory already")
 	}
-	// A live handle keeps the canonical copy across a GC between the calls.
-	h := unique.Make("app-3")
-	defer runtime.KeepAlive(h)
 	ia, ib := Intern(a), Intern(b)
 	if ia != a || unsafe.StringData(ia) != unsafe.StringData(ib) {
 		t.Errorf("Intern gave separate copies of %q", a)
 	}
-	h2 := unique.Make("tier")
-	defer runtime.KeepAlive(h2)
 	sa, sb := New(map[string]string{string([]byte("tier")): a}), New(map[string]string{string([]byte("tier")): b})
 	if unsafe.StringData(sa.kv[0]) != unsafe.StringData(sb.kv[0]) || unsafe.StringData(sa.kv[1]) != unsafe.StringData(sb.kv[1]) {
 		t.Error("two sets of equal labels hold separate copies of their strings")
+	}
+}
+
+func TestInternTableIsBounded(t *testing.T) {
+	for i := 0; i < 3*internMax; i++ {
+		Intern(fmt.Sprintf("hash-%d", i)) // values seen once
+		if n := len(interned.m); n > internMax {
+			t.Fatalf("intern table holds %d strings, bound %d", n, internMax)
+		}
+	}
+	if a, b := Intern(string([]byte("web"))), Intern(string([]byte("web"))); unsafe.StringData(a) != unsafe.StringData(b) {
+		t.Error("after the table turned over, equal strings are not shared")
 	}
 }
