@@ -38,6 +38,10 @@ type Engine struct {
 	// namespaceSelector), policies by namespace.
 	selByNS    map[string]map[string]*selector
 	selCluster map[string]*selector
+	// clusterGen changes whenever selCluster does: a namespace's list of
+	// the cluster-wide selectors matching it is current while its
+	// clusterGen equals this.
+	clusterGen uint64
 	polByNS    map[string]map[string]*compiled
 	// cluster-wide policies (ClusterNetworkPolicy) by key
 	clusterPols map[string]*compiled
@@ -87,6 +91,11 @@ type nsInfo struct {
 	known   bool
 	pods    map[string]*podInfo
 	flowLog policy.FlowLog // its policies' flow-log mode
+	// clusterSels: the cluster-wide selectors whose namespace selector
+	// matches this namespace, as of clusterGen (a pod event visits these,
+	// not every cluster-wide selector of the cluster)
+	clusterSels []*selector
+	clusterGen  uint64
 }
 
 // selector is a pod selector within a namespace scope, shared by every
@@ -218,6 +227,7 @@ func (e *Engine) UpsertNamespace(ns *corev1.Namespace) {
 		return
 	}
 	n.labels = l
+	n.clusterGen = 0
 	e.refreshNamespace(n)
 }
 
@@ -231,6 +241,7 @@ func (e *Engine) DeleteNamespace(name string) {
 	n.known = false
 	old := n.labels
 	n.labels = labels.Set{NamespaceNameLabel: name}
+	n.clusterGen = 0
 	e.setFlowLog(n, e.opts.FlowLog)
 	if len(n.pods) == 0 {
 		delete(e.namespaces, name)
@@ -258,9 +269,12 @@ func (e *Engine) setFlowLog(n *nsInfo, fl policy.FlowLog) {
 	}
 }
 
+// refreshNamespace re-evaluates its pods after its labels changed: against
+// every cluster-wide selector, since one that matched the old labels may
+// hold its pods.
 func (e *Engine) refreshNamespace(n *nsInfo) {
 	for _, p := range n.pods {
-		e.refreshPod(p, n, p)
+		e.refreshPodIn(p, n, p, e.allSelectors)
 	}
 }
 
@@ -270,7 +284,12 @@ func podKey(ns, name string) string { return ns + "/" + name }
 
 // UpsertPod adds or updates a pod. Host-network pods and pods without an
 // IP are treated as absent.
-func (e *Engine) UpsertPod(pod *corev1.Pod) {
+func (e *Engine) UpsertPod(pod *corev1.Pod) { e.UpsertPodLabels(pod, labelset.New(pod.Labels)) }
+
+// UpsertPodLabels is UpsertPod with the pod's labels as a labelset.Set
+// (pod.Labels is not read): a caller that keeps its pods' labels as Sets
+// shares them with the engine rather than each keeping a copy.
+func (e *Engine) UpsertPodLabels(pod *corev1.Pod, podLabels labelset.Set) {
 	key := podKey(pod.Namespace, pod.Name)
 	ips := podIPs(pod)
 	if pod.Spec.HostNetwork || len(ips) == 0 || isTerminal(pod) {
@@ -283,7 +302,7 @@ func (e *Engine) UpsertPod(pod *corev1.Pod) {
 	} else {
 		local = e.opts.NodeName != "" && pod.Spec.NodeName == e.opts.NodeName
 	}
-	np := &podInfo{key: key, ns: pod.Namespace, name: pod.Name, labels: labelset.New(pod.Labels), ips: ips, local: local}
+	np := &podInfo{key: key, ns: pod.Namespace, name: pod.Name, labels: podLabels, ips: ips, local: local}
 	for _, cs := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
 		for _, c := range cs {
 			for _, cp := range c.Ports {
@@ -354,7 +373,7 @@ func (e *Engine) DeletePod(namespace, name string) {
 		delete(n.pods, key)
 	}
 	affected := map[string]*setEntry{}
-	e.eachSelector(namespace, func(s *selector) {
+	e.eachSelector(namespace, n, func(s *selector) {
 		if s.pods[key] != nil {
 			delete(s.pods, key)
 			for id, se := range s.deps {
@@ -371,8 +390,39 @@ func (e *Engine) DeletePod(namespace, name string) {
 	}
 }
 
-// eachSelector calls f for every selector that can select a pod of ns.
-func (e *Engine) eachSelector(ns string, f func(*selector)) {
+// eachSelector calls f for every selector that can select a pod of ns
+// (n is its nsInfo, nil when unknown): its own, and the cluster-wide ones
+// whose namespace selector matches it.
+func (e *Engine) eachSelector(ns string, n *nsInfo, f func(*selector)) {
+	for _, s := range e.selByNS[ns] {
+		f(s)
+	}
+	if n == nil {
+		for _, s := range e.selCluster {
+			f(s)
+		}
+		return
+	}
+	if n.clusterGen != e.clusterGen || n.clusterGen == 0 {
+		n.clusterSels = n.clusterSels[:0]
+		for _, s := range e.selCluster {
+			if s.nsSel.Matches(n.labels) {
+				n.clusterSels = append(n.clusterSels, s)
+			}
+		}
+		n.clusterGen = e.clusterGen
+		if n.clusterGen == 0 {
+			n.clusterGen = e.bumpClusterGen()
+		}
+	}
+	for _, s := range n.clusterSels {
+		f(s)
+	}
+}
+
+// allSelectors calls f for every selector that can select a pod of ns,
+// or could before its namespace's labels changed.
+func (e *Engine) allSelectors(ns string, _ *nsInfo, f func(*selector)) {
 	for _, s := range e.selByNS[ns] {
 		f(s)
 	}
@@ -381,14 +431,29 @@ func (e *Engine) eachSelector(ns string, f func(*selector)) {
 	}
 }
 
+// bumpClusterGen marks every namespace's list of cluster-wide selectors
+// stale (never 0, which means "not computed").
+func (e *Engine) bumpClusterGen() uint64 {
+	e.clusterGen++
+	if e.clusterGen == 0 {
+		e.clusterGen = 1
+	}
+	return e.clusterGen
+}
+
 // refreshPod re-evaluates the selectors that can select a pod whose
 // labels, IPs, ports or namespace labels changed (old is its previous
 // version, nil if new), then the sets computed from the selectors whose
 // result changed, then its endpoint.
 func (e *Engine) refreshPod(p *podInfo, n *nsInfo, old *podInfo) {
+	e.refreshPodIn(p, n, old, e.eachSelector)
+}
+
+// refreshPodIn is refreshPod over the selectors each visits.
+func (e *Engine) refreshPodIn(p *podInfo, n *nsInfo, old *podInfo, each func(string, *nsInfo, func(*selector))) {
 	attrs := old == nil || old != p && !sameAddrPorts(old, p)
 	affected := map[string]*setEntry{}
-	e.eachSelector(p.ns, func(s *selector) {
+	each(p.ns, n, func(s *selector) {
 		was := s.pods[p.key] != nil
 		now := s.matches(p, n)
 		if now {
@@ -587,6 +652,7 @@ func (e *Engine) refSelector(spec selSpec) *selector {
 			}
 		} else {
 			e.selCluster[s.key] = s
+			e.bumpClusterGen()
 			for _, n := range e.namespaces {
 				if !s.nsSel.Matches(n.labels) {
 					continue
@@ -611,7 +677,10 @@ func (e *Engine) unrefSelector(key string) {
 	s.refs--
 	if s.refs <= 0 {
 		delete(e.selectors, key)
-		delete(e.selCluster, key)
+		if _, ok := e.selCluster[key]; ok {
+			delete(e.selCluster, key)
+			e.bumpClusterGen()
+		}
 		if m := e.selByNS[s.nsName]; m != nil {
 			delete(m, key)
 			if len(m) == 0 {
