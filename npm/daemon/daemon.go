@@ -173,7 +173,10 @@ type Daemon struct {
 	flowLogs     bool
 	flowLogNetNS string
 	flowIndex    *flowlog.Index
-	podIPs       *podsByIP // with flow logs
+	// podIPs names the pods behind flow-log addresses; made by the first
+	// lookup (podByIP), so a node that logs nothing never pays for it
+	podIPs     atomic.Pointer[podsByIP]
+	podIPsOnce sync.Once
 }
 
 // eventRecord is what the handlers recorded for a key whose latest event
@@ -256,15 +259,6 @@ func New(opts Options) (*Daemon, error) {
 	})
 	d.nsInf = d.factory.Core().V1().Namespaces().Informer()
 	d.policyInf = d.factory.Networking().V1().NetworkPolicies().Informer()
-	if d.flowLogs {
-		// Flow-log lines name the pods behind addresses.
-		d.podIPs = newPodsByIP()
-		reg, err := d.podInf.AddEventHandler(d.podIPs.handler())
-		if err != nil {
-			return nil, err
-		}
-		d.registrations = append(d.registrations, reg)
-	}
 	d.svcInf = d.factory.Core().V1().Services().Informer()
 	d.sliceInf = d.factory.Discovery().V1().EndpointSlices().Informer()
 	// Keep only what translation needs (slim.go, services.go): every agent
@@ -655,6 +649,8 @@ func (d *Daemon) applyBatch(ctx context.Context, objects int) {
 				d.log.Warn("could not remove another dataplane's leftovers", zap.Error(err))
 			}
 		}
+		d.prev = nil // what they read of the kernel to clean it up is garbage now
+
 	}
 	// The view is what the kernel now holds: the projection, not the
 	// engine's every policy and set.
@@ -778,7 +774,7 @@ func (d *Daemon) translateKey(key string) translated {
 	switch kind {
 	case kindPod:
 		if pod, ok := obj.(*cachedPod); tr.present && ok {
-			d.engine.UpsertPod(pod.pod())
+			d.engine.UpsertPodLabels(pod.podWithoutLabels(), pod.labels)
 		} else {
 			d.engine.DeletePod(ns, name)
 		}

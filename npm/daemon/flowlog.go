@@ -1,9 +1,11 @@
 package daemon
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"sync"
+	"time"
 
 	"go.uber.org/zap"
 	"k8s.io/client-go/tools/cache"
@@ -22,7 +24,8 @@ import (
 // and writes the flow log.
 
 // podsByIP names the pods behind addresses in flow-log lines: one map
-// entry per pod address of the cluster, kept by a pod informer handler.
+// entry per pod address of the cluster, kept by a pod informer handler
+// registered at the first lookup.
 // Not a client-go index: that keeps a string set (a map) per indexed value,
 // ~330 bytes per pod of the cluster, a tenth of the agent's memory.
 type podsByIP struct {
@@ -107,8 +110,33 @@ func flowLogDefault(cfg config.Config) policy.FlowLog {
 	return m
 }
 
-// podByIP names the pod holding an address (namespace/name).
-func (d *Daemon) podByIP(a netip.Addr) (string, bool) { return d.podIPs.lookup(a) }
+// podByIP names the pod holding an address (namespace/name). The first
+// call builds the map: its handler receives every cached pod, which this
+// call waits for (bounded), and keeps it current from then on.
+func (d *Daemon) podByIP(a netip.Addr) (string, bool) {
+	d.podIPsOnce.Do(func() {
+		x := newPodsByIP()
+		reg, err := d.podInf.AddEventHandler(x.handler())
+		if err != nil {
+			d.log.Warn("flow logs: cannot watch pod addresses; lines will not name pods", zap.Error(err))
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), podsByIPSyncTimeout)
+		defer cancel()
+		cache.WaitForCacheSync(ctx.Done(), reg.HasSynced)
+		d.podIPs.Store(x)
+	})
+	x := d.podIPs.Load()
+	if x == nil {
+		return "", false
+	}
+	return x.lookup(a)
+}
+
+// podsByIPSyncTimeout bounds how long the first flow-log line waits for
+// the pod address map (a pod informer replays 150,000 pods in about a
+// second).
+const podsByIPSyncTimeout = 10 * time.Second
 
 // startFlowLog binds the NFLOG group and starts the recorder.
 func (d *Daemon) startFlowLog() (*flowlog.Recorder, error) {

@@ -59,7 +59,15 @@ func (p *cachedPod) GetObjectMeta() metav1.Object {
 
 // pod rebuilds the corev1.Pod translation reads (a short-lived copy).
 func (p *cachedPod) pod() *corev1.Pod {
-	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: p.name, Namespace: p.namespace, ResourceVersion: p.resourceVersion, Labels: p.labels.Map()}}
+	pod := p.podWithoutLabels()
+	pod.Labels = p.labels.Map()
+	return pod
+}
+
+// podWithoutLabels is pod without its labels, for
+// translate.Engine.UpsertPodLabels (which shares p.labels).
+func (p *cachedPod) podWithoutLabels() *corev1.Pod {
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: p.name, Namespace: p.namespace, ResourceVersion: p.resourceVersion}}
 	pod.Spec.NodeName, pod.Spec.HostNetwork = p.nodeName, p.hostNetwork
 	pod.Status.Phase, pod.Status.PodIP = p.phase, p.podIP
 	if p.podIP != "" {

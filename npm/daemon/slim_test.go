@@ -77,7 +77,10 @@ func TestSlimPodTranslatesLikeTheFullPod(t *testing.T) {
 		if key, err := cache.MetaNamespaceKeyFunc(c); err != nil || key != p.Namespace+"/"+p.Name {
 			t.Errorf("%s: informer key %q, %v", p.Name, key, err)
 		}
-		fromSlim.UpsertPod(c.pod())
+		fromSlim.UpsertPodLabels(c.podWithoutLabels(), c.labels)
+		if !reflect.DeepEqual(c.pod().Labels, p.Labels) {
+			t.Errorf("%s: cached labels %v, want %v", p.Name, c.pod().Labels, p.Labels)
+		}
 	}
 	if !reflect.DeepEqual(fromFull.State(), fromSlim.State()) {
 		t.Fatalf("translation of the cached pods differs from the full ones:\nfull %+v\nslim %+v", fromFull.State(), fromSlim.State())
