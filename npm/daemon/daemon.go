@@ -97,6 +97,9 @@ type Options struct {
 	// NFLOG group it reads ("" = the daemon's own).
 	FlowLogs     bool
 	FlowLogNetNS string
+	// GCPercentAfterStart, when not 0, is the GOGC set once the first full
+	// sync is programmed (Run: gcPercent, unless GOGC is set).
+	GCPercentAfterStart int
 }
 
 // Daemon is one running node agent.
@@ -172,6 +175,7 @@ type Daemon struct {
 
 	flowLogs     bool
 	flowLogNetNS string
+	gcAfterStart int
 	flowIndex    *flowlog.Index
 	// podIPs names the pods behind flow-log addresses; made by the first
 	// lookup (podByIP), so a node that logs nothing never pays for it
@@ -237,6 +241,7 @@ func New(opts Options) (*Daemon, error) {
 		batching:     newBatching(opts.Config.BatchWindow.D()),
 		engine:       translate.NewEngine(translate.Options{NodeName: opts.Config.NodeName, Logger: opts.Logger, FlowLog: flowLogDefault(opts.Config)}),
 		flowLogs:     opts.FlowLogs,
+		gcAfterStart: opts.GCPercentAfterStart,
 		flowLogNetNS: opts.FlowLogNetNS,
 		flowIndex:    &flowlog.Index{},
 		pending:      policy.NewChanges(),
@@ -290,18 +295,27 @@ func New(opts Options) (*Daemon, error) {
 	return d, nil
 }
 
-// gcPercent is the agent's GOGC unless the environment sets one. Almost all
-// of its heap is long-lived (the caches and the desired state, a few KiB per
-// pod of the cluster) and it allocates little between events, so Go's
-// default of 100 would keep as much garbage headroom as live data, doubling
-// the RSS for nothing; 50 costs one more GC cycle now and then.
-const gcPercent = 50
+// gcPercent is the agent's GOGC once started, unless the environment sets
+// one. Almost all of its heap is long-lived (the caches and the desired
+// state, about a KiB per pod of the cluster) and it allocates little
+// between events, so Go's default of 100 would keep as much garbage
+// headroom as live data, doubling the RSS for nothing; 50 costs one more GC
+// cycle now and then. The start allocates mostly garbage (every listed
+// object as decoded) and runs with startGCPercent: fewer collections while
+// the heap grows, and what they leave is returned to the OS once the first
+// full sync is programmed.
+const (
+	gcPercent      = 50
+	startGCPercent = 100
+)
 
 // Run starts the daemon from configuration: it builds the API client and
 // the dataplane, then runs until ctx is cancelled.
 func Run(ctx context.Context, cfg config.Config, logger *zap.Logger) error {
+	gcAfterStart := 0
 	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(gcPercent)
+		debug.SetGCPercent(startGCPercent)
+		gcAfterStart = gcPercent
 	}
 	client, restCfg, err := newClient(cfg.Kubeconfig)
 	if err != nil {
@@ -325,7 +339,7 @@ func Run(ctx context.Context, cfg config.Config, logger *zap.Logger) error {
 		}
 	}
 	_, flowLogs := dp.(dataplane.FlowLogCounter)
-	d, err := New(Options{Config: cfg, Logger: logger, Client: client, ClusterPolicyClient: cnpClient, Dataplane: dp, Previous: previous, FlowLogs: flowLogs})
+	d, err := New(Options{Config: cfg, Logger: logger, Client: client, ClusterPolicyClient: cnpClient, Dataplane: dp, Previous: previous, FlowLogs: flowLogs, GCPercentAfterStart: gcAfterStart})
 	if err != nil {
 		return err
 	}
@@ -643,6 +657,9 @@ func (d *Daemon) applyBatch(ctx context.Context, objects int) {
 		// batch's bookkeeping) is gone now: give its pages back to the
 		// OS at once rather than over minutes, so the RSS is what the agent
 		// keeps. One full GC, once, off the worker's path.
+		if d.gcAfterStart != 0 {
+			debug.SetGCPercent(d.gcAfterStart)
+		}
 		go debug.FreeOSMemory()
 		for _, other := range d.prev {
 			if err := other.Cleanup(ctx); err != nil {
