@@ -269,7 +269,7 @@ func New(opts Options) (*Daemon, error) {
 	// Keep only what translation needs (slim.go, services.go): every agent
 	// caches every object of the cluster, so full objects would dominate
 	// its memory.
-	for inf, transform := range map[cache.SharedIndexInformer]cache.TransformFunc{d.podInf: slimPod, d.nsInf: slimNamespace, d.policyInf: slimPolicy,
+	for inf, transform := range map[cache.SharedIndexInformer]cache.TransformFunc{d.podInf: slimPodFor(opts.Config.NodeName), d.nsInf: slimNamespace, d.policyInf: slimPolicy,
 		d.svcInf: slimService, d.sliceInf: slimEndpointSlice} {
 		if err := inf.SetTransform(transform); err != nil {
 			return nil, err
@@ -791,7 +791,7 @@ func (d *Daemon) translateKey(key string) translated {
 	switch kind {
 	case kindPod:
 		if pod, ok := obj.(*cachedPod); tr.present && ok {
-			d.engine.UpsertPodLabels(pod.podWithoutLabels(), pod.labels)
+			d.engine.UpsertPodLabels(pod.podWithoutLabels(d.cfg.NodeName), pod.labels)
 		} else {
 			d.engine.DeletePod(ns, name)
 		}

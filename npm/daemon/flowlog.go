@@ -42,7 +42,11 @@ func (p *cachedPod) addrs() []netip.Addr {
 		return nil
 	}
 	var out []netip.Addr
-	for _, s := range append([]string{p.podIP}, p.podIPs...) {
+	all := []string{p.podIP}
+	if p.podIPs != nil {
+		all = append(all, *p.podIPs...)
+	}
+	for _, s := range all {
 		if a, err := netip.ParseAddr(s); err == nil {
 			out = append(out, a.Unmap())
 		}

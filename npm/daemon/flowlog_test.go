@@ -57,7 +57,7 @@ func TestPodsByIP(t *testing.T) {
 		if mut != nil {
 			mut(p)
 		}
-		c, _ := slimPod(p)
+		c, _ := slimPodFor("node-a")(p)
 		return c.(*cachedPod)
 	}
 	want := func(ip, name string) {

@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"slices"
 	"sort"
+	"strconv"
+	"strings"
 
 	"go.uber.org/zap"
 	corev1 "k8s.io/api/core/v1"
@@ -54,6 +56,9 @@ type Engine struct {
 	// with externalTrafficPolicy Cluster (SetExternalBackends); those on
 	// other nodes become Remote endpoints.
 	extBackends map[string]struct{}
+
+	// portLists: the shared lists of named ports (sharedPorts)
+	portLists map[string][]podPort
 
 	state   *policy.State
 	changes *policy.Changes
@@ -177,6 +182,7 @@ func NewEngine(opts Options) *Engine {
 		clusterPols: map[string]*compiled{},
 		nodes:       map[string]*nodeInfo{},
 		nodeSets:    map[string]*setEntry{},
+		portLists:   map[string][]podPort{},
 		state:       policy.NewState(),
 		changes:     policy.NewChanges(),
 		full:        map[string]bool{},
@@ -320,6 +326,7 @@ func (e *Engine) UpsertPodLabels(pod *corev1.Pod, podLabels labelset.Set) {
 			}
 		}
 	}
+	np.ports = e.sharedPorts(np.ports)
 	n := e.nsFor(pod.Namespace)
 	old := e.pods[key]
 	if old != nil && podEqual(old, np) {
@@ -329,6 +336,33 @@ func (e *Engine) UpsertPodLabels(pod *corev1.Pod, podLabels labelset.Set) {
 	n.pods[key] = np
 	e.refreshPod(np, n, old)
 }
+
+// sharedPorts returns the engine's one copy of a pod's named ports (the
+// pods of a workload have the same ones; a podInfo's ports are never
+// modified). The table is forgotten when it reaches maxPortLists.
+func (e *Engine) sharedPorts(ports []podPort) []podPort {
+	if len(ports) == 0 {
+		return nil
+	}
+	var b strings.Builder
+	for _, p := range ports {
+		b.WriteString(p.key)
+		b.WriteByte(':')
+		b.WriteString(strconv.Itoa(int(p.port)))
+		b.WriteByte(',')
+	}
+	k := b.String()
+	if l, ok := e.portLists[k]; ok {
+		return l
+	}
+	if len(e.portLists) >= maxPortLists {
+		e.portLists = map[string][]podPort{}
+	}
+	e.portLists[k] = ports
+	return ports
+}
+
+const maxPortLists = 4096
 
 func isTerminal(p *corev1.Pod) bool {
 	return p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed
@@ -999,7 +1033,7 @@ func (e *Engine) Sizes() map[string]int {
 	sz := map[string]int{
 		"engine.pods": len(e.pods), "engine.namespaces": len(e.namespaces), "engine.policies": len(e.policies),
 		"engine.selectors": len(e.selectors), "engine.sets": len(e.sets), "engine.selectorsByNamespace": len(e.selByNS),
-		"engine.clusterSelectors": len(e.selCluster), "engine.policiesByNamespace": len(e.polByNS), "engine.clusterPolicies": len(e.clusterPols), "engine.nodes": len(e.nodes), "engine.nodeSets": len(e.nodeSets), "engine.fullChanges": len(e.full),
+		"engine.clusterSelectors": len(e.selCluster), "engine.policiesByNamespace": len(e.polByNS), "engine.clusterPolicies": len(e.clusterPols), "engine.nodes": len(e.nodes), "engine.portLists": len(e.portLists), "engine.nodeSets": len(e.nodeSets), "engine.fullChanges": len(e.full),
 		"engine.state.sets": len(e.state.Sets), "engine.state.policies": len(e.state.Policies), "engine.state.endpoints": len(e.state.Endpoints),
 	}
 	for _, n := range e.namespaces {
