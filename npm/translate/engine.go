@@ -29,7 +29,6 @@ type Engine struct {
 	opts Options
 	log  *zap.Logger
 
-	pods       map[string]*podInfo // ns/name
 	namespaces map[string]*nsInfo
 	policies   map[string]*compiled // ns/name
 
@@ -171,7 +170,6 @@ func NewEngine(opts Options) *Engine {
 	return &Engine{
 		opts:        opts,
 		log:         log,
-		pods:        map[string]*podInfo{},
 		namespaces:  map[string]*nsInfo{},
 		policies:    map[string]*compiled{},
 		selectors:   map[string]*selector{},
@@ -288,6 +286,24 @@ func (e *Engine) refreshNamespace(n *nsInfo) {
 
 func podKey(ns, name string) string { return ns + "/" + name }
 
+// pod returns the pod of key (namespace/name), nil when unknown. Pods are
+// kept by namespace only (one map entry per pod of the cluster, not two).
+func (e *Engine) pod(key string) *podInfo {
+	ns, _, _ := strings.Cut(key, "/")
+	if n := e.namespaces[ns]; n != nil {
+		return n.pods[key]
+	}
+	return nil
+}
+
+func (e *Engine) podCount() int {
+	c := 0
+	for _, n := range e.namespaces {
+		c += len(n.pods)
+	}
+	return c
+}
+
 // UpsertPod adds or updates a pod. Host-network pods and pods without an
 // IP are treated as absent.
 func (e *Engine) UpsertPod(pod *corev1.Pod) { e.UpsertPodLabels(pod, labelset.New(pod.Labels)) }
@@ -328,11 +344,10 @@ func (e *Engine) UpsertPodLabels(pod *corev1.Pod, podLabels labelset.Set) {
 	}
 	np.ports = e.sharedPorts(np.ports)
 	n := e.nsFor(pod.Namespace)
-	old := e.pods[key]
+	old := n.pods[key]
 	if old != nil && podEqual(old, np) {
 		return
 	}
-	e.pods[key] = np
 	n.pods[key] = np
 	e.refreshPod(np, n, old)
 }
@@ -397,15 +412,12 @@ func podIPs(p *corev1.Pod) []netip.Addr {
 // DeletePod removes a pod.
 func (e *Engine) DeletePod(namespace, name string) {
 	key := podKey(namespace, name)
-	p := e.pods[key]
-	if p == nil {
+	n := e.namespaces[namespace]
+	if n == nil || n.pods[key] == nil {
 		return
 	}
-	delete(e.pods, key)
-	n := e.namespaces[namespace]
-	if n != nil {
-		delete(n.pods, key)
-	}
+	p := n.pods[key]
+	delete(n.pods, key)
 	affected := map[string]*setEntry{}
 	e.eachSelector(namespace, n, func(s *selector) {
 		if s.pods[key] != nil {
@@ -902,7 +914,7 @@ func (e *Engine) refreshTargets(old, cur *compiled) {
 				return
 			}
 			if slices.Contains(ep.Ingress, k) || slices.Contains(ep.Egress, k) {
-				e.refreshEndpoint(e.pods[ek])
+				e.refreshEndpoint(e.pod(ek))
 			}
 		}
 		if old.pol.Tier.Cluster() {
@@ -936,7 +948,7 @@ func (e *Engine) SetExternalBackends(keys map[string]struct{}) {
 		for k := range m {
 			_, was := old[k]
 			_, is := keys[k]
-			if p := e.pods[k]; p != nil && was != is && !p.local {
+			if p := e.pod(k); p != nil && was != is && !p.local {
 				e.refreshEndpoint(p)
 			}
 		}
@@ -1020,7 +1032,7 @@ type Stats struct {
 
 // Stats returns counts of the engine's objects.
 func (e *Engine) Stats() Stats {
-	st := Stats{Pods: len(e.pods), Namespaces: len(e.namespaces), Policies: len(e.policies), Selectors: len(e.selectors), Sets: len(e.sets), Endpoints: len(e.state.Endpoints)}
+	st := Stats{Pods: e.podCount(), Namespaces: len(e.namespaces), Policies: len(e.policies), Selectors: len(e.selectors), Sets: len(e.sets), Endpoints: len(e.state.Endpoints)}
 	for _, se := range e.sets {
 		st.Members += len(se.set.Members)
 	}
@@ -1031,7 +1043,7 @@ func (e *Engine) Stats() Stats {
 // test checks none grows while the cluster returns to the same state).
 func (e *Engine) Sizes() map[string]int {
 	sz := map[string]int{
-		"engine.pods": len(e.pods), "engine.namespaces": len(e.namespaces), "engine.policies": len(e.policies),
+		"engine.pods": e.podCount(), "engine.namespaces": len(e.namespaces), "engine.policies": len(e.policies),
 		"engine.selectors": len(e.selectors), "engine.sets": len(e.sets), "engine.selectorsByNamespace": len(e.selByNS),
 		"engine.clusterSelectors": len(e.selCluster), "engine.policiesByNamespace": len(e.polByNS), "engine.clusterPolicies": len(e.clusterPols), "engine.nodes": len(e.nodes), "engine.portLists": len(e.portLists), "engine.nodeSets": len(e.nodeSets), "engine.fullChanges": len(e.full),
 		"engine.state.sets": len(e.state.Sets), "engine.state.policies": len(e.state.Policies), "engine.state.endpoints": len(e.state.Endpoints),

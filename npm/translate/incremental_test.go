@@ -189,7 +189,7 @@ func checkBookkeeping(e *Engine) error {
 			count[m]++
 		}
 		for key, p := range se.contrib {
-			if cur := e.pods[key]; cur != p {
+			if cur := e.pod(key); cur != p {
 				return fmt.Errorf("set %s: contribution of %s is not its current version", id, key)
 			}
 			for _, m := range se.members(p) {
