@@ -154,6 +154,11 @@ func run(ctx context.Context, out string, cfg config) error {
 			return fmt.Errorf("%s: %w", dp, err)
 		}
 		rs = append(rs, r...)
+		// Each round's results as soon as they are in: a long run cut
+		// short keeps the dataplanes it measured.
+		if err := benchfmt.WriteJSON(out, rs); err != nil {
+			return err
+		}
 	}
 	benchfmt.PrintTable(os.Stdout, rs)
 	return benchfmt.WriteJSON(out, rs)
