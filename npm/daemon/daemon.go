@@ -653,21 +653,21 @@ func (d *Daemon) applyBatch(ctx context.Context, objects int) {
 			zap.Int("pods", st.Pods), zap.Int("endpoints", st.Endpoints), zap.Int("sets", st.Sets), zap.Int("members", st.Members))
 		d.ready.Store(true)
 		d.metrics.ready.Set(1)
-		// The start's garbage (the listed objects as decoded, the first
-		// batch's bookkeeping) is gone now: give its pages back to the
-		// OS at once rather than over minutes, so the RSS is what the agent
-		// keeps. One full GC, once, off the worker's path.
-		if d.gcAfterStart != 0 {
-			debug.SetGCPercent(d.gcAfterStart)
-		}
-		go debug.FreeOSMemory()
 		for _, other := range d.prev {
 			if err := other.Cleanup(ctx); err != nil {
 				d.log.Warn("could not remove another dataplane's leftovers", zap.Error(err))
 			}
 		}
 		d.prev = nil // what they read of the kernel to clean it up is garbage now
-
+		// The start's garbage (the listed objects as decoded, the first
+		// batch's bookkeeping, the cleanup's reads) is gone now: give its
+		// pages back to the OS at once rather than over minutes, so the
+		// RSS is what the agent keeps. One full GC, once, off the worker's
+		// path.
+		if d.gcAfterStart != 0 {
+			debug.SetGCPercent(d.gcAfterStart)
+		}
+		go debug.FreeOSMemory()
 	}
 	// The view is what the kernel now holds: the projection, not the
 	// engine's every policy and set.
