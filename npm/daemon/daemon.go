@@ -38,7 +38,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/informers"
+	coreinformers "k8s.io/client-go/informers/core/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
@@ -95,6 +97,9 @@ type Options struct {
 	// NFLOG group it reads ("" = the daemon's own).
 	FlowLogs     bool
 	FlowLogNetNS string
+	// GCPercentAfterStart, when not 0, is the GOGC set once the first full
+	// sync is programmed (Run: gcPercent, unless GOGC is set).
+	GCPercentAfterStart int
 }
 
 // Daemon is one running node agent.
@@ -145,10 +150,13 @@ type Daemon struct {
 	// evMu guards what the event handlers record. It is not mu: a handler
 	// must never wait for a transaction (seconds on a cold start), or the
 	// informers stall and the event times come out late.
-	evMu   sync.Mutex
-	seen   map[string]time.Time // key -> first unapplied event time
-	seenRV map[string]uint64    // key -> resourceVersion of its latest event
-	seq    map[string]uint64    // key -> events received (tells whether one came after translation)
+	evMu sync.Mutex
+	// events: keys with an event not yet enforced (one map, not one per
+	// field: at the start it holds every object of the cluster)
+	events map[string]eventRecord
+	// eventsPeak is the largest len(events) since the map was made: Go
+	// maps never shrink, so once it is mostly empty it is made again.
+	eventsPeak int
 	// appliedObj is the enforcement record behind /status?object=: key ->
 	// resourceVersion enforced; absent = not present (or deleted). One
 	// entry per object of the cluster, ~110 bytes each (15.5 MiB at 150,000
@@ -167,7 +175,20 @@ type Daemon struct {
 
 	flowLogs     bool
 	flowLogNetNS string
+	gcAfterStart int
 	flowIndex    *flowlog.Index
+	// podIPs names the pods behind flow-log addresses; made by the first
+	// lookup (podByIP), so a node that logs nothing never pays for it
+	podIPs     atomic.Pointer[podsByIP]
+	podIPsOnce sync.Once
+}
+
+// eventRecord is what the handlers recorded for a key whose latest event
+// is not enforced yet.
+type eventRecord struct {
+	first time.Time // the first unapplied event
+	rv    uint64    // resourceVersion of the latest event
+	seq   uint64    // events received (tells whether one came after translation)
 }
 
 // translated is what the engine was given for a key: the object's
@@ -220,12 +241,11 @@ func New(opts Options) (*Daemon, error) {
 		batching:     newBatching(opts.Config.BatchWindow.D()),
 		engine:       translate.NewEngine(translate.Options{NodeName: opts.Config.NodeName, Logger: opts.Logger, FlowLog: flowLogDefault(opts.Config)}),
 		flowLogs:     opts.FlowLogs,
+		gcAfterStart: opts.GCPercentAfterStart,
 		flowLogNetNS: opts.FlowLogNetNS,
 		flowIndex:    &flowlog.Index{},
 		pending:      policy.NewChanges(),
-		seen:         map[string]time.Time{},
-		seenRV:       map[string]uint64{},
-		seq:          map[string]uint64{},
+		events:       map[string]eventRecord{},
 		unapplied:    map[string]translated{},
 		appliedRV:    map[string]uint64{kindPod: 0, kindNamespace: 0, kindPolicy: 0, kindClusterPolicy: 0, kindNode: 0},
 		appliedObj:   map[string]uint64{},
@@ -236,21 +256,20 @@ func New(opts Options) (*Daemon, error) {
 		workqueue.NewTypedItemExponentialFailureRateLimiter[string](50*time.Millisecond, 30*time.Second),
 		workqueue.TypedRateLimitingQueueConfig[string]{Name: "azure-npm"})
 	d.factory = informers.NewSharedInformerFactory(opts.Client, d.cfg.ResyncPeriod.D())
-	d.podInf = d.factory.Core().V1().Pods().Informer()
+	// Without the factory's namespace index: nothing looks pods up by
+	// namespace in the informer (the engine indexes them itself), and the
+	// index is one more entry per pod of the cluster.
+	d.podInf = d.factory.InformerFor(&corev1.Pod{}, func(c kubernetes.Interface, resync time.Duration) cache.SharedIndexInformer {
+		return coreinformers.NewPodInformer(c, metav1.NamespaceAll, resync, cache.Indexers{})
+	})
 	d.nsInf = d.factory.Core().V1().Namespaces().Informer()
 	d.policyInf = d.factory.Networking().V1().NetworkPolicies().Informer()
-	if d.flowLogs {
-		// Flow-log lines name the pods behind addresses.
-		if err := d.podInf.AddIndexers(cache.Indexers{podIPIndex: podIPs}); err != nil {
-			return nil, err
-		}
-	}
 	d.svcInf = d.factory.Core().V1().Services().Informer()
 	d.sliceInf = d.factory.Discovery().V1().EndpointSlices().Informer()
 	// Keep only what translation needs (slim.go, services.go): every agent
 	// caches every object of the cluster, so full objects would dominate
 	// its memory.
-	for inf, transform := range map[cache.SharedIndexInformer]cache.TransformFunc{d.podInf: slimPod, d.nsInf: slimNamespace, d.policyInf: slimPolicy,
+	for inf, transform := range map[cache.SharedIndexInformer]cache.TransformFunc{d.podInf: slimPodFor(opts.Config.NodeName), d.nsInf: slimNamespace, d.policyInf: slimPolicy,
 		d.svcInf: slimService, d.sliceInf: slimEndpointSlice} {
 		if err := inf.SetTransform(transform); err != nil {
 			return nil, err
@@ -276,18 +295,27 @@ func New(opts Options) (*Daemon, error) {
 	return d, nil
 }
 
-// gcPercent is the agent's GOGC unless the environment sets one. Almost all
-// of its heap is long-lived (the caches and the desired state, a few KiB per
-// pod of the cluster) and it allocates little between events, so Go's
-// default of 100 would keep as much garbage headroom as live data, doubling
-// the RSS for nothing; 50 costs one more GC cycle now and then.
-const gcPercent = 50
+// gcPercent is the agent's GOGC once started, unless the environment sets
+// one. Almost all of its heap is long-lived (the caches and the desired
+// state, about a KiB per pod of the cluster) and it allocates little
+// between events, so Go's default of 100 would keep as much garbage
+// headroom as live data, doubling the RSS for nothing; 50 costs one more GC
+// cycle now and then. The start allocates mostly garbage (every listed
+// object as decoded) and runs with startGCPercent: fewer collections while
+// the heap grows, and what they leave is returned to the OS once the first
+// full sync is programmed.
+const (
+	gcPercent      = 50
+	startGCPercent = 100
+)
 
 // Run starts the daemon from configuration: it builds the API client and
 // the dataplane, then runs until ctx is cancelled.
 func Run(ctx context.Context, cfg config.Config, logger *zap.Logger) error {
+	gcAfterStart := 0
 	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(gcPercent)
+		debug.SetGCPercent(startGCPercent)
+		gcAfterStart = gcPercent
 	}
 	client, restCfg, err := newClient(cfg.Kubeconfig)
 	if err != nil {
@@ -311,7 +339,7 @@ func Run(ctx context.Context, cfg config.Config, logger *zap.Logger) error {
 		}
 	}
 	_, flowLogs := dp.(dataplane.FlowLogCounter)
-	d, err := New(Options{Config: cfg, Logger: logger, Client: client, ClusterPolicyClient: cnpClient, Dataplane: dp, Previous: previous, FlowLogs: flowLogs})
+	d, err := New(Options{Config: cfg, Logger: logger, Client: client, ClusterPolicyClient: cnpClient, Dataplane: dp, Previous: previous, FlowLogs: flowLogs, GCPercentAfterStart: gcAfterStart})
 	if err != nil {
 		return err
 	}
@@ -397,6 +425,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	defer d.queue.ShutDown()
 	d.log.Info("waiting for informers to sync")
+	// The worker translates while the informers list (at 150,000 pods
+	// the list and the translation each take seconds, and need not take
+	// them one after the other); it programs nothing before they synced.
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); d.worker(ctx) }()
+	defer func() { d.queue.ShutDown(); wg.Wait() }()
 	// The handlers' registrations, not just the informers: the first
 	// transaction must carry every listed object, so every initial add must
 	// have reached the queue before initialSyncKey.
@@ -415,9 +450,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.log.Info("informers synced", zap.Int("queued", d.queue.Len()))
 	d.queue.Add(initialSyncKey)
 
-	var wg sync.WaitGroup
-	wg.Add(3)
-	go func() { defer wg.Done(); d.worker(ctx) }()
+	wg.Add(2)
 	go func() { defer wg.Done(); d.reconcileLoop(ctx) }()
 	go func() { defer wg.Done(); d.refreshSizes(ctx) }()
 	<-ctx.Done()
@@ -442,13 +475,14 @@ func (d *Daemon) handler(kind string) cache.ResourceEventHandler {
 		rv, _ := strconv.ParseUint(m.GetResourceVersion(), 10, 64)
 		d.metrics.events.WithLabelValues(kind, op).Inc()
 		d.evMu.Lock()
-		if _, ok := d.seen[key]; !ok {
-			d.seen[key] = time.Now()
+		ev, ok := d.events[key]
+		if !ok {
+			ev.first = time.Now()
 		}
-		if rv > d.seenRV[key] {
-			d.seenRV[key] = rv
-		}
-		d.seq[key]++
+		ev.rv = max(ev.rv, rv)
+		ev.seq++
+		d.events[key] = ev
+		d.eventsPeak = max(d.eventsPeak, len(d.events))
 		d.evMu.Unlock()
 		d.queue.Add(key)
 	}
@@ -468,6 +502,23 @@ func (d *Daemon) worker(ctx context.Context) {
 			return
 		}
 		batch := []string{key}
+		if !d.synced.Load() {
+			// Informers still listing: translate what is queued, program
+			// nothing. The keys stay unapplied (and pending) until the
+			// first transaction, after initialSyncKey.
+			for d.queue.Len() > 0 {
+				k, shutdown := d.queue.Get()
+				if shutdown {
+					break
+				}
+				batch = append(batch, k)
+			}
+			d.translateBatch(batch)
+			for _, k := range batch {
+				d.queue.Done(k)
+			}
+			continue
+		}
 		// Translate first: a key that changes nothing the kernel holds
 		// (most events of other nodes' pods) is finished at once, and
 		// neither waits for nor widens the batching window, which only
@@ -607,6 +658,16 @@ func (d *Daemon) applyBatch(ctx context.Context, objects int) {
 				d.log.Warn("could not remove another dataplane's leftovers", zap.Error(err))
 			}
 		}
+		d.prev = nil // what they read of the kernel to clean it up is garbage now
+		// The start's garbage (the listed objects as decoded, the first
+		// batch's bookkeeping, the cleanup's reads) is gone now: give its
+		// pages back to the OS at once rather than over minutes, so the
+		// RSS is what the agent keeps. One full GC, once, off the worker's
+		// path.
+		if d.gcAfterStart != 0 {
+			debug.SetGCPercent(d.gcAfterStart)
+		}
+		go debug.FreeOSMemory()
 	}
 	// The view is what the kernel now holds: the projection, not the
 	// engine's every policy and set.
@@ -630,21 +691,25 @@ func (d *Daemon) markApplied(now time.Time) {
 		if tr.eventRV > d.appliedRV[kind] {
 			d.appliedRV[kind] = tr.eventRV
 		}
-		if d.seq[key] != tr.seq {
+		ev, ok := d.events[key]
+		if ev.seq != tr.seq {
 			continue // a newer event arrived after the read
 		}
-		if t, ok := d.seen[key]; ok {
-			d.metrics.enforceLatency.WithLabelValues(kind).Observe(now.Sub(t).Seconds())
+		if ok {
+			d.metrics.enforceLatency.WithLabelValues(kind).Observe(now.Sub(ev.first).Seconds())
 		}
-		delete(d.seen, key)
-		delete(d.seenRV, key)
-		delete(d.seq, key)
+		delete(d.events, key)
 	}
-	if len(d.seq) == 0 {
-		// Go maps never shrink: after the initial sync these held an entry
-		// per object of the cluster (2.6 MiB per 10,000 pods in pprof), and
-		// would keep the buckets for good.
-		d.seen, d.seenRV, d.seq = map[string]time.Time{}, map[string]uint64{}, map[string]uint64{}
+	if len(d.events) <= d.eventsPeak/8 && d.eventsPeak > 64 {
+		// Go maps never shrink: after the initial sync this held an entry
+		// per object of the cluster (~100 bytes each), and would keep the
+		// buckets for good, though a few keys stay pending under churn.
+		// (Not maps.Clone: it keeps the old map's size.)
+		fresh := make(map[string]eventRecord, len(d.events))
+		for k, v := range d.events {
+			fresh[k] = v
+		}
+		d.events, d.eventsPeak = fresh, len(fresh)
 	}
 	d.unapplied = map[string]translated{}
 }
@@ -702,7 +767,7 @@ func (d *Daemon) Object(key string) ObjectStatus {
 	d.evMu.Lock()
 	defer d.evMu.Unlock()
 	rv, ok := d.appliedObj[key]
-	_, pending := d.seen[key]
+	_, pending := d.events[key]
 	return ObjectStatus{Key: key, Present: ok, ResourceVersion: rv, Pending: pending}
 }
 
@@ -713,7 +778,8 @@ func (d *Daemon) translateKey(key string) translated {
 	// Count the events first: one arriving after this point is newer than
 	// what the store gives us below, and keeps the key pending.
 	d.evMu.Lock()
-	tr := translated{seq: d.seq[key], eventRV: d.seenRV[key]}
+	ev := d.events[key]
+	tr := translated{seq: ev.seq, eventRV: ev.rv}
 	d.evMu.Unlock()
 	obj, exists, _ := d.store(kind).GetByKey(storeKey)
 	if exists {
@@ -725,7 +791,7 @@ func (d *Daemon) translateKey(key string) translated {
 	switch kind {
 	case kindPod:
 		if pod, ok := obj.(*cachedPod); tr.present && ok {
-			d.engine.UpsertPod(pod.pod())
+			d.engine.UpsertPodLabels(pod.podWithoutLabels(d.cfg.NodeName), pod.labels)
 		} else {
 			d.engine.DeletePod(ns, name)
 		}
@@ -855,9 +921,7 @@ func (d *Daemon) sizes() map[string]int {
 	sz["daemon.pending.policies"] = len(d.pending.Policies)
 	sz["daemon.pending.endpoints"] = len(d.pending.Endpoints)
 	d.evMu.Lock()
-	sz["daemon.seen"] = len(d.seen)
-	sz["daemon.seenResourceVersions"] = len(d.seenRV)
-	sz["daemon.eventCounts"] = len(d.seq)
+	sz["daemon.events"] = len(d.events)
 	d.evMu.Unlock()
 	if ds, ok := d.dp.(interface{ Sizes() map[string]int }); ok {
 		for k, v := range ds.Sizes() {

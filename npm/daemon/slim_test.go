@@ -3,6 +3,7 @@ package daemon
 import (
 	"reflect"
 	"testing"
+	"unsafe"
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -21,6 +22,8 @@ func TestSlimPodTranslatesLikeTheFullPod(t *testing.T) {
 	full := func(name, node, ip string, mut func(*corev1.Pod)) *corev1.Pod {
 		p := pod("prod", name, node, ip, map[string]string{"app": name})
 		p.Annotations = map[string]string{"big": "annotation"}
+		p.ResourceVersion = "42"
+		p.Labels["tier"] = "web"
 		p.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubelet"}}
 		p.Spec.Containers[0].Env = []corev1.EnvVar{{Name: "A", Value: "b"}}
 		p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}
@@ -64,21 +67,46 @@ func TestSlimPodTranslatesLikeTheFullPod(t *testing.T) {
 	}
 	for _, p := range pods {
 		fromFull.UpsertPod(p)
-		obj, err := slimPod(p)
+		obj, err := slimPodFor("node-a")(p)
 		if err != nil {
 			t.Fatal(err)
 		}
 		c := obj.(*cachedPod)
-		if c.Annotations != nil || c.ManagedFields != nil || c.UID != "" {
-			t.Errorf("%s: cached pod keeps metadata translation never reads: %+v", p.Name, c.ObjectMeta)
+		if m := c.GetObjectMeta(); m.GetName() != p.Name || m.GetNamespace() != p.Namespace || m.GetResourceVersion() != p.ResourceVersion {
+			t.Errorf("%s: cached pod's metadata %+v, want the pod's name, namespace and resourceVersion", p.Name, m)
 		}
-		fromSlim.UpsertPod(c.pod())
+		if key, err := cache.MetaNamespaceKeyFunc(c); err != nil || key != p.Namespace+"/"+p.Name {
+			t.Errorf("%s: informer key %q, %v", p.Name, key, err)
+		}
+		fromSlim.UpsertPodLabels(c.podWithoutLabels("node-a"), c.labels)
+		if !reflect.DeepEqual(c.pod("node-a").Labels, p.Labels) {
+			t.Errorf("%s: cached labels %v, want %v", p.Name, c.pod("node-a").Labels, p.Labels)
+		}
 	}
 	if !reflect.DeepEqual(fromFull.State(), fromSlim.State()) {
 		t.Fatalf("translation of the cached pods differs from the full ones:\nfull %+v\nslim %+v", fromFull.State(), fromSlim.State())
 	}
 	if fromFull.Stats().Pods != 4 {
 		t.Fatalf("%d pods translated, want 4 (host-network, finished and IP-less pods are not)", fromFull.Stats().Pods)
+	}
+}
+
+// TestCachedPodStaysSmall: one cachedPod per pod of the cluster; 112
+// bytes is its allocation size class (see the type's comment), and pods
+// with the same named ports share one list of them.
+func TestCachedPodStaysSmall(t *testing.T) {
+	if sz := unsafe.Sizeof(cachedPod{}); sz > 112 {
+		t.Errorf("cachedPod is %d bytes, over 112", sz)
+	}
+	slim := slimPodFor("node-a")
+	a, _ := slim(pod("prod", "a", "node-a", "10.0.0.1", map[string]string{"app": "a"}))
+	b, _ := slim(pod("prod", "b", "node-b", "10.0.0.2", map[string]string{"app": "b"}))
+	pa, pb := a.(*cachedPod), b.(*cachedPod)
+	if pa.ports == nil || pa.ports != pb.ports {
+		t.Errorf("pods with the same named ports keep separate lists: %p %p", pa.ports, pb.ports)
+	}
+	if !pa.onNode || pb.onNode {
+		t.Errorf("onNode: a (node-a) %v, b (node-b) %v", pa.onNode, pb.onNode)
 	}
 }
 
@@ -98,7 +126,7 @@ func TestSlimNamespaceAndPolicyDropWhatTranslationNeverReads(t *testing.T) {
 	}
 	// Tombstones pass through untouched.
 	tomb := cacheTombstone()
-	for _, f := range []func(interface{}) (interface{}, error){slimPod, slimNamespace, slimPolicy} {
+	for _, f := range []func(interface{}) (interface{}, error){slimPodFor("node-a"), slimNamespace, slimPolicy} {
 		if got, _ := f(tomb); !reflect.DeepEqual(got, tomb) {
 			t.Errorf("tombstone changed: %+v", got)
 		}

@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"slices"
 	"sort"
+	"strconv"
+	"strings"
 
 	"go.uber.org/zap"
 	corev1 "k8s.io/api/core/v1"
@@ -12,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/open-acn/acn/npm/flowlog"
+	"github.com/open-acn/acn/npm/labelset"
 	"github.com/open-acn/acn/npm/policy"
 )
 
@@ -26,7 +29,6 @@ type Engine struct {
 	opts Options
 	log  *zap.Logger
 
-	pods       map[string]*podInfo // ns/name
 	namespaces map[string]*nsInfo
 	policies   map[string]*compiled // ns/name
 
@@ -37,6 +39,10 @@ type Engine struct {
 	// namespaceSelector), policies by namespace.
 	selByNS    map[string]map[string]*selector
 	selCluster map[string]*selector
+	// clusterGen changes whenever selCluster does: a namespace's list of
+	// the cluster-wide selectors matching it is current while its
+	// clusterGen equals this.
+	clusterGen uint64
 	polByNS    map[string]map[string]*compiled
 	// cluster-wide policies (ClusterNetworkPolicy) by key
 	clusterPols map[string]*compiled
@@ -50,6 +56,9 @@ type Engine struct {
 	// other nodes become Remote endpoints.
 	extBackends map[string]struct{}
 
+	// portLists: the shared lists of named ports (sharedPorts)
+	portLists map[string][]podPort
+
 	state   *policy.State
 	changes *policy.Changes
 	full    map[string]bool // set IDs changed arbitrarily in the current change record
@@ -57,7 +66,7 @@ type Engine struct {
 
 type podInfo struct {
 	key, ns, name string
-	labels        labels.Set
+	labels        labelset.Set // compact: the engine keeps one per pod of the cluster
 	ips           []netip.Addr
 	local         bool
 	ports         []podPort // named ports, first of each name/protocol; nil when none
@@ -86,6 +95,11 @@ type nsInfo struct {
 	known   bool
 	pods    map[string]*podInfo
 	flowLog policy.FlowLog // its policies' flow-log mode
+	// clusterSels: the cluster-wide selectors whose namespace selector
+	// matches this namespace, as of clusterGen (a pod event visits these,
+	// not every cluster-wide selector of the cluster)
+	clusterSels []*selector
+	clusterGen  uint64
 }
 
 // selector is a pod selector within a namespace scope, shared by every
@@ -123,11 +137,21 @@ type setSpec struct {
 }
 
 type setEntry struct {
-	spec    setSpec
-	refs    int
-	set     *policy.Set
-	contrib map[string][]policy.Member // pod key -> members it contributes
-	count   map[policy.Member]int
+	spec setSpec
+	refs int
+	set  *policy.Set
+	// contrib: pod key -> the pod whose members (its addresses, with the
+	// port for a SetIPPort) the set holds. A pointer to the pod's own
+	// immutable podInfo, not a slice of members per pod and set: the
+	// engine keeps one entry per member of every set of the cluster.
+	contrib map[string]*podInfo
+	// nodeContrib: node key -> members (ClusterNetworkPolicy nodes peers)
+	nodeContrib map[string][]policy.Member
+	// extra counts the contributors of a member beyond its first (a member
+	// is in set.Members while it has one): almost every member has exactly
+	// one, so a count per member would be an entry per member of every set
+	// for nothing.
+	extra map[policy.Member]int
 }
 
 type compiled struct {
@@ -146,7 +170,6 @@ func NewEngine(opts Options) *Engine {
 	return &Engine{
 		opts:        opts,
 		log:         log,
-		pods:        map[string]*podInfo{},
 		namespaces:  map[string]*nsInfo{},
 		policies:    map[string]*compiled{},
 		selectors:   map[string]*selector{},
@@ -157,6 +180,7 @@ func NewEngine(opts Options) *Engine {
 		clusterPols: map[string]*compiled{},
 		nodes:       map[string]*nodeInfo{},
 		nodeSets:    map[string]*setEntry{},
+		portLists:   map[string][]podPort{},
 		state:       policy.NewState(),
 		changes:     policy.NewChanges(),
 		full:        map[string]bool{},
@@ -207,6 +231,7 @@ func (e *Engine) UpsertNamespace(ns *corev1.Namespace) {
 		return
 	}
 	n.labels = l
+	n.clusterGen = 0
 	e.refreshNamespace(n)
 }
 
@@ -220,6 +245,7 @@ func (e *Engine) DeleteNamespace(name string) {
 	n.known = false
 	old := n.labels
 	n.labels = labels.Set{NamespaceNameLabel: name}
+	n.clusterGen = 0
 	e.setFlowLog(n, e.opts.FlowLog)
 	if len(n.pods) == 0 {
 		delete(e.namespaces, name)
@@ -247,9 +273,12 @@ func (e *Engine) setFlowLog(n *nsInfo, fl policy.FlowLog) {
 	}
 }
 
+// refreshNamespace re-evaluates its pods after its labels changed: against
+// every cluster-wide selector, since one that matched the old labels may
+// hold its pods.
 func (e *Engine) refreshNamespace(n *nsInfo) {
 	for _, p := range n.pods {
-		e.refreshPod(p, n, p)
+		e.refreshPodIn(p, n, p, e.allSelectors)
 	}
 }
 
@@ -257,9 +286,32 @@ func (e *Engine) refreshNamespace(n *nsInfo) {
 
 func podKey(ns, name string) string { return ns + "/" + name }
 
+// pod returns the pod of key (namespace/name), nil when unknown. Pods are
+// kept by namespace only (one map entry per pod of the cluster, not two).
+func (e *Engine) pod(key string) *podInfo {
+	ns, _, _ := strings.Cut(key, "/")
+	if n := e.namespaces[ns]; n != nil {
+		return n.pods[key]
+	}
+	return nil
+}
+
+func (e *Engine) podCount() int {
+	c := 0
+	for _, n := range e.namespaces {
+		c += len(n.pods)
+	}
+	return c
+}
+
 // UpsertPod adds or updates a pod. Host-network pods and pods without an
 // IP are treated as absent.
-func (e *Engine) UpsertPod(pod *corev1.Pod) {
+func (e *Engine) UpsertPod(pod *corev1.Pod) { e.UpsertPodLabels(pod, labelset.New(pod.Labels)) }
+
+// UpsertPodLabels is UpsertPod with the pod's labels as a labelset.Set
+// (pod.Labels is not read): a caller that keeps its pods' labels as Sets
+// shares them with the engine rather than each keeping a copy.
+func (e *Engine) UpsertPodLabels(pod *corev1.Pod, podLabels labelset.Set) {
 	key := podKey(pod.Namespace, pod.Name)
 	ips := podIPs(pod)
 	if pod.Spec.HostNetwork || len(ips) == 0 || isTerminal(pod) {
@@ -272,10 +324,7 @@ func (e *Engine) UpsertPod(pod *corev1.Pod) {
 	} else {
 		local = e.opts.NodeName != "" && pod.Spec.NodeName == e.opts.NodeName
 	}
-	np := &podInfo{key: key, ns: pod.Namespace, name: pod.Name, labels: make(labels.Set, len(pod.Labels)), ips: ips, local: local}
-	for k, v := range pod.Labels {
-		np.labels[k] = v
-	}
+	np := &podInfo{key: key, ns: pod.Namespace, name: pod.Name, labels: podLabels, ips: ips, local: local}
 	for _, cs := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
 		for _, c := range cs {
 			for _, cp := range c.Ports {
@@ -293,22 +342,49 @@ func (e *Engine) UpsertPod(pod *corev1.Pod) {
 			}
 		}
 	}
+	np.ports = e.sharedPorts(np.ports)
 	n := e.nsFor(pod.Namespace)
-	old := e.pods[key]
+	old := n.pods[key]
 	if old != nil && podEqual(old, np) {
 		return
 	}
-	e.pods[key] = np
 	n.pods[key] = np
 	e.refreshPod(np, n, old)
 }
+
+// sharedPorts returns the engine's one copy of a pod's named ports (the
+// pods of a workload have the same ones; a podInfo's ports are never
+// modified). The table is forgotten when it reaches maxPortLists.
+func (e *Engine) sharedPorts(ports []podPort) []podPort {
+	if len(ports) == 0 {
+		return nil
+	}
+	var b strings.Builder
+	for _, p := range ports {
+		b.WriteString(p.key)
+		b.WriteByte(':')
+		b.WriteString(strconv.Itoa(int(p.port)))
+		b.WriteByte(',')
+	}
+	k := b.String()
+	if l, ok := e.portLists[k]; ok {
+		return l
+	}
+	if len(e.portLists) >= maxPortLists {
+		e.portLists = map[string][]podPort{}
+	}
+	e.portLists[k] = ports
+	return ports
+}
+
+const maxPortLists = 4096
 
 func isTerminal(p *corev1.Pod) bool {
 	return p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed
 }
 
 func podEqual(a, b *podInfo) bool {
-	return a.local == b.local && labels.Equals(a.labels, b.labels) && sameAddrPorts(a, b)
+	return a.local == b.local && a.labels.Equal(b.labels) && sameAddrPorts(a, b)
 }
 
 func podIPs(p *corev1.Pod) []netip.Addr {
@@ -336,17 +412,14 @@ func podIPs(p *corev1.Pod) []netip.Addr {
 // DeletePod removes a pod.
 func (e *Engine) DeletePod(namespace, name string) {
 	key := podKey(namespace, name)
-	p := e.pods[key]
-	if p == nil {
+	n := e.namespaces[namespace]
+	if n == nil || n.pods[key] == nil {
 		return
 	}
-	delete(e.pods, key)
-	n := e.namespaces[namespace]
-	if n != nil {
-		delete(n.pods, key)
-	}
+	p := n.pods[key]
+	delete(n.pods, key)
 	affected := map[string]*setEntry{}
-	e.eachSelector(namespace, func(s *selector) {
+	e.eachSelector(namespace, n, func(s *selector) {
 		if s.pods[key] != nil {
 			delete(s.pods, key)
 			for id, se := range s.deps {
@@ -363,8 +436,39 @@ func (e *Engine) DeletePod(namespace, name string) {
 	}
 }
 
-// eachSelector calls f for every selector that can select a pod of ns.
-func (e *Engine) eachSelector(ns string, f func(*selector)) {
+// eachSelector calls f for every selector that can select a pod of ns
+// (n is its nsInfo, nil when unknown): its own, and the cluster-wide ones
+// whose namespace selector matches it.
+func (e *Engine) eachSelector(ns string, n *nsInfo, f func(*selector)) {
+	for _, s := range e.selByNS[ns] {
+		f(s)
+	}
+	if n == nil {
+		for _, s := range e.selCluster {
+			f(s)
+		}
+		return
+	}
+	if n.clusterGen != e.clusterGen || n.clusterGen == 0 {
+		n.clusterSels = n.clusterSels[:0]
+		for _, s := range e.selCluster {
+			if s.nsSel.Matches(n.labels) {
+				n.clusterSels = append(n.clusterSels, s)
+			}
+		}
+		n.clusterGen = e.clusterGen
+		if n.clusterGen == 0 {
+			n.clusterGen = e.bumpClusterGen()
+		}
+	}
+	for _, s := range n.clusterSels {
+		f(s)
+	}
+}
+
+// allSelectors calls f for every selector that can select a pod of ns,
+// or could before its namespace's labels changed.
+func (e *Engine) allSelectors(ns string, _ *nsInfo, f func(*selector)) {
 	for _, s := range e.selByNS[ns] {
 		f(s)
 	}
@@ -373,14 +477,29 @@ func (e *Engine) eachSelector(ns string, f func(*selector)) {
 	}
 }
 
+// bumpClusterGen marks every namespace's list of cluster-wide selectors
+// stale (never 0, which means "not computed").
+func (e *Engine) bumpClusterGen() uint64 {
+	e.clusterGen++
+	if e.clusterGen == 0 {
+		e.clusterGen = 1
+	}
+	return e.clusterGen
+}
+
 // refreshPod re-evaluates the selectors that can select a pod whose
 // labels, IPs, ports or namespace labels changed (old is its previous
 // version, nil if new), then the sets computed from the selectors whose
 // result changed, then its endpoint.
 func (e *Engine) refreshPod(p *podInfo, n *nsInfo, old *podInfo) {
+	e.refreshPodIn(p, n, old, e.eachSelector)
+}
+
+// refreshPodIn is refreshPod over the selectors each visits.
+func (e *Engine) refreshPodIn(p *podInfo, n *nsInfo, old *podInfo, each func(string, *nsInfo, func(*selector))) {
 	attrs := old == nil || old != p && !sameAddrPorts(old, p)
 	affected := map[string]*setEntry{}
-	e.eachSelector(p.ns, func(s *selector) {
+	each(p.ns, n, func(s *selector) {
 		was := s.pods[p.key] != nil
 		now := s.matches(p, n)
 		if now {
@@ -391,6 +510,14 @@ func (e *Engine) refreshPod(p *podInfo, n *nsInfo, old *podInfo) {
 		if was != now || now && attrs {
 			for id, se := range s.deps {
 				affected[id] = se
+			}
+		} else if now && old != p {
+			// Same members, new version of the pod: the sets point to
+			// it, so the old version (its old labels) is not kept.
+			for _, se := range s.deps {
+				if se.contrib[p.key] != nil {
+					se.contrib[p.key] = p
+				}
 			}
 		}
 	})
@@ -406,11 +533,14 @@ func sameAddrPorts(a, b *podInfo) bool {
 
 // ---- sets ----
 
-func (e *Engine) contribution(se *setEntry, p *podInfo) []policy.Member {
-	var port uint16
+// contribution is p when it contributes members to se (it is selected,
+// and has the port of a SetIPPort), else nil.
+func (e *Engine) contribution(se *setEntry, p *podInfo) *podInfo {
+	if len(p.ips) == 0 {
+		return nil
+	}
 	if se.spec.kind == policy.SetIPPort {
-		var ok bool
-		if port, ok = p.port(se.spec.portName + "/" + string(se.spec.proto)); !ok {
+		if _, ok := p.port(se.spec.portName + "/" + string(se.spec.proto)); !ok {
 			return nil
 		}
 	}
@@ -422,6 +552,22 @@ func (e *Engine) contribution(se *setEntry, p *podInfo) []policy.Member {
 	if !selected {
 		return nil
 	}
+	return p
+}
+
+// members are the members pod p contributes to se when selected: its
+// addresses, with the named port for a SetIPPort (none without it).
+func (se *setEntry) members(p *podInfo) []policy.Member {
+	if p == nil {
+		return nil
+	}
+	var port uint16
+	if se.spec.kind == policy.SetIPPort {
+		var ok bool
+		if port, ok = p.port(se.spec.portName + "/" + string(se.spec.proto)); !ok {
+			return nil
+		}
+	}
 	out := make([]policy.Member, len(p.ips))
 	for i, a := range p.ips {
 		out[i] = policy.AddrMember(a)
@@ -432,41 +578,83 @@ func (e *Engine) contribution(se *setEntry, p *podInfo) []policy.Member {
 	return out
 }
 
-// setContrib replaces the members pod key contributes to a set.
-func (e *Engine) setContrib(se *setEntry, key string, ms []policy.Member) {
+// setContrib makes p (nil: none) the contributor of pod key to a set.
+func (e *Engine) setContrib(se *setEntry, key string, p *podInfo) {
 	old := se.contrib[key]
-	if len(old) == 0 && len(ms) == 0 {
+	if old == p {
 		return
 	}
+	if p == nil {
+		delete(se.contrib, key)
+	} else {
+		se.contrib[key] = p
+	}
+	e.replaceMembers(se, se.members(old), se.members(p))
+}
+
+// setNodeContrib replaces the members node key contributes to a set.
+func (e *Engine) setNodeContrib(se *setEntry, key string, ms []policy.Member) {
+	old := se.nodeContrib[key]
+	if len(ms) == 0 {
+		delete(se.nodeContrib, key)
+	} else {
+		if se.nodeContrib == nil {
+			se.nodeContrib = map[string][]policy.Member{}
+		}
+		se.nodeContrib[key] = ms
+	}
+	e.replaceMembers(se, old, ms)
+}
+
+// replaceMembers releases one contributor's old members and holds its
+// new ones.
+func (e *Engine) replaceMembers(se *setEntry, old, ms []policy.Member) {
 	if slices.Equal(old, ms) {
 		return
 	}
 	changed := false
 	for _, m := range old {
-		se.count[m]--
-		if se.count[m] <= 0 {
-			delete(se.count, m)
-			delete(se.set.Members, m)
+		if se.release(m) {
 			changed = true
 			e.hint(se.spec.id, m)
 		}
 	}
 	for _, m := range ms {
-		se.count[m]++
-		if se.count[m] == 1 {
-			se.set.Members[m] = struct{}{}
+		if se.hold(m) {
 			changed = true
 			e.hint(se.spec.id, m)
 		}
 	}
-	if len(ms) == 0 {
-		delete(se.contrib, key)
-	} else {
-		se.contrib[key] = ms
-	}
 	if changed {
 		e.changes.Sets[se.spec.id] = struct{}{}
 	}
+}
+
+// hold adds a contributor of m; true when m is new in the set.
+func (se *setEntry) hold(m policy.Member) bool {
+	if _, ok := se.set.Members[m]; ok {
+		se.extra[m]++
+		return false
+	}
+	se.set.Members[m] = struct{}{}
+	return true
+}
+
+// release removes a contributor of m; true when m left the set.
+func (se *setEntry) release(m policy.Member) bool {
+	if n := se.extra[m]; n > 0 {
+		if n == 1 {
+			delete(se.extra, m)
+		} else {
+			se.extra[m] = n - 1
+		}
+		return false
+	}
+	if _, ok := se.set.Members[m]; !ok {
+		return false
+	}
+	delete(se.set.Members, m)
+	return true
 }
 
 // hint records a member that may have changed in a set, unless the set
@@ -510,6 +698,7 @@ func (e *Engine) refSelector(spec selSpec) *selector {
 			}
 		} else {
 			e.selCluster[s.key] = s
+			e.bumpClusterGen()
 			for _, n := range e.namespaces {
 				if !s.nsSel.Matches(n.labels) {
 					continue
@@ -534,7 +723,10 @@ func (e *Engine) unrefSelector(key string) {
 	s.refs--
 	if s.refs <= 0 {
 		delete(e.selectors, key)
-		delete(e.selCluster, key)
+		if _, ok := e.selCluster[key]; ok {
+			delete(e.selCluster, key)
+			e.bumpClusterGen()
+		}
 		if m := e.selByNS[s.nsName]; m != nil {
 			delete(m, key)
 			if len(m) == 0 {
@@ -547,14 +739,13 @@ func (e *Engine) unrefSelector(key string) {
 func (e *Engine) refSet(spec setSpec) {
 	se := e.sets[spec.id]
 	if se == nil {
-		se = &setEntry{spec: spec, contrib: map[string][]policy.Member{}, count: map[policy.Member]int{},
+		se = &setEntry{spec: spec, contrib: map[string]*podInfo{}, extra: map[policy.Member]int{},
 			set: &policy.Set{ID: spec.id, Kind: spec.kind, Key: spec.key, Comment: spec.readable, Members: map[policy.Member]struct{}{}}}
 		e.sets[spec.id] = se
 		e.state.Sets[spec.id] = se.set
 		e.fullChange(spec.id)
 		for _, m := range spec.static {
-			se.count[m]++
-			se.set.Members[m] = struct{}{}
+			se.hold(m)
 		}
 		if spec.nodeSel != nil {
 			e.refNodeSet(se)
@@ -569,8 +760,8 @@ func (e *Engine) refSet(spec setSpec) {
 				if _, done := se.contrib[p.key]; done {
 					continue
 				}
-				if ms := e.contribution(se, p); len(ms) > 0 {
-					e.setContrib(se, p.key, ms)
+				if c := e.contribution(se, p); c != nil {
+					e.setContrib(se, p.key, c)
 				}
 			}
 		}
@@ -723,7 +914,7 @@ func (e *Engine) refreshTargets(old, cur *compiled) {
 				return
 			}
 			if slices.Contains(ep.Ingress, k) || slices.Contains(ep.Egress, k) {
-				e.refreshEndpoint(e.pods[ek])
+				e.refreshEndpoint(e.pod(ek))
 			}
 		}
 		if old.pol.Tier.Cluster() {
@@ -757,7 +948,7 @@ func (e *Engine) SetExternalBackends(keys map[string]struct{}) {
 		for k := range m {
 			_, was := old[k]
 			_, is := keys[k]
-			if p := e.pods[k]; p != nil && was != is && !p.local {
+			if p := e.pod(k); p != nil && was != is && !p.local {
 				e.refreshEndpoint(p)
 			}
 		}
@@ -841,7 +1032,7 @@ type Stats struct {
 
 // Stats returns counts of the engine's objects.
 func (e *Engine) Stats() Stats {
-	st := Stats{Pods: len(e.pods), Namespaces: len(e.namespaces), Policies: len(e.policies), Selectors: len(e.selectors), Sets: len(e.sets), Endpoints: len(e.state.Endpoints)}
+	st := Stats{Pods: e.podCount(), Namespaces: len(e.namespaces), Policies: len(e.policies), Selectors: len(e.selectors), Sets: len(e.sets), Endpoints: len(e.state.Endpoints)}
 	for _, se := range e.sets {
 		st.Members += len(se.set.Members)
 	}
@@ -852,9 +1043,9 @@ func (e *Engine) Stats() Stats {
 // test checks none grows while the cluster returns to the same state).
 func (e *Engine) Sizes() map[string]int {
 	sz := map[string]int{
-		"engine.pods": len(e.pods), "engine.namespaces": len(e.namespaces), "engine.policies": len(e.policies),
+		"engine.pods": e.podCount(), "engine.namespaces": len(e.namespaces), "engine.policies": len(e.policies),
 		"engine.selectors": len(e.selectors), "engine.sets": len(e.sets), "engine.selectorsByNamespace": len(e.selByNS),
-		"engine.clusterSelectors": len(e.selCluster), "engine.policiesByNamespace": len(e.polByNS), "engine.clusterPolicies": len(e.clusterPols), "engine.nodes": len(e.nodes), "engine.nodeSets": len(e.nodeSets), "engine.fullChanges": len(e.full),
+		"engine.clusterSelectors": len(e.selCluster), "engine.policiesByNamespace": len(e.polByNS), "engine.clusterPolicies": len(e.clusterPols), "engine.nodes": len(e.nodes), "engine.portLists": len(e.portLists), "engine.nodeSets": len(e.nodeSets), "engine.fullChanges": len(e.full),
 		"engine.state.sets": len(e.state.Sets), "engine.state.policies": len(e.state.Policies), "engine.state.endpoints": len(e.state.Endpoints),
 	}
 	for _, n := range e.namespaces {
@@ -871,8 +1062,8 @@ func (e *Engine) Sizes() map[string]int {
 		sz["engine.selectorDeps"] += len(s.deps)
 	}
 	for _, se := range e.sets {
-		sz["engine.setContributions"] += len(se.contrib)
-		sz["engine.setMemberCounts"] += len(se.count)
+		sz["engine.setContributions"] += len(se.contrib) + len(se.nodeContrib)
+		sz["engine.setExtraContributors"] += len(se.extra)
 	}
 	return sz
 }

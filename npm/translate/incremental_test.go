@@ -105,6 +105,9 @@ func TestPropertyIncrementalEqualsFull(t *testing.T) {
 			if d := policy.Diff(got, full); !d.Empty() {
 				t.Fatalf("seq %d step %d (%s): incremental != full: %+v\n--- incremental\n%s--- full\n%s", sq, st, ev, d, render(got), render(full))
 			}
+			if err := checkBookkeeping(e); err != nil {
+				t.Fatalf("seq %d step %d (%s): %v", sq, st, ev, err)
+			}
 			ch := e.TakeChanges()
 			want := policy.Diff(prev, full)
 			for k := range want.Sets {
@@ -173,4 +176,39 @@ func snapshot(pods map[string]*corev1.Pod, nss map[string]*corev1.Namespace, pol
 		s.Policies = append(s.Policies, p)
 	}
 	return s
+}
+
+// checkBookkeeping: every set's contributions point to the current version
+// of their pod (an old version, with its old labels, is not kept), and the
+// members and their extra contributor counts are exactly what the
+// contributions and static members add up to.
+func checkBookkeeping(e *Engine) error {
+	for id, se := range e.sets {
+		count := map[policy.Member]int{}
+		for _, m := range se.spec.static {
+			count[m]++
+		}
+		for key, p := range se.contrib {
+			if cur := e.pod(key); cur != p {
+				return fmt.Errorf("set %s: contribution of %s is not its current version", id, key)
+			}
+			for _, m := range se.members(p) {
+				count[m]++
+			}
+		}
+		for _, ms := range se.nodeContrib {
+			for _, m := range ms {
+				count[m]++
+			}
+		}
+		if len(count) != len(se.set.Members) {
+			return fmt.Errorf("set %s: %d members, contributions add up to %d", id, len(se.set.Members), len(count))
+		}
+		for m, n := range count {
+			if _, ok := se.set.Members[m]; !ok || se.extra[m] != n-1 {
+				return fmt.Errorf("set %s: member %s contributed %d times, in set %v, extra %d", id, m, n, ok, se.extra[m])
+			}
+		}
+	}
+	return nil
 }

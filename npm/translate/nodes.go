@@ -60,7 +60,7 @@ func (e *Engine) UpsertNode(n *corev1.Node) {
 	}
 	e.nodes[n.Name] = ni
 	for _, se := range e.nodeSets {
-		e.setContrib(se, nodeContribKey(n.Name), nodeMembers(se, ni))
+		e.setNodeContrib(se, nodeContribKey(n.Name), nodeMembers(se, ni))
 	}
 }
 
@@ -71,7 +71,7 @@ func (e *Engine) DeleteNode(name string) {
 	}
 	delete(e.nodes, name)
 	for _, se := range e.nodeSets {
-		e.setContrib(se, nodeContribKey(name), nil)
+		e.setNodeContrib(se, nodeContribKey(name), nil)
 	}
 }
 
@@ -80,7 +80,7 @@ func (e *Engine) refNodeSet(se *setEntry) {
 	e.nodeSets[se.spec.id] = se
 	for _, ni := range e.nodes {
 		if ms := nodeMembers(se, ni); len(ms) > 0 {
-			e.setContrib(se, nodeContribKey(ni.name), ms)
+			e.setNodeContrib(se, nodeContribKey(ni.name), ms)
 		}
 	}
 }

@@ -27,12 +27,14 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/retry"
 
 	"github.com/open-acn/acn/internal/benchfmt"
 	"github.com/open-acn/acn/internal/owned"
 	"github.com/open-acn/acn/internal/procstat"
 	"github.com/open-acn/acn/internal/scaleworld"
+	"github.com/open-acn/acn/npm/localsock"
 	"github.com/open-acn/acn/test/cluster"
 )
 
@@ -45,6 +47,10 @@ type config struct {
 	parallel             int
 	bin                  string
 	batchWindow          time.Duration
+	// profileDir: where each dataplane's profiles go (a CPU profile of
+	// the start, heap profiles after sync and at the end); "" = none
+	profileDir     string
+	startupProfile time.Duration
 }
 
 func main() {
@@ -65,6 +71,8 @@ func main() {
 	flag.IntVar(&c.parallel, "parallel", 32, "API clients creating the world")
 	flag.StringVar(&c.bin, "bin", "out", "directory of the azure-npm (and CNI) binaries")
 	flag.DurationVar(&c.batchWindow, "batch-window", 20*time.Millisecond, "the agent's batchWindow")
+	flag.StringVar(&c.profileDir, "profile-dir", "", "directory for each dataplane's pprof profiles: CPU of the start (startup-<dp>.pb.gz), heap after sync and at the end (heap-synced-<dp>.pb.gz, heap-end-<dp>.pb.gz)")
+	flag.DurationVar(&c.startupProfile, "startup-profile", 30*time.Second, "length of the start's CPU profile (from the agent's first second; with -profile-dir)")
 	flag.Parse()
 	c.dataplanes = strings.Split(*dataplanes, ",")
 	owned.Main(func(ctx context.Context) error {
@@ -96,8 +104,21 @@ func run(ctx context.Context, out string, cfg config) error {
 	node := c.Nodes[0]
 	cfg.world.Node = node.Name
 	w := scaleworld.BuildCluster(cfg.world)
+	// The world is written with protobuf, as the agents read it: the API
+	// server decodes and encodes it several times cheaper than JSON, and
+	// on this machine the API server's CPU is what setup waits for.
+	restCfg, err := c.API.RestConfig()
+	if err != nil {
+		return err
+	}
+	restCfg.ContentType = "application/vnd.kubernetes.protobuf"
+	restCfg.AcceptContentTypes = "application/vnd.kubernetes.protobuf,application/json"
+	loader, err := kubernetes.NewForConfig(restCfg)
+	if err != nil {
+		return err
+	}
 	t0 := time.Now()
-	if err := scaleworld.Load(ctx, c.Client, w, cfg.parallel); err != nil {
+	if err := scaleworld.Load(ctx, loader, w, cfg.parallel); err != nil {
 		return fmt.Errorf("loading the world: %w", err)
 	}
 	setup := time.Since(t0)
@@ -133,6 +154,11 @@ func run(ctx context.Context, out string, cfg config) error {
 			return fmt.Errorf("%s: %w", dp, err)
 		}
 		rs = append(rs, r...)
+		// Each round's results as soon as they are in: a long run cut
+		// short keeps the dataplanes it measured.
+		if err := benchfmt.WriteJSON(out, rs); err != nil {
+			return err
+		}
 	}
 	benchfmt.PrintTable(os.Stdout, rs)
 	return benchfmt.WriteJSON(out, rs)
@@ -148,16 +174,39 @@ func localLabels(i, gen int) map[string]string {
 
 func measure(ctx context.Context, c *cluster.Cluster, node *cluster.Node, w *scaleworld.World, cfg config, local []*cluster.Pod, dp string, round int, params map[string]string, nextPod *int64) ([]benchfmt.Result, error) {
 	c.SetDataplane(dp)
+	startProfile := make(chan error, 1)
+	if cfg.profileDir != "" {
+		go func() { startProfile <- startupProfile(ctx, node, cfg, dp) }()
+	}
 	start := time.Now()
 	if err := node.StartNPM(ctx); err != nil {
 		return nil, err
 	}
-	defer node.StopNPM(false)
+	defer func() {
+		node.StopNPM(false)
+		if cfg.profileDir != "" { // the agent's log, for its own timings
+			if b, err := os.ReadFile(node.NPMLog()); err == nil {
+				_ = os.WriteFile(filepath.Join(cfg.profileDir, "azure-npm-"+dp+".log"), b, 0o644)
+			}
+		}
+	}()
 	startup := time.Since(start)
 	pid := node.NPMPid()
 	time.Sleep(2 * time.Second) // the first list's garbage collected
 	rssSynced, _ := procstat.MemKiB(pid)
-	fmt.Printf("%s: ready in %.1fs, RSS %d MiB\n", dp, startup.Seconds(), rssSynced/1024)
+	heapSynced, err := heapInuseMiB(node)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Printf("%s: ready in %.1fs, RSS %d MiB, heap in use %.0f MiB\n", dp, startup.Seconds(), rssSynced/1024, heapSynced)
+	if err := saveHeap(node, cfg, "heap-synced-"+dp); err != nil {
+		return nil, err
+	}
+	if cfg.profileDir != "" {
+		if err := <-startProfile; err != nil {
+			return nil, err
+		}
+	}
 
 	rng := rand.New(rand.NewSource(cfg.world.Seed + int64(round)*1000))
 	var rngMu sync.Mutex
@@ -242,6 +291,13 @@ func measure(ctx context.Context, c *cluster.Cluster, node *cluster.Node, w *sca
 		return nil, err
 	}
 	rssEnd, hwm := procstat.MemKiB(pid)
+	heapEnd, err := heapInuseMiB(node)
+	if err != nil {
+		return nil, err
+	}
+	if err := saveHeap(node, cfg, "heap-end-"+dp); err != nil {
+		return nil, err
+	}
 	fmt.Printf("%s: churn %.0fs: %d pod events (%d failed), %d local and %d policy changes timed, %d kernel transactions, CPU %.1f%%, RSS %d MiB (peak %d)\n",
 		dp, wall, events.Load(), failed.Load(), len(localLat), len(policyLat), gen1-gen0, cpu*100, rssEnd/1024, hwm/1024)
 	if failed.Load() > int64(len(localLat)+len(policyLat)+int(events.Load()))/100 {
@@ -292,6 +348,8 @@ func measure(ctx context.Context, c *cluster.Cluster, node *cluster.Node, w *sca
 		{Name: "scale_rss_mib_synced", Value: float64(rssSynced) / 1024, Unit: "MiB", Params: params},
 		{Name: "scale_rss_mib_end", Value: float64(rssEnd) / 1024, Unit: "MiB", Params: params},
 		{Name: "scale_rss_mib_peak", Value: float64(hwm) / 1024, Unit: "MiB", Params: params},
+		{Name: "scale_heap_inuse_mib_synced", Value: heapSynced, Unit: "MiB", Params: params},
+		{Name: "scale_heap_inuse_mib_end", Value: heapEnd, Unit: "MiB", Params: params},
 		{Name: "scale_cpu_fraction", Value: cpu, Unit: "cores", Params: params},
 		{Name: "scale_churn_event_rate", Value: float64(events.Load()) / wall, Unit: "events/s", Params: params},
 		{Name: "scale_churn_transactions_per_second", Value: float64(gen1-gen0) / wall, Unit: "tx/s", Params: params},
@@ -303,6 +361,50 @@ func measure(ctx context.Context, c *cluster.Cluster, node *cluster.Node, w *sca
 		{Name: "scale_remote_event_cpu_ms", Value: cpuRemote * 1000 / float64(max(remoteEvents.Load(), 1)), Unit: "cpu-ms", Params: withEvent("remote pod event changing no set")},
 		{Name: "scale_remote_event_kernel_writes", Value: float64(g1 - g0), Unit: "transactions", Params: withEvent(fmt.Sprintf("%d remote pod events in a namespace no policy refers to", remoteEvents.Load()))},
 	}, nil
+}
+
+// heapInuseMiB is the agent's Go heap in use (go_memstats_heap_inuse_bytes
+// of its /metrics): what RSS is made of besides GC headroom and memory not
+// yet returned to the OS.
+func heapInuseMiB(node *cluster.Node) (float64, error) {
+	m, err := node.NPMMetrics()
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(m), "\n") {
+		if v, ok := strings.CutPrefix(line, "go_memstats_heap_inuse_bytes "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return f / (1 << 20), err
+		}
+	}
+	return 0, fmt.Errorf("%s: no go_memstats_heap_inuse_bytes in /metrics", node.Name)
+}
+
+// saveHeap writes the agent's heap profile to the profile directory.
+func saveHeap(node *cluster.Node, cfg config, name string) error {
+	if cfg.profileDir == "" {
+		return nil
+	}
+	b, err := node.NPMGet("/debug/pprof/heap")
+	if err != nil {
+		return fmt.Errorf("heap profile: %w", err)
+	}
+	return os.WriteFile(filepath.Join(cfg.profileDir, name+".pb.gz"), b, 0o644)
+}
+
+// startupProfile records a CPU profile of the agent's start: it asks the
+// agent's socket as soon as it answers (retrying while the agent starts).
+func startupProfile(ctx context.Context, node *cluster.Node, cfg config, dp string) error {
+	hc := localsock.Client(node.NPMSocket(), cfg.startupProfile+30*time.Second)
+	target := fmt.Sprintf("/debug/pprof/profile?seconds=%d", int(cfg.startupProfile.Seconds()))
+	for t := time.Now(); time.Since(t) < 30*time.Second; time.Sleep(20 * time.Millisecond) {
+		b, err := localsock.Get(ctx, hc, node.NPMSocket(), target)
+		if err != nil {
+			continue
+		}
+		return os.WriteFile(filepath.Join(cfg.profileDir, "startup-"+dp+".pb.gz"), b, 0o644)
+	}
+	return fmt.Errorf("%s: no CPU profile of the start: the agent's socket did not answer", dp)
 }
 
 // podChurn creates, deletes and relabels pods of other nodes at rate per
