@@ -158,7 +158,7 @@ func RunClusterUpdateWithoutGap(t *testing.T, newDP NewDataplane, o Options) {
 			defer wg.Done()
 			for !done.Load() {
 				probes.Add(1)
-				if !tp.Probe(1, dst, tcpP, 80) {
+				if !tp.ProbeAllowed(1, dst, tcpP, 80) {
 					drops.Add(1)
 				}
 			}

@@ -268,7 +268,7 @@ func (tp *Topo) ProbeLoops() (stop func() (leaks, drops, probes int64)) {
 	for w := 0; w < 3; w++ {
 		dst := tp.IPs[0][w%2]
 		loop(&nLeaks, func() bool { return tp.Probe(2, dst, tcpP, 80) })
-		loop(&nDrops, func() bool { return !tp.Probe(1, dst, tcpP, 80) })
+		loop(&nDrops, func() bool { return !tp.ProbeAllowed(1, dst, tcpP, 80) })
 	}
 	for w := 0; w < 6; w++ {
 		dst := tp.IPs[0][w%2]

@@ -139,6 +139,19 @@ func (tp *Topo) serve(t testing.TB, ns *netnstest.NS) {
 
 const probeTimeout = 300 * time.Millisecond
 
+// allowedProbeTimeout bounds the gap tests' probes of allowed traffic. It
+// stays below TCP's initial retransmission timeout (1 s): a SYN a gap
+// dropped is not retransmitted within it, so every such drop still fails
+// the probe, while a loaded machine's scheduling delays (hundreds of
+// milliseconds at a load of 15+) do not count as drops.
+const allowedProbeTimeout = 900 * time.Millisecond
+
+// ProbeAllowed is Probe for the gap tests' allowed loops
+// (allowedProbeTimeout).
+func (tp *Topo) ProbeAllowed(src int, dstIP string, proto policy.Protocol, port int) bool {
+	return tp.ProbeTimeout(src, dstIP, proto, port, allowedProbeTimeout)
+}
+
 // Probe reports whether a new connection from src (a pod index, or -1 for
 // the external namespace) to dst address dstIP reaches it.
 func (tp *Topo) Probe(src int, dstIP string, proto policy.Protocol, port int) bool {
