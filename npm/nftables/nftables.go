@@ -36,6 +36,10 @@ type Dataplane struct {
 	nsPath  string
 	flowLog dataplane.FlowLog
 	dial    func() (conn, func(), error) // tests: a fake kernel instead of netlink
+	// txc is the connection the transactions use, kept open between them
+	// (txConn); txClose closes it.
+	txc     conn
+	txClose func()
 
 	// started: the first Apply replaced the previous run's table.
 	started bool
@@ -97,6 +101,7 @@ func New(o Options) (*Dataplane, error) {
 }
 
 func (d *Dataplane) reset() {
+	d.dropTxConn()
 	d.started = false
 	d.have = nil
 	d.want = newObjects()
@@ -307,11 +312,10 @@ func (d *Dataplane) patch(ks *kset, e kelem, add bool) {
 // transaction (add table; delete table; add table and everything in it),
 // so rules stay in force until the new ones are.
 func (d *Dataplane) replace(ctx context.Context) error {
-	c, done, err := d.open()
+	c, err := d.txConn()
 	if err != nil {
 		return err
 	}
-	defer done()
 	old, err := readKernel(c)
 	blind := err != nil
 	if blind {
@@ -327,6 +331,7 @@ func (d *Dataplane) replace(ctx context.Context) error {
 		tx.apply(diff) // nothing to replace: the diff from empty is the whole table
 	}
 	if err := tx.flush(); err != nil {
+		d.dropTxConn()
 		return fmt.Errorf("nftables: program table %s: %w", TableName, err)
 	}
 	if old.table {
@@ -337,6 +342,32 @@ func (d *Dataplane) replace(ctx context.Context) error {
 	d.committed(nil, nil)
 	d.started = true
 	return nil
+}
+
+// txConn returns the connection the transactions use, opened at the first
+// and kept open (callers hold mu). Closing an nf_tables netlink socket
+// waits for the deferred destruction of the objects the last transaction
+// removed (an RCU grace period: 5-15 ms on a busy node), which every
+// batch paid while each transaction had a connection of its own. After an
+// error the connection is dropped (dropTxConn): unread acknowledgements
+// must not answer the next transaction.
+func (d *Dataplane) txConn() (conn, error) {
+	if d.txc == nil {
+		c, closeConn, err := d.open()
+		if err != nil {
+			return nil, err
+		}
+		d.txc, d.txClose = c, closeConn
+	}
+	return d.txc, nil
+}
+
+// dropTxConn closes the kept connection; the next transaction opens one.
+func (d *Dataplane) dropTxConn() {
+	if d.txClose != nil {
+		d.txClose()
+	}
+	d.txc, d.txClose = nil, nil
 }
 
 // committed records that the kernel now holds want for the named objects
@@ -384,16 +415,16 @@ func (d *Dataplane) syncFrom(ctx context.Context, readBack bool, reading *object
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
-	c, done, err := d.open()
+	c, err := d.txConn()
 	if err != nil {
 		return 0, err
 	}
-	defer done()
 	all := readBack || d.have == nil
 	if all {
 		h := reading
 		if h == nil {
 			if h, err = readKernel(c); err != nil {
+				d.dropTxConn()
 				return 0, fmt.Errorf("nftables: read table %s: %w", TableName, err)
 			}
 		}
@@ -428,6 +459,7 @@ func (d *Dataplane) syncFrom(ctx context.Context, readBack bool, reading *object
 		// lost. Either way, read the kernel back before the next change.
 		d.have = nil
 		d.pending = map[string]*delta{}
+		d.dropTxConn()
 		return 0, fmt.Errorf("nftables: transaction (%d objects): %w", n, err)
 	}
 	if all || diff.recreate {
@@ -497,12 +529,11 @@ func (d *Dataplane) ReconcileRead(ctx context.Context, r dataplane.KernelReading
 func (d *Dataplane) Cleanup(ctx context.Context) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	defer d.reset()
-	c, done, err := d.open()
+	defer d.reset() // closes the connection too
+	c, err := d.txConn()
 	if err != nil {
 		return err
 	}
-	defer done()
 	exists, err := tableExists(c)
 	if err != nil {
 		if isUnsupported(err) {
