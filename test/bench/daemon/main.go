@@ -30,6 +30,7 @@ import (
 	"github.com/open-acn/acn/internal/owned"
 	"github.com/open-acn/acn/internal/procstat"
 	"github.com/open-acn/acn/internal/scaleworld"
+	"github.com/open-acn/acn/npm/localsock"
 	"github.com/open-acn/acn/test/cluster"
 )
 
@@ -44,12 +45,14 @@ func main() {
 	binDir := flag.String("bin", "out", "directory of the azure-npm (and CNI) binaries to measure")
 	batchWindow := flag.Duration("batch-window", 20*time.Millisecond, "the agents' batchWindow (the default configuration's)")
 	heapDir := flag.String("heap-profile", "", "directory to write each dataplane's heap profile (pprof, after the quiet round) to")
+	cpuDir := flag.String("cpu-profile", "", "directory to write each dataplane's CPU profile (pprof, over the quiet round's first -cpu-seconds) to")
+	cpuSecs := flag.Int("cpu-seconds", 30, "length of the CPU profile")
 	churnRate := flag.Int("churn-rate", 200, "label changes per second cluster-wide during the churn round (0: no churn round)")
 	churnFor := flag.Duration("churn-for", 15*time.Second, "how long the churn round lasts")
 	flag.Parse()
 	fl := flood{qps: *floodQPS, min: *floodMin}
 	ch := churn{rate: *churnRate, dur: *churnFor}
-	opts := options{batchWindow: *batchWindow, heapDir: *heapDir, binDir: *binDir}
+	opts := options{batchWindow: *batchWindow, heapDir: *heapDir, binDir: *binDir, cpuDir: *cpuDir, cpuSecs: *cpuSecs}
 	owned.Main(func(ctx context.Context) error {
 		if err := run(ctx, *out, *samples, *pods, *policies, strings.Split(*dataplanes, ","), fl, ch, opts); err != nil {
 			return fmt.Errorf("bench daemon: %w", err)
@@ -61,6 +64,8 @@ func main() {
 type options struct {
 	batchWindow time.Duration
 	heapDir     string
+	cpuDir      string
+	cpuSecs     int
 	binDir      string
 }
 
@@ -203,8 +208,17 @@ func measureDataplane(ctx context.Context, c *cluster.Cluster, node *cluster.Nod
 		})
 	}
 	cpuBefore, wallBefore := procstat.CPUSeconds(pid), time.Now()
+	cpuProfile := make(chan error, 1)
+	if opts.cpuDir != "" {
+		go func() { cpuProfile <- writeCPUProfile(ctx, node, opts, dp) }()
+	} else {
+		cpuProfile <- nil
+	}
 	if err := round("0"); err != nil {
 		return nil, err
+	}
+	if err := <-cpuProfile; err != nil {
+		return nil, fmt.Errorf("cpu profile: %w", err)
 	}
 	cpuSteady := (procstat.CPUSeconds(pid) - cpuBefore) / time.Since(wallBefore).Seconds()
 	rss, hwm := procstat.MemKiB(pid)
@@ -261,4 +275,15 @@ func measureDataplane(ctx context.Context, c *cluster.Cluster, node *cluster.Nod
 		benchfmt.Result{Name: "npm_query_flood_duration", Value: st.elapsed.Seconds(), Unit: "s", Params: p},
 		benchfmt.Result{Name: "npm_query_latency_p99", Value: benchfmt.Percentile(st.latencies, 99), Unit: "ms", Params: p})
 	return rs, nil
+}
+
+// writeCPUProfile writes the agent's CPU profile over the next
+// opts.cpuSecs seconds to opts.cpuDir.
+func writeCPUProfile(ctx context.Context, node *cluster.Node, opts options, dp string) error {
+	timeout := time.Duration(opts.cpuSecs)*time.Second + 10*time.Second
+	b, err := localsock.Get(ctx, localsock.Client(node.NPMSocket(), timeout), node.NPMSocket(), fmt.Sprintf("/debug/pprof/profile?seconds=%d", opts.cpuSecs))
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(opts.cpuDir, "cpu-"+dp+".pb.gz"), b, 0o644)
 }
