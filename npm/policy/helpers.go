@@ -39,9 +39,12 @@ func (s *State) Clone() *State {
 // Clone returns a deep copy of the set.
 func (s *Set) Clone() *Set {
 	c := *s
-	c.Members = make(map[Member]struct{}, len(s.Members))
-	for m := range s.Members {
-		c.Members[m] = struct{}{}
+	// maps.Clone copies the table as it is, without rehashing every
+	// member: half the time of a loop, and the view's copy-on-write of a
+	// batch's sets (publishing) is mostly this.
+	c.Members = maps.Clone(s.Members)
+	if c.Members == nil {
+		c.Members = map[Member]struct{}{}
 	}
 	return &c
 }
