@@ -144,17 +144,7 @@ func External(ctx context.Context, c *cluster.Cluster, timeout time.Duration) ([
 			}
 		}
 	}
-	if _, err := c.WaitEnforced(ctx, writes, time.Minute); err != nil {
-		return nil, err
-	}
-	if err := c.WaitServicesProgrammed(ctx, backends, time.Minute); err != nil {
-		return nil, err
-	}
-	// Every node's azure-npm must have seen the Services and their
-	// EndpointSlices too, not only the pods and policies: the receiving
-	// node decides a Cluster backend on another node by the client only
-	// once that backend is its Remote endpoint.
-	if err := c.WaitServicesSeen(ctx, backends, time.Minute); err != nil {
+	if err := waitServicesReady(ctx, c, writes, backends); err != nil {
 		return nil, err
 	}
 	var rows []ExternalRow
@@ -233,4 +223,19 @@ func RenderExternal(rows []ExternalRow, label string, out io.Writer) (bad, failC
 	}
 	_ = tw.Flush()
 	return bad, failClosed
+}
+
+// waitServicesReady waits until every node enforces writes, kube-proxy
+// programs the backends' Services, and every node's azure-npm has seen
+// the Services and their EndpointSlices too, not only the pods and
+// policies: the receiving node decides a Cluster backend on another node
+// by the client only once that backend is its Remote endpoint.
+func waitServicesReady(ctx context.Context, c *cluster.Cluster, writes []cluster.Write, backends []cluster.ServiceBackend) error {
+	if _, err := c.WaitEnforced(ctx, writes, time.Minute); err != nil {
+		return err
+	}
+	if err := c.WaitServicesProgrammed(ctx, backends, time.Minute); err != nil {
+		return err
+	}
+	return c.WaitServicesSeen(ctx, backends, time.Minute)
 }

@@ -106,13 +106,7 @@ func Restarts(ctx context.Context, c *cluster.Cluster, timeout time.Duration) ([
 		backends = append(backends, cluster.ServiceBackend{Namespace: ns, Service: svc.Name, ClusterIP: svc.Spec.ClusterIP, PortName: "http",
 			Protocol: tcp, IP: guarded.IP, Port: 80, Also: []string{fmt.Sprint(svc.Spec.Ports[0].NodePort)}})
 	}
-	if _, err := c.WaitEnforced(ctx, writes, time.Minute); err != nil {
-		return nil, err
-	}
-	if err := c.WaitServicesProgrammed(ctx, backends, time.Minute); err != nil {
-		return nil, err
-	}
-	if err := c.WaitServicesSeen(ctx, backends, time.Minute); err != nil {
+	if err := waitServicesReady(ctx, c, writes, backends); err != nil {
 		return nil, err
 	}
 	cl := svcs[corev1.ServiceExternalTrafficPolicyCluster]
