@@ -46,15 +46,7 @@ func TestBridgePodReachesItselfThroughItsClusterIP(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	probe.AcceptAndClose(ln)
 	connect := func() bool {
 		ok := false
 		_ = p.ns.Do(func() error { ok = probe.TCPConnect(clusterIP+":80", 2*time.Second); return nil })

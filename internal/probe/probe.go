@@ -270,3 +270,18 @@ func (s *Servers) Close() {
 	}
 	s.closers = nil
 }
+
+// AcceptAndClose accepts connections on l and closes each at once, in a
+// goroutine, until l is closed: the server side of connection probes and
+// connection-rate benchmarks, which need the handshake and nothing else.
+func AcceptAndClose(l net.Listener) {
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+}

@@ -13,6 +13,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/open-acn/acn/internal/probe"
 )
 
 // ServeTCP accepts TCP connections on port on every address of the node's
@@ -28,15 +30,7 @@ func (n *Node) ServeTCP(port int) (io.Closer, error) {
 	if err != nil {
 		return nil, err
 	}
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			conn.Close()
-		}
-	}()
+	probe.AcceptAndClose(ln)
 	return ln, nil
 }
 

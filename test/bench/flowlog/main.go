@@ -38,6 +38,7 @@ import (
 	"github.com/open-acn/acn/internal/benchfmt"
 	"github.com/open-acn/acn/internal/netnstest"
 	"github.com/open-acn/acn/internal/owned"
+	"github.com/open-acn/acn/internal/probe"
 	"github.com/open-acn/acn/npm/config"
 	"github.com/open-acn/acn/npm/dataplane"
 	"github.com/open-acn/acn/npm/flowlog"
@@ -193,15 +194,7 @@ func run(ctx context.Context, name string, fl dataplane.FlowLog, add func(string
 		return err
 	}
 	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	probe.AcceptAndClose(ln)
 	dp, err := newDP(name, nodeNS, fl)
 	if err != nil {
 		return err

@@ -34,6 +34,7 @@ import (
 	"github.com/open-acn/acn/internal/benchfmt"
 	"github.com/open-acn/acn/internal/netnstest"
 	"github.com/open-acn/acn/internal/owned"
+	"github.com/open-acn/acn/internal/probe"
 	"github.com/open-acn/acn/internal/scaleworld"
 	"github.com/open-acn/acn/npm/dataplane"
 	"github.com/open-acn/acn/npm/translate"
@@ -336,15 +337,7 @@ func connRate(ctx context.Context, b *bench) (bare, base, with float64) {
 		die(err)
 	}
 	defer l.Close()
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	probe.AcceptAndClose(l)
 	measure := func() float64 {
 		var n atomic.Int64
 		var wg sync.WaitGroup
