@@ -59,6 +59,12 @@ type Engine struct {
 	// portLists: the shared lists of named ports (sharedPorts)
 	portLists map[string][]podPort
 
+	// cands: by namespace, the pods that can be Endpoints (pods of this
+	// node and Remote ones: extBackends). Only their selection by a
+	// policy's target matters, so targets are matched against these and
+	// keep no map of the pods they select.
+	cands map[string]map[string]*podInfo
+
 	state   *policy.State
 	changes *policy.Changes
 	full    map[string]bool // set IDs changed arbitrarily in the current change record
@@ -111,8 +117,11 @@ type selector struct {
 	nsSel    labels.Selector // scope: namespaces matching (when nsName == "")
 	podSel   labels.Selector
 	refs     int
-	pods     map[string]*podInfo
-	deps     map[string]*setEntry // sets computed from this selector
+	// pods it selects and deps, the live sets computed from it: both nil
+	// while no live set is (see live.go), so a selector that only targets
+	// a policy or feeds sets nobody here uses costs no entry per pod.
+	pods map[string]*podInfo
+	deps map[string]*setEntry
 }
 
 func (s *selector) matches(p *podInfo, ns *nsInfo) bool {
@@ -140,6 +149,10 @@ type setEntry struct {
 	spec setSpec
 	refs int
 	set  *policy.Set
+	// live: its members are computed (see live.go); active counts the
+	// references to it from policies that apply to an Endpoint.
+	live   bool
+	active int
 	// contrib: pod key -> the pod whose members (its addresses, with the
 	// port for a SetIPPort) the set holds. A pointer to the pod's own
 	// immutable podInfo, not a slice of members per pod and set: the
@@ -159,6 +172,9 @@ type compiled struct {
 	target string    // selector key
 	sels   []string  // every selector referenced (target included)
 	sets   []setSpec // every set referenced
+	// active: the Endpoints listing the policy (its sets are live while
+	// it is non-zero)
+	active int
 }
 
 // NewEngine returns an empty engine.
@@ -181,6 +197,7 @@ func NewEngine(opts Options) *Engine {
 		nodes:       map[string]*nodeInfo{},
 		nodeSets:    map[string]*setEntry{},
 		portLists:   map[string][]podPort{},
+		cands:       map[string]map[string]*podInfo{},
 		state:       policy.NewState(),
 		changes:     policy.NewChanges(),
 		full:        map[string]bool{},
@@ -349,6 +366,7 @@ func (e *Engine) UpsertPodLabels(pod *corev1.Pod, podLabels labelset.Set) {
 		return
 	}
 	n.pods[key] = np
+	e.setCandidate(np)
 	e.refreshPod(np, n, old)
 }
 
@@ -418,6 +436,7 @@ func (e *Engine) DeletePod(namespace, name string) {
 	}
 	p := n.pods[key]
 	delete(n.pods, key)
+	e.dropCandidate(namespace, key)
 	affected := map[string]*setEntry{}
 	e.eachSelector(namespace, n, func(s *selector) {
 		if s.pods[key] != nil {
@@ -500,6 +519,9 @@ func (e *Engine) refreshPodIn(p *podInfo, n *nsInfo, old *podInfo, each func(str
 	attrs := old == nil || old != p && !sameAddrPorts(old, p)
 	affected := map[string]*setEntry{}
 	each(p.ns, n, func(s *selector) {
+		if s.pods == nil {
+			return // no live set is computed from it
+		}
 		was := s.pods[p.key] != nil
 		now := s.matches(p, n)
 		if now {
@@ -681,34 +703,16 @@ func (e *Engine) fullChange(id string) {
 func (e *Engine) refSelector(spec selSpec) *selector {
 	s := e.selectors[spec.key]
 	if s == nil {
-		s = &selector{key: spec.key, readable: spec.readable, nsName: spec.nsName, nsSel: spec.nsSel, podSel: spec.podSel,
-			pods: map[string]*podInfo{}, deps: map[string]*setEntry{}}
+		s = &selector{key: spec.key, readable: spec.readable, nsName: spec.nsName, nsSel: spec.nsSel, podSel: spec.podSel}
 		e.selectors[spec.key] = s
 		if s.nsName != "" {
 			if e.selByNS[s.nsName] == nil {
 				e.selByNS[s.nsName] = map[string]*selector{}
 			}
 			e.selByNS[s.nsName][s.key] = s
-			if n := e.namespaces[s.nsName]; n != nil {
-				for _, p := range n.pods {
-					if s.matches(p, n) {
-						s.pods[p.key] = p
-					}
-				}
-			}
 		} else {
 			e.selCluster[s.key] = s
 			e.bumpClusterGen()
-			for _, n := range e.namespaces {
-				if !s.nsSel.Matches(n.labels) {
-					continue
-				}
-				for _, p := range n.pods {
-					if s.podSel.Matches(p.labels) {
-						s.pods[p.key] = p
-					}
-				}
-			}
 		}
 	}
 	s.refs++
@@ -747,23 +751,8 @@ func (e *Engine) refSet(spec setSpec) {
 		for _, m := range spec.static {
 			se.hold(m)
 		}
-		if spec.nodeSel != nil {
-			e.refNodeSet(se)
-		}
-		for _, k := range spec.sels {
-			s := e.selectors[k]
-			if s == nil {
-				continue
-			}
-			s.deps[spec.id] = se
-			for _, p := range s.pods {
-				if _, done := se.contrib[p.key]; done {
-					continue
-				}
-				if c := e.contribution(se, p); c != nil {
-					e.setContrib(se, p.key, c)
-				}
-			}
+		if e.opts.AllSets {
+			e.makeLive(se)
 		}
 	}
 	se.refs++
@@ -776,13 +765,10 @@ func (e *Engine) unrefSet(id string) {
 	}
 	se.refs--
 	if se.refs <= 0 {
-		for _, k := range se.spec.sels {
-			if s := e.selectors[k]; s != nil {
-				delete(s.deps, id)
-			}
+		if se.live {
+			e.unlive(se)
 		}
 		delete(e.sets, id)
-		delete(e.nodeSets, id)
 		delete(e.state.Sets, id)
 		e.fullChange(id)
 	}
@@ -821,6 +807,11 @@ func (e *Engine) install(key string, c *compiled, sels []selSpec) {
 	for _, s := range c.sets {
 		e.refSet(s)
 	}
+	if old != nil && old.active > 0 {
+		// the Endpoints listing the key list this version now
+		c.active = old.active
+		e.useSets(c.sets, 1)
+	}
 	e.policies[key] = c
 	if c.pol.Tier.Cluster() {
 		e.clusterPols[key] = c
@@ -831,6 +822,9 @@ func (e *Engine) install(key string, c *compiled, sels []selSpec) {
 		e.polByNS[c.pol.Namespace][key] = c
 	}
 	if old != nil {
+		if old.active > 0 {
+			e.useSets(old.sets, -1)
+		}
 		for _, k := range old.sels {
 			e.unrefSelector(k)
 		}
@@ -866,8 +860,12 @@ func (e *Engine) uninstall(key string) {
 	}
 	delete(e.state.Policies, key)
 	e.changes.Policies[key] = struct{}{}
-	// Endpoints first, while the target selector still exists.
+	// Endpoints first, while the target selector still exists (they no
+	// longer count as uses: the policy is gone).
 	e.refreshTargets(old, nil)
+	if old.active > 0 {
+		e.useSets(old.sets, -1)
+	}
 	for _, k := range old.sels {
 		e.unrefSelector(k)
 	}
@@ -886,46 +884,35 @@ func (e *Engine) checkCollisions(c *compiled) error {
 	return nil
 }
 
-// refreshTargets recomputes the endpoints of local pods selected by the old
-// or new version of a policy.
+// refreshTargets recomputes the endpoints of the pods that can be
+// Endpoints and that the new version of a policy selects or whose
+// endpoint lists the policy (selected by the old version).
 func (e *Engine) refreshTargets(old, cur *compiled) {
-	seen := map[string]bool{}
-	for _, c := range []*compiled{old, cur} {
-		if c == nil {
-			continue
-		}
-		s := e.selectors[c.target]
-		if s == nil {
-			continue
-		}
-		for k, p := range s.pods {
-			if (p.local || e.isExtBackend(k)) && !seen[k] {
-				seen[k] = true
+	c := cur
+	if c == nil {
+		c = old
+	}
+	var target *selector
+	if cur != nil {
+		target = e.selectors[cur.target]
+	}
+	key := c.pol.Key()
+	visit := func(ns string, pods map[string]*podInfo) {
+		n := e.namespaces[ns]
+		for k, p := range pods {
+			ep := e.state.Endpoints[k]
+			listed := ep != nil && (slices.Contains(ep.Ingress, key) || slices.Contains(ep.Egress, key))
+			if listed || target != nil && target.matches(p, n) {
 				e.refreshEndpoint(p)
 			}
 		}
 	}
-	// A pod that left the selector: its endpoint still lists the policy.
-	if old != nil {
-		k := old.pol.Key()
-		stale := func(ek string) {
-			ep := e.state.Endpoints[ek]
-			if seen[ek] || ep == nil {
-				return
-			}
-			if slices.Contains(ep.Ingress, k) || slices.Contains(ep.Egress, k) {
-				e.refreshEndpoint(e.pod(ek))
-			}
+	if c.pol.Tier.Cluster() {
+		for ns, pods := range e.cands {
+			visit(ns, pods)
 		}
-		if old.pol.Tier.Cluster() {
-			for ek := range e.state.Endpoints {
-				stale(ek)
-			}
-		} else if n := e.namespaces[old.pol.Namespace]; n != nil {
-			for ek := range n.pods {
-				stale(ek)
-			}
-		}
+	} else {
+		visit(c.pol.Namespace, e.cands[c.pol.Namespace])
 	}
 }
 
@@ -949,6 +936,7 @@ func (e *Engine) SetExternalBackends(keys map[string]struct{}) {
 			_, was := old[k]
 			_, is := keys[k]
 			if p := e.pod(k); p != nil && was != is && !p.local {
+				e.setCandidate(p)
 				e.refreshEndpoint(p)
 			}
 		}
@@ -970,10 +958,11 @@ func (e *Engine) refreshEndpoint(p *podInfo) {
 	}
 	var in, eg []string
 	npIn, npEg := false, false
+	n := e.namespaces[p.ns]
 	for _, m := range []map[string]*compiled{e.polByNS[p.ns], e.clusterPols} {
 		for k, c := range m {
 			s := e.selectors[c.target]
-			if s == nil || s.pods[p.key] == nil {
+			if s == nil || !s.matches(p, n) {
 				continue
 			}
 			np := !c.pol.Tier.Cluster()
@@ -1010,6 +999,7 @@ func (e *Engine) setEndpoint(p *podInfo, ep *policy.Endpoint) {
 		e.state.Endpoints[p.key] = ep
 	}
 	e.changes.Endpoints[p.key] = struct{}{}
+	e.usePolicies(ep, old)
 }
 
 // failClosed is the translation of a policy that cannot be translated: it
@@ -1045,7 +1035,7 @@ func (e *Engine) Sizes() map[string]int {
 	sz := map[string]int{
 		"engine.pods": e.podCount(), "engine.namespaces": len(e.namespaces), "engine.policies": len(e.policies),
 		"engine.selectors": len(e.selectors), "engine.sets": len(e.sets), "engine.selectorsByNamespace": len(e.selByNS),
-		"engine.clusterSelectors": len(e.selCluster), "engine.policiesByNamespace": len(e.polByNS), "engine.clusterPolicies": len(e.clusterPols), "engine.nodes": len(e.nodes), "engine.portLists": len(e.portLists), "engine.nodeSets": len(e.nodeSets), "engine.fullChanges": len(e.full),
+		"engine.clusterSelectors": len(e.selCluster), "engine.candidateNamespaces": len(e.cands), "engine.policiesByNamespace": len(e.polByNS), "engine.clusterPolicies": len(e.clusterPols), "engine.nodes": len(e.nodes), "engine.portLists": len(e.portLists), "engine.nodeSets": len(e.nodeSets), "engine.fullChanges": len(e.full),
 		"engine.state.sets": len(e.state.Sets), "engine.state.policies": len(e.state.Policies), "engine.state.endpoints": len(e.state.Endpoints),
 	}
 	for _, n := range e.namespaces {
@@ -1053,6 +1043,9 @@ func (e *Engine) Sizes() map[string]int {
 	}
 	for _, m := range e.selByNS {
 		sz["engine.selectorsByNamespace.entries"] += len(m)
+	}
+	for _, m := range e.cands {
+		sz["engine.candidates"] += len(m)
 	}
 	for _, m := range e.polByNS {
 		sz["engine.policiesByNamespace.entries"] += len(m)

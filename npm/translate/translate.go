@@ -42,6 +42,14 @@ type Options struct {
 	// flowlog.Annotation (flowLog.default); every policy carries its
 	// namespace's mode (policy.Policy.FlowLog).
 	FlowLog policy.FlowLog
+	// AllSets computes the members of every set of the cluster's policies.
+	// Without it the engine computes only the sets of the policies that
+	// apply to at least one Endpoint of this node (the only ones a
+	// dataplane programs and State.Evaluate reads: dataplane.Narrow); the
+	// others are in State.Sets with no members. A node of a big cluster
+	// would otherwise keep a member per selected pod of every policy of
+	// the cluster.
+	AllSets bool
 }
 
 // Snapshot is the full set of objects the translation depends on.
