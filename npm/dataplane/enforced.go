@@ -4,10 +4,10 @@ import "github.com/open-acn/acn/npm/policy"
 
 // Enforced narrows a node's desired state to what its kernel must hold:
 // the policies that apply to at least one of its endpoints and the sets
-// their rules reference. The translator keeps every policy and set of the
-// cluster (a selector can name any pod, and explain answers for any pair),
-// but a policy that selects none of this node's pods has nothing to
-// enforce here. Programming it anyway made the kernel grow with the
+// their rules reference. The translator keeps every policy of the cluster
+// (a selector can name any pod; it computes the members of the narrowed
+// sets only), but a policy that selects none of this node's pods has
+// nothing to enforce here. Programming it anyway made the kernel grow with the
 // cluster, and every remote pod event that changed one of its sets cost a
 // kernel transaction that changed no verdict on this node.
 //
