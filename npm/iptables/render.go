@@ -2,6 +2,7 @@ package iptables
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -173,6 +174,13 @@ func (d *Dataplane) updateDispatch(dirty map[string]struct{}) bool {
 				}
 				newRetiring[id] = true
 				fg = append(fg, g)
+			}
+			// In ID order, retiring groups where they were: a group that
+			// retires keeps its place in the trie's leaves, so its leaf
+			// chain is not rewritten (reordered) for nothing, and only
+			// the next batch, which drops it, changes the chain.
+			if len(ret) > 0 {
+				slices.SortFunc(fg, func(a, b *policy.Group) int { return strings.Compare(a.ID, b.ID) })
 			}
 			if d.fgroups[f] == nil {
 				d.fgroups[f] = map[policy.Direction][]*policy.Group{}

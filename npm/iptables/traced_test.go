@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 
 	"go.uber.org/zap"
@@ -16,6 +17,7 @@ import (
 	"github.com/open-acn/acn/npm/dataplane"
 	"github.com/open-acn/acn/npm/dataplane/dptest"
 	"github.com/open-acn/acn/npm/policy"
+	"github.com/open-acn/acn/npm/translate"
 	"github.com/open-acn/acn/npm/translate/translatetest"
 )
 
@@ -312,5 +314,72 @@ func TestMemberChangesStartNoProcess(t *testing.T) {
 	}
 	if !k.allowed(probe) {
 		t.Error("the new peer is not allowed to pod0")
+	}
+}
+
+// TestRetiringGroupRewritesNoChain: a pod leaving the last group of its
+// policies (a label change) while the group it joins exists already changes
+// set members only: the group it left retires in its place in the trie's
+// leaf, so no chain is rewritten (no iptables-restore, whose process costs
+// milliseconds), while the pod is dispatched to its new group at once. The
+// next batch drops the retired group.
+func TestRetiringGroupRewritesNoChain(t *testing.T) {
+	k := newFakeKernel()
+	tr := newTraced(t, k)
+	ctx := context.Background()
+	e := translate.NewEngine(translate.Options{NodeName: "node"})
+	e.UpsertNamespace(translatetest.Namespace("a", nil))
+	apps := []string{"x", "y", "z"}
+	pods := map[string]*corev1.Pod{}
+	for i, app := range apps {
+		// Each policy allows port 80+i from everywhere: a pod's group
+		// shows in which port is open to it.
+		e.UpsertPolicy(translatetest.Policy("a", "p-"+app, networkingv1.NetworkPolicySpec{PodSelector: *translatetest.Labels("app", app),
+			Ingress: []networkingv1.NetworkPolicyIngressRule{{Ports: []networkingv1.NetworkPolicyPort{translatetest.TCP(80 + i)}}}}))
+		p := translatetest.Pod("a", "pod-"+app, "node", map[string]string{"app": app}, []string{fmt.Sprintf("10.0.0.%d", i+1)})
+		pods[p.Namespace+"/"+p.Name] = p
+		e.UpsertPod(p)
+	}
+	if err := tr.Dataplane.Apply(ctx, e.State(), e.TakeChanges()); err != nil {
+		t.Fatal(err)
+	}
+	// The group with the smallest ID retires: before its leaf was kept in
+	// ID order, it moved to the leaf's end, which rewrote the chain.
+	groups := e.State().Groups(policy.Ingress)
+	if len(groups) != 3 {
+		t.Fatalf("%d ingress groups, want 3", len(groups))
+	}
+	leaving, joined := pods[groups[0].Endpoints[0]], pods[groups[2].Endpoints[0]]
+	port := map[string]int{}
+	for i, app := range apps {
+		port[app] = 80 + i
+	}
+	from := netip.MustParseAddr("10.9.0.1")
+	to := netip.MustParseAddr(leaving.Status.PodIP)
+	oldPort, newPort := port[leaving.Labels["app"]], port[joined.Labels["app"]]
+	moved := leaving.DeepCopy()
+	moved.Labels = map[string]string{"app": joined.Labels["app"]}
+	e.UpsertPod(moved)
+	k.calls = nil
+	if err := tr.Dataplane.Apply(ctx, e.State(), e.TakeChanges()); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range k.calls {
+		if strings.Contains(c, "tables-restore") {
+			t.Errorf("a pod moving to an existing group made the calls %v: a chain was rewritten", k.calls)
+		}
+	}
+	probe := func(port int) bool {
+		return k.allowed(policy.Packet{Src: from, Dst: to, Protocol: policy.TCP, Port: uint16(port)})
+	}
+	if probe(oldPort) || !probe(newPort) {
+		t.Errorf("after the move: port %d (old group) allowed %v, port %d (new group) allowed %v; want false, true", oldPort, probe(oldPort), newPort, probe(newPort))
+	}
+	k.calls = nil
+	if err := tr.Dataplane.Apply(ctx, e.State(), policy.NewChanges()); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(fmt.Sprint(k.calls), "iptables-restore") || strings.Contains(k.dump(), GroupChain(groups[0])) {
+		t.Errorf("the next batch made the calls %v and left the retired group's chain %s", k.calls, GroupChain(groups[0]))
 	}
 }
