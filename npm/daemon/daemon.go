@@ -35,6 +35,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -542,10 +543,16 @@ func (d *Daemon) worker(ctx context.Context) {
 				batch = append(batch, k)
 			}
 			d.translateBatch(batch[first:])
+			t3 := time.Now()
 			d.metrics.batchPhase.WithLabelValues("wait").Observe(t2.Sub(t1).Seconds())
-			d.metrics.batchPhase.WithLabelValues("translate").Observe((t1.Sub(t0) + time.Since(t2)).Seconds())
-			d.applyBatch(ctx, len(batch))
+			d.metrics.batchPhase.WithLabelValues("translate").Observe((t1.Sub(t0) + t3.Sub(t2)).Seconds())
+			apply := d.applyBatch(ctx, len(batch))
 			d.batching.done(d.clock.Now())
+			if ce := d.log.Check(zapcore.DebugLevel, "batch programmed"); ce != nil {
+				ce.Write(zap.Strings("keys", batch[:min(len(batch), 4)]), zap.Int("objects", len(batch)),
+					zap.Duration("wait", t2.Sub(t1)), zap.Duration("translate", t1.Sub(t0)+t3.Sub(t2)),
+					zap.Duration("apply", apply), zap.Duration("total", time.Since(t0)))
+			}
 		}
 		for _, k := range batch {
 			d.queue.Done(k)
@@ -600,8 +607,9 @@ func (d *Daemon) noChanges() bool {
 	return changes.Empty()
 }
 
-// applyBatch programs what translateBatch left pending in one transaction.
-func (d *Daemon) applyBatch(ctx context.Context, objects int) {
+// applyBatch programs what translateBatch left pending in one transaction
+// and returns how long the dataplane took (0: no transaction was needed).
+func (d *Daemon) applyBatch(ctx context.Context, objects int) time.Duration {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	state, changes := d.enforced.Project(d.engine.State(), d.pending)
@@ -610,7 +618,7 @@ func (d *Daemon) applyBatch(ctx context.Context, objects int) {
 		d.markApplied(time.Now())
 		d.publish(nil)
 		d.pending = policy.NewChanges()
-		return
+		return 0
 	}
 	d.force = false
 	d.dpCalls++
@@ -629,7 +637,7 @@ func (d *Daemon) applyBatch(ctx context.Context, objects int) {
 			zap.Error(err), zap.Int("objects", objects), zap.Duration("took", elapsed))
 		d.queue.AddRateLimited(applyRetryKey)
 		d.publish(nil)
-		return
+		return elapsed
 	}
 	d.queue.Forget(applyRetryKey)
 	d.enforced.Commit()
@@ -672,6 +680,7 @@ func (d *Daemon) applyBatch(ctx context.Context, objects int) {
 	// The view is what the kernel now holds: the projection, not the
 	// engine's every policy and set.
 	d.publishView(state, changes, first)
+	return elapsed
 }
 
 // markApplied records, for every key translated since the last successful

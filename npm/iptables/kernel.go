@@ -9,8 +9,10 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/open-acn/acn/npm/dataplane"
 	"github.com/open-acn/acn/npm/ipset"
@@ -186,7 +188,12 @@ func (d *Dataplane) programChains(ctx context.Context, f policy.Family, mu *sync
 		b.WriteString(l + "\n")
 	}
 	b.WriteString("COMMIT\n")
-	if err := d.restore(ctx, d.mode, f, b.Bytes()); err != nil {
+	start := time.Now()
+	err := d.restore(ctx, d.mode, f, b.Bytes())
+	if ce := d.log.Check(zapcore.DebugLevel, "iptables-restore"); ce != nil {
+		ce.Write(zap.String("family", famName(f)), zap.Int("chains", n), zap.Int("bytes", b.Len()), zap.Duration("took", time.Since(start)), zap.Error(err))
+	}
+	if err != nil {
 		// The transaction is atomic: nothing changed. Re-read next time.
 		mu.Lock()
 		d.loaded = false

@@ -49,10 +49,11 @@ func main() {
 	cpuSecs := flag.Int("cpu-seconds", 30, "length of the CPU profile")
 	churnRate := flag.Int("churn-rate", 200, "label changes per second cluster-wide during the churn round (0: no churn round)")
 	churnFor := flag.Duration("churn-for", 15*time.Second, "how long the churn round lasts")
+	traceDir := flag.String("trace-dir", "", "directory to write each sample's latency (samples-<dataplane>.csv: when it started, kind, ms) and the agent's debug log (agent-<dataplane>.log, one line per transaction with its phases) to, to tell what the slowest events waited for")
 	flag.Parse()
 	fl := flood{qps: *floodQPS, min: *floodMin}
 	ch := churn{rate: *churnRate, dur: *churnFor}
-	opts := options{batchWindow: *batchWindow, heapDir: *heapDir, binDir: *binDir, cpuDir: *cpuDir, cpuSecs: *cpuSecs}
+	opts := options{batchWindow: *batchWindow, heapDir: *heapDir, binDir: *binDir, cpuDir: *cpuDir, cpuSecs: *cpuSecs, traceDir: *traceDir}
 	owned.Main(func(ctx context.Context) error {
 		if err := run(ctx, *out, *samples, *pods, *policies, strings.Split(*dataplanes, ","), fl, ch, opts); err != nil {
 			return fmt.Errorf("bench daemon: %w", err)
@@ -67,6 +68,7 @@ type options struct {
 	cpuDir      string
 	cpuSecs     int
 	binDir      string
+	traceDir    string
 }
 
 func run(ctx context.Context, out string, samples, nPods, nPolicies int, dataplanes []string, fl flood, ch churn, opts options) error {
@@ -79,8 +81,14 @@ func run(ctx context.Context, out string, samples, nPods, nPolicies int, datapla
 	// The product's reconcile interval, not the harness's 5s: a kernel
 	// read-back holds the worker, and one every 5s would be the p99 of
 	// back-to-back events rather than anything a node sees.
-	c, err := cluster.New(ctx, cluster.Config{Nodes: 1, NoNPM: true, BinDir: bin, Dir: dir,
-		NPMConfig: fmt.Sprintf("batchWindow: %s\nreconcileInterval: 60s\n", opts.batchWindow)})
+	npmConfig := fmt.Sprintf("batchWindow: %s\nreconcileInterval: 60s\n", opts.batchWindow)
+	if opts.traceDir != "" {
+		npmConfig += "log:\n  level: debug\n"
+		if err := os.MkdirAll(opts.traceDir, 0o755); err != nil {
+			return err
+		}
+	}
+	c, err := cluster.New(ctx, cluster.Config{Nodes: 1, NoNPM: true, BinDir: bin, Dir: dir, NPMConfig: npmConfig})
 	if err != nil {
 		return err
 	}
@@ -127,6 +135,27 @@ func measureDataplane(ctx context.Context, c *cluster.Cluster, node *cluster.Nod
 		{Name: "npm_daemon_cpu_to_ready", Value: cpuCold, Unit: "cpu-s", Params: params},
 	}
 
+	var trace *os.File
+	if opts.traceDir != "" {
+		f, err := os.Create(filepath.Join(opts.traceDir, "samples-"+dp+".csv"))
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		trace = f
+		fmt.Fprintln(trace, "start,kind,query_flood,i,ms")
+		defer func() {
+			// the agent's log (what each transaction spent): copied before
+			// the cluster's directory goes
+			if b, err := os.ReadFile(node.NPMLog()); err == nil {
+				_ = os.WriteFile(filepath.Join(opts.traceDir, "agent-"+dp+".log"), b, 0o644)
+			}
+			// its stderr: the Go runtime's (GODEBUG=gctrace=1 in the bench's environment)
+			if b, err := os.ReadFile(filepath.Join(filepath.Dir(node.NPMLog()), "azure-npm.stderr")); err == nil {
+				_ = os.WriteFile(filepath.Join(opts.traceDir, "agent-"+dp+".stderr"), b, 0o644)
+			}
+		}()
+	}
 	measure := func(kind, queries string, f func(i int) (cluster.Write, error)) error {
 		var lat []float64
 		before, err := readPhases(node)
@@ -150,6 +179,9 @@ func measureDataplane(ctx context.Context, c *cluster.Cluster, node *cluster.Nod
 				time.Sleep(500 * time.Microsecond)
 			}
 			lat = append(lat, float64(time.Since(t).Microseconds())/1000)
+			if trace != nil {
+				fmt.Fprintf(trace, "%s,%s,%s,%d,%.3f\n", t.UTC().Format("15:04:05.000000"), kind, queries, i, lat[len(lat)-1])
+			}
 		}
 		p := map[string]string{"event": kind, "query_flood": queries}
 		for k, v := range params {
