@@ -74,6 +74,9 @@ type Dataplane struct {
 	// legacyCleaned: this process removed an earlier version's chains
 	// from the filter table (once, after its first transaction).
 	legacyCleaned bool
+	// commits watch each family's restores of the nft backend for their
+	// commit (commit_linux.go); nil for a Runner that is not the kernel
+	commits map[policy.Family]*commitWatch
 }
 
 var (
@@ -95,6 +98,13 @@ func New(ctx context.Context, o Options) (*Dataplane, error) {
 		o.Families = policy.Families
 	}
 	d := &Dataplane{run: o.Runner, log: o.Logger, mode: o.Mode, families: o.Families, sets: ipset.New(o.Runner, o.Logger, SetPrefix)}
+	if ex, ok := o.Runner.(dataplane.Exec); ok {
+		// One per family: the families' restores run concurrently.
+		d.commits = map[policy.Family]*commitWatch{}
+		for _, f := range o.Families {
+			d.commits[f] = newCommitWatch(ex.Netns, o.Logger)
+		}
+	}
 	d.r = &renderer{families: o.Families, flowLog: o.FlowLog}
 	d.want = dataplane.NewDesired[*ipset.Set, policyRules](d.r)
 	d.reset()

@@ -20,7 +20,13 @@ import (
 )
 
 func (d *Dataplane) restore(ctx context.Context, m Mode, f policy.Family, script []byte) error {
-	_, err := d.run.Run(ctx, script, tool(m, f, "restore"), "-w", "5", "--noflush")
+	args := []string{"-w", "5", "--noflush"}
+	if w := d.commits[f]; w != nil && m == ModeNFT {
+		// the real kernel: done when committed, not when the process has
+		// closed its socket (commit_linux.go)
+		return w.run(ctx, script, tool(m, f, "restore"), args...)
+	}
+	_, err := d.run.Run(ctx, script, tool(m, f, "restore"), args...)
 	return err
 }
 
