@@ -659,14 +659,17 @@ func (d *Daemon) applyBatch(ctx context.Context, objects int) time.Duration {
 		st := d.engine.Stats()
 		d.log.Info("first full sync programmed; ready", zap.Duration("took", elapsed), zap.Int("policies", st.Policies),
 			zap.Int("pods", st.Pods), zap.Int("endpoints", st.Endpoints), zap.Int("sets", st.Sets), zap.Int("members", st.Members))
-		d.ready.Store(true)
-		d.metrics.ready.Set(1)
 		for _, other := range d.prev {
 			if err := other.Cleanup(ctx); err != nil {
 				d.log.Warn("could not remove another dataplane's leftovers", zap.Error(err))
 			}
 		}
 		d.prev = nil // what they read of the kernel to clean it up is garbage now
+		// Ready once the other dataplanes' leftovers are gone too: their
+		// removal (tens of milliseconds after a switch) holds the worker,
+		// and the first events after "ready" must not wait for it.
+		d.ready.Store(true)
+		d.metrics.ready.Set(1)
 		// The start's garbage (the listed objects as decoded, the first
 		// batch's bookkeeping, the cleanup's reads) is gone now: give its
 		// pages back to the OS at once rather than over minutes, so the
