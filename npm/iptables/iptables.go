@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -77,6 +78,9 @@ type Dataplane struct {
 	// commits watch each family's restores of the nft backend for their
 	// commit (commit_linux.go); nil for a Runner that is not the kernel
 	commits map[policy.Family]*commitWatch
+	// lastRuleDeletion: when a transaction last deleted rules (destroying
+	// sets waits for their destruction; see programOpts)
+	lastRuleDeletion time.Time
 }
 
 var (

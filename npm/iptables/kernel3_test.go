@@ -6,6 +6,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -111,5 +112,56 @@ func TestKernelBackendSwitch(t *testing.T) {
 	tp.Node.MustExec(t, "iptables-legacy", "-t", "mangle", "-N", "KUBE-IPTABLES-HINT")
 	if m := Detect(ctx, runner(tp.Node)); m != ModeLegacy {
 		t.Errorf("Detect with KUBE-IPTABLES-HINT in legacy = %s, want legacy", m)
+	}
+}
+
+// TestKernelSetsDestroyedAfterTheirRules: a set whose last rules a batch
+// deleted is not destroyed in that batch (destroying it would wait for the
+// rules' deferred destruction in the kernel), but by a later batch once
+// destroyAfter has passed.
+func TestKernelSetsDestroyedAfterTheirRules(t *testing.T) {
+	requireTools(t)
+	tp := dptest.NewTopo(t, dptest.Pods)
+	core, logs := observer.New(zapcore.InfoLevel)
+	d := newDataplane(t, tp.Node, ModeNFT, zap.New(core))
+	e := tp.ApplyBasic(t, d)
+	ctx := context.Background()
+	var sets []string // the kernel sets of the peers of a/web
+	for _, l := range logs.FilterMessage("ipset created").All() {
+		if strings.Contains(l.ContextMap()["selector"].(string), "app=cli") {
+			sets = append(sets, l.ContextMap()["set"].(string))
+		}
+	}
+	if len(sets) == 0 {
+		t.Fatal("no ipset created for the peers of a/web (app=cli)")
+	}
+	inKernel := func() bool {
+		save := ipsetSave(t, tp.Node)
+		for _, n := range sets {
+			if strings.Contains(save, "create "+n+" ") {
+				return true
+			}
+		}
+		return false
+	}
+	apply := func() {
+		t.Helper()
+		if err := d.Apply(ctx, e.State(), e.TakeChanges()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.DeletePolicy("a", "web")
+	apply() // its group retires, its chain still references the peer set
+	apply() // the retired group's chain and rules are deleted
+	if findLog(logs, "ipset destroyed", "app=cli") {
+		t.Fatal("the peer set of a/web was destroyed in the batch that deleted its last rules")
+	}
+	if !inKernel() {
+		t.Fatalf("the peer sets %v of a/web are gone from the kernel without a destroy logged", sets)
+	}
+	time.Sleep(destroyAfter)
+	apply()
+	if !findLog(logs, "ipset destroyed", "app=cli") || inKernel() {
+		t.Errorf("the peer set of a/web is not destroyed by a batch %v after its rules were deleted", destroyAfter)
 	}
 }
