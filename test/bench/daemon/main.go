@@ -45,7 +45,7 @@ func main() {
 	binDir := flag.String("bin", "out", "directory of the azure-npm (and CNI) binaries to measure")
 	batchWindow := flag.Duration("batch-window", 20*time.Millisecond, "the agents' batchWindow (the default configuration's)")
 	heapDir := flag.String("heap-profile", "", "directory to write each dataplane's heap profile (pprof, after the quiet round) to")
-	cpuDir := flag.String("cpu-profile", "", "directory to write each dataplane's CPU profile (pprof, over the quiet round's first -cpu-seconds) to")
+	cpuDir := flag.String("cpu-profile", "", "directory to write each dataplane's CPU and allocation profiles (pprof cpu-DATAPLANE.pb.gz and allocs-DATAPLANE.pb.gz, over the quiet round's first -cpu-seconds) to")
 	cpuSecs := flag.Int("cpu-seconds", 30, "length of the CPU profile")
 	churnRate := flag.Int("churn-rate", 200, "label changes per second cluster-wide during the churn round (0: no churn round)")
 	churnFor := flag.Duration("churn-for", 15*time.Second, "how long the churn round lasts")
@@ -309,13 +309,26 @@ func measureDataplane(ctx context.Context, c *cluster.Cluster, node *cluster.Nod
 	return rs, nil
 }
 
-// writeCPUProfile writes the agent's CPU profile over the next
-// opts.cpuSecs seconds to opts.cpuDir.
+// writeCPUProfile writes the agent's CPU profile, and what it allocated
+// (the garbage its collections follow), over the next opts.cpuSecs seconds
+// to opts.cpuDir.
 func writeCPUProfile(ctx context.Context, node *cluster.Node, opts options, dp string) error {
 	timeout := time.Duration(opts.cpuSecs)*time.Second + 10*time.Second
-	b, err := localsock.Get(ctx, localsock.Client(node.NPMSocket(), timeout), node.NPMSocket(), fmt.Sprintf("/debug/pprof/profile?seconds=%d", opts.cpuSecs))
+	client := localsock.Client(node.NPMSocket(), timeout)
+	allocs := make(chan error, 1)
+	go func() {
+		b, err := localsock.Get(ctx, client, node.NPMSocket(), fmt.Sprintf("/debug/pprof/allocs?seconds=%d", opts.cpuSecs))
+		if err == nil {
+			err = os.WriteFile(filepath.Join(opts.cpuDir, "allocs-"+dp+".pb.gz"), b, 0o644)
+		}
+		allocs <- err
+	}()
+	b, err := localsock.Get(ctx, client, node.NPMSocket(), fmt.Sprintf("/debug/pprof/profile?seconds=%d", opts.cpuSecs))
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(opts.cpuDir, "cpu-"+dp+".pb.gz"), b, 0o644)
+	if err := os.WriteFile(filepath.Join(opts.cpuDir, "cpu-"+dp+".pb.gz"), b, 0o644); err != nil {
+		return err
+	}
+	return <-allocs
 }
