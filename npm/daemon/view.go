@@ -18,7 +18,8 @@ type view struct {
 	status Status // QueueDepth is filled in at read time
 	// state is the desired state as the last successful transaction
 	// programmed it: a copy-on-write of the previous view's (only the
-	// objects a batch changed are copied).
+	// objects a batch changed are copied, and a set whose changed members
+	// the batch names only as far as they changed: policy.Set overlays).
 	state *policy.State
 	// objects memoizes dataplane.Objects per policy key for this
 	// generation (see (*Daemon).objects).

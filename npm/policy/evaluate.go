@@ -191,8 +191,7 @@ func (s *State) setContains(id string, a netip.Addr, proto Protocol, port uint16
 	if set.Kind == SetIPPort {
 		m := AddrMember(a)
 		m.Protocol, m.Port = proto, port
-		_, ok := set.Members[m]
-		return ok
+		return set.Has(m)
 	}
 	return set.Contains(a)
 }

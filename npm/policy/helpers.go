@@ -39,9 +39,12 @@ func (s *State) Clone() *State {
 // Clone returns a deep copy of the set.
 func (s *Set) Clone() *Set {
 	c := *s
+	if s.ov != nil {
+		c.Members, c.ov = s.ov.materialize(), nil
+		return &c
+	}
 	// maps.Clone copies the table as it is, without rehashing every
-	// member: half the time of a loop, and the view's copy-on-write of a
-	// batch's sets (publishing) is mostly this.
+	// member: half the time of a loop.
 	c.Members = maps.Clone(s.Members)
 	if c.Members == nil {
 		c.Members = map[Member]struct{}{}
@@ -141,11 +144,11 @@ func EqualSet(a, b *Set) bool {
 	if a == nil || b == nil {
 		return a == b
 	}
-	if a.ID != b.ID || a.Kind != b.Kind || a.Key != b.Key || a.Comment != b.Comment || len(a.Members) != len(b.Members) {
+	if a.ID != b.ID || a.Kind != b.Kind || a.Key != b.Key || a.Comment != b.Comment || a.Len() != b.Len() {
 		return false
 	}
-	for m := range a.Members {
-		if _, ok := b.Members[m]; !ok {
+	for m := range a.All() {
+		if !b.Has(m) {
 			return false
 		}
 	}
@@ -232,17 +235,23 @@ func GroupKey(d Direction, policies []string) string {
 // none). s is not modified, and the result shares every unnamed object with
 // s, so readers holding s keep an immutable view while a writer moves on:
 // the cost is the three maps' size in pointers plus the changed objects.
-// A nil s or ch copies cur whole.
+// A changed set whose changed members ch names (Changes.Members) is not
+// copied whole but as an overlay of s's copy (overlay.go): O(the change),
+// not O(the set). A nil s or ch copies cur whole.
 func (s *State) CopyOnWrite(cur *State, ch *Changes) *State {
 	if s == nil || ch == nil {
 		return cur.Clone()
 	}
 	next := &State{Sets: maps.Clone(s.Sets), Policies: maps.Clone(s.Policies), Endpoints: maps.Clone(s.Endpoints)}
 	for id := range ch.Sets {
-		if set := cur.Sets[id]; set != nil {
-			next.Sets[id] = set.Clone()
-		} else {
+		set := cur.Sets[id]
+		switch hints, ok := ch.Members[id]; {
+		case set == nil:
 			delete(next.Sets, id)
+		case ok && s.Sets[id] != nil && s.Sets[id].Kind == set.Kind:
+			next.Sets[id] = s.Sets[id].overlaid(set, hints)
+		default:
+			next.Sets[id] = set.Clone()
 		}
 	}
 	for k := range ch.Policies {

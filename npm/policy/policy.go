@@ -148,12 +148,19 @@ func AddrMember(a netip.Addr) Member {
 // Set is a computed set of addresses. Its ID is a short stable hash of Key
 // (the canonical selector it was computed from); Comment is the readable
 // form that dataplanes attach to kernel objects and log lines.
+//
+// A set of a published copy of a state (State.CopyOnWrite) may be an
+// overlay: its members are an older copy's plus and minus a few
+// (overlay.go), and Members is nil. Read members with Has, Len, All,
+// Contains or Sorted, which see either form; Members directly only in sets
+// that are not such copies (the engine's, the dataplanes').
 type Set struct {
 	ID      string
 	Kind    SetKind
 	Key     string // canonical origin, e.g. `pods ns=default sel=app in (web)`
 	Comment string // human-readable selector, e.g. `pods in ns default with app in (web)`
 	Members map[Member]struct{}
+	ov      *overlay // non-nil: the members are ov's (Members is nil)
 }
 
 // Contains reports whether address a is a member of an address set: in
@@ -161,10 +168,9 @@ type Set struct {
 // SetIPPort holds no bare address.
 func (s *Set) Contains(a netip.Addr) bool {
 	if s.Kind != SetNet {
-		_, ok := s.Members[AddrMember(a)]
-		return ok
+		return s.Has(AddrMember(a))
 	}
-	for m := range s.Members {
+	for m := range s.All() {
 		if m.Prefix.Contains(a) {
 			return true
 		}
@@ -174,8 +180,8 @@ func (s *Set) Contains(a netip.Addr) bool {
 
 // Sorted returns the members in a stable order.
 func (s *Set) Sorted() []Member {
-	out := make([]Member, 0, len(s.Members))
-	for m := range s.Members {
+	out := make([]Member, 0, s.Len())
+	for m := range s.All() {
 		out = append(out, m)
 	}
 	SortMembers(out)
