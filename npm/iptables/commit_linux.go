@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"time"
 
@@ -34,21 +35,33 @@ import (
 //
 // How: the kernel announces every committed transaction to the
 // NFNLGRP_NFTABLES multicast group with a NEWGEN message naming the
-// committing process's pid. The watch joins the group (on its own socket,
-// kept open: closing it would wait as well) only while one of its restores
-// runs, and a NEWGEN naming the child's pid is the acknowledgement; the
-// process is reaped in the background. Without one (the notification lost
-// in a full socket buffer, a pid namespace of the agent's own, where the
-// kernel's pid is not the child's) the exit status decides, as it always
-// did. An error always comes from the exit status: a failed commit sends no
-// NEWGEN.
+// committing process (pid and command name). The watch joins the group (on
+// its own socket, kept open: closing it would wait as well) only while one
+// of its restores runs, and a NEWGEN naming the child is the
+// acknowledgement; the process is reaped in the background. The pid is the
+// kernel's (the initial pid namespace's), which is not the one the agent
+// sees when its container has a pid namespace of its own (the DaemonSet's
+// default), so the child also gets a command name of its own: it is
+// started through /proc/self/fd/N, an open descriptor of the tool's binary
+// (argv[0] stays iptables-nft-restore, which is what the multi-call binary
+// dispatches on), and the kernel names it "N". Without a NEWGEN (lost in a
+// full socket buffer) the exit status decides, as it always did. An error
+// always comes from the exit status: a failed commit sends no NEWGEN.
 type commitWatch struct {
 	netns string
 	log   *zap.Logger
 	conn  *netlink.Conn
-	// off: acknowledgements never match (the agent's pids are not the
-	// kernel's); every restore waits for its exit.
+	// off: the commits cannot be watched; every restore waits for its
+	// exit.
 	off bool
+	// bin: the tool's binary, open; the child is started as
+	// /proc/self/fd/N and named comm ("N") in the kernel's notifications.
+	binName string
+	bin     *os.File
+	comm    string
+	// ignorePID: match by command name only (tests: the kernel's pids as
+	// a pid namespace of the agent's own would show them)
+	ignorePID bool
 	// acks counts the restores that returned at their commit's
 	// notification, before their exit.
 	acks int
@@ -91,10 +104,33 @@ func (w *commitWatch) open() error {
 	return nil
 }
 
+// openBin opens the binary of name (once) for the /proc/self/fd start.
+func (w *commitWatch) openBin(name string) error {
+	if w.bin != nil && w.binName == name {
+		return nil
+	}
+	path, err := exec.LookPath(name)
+	if err != nil {
+		return err
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	if w.bin != nil {
+		w.bin.Close()
+	}
+	w.bin, w.binName, w.comm = f, name, strconv.Itoa(int(f.Fd()))
+	return nil
+}
+
 // run runs name args with stdin and returns once the transaction is
 // committed (or the process failed).
 func (w *commitWatch) run(ctx context.Context, stdin []byte, name string, args ...string) error {
 	if w.off || w.open() != nil {
+		return w.wait(ctx, nil, stdin, name, args...)
+	}
+	if err := w.openBin(name); err != nil {
 		return w.wait(ctx, nil, stdin, name, args...)
 	}
 	// Whatever an earlier restore left unread (it was acknowledged
@@ -111,21 +147,35 @@ func (w *commitWatch) run(ctx context.Context, stdin []byte, name string, args .
 	return w.wait(ctx, w.conn, stdin, name, args...)
 }
 
-// drain discards queued notifications.
+// drain discards queued notifications: a NEWGEN of an earlier child
+// that exited before its notification was read must not pass for the next
+// one's (they share the command name). Non-blocking reads until the queue
+// is empty: a read deadline would not do, an expired one fails before
+// reading.
 func (w *commitWatch) drain() {
-	_ = w.conn.SetReadDeadline(time.Now())
-	for {
-		if _, err := w.conn.Receive(); err != nil {
-			break
-		}
+	raw, err := w.conn.SyscallConn()
+	if err != nil {
+		return
 	}
-	_ = w.conn.SetReadDeadline(time.Time{})
+	buf := make([]byte, 64<<10)
+	_ = raw.Read(func(fd uintptr) bool {
+		for {
+			_, _, err := unix.Recvfrom(int(fd), buf, unix.MSG_DONTWAIT)
+			if err != nil && err != unix.ENOBUFS && err != unix.EINTR {
+				return true // EAGAIN: empty
+			}
+		}
+	})
 }
 
 // wait starts the process and waits for its commit's NEWGEN on conn (nil:
 // for its exit).
 func (w *commitWatch) wait(ctx context.Context, conn *netlink.Conn, stdin []byte, name string, args ...string) error {
 	cmd := exec.CommandContext(ctx, name, args...)
+	if conn != nil {
+		// argv[0] stays name; the kernel names the process w.comm
+		cmd.Path = "/proc/self/fd/" + w.comm
+	}
 	cmd.Stdin = bytes.NewReader(stdin)
 	var errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &errb, &errb
@@ -149,18 +199,22 @@ func (w *commitWatch) wait(ctx context.Context, conn *netlink.Conn, stdin []byte
 	if conn == nil {
 		return failed(<-exited)
 	}
-	acked := make(chan commitAck, 1)
-	go func() { acked <- readAck(conn, cmd.Process.Pid, name) }()
-	stopReading := func() commitAck {
+	acked := make(chan bool, 1)
+	pid := cmd.Process.Pid
+	if w.ignorePID {
+		pid = -1
+	}
+	go func() { acked <- readAck(conn, pid, w.comm) }()
+	stopReading := func() bool {
 		_ = conn.SetReadDeadline(time.Now())
 		a := <-acked
 		_ = conn.SetReadDeadline(time.Time{})
 		return a
 	}
 	select {
-	case a := <-acked:
+	case ours := <-acked:
 		_ = conn.SetReadDeadline(time.Time{})
-		if a.ours {
+		if ours {
 			w.acks++
 			// Committed; the process may still be closing its socket.
 			go func() {
@@ -172,28 +226,14 @@ func (w *commitWatch) wait(ctx context.Context, conn *netlink.Conn, stdin []byte
 		}
 		return failed(<-exited)
 	case err := <-exited:
-		a := stopReading()
-		if err == nil && !a.ours && a.others {
-			// It committed (exit 0), a NEWGEN of a restore came, but not
-			// with its pid: the kernel's pids are not ours.
-			w.log.Info("nf_tables commit notifications do not name this process's children (a pid namespace of its own?); each iptables-restore is waited for until it exits")
-			w.off = true
-		}
+		stopReading()
 		return failed(err)
 	}
 }
 
-// commitAck is what readAck saw: a NEWGEN of the child (ours), of another
-// process of the same command name (others).
-type commitAck struct{ ours, others bool }
-
-// readAck reads notifications until a NEWGEN of pid or an error (the read
-// deadline).
-func readAck(conn *netlink.Conn, pid int, name string) (a commitAck) {
-	comm := name
-	if len(comm) > 15 {
-		comm = comm[:15] // TASK_COMM_LEN - 1
-	}
+// readAck reads notifications until a NEWGEN of the child (its pid or its
+// command name comm: true) or an error (the read deadline: false).
+func readAck(conn *netlink.Conn, pid int, comm string) bool {
 	for {
 		msgs, err := conn.Receive()
 		if err != nil {
@@ -201,7 +241,7 @@ func readAck(conn *netlink.Conn, pid int, name string) (a commitAck) {
 			if errors.As(err, &errno) && errno == unix.ENOBUFS {
 				continue // notifications were lost; later ones still come
 			}
-			return a
+			return false
 		}
 		for _, m := range msgs {
 			if m.Header.Type != netlink.HeaderType(nfnlSubsysNFTables<<8|nftMsgNewGen) || len(m.Data) < 4 {
@@ -222,12 +262,8 @@ func readAck(conn *netlink.Conn, pid int, name string) (a commitAck) {
 					gotName = ad.String()
 				}
 			}
-			if int(gotPID) == pid {
-				a.ours = true
-				return a
-			}
-			if gotName == comm {
-				a.others = true
+			if int(gotPID) == pid || gotName == comm {
+				return true
 			}
 		}
 	}

@@ -55,6 +55,19 @@ func TestKernelRestoreReturnsAtCommit(t *testing.T) {
 		}
 	}
 	t.Logf("%d of %d rewrites acknowledged at commit; mean %v each, %v waiting for the exit", w.acks, rewrites, took/rewrites, time.Since(start)/rewrites)
+	// An agent in a pid namespace of its own sees other pids than the
+	// kernel's notifications: the child's command name must do.
+	byName := newCommitWatch(node.Path, zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel)))
+	byName.ignorePID = true
+	for i := 0; i < rewrites; i++ {
+		script := fmt.Sprintf("*mangle\n:ACN-T - [0:0]\n-A ACN-T -s 10.3.0.%d/32 -j RETURN\nCOMMIT\n", i+1)
+		if err := byName.run(ctx, []byte(script), "iptables-nft-restore", "-w", "5", "--noflush"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if byName.acks == 0 {
+		t.Errorf("matching by command name only, none of %d rewrites returned at its commit notification", rewrites)
+	}
 	acks := w.acks
 	err := w.run(ctx, []byte("*mangle\n-A ACN-MISSING -j RETURN\nCOMMIT\n"), "iptables-nft-restore", "-w", "5", "--noflush")
 	if err == nil || !strings.Contains(err.Error(), "line 2") {
@@ -62,5 +75,37 @@ func TestKernelRestoreReturnsAtCommit(t *testing.T) {
 	}
 	if w.acks != acks {
 		t.Error("a failed restore was acknowledged")
+	}
+}
+
+// TestKernelCommitWatchDrainsStaleNotifications: a notification of an
+// earlier child that exited before it was read (same command name) is
+// gone before the next restore starts, so it cannot acknowledge a commit
+// that has not happened.
+func TestKernelCommitWatchDrainsStaleNotifications(t *testing.T) {
+	requireTools(t)
+	node := netnstest.New(t, "commit")
+	w := newCommitWatch(node.Path, zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel)))
+	if err := w.open(); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.openBin("iptables-nft-restore"); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.conn.JoinGroup(nfnlGroupNFTables); err != nil {
+		t.Fatal(err)
+	}
+	// A commit whose notification nobody reads (its restore was waited for
+	// until it exited).
+	if err := w.wait(context.Background(), nil, []byte("*mangle\n:ACN-S - [0:0]\n-A ACN-S -j RETURN\nCOMMIT\n"), "iptables-nft-restore", "--noflush"); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.conn.LeaveGroup(nfnlGroupNFTables); err != nil {
+		t.Fatal(err)
+	}
+	w.drain()
+	_ = w.conn.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	if msgs, err := w.conn.Receive(); err == nil {
+		t.Errorf("after drain, %d notifications were still queued", len(msgs))
 	}
 }
