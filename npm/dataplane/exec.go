@@ -33,17 +33,22 @@ func (e Exec) Run(ctx context.Context, stdin []byte, name string, args ...string
 	}
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
-	var err error
-	if e.Netns == "" {
-		err = cmd.Run()
-	} else {
-		err = withnetns.Do(e.Netns, cmd.Start)
-		if err == nil {
-			err = cmd.Wait()
-		}
+	err := StartIn(e.Netns, cmd)
+	if err == nil {
+		err = cmd.Wait()
 	}
 	if err != nil {
 		return out.Bytes(), fmt.Errorf("%s %s: %v: %s", name, strings.Join(args, " "), err, strings.TrimSpace(errb.String()))
 	}
 	return out.Bytes(), nil
+}
+
+// StartIn starts cmd in the network namespace at netns ("": the caller's):
+// from an OS thread switched into it, so the child inherits it while the
+// calling process's own namespace is never changed.
+func StartIn(netns string, cmd *exec.Cmd) error {
+	if netns == "" {
+		return cmd.Start()
+	}
+	return withnetns.Do(netns, cmd.Start)
 }

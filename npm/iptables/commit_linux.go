@@ -18,7 +18,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 
-	"github.com/open-acn/acn/internal/withnetns"
+	"github.com/open-acn/acn/npm/dataplane"
 )
 
 // commitWatch runs iptables-nft-restore and returns as soon as the kernel
@@ -179,13 +179,7 @@ func (w *commitWatch) wait(ctx context.Context, conn *netlink.Conn, stdin []byte
 	cmd.Stdin = bytes.NewReader(stdin)
 	var errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &errb, &errb
-	var err error
-	if w.netns == "" {
-		err = cmd.Start()
-	} else {
-		err = withnetns.Do(w.netns, cmd.Start)
-	}
-	if err != nil {
+	if err := dataplane.StartIn(w.netns, cmd); err != nil {
 		return fmt.Errorf("%s %s: %v", name, strings.Join(args, " "), err)
 	}
 	exited := make(chan error, 1)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/open-acn/acn/npm/dataplane/dptest"
 	"github.com/open-acn/acn/npm/policy"
+	"github.com/open-acn/acn/npm/translate"
 )
 
 func findLog(logs *observer.ObservedLogs, msg string, want ...string) bool {
@@ -38,11 +39,7 @@ func findLog(logs *observer.ObservedLogs, msg string, want ...string) bool {
 // TestKernelLogsEveryChange: set members, sets and rules added or removed
 // are logged one per line, naming the policy and the readable selector.
 func TestKernelLogsEveryChange(t *testing.T) {
-	requireTools(t)
-	tp := dptest.NewTopo(t, dptest.Pods)
-	core, logs := observer.New(zapcore.InfoLevel)
-	d := newDataplane(t, tp.Node, ModeNFT, zap.New(core))
-	e := tp.ApplyBasic(t, d)
+	tp, d, e, logs := loggedBasic(t)
 	ctx := context.Background()
 	for _, c := range []struct {
 		msg  string
@@ -120,11 +117,7 @@ func TestKernelBackendSwitch(t *testing.T) {
 // rules' deferred destruction in the kernel), but by a later batch once
 // destroyAfter has passed.
 func TestKernelSetsDestroyedAfterTheirRules(t *testing.T) {
-	requireTools(t)
-	tp := dptest.NewTopo(t, dptest.Pods)
-	core, logs := observer.New(zapcore.InfoLevel)
-	d := newDataplane(t, tp.Node, ModeNFT, zap.New(core))
-	e := tp.ApplyBasic(t, d)
+	tp, d, e, logs := loggedBasic(t)
 	ctx := context.Background()
 	var sets []string // the kernel sets of the peers of a/web
 	for _, l := range logs.FilterMessage("ipset created").All() {
@@ -164,4 +157,15 @@ func TestKernelSetsDestroyedAfterTheirRules(t *testing.T) {
 	if !findLog(logs, "ipset destroyed", "app=cli") || inKernel() {
 		t.Errorf("the peer set of a/web is not destroyed by a batch %v after its rules were deleted", destroyAfter)
 	}
+}
+
+// loggedBasic is the basic world applied by an iptables-nft dataplane in
+// a fresh topology, with the dataplane's info log observed.
+func loggedBasic(t *testing.T) (*dptest.Topo, *Dataplane, *translate.Engine, *observer.ObservedLogs) {
+	t.Helper()
+	requireTools(t)
+	tp := dptest.NewTopo(t, dptest.Pods)
+	core, logs := observer.New(zapcore.InfoLevel)
+	d := newDataplane(t, tp.Node, ModeNFT, zap.New(core))
+	return tp, d, tp.ApplyBasic(t, d), logs
 }
