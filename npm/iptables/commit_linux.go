@@ -54,10 +54,17 @@ type commitWatch struct {
 	// off: the commits cannot be watched; every restore waits for its
 	// exit.
 	off bool
-	// bin: the tool's binary, open; the child is started as
-	// /proc/self/fd/N and named comm ("N") in the kernel's notifications.
+	// bin: the tool's binary, open; the child gets it as its descriptor
+	// N = 3 + slot (cmd.ExtraFiles), is started as /proc/self/fd/N and
+	// named comm ("N") in the kernel's notifications. The descriptor is
+	// the child's own, not the agent's number for bin: fork/exec moves its
+	// status pipe to the first number above the child's descriptors in the
+	// child, which can be the agent's number for bin (exec then failed with
+	// "permission denied": it found the pipe). Each family's watch has its
+	// own slot, so their concurrent restores have different names.
 	binName string
 	bin     *os.File
+	slot    int
 	comm    string
 	// ignorePID: match by command name only (tests: the kernel's pids as
 	// a pid namespace of the agent's own would show them)
@@ -76,8 +83,8 @@ const (
 	nftaGenProcName    = 3
 )
 
-func newCommitWatch(netnsPath string, log *zap.Logger) *commitWatch {
-	return &commitWatch{netns: netnsPath, log: log}
+func newCommitWatch(netnsPath string, slot int, log *zap.Logger) *commitWatch {
+	return &commitWatch{netns: netnsPath, slot: slot, comm: strconv.Itoa(3 + slot), log: log}
 }
 
 func (w *commitWatch) open() error {
@@ -120,7 +127,7 @@ func (w *commitWatch) openBin(name string) error {
 	if w.bin != nil {
 		w.bin.Close()
 	}
-	w.bin, w.binName, w.comm = f, name, strconv.Itoa(int(f.Fd()))
+	w.bin, w.binName = f, name
 	return nil
 }
 
@@ -174,6 +181,8 @@ func (w *commitWatch) wait(ctx context.Context, conn *netlink.Conn, stdin []byte
 	cmd := exec.CommandContext(ctx, name, args...)
 	if conn != nil {
 		// argv[0] stays name; the kernel names the process w.comm
+		cmd.ExtraFiles = make([]*os.File, w.slot+1)
+		cmd.ExtraFiles[w.slot] = w.bin
 		cmd.Path = "/proc/self/fd/" + w.comm
 	}
 	cmd.Stdin = bytes.NewReader(stdin)

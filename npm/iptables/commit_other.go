@@ -14,7 +14,7 @@ import (
 // waited for until it exits.
 type commitWatch struct{ netns string }
 
-func newCommitWatch(netnsPath string, _ *zap.Logger) *commitWatch {
+func newCommitWatch(netnsPath string, _ int, _ *zap.Logger) *commitWatch {
 	return &commitWatch{netns: netnsPath}
 }
 

@@ -105,8 +105,8 @@ func New(ctx context.Context, o Options) (*Dataplane, error) {
 	if ex, ok := o.Runner.(dataplane.Exec); ok {
 		// One per family: the families' restores run concurrently.
 		d.commits = map[policy.Family]*commitWatch{}
-		for _, f := range o.Families {
-			d.commits[f] = newCommitWatch(ex.Netns, o.Logger)
+		for i, f := range o.Families {
+			d.commits[f] = newCommitWatch(ex.Netns, i, o.Logger)
 		}
 	}
 	d.r = &renderer{families: o.Families, flowLog: o.FlowLog}
