@@ -63,20 +63,12 @@ type ExternalRow struct {
 // the cluster's second node; the simulated cloud routes the load-balancer
 // address to the receiving node.
 func External(ctx context.Context, c *cluster.Cluster, timeout time.Duration) ([]ExternalRow, error) {
-	if len(c.Nodes) < 2 {
-		return nil, fmt.Errorf("external traffic needs 2 nodes, the cluster has %d", len(c.Nodes))
-	}
-	o, err := c.Outside()
+	o, w, err := outsideAndNamespace(ctx, c, "external traffic", ExternalNamespace)
 	if err != nil {
 		return nil, err
 	}
 	backendNode, otherNode := c.Nodes[1], c.Nodes[0]
-	var writes []cluster.Write
-	w, err := c.CreateNamespace(ctx, ExternalNamespace, map[string]string{"ns": ExternalNamespace})
-	if err != nil {
-		return nil, err
-	}
-	writes = append(writes, w)
+	writes := []cluster.Write{w}
 	tcp := corev1.ProtocolTCP
 	port80 := intstr.FromInt32(80)
 	type svcKey struct {
@@ -238,4 +230,19 @@ func waitServicesReady(ctx context.Context, c *cluster.Cluster, writes []cluster
 		return err
 	}
 	return c.WaitServicesSeen(ctx, backends, time.Minute)
+}
+
+// outsideAndNamespace is the start of a scenario across the simulated
+// cloud (what names it in the error): the cluster's two nodes checked, the
+// outside host, and the scenario's namespace ns (labelled ns=<ns>) created.
+func outsideAndNamespace(ctx context.Context, c *cluster.Cluster, what, ns string) (*cluster.Outside, cluster.Write, error) {
+	if len(c.Nodes) < 2 {
+		return nil, cluster.Write{}, fmt.Errorf("%s needs 2 nodes, the cluster has %d", what, len(c.Nodes))
+	}
+	o, err := c.Outside()
+	if err != nil {
+		return nil, cluster.Write{}, err
+	}
+	w, err := c.CreateNamespace(ctx, ns, map[string]string{"ns": ns})
+	return o, w, err
 }

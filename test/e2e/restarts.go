@@ -49,21 +49,13 @@ type RestartPhase struct {
 // its chains afresh (--cleanup) after azure-npm placed its own. A denied
 // probe that gets through is a failure.
 func Restarts(ctx context.Context, c *cluster.Cluster, timeout time.Duration) ([]RestartPhase, error) {
-	if len(c.Nodes) < 2 {
-		return nil, fmt.Errorf("restarts need 2 nodes, the cluster has %d", len(c.Nodes))
-	}
-	o, err := c.Outside()
+	ns := RestartNamespace
+	o, w, err := outsideAndNamespace(ctx, c, "restarts", ns)
 	if err != nil {
 		return nil, err
 	}
 	n0, n1 := c.Nodes[0], c.Nodes[1]
-	ns := RestartNamespace
-	var writes []cluster.Write
-	w, err := c.CreateNamespace(ctx, ns, map[string]string{"ns": ns})
-	if err != nil {
-		return nil, err
-	}
-	writes = append(writes, w)
+	writes := []cluster.Write{w}
 	labels := map[string]string{"pod": "guarded"}
 	guarded, w, err := c.CreatePod(ctx, n1, ns, "guarded", labels, cluster.DefaultPorts())
 	if err != nil {
